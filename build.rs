@@ -1,0 +1,27 @@
+//! Compiles `proto/` into Rust with protox (no system `protoc`) and writes the encoded
+//! descriptor set that server reflection serves.
+
+use std::{env, fs, path::PathBuf};
+
+use prost::Message;
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    println!("cargo:rerun-if-changed=proto");
+    let files = [
+        "proto/ticketd/v1/ticket.proto",
+        "proto/ticketd/v1/activity.proto",
+        "proto/ticketd/v1/ticket_service.proto",
+        "proto/ticketd/v1/admin_service.proto",
+    ];
+    let descriptors = protox::compile(files, ["proto"])?;
+    let out_dir = PathBuf::from(env::var("OUT_DIR")?);
+    fs::write(
+        out_dir.join("ticketd_descriptor.bin"),
+        descriptors.encode_to_vec(),
+    )?;
+    tonic_prost_build::configure()
+        .build_client(true)
+        .build_server(true)
+        .compile_fds(descriptors)?;
+    Ok(())
+}

@@ -1,0 +1,201 @@
+//! The application: opens the store, migrates, binds the listener, and serves gRPC until
+//! a shutdown future resolves, then drains within a bounded grace period.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio_stream::wrappers::TcpListenerStream;
+use tonic::codegen::http;
+use tonic::transport::Server;
+use tonic_health::ServingStatus;
+
+use crate::config::Settings;
+use crate::grpc::{self, GrpcLimits, ResourceExhaustedLayer, pb};
+use crate::service::{ServiceError, Services};
+use crate::store::{self, PoolSettings, StoreError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot open the database")]
+    Store(#[from] StoreError),
+    #[error("cannot install the bootstrap key")]
+    Bootstrap(#[from] ServiceError),
+    #[error("cannot listen on {0}")]
+    Bind(String, #[source] std::io::Error),
+    #[error("cannot build the reflection service")]
+    Reflection(#[from] tonic_reflection::server::Error),
+    #[error("the gRPC server failed")]
+    Serve(#[from] tonic::transport::Error),
+}
+
+pub struct App {
+    settings: Settings,
+    listener: TcpListener,
+    services: Services,
+    bootstrap_secret: Option<String>,
+}
+
+/// Opens and migrates the store a settings object names.
+pub async fn open_store(settings: &Settings) -> Result<std::sync::Arc<dyn store::Store>, AppError> {
+    let pool = PoolSettings {
+        max_connections: settings.database_max_connections,
+        acquire_timeout: settings.database_acquire_timeout(),
+    };
+    let store = store::open(&settings.database_url, &pool).await?;
+    store.migrate().await?;
+    Ok(store)
+}
+
+impl App {
+    /// Opens the store, runs migrations, installs the bootstrap key and binds the
+    /// listener (port 0 picks a free one; see [`App::local_addr`]).
+    pub async fn build(settings: Settings) -> Result<App, AppError> {
+        let store = open_store(&settings).await?;
+        let services = Services::new(store);
+        let bootstrap_secret = services
+            .api_keys
+            .bootstrap(settings.bootstrap_key.as_ref().map(|s| s.expose()))
+            .await?;
+        let listener = TcpListener::bind(&settings.listen)
+            .await
+            .map_err(|e| AppError::Bind(settings.listen.clone(), e))?;
+        Ok(App {
+            settings,
+            listener,
+            services,
+            bootstrap_secret,
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// The admin secret generated at this start, if one was (shown once, never stored).
+    pub fn bootstrap_secret(&self) -> Option<&str> {
+        self.bootstrap_secret.as_deref()
+    }
+
+    /// Serves until `shutdown` resolves. Health then reports NOT_SERVING, the listener
+    /// closes after the configured delay, and in-flight calls get the grace period to end.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send) -> Result<(), AppError> {
+        let (health, health_service) = tonic_health::server::health_reporter();
+        health
+            .set_serving::<pb::ticket_service_server::TicketServiceServer<grpc::TicketApi>>()
+            .await;
+        health
+            .set_serving::<pb::admin_service_server::AdminServiceServer<grpc::AdminApi>>()
+            .await;
+        health.set_service_status("", ServingStatus::Serving).await;
+
+        let reflection = || {
+            tonic_reflection::server::Builder::configure()
+                .register_encoded_file_descriptor_set(pb::FILE_DESCRIPTOR_SET)
+                .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        };
+        let reflection_v1 = reflection().build_v1()?;
+        let reflection_v1alpha = reflection().build_v1alpha()?;
+
+        let limits = GrpcLimits {
+            max_message_bytes: self.settings.max_message_bytes,
+            request_timeout: self.settings.request_timeout(),
+        };
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        let addr = self.local_addr().ok();
+        let server = Server::builder()
+            .timeout(limits.request_timeout)
+            .http2_keepalive_interval(Some(Duration::from_secs(30)))
+            .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .trace_fn(request_span)
+            .layer(ResourceExhaustedLayer)
+            .add_routes(grpc::routes(&self.services, &limits))
+            .add_service(health_service)
+            .add_service(reflection_v1)
+            .add_service(reflection_v1alpha)
+            .serve_with_incoming_shutdown(TcpListenerStream::new(self.listener), async {
+                let _ = stopped.await;
+            });
+        let mut server = tokio::spawn(server);
+        tracing::info!(addr = ?addr, database = %redact(&self.settings.database_url), "ticketd serving");
+
+        tokio::select! {
+            () = shutdown => {}
+            result = &mut server => {
+                // The server ended without being asked to: report why.
+                return match result {
+                    Ok(outcome) => outcome.map_err(AppError::from),
+                    Err(join) => {
+                        tracing::error!(error = %join, "server task failed");
+                        Ok(())
+                    }
+                };
+            }
+        }
+
+        tracing::info!("shutting down: health is NOT_SERVING");
+        health.set_service_status("", ServingStatus::NotServing).await;
+        health
+            .set_not_serving::<pb::ticket_service_server::TicketServiceServer<grpc::TicketApi>>()
+            .await;
+        health
+            .set_not_serving::<pb::admin_service_server::AdminServiceServer<grpc::AdminApi>>()
+            .await;
+        tokio::time::sleep(self.settings.shutdown_delay()).await;
+        let _ = stop.send(());
+        match tokio::time::timeout(self.settings.shutdown_grace(), &mut server).await {
+            Ok(Ok(outcome)) => outcome?,
+            Ok(Err(join)) => tracing::error!(error = %join, "server task failed"),
+            Err(_) => {
+                tracing::warn!(
+                    grace_seconds = self.settings.shutdown_grace_seconds,
+                    "grace period over; abandoning calls still in flight"
+                );
+                server.abort();
+            }
+        }
+        tracing::info!("ticketd stopped");
+        Ok(())
+    }
+}
+
+/// One span per call, carrying the method and a request id (the caller's `x-request-id`
+/// or a fresh one), so every log line of a call can be found together.
+fn request_span(request: &http::Request<()>) -> tracing::Span {
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(64).collect::<String>())
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    tracing::info_span!("grpc", method = %request.uri().path(), request_id = %request_id)
+}
+
+/// The URL without its password, for logs.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let credentials = &url[scheme_end + 3..at];
+            match credentials.split_once(':') {
+                Some((user, _)) => format!("{}{user}:***{}", &url[..scheme_end + 3], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_do_not_reach_the_logs() {
+        assert_eq!(
+            redact("postgres://app:hunter2@db:5432/ticketd"),
+            "postgres://app:***@db:5432/ticketd"
+        );
+        assert_eq!(redact("sqlite://./ticketd.db"), "sqlite://./ticketd.db");
+    }
+}

@@ -1,0 +1,116 @@
+//! Typed settings. Each has a default, an environment variable (`TICKETD_*`) and a flag;
+//! a flag beats the variable, which beats the default. Tests build [`Settings`] directly,
+//! so nothing reads the process environment behind their back.
+
+use std::fmt;
+use std::time::Duration;
+
+/// A secret that never shows in logs or `Debug` output.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// Human-readable, coloured when the output is a terminal.
+    Pretty,
+    /// One JSON object per line, for log collectors.
+    Json,
+}
+
+#[derive(Debug, Clone, clap::Args)]
+pub struct Settings {
+    /// Database URL: `sqlite://PATH` (embedded, the default) or `postgres://…`.
+    #[arg(long, env = "TICKETD_DATABASE_URL", default_value = "sqlite://./ticketd.db")]
+    pub database_url: String,
+
+    /// Address to serve gRPC on; port 0 picks a free port.
+    #[arg(long, env = "TICKETD_LISTEN", default_value = "127.0.0.1:50051")]
+    pub listen: String,
+
+    #[arg(long, env = "TICKETD_LOG_FORMAT", value_enum, default_value = "pretty")]
+    pub log_format: LogFormat,
+
+    /// Installs this secret as an admin API key at start-up. Without it, a random admin
+    /// key is created and printed once when the database has no admin key.
+    #[arg(long, env = "TICKETD_BOOTSTRAP_KEY", hide_env_values = true)]
+    pub bootstrap_key: Option<Secret>,
+
+    /// Largest gRPC message accepted or sent, in bytes.
+    #[arg(long, env = "TICKETD_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_message_bytes: usize,
+
+    /// Deadline for unary calls, in seconds.
+    #[arg(long, env = "TICKETD_REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub request_timeout_seconds: u64,
+
+    /// After SIGTERM: how long health reports NOT_SERVING before the listener closes,
+    /// so load balancers stop routing here first.
+    #[arg(long, env = "TICKETD_SHUTDOWN_DELAY_SECONDS", default_value_t = 0)]
+    pub shutdown_delay_seconds: u64,
+
+    /// After the listener closes: how long in-flight calls may take to finish.
+    #[arg(long, env = "TICKETD_SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
+    pub shutdown_grace_seconds: u64,
+
+    /// Most database connections this process opens.
+    #[arg(long, env = "TICKETD_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
+    pub database_max_connections: u32,
+
+    /// How long a call waits for a database connection before failing with UNAVAILABLE.
+    #[arg(long, env = "TICKETD_DATABASE_ACQUIRE_TIMEOUT_SECONDS", default_value_t = 5)]
+    pub database_acquire_timeout_seconds: u64,
+}
+
+impl Settings {
+    /// The defaults, for a given database URL. Used by tests and embedders.
+    pub fn with_database(database_url: impl Into<String>) -> Self {
+        Settings {
+            database_url: database_url.into(),
+            listen: "127.0.0.1:50051".into(),
+            log_format: LogFormat::Pretty,
+            bootstrap_key: None,
+            max_message_bytes: 16 * 1024 * 1024,
+            request_timeout_seconds: 30,
+            shutdown_delay_seconds: 0,
+            shutdown_grace_seconds: 20,
+            database_max_connections: 16,
+            database_acquire_timeout_seconds: 5,
+        }
+    }
+
+    pub fn request_timeout(&self) -> Duration {
+        Duration::from_secs(self.request_timeout_seconds)
+    }
+
+    pub fn shutdown_delay(&self) -> Duration {
+        Duration::from_secs(self.shutdown_delay_seconds)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_seconds)
+    }
+
+    pub fn database_acquire_timeout(&self) -> Duration {
+        Duration::from_secs(self.database_acquire_timeout_seconds)
+    }
+}

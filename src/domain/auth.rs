@@ -1,0 +1,49 @@
+//! Callers: API-key roles and the principal a request runs as.
+
+use uuid::Uuid;
+
+use super::event::{Actor, ActorKind};
+use super::ticket::text_enum;
+
+text_enum!(
+    /// What an API key may do.
+    Role {
+        Admin = "admin",
+        Agent = "agent",
+        Bot = "bot",
+        Gateway = "gateway",
+    }
+);
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Principal {
+    pub key_id: Uuid,
+    pub key_name: String,
+    pub role: Role,
+    /// The agent an agent key acts as; `"me"` in filters.
+    pub agent_id: Option<Uuid>,
+}
+
+impl Principal {
+    /// How the caller appears in the activity feed.
+    pub fn actor(&self) -> Actor {
+        match self.agent_id {
+            Some(agent_id) => Actor {
+                kind: ActorKind::Agent,
+                id: Some(agent_id),
+                name: self.key_name.clone(),
+            },
+            None => Actor {
+                kind: ActorKind::ApiKey,
+                id: Some(self.key_id),
+                name: self.key_name.clone(),
+            },
+        }
+    }
+
+    /// Agents and admins see internal notes; bots and gateways see public entries only.
+    pub fn sees_internal(&self) -> bool {
+        matches!(self.role, Role::Admin | Role::Agent)
+    }
+}

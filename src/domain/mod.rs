@@ -1,0 +1,8 @@
+//! Pure types and rules of the helpdesk: tickets, their lifecycle, the activity feed,
+//! callers and the filter language. No I/O lives here.
+
+pub mod auth;
+pub mod event;
+pub mod filter;
+pub mod ticket;
+pub mod validation;

@@ -1,0 +1,363 @@
+//! The ticket, its enumerations and the status transition table.
+
+use std::collections::BTreeMap;
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::validation::Violations;
+
+pub const MAX_SUBJECT_CHARS: usize = 250;
+pub const MAX_DESCRIPTION_CHARS: usize = 65_536;
+pub const MAX_TAGS: usize = 50;
+pub const MAX_TAG_CHARS: usize = 64;
+pub const MAX_CUSTOM_FIELDS: usize = 100;
+pub const MAX_CUSTOM_FIELD_KEY_CHARS: usize = 64;
+pub const MAX_CUSTOM_FIELD_VALUE_CHARS: usize = 4_096;
+pub const MAX_CONTACT_FIELD_CHARS: usize = 320;
+
+/// Declares a string-backed enum whose text form is what the database stores and what
+/// the filter language accepts.
+macro_rules! text_enum {
+    ($(#[$meta:meta])* $name:ident { $($variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+        pub enum $name { $($variant),+ }
+
+        impl $name {
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            pub fn as_str(self) -> &'static str {
+                match self { $($name::$variant => $text),+ }
+            }
+
+            /// Accepts the stored form in any letter case.
+            pub fn parse(text: &str) -> Option<Self> {
+                Self::ALL.iter().copied().find(|v| v.as_str().eq_ignore_ascii_case(text))
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+    };
+}
+pub(crate) use text_enum;
+
+text_enum!(
+    /// Where a ticket is in its life. See [`Status::can_become`].
+    Status {
+        Open = "OPEN",
+        InProgress = "IN_PROGRESS",
+        Waiting = "WAITING",
+        Resolved = "RESOLVED",
+        Closed = "CLOSED",
+        Merged = "MERGED",
+    }
+);
+
+impl Status {
+    /// The transition table. Staying in the same status is always allowed (a no-op).
+    ///
+    /// | from \ to    | OPEN | IN_PROGRESS | WAITING | RESOLVED | CLOSED |
+    /// |--------------|------|-------------|---------|----------|--------|
+    /// | OPEN         |  -   |     yes     |   yes   |   yes    |  yes   |
+    /// | IN_PROGRESS  | yes  |      -      |   yes   |   yes    |  yes   |
+    /// | WAITING      | yes  |     yes     |    -    |   yes    |  yes   |
+    /// | RESOLVED     | yes  |     yes     |   no    |    -     |  yes   |
+    /// | CLOSED       |  no  |     no      |   no    |   no     |   -    |
+    ///
+    /// MERGED is reached only through a merge and never left; CLOSED is final.
+    pub fn can_become(self, next: Status) -> bool {
+        use Status::*;
+        if self == next {
+            return true;
+        }
+        match (self, next) {
+            (_, Merged) | (Closed, _) | (Merged, _) => false,
+            (Resolved, Waiting) => false,
+            _ => true,
+        }
+    }
+
+    /// Closed and merged tickets accept no further changes to their fields.
+    pub fn is_final(self) -> bool {
+        matches!(self, Status::Closed | Status::Merged)
+    }
+}
+
+text_enum!(
+    /// Urgency, ordered from least to most urgent.
+    Priority {
+        Low = "LOW",
+        Medium = "MEDIUM",
+        High = "HIGH",
+        Urgent = "URGENT",
+    }
+);
+
+impl Priority {
+    /// The rank stored beside the text so that SQL can compare and sort priorities.
+    pub fn rank(self) -> i64 {
+        match self {
+            Priority::Low => 1,
+            Priority::Medium => 2,
+            Priority::High => 3,
+            Priority::Urgent => 4,
+        }
+    }
+}
+
+text_enum!(
+    /// What kind of request a ticket is.
+    TicketType {
+        Bug = "BUG",
+        FeatureRequest = "FEATURE_REQUEST",
+        Question = "QUESTION",
+        Complaint = "COMPLAINT",
+        Other = "OTHER",
+    }
+);
+
+text_enum!(
+    /// A way to reach the customer.
+    Channel {
+        Email = "EMAIL",
+        Sms = "SMS",
+        Chat = "CHAT",
+    }
+);
+
+/// The customer a ticket is about, keyed by the CRM's external id.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Contact {
+    pub id: Uuid,
+    pub external_id: String,
+    pub name: String,
+    pub email: String,
+    pub phone: String,
+    pub vip: bool,
+}
+
+/// Contact details as a caller supplies them. Empty strings and a missing `vip` keep
+/// what is already stored for that `external_id`.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ContactInput {
+    pub external_id: String,
+    pub name: String,
+    pub email: String,
+    pub phone: String,
+    pub vip: Option<bool>,
+}
+
+impl ContactInput {
+    pub fn validate(&self, field: &str, v: &mut Violations) {
+        v.text(
+            &format!("{field}.external_id"),
+            &self.external_id,
+            true,
+            MAX_CONTACT_FIELD_CHARS,
+        );
+        for (name, value) in [
+            ("name", &self.name),
+            ("email", &self.email),
+            ("phone", &self.phone),
+        ] {
+            v.text(
+                &format!("{field}.{name}"),
+                value,
+                false,
+                MAX_CONTACT_FIELD_CHARS,
+            );
+        }
+        if !self.email.is_empty() && !looks_like_email(&self.email) {
+            v.add(format!("{field}.email"), "must be an email address");
+        }
+    }
+}
+
+fn looks_like_email(text: &str) -> bool {
+    match text.split_once('@') {
+        Some((local, domain)) => {
+            !local.is_empty() && domain.contains('.') && !text.chars().any(char::is_whitespace)
+        }
+        None => false,
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Ticket {
+    pub id: Uuid,
+    pub number: i64,
+    pub subject: String,
+    pub description: String,
+    pub status: Status,
+    pub priority: Priority,
+    pub ticket_type: TicketType,
+    pub tags: Vec<String>,
+    pub custom_fields: BTreeMap<String, String>,
+    pub contact: Contact,
+    pub assignee_id: Option<Uuid>,
+    pub queue_id: Option<Uuid>,
+    pub merged_into_id: Option<Uuid>,
+    /// Optimistic-concurrency version; the etag is derived from it.
+    pub version: i64,
+    pub time_spent_seconds: i64,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl Ticket {
+    pub fn etag(&self) -> String {
+        etag_for(self.version)
+    }
+}
+
+pub fn etag_for(version: i64) -> String {
+    format!("\"{version}\"")
+}
+
+/// Reads an etag back into the version it names.
+pub fn version_from_etag(etag: &str) -> Option<i64> {
+    etag.trim_start_matches("W/")
+        .trim_matches('"')
+        .parse()
+        .ok()
+}
+
+/// Normalises tags: trimmed, lower-cased, de-duplicated, sorted; records violations.
+pub fn normalize_tags(field: &str, tags: &[String], v: &mut Violations) -> Vec<String> {
+    if tags.len() > MAX_TAGS {
+        v.add(field, format!("must hold at most {MAX_TAGS} tags"));
+        return Vec::new();
+    }
+    let mut out: Vec<String> = Vec::with_capacity(tags.len());
+    for (i, tag) in tags.iter().enumerate() {
+        let tag = tag.trim().to_lowercase();
+        if tag.is_empty() {
+            v.add(format!("{field}[{i}]"), "must not be empty");
+        } else if tag.chars().count() > MAX_TAG_CHARS {
+            v.add(
+                format!("{field}[{i}]"),
+                format!("must be at most {MAX_TAG_CHARS} characters"),
+            );
+        } else if tag.chars().any(|c| c.is_whitespace() || c == ',') {
+            v.add(
+                format!("{field}[{i}]"),
+                "must not contain spaces or commas",
+            );
+        } else {
+            out.push(tag);
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+pub fn validate_custom_fields(field: &str, fields: &BTreeMap<String, String>, v: &mut Violations) {
+    if fields.len() > MAX_CUSTOM_FIELDS {
+        v.add(
+            field,
+            format!("must hold at most {MAX_CUSTOM_FIELDS} entries"),
+        );
+        return;
+    }
+    for (key, value) in fields {
+        let valid_key = !key.is_empty()
+            && key.len() <= MAX_CUSTOM_FIELD_KEY_CHARS
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-' || c == '.');
+        if !valid_key {
+            v.add(
+                format!("{field}[{key:?}]"),
+                format!(
+                    "keys must be 1 to {MAX_CUSTOM_FIELD_KEY_CHARS} characters of letters, digits, '_', '-' or '.'"
+                ),
+            );
+        } else if value.chars().count() > MAX_CUSTOM_FIELD_VALUE_CHARS {
+            v.add(
+                format!("{field}[{key:?}]"),
+                format!("must be at most {MAX_CUSTOM_FIELD_VALUE_CHARS} characters"),
+            );
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closed_and_merged_are_final() {
+        for next in Status::ALL {
+            if *next != Status::Closed {
+                assert!(!Status::Closed.can_become(*next), "CLOSED -> {next}");
+            }
+            if *next != Status::Merged {
+                assert!(!Status::Merged.can_become(*next), "MERGED -> {next}");
+            }
+        }
+    }
+
+    #[test]
+    fn merged_is_reached_only_through_merge() {
+        for from in Status::ALL.iter().filter(|s| **s != Status::Merged) {
+            assert!(!from.can_become(Status::Merged), "{from} -> MERGED");
+        }
+    }
+
+    #[test]
+    fn active_statuses_move_freely_among_themselves() {
+        use Status::*;
+        for from in [Open, InProgress, Waiting] {
+            for to in [Open, InProgress, Waiting, Resolved, Closed] {
+                assert!(from.can_become(to), "{from} -> {to}");
+            }
+        }
+    }
+
+    #[test]
+    fn resolved_reopens_or_closes_but_does_not_wait() {
+        use Status::*;
+        assert!(Resolved.can_become(Open));
+        assert!(Resolved.can_become(InProgress));
+        assert!(Resolved.can_become(Closed));
+        assert!(!Resolved.can_become(Waiting));
+    }
+
+    #[test]
+    fn staying_put_is_allowed() {
+        for s in Status::ALL {
+            assert!(s.can_become(*s));
+        }
+    }
+
+    #[test]
+    fn priorities_rank_in_urgency_order() {
+        let ranks: Vec<i64> = Priority::ALL.iter().map(|p| p.rank()).collect();
+        assert_eq!(ranks, vec![1, 2, 3, 4]);
+    }
+
+    #[test]
+    fn tags_are_normalised_and_deduplicated() {
+        let mut v = Violations::new();
+        let tags = normalize_tags(
+            "tags",
+            &["Billing".into(), " vip ".into(), "billing".into()],
+            &mut v,
+        );
+        assert!(v.is_empty());
+        assert_eq!(tags, vec!["billing", "vip"]);
+    }
+
+    #[test]
+    fn etags_round_trip() {
+        assert_eq!(version_from_etag(&etag_for(7)), Some(7));
+        assert_eq!(version_from_etag("W/\"3\""), Some(3));
+        assert_eq!(version_from_etag("nonsense"), None);
+    }
+}

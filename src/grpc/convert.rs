@@ -1,0 +1,250 @@
+//! Conversions between protobuf messages and domain / service types.
+//!
+//! Wire-level checks live here (enum numbers, UUID syntax, durations); business rules
+//! (lengths, limits, transitions) are the service's.
+
+use chrono::{DateTime, Utc};
+use prost_types::{Duration as PbDuration, Timestamp};
+use uuid::Uuid;
+
+use super::pb;
+use crate::domain::auth::Role;
+use crate::domain::event::{ActorKind, Event, EventKind, EventPayload, Visibility};
+use crate::domain::ticket::{Channel, ContactInput, Priority, Status, Ticket, TicketType};
+use crate::domain::validation::{Violations, parse_optional_uuid};
+use crate::store::ApiKeyRecord;
+
+pub(crate) fn timestamp(at: DateTime<Utc>) -> Timestamp {
+    Timestamp {
+        seconds: at.timestamp(),
+        nanos: at.timestamp_subsec_nanos() as i32,
+    }
+}
+
+pub(crate) fn duration_from_seconds(seconds: i64) -> PbDuration {
+    PbDuration { seconds, nanos: 0 }
+}
+
+fn optional_id(id: Option<Uuid>) -> String {
+    id.map(|id| id.to_string()).unwrap_or_default()
+}
+
+/// Declares the two-way mapping between a domain enum and its protobuf enum.
+macro_rules! enum_mapping {
+    ($to_pb:ident, $from_pb:ident, $domain:ty, $pb:ty, $name:literal, { $($d:ident <=> $p:ident),+ $(,)? }) => {
+        pub(crate) fn $to_pb(value: $domain) -> i32 {
+            match value { $(<$domain>::$d => <$pb>::$p as i32),+ }
+        }
+
+        /// `None` for the unspecified value; a violation for a number the enum lacks.
+        pub(crate) fn $from_pb(value: i32, field: &str, v: &mut Violations) -> Option<$domain> {
+            match <$pb>::try_from(value) {
+                $(Ok(<$pb>::$p) => Some(<$domain>::$d),)+
+                Ok(_) => None,
+                Err(_) => {
+                    v.add(field, format!("{value} is not a valid {}", $name));
+                    None
+                }
+            }
+        }
+    };
+}
+
+enum_mapping!(status_to_pb, status_from_pb, Status, pb::TicketStatus, "TicketStatus", {
+    Open <=> Open, InProgress <=> InProgress, Waiting <=> Waiting, Resolved <=> Resolved,
+    Closed <=> Closed, Merged <=> Merged,
+});
+enum_mapping!(priority_to_pb, priority_from_pb, Priority, pb::Priority, "Priority", {
+    Low <=> Low, Medium <=> Medium, High <=> High, Urgent <=> Urgent,
+});
+enum_mapping!(type_to_pb, type_from_pb, TicketType, pb::TicketType, "TicketType", {
+    Bug <=> Bug, FeatureRequest <=> FeatureRequest, Question <=> Question,
+    Complaint <=> Complaint, Other <=> Other,
+});
+enum_mapping!(channel_to_pb, channel_from_pb, Channel, pb::Channel, "Channel", {
+    Email <=> Email, Sms <=> Sms, Chat <=> Chat,
+});
+enum_mapping!(role_to_pb, role_from_pb, Role, pb::Role, "Role", {
+    Admin <=> Admin, Agent <=> Agent, Bot <=> Bot, Gateway <=> Gateway,
+});
+
+pub(crate) fn ticket_to_pb(t: Ticket) -> pb::Ticket {
+    pb::Ticket {
+        id: t.id.to_string(),
+        number: t.number,
+        etag: t.etag(),
+        subject: t.subject,
+        description: t.description,
+        status: status_to_pb(t.status),
+        priority: priority_to_pb(t.priority),
+        r#type: type_to_pb(t.ticket_type),
+        tags: t.tags,
+        custom_fields: t.custom_fields.into_iter().collect(),
+        contact: Some(pb::Contact {
+            id: t.contact.id.to_string(),
+            external_id: t.contact.external_id,
+            name: t.contact.name,
+            email: t.contact.email,
+            phone: t.contact.phone,
+            vip: Some(t.contact.vip),
+        }),
+        assignee_id: optional_id(t.assignee_id),
+        queue_id: optional_id(t.queue_id),
+        merged_into_id: optional_id(t.merged_into_id),
+        created_at: Some(timestamp(t.created_at)),
+        updated_at: Some(timestamp(t.updated_at)),
+        time_spent: Some(duration_from_seconds(t.time_spent_seconds)),
+    }
+}
+
+pub(crate) fn contact_from_pb(contact: pb::Contact) -> ContactInput {
+    ContactInput {
+        external_id: contact.external_id.trim().to_owned(),
+        name: contact.name.trim().to_owned(),
+        email: contact.email.trim().to_owned(),
+        phone: contact.phone.trim().to_owned(),
+        vip: contact.vip,
+    }
+}
+
+pub(crate) fn api_key_to_pb(key: ApiKeyRecord) -> pb::ApiKey {
+    pb::ApiKey {
+        id: key.id.to_string(),
+        name: key.name,
+        role: role_to_pb(key.role),
+        agent_id: optional_id(key.agent_id),
+        prefix: key.prefix,
+        created_at: Some(timestamp(key.created_at)),
+        revoked_at: key.revoked_at.map(timestamp),
+    }
+}
+
+fn event_type_to_pb(kind: EventKind) -> pb::EventType {
+    match kind {
+        EventKind::TicketCreated => pb::EventType::TicketCreated,
+        EventKind::TicketUpdated => pb::EventType::TicketUpdated,
+        EventKind::StatusChanged => pb::EventType::StatusChanged,
+        EventKind::Assigned => pb::EventType::Assigned,
+        EventKind::ReplyAdded => pb::EventType::ReplyAdded,
+        EventKind::NoteAdded => pb::EventType::NoteAdded,
+        EventKind::TimeLogged => pb::EventType::TimeLogged,
+        EventKind::TicketsMerged => pb::EventType::TicketsMerged,
+    }
+}
+
+fn actor_kind_to_pb(kind: ActorKind) -> pb::ActorKind {
+    match kind {
+        ActorKind::Agent => pb::ActorKind::Agent,
+        ActorKind::ApiKey => pb::ActorKind::ApiKey,
+        ActorKind::System => pb::ActorKind::System,
+        ActorKind::Customer => pb::ActorKind::Customer,
+    }
+}
+
+/// Text-valued enums stored in payloads; an unknown value shows as unspecified.
+fn stored<T>(text: &str, parse: fn(&str) -> Option<T>, to_pb: fn(T) -> i32) -> i32 {
+    parse(text).map(to_pb).unwrap_or(0)
+}
+
+fn detail_to_pb(payload: EventPayload) -> pb::activity_entry::Detail {
+    use pb::activity_entry::Detail;
+    match payload {
+        EventPayload::Created {
+            subject,
+            priority,
+            status,
+        } => Detail::Created(pb::TicketCreated {
+            subject,
+            priority: stored(&priority, Priority::parse, priority_to_pb),
+            status: stored(&status, Status::parse, status_to_pb),
+        }),
+        EventPayload::FieldsChanged { changes } => Detail::FieldsChanged(pb::FieldsChanged {
+            changes: changes
+                .into_iter()
+                .map(|c| pb::FieldChange {
+                    field: c.field,
+                    old_value: c.old,
+                    new_value: c.new,
+                })
+                .collect(),
+        }),
+        EventPayload::Reply {
+            body,
+            channel,
+            attachments,
+        } => Detail::Reply(pb::Reply {
+            body,
+            channel: stored(&channel, Channel::parse, channel_to_pb),
+            attachments: attachments
+                .into_iter()
+                .map(|a| pb::Attachment {
+                    id: a.id.to_string(),
+                    name: a.name,
+                    content_type: a.content_type,
+                    content: Vec::new(),
+                    size_bytes: a.size_bytes,
+                })
+                .collect(),
+        }),
+        EventPayload::Note { body } => Detail::Note(pb::Note { body }),
+        EventPayload::TimeLogged {
+            agent_id,
+            seconds,
+            note,
+            total_seconds,
+        } => Detail::TimeLogged(pb::TimeLogged {
+            agent_id: optional_id(agent_id),
+            duration: Some(duration_from_seconds(seconds)),
+            note,
+            total: Some(duration_from_seconds(total_seconds)),
+        }),
+        EventPayload::Merged {
+            target_id,
+            target_number,
+            source_ids,
+            source_numbers,
+        } => Detail::Merged(pb::TicketsMerged {
+            target_ticket_id: target_id.to_string(),
+            target_ticket_number: target_number,
+            source_ticket_ids: source_ids.iter().map(Uuid::to_string).collect(),
+            source_ticket_numbers: source_numbers,
+        }),
+    }
+}
+
+pub(crate) fn event_to_pb(e: Event) -> pb::ActivityEntry {
+    let event = e.event;
+    pb::ActivityEntry {
+        id: event.id.to_string(),
+        cursor: e.cursor,
+        ticket_id: event.ticket_id.to_string(),
+        ticket_number: event.ticket_number,
+        r#type: event_type_to_pb(event.kind) as i32,
+        actor: Some(pb::Actor {
+            kind: actor_kind_to_pb(event.actor.kind) as i32,
+            id: optional_id(event.actor.id),
+            name: event.actor.name,
+        }),
+        visibility: match event.visibility {
+            Visibility::Public => pb::Visibility::Public,
+            Visibility::Internal => pb::Visibility::Internal,
+        } as i32,
+        created_at: Some(timestamp(event.created_at)),
+        detail: Some(detail_to_pb(event.payload)),
+    }
+}
+
+/// A required UUID field.
+pub(crate) fn uuid(field: &str, value: &str, v: &mut Violations) -> Option<Uuid> {
+    if value.is_empty() {
+        v.add(field, "is required");
+        None
+    } else {
+        crate::domain::validation::parse_uuid(v, field, value)
+    }
+}
+
+/// An optional UUID field: empty means none.
+pub(crate) fn optional_uuid(field: &str, value: &str, v: &mut Violations) -> Option<Uuid> {
+    parse_optional_uuid(v, field, value)
+}

@@ -1,0 +1,56 @@
+//! The one mapping from service errors to gRPC statuses.
+//!
+//! Validation failures carry `google.rpc.BadRequest` field violations. Internal and
+//! database failures reach the client as an opaque message; the cause is logged here,
+//! once, inside the request's span (which carries the request id).
+
+use tonic::{Code, Status};
+use tonic_types::{ErrorDetails, StatusExt};
+
+use crate::service::ServiceError;
+
+impl From<ServiceError> for Status {
+    fn from(err: ServiceError) -> Status {
+        match err {
+            ServiceError::Invalid(violations) => {
+                let mut details = ErrorDetails::new();
+                for v in &violations {
+                    details.add_bad_request_violation(v.field.clone(), v.description.clone());
+                }
+                let message = violations
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("; ");
+                Status::with_error_details(Code::InvalidArgument, message, details)
+            }
+            ServiceError::NotFound(_) => Status::not_found(err.to_string()),
+            ServiceError::StaleEtag { .. } | ServiceError::Contended(_) => {
+                Status::aborted(err.to_string())
+            }
+            ServiceError::FailedPrecondition(message) => Status::failed_precondition(message),
+            ServiceError::PermissionDenied(message) => Status::permission_denied(message),
+            ServiceError::Unauthenticated(message) => Status::unauthenticated(message),
+            ServiceError::Unavailable(ref cause) => {
+                tracing::warn!(error = %error_chain(cause), "database unavailable");
+                Status::unavailable("the database is unavailable; retry later")
+            }
+            ServiceError::Internal(ref cause) => {
+                tracing::error!(error = %error_chain(cause), "internal error");
+                Status::internal("internal error")
+            }
+        }
+    }
+}
+
+/// `outer: inner: innermost`, for logs.
+fn error_chain(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}

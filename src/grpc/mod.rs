@@ -1,0 +1,47 @@
+//! The gRPC edge: generated protobuf types, one adapter per service, conversions,
+//! authentication and limits. The only module that knows about tonic.
+
+mod admin_service;
+mod auth;
+mod convert;
+mod error;
+mod limits;
+mod ticket_service;
+
+use std::time::Duration;
+
+use tonic::service::Routes;
+
+pub use admin_service::AdminApi;
+pub use limits::ResourceExhaustedLayer;
+pub use ticket_service::TicketApi;
+
+use crate::service::Services;
+
+/// Generated messages, clients and servers for `ticketd.v1`.
+pub mod pb {
+    #![allow(clippy::all, missing_docs)]
+    tonic::include_proto!("ticketd.v1");
+
+    /// The encoded descriptors of every ticketd proto file, for server reflection.
+    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("ticketd_descriptor");
+}
+
+/// Limits applied to every gRPC service.
+#[derive(Debug, Clone)]
+pub struct GrpcLimits {
+    /// Largest message accepted or sent, in bytes.
+    pub max_message_bytes: usize,
+    pub request_timeout: Duration,
+}
+
+/// Builds the routes of ticketd's own services (health and reflection are added by the app).
+pub fn routes(services: &Services, limits: &GrpcLimits) -> Routes {
+    let tickets = pb::ticket_service_server::TicketServiceServer::new(TicketApi::new(services.clone()))
+        .max_decoding_message_size(limits.max_message_bytes)
+        .max_encoding_message_size(limits.max_message_bytes);
+    let admin = pb::admin_service_server::AdminServiceServer::new(AdminApi::new(services.clone()))
+        .max_decoding_message_size(limits.max_message_bytes)
+        .max_encoding_message_size(limits.max_message_bytes);
+    Routes::new(tickets).add_service(admin)
+}

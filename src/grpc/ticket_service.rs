@@ -1,0 +1,224 @@
+//! `ticketd.v1.TicketService`: authorise, convert, call the service, convert back.
+
+use tonic::{Request, Response, Status};
+
+use super::auth::{STAFF, STAFF_OR_BOT, authorize};
+use super::convert::{self, event_to_pb, ticket_to_pb};
+use super::pb::{self, ticket_service_server::TicketService};
+use crate::domain::validation::Violations;
+use crate::service::tickets::{AttachmentInput, CreateTicketInput, ListTicketsInput, TicketPatch};
+use crate::service::{ServiceError, Services};
+use crate::store::TicketKey;
+
+pub struct TicketApi {
+    services: Services,
+}
+
+impl TicketApi {
+    pub fn new(services: Services) -> Self {
+        Self { services }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn checked<T>(v: Violations, value: T) -> Result<T, Status> {
+    v.finish().map_err(ServiceError::Invalid)?;
+    Ok(value)
+}
+
+#[tonic::async_trait]
+impl TicketService for TicketApi {
+    async fn create_ticket(&self, request: Request<pb::CreateTicketRequest>) -> Reply<pb::CreateTicketResponse> {
+        let principal = authorize(&self.services.api_keys, &request, "CreateTicket", STAFF_OR_BOT).await?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let input = CreateTicketInput {
+            priority: convert::priority_from_pb(r.priority, "priority", &mut v),
+            ticket_type: convert::type_from_pb(r.r#type, "type", &mut v),
+            assignee_id: convert::optional_uuid("assignee_id", &r.assignee_id, &mut v),
+            queue_id: convert::optional_uuid("queue_id", &r.queue_id, &mut v),
+            contact: r.contact.map(convert::contact_from_pb),
+            subject: r.subject,
+            description: r.description,
+            tags: r.tags,
+            custom_fields: r.custom_fields.into_iter().collect(),
+            request_id: r.request_id,
+        };
+        let input = checked(v, input)?;
+        let (ticket, _created) = self.services.tickets.create(&principal, input).await?;
+        Ok(Response::new(pb::CreateTicketResponse {
+            ticket: Some(ticket_to_pb(ticket)),
+        }))
+    }
+
+    async fn get_ticket(&self, request: Request<pb::GetTicketRequest>) -> Reply<pb::GetTicketResponse> {
+        authorize(&self.services.api_keys, &request, "GetTicket", STAFF_OR_BOT).await?;
+        let mut v = Violations::new();
+        let key = match request.into_inner().key {
+            Some(pb::get_ticket_request::Key::Id(id)) => convert::uuid("id", &id, &mut v).map(TicketKey::Id),
+            Some(pb::get_ticket_request::Key::Number(n)) if n > 0 => Some(TicketKey::Number(n)),
+            Some(pb::get_ticket_request::Key::Number(_)) => {
+                v.add("number", "must be positive");
+                None
+            }
+            None => {
+                v.add("id", "id or number is required");
+                None
+            }
+        };
+        let key = checked(v, key)?.ok_or_else(|| Status::invalid_argument("id or number is required"))?;
+        let ticket = self.services.tickets.get(key).await?;
+        Ok(Response::new(pb::GetTicketResponse {
+            ticket: Some(ticket_to_pb(ticket)),
+        }))
+    }
+
+    async fn list_tickets(&self, request: Request<pb::ListTicketsRequest>) -> Reply<pb::ListTicketsResponse> {
+        let principal = authorize(&self.services.api_keys, &request, "ListTickets", STAFF_OR_BOT).await?;
+        let r = request.into_inner();
+        let input = ListTicketsInput {
+            page_size: r.page_size,
+            page_token: r.page_token,
+            filter: r.filter,
+            order_by: r.order_by,
+        };
+        let (tickets, next_page_token) = self.services.tickets.list(&principal, input).await?;
+        Ok(Response::new(pb::ListTicketsResponse {
+            tickets: tickets.into_iter().map(ticket_to_pb).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn update_ticket(&self, request: Request<pb::UpdateTicketRequest>) -> Reply<pb::UpdateTicketResponse> {
+        let principal = authorize(&self.services.api_keys, &request, "UpdateTicket", STAFF).await?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let ticket = r.ticket.unwrap_or_default();
+        let id = convert::uuid("ticket.id", &ticket.id, &mut v);
+        let patch = TicketPatch {
+            status: convert::status_from_pb(ticket.status, "ticket.status", &mut v),
+            priority: convert::priority_from_pb(ticket.priority, "ticket.priority", &mut v),
+            ticket_type: convert::type_from_pb(ticket.r#type, "ticket.type", &mut v),
+            assignee_id: convert::optional_uuid("ticket.assignee_id", &ticket.assignee_id, &mut v),
+            queue_id: convert::optional_uuid("ticket.queue_id", &ticket.queue_id, &mut v),
+            contact: ticket.contact.map(convert::contact_from_pb),
+            subject: ticket.subject,
+            description: ticket.description,
+            tags: ticket.tags,
+            custom_fields: ticket.custom_fields.into_iter().collect(),
+        };
+        let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
+        let etag = (!r.etag.is_empty()).then_some(r.etag);
+        let id = checked(v, id)?.ok_or_else(|| Status::invalid_argument("ticket.id is required"))?;
+        let ticket = self.services.tickets.update(&principal, id, patch, mask, etag).await?;
+        Ok(Response::new(pb::UpdateTicketResponse {
+            ticket: Some(ticket_to_pb(ticket)),
+        }))
+    }
+
+    async fn add_reply(&self, request: Request<pb::AddReplyRequest>) -> Reply<pb::AddReplyResponse> {
+        let principal = authorize(&self.services.api_keys, &request, "AddReply", STAFF).await?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let id = convert::uuid("ticket_id", &r.ticket_id, &mut v);
+        let channel = convert::channel_from_pb(r.channel, "channel", &mut v);
+        let attachments = r
+            .attachments
+            .into_iter()
+            .map(|a| AttachmentInput {
+                name: a.name,
+                content_type: a.content_type,
+                content: a.content,
+            })
+            .collect();
+        let id = checked(v, id)?.ok_or_else(|| Status::invalid_argument("ticket_id is required"))?;
+        let (entry, ticket) = self
+            .services
+            .tickets
+            .add_reply(&principal, id, r.body, channel, attachments)
+            .await?;
+        Ok(Response::new(pb::AddReplyResponse {
+            entry: Some(event_to_pb(entry)),
+            ticket: Some(ticket_to_pb(ticket)),
+        }))
+    }
+
+    async fn add_note(&self, request: Request<pb::AddNoteRequest>) -> Reply<pb::AddNoteResponse> {
+        let principal = authorize(&self.services.api_keys, &request, "AddNote", STAFF).await?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let id = convert::uuid("ticket_id", &r.ticket_id, &mut v);
+        let id = checked(v, id)?.ok_or_else(|| Status::invalid_argument("ticket_id is required"))?;
+        let (entry, ticket) = self.services.tickets.add_note(&principal, id, r.body).await?;
+        Ok(Response::new(pb::AddNoteResponse {
+            entry: Some(event_to_pb(entry)),
+            ticket: Some(ticket_to_pb(ticket)),
+        }))
+    }
+
+    async fn log_time(&self, request: Request<pb::LogTimeRequest>) -> Reply<pb::LogTimeResponse> {
+        let principal = authorize(&self.services.api_keys, &request, "LogTime", STAFF).await?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let id = convert::uuid("ticket_id", &r.ticket_id, &mut v);
+        let agent_id = convert::optional_uuid("agent_id", &r.agent_id, &mut v);
+        let seconds = match r.duration {
+            Some(d) if d.nanos == 0 => d.seconds,
+            Some(_) => {
+                v.add("duration", "must be whole seconds");
+                0
+            }
+            None => {
+                v.add("duration", "is required");
+                0
+            }
+        };
+        let id = checked(v, id)?.ok_or_else(|| Status::invalid_argument("ticket_id is required"))?;
+        let (entry, ticket) = self
+            .services
+            .tickets
+            .log_time(&principal, id, agent_id, seconds, r.note)
+            .await?;
+        Ok(Response::new(pb::LogTimeResponse {
+            entry: Some(event_to_pb(entry)),
+            ticket: Some(ticket_to_pb(ticket)),
+        }))
+    }
+
+    async fn list_activity(&self, request: Request<pb::ListActivityRequest>) -> Reply<pb::ListActivityResponse> {
+        let principal = authorize(&self.services.api_keys, &request, "ListActivity", STAFF_OR_BOT).await?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let id = convert::uuid("ticket_id", &r.ticket_id, &mut v);
+        let id = checked(v, id)?.ok_or_else(|| Status::invalid_argument("ticket_id is required"))?;
+        let (entries, next_page_token) = self
+            .services
+            .tickets
+            .activity(&principal, id, r.page_size, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ListActivityResponse {
+            entries: entries.into_iter().map(event_to_pb).collect(),
+            next_page_token,
+        }))
+    }
+
+    async fn merge_tickets(&self, request: Request<pb::MergeTicketsRequest>) -> Reply<pb::MergeTicketsResponse> {
+        let principal = authorize(&self.services.api_keys, &request, "MergeTickets", STAFF).await?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let target = convert::uuid("target_ticket_id", &r.target_ticket_id, &mut v);
+        let sources: Vec<_> = r
+            .source_ticket_ids
+            .iter()
+            .enumerate()
+            .filter_map(|(i, id)| convert::uuid(&format!("source_ticket_ids[{i}]"), id, &mut v))
+            .collect();
+        let target = checked(v, target)?.ok_or_else(|| Status::invalid_argument("target_ticket_id is required"))?;
+        let (target, sources) = self.services.tickets.merge(&principal, target, sources).await?;
+        Ok(Response::new(pb::MergeTicketsResponse {
+            target: Some(ticket_to_pb(target)),
+            sources: sources.into_iter().map(ticket_to_pb).collect(),
+        }))
+    }
+}

@@ -1,0 +1,88 @@
+//! The `ticketd` binary: parses the command line, sets up logging and runs the app.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use ticketd::app::{self, App};
+use ticketd::config::Settings;
+
+#[derive(Parser)]
+#[command(name = "ticketd", version, about = "Support-ticket service with a conversation bridge")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve gRPC (runs pending migrations first).
+    Serve(Settings),
+    /// Apply pending database migrations and exit.
+    Migrate(Settings),
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Serve(settings) => serve(settings).await,
+        Command::Migrate(settings) => {
+            ticketd::telemetry::init(settings.log_format);
+            app::open_store(&settings).await.map(|_| {
+                tracing::info!("migrations applied");
+            })
+        }
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let mut text = err.to_string();
+            let mut source = std::error::Error::source(&err);
+            while let Some(cause) = source {
+                text.push_str(": ");
+                text.push_str(&cause.to_string());
+                source = cause.source();
+            }
+            tracing::error!(error = %text, "ticketd failed");
+            eprintln!("ticketd: {text}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn serve(settings: Settings) -> Result<(), app::AppError> {
+    ticketd::telemetry::init(settings.log_format);
+    let app = App::build(settings).await?;
+    if let Some(secret) = app.bootstrap_secret() {
+        println!(
+            "\nNo admin API key existed, so one was created. It is shown only this once:\n\n    {secret}\n\n\
+             Use it as `authorization: Bearer {secret}`.\n"
+        );
+    }
+    if let Ok(addr) = app.local_addr() {
+        println!("ticketd listening on {addr}");
+    }
+    app.run(shutdown_signal()).await
+}
+
+/// Resolves on SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut terminate) => {
+                tokio::select! {
+                    _ = interrupt => {}
+                    _ = terminate.recv() => {}
+                }
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot listen for SIGTERM; only SIGINT stops ticketd");
+                let _ = interrupt.await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

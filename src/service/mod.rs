@@ -1,0 +1,98 @@
+//! Use cases: what each action means, which rules it checks and what it writes. The
+//! service layer owns the meaning of transactions; the store only makes them atomic.
+
+pub mod api_keys;
+mod paging;
+pub mod tickets;
+
+use std::sync::Arc;
+
+use chrono::{DateTime, SubsecRound, Utc};
+
+use crate::domain::validation::FieldViolation;
+use crate::store::{Store, StoreError};
+
+pub use api_keys::ApiKeyService;
+pub use tickets::TicketService;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ServiceError {
+    #[error("invalid request: {}", .0.iter().map(ToString::to_string).collect::<Vec<_>>().join("; "))]
+    Invalid(Vec<FieldViolation>),
+    #[error("{0} not found")]
+    NotFound(String),
+    /// The caller's etag is not the current one.
+    #[error("etag {given} is stale; the ticket is now at {current}")]
+    StaleEtag { given: String, current: String },
+    /// Concurrent writers kept winning; the caller may retry.
+    #[error("{0}")]
+    Contended(String),
+    #[error("{0}")]
+    FailedPrecondition(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    #[error("{0}")]
+    Unauthenticated(String),
+    #[error("the database is unavailable")]
+    Unavailable(#[source] StoreError),
+    #[error("internal error")]
+    Internal(#[source] StoreError),
+}
+
+impl ServiceError {
+    pub fn invalid(field: impl Into<String>, description: impl Into<String>) -> Self {
+        ServiceError::Invalid(vec![FieldViolation::new(field, description)])
+    }
+}
+
+impl From<Vec<FieldViolation>> for ServiceError {
+    fn from(violations: Vec<FieldViolation>) -> Self {
+        ServiceError::Invalid(violations)
+    }
+}
+
+impl From<StoreError> for ServiceError {
+    fn from(err: StoreError) -> Self {
+        match err {
+            StoreError::Unavailable(_) => ServiceError::Unavailable(err),
+            StoreError::IdempotencyMismatch(id) => ServiceError::invalid(
+                "request_id",
+                format!("{id:?} was already used for a different request"),
+            ),
+            StoreError::Conflict(id) => {
+                ServiceError::Contended(format!("ticket {id} is being changed concurrently"))
+            }
+            other => ServiceError::Internal(other),
+        }
+    }
+}
+
+pub type ServiceResult<T> = Result<T, ServiceError>;
+
+/// How many times an action re-reads and re-applies itself when a concurrent writer
+/// changed the ticket between its read and its write.
+const MAX_ATTEMPTS: usize = 5;
+
+/// The current time at the precision both databases store (microseconds), so that a
+/// value read back equals the value written.
+pub(crate) fn now() -> DateTime<Utc> {
+    Utc::now().trunc_subsecs(6)
+}
+
+/// Every use case, built once per process over one store.
+#[derive(Clone)]
+pub struct Services {
+    pub tickets: TicketService,
+    pub api_keys: ApiKeyService,
+    pub store: Arc<dyn Store>,
+}
+
+impl Services {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            tickets: TicketService::new(store.clone()),
+            api_keys: ApiKeyService::new(store.clone()),
+            store,
+        }
+    }
+}

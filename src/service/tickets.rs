@@ -1,0 +1,1030 @@
+//! Ticket use cases: create, read, list, update, reply, note, log time, activity, merge.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use tracing::instrument;
+use uuid::Uuid;
+
+use super::paging::{self, DEFAULT_PAGE_SIZE};
+use super::{MAX_ATTEMPTS, ServiceError, ServiceResult, now};
+use crate::domain::auth::Principal;
+use crate::domain::event::{
+    AttachmentMeta, Event, EventKind, EventPayload, FieldChange, NewEvent, Visibility,
+};
+use crate::domain::filter::{AssigneeRef, TicketFilter, TicketPredicate};
+use crate::domain::ticket::{
+    self, Channel, ContactInput, MAX_DESCRIPTION_CHARS, MAX_SUBJECT_CHARS, Priority, Status,
+    Ticket, TicketType,
+};
+use crate::domain::validation::Violations;
+use crate::store::{
+    Changeset, CreateOutcome, IdempotencyClaim, Keyset, NewAttachment, SortField, SortValue,
+    Store, StoreError, TicketDraft, TicketKey, TicketQuery, TicketUpdate, TimeEntry,
+};
+
+pub const MAX_BODY_CHARS: usize = 65_536;
+pub const MAX_REQUEST_ID_CHARS: usize = 128;
+pub const MAX_ATTACHMENTS: usize = 20;
+pub const MAX_ATTACHMENT_BYTES_TOTAL: usize = 10 * 1024 * 1024;
+pub const MAX_MERGE_SOURCES: usize = 50;
+/// Longest single time entry.
+pub const MAX_TIME_ENTRY_SECONDS: i64 = 24 * 3600;
+const DEFAULT_ACTIVITY_PAGE: i64 = 100;
+
+#[derive(Debug, Clone, Default)]
+pub struct CreateTicketInput {
+    pub subject: String,
+    pub description: String,
+    pub priority: Option<Priority>,
+    pub ticket_type: Option<TicketType>,
+    pub tags: Vec<String>,
+    pub custom_fields: BTreeMap<String, String>,
+    pub contact: Option<ContactInput>,
+    pub assignee_id: Option<Uuid>,
+    pub queue_id: Option<Uuid>,
+    pub request_id: String,
+}
+
+impl CreateTicketInput {
+    /// A digest of everything but the request id: a retry must repeat it exactly.
+    fn fingerprint(&self) -> String {
+        let contact = self.contact.as_ref().map(|c| {
+            serde_json::json!([c.external_id, c.name, c.email, c.phone, c.vip])
+        });
+        let canonical = serde_json::json!({
+            "subject": self.subject,
+            "description": self.description,
+            "priority": self.priority.map(Priority::as_str),
+            "type": self.ticket_type.map(TicketType::as_str),
+            "tags": self.tags,
+            "custom_fields": self.custom_fields,
+            "contact": contact,
+            "assignee_id": self.assignee_id,
+            "queue_id": self.queue_id,
+        });
+        let digest = Sha256::digest(canonical.to_string().as_bytes());
+        digest.iter().map(|b| format!("{b:02x}")).collect()
+    }
+}
+
+/// New values for the fields an update names; other fields are ignored.
+#[derive(Debug, Clone, Default)]
+pub struct TicketPatch {
+    pub subject: String,
+    pub description: String,
+    pub status: Option<Status>,
+    pub priority: Option<Priority>,
+    pub ticket_type: Option<TicketType>,
+    pub tags: Vec<String>,
+    pub custom_fields: BTreeMap<String, String>,
+    pub contact: Option<ContactInput>,
+    pub assignee_id: Option<Uuid>,
+    pub queue_id: Option<Uuid>,
+}
+
+/// The paths `UpdateTicket` accepts in its `update_mask`.
+pub const UPDATABLE_PATHS: &[&str] = &[
+    "subject",
+    "description",
+    "status",
+    "priority",
+    "type",
+    "tags",
+    "custom_fields",
+    "contact",
+    "assignee_id",
+    "queue_id",
+];
+
+#[derive(Debug, Clone)]
+pub struct AttachmentInput {
+    pub name: String,
+    pub content_type: String,
+    pub content: Vec<u8>,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct ListTicketsInput {
+    pub page_size: i32,
+    pub page_token: String,
+    pub filter: String,
+    pub order_by: String,
+}
+
+#[derive(Serialize, Deserialize)]
+struct TicketPageToken {
+    /// Digest of the filter and order the token belongs to.
+    q: String,
+    /// Sort value of the last row: an integer, or a time in microseconds.
+    v: i64,
+    n: i64,
+}
+
+#[derive(Serialize, Deserialize)]
+struct ActivityPageToken {
+    t: Uuid,
+    c: i64,
+}
+
+/// The ticket use cases.
+#[derive(Clone)]
+pub struct TicketService {
+    store: Arc<dyn Store>,
+}
+
+impl TicketService {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    /// Creates an OPEN ticket; returns it and whether it is new (false on a replay).
+    #[instrument(skip_all, fields(request_id = %input.request_id))]
+    pub async fn create(
+        &self,
+        principal: &Principal,
+        input: CreateTicketInput,
+    ) -> ServiceResult<(Ticket, bool)> {
+        let mut v = Violations::new();
+        v.text("subject", &input.subject, true, MAX_SUBJECT_CHARS);
+        v.text("description", &input.description, false, MAX_DESCRIPTION_CHARS);
+        v.text("request_id", &input.request_id, false, MAX_REQUEST_ID_CHARS);
+        let tags = ticket::normalize_tags("tags", &input.tags, &mut v);
+        ticket::validate_custom_fields("custom_fields", &input.custom_fields, &mut v);
+        match &input.contact {
+            Some(contact) => contact.validate("contact", &mut v),
+            None => v.add("contact", "is required"),
+        }
+        v.finish()?;
+
+        let at = now();
+        let draft = TicketDraft {
+            id: Uuid::now_v7(),
+            subject: input.subject.trim().to_owned(),
+            description: input.description.clone(),
+            status: Status::Open,
+            priority: input.priority.unwrap_or(Priority::Medium),
+            ticket_type: input.ticket_type.unwrap_or(TicketType::Question),
+            tags,
+            custom_fields: input.custom_fields.clone(),
+            contact: input.contact.clone().unwrap_or_default(),
+            assignee_id: input.assignee_id,
+            queue_id: input.queue_id,
+            created_at: at,
+        };
+        let created = NewEvent {
+            id: Uuid::now_v7(),
+            ticket_id: draft.id,
+            ticket_number: 0,
+            kind: EventKind::TicketCreated,
+            actor: principal.actor(),
+            visibility: Visibility::Internal,
+            payload: EventPayload::created(&draft.subject, draft.priority, draft.status),
+            created_at: at,
+        };
+        let claim = (!input.request_id.is_empty()).then(|| IdempotencyClaim {
+            scope: "create_ticket",
+            request_id: input.request_id.clone(),
+            fingerprint: input.fingerprint(),
+        });
+        match self.store.create_ticket(draft, vec![created], claim).await? {
+            CreateOutcome::Created { ticket, .. } => {
+                tracing::info!(ticket_id = %ticket.id, number = ticket.number, "ticket created");
+                Ok((ticket, true))
+            }
+            CreateOutcome::Replayed(ticket) => Ok((ticket, false)),
+        }
+    }
+
+    pub async fn get(&self, key: TicketKey) -> ServiceResult<Ticket> {
+        self.store
+            .ticket(key)
+            .await?
+            .ok_or_else(|| not_found(key))
+    }
+
+    #[instrument(skip_all, fields(filter = %input.filter))]
+    pub async fn list(
+        &self,
+        principal: &Principal,
+        input: ListTicketsInput,
+    ) -> ServiceResult<(Vec<Ticket>, String)> {
+        let limit = paging::page_size(input.page_size, DEFAULT_PAGE_SIZE)?;
+        let filter = TicketFilter::parse_text(&input.filter)
+            .map_err(|e| ServiceError::invalid("filter", e.to_string()))?;
+        let filter = filter.map(|f| resolve_me(f, principal)).transpose()?;
+        let (sort, descending) = parse_order_by(&input.order_by)?;
+        let digest = paging::query_digest(&[&input.filter, &input.order_by]);
+        let after = if input.page_token.is_empty() {
+            None
+        } else {
+            let token: TicketPageToken = paging::decode(&input.page_token)?;
+            if token.q != digest {
+                return Err(ServiceError::invalid(
+                    "page_token",
+                    "belongs to a different filter or order_by",
+                ));
+            }
+            let value = match sort {
+                SortField::CreatedAt | SortField::UpdatedAt => {
+                    let time = chrono::DateTime::from_timestamp_micros(token.v).ok_or_else(
+                        || ServiceError::invalid("page_token", "is not a token this server issued"),
+                    )?;
+                    SortValue::Time(time)
+                }
+                SortField::Priority | SortField::Number => SortValue::Int(token.v),
+            };
+            Some(Keyset {
+                value,
+                number: token.n,
+            })
+        };
+        // One extra row tells whether another page follows.
+        let query = TicketQuery {
+            filter,
+            sort,
+            descending,
+            after,
+            limit: limit + 1,
+        };
+        let mut tickets = self.store.list_tickets(&query).await?;
+        let next = if tickets.len() as i64 > limit {
+            tickets.truncate(limit as usize);
+            tickets.last().map(|last| {
+                let v = match sort {
+                    SortField::CreatedAt => last.created_at.timestamp_micros(),
+                    SortField::UpdatedAt => last.updated_at.timestamp_micros(),
+                    SortField::Priority => last.priority.rank(),
+                    SortField::Number => last.number,
+                };
+                paging::encode(&TicketPageToken {
+                    q: digest,
+                    v,
+                    n: last.number,
+                })
+            })
+        } else {
+            None
+        };
+        Ok((tickets, next.unwrap_or_default()))
+    }
+
+    /// Applies the fields named in `mask`. With an etag the update applies only to that
+    /// version; without one it is re-applied on top of concurrent changes.
+    #[instrument(skip_all, fields(ticket_id = %id))]
+    pub async fn update(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        patch: TicketPatch,
+        mask: Vec<String>,
+        etag: Option<String>,
+    ) -> ServiceResult<Ticket> {
+        let mut v = Violations::new();
+        if mask.is_empty() {
+            v.add("update_mask", "must name at least one field");
+        }
+        for path in &mask {
+            if !UPDATABLE_PATHS.contains(&path.as_str()) {
+                v.add(
+                    "update_mask",
+                    format!(
+                        "{path:?} cannot be updated; updatable: {}",
+                        UPDATABLE_PATHS.join(", ")
+                    ),
+                );
+            }
+        }
+        let names = |p: &str| mask.iter().any(|m| m == p);
+        if names("subject") {
+            v.text("ticket.subject", &patch.subject, true, MAX_SUBJECT_CHARS);
+        }
+        if names("description") {
+            v.text("ticket.description", &patch.description, false, MAX_DESCRIPTION_CHARS);
+        }
+        let tags = if names("tags") {
+            ticket::normalize_tags("ticket.tags", &patch.tags, &mut v)
+        } else {
+            Vec::new()
+        };
+        if names("custom_fields") {
+            ticket::validate_custom_fields("ticket.custom_fields", &patch.custom_fields, &mut v);
+        }
+        for (path, missing) in [
+            ("status", patch.status.is_none()),
+            ("priority", patch.priority.is_none()),
+            ("type", patch.ticket_type.is_none()),
+            ("contact", patch.contact.is_none()),
+        ] {
+            if names(path) && missing {
+                v.add(format!("ticket.{path}"), "must be set when named in update_mask");
+            }
+        }
+        if let (true, Some(contact)) = (names("contact"), &patch.contact) {
+            contact.validate("ticket.contact", &mut v);
+        }
+        let expected = match &etag {
+            Some(etag) => match ticket::version_from_etag(etag) {
+                Some(version) => Some(version),
+                None => {
+                    v.add("etag", "is not an etag this server issued");
+                    None
+                }
+            },
+            None => None,
+        };
+        v.finish()?;
+        if patch.status == Some(Status::Merged) && names("status") {
+            return Err(ServiceError::FailedPrecondition(
+                "a ticket becomes MERGED only through MergeTickets".into(),
+            ));
+        }
+
+        for _ in 0..MAX_ATTEMPTS {
+            let current = self.get(TicketKey::Id(id)).await?;
+            if let (Some(expected), Some(given)) = (expected, &etag) {
+                if expected != current.version {
+                    return Err(ServiceError::StaleEtag {
+                        given: given.clone(),
+                        current: current.etag(),
+                    });
+                }
+            }
+            ensure_not_final(&current)?;
+            let mut next = current.clone();
+            let mut changes: Vec<FieldChange> = Vec::new();
+            let mut status_change = None;
+            let mut assignment: Vec<FieldChange> = Vec::new();
+            let mut contact = None;
+            for path in &mask {
+                match path.as_str() {
+                    "subject" => {
+                        next.subject = patch.subject.trim().to_owned();
+                        push_change(&mut changes, "subject", &current.subject, &next.subject);
+                    }
+                    "description" => {
+                        next.description = patch.description.clone();
+                        push_change(
+                            &mut changes,
+                            "description",
+                            &current.description,
+                            &next.description,
+                        );
+                    }
+                    "status" => {
+                        if let Some(status) = patch.status {
+                            if !current.status.can_become(status) {
+                                return Err(ServiceError::FailedPrecondition(format!(
+                                    "ticket #{} cannot go from {} to {}",
+                                    current.number, current.status, status
+                                )));
+                            }
+                            next.status = status;
+                            let mut one = Vec::new();
+                            push_change(&mut one, "status", current.status.as_str(), status.as_str());
+                            status_change = one.pop();
+                        }
+                    }
+                    "priority" => {
+                        if let Some(priority) = patch.priority {
+                            next.priority = priority;
+                            push_change(
+                                &mut changes,
+                                "priority",
+                                current.priority.as_str(),
+                                priority.as_str(),
+                            );
+                        }
+                    }
+                    "type" => {
+                        if let Some(ticket_type) = patch.ticket_type {
+                            next.ticket_type = ticket_type;
+                            push_change(
+                                &mut changes,
+                                "type",
+                                current.ticket_type.as_str(),
+                                ticket_type.as_str(),
+                            );
+                        }
+                    }
+                    "tags" => {
+                        next.tags = tags.clone();
+                        push_change(
+                            &mut changes,
+                            "tags",
+                            &current.tags.join(","),
+                            &next.tags.join(","),
+                        );
+                    }
+                    "custom_fields" => {
+                        next.custom_fields = patch.custom_fields.clone();
+                        for key in current.custom_fields.keys().chain(next.custom_fields.keys()) {
+                            let old = current.custom_fields.get(key).cloned().unwrap_or_default();
+                            let new = next.custom_fields.get(key).cloned().unwrap_or_default();
+                            if !changes.iter().any(|c| c.field == format!("custom_fields.{key}")) {
+                                push_change(&mut changes, &format!("custom_fields.{key}"), &old, &new);
+                            }
+                        }
+                    }
+                    "contact" => {
+                        if let Some(input) = &patch.contact {
+                            push_change(
+                                &mut changes,
+                                "contact",
+                                &current.contact.external_id,
+                                &input.external_id,
+                            );
+                            contact = Some(input.clone());
+                        }
+                    }
+                    "assignee_id" => {
+                        next.assignee_id = patch.assignee_id;
+                        push_change(
+                            &mut assignment,
+                            "assignee_id",
+                            &optional_id(current.assignee_id),
+                            &optional_id(next.assignee_id),
+                        );
+                    }
+                    "queue_id" => {
+                        next.queue_id = patch.queue_id;
+                        push_change(
+                            &mut assignment,
+                            "queue_id",
+                            &optional_id(current.queue_id),
+                            &optional_id(next.queue_id),
+                        );
+                    }
+                    _ => {}
+                }
+            }
+            // A contact named again with the same details is still an upsert worth doing,
+            // but with nothing else changed there is nothing to record.
+            if changes.is_empty() && status_change.is_none() && assignment.is_empty() {
+                return Ok(current);
+            }
+            let at = now();
+            next.updated_at = at;
+            let actor = principal.actor();
+            let mut events = Vec::new();
+            let event = |kind, changes: Vec<FieldChange>| NewEvent {
+                id: Uuid::now_v7(),
+                ticket_id: current.id,
+                ticket_number: current.number,
+                kind,
+                actor: actor.clone(),
+                visibility: Visibility::Internal,
+                payload: EventPayload::FieldsChanged { changes },
+                created_at: at,
+            };
+            if let Some(change) = status_change {
+                events.push(event(EventKind::StatusChanged, vec![change]));
+            }
+            if !assignment.is_empty() {
+                events.push(event(EventKind::Assigned, assignment));
+            }
+            if !changes.is_empty() {
+                events.push(event(EventKind::TicketUpdated, changes));
+            }
+            let tags_changed = next.tags != current.tags;
+            let changeset = Changeset {
+                updates: vec![TicketUpdate {
+                    ticket: next,
+                    expected_version: current.version,
+                    contact,
+                    tags_changed,
+                }],
+                events,
+                ..Changeset::default()
+            };
+            match self.store.commit(changeset).await {
+                Ok(mut committed) => return committed.tickets.pop().ok_or_else(|| not_found(TicketKey::Id(id))),
+                Err(StoreError::Conflict(_)) if etag.is_none() => continue,
+                Err(StoreError::Conflict(_)) => {
+                    let latest = self.get(TicketKey::Id(id)).await?;
+                    return Err(ServiceError::StaleEtag {
+                        given: etag.unwrap_or_default(),
+                        current: latest.etag(),
+                    });
+                }
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(contended(id))
+    }
+
+    /// Adds a public reply to the customer on `channel`.
+    #[instrument(skip_all, fields(ticket_id = %id))]
+    pub async fn add_reply(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        body: String,
+        channel: Option<Channel>,
+        attachments: Vec<AttachmentInput>,
+    ) -> ServiceResult<(Event, Ticket)> {
+        let mut v = Violations::new();
+        v.text("body", &body, true, MAX_BODY_CHARS);
+        if channel.is_none() {
+            v.add("channel", "is required");
+        }
+        validate_attachments(&attachments, &mut v);
+        v.finish()?;
+        let channel = channel.unwrap_or(Channel::Chat);
+        self.append(principal, id, |ticket, at| {
+            ensure_not_final(ticket)?;
+            ensure_reachable(ticket, channel)?;
+            let event_id = Uuid::now_v7();
+            let files: Vec<NewAttachment> = attachments
+                .iter()
+                .map(|a| NewAttachment {
+                    id: Uuid::now_v7(),
+                    ticket_id: ticket.id,
+                    event_id,
+                    name: a.name.clone(),
+                    content_type: a.content_type.clone(),
+                    content: a.content.clone(),
+                    created_at: at,
+                })
+                .collect();
+            let meta = files
+                .iter()
+                .map(|f| AttachmentMeta {
+                    id: f.id,
+                    name: f.name.clone(),
+                    content_type: f.content_type.clone(),
+                    size_bytes: f.content.len() as i64,
+                })
+                .collect();
+            Ok(Entry {
+                event_id,
+                kind: EventKind::ReplyAdded,
+                visibility: Visibility::Public,
+                payload: EventPayload::reply(&body, channel, meta),
+                attachments: files,
+                time_entry: None,
+            })
+        })
+        .await
+    }
+
+    /// Adds an internal note. Allowed on closed tickets (bookkeeping), not on merged ones.
+    #[instrument(skip_all, fields(ticket_id = %id))]
+    pub async fn add_note(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        body: String,
+    ) -> ServiceResult<(Event, Ticket)> {
+        let mut v = Violations::new();
+        v.text("body", &body, true, MAX_BODY_CHARS);
+        v.finish()?;
+        self.append(principal, id, |ticket, _| {
+            ensure_not_merged(ticket)?;
+            Ok(Entry {
+                event_id: Uuid::now_v7(),
+                kind: EventKind::NoteAdded,
+                visibility: Visibility::Internal,
+                payload: EventPayload::Note { body: body.clone() },
+                attachments: Vec::new(),
+                time_entry: None,
+            })
+        })
+        .await
+    }
+
+    /// Records time spent; the ticket's total grows by `seconds`.
+    #[instrument(skip_all, fields(ticket_id = %id))]
+    pub async fn log_time(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        agent_id: Option<Uuid>,
+        seconds: i64,
+        note: String,
+    ) -> ServiceResult<(Event, Ticket)> {
+        let mut v = Violations::new();
+        if !(1..=MAX_TIME_ENTRY_SECONDS).contains(&seconds) {
+            v.add(
+                "duration",
+                format!("must be between 1 second and {} hours", MAX_TIME_ENTRY_SECONDS / 3600),
+            );
+        }
+        v.text("note", &note, false, MAX_BODY_CHARS);
+        v.finish()?;
+        let agent_id = agent_id.or(principal.agent_id);
+        self.append(principal, id, |ticket, at| {
+            ensure_not_merged(ticket)?;
+            let total = ticket.time_spent_seconds + seconds;
+            Ok(Entry {
+                event_id: Uuid::now_v7(),
+                kind: EventKind::TimeLogged,
+                visibility: Visibility::Internal,
+                payload: EventPayload::TimeLogged {
+                    agent_id,
+                    seconds,
+                    note: note.clone(),
+                    total_seconds: total,
+                },
+                attachments: Vec::new(),
+                time_entry: Some(TimeEntry {
+                    id: Uuid::now_v7(),
+                    ticket_id: ticket.id,
+                    agent_id,
+                    seconds,
+                    note: note.clone(),
+                    created_at: at,
+                }),
+            })
+        })
+        .await
+    }
+
+    /// Adds one feed entry to a ticket, bumping its version; retried on conflicts.
+    async fn append(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        entry: impl Fn(&Ticket, chrono::DateTime<chrono::Utc>) -> ServiceResult<Entry>,
+    ) -> ServiceResult<(Event, Ticket)> {
+        for _ in 0..MAX_ATTEMPTS {
+            let current = self.get(TicketKey::Id(id)).await?;
+            let at = now();
+            let Entry {
+                event_id,
+                kind,
+                visibility,
+                payload,
+                attachments,
+                time_entry,
+            } = entry(&current, at)?;
+            let mut next = current.clone();
+            next.updated_at = at;
+            if let Some(time) = &time_entry {
+                next.time_spent_seconds += time.seconds;
+            }
+            let changeset = Changeset {
+                updates: vec![TicketUpdate {
+                    ticket: next,
+                    expected_version: current.version,
+                    contact: None,
+                    tags_changed: false,
+                }],
+                events: vec![NewEvent {
+                    id: event_id,
+                    ticket_id: current.id,
+                    ticket_number: current.number,
+                    kind,
+                    actor: principal.actor(),
+                    visibility,
+                    payload,
+                    created_at: at,
+                }],
+                time_entries: time_entry.into_iter().collect(),
+                attachments,
+            };
+            match self.store.commit(changeset).await {
+                Ok(mut committed) => {
+                    let event = committed.events.pop();
+                    let ticket = committed.tickets.pop();
+                    return event.zip(ticket).ok_or_else(|| not_found(TicketKey::Id(id)));
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(contended(id))
+    }
+
+    /// A page of a ticket's feed, oldest first, including tickets merged into it.
+    pub async fn activity(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        page_size: i32,
+        page_token: &str,
+    ) -> ServiceResult<(Vec<Event>, String)> {
+        let limit = paging::page_size(page_size, DEFAULT_ACTIVITY_PAGE)?;
+        let after = if page_token.is_empty() {
+            0
+        } else {
+            let token: ActivityPageToken = paging::decode(page_token)?;
+            if token.t != id {
+                return Err(ServiceError::invalid("page_token", "belongs to another ticket"));
+            }
+            token.c
+        };
+        self.get(TicketKey::Id(id)).await?;
+        let mut events = self
+            .store
+            .activity(id, after, principal.sees_internal(), limit + 1)
+            .await?;
+        let next = if events.len() as i64 > limit {
+            events.truncate(limit as usize);
+            events
+                .last()
+                .map(|e| paging::encode(&ActivityPageToken { t: id, c: e.cursor }))
+        } else {
+            None
+        };
+        Ok((events, next.unwrap_or_default()))
+    }
+
+    /// Merges `sources` into `target`: each source becomes MERGED and points at the target,
+    /// and the target's feed shows the sources' activity from then on.
+    #[instrument(skip_all, fields(target_id = %target_id, sources = source_ids.len()))]
+    pub async fn merge(
+        &self,
+        principal: &Principal,
+        target_id: Uuid,
+        source_ids: Vec<Uuid>,
+    ) -> ServiceResult<(Ticket, Vec<Ticket>)> {
+        let mut v = Violations::new();
+        if source_ids.is_empty() {
+            v.add("source_ticket_ids", "must name at least one ticket");
+        } else if source_ids.len() > MAX_MERGE_SOURCES {
+            v.add(
+                "source_ticket_ids",
+                format!("must name at most {MAX_MERGE_SOURCES} tickets"),
+            );
+        }
+        let distinct: HashSet<Uuid> = source_ids.iter().copied().collect();
+        if distinct.len() != source_ids.len() {
+            v.add("source_ticket_ids", "must not repeat a ticket");
+        }
+        v.finish()?;
+        if distinct.contains(&target_id) {
+            return Err(ServiceError::FailedPrecondition(
+                "a ticket cannot be merged into itself".into(),
+            ));
+        }
+        for _ in 0..MAX_ATTEMPTS {
+            let target = self.get(TicketKey::Id(target_id)).await?;
+            if target.status.is_final() {
+                return Err(ServiceError::FailedPrecondition(format!(
+                    "target ticket #{} is {} and cannot receive a merge",
+                    target.number, target.status
+                )));
+            }
+            let mut sources = Vec::with_capacity(source_ids.len());
+            for id in &source_ids {
+                let source = self.get(TicketKey::Id(*id)).await?;
+                match (source.status, source.merged_into_id) {
+                    (Status::Merged, Some(into)) => {
+                        return Err(ServiceError::FailedPrecondition(format!(
+                            "ticket #{} was already merged into {into}",
+                            source.number
+                        )));
+                    }
+                    (Status::Closed, _) => {
+                        return Err(ServiceError::FailedPrecondition(format!(
+                            "ticket #{} is CLOSED and cannot be merged",
+                            source.number
+                        )));
+                    }
+                    _ => sources.push(source),
+                }
+            }
+            let at = now();
+            let payload = EventPayload::Merged {
+                target_id,
+                target_number: target.number,
+                source_ids: sources.iter().map(|s| s.id).collect(),
+                source_numbers: sources.iter().map(|s| s.number).collect(),
+            };
+            let event = |t: &Ticket| NewEvent {
+                id: Uuid::now_v7(),
+                ticket_id: t.id,
+                ticket_number: t.number,
+                kind: EventKind::TicketsMerged,
+                actor: principal.actor(),
+                visibility: Visibility::Internal,
+                payload: payload.clone(),
+                created_at: at,
+            };
+            let mut changeset = Changeset::default();
+            let mut next_target = target.clone();
+            next_target.updated_at = at;
+            changeset.events.push(event(&target));
+            changeset.updates.push(unchanged_tags(next_target, target.version));
+            for source in &sources {
+                let mut next = source.clone();
+                next.status = Status::Merged;
+                next.merged_into_id = Some(target_id);
+                next.updated_at = at;
+                changeset.events.push(event(source));
+                changeset.updates.push(unchanged_tags(next, source.version));
+            }
+            match self.store.commit(changeset).await {
+                Ok(committed) => {
+                    let mut tickets = committed.tickets.into_iter();
+                    let target = tickets.next().ok_or_else(|| not_found(TicketKey::Id(target_id)))?;
+                    return Ok((target, tickets.collect()));
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(contended(target_id))
+    }
+}
+
+/// What `append` writes for one action.
+struct Entry {
+    event_id: Uuid,
+    kind: EventKind,
+    visibility: Visibility,
+    payload: EventPayload,
+    attachments: Vec<NewAttachment>,
+    time_entry: Option<TimeEntry>,
+}
+
+fn unchanged_tags(ticket: Ticket, expected_version: i64) -> TicketUpdate {
+    TicketUpdate {
+        ticket,
+        expected_version,
+        contact: None,
+        tags_changed: false,
+    }
+}
+
+fn push_change(changes: &mut Vec<FieldChange>, field: &str, old: &str, new: &str) {
+    if old != new {
+        changes.push(FieldChange {
+            field: field.to_owned(),
+            old: old.to_owned(),
+            new: new.to_owned(),
+        });
+    }
+}
+
+fn optional_id(id: Option<Uuid>) -> String {
+    id.map(|id| id.to_string()).unwrap_or_default()
+}
+
+fn not_found(key: TicketKey) -> ServiceError {
+    match key {
+        TicketKey::Id(id) => ServiceError::NotFound(format!("ticket {id}")),
+        TicketKey::Number(n) => ServiceError::NotFound(format!("ticket #{n}")),
+    }
+}
+
+fn contended(id: Uuid) -> ServiceError {
+    ServiceError::Contended(format!(
+        "ticket {id} kept changing while this request applied; retry"
+    ))
+}
+
+fn ensure_not_merged(ticket: &Ticket) -> ServiceResult<()> {
+    match ticket.merged_into_id {
+        Some(into) => Err(ServiceError::FailedPrecondition(format!(
+            "ticket #{} was merged into {into}; act on that ticket instead",
+            ticket.number
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn ensure_not_final(ticket: &Ticket) -> ServiceResult<()> {
+    ensure_not_merged(ticket)?;
+    if ticket.status == Status::Closed {
+        return Err(ServiceError::FailedPrecondition(format!(
+            "ticket #{} is CLOSED; closed tickets cannot change",
+            ticket.number
+        )));
+    }
+    Ok(())
+}
+
+/// Email replies need the contact's address and SMS replies a phone number.
+fn ensure_reachable(ticket: &Ticket, channel: Channel) -> ServiceResult<()> {
+    let missing = match channel {
+        Channel::Email if ticket.contact.email.is_empty() => Some("an email address"),
+        Channel::Sms if ticket.contact.phone.is_empty() => Some("a phone number"),
+        _ => None,
+    };
+    match missing {
+        Some(what) => Err(ServiceError::FailedPrecondition(format!(
+            "contact {} has no {what} for a {channel} reply",
+            ticket.contact.external_id
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn validate_attachments(attachments: &[AttachmentInput], v: &mut Violations) {
+    if attachments.len() > MAX_ATTACHMENTS {
+        v.add(
+            "attachments",
+            format!("must hold at most {MAX_ATTACHMENTS} files"),
+        );
+        return;
+    }
+    let total: usize = attachments.iter().map(|a| a.content.len()).sum();
+    if total > MAX_ATTACHMENT_BYTES_TOTAL {
+        v.add(
+            "attachments",
+            format!("must total at most {MAX_ATTACHMENT_BYTES_TOTAL} bytes; got {total}"),
+        );
+    }
+    for (i, a) in attachments.iter().enumerate() {
+        if a.name.trim().is_empty()
+            || a.name.chars().count() > 255
+            || a.name.contains(['/', '\\', '\0'])
+        {
+            v.add(
+                format!("attachments[{i}].name"),
+                "must be 1 to 255 characters without path separators",
+            );
+        }
+        let valid_type = a.content_type.len() <= 255
+            && a.content_type.split_once('/').is_some_and(|(top, sub)| {
+                !top.is_empty() && !sub.is_empty() && !a.content_type.contains(char::is_whitespace)
+            });
+        if !valid_type {
+            v.add(
+                format!("attachments[{i}].content_type"),
+                "must be a MIME type such as application/pdf",
+            );
+        }
+    }
+}
+
+/// Replaces `assignee_id = "me"` by the caller's agent.
+fn resolve_me(filter: TicketFilter, principal: &Principal) -> ServiceResult<TicketFilter> {
+    filter.try_map(&mut |p| match p {
+        TicketPredicate::Assignee(op, AssigneeRef::Me) => match principal.agent_id {
+            Some(agent) => Ok(TicketPredicate::Assignee(op, AssigneeRef::Agent(agent))),
+            None => Err(ServiceError::invalid(
+                "filter",
+                "assignee_id = \"me\" needs an API key bound to an agent",
+            )),
+        },
+        other => Ok(other),
+    })
+}
+
+/// Parses `order_by`: a field and an optional direction.
+fn parse_order_by(text: &str) -> ServiceResult<(SortField, bool)> {
+    let words: Vec<&str> = text.split_whitespace().collect();
+    let bad = || {
+        ServiceError::invalid(
+            "order_by",
+            "must be one of created_at, updated_at, priority, number, optionally followed by asc or desc",
+        )
+    };
+    let (field, direction) = match words.as_slice() {
+        [] => return Ok((SortField::CreatedAt, true)),
+        [field] => (*field, None),
+        [field, direction] => (*field, Some(direction.to_ascii_lowercase())),
+        _ => return Err(bad()),
+    };
+    let field = match field {
+        "created_at" => SortField::CreatedAt,
+        "updated_at" => SortField::UpdatedAt,
+        "priority" => SortField::Priority,
+        "number" => SortField::Number,
+        _ => return Err(bad()),
+    };
+    let descending = match direction.as_deref() {
+        None | Some("asc") => false,
+        Some("desc") => true,
+        Some(_) => return Err(bad()),
+    };
+    Ok((field, descending))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn order_by_defaults_to_newest_first_and_names_directions() {
+        assert_eq!(parse_order_by("").unwrap(), (SortField::CreatedAt, true));
+        assert_eq!(parse_order_by("priority desc").unwrap(), (SortField::Priority, true));
+        assert_eq!(parse_order_by("number").unwrap(), (SortField::Number, false));
+        assert!(parse_order_by("subject").is_err());
+        assert!(parse_order_by("number sideways").is_err());
+    }
+
+    #[test]
+    fn a_retry_with_the_same_body_has_the_same_fingerprint() {
+        let input = CreateTicketInput {
+            subject: "Printer on fire".into(),
+            request_id: "a".into(),
+            ..CreateTicketInput::default()
+        };
+        let retry = CreateTicketInput {
+            request_id: "b".into(),
+            ..input.clone()
+        };
+        let changed = CreateTicketInput {
+            subject: "Printer fine".into(),
+            ..input.clone()
+        };
+        assert_eq!(input.fingerprint(), retry.fingerprint());
+        assert_ne!(input.fingerprint(), changed.fingerprint());
+    }
+}

@@ -1,0 +1,283 @@
+//! Persistence: the [`Store`] trait and its PostgreSQL and SQLite implementations.
+//!
+//! Every SQL statement of ticketd lives below this module. Writes that change a ticket
+//! append their events in the same transaction (the transactional outbox), and every
+//! ticket update is conditional on the version the caller read, so lost updates surface as
+//! [`StoreError::Conflict`] instead of silently overwriting.
+
+mod postgres;
+mod rows;
+mod sql;
+mod sqlite;
+mod ticket_query;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use crate::domain::auth::Role;
+use crate::domain::event::{Event, NewEvent};
+use crate::domain::filter::TicketFilter;
+use crate::domain::ticket::{ContactInput, Priority, Status, Ticket, TicketType};
+
+pub use postgres::PgStore;
+pub use sqlite::SqliteStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The ticket changed since it was read (its version moved on).
+    #[error("ticket {0} was changed concurrently")]
+    Conflict(Uuid),
+    /// An idempotency key was reused with a different request.
+    #[error("request id {0:?} was already used with a different request")]
+    IdempotencyMismatch(String),
+    /// The database cannot be reached right now; retrying later may succeed.
+    #[error("database unavailable")]
+    Unavailable(#[source] sqlx::Error),
+    #[error("database error")]
+    Database(#[source] sqlx::Error),
+    #[error("migration failed")]
+    Migration(#[from] sqlx::migrate::MigrateError),
+    /// A stored value does not fit the domain (a bug or a hand-edited row).
+    #[error("stored data is invalid: {0}")]
+    Corrupt(String),
+    #[error("unsupported database url {0:?}: use postgres://… or sqlite://…")]
+    UnsupportedUrl(String),
+}
+
+impl From<sqlx::Error> for StoreError {
+    fn from(err: sqlx::Error) -> Self {
+        match err {
+            sqlx::Error::Io(_)
+            | sqlx::Error::PoolTimedOut
+            | sqlx::Error::PoolClosed
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_) => StoreError::Unavailable(err),
+            sqlx::Error::Database(ref db) if is_unavailable_code(db.code().as_deref()) => {
+                StoreError::Unavailable(err)
+            }
+            other => StoreError::Database(other),
+        }
+    }
+}
+
+/// PostgreSQL error classes that mean "try again later": 08 connection exceptions,
+/// 53 insufficient resources, 57P01..57P03 shutdown / cannot connect now.
+fn is_unavailable_code(code: Option<&str>) -> bool {
+    match code {
+        Some(code) => {
+            code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
+        }
+        None => false,
+    }
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// A ticket to insert. The store assigns its number.
+#[derive(Debug, Clone)]
+pub struct TicketDraft {
+    pub id: Uuid,
+    pub subject: String,
+    pub description: String,
+    pub status: Status,
+    pub priority: Priority,
+    pub ticket_type: TicketType,
+    pub tags: Vec<String>,
+    pub custom_fields: BTreeMap<String, String>,
+    pub contact: ContactInput,
+    pub assignee_id: Option<Uuid>,
+    pub queue_id: Option<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Claims a caller's request id for one operation; see [`Store::create_ticket`].
+#[derive(Debug, Clone)]
+pub struct IdempotencyClaim {
+    pub scope: &'static str,
+    pub request_id: String,
+    /// A digest of the request body: a retry must carry the same one.
+    pub fingerprint: String,
+}
+
+#[derive(Debug)]
+pub enum CreateOutcome {
+    Created { ticket: Ticket, events: Vec<Event> },
+    /// The request id was seen before with the same body: the first result.
+    Replayed(Ticket),
+}
+
+/// A new state for one ticket, applied only if the ticket is still at `expected_version`.
+#[derive(Debug, Clone)]
+pub struct TicketUpdate {
+    pub ticket: Ticket,
+    pub expected_version: i64,
+    /// Set when the contact changes: upserted by external id and linked.
+    pub contact: Option<ContactInput>,
+    pub tags_changed: bool,
+}
+
+#[derive(Debug, Clone)]
+pub struct TimeEntry {
+    pub id: Uuid,
+    pub ticket_id: Uuid,
+    pub agent_id: Option<Uuid>,
+    pub seconds: i64,
+    pub note: String,
+    pub created_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone)]
+pub struct NewAttachment {
+    pub id: Uuid,
+    pub ticket_id: Uuid,
+    pub event_id: Uuid,
+    pub name: String,
+    pub content_type: String,
+    pub content: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Everything one action writes, committed atomically.
+#[derive(Debug, Clone, Default)]
+pub struct Changeset {
+    pub updates: Vec<TicketUpdate>,
+    pub events: Vec<NewEvent>,
+    pub time_entries: Vec<TimeEntry>,
+    pub attachments: Vec<NewAttachment>,
+}
+
+#[derive(Debug)]
+pub struct Committed {
+    /// The updated tickets as stored, in the order of `Changeset::updates`.
+    pub tickets: Vec<Ticket>,
+    pub events: Vec<Event>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketKey {
+    Id(Uuid),
+    Number(i64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortField {
+    CreatedAt,
+    UpdatedAt,
+    Priority,
+    Number,
+}
+
+/// The sort value of the last row of a page, from which the next page continues.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SortValue {
+    Time(DateTime<Utc>),
+    Int(i64),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Keyset {
+    pub value: SortValue,
+    pub number: i64,
+}
+
+/// A page of `ListTickets`. `filter` must not contain `assignee_id = "me"` any more:
+/// the service resolves it to the caller's agent first.
+#[derive(Debug, Clone)]
+pub struct TicketQuery {
+    pub filter: Option<TicketFilter>,
+    pub sort: SortField,
+    pub descending: bool,
+    pub after: Option<Keyset>,
+    pub limit: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKeyRecord {
+    pub id: Uuid,
+    pub name: String,
+    pub role: Role,
+    pub agent_id: Option<Uuid>,
+    pub prefix: String,
+    pub secret_hash: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
+
+/// Pool sizes and timeouts.
+#[derive(Debug, Clone)]
+pub struct PoolSettings {
+    pub max_connections: u32,
+    pub acquire_timeout: Duration,
+}
+
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    async fn migrate(&self) -> StoreResult<()>;
+
+    /// Cheap round trip used by readiness checks.
+    async fn ping(&self) -> StoreResult<()>;
+
+    /// Inserts a ticket, upserting its contact, and appends `events` (their
+    /// `ticket_number` is filled in with the assigned number). With a claim, a request id
+    /// seen before returns the first ticket if the fingerprint matches and
+    /// [`StoreError::IdempotencyMismatch`] if not.
+    async fn create_ticket(
+        &self,
+        draft: TicketDraft,
+        events: Vec<NewEvent>,
+        claim: Option<IdempotencyClaim>,
+    ) -> StoreResult<CreateOutcome>;
+
+    async fn ticket(&self, key: TicketKey) -> StoreResult<Option<Ticket>>;
+
+    async fn list_tickets(&self, query: &TicketQuery) -> StoreResult<Vec<Ticket>>;
+
+    /// Applies a changeset in one transaction, or nothing of it.
+    async fn commit(&self, changes: Changeset) -> StoreResult<Committed>;
+
+    /// Events of a ticket and of every ticket merged into it (transitively), oldest first.
+    async fn activity(
+        &self,
+        ticket_id: Uuid,
+        after_cursor: i64,
+        include_internal: bool,
+        limit: i64,
+    ) -> StoreResult<Vec<Event>>;
+
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()>;
+
+    async fn api_key_by_hash(&self, secret_hash: &[u8]) -> StoreResult<Option<ApiKeyRecord>>;
+
+    /// Newest first; `before` continues after the last key of the previous page.
+    async fn list_api_keys(
+        &self,
+        before: Option<(DateTime<Utc>, Uuid)>,
+        limit: i64,
+    ) -> StoreResult<Vec<ApiKeyRecord>>;
+
+    /// Marks a key revoked (idempotent); `None` if there is no such key.
+    async fn revoke_api_key(
+        &self,
+        id: Uuid,
+        at: DateTime<Utc>,
+    ) -> StoreResult<Option<ApiKeyRecord>>;
+
+    async fn has_active_admin_key(&self) -> StoreResult<bool>;
+}
+
+/// Opens the store a URL names: `postgres://` or `postgresql://` for PostgreSQL,
+/// `sqlite:` for SQLite (the file is created if missing).
+pub async fn open(url: &str, pool: &PoolSettings) -> StoreResult<Arc<dyn Store>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Arc::new(PgStore::connect(url, pool).await?))
+    } else if url.starts_with("sqlite:") {
+        Ok(Arc::new(SqliteStore::connect(url, pool).await?))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_owned()))
+    }
+}

@@ -1,0 +1,50 @@
+//! The SQLite store: the embedded default, for one process.
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use super::sql::impl_store;
+use super::{PoolSettings, StoreResult};
+
+pub struct SqliteStore {
+    /// Several connections: WAL lets readers run beside the writer.
+    reader: SqlitePool,
+    /// Exactly one connection. SQLite admits one writer at a time anyway; queueing
+    /// writers in the pool instead of in SQLite's busy handler avoids SQLITE_BUSY
+    /// failures when a read transaction would have to upgrade to a write.
+    writer: SqlitePool,
+}
+
+impl SqliteStore {
+    pub async fn connect(url: &str, settings: &PoolSettings) -> StoreResult<Self> {
+        let options = SqliteConnectOptions::from_str(url)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            // With WAL, NORMAL survives a process crash; only an OS crash or power loss
+            // can drop the last commits.
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(Duration::from_secs(5));
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_with(options.clone())
+            .await?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(settings.max_connections.clamp(1, 8))
+            .acquire_timeout(settings.acquire_timeout)
+            .connect_lazy_with(options);
+        Ok(Self { reader, writer })
+    }
+}
+
+impl_store!(
+    SqliteStore,
+    sqlx::Sqlite,
+    next_number = "(SELECT COALESCE(MAX(number), 0) + 1 FROM tickets)",
+    migrator = sqlx::migrate!("./migrations/sqlite")
+);

@@ -1,0 +1,223 @@
+//! Renders a [`TicketQuery`] as one parameterised SELECT. Values only ever travel as bind
+//! parameters; the SQL text is assembled from fixed fragments.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::sql::SELECT_TICKETS;
+use super::{SortField, SortValue, TicketQuery};
+use crate::domain::filter::{AssigneeRef, Expr, Op, TicketPredicate};
+
+/// A bind parameter of a rendered query.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) enum Param {
+    Text(String),
+    Int(i64),
+    Uuid(Uuid),
+    Time(DateTime<Utc>),
+}
+
+#[derive(Default)]
+struct Builder {
+    sql: String,
+    params: Vec<Param>,
+}
+
+impl Builder {
+    /// Adds a parameter and returns its placeholder (`$1`, `$2`, …); both backends accept it.
+    fn param(&mut self, p: Param) -> String {
+        self.params.push(p);
+        format!("${}", self.params.len())
+    }
+
+    fn expr(&mut self, expr: &Expr<TicketPredicate>) {
+        match expr {
+            Expr::Cond(p) => self.predicate(p),
+            Expr::And(items) => self.join(items, " AND "),
+            Expr::Or(items) => self.join(items, " OR "),
+            Expr::Not(inner) => {
+                self.sql.push_str("NOT (");
+                self.expr(inner);
+                self.sql.push(')');
+            }
+        }
+    }
+
+    fn join(&mut self, items: &[Expr<TicketPredicate>], sep: &str) {
+        self.sql.push('(');
+        for (i, item) in items.iter().enumerate() {
+            if i > 0 {
+                self.sql.push_str(sep);
+            }
+            self.expr(item);
+        }
+        self.sql.push(')');
+    }
+
+    fn compare(&mut self, column: &str, op: Op, p: Param) {
+        let placeholder = self.param(p);
+        self.sql
+            .push_str(&format!("{column} {} {placeholder}", op.as_sql()));
+    }
+
+    /// `= x` / `<> x` on a nullable column, where `None` means "is empty" and "not x"
+    /// includes the empty rows (an unassigned ticket is not assigned to x).
+    fn nullable_id(&mut self, column: &str, op: Op, id: Option<Uuid>) {
+        let negate = op == Op::Ne;
+        match id {
+            None if negate => self.sql.push_str(&format!("{column} IS NOT NULL")),
+            None => self.sql.push_str(&format!("{column} IS NULL")),
+            Some(id) => {
+                let placeholder = self.param(Param::Uuid(id));
+                if negate {
+                    self.sql.push_str(&format!(
+                        "({column} IS NULL OR {column} <> {placeholder})"
+                    ));
+                } else {
+                    self.sql.push_str(&format!("{column} = {placeholder}"));
+                }
+            }
+        }
+    }
+
+    fn predicate(&mut self, predicate: &TicketPredicate) {
+        match predicate {
+            TicketPredicate::Status(op, s) => {
+                self.compare("t.status", *op, Param::Text(s.as_str().into()))
+            }
+            TicketPredicate::Priority(op, p) => {
+                self.compare("t.priority_rank", *op, Param::Int(p.rank()))
+            }
+            TicketPredicate::Type(op, ty) => {
+                self.compare("t.ticket_type", *op, Param::Text(ty.as_str().into()))
+            }
+            TicketPredicate::Assignee(op, who) => match who {
+                AssigneeRef::Agent(id) => self.nullable_id("t.assignee_id", *op, Some(*id)),
+                AssigneeRef::Nobody => self.nullable_id("t.assignee_id", *op, None),
+                // The service resolves "me" before querying; an unresolved one matches nothing.
+                AssigneeRef::Me => self.sql.push_str("1 = 0"),
+            },
+            TicketPredicate::Queue(op, queue) => self.nullable_id("t.queue_id", *op, *queue),
+            TicketPredicate::Contact(op, id) => self.compare("t.contact_id", *op, Param::Uuid(*id)),
+            TicketPredicate::Tag(op, tag) => {
+                let placeholder = self.param(Param::Text(tag.clone()));
+                let not = if *op == Op::Ne { "NOT " } else { "" };
+                self.sql.push_str(&format!(
+                    "{not}EXISTS (SELECT 1 FROM ticket_tags tt WHERE tt.ticket_id = t.id AND tt.tag = {placeholder})"
+                ));
+            }
+            TicketPredicate::Number(op, n) => self.compare("t.number", *op, Param::Int(*n)),
+            TicketPredicate::CreatedAt(op, at) => {
+                self.compare("t.created_at", *op, Param::Time(*at))
+            }
+            TicketPredicate::UpdatedAt(op, at) => {
+                self.compare("t.updated_at", *op, Param::Time(*at))
+            }
+        }
+    }
+}
+
+fn sort_column(field: SortField) -> &'static str {
+    match field {
+        SortField::CreatedAt => "t.created_at",
+        SortField::UpdatedAt => "t.updated_at",
+        SortField::Priority => "t.priority_rank",
+        SortField::Number => "t.number",
+    }
+}
+
+/// Builds the SELECT for one page. Rows are ordered by the sort column, then by number,
+/// which is unique, so the keyset `(value, number)` identifies a position exactly.
+pub(super) fn render(query: &TicketQuery) -> (String, Vec<Param>) {
+    let mut b = Builder {
+        sql: format!("{SELECT_TICKETS} WHERE 1 = 1"),
+        ..Builder::default()
+    };
+    if let Some(filter) = &query.filter {
+        b.sql.push_str(" AND ");
+        b.expr(filter);
+    }
+    let column = sort_column(query.sort);
+    let (cmp, direction) = if query.descending {
+        ("<", "DESC")
+    } else {
+        (">", "ASC")
+    };
+    if let Some(after) = &query.after {
+        if query.sort == SortField::Number {
+            let n = b.param(Param::Int(after.number));
+            b.sql.push_str(&format!(" AND t.number {cmp} {n}"));
+        } else {
+            let value = match after.value {
+                SortValue::Time(t) => Param::Time(t),
+                SortValue::Int(i) => Param::Int(i),
+            };
+            let v = b.param(value);
+            let n = b.param(Param::Int(after.number));
+            b.sql
+                .push_str(&format!(" AND ({column}, t.number) {cmp} ({v}, {n})"));
+        }
+    }
+    if query.sort == SortField::Number {
+        b.sql.push_str(&format!(" ORDER BY t.number {direction}"));
+    } else {
+        b.sql.push_str(&format!(
+            " ORDER BY {column} {direction}, t.number {direction}"
+        ));
+    }
+    let limit = b.param(Param::Int(query.limit));
+    b.sql.push_str(&format!(" LIMIT {limit}"));
+    (b.sql, b.params)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::filter::TicketFilter;
+    use crate::store::Keyset;
+
+    fn query(filter: &str) -> TicketQuery {
+        TicketQuery {
+            filter: TicketFilter::parse_text(filter).unwrap(),
+            sort: SortField::CreatedAt,
+            descending: true,
+            after: None,
+            limit: 10,
+        }
+    }
+
+    #[test]
+    fn user_values_become_parameters_never_sql() {
+        let (sql, params) = render(&query(r#"tag = "x' OR 1=1 --" AND status = OPEN"#));
+        assert!(!sql.contains("1=1"), "{sql}");
+        assert_eq!(
+            params,
+            vec![
+                Param::Text("x' or 1=1 --".into()),
+                Param::Text("OPEN".into()),
+                Param::Int(10)
+            ]
+        );
+    }
+
+    #[test]
+    fn not_assigned_to_someone_includes_unassigned_tickets() {
+        let id = Uuid::nil();
+        let (sql, _) = render(&query(&format!(r#"assignee_id != "{id}""#)));
+        assert!(sql.contains("(t.assignee_id IS NULL OR t.assignee_id <> $1)"), "{sql}");
+    }
+
+    #[test]
+    fn keyset_continues_after_the_last_row() {
+        let mut q = query("");
+        q.after = Some(Keyset {
+            value: SortValue::Int(3),
+            number: 42,
+        });
+        q.sort = SortField::Priority;
+        let (sql, params) = render(&q);
+        assert!(sql.contains("(t.priority_rank, t.number) < ($1, $2)"), "{sql}");
+        assert!(sql.ends_with("ORDER BY t.priority_rank DESC, t.number DESC LIMIT $3"));
+        assert_eq!(params, vec![Param::Int(3), Param::Int(42), Param::Int(10)]);
+    }
+}
