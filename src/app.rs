@@ -135,7 +135,9 @@ impl App {
         }
 
         tracing::info!("shutting down: health is NOT_SERVING");
-        health.set_service_status("", ServingStatus::NotServing).await;
+        health
+            .set_service_status("", ServingStatus::NotServing)
+            .await;
         health
             .set_not_serving::<pb::ticket_service_server::TicketServiceServer<grpc::TicketApi>>()
             .await;

@@ -40,7 +40,11 @@ pub enum LogFormat {
 #[derive(Debug, Clone, clap::Args)]
 pub struct Settings {
     /// Database URL: `sqlite://PATH` (embedded, the default) or `postgres://…`.
-    #[arg(long, env = "TICKETD_DATABASE_URL", default_value = "sqlite://./ticketd.db")]
+    #[arg(
+        long,
+        env = "TICKETD_DATABASE_URL",
+        default_value = "sqlite://./ticketd.db"
+    )]
     pub database_url: String,
 
     /// Address to serve gRPC on; port 0 picks a free port.
@@ -77,7 +81,11 @@ pub struct Settings {
     pub database_max_connections: u32,
 
     /// How long a call waits for a database connection before failing with UNAVAILABLE.
-    #[arg(long, env = "TICKETD_DATABASE_ACQUIRE_TIMEOUT_SECONDS", default_value_t = 5)]
+    #[arg(
+        long,
+        env = "TICKETD_DATABASE_ACQUIRE_TIMEOUT_SECONDS",
+        default_value_t = 5
+    )]
     pub database_acquire_timeout_seconds: u64,
 }
 

@@ -7,7 +7,11 @@ use ticketd::app::{self, App};
 use ticketd::config::Settings;
 
 #[derive(Parser)]
-#[command(name = "ticketd", version, about = "Support-ticket service with a conversation bridge")]
+#[command(
+    name = "ticketd",
+    version,
+    about = "Support-ticket service with a conversation bridge"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -53,6 +57,9 @@ async fn main() -> ExitCode {
 async fn serve(settings: Settings) -> Result<(), app::AppError> {
     ticketd::telemetry::init(settings.log_format);
     let app = App::build(settings).await?;
+    // Handlers are installed before anything announces the server, so a SIGTERM that
+    // follows the announcement always takes the graceful path.
+    let shutdown = shutdown_signal();
     if let Some(secret) = app.bootstrap_secret() {
         println!(
             "\nNo admin API key existed, so one was created. It is shown only this once:\n\n    {secret}\n\n\
@@ -62,27 +69,30 @@ async fn serve(settings: Settings) -> Result<(), app::AppError> {
     if let Ok(addr) = app.local_addr() {
         println!("ticketd listening on {addr}");
     }
-    app.run(shutdown_signal()).await
+    app.run(shutdown).await
 }
 
-/// Resolves on SIGTERM or SIGINT.
-async fn shutdown_signal() {
-    let interrupt = tokio::signal::ctrl_c();
+/// Installs SIGTERM and SIGINT handlers now; the future resolves on either signal.
+fn shutdown_signal() -> impl std::future::Future<Output = ()> {
     #[cfg(unix)]
-    {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut terminate) => {
+    let terminate = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate());
+    #[cfg(unix)]
+    let interrupt = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt());
+    async move {
+        #[cfg(unix)]
+        match (terminate, interrupt) {
+            (Ok(mut terminate), Ok(mut interrupt)) => {
                 tokio::select! {
-                    _ = interrupt => {}
                     _ = terminate.recv() => {}
+                    _ = interrupt.recv() => {}
                 }
             }
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot listen for SIGTERM; only SIGINT stops ticketd");
-                let _ = interrupt.await;
+            (Err(err), _) | (_, Err(err)) => {
+                tracing::warn!(error = %err, "cannot install signal handlers; falling back to ctrl-c");
+                let _ = tokio::signal::ctrl_c().await;
             }
         }
+        #[cfg(not(unix))]
+        let _ = tokio::signal::ctrl_c().await;
     }
-    #[cfg(not(unix))]
-    let _ = interrupt.await;
 }

@@ -289,10 +289,7 @@ impl Parser {
                 let op = match self.bump() {
                     Some(Token::Op(op)) => op,
                     _ => {
-                        return error(
-                            position,
-                            format!("expected an operator after '{field}'"),
-                        );
+                        return error(position, format!("expected an operator after '{field}'"));
                     }
                 };
                 let value_position = self.position();
@@ -304,10 +301,7 @@ impl Parser {
                 };
                 self.comparisons += 1;
                 if self.comparisons > MAX_COMPARISONS {
-                    return error(
-                        position,
-                        format!("more than {MAX_COMPARISONS} comparisons"),
-                    );
+                    return error(position, format!("more than {MAX_COMPARISONS} comparisons"));
                 }
                 Ok(Expr::Cond(Comparison {
                     field,
@@ -449,7 +443,10 @@ pub fn bind_ticket_comparison(c: &Comparison) -> Result<TicketPredicate, FilterE
         }
         "contact_id" => {
             only_equality("contact_id")?;
-            Ok(TicketPredicate::Contact(c.op, uuid_value(at, field, &text)?))
+            Ok(TicketPredicate::Contact(
+                c.op,
+                uuid_value(at, field, &text)?,
+            ))
         }
         "tag" => {
             only_equality("tag")?;
@@ -564,7 +561,10 @@ mod tests {
     fn me_and_empty_name_the_caller_and_nobody() {
         assert_eq!(
             bind(r#"assignee_id = "me""#).unwrap(),
-            Some(Expr::Cond(TicketPredicate::Assignee(Op::Eq, AssigneeRef::Me)))
+            Some(Expr::Cond(TicketPredicate::Assignee(
+                Op::Eq,
+                AssigneeRef::Me
+            )))
         );
         assert_eq!(
             bind(r#"assignee_id = """#).unwrap(),
@@ -584,8 +584,11 @@ mod tests {
             ("status =", "expected a value for 'status'"),
             ("(status = OPEN", "unbalanced '('"),
             ("status = OPEN AND", "unexpected end of filter"),
-            ("status = OPEN priority = LOW", "unexpected text after the filter"),
-            ("assignee_id = 42x", "not a number"),
+            (
+                "status = OPEN priority = LOW",
+                "unexpected text after the filter",
+            ),
+            ("number = 4-2", "not a number"),
             ("contact_id = \"nope\"", "contact_id must be a UUID"),
             ("status = \"OPEN", "unterminated string"),
             ("status ; DROP TABLE tickets", "unexpected character ';'"),

@@ -75,11 +75,10 @@ impl Status {
         if self == next {
             return true;
         }
-        match (self, next) {
-            (_, Merged) | (Closed, _) | (Merged, _) => false,
-            (Resolved, Waiting) => false,
-            _ => true,
-        }
+        !matches!(
+            (self, next),
+            (_, Merged) | (Closed, _) | (Merged, _) | (Resolved, Waiting)
+        )
     }
 
     /// Closed and merged tickets accept no further changes to their fields.
@@ -221,10 +220,7 @@ pub fn etag_for(version: i64) -> String {
 
 /// Reads an etag back into the version it names.
 pub fn version_from_etag(etag: &str) -> Option<i64> {
-    etag.trim_start_matches("W/")
-        .trim_matches('"')
-        .parse()
-        .ok()
+    etag.trim_start_matches("W/").trim_matches('"').parse().ok()
 }
 
 /// Normalises tags: trimmed, lower-cased, de-duplicated, sorted; records violations.
@@ -244,10 +240,7 @@ pub fn normalize_tags(field: &str, tags: &[String], v: &mut Violations) -> Vec<S
                 format!("must be at most {MAX_TAG_CHARS} characters"),
             );
         } else if tag.chars().any(|c| c.is_whitespace() || c == ',') {
-            v.add(
-                format!("{field}[{i}]"),
-                "must not contain spaces or commas",
-            );
+            v.add(format!("{field}[{i}]"), "must not contain spaces or commas");
         } else {
             out.push(tag);
         }

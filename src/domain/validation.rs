@@ -52,7 +52,11 @@ impl Violations {
 
     /// `Ok(())` when nothing was added, else every violation collected.
     pub fn finish(self) -> Result<(), Vec<FieldViolation>> {
-        if self.0.is_empty() { Ok(()) } else { Err(self.0) }
+        if self.0.is_empty() {
+            Ok(())
+        } else {
+            Err(self.0)
+        }
     }
 }
 

@@ -22,21 +22,31 @@ type Reply<T> = Result<Response<T>, Status>;
 
 #[tonic::async_trait]
 impl AdminService for AdminApi {
-    async fn create_api_key(&self, request: Request<pb::CreateApiKeyRequest>) -> Reply<pb::CreateApiKeyResponse> {
+    async fn create_api_key(
+        &self,
+        request: Request<pb::CreateApiKeyRequest>,
+    ) -> Reply<pb::CreateApiKeyResponse> {
         authorize(&self.services.api_keys, &request, "CreateApiKey", ADMIN).await?;
         let r = request.into_inner();
         let mut v = Violations::new();
         let role = convert::role_from_pb(r.role, "role", &mut v);
         let agent_id = convert::optional_uuid("agent_id", &r.agent_id, &mut v);
         v.finish().map_err(ServiceError::Invalid)?;
-        let (key, secret) = self.services.api_keys.create(&r.name, role, agent_id).await?;
+        let (key, secret) = self
+            .services
+            .api_keys
+            .create(&r.name, role, agent_id)
+            .await?;
         Ok(Response::new(pb::CreateApiKeyResponse {
             api_key: Some(api_key_to_pb(key)),
             secret,
         }))
     }
 
-    async fn revoke_api_key(&self, request: Request<pb::RevokeApiKeyRequest>) -> Reply<pb::RevokeApiKeyResponse> {
+    async fn revoke_api_key(
+        &self,
+        request: Request<pb::RevokeApiKeyRequest>,
+    ) -> Reply<pb::RevokeApiKeyResponse> {
         authorize(&self.services.api_keys, &request, "RevokeApiKey", ADMIN).await?;
         let r = request.into_inner();
         let mut v = Violations::new();
@@ -49,10 +59,17 @@ impl AdminService for AdminApi {
         }))
     }
 
-    async fn list_api_keys(&self, request: Request<pb::ListApiKeysRequest>) -> Reply<pb::ListApiKeysResponse> {
+    async fn list_api_keys(
+        &self,
+        request: Request<pb::ListApiKeysRequest>,
+    ) -> Reply<pb::ListApiKeysResponse> {
         authorize(&self.services.api_keys, &request, "ListApiKeys", ADMIN).await?;
         let r = request.into_inner();
-        let (keys, next_page_token) = self.services.api_keys.list(r.page_size, &r.page_token).await?;
+        let (keys, next_page_token) = self
+            .services
+            .api_keys
+            .list(r.page_size, &r.page_token)
+            .await?;
         Ok(Response::new(pb::ListApiKeysResponse {
             api_keys: keys.into_iter().map(api_key_to_pb).collect(),
             next_page_token,

@@ -49,7 +49,9 @@ where
         Box::pin(async move {
             let mut response = future.await?;
             let headers = response.headers_mut();
-            let too_large = headers.get("grpc-status").is_some_and(|s| s == OUT_OF_RANGE)
+            let too_large = headers
+                .get("grpc-status")
+                .is_some_and(|s| s == OUT_OF_RANGE)
                 && headers
                     .get("grpc-message")
                     .and_then(|m| m.to_str().ok())

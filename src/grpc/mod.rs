@@ -24,7 +24,8 @@ pub mod pb {
     tonic::include_proto!("ticketd.v1");
 
     /// The encoded descriptors of every ticketd proto file, for server reflection.
-    pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("ticketd_descriptor");
+    pub const FILE_DESCRIPTOR_SET: &[u8] =
+        tonic::include_file_descriptor_set!("ticketd_descriptor");
 }
 
 /// Limits applied to every gRPC service.
@@ -37,9 +38,10 @@ pub struct GrpcLimits {
 
 /// Builds the routes of ticketd's own services (health and reflection are added by the app).
 pub fn routes(services: &Services, limits: &GrpcLimits) -> Routes {
-    let tickets = pb::ticket_service_server::TicketServiceServer::new(TicketApi::new(services.clone()))
-        .max_decoding_message_size(limits.max_message_bytes)
-        .max_encoding_message_size(limits.max_message_bytes);
+    let tickets =
+        pb::ticket_service_server::TicketServiceServer::new(TicketApi::new(services.clone()))
+            .max_decoding_message_size(limits.max_message_bytes)
+            .max_encoding_message_size(limits.max_message_bytes);
     let admin = pb::admin_service_server::AdminServiceServer::new(AdminApi::new(services.clone()))
         .max_decoding_message_size(limits.max_message_bytes)
         .max_encoding_message_size(limits.max_message_bytes);

@@ -29,8 +29,17 @@ fn checked<T>(v: Violations, value: T) -> Result<T, Status> {
 
 #[tonic::async_trait]
 impl TicketService for TicketApi {
-    async fn create_ticket(&self, request: Request<pb::CreateTicketRequest>) -> Reply<pb::CreateTicketResponse> {
-        let principal = authorize(&self.services.api_keys, &request, "CreateTicket", STAFF_OR_BOT).await?;
+    async fn create_ticket(
+        &self,
+        request: Request<pb::CreateTicketRequest>,
+    ) -> Reply<pb::CreateTicketResponse> {
+        let principal = authorize(
+            &self.services.api_keys,
+            &request,
+            "CreateTicket",
+            STAFF_OR_BOT,
+        )
+        .await?;
         let r = request.into_inner();
         let mut v = Violations::new();
         let input = CreateTicketInput {
@@ -52,11 +61,16 @@ impl TicketService for TicketApi {
         }))
     }
 
-    async fn get_ticket(&self, request: Request<pb::GetTicketRequest>) -> Reply<pb::GetTicketResponse> {
+    async fn get_ticket(
+        &self,
+        request: Request<pb::GetTicketRequest>,
+    ) -> Reply<pb::GetTicketResponse> {
         authorize(&self.services.api_keys, &request, "GetTicket", STAFF_OR_BOT).await?;
         let mut v = Violations::new();
         let key = match request.into_inner().key {
-            Some(pb::get_ticket_request::Key::Id(id)) => convert::uuid("id", &id, &mut v).map(TicketKey::Id),
+            Some(pb::get_ticket_request::Key::Id(id)) => {
+                convert::uuid("id", &id, &mut v).map(TicketKey::Id)
+            }
             Some(pb::get_ticket_request::Key::Number(n)) if n > 0 => Some(TicketKey::Number(n)),
             Some(pb::get_ticket_request::Key::Number(_)) => {
                 v.add("number", "must be positive");
@@ -67,15 +81,25 @@ impl TicketService for TicketApi {
                 None
             }
         };
-        let key = checked(v, key)?.ok_or_else(|| Status::invalid_argument("id or number is required"))?;
+        let key =
+            checked(v, key)?.ok_or_else(|| Status::invalid_argument("id or number is required"))?;
         let ticket = self.services.tickets.get(key).await?;
         Ok(Response::new(pb::GetTicketResponse {
             ticket: Some(ticket_to_pb(ticket)),
         }))
     }
 
-    async fn list_tickets(&self, request: Request<pb::ListTicketsRequest>) -> Reply<pb::ListTicketsResponse> {
-        let principal = authorize(&self.services.api_keys, &request, "ListTickets", STAFF_OR_BOT).await?;
+    async fn list_tickets(
+        &self,
+        request: Request<pb::ListTicketsRequest>,
+    ) -> Reply<pb::ListTicketsResponse> {
+        let principal = authorize(
+            &self.services.api_keys,
+            &request,
+            "ListTickets",
+            STAFF_OR_BOT,
+        )
+        .await?;
         let r = request.into_inner();
         let input = ListTicketsInput {
             page_size: r.page_size,
@@ -90,7 +114,10 @@ impl TicketService for TicketApi {
         }))
     }
 
-    async fn update_ticket(&self, request: Request<pb::UpdateTicketRequest>) -> Reply<pb::UpdateTicketResponse> {
+    async fn update_ticket(
+        &self,
+        request: Request<pb::UpdateTicketRequest>,
+    ) -> Reply<pb::UpdateTicketResponse> {
         let principal = authorize(&self.services.api_keys, &request, "UpdateTicket", STAFF).await?;
         let r = request.into_inner();
         let mut v = Violations::new();
@@ -110,14 +137,22 @@ impl TicketService for TicketApi {
         };
         let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
         let etag = (!r.etag.is_empty()).then_some(r.etag);
-        let id = checked(v, id)?.ok_or_else(|| Status::invalid_argument("ticket.id is required"))?;
-        let ticket = self.services.tickets.update(&principal, id, patch, mask, etag).await?;
+        let id =
+            checked(v, id)?.ok_or_else(|| Status::invalid_argument("ticket.id is required"))?;
+        let ticket = self
+            .services
+            .tickets
+            .update(&principal, id, patch, mask, etag)
+            .await?;
         Ok(Response::new(pb::UpdateTicketResponse {
             ticket: Some(ticket_to_pb(ticket)),
         }))
     }
 
-    async fn add_reply(&self, request: Request<pb::AddReplyRequest>) -> Reply<pb::AddReplyResponse> {
+    async fn add_reply(
+        &self,
+        request: Request<pb::AddReplyRequest>,
+    ) -> Reply<pb::AddReplyResponse> {
         let principal = authorize(&self.services.api_keys, &request, "AddReply", STAFF).await?;
         let r = request.into_inner();
         let mut v = Violations::new();
@@ -132,7 +167,8 @@ impl TicketService for TicketApi {
                 content: a.content,
             })
             .collect();
-        let id = checked(v, id)?.ok_or_else(|| Status::invalid_argument("ticket_id is required"))?;
+        let id =
+            checked(v, id)?.ok_or_else(|| Status::invalid_argument("ticket_id is required"))?;
         let (entry, ticket) = self
             .services
             .tickets
@@ -149,8 +185,13 @@ impl TicketService for TicketApi {
         let r = request.into_inner();
         let mut v = Violations::new();
         let id = convert::uuid("ticket_id", &r.ticket_id, &mut v);
-        let id = checked(v, id)?.ok_or_else(|| Status::invalid_argument("ticket_id is required"))?;
-        let (entry, ticket) = self.services.tickets.add_note(&principal, id, r.body).await?;
+        let id =
+            checked(v, id)?.ok_or_else(|| Status::invalid_argument("ticket_id is required"))?;
+        let (entry, ticket) = self
+            .services
+            .tickets
+            .add_note(&principal, id, r.body)
+            .await?;
         Ok(Response::new(pb::AddNoteResponse {
             entry: Some(event_to_pb(entry)),
             ticket: Some(ticket_to_pb(ticket)),
@@ -174,7 +215,8 @@ impl TicketService for TicketApi {
                 0
             }
         };
-        let id = checked(v, id)?.ok_or_else(|| Status::invalid_argument("ticket_id is required"))?;
+        let id =
+            checked(v, id)?.ok_or_else(|| Status::invalid_argument("ticket_id is required"))?;
         let (entry, ticket) = self
             .services
             .tickets
@@ -186,12 +228,22 @@ impl TicketService for TicketApi {
         }))
     }
 
-    async fn list_activity(&self, request: Request<pb::ListActivityRequest>) -> Reply<pb::ListActivityResponse> {
-        let principal = authorize(&self.services.api_keys, &request, "ListActivity", STAFF_OR_BOT).await?;
+    async fn list_activity(
+        &self,
+        request: Request<pb::ListActivityRequest>,
+    ) -> Reply<pb::ListActivityResponse> {
+        let principal = authorize(
+            &self.services.api_keys,
+            &request,
+            "ListActivity",
+            STAFF_OR_BOT,
+        )
+        .await?;
         let r = request.into_inner();
         let mut v = Violations::new();
         let id = convert::uuid("ticket_id", &r.ticket_id, &mut v);
-        let id = checked(v, id)?.ok_or_else(|| Status::invalid_argument("ticket_id is required"))?;
+        let id =
+            checked(v, id)?.ok_or_else(|| Status::invalid_argument("ticket_id is required"))?;
         let (entries, next_page_token) = self
             .services
             .tickets
@@ -203,7 +255,10 @@ impl TicketService for TicketApi {
         }))
     }
 
-    async fn merge_tickets(&self, request: Request<pb::MergeTicketsRequest>) -> Reply<pb::MergeTicketsResponse> {
+    async fn merge_tickets(
+        &self,
+        request: Request<pb::MergeTicketsRequest>,
+    ) -> Reply<pb::MergeTicketsResponse> {
         let principal = authorize(&self.services.api_keys, &request, "MergeTickets", STAFF).await?;
         let r = request.into_inner();
         let mut v = Violations::new();
@@ -214,8 +269,13 @@ impl TicketService for TicketApi {
             .enumerate()
             .filter_map(|(i, id)| convert::uuid(&format!("source_ticket_ids[{i}]"), id, &mut v))
             .collect();
-        let target = checked(v, target)?.ok_or_else(|| Status::invalid_argument("target_ticket_id is required"))?;
-        let (target, sources) = self.services.tickets.merge(&principal, target, sources).await?;
+        let target = checked(v, target)?
+            .ok_or_else(|| Status::invalid_argument("target_ticket_id is required"))?;
+        let (target, sources) = self
+            .services
+            .tickets
+            .merge(&principal, target, sources)
+            .await?;
         Ok(Response::new(pb::MergeTicketsResponse {
             target: Some(ticket_to_pb(target)),
             sources: sources.into_iter().map(ticket_to_pb).collect(),

@@ -113,7 +113,10 @@ impl ApiKeyService {
             created_at: now(),
             revoked_at: None,
         };
-        self.store.insert_api_key(&record).await?;
+        if !self.store.insert_api_key(&record).await? {
+            // Only a configured bootstrap secret can collide: another replica stored it.
+            tracing::debug!("api key already present");
+        }
         Ok(record)
     }
 
@@ -164,7 +167,6 @@ impl ApiKeyService {
         if let Some(secret) = configured {
             if self.store.api_key_by_hash(&hash(secret)).await?.is_none() {
                 self.insert("bootstrap", Role::Admin, None, secret).await?;
-                tracing::info!("bootstrap admin key installed");
             }
             return Ok(None);
         }

@@ -71,7 +71,17 @@ pub type ServiceResult<T> = Result<T, ServiceError>;
 
 /// How many times an action re-reads and re-applies itself when a concurrent writer
 /// changed the ticket between its read and its write.
-const MAX_ATTEMPTS: usize = 5;
+const MAX_ATTEMPTS: usize = 12;
+
+/// Waits before retry number `attempt` (0 = the first try, no wait): a random pause of up
+/// to 2^attempt ms, at most 100 ms, so writers racing for one ticket spread out instead
+/// of colliding again in lockstep.
+async fn back_off(attempt: usize) {
+    if attempt > 0 {
+        let ceiling = (1u64 << attempt.min(7)).min(100);
+        tokio::time::sleep(std::time::Duration::from_millis(fastrand::u64(1..=ceiling))).await;
+    }
+}
 
 /// The current time at the precision both databases store (microseconds), so that a
 /// value read back equals the value written.

@@ -9,7 +9,7 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use super::paging::{self, DEFAULT_PAGE_SIZE};
-use super::{MAX_ATTEMPTS, ServiceError, ServiceResult, now};
+use super::{MAX_ATTEMPTS, ServiceError, ServiceResult, back_off, now};
 use crate::domain::auth::Principal;
 use crate::domain::event::{
     AttachmentMeta, Event, EventKind, EventPayload, FieldChange, NewEvent, Visibility,
@@ -21,8 +21,8 @@ use crate::domain::ticket::{
 };
 use crate::domain::validation::Violations;
 use crate::store::{
-    Changeset, CreateOutcome, IdempotencyClaim, Keyset, NewAttachment, SortField, SortValue,
-    Store, StoreError, TicketDraft, TicketKey, TicketQuery, TicketUpdate, TimeEntry,
+    Changeset, CreateOutcome, IdempotencyClaim, Keyset, NewAttachment, SortField, SortValue, Store,
+    StoreError, TicketDraft, TicketKey, TicketQuery, TicketUpdate, TimeEntry,
 };
 
 pub const MAX_BODY_CHARS: usize = 65_536;
@@ -51,9 +51,10 @@ pub struct CreateTicketInput {
 impl CreateTicketInput {
     /// A digest of everything but the request id: a retry must repeat it exactly.
     fn fingerprint(&self) -> String {
-        let contact = self.contact.as_ref().map(|c| {
-            serde_json::json!([c.external_id, c.name, c.email, c.phone, c.vip])
-        });
+        let contact = self
+            .contact
+            .as_ref()
+            .map(|c| serde_json::json!([c.external_id, c.name, c.email, c.phone, c.vip]));
         let canonical = serde_json::json!({
             "subject": self.subject,
             "description": self.description,
@@ -149,7 +150,12 @@ impl TicketService {
     ) -> ServiceResult<(Ticket, bool)> {
         let mut v = Violations::new();
         v.text("subject", &input.subject, true, MAX_SUBJECT_CHARS);
-        v.text("description", &input.description, false, MAX_DESCRIPTION_CHARS);
+        v.text(
+            "description",
+            &input.description,
+            false,
+            MAX_DESCRIPTION_CHARS,
+        );
         v.text("request_id", &input.request_id, false, MAX_REQUEST_ID_CHARS);
         let tags = ticket::normalize_tags("tags", &input.tags, &mut v);
         ticket::validate_custom_fields("custom_fields", &input.custom_fields, &mut v);
@@ -189,7 +195,11 @@ impl TicketService {
             request_id: input.request_id.clone(),
             fingerprint: input.fingerprint(),
         });
-        match self.store.create_ticket(draft, vec![created], claim).await? {
+        match self
+            .store
+            .create_ticket(draft, vec![created], claim)
+            .await?
+        {
             CreateOutcome::Created { ticket, .. } => {
                 tracing::info!(ticket_id = %ticket.id, number = ticket.number, "ticket created");
                 Ok((ticket, true))
@@ -199,10 +209,7 @@ impl TicketService {
     }
 
     pub async fn get(&self, key: TicketKey) -> ServiceResult<Ticket> {
-        self.store
-            .ticket(key)
-            .await?
-            .ok_or_else(|| not_found(key))
+        self.store.ticket(key).await?.ok_or_else(|| not_found(key))
     }
 
     #[instrument(skip_all, fields(filter = %input.filter))]
@@ -229,9 +236,10 @@ impl TicketService {
             }
             let value = match sort {
                 SortField::CreatedAt | SortField::UpdatedAt => {
-                    let time = chrono::DateTime::from_timestamp_micros(token.v).ok_or_else(
-                        || ServiceError::invalid("page_token", "is not a token this server issued"),
-                    )?;
+                    let time =
+                        chrono::DateTime::from_timestamp_micros(token.v).ok_or_else(|| {
+                            ServiceError::invalid("page_token", "is not a token this server issued")
+                        })?;
                     SortValue::Time(time)
                 }
                 SortField::Priority | SortField::Number => SortValue::Int(token.v),
@@ -302,7 +310,12 @@ impl TicketService {
             v.text("ticket.subject", &patch.subject, true, MAX_SUBJECT_CHARS);
         }
         if names("description") {
-            v.text("ticket.description", &patch.description, false, MAX_DESCRIPTION_CHARS);
+            v.text(
+                "ticket.description",
+                &patch.description,
+                false,
+                MAX_DESCRIPTION_CHARS,
+            );
         }
         let tags = if names("tags") {
             ticket::normalize_tags("ticket.tags", &patch.tags, &mut v)
@@ -319,7 +332,10 @@ impl TicketService {
             ("contact", patch.contact.is_none()),
         ] {
             if names(path) && missing {
-                v.add(format!("ticket.{path}"), "must be set when named in update_mask");
+                v.add(
+                    format!("ticket.{path}"),
+                    "must be set when named in update_mask",
+                );
             }
         }
         if let (true, Some(contact)) = (names("contact"), &patch.contact) {
@@ -342,15 +358,16 @@ impl TicketService {
             ));
         }
 
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            back_off(attempt).await;
             let current = self.get(TicketKey::Id(id)).await?;
-            if let (Some(expected), Some(given)) = (expected, &etag) {
-                if expected != current.version {
-                    return Err(ServiceError::StaleEtag {
-                        given: given.clone(),
-                        current: current.etag(),
-                    });
-                }
+            if let (Some(expected), Some(given)) = (expected, &etag)
+                && expected != current.version
+            {
+                return Err(ServiceError::StaleEtag {
+                    given: given.clone(),
+                    current: current.etag(),
+                });
             }
             ensure_not_final(&current)?;
             let mut next = current.clone();
@@ -383,7 +400,12 @@ impl TicketService {
                             }
                             next.status = status;
                             let mut one = Vec::new();
-                            push_change(&mut one, "status", current.status.as_str(), status.as_str());
+                            push_change(
+                                &mut one,
+                                "status",
+                                current.status.as_str(),
+                                status.as_str(),
+                            );
                             status_change = one.pop();
                         }
                     }
@@ -420,11 +442,23 @@ impl TicketService {
                     }
                     "custom_fields" => {
                         next.custom_fields = patch.custom_fields.clone();
-                        for key in current.custom_fields.keys().chain(next.custom_fields.keys()) {
+                        for key in current
+                            .custom_fields
+                            .keys()
+                            .chain(next.custom_fields.keys())
+                        {
                             let old = current.custom_fields.get(key).cloned().unwrap_or_default();
                             let new = next.custom_fields.get(key).cloned().unwrap_or_default();
-                            if !changes.iter().any(|c| c.field == format!("custom_fields.{key}")) {
-                                push_change(&mut changes, &format!("custom_fields.{key}"), &old, &new);
+                            if !changes
+                                .iter()
+                                .any(|c| c.field == format!("custom_fields.{key}"))
+                            {
+                                push_change(
+                                    &mut changes,
+                                    &format!("custom_fields.{key}"),
+                                    &old,
+                                    &new,
+                                );
                             }
                         }
                     }
@@ -500,7 +534,12 @@ impl TicketService {
                 ..Changeset::default()
             };
             match self.store.commit(changeset).await {
-                Ok(mut committed) => return committed.tickets.pop().ok_or_else(|| not_found(TicketKey::Id(id))),
+                Ok(mut committed) => {
+                    return committed
+                        .tickets
+                        .pop()
+                        .ok_or_else(|| not_found(TicketKey::Id(id)));
+                }
                 Err(StoreError::Conflict(_)) if etag.is_none() => continue,
                 Err(StoreError::Conflict(_)) => {
                     let latest = self.get(TicketKey::Id(id)).await?;
@@ -609,7 +648,10 @@ impl TicketService {
         if !(1..=MAX_TIME_ENTRY_SECONDS).contains(&seconds) {
             v.add(
                 "duration",
-                format!("must be between 1 second and {} hours", MAX_TIME_ENTRY_SECONDS / 3600),
+                format!(
+                    "must be between 1 second and {} hours",
+                    MAX_TIME_ENTRY_SECONDS / 3600
+                ),
             );
         }
         v.text("note", &note, false, MAX_BODY_CHARS);
@@ -649,7 +691,8 @@ impl TicketService {
         id: Uuid,
         entry: impl Fn(&Ticket, chrono::DateTime<chrono::Utc>) -> ServiceResult<Entry>,
     ) -> ServiceResult<(Event, Ticket)> {
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            back_off(attempt).await;
             let current = self.get(TicketKey::Id(id)).await?;
             let at = now();
             let Entry {
@@ -689,7 +732,9 @@ impl TicketService {
                 Ok(mut committed) => {
                     let event = committed.events.pop();
                     let ticket = committed.tickets.pop();
-                    return event.zip(ticket).ok_or_else(|| not_found(TicketKey::Id(id)));
+                    return event
+                        .zip(ticket)
+                        .ok_or_else(|| not_found(TicketKey::Id(id)));
                 }
                 Err(StoreError::Conflict(_)) => continue,
                 Err(other) => return Err(other.into()),
@@ -712,7 +757,10 @@ impl TicketService {
         } else {
             let token: ActivityPageToken = paging::decode(page_token)?;
             if token.t != id {
-                return Err(ServiceError::invalid("page_token", "belongs to another ticket"));
+                return Err(ServiceError::invalid(
+                    "page_token",
+                    "belongs to another ticket",
+                ));
             }
             token.c
         };
@@ -760,7 +808,8 @@ impl TicketService {
                 "a ticket cannot be merged into itself".into(),
             ));
         }
-        for _ in 0..MAX_ATTEMPTS {
+        for attempt in 0..MAX_ATTEMPTS {
+            back_off(attempt).await;
             let target = self.get(TicketKey::Id(target_id)).await?;
             if target.status.is_final() {
                 return Err(ServiceError::FailedPrecondition(format!(
@@ -808,7 +857,9 @@ impl TicketService {
             let mut next_target = target.clone();
             next_target.updated_at = at;
             changeset.events.push(event(&target));
-            changeset.updates.push(unchanged_tags(next_target, target.version));
+            changeset
+                .updates
+                .push(unchanged_tags(next_target, target.version));
             for source in &sources {
                 let mut next = source.clone();
                 next.status = Status::Merged;
@@ -820,7 +871,9 @@ impl TicketService {
             match self.store.commit(changeset).await {
                 Ok(committed) => {
                     let mut tickets = committed.tickets.into_iter();
-                    let target = tickets.next().ok_or_else(|| not_found(TicketKey::Id(target_id)))?;
+                    let target = tickets
+                        .next()
+                        .ok_or_else(|| not_found(TicketKey::Id(target_id)))?;
                     return Ok((target, tickets.collect()));
                 }
                 Err(StoreError::Conflict(_)) => continue,
@@ -1003,8 +1056,14 @@ mod tests {
     #[test]
     fn order_by_defaults_to_newest_first_and_names_directions() {
         assert_eq!(parse_order_by("").unwrap(), (SortField::CreatedAt, true));
-        assert_eq!(parse_order_by("priority desc").unwrap(), (SortField::Priority, true));
-        assert_eq!(parse_order_by("number").unwrap(), (SortField::Number, false));
+        assert_eq!(
+            parse_order_by("priority desc").unwrap(),
+            (SortField::Priority, true)
+        );
+        assert_eq!(
+            parse_order_by("number").unwrap(),
+            (SortField::Number, false)
+        );
         assert!(parse_order_by("subject").is_err());
         assert!(parse_order_by("number sideways").is_err());
     }

@@ -69,9 +69,7 @@ impl From<sqlx::Error> for StoreError {
 /// 53 insufficient resources, 57P01..57P03 shutdown / cannot connect now.
 fn is_unavailable_code(code: Option<&str>) -> bool {
     match code {
-        Some(code) => {
-            code.starts_with("08") || code.starts_with("53") || code.starts_with("57P")
-        }
+        Some(code) => code.starts_with("08") || code.starts_with("53") || code.starts_with("57P"),
         None => false,
     }
 }
@@ -106,7 +104,10 @@ pub struct IdempotencyClaim {
 
 #[derive(Debug)]
 pub enum CreateOutcome {
-    Created { ticket: Ticket, events: Vec<Event> },
+    Created {
+        ticket: Ticket,
+        events: Vec<Event>,
+    },
     /// The request id was seen before with the same body: the first result.
     Replayed(Ticket),
 }
@@ -249,7 +250,8 @@ pub trait Store: Send + Sync + 'static {
         limit: i64,
     ) -> StoreResult<Vec<Event>>;
 
-    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<()>;
+    /// Inserts a key; `false` if a key with the same secret already exists.
+    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<bool>;
 
     async fn api_key_by_hash(&self, secret_hash: &[u8]) -> StoreResult<Option<ApiKeyRecord>>;
 

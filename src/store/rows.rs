@@ -8,7 +8,9 @@ use uuid::Uuid;
 
 use super::{ApiKeyRecord, StoreError, StoreResult};
 use crate::domain::auth::Role;
-use crate::domain::event::{Actor, ActorKind, Event, EventKind, EventPayload, NewEvent, Visibility};
+use crate::domain::event::{
+    Actor, ActorKind, Event, EventKind, EventPayload, NewEvent, Visibility,
+};
 use crate::domain::ticket::{Contact, Priority, Status, Ticket, TicketType};
 
 #[derive(sqlx::FromRow)]

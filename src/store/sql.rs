@@ -75,9 +75,11 @@ pub(super) const ACTIVITY: &str = "WITH RECURSIVE family (id) AS ( \
 const API_KEY_COLUMNS: &str =
     "id, name, role, agent_id, prefix, secret_hash, created_at, revoked_at";
 
+/// A secret already stored is left alone, so replicas that start together with the same
+/// bootstrap key do not trip over each other.
 pub(super) const INSERT_API_KEY: &str = "INSERT INTO api_keys \
     (id, name, role, agent_id, prefix, secret_hash, created_at, revoked_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (secret_hash) DO NOTHING";
 
 pub(super) fn api_key_by_hash() -> String {
     format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE secret_hash = $1")
@@ -361,8 +363,8 @@ macro_rules! impl_store {
             async fn insert_api_key(
                 &self,
                 key: &$crate::store::ApiKeyRecord,
-            ) -> $crate::store::StoreResult<()> {
-                sqlx::query($crate::store::sql::INSERT_API_KEY)
+            ) -> $crate::store::StoreResult<bool> {
+                let inserted = sqlx::query($crate::store::sql::INSERT_API_KEY)
                     .bind(key.id)
                     .bind(&key.name)
                     .bind(key.role.as_str())
@@ -372,8 +374,9 @@ macro_rules! impl_store {
                     .bind(key.created_at)
                     .bind(key.revoked_at)
                     .execute(&self.writer)
-                    .await?;
-                Ok(())
+                    .await?
+                    .rows_affected();
+                Ok(inserted == 1)
             }
 
             async fn api_key_by_hash(

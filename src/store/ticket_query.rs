@@ -70,9 +70,8 @@ impl Builder {
             Some(id) => {
                 let placeholder = self.param(Param::Uuid(id));
                 if negate {
-                    self.sql.push_str(&format!(
-                        "({column} IS NULL OR {column} <> {placeholder})"
-                    ));
+                    self.sql
+                        .push_str(&format!("({column} IS NULL OR {column} <> {placeholder})"));
                 } else {
                     self.sql.push_str(&format!("{column} = {placeholder}"));
                 }
@@ -204,7 +203,10 @@ mod tests {
     fn not_assigned_to_someone_includes_unassigned_tickets() {
         let id = Uuid::nil();
         let (sql, _) = render(&query(&format!(r#"assignee_id != "{id}""#)));
-        assert!(sql.contains("(t.assignee_id IS NULL OR t.assignee_id <> $1)"), "{sql}");
+        assert!(
+            sql.contains("(t.assignee_id IS NULL OR t.assignee_id <> $1)"),
+            "{sql}"
+        );
     }
 
     #[test]
@@ -216,7 +218,10 @@ mod tests {
         });
         q.sort = SortField::Priority;
         let (sql, params) = render(&q);
-        assert!(sql.contains("(t.priority_rank, t.number) < ($1, $2)"), "{sql}");
+        assert!(
+            sql.contains("(t.priority_rank, t.number) < ($1, $2)"),
+            "{sql}"
+        );
         assert!(sql.ends_with("ORDER BY t.priority_rank DESC, t.number DESC LIMIT $3"));
         assert_eq!(params, vec![Param::Int(3), Param::Int(42), Param::Int(10)]);
     }

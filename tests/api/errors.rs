@@ -1,0 +1,123 @@
+//! Bad input and limits: clear statuses, field violations, nothing lost.
+
+use ticketd::grpc::pb;
+use tonic::Code;
+
+use crate::harness::{
+    Backend, TestDatabase, create, new_ticket, settings_for, spawn_app, start, violated_fields,
+};
+
+pub async fn invalid_create_requests_name_every_bad_field(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut tickets = app.tickets();
+
+    let err = tickets
+        .create_ticket(pb::CreateTicketRequest {
+            subject: " ".into(),
+            description: "d".repeat(65_537),
+            contact: Some(pb::Contact {
+                external_id: "".into(),
+                email: "not-an-email".into(),
+                ..Default::default()
+            }),
+            custom_fields: [("bad key!".to_string(), "v".to_string())].into(),
+            tags: vec!["".into()],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    let mut fields = violated_fields(&err);
+    fields.sort();
+    assert_eq!(
+        fields,
+        vec![
+            "contact.email",
+            "contact.external_id",
+            "custom_fields[\"bad key!\"]",
+            "description",
+            "subject",
+            "tags[0]",
+        ]
+    );
+
+    let wire = tickets
+        .create_ticket(pb::CreateTicketRequest {
+            priority: 17,
+            assignee_id: "agent-7".into(),
+            queue_id: "billing".into(),
+            ..new_ticket("Wire-level problems")
+        })
+        .await
+        .unwrap_err();
+    let mut fields = violated_fields(&wire);
+    fields.sort();
+    assert_eq!(fields, vec!["assignee_id", "priority", "queue_id"]);
+
+    let no_contact = tickets
+        .create_ticket(pb::CreateTicketRequest {
+            contact: None,
+            ..new_ticket("Orphan")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&no_contact), vec!["contact"]);
+
+    let long_subject = tickets
+        .create_ticket(new_ticket(&"s".repeat(251)))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&long_subject), vec!["subject"]);
+
+    let bad_id = tickets
+        .get_ticket(pb::GetTicketRequest {
+            key: Some(pb::get_ticket_request::Key::Id("12345".into())),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&bad_id), vec!["id"]);
+
+    let listed = tickets
+        .list_tickets(pb::ListTicketsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.tickets.is_empty(), "rejected creates store nothing");
+}
+
+pub async fn oversized_messages_are_resource_exhausted(backend: Backend) {
+    let database = TestDatabase::create(&backend).await;
+    let mut settings = settings_for(&database);
+    settings.max_message_bytes = 64 * 1024;
+    let app = start(settings, database).await;
+    let mut tickets = app.tickets();
+    let ticket = create(&mut tickets, new_ticket("Big attachment")).await;
+
+    let err = tickets
+        .add_reply(pb::AddReplyRequest {
+            ticket_id: ticket.id.clone(),
+            body: "here you go".into(),
+            channel: pb::Channel::Chat as i32,
+            attachments: vec![pb::Attachment {
+                name: "big.bin".into(),
+                content_type: "application/octet-stream".into(),
+                content: vec![0u8; 200 * 1024],
+                ..Default::default()
+            }],
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(err.code(), Code::ResourceExhausted, "{err:?}");
+
+    // The server is still healthy and nothing was written.
+    let entries = tickets
+        .list_activity(pb::ListActivityRequest {
+            ticket_id: ticket.id,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(entries.len(), 1);
+}

@@ -1,0 +1,353 @@
+//! Starts a real ticketd on 127.0.0.1:0 over a fresh database and hands out clients.
+//!
+//! SQLite tests get a new database file in a temporary directory. PostgreSQL tests run
+//! when `TICKETD_TEST_DATABASE_URL` names a server (any database on it): each test creates
+//! its own database there and drops it afterwards. With `TICKETD_TEST_REQUIRE_POSTGRES=1`
+//! (as CI sets) a missing URL fails the PostgreSQL tests instead of skipping them.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use sqlx::Connection;
+use ticketd::app::App;
+use ticketd::config::Settings;
+use ticketd::grpc::pb::{
+    self, admin_service_client::AdminServiceClient, ticket_service_client::TicketServiceClient,
+};
+use tokio::sync::oneshot;
+use tokio::task::JoinHandle;
+use tonic::metadata::{Ascii, MetadataValue};
+use tonic::service::Interceptor;
+use tonic::service::interceptor::InterceptedService;
+use tonic::transport::Channel;
+use tonic::{Request, Status};
+use uuid::Uuid;
+
+#[derive(Debug, Clone)]
+pub enum Backend {
+    Sqlite,
+    /// The URL of a server on which test databases may be created.
+    Postgres(String),
+}
+
+impl Backend {
+    /// The PostgreSQL backend when configured; `None` means "skip this test".
+    pub fn postgres() -> Option<Backend> {
+        match std::env::var("TICKETD_TEST_DATABASE_URL") {
+            Ok(url) if !url.is_empty() => Some(Backend::Postgres(url)),
+            _ => {
+                if std::env::var("TICKETD_TEST_REQUIRE_POSTGRES").as_deref() == Ok("1") {
+                    panic!(
+                        "TICKETD_TEST_REQUIRE_POSTGRES=1 but TICKETD_TEST_DATABASE_URL is not set"
+                    );
+                }
+                eprintln!("skipped: set TICKETD_TEST_DATABASE_URL to run the PostgreSQL suite");
+                None
+            }
+        }
+    }
+}
+
+/// Adds `authorization: Bearer <secret>` to every call.
+#[derive(Clone)]
+pub struct Bearer(Option<MetadataValue<Ascii>>);
+
+impl Interceptor for Bearer {
+    fn call(&mut self, mut request: Request<()>) -> Result<Request<()>, Status> {
+        if let Some(value) = &self.0 {
+            request
+                .metadata_mut()
+                .insert("authorization", value.clone());
+        }
+        Ok(request)
+    }
+}
+
+pub type Tickets = TicketServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Admin = AdminServiceClient<InterceptedService<Channel, Bearer>>;
+
+/// A database made for one test and removed after it.
+pub enum TestDatabase {
+    Sqlite(PathBuf),
+    Postgres { server_url: String, name: String },
+}
+
+impl TestDatabase {
+    pub async fn create(backend: &Backend) -> TestDatabase {
+        match backend {
+            Backend::Sqlite => {
+                let dir = std::env::temp_dir().join(format!("ticketd-test-{}", Uuid::new_v4()));
+                std::fs::create_dir_all(&dir).expect("create temp dir");
+                TestDatabase::Sqlite(dir)
+            }
+            Backend::Postgres(server_url) => {
+                let name = format!("ticketd_test_{}", Uuid::new_v4().simple());
+                let mut conn = sqlx::PgConnection::connect(server_url)
+                    .await
+                    .expect("connect to TICKETD_TEST_DATABASE_URL");
+                sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+                    .execute(&mut conn)
+                    .await
+                    .expect("create test database");
+                TestDatabase::Postgres {
+                    server_url: server_url.clone(),
+                    name,
+                }
+            }
+        }
+    }
+
+    pub fn url(&self) -> String {
+        match self {
+            TestDatabase::Sqlite(dir) => format!("sqlite://{}", dir.join("ticketd.db").display()),
+            TestDatabase::Postgres { server_url, name } => with_database(server_url, name),
+        }
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        match self {
+            TestDatabase::Sqlite(dir) => {
+                let _ = std::fs::remove_dir_all(dir);
+            }
+            TestDatabase::Postgres { server_url, name } => {
+                let (url, name) = (server_url.clone(), name.clone());
+                // Drop runs inside the test's runtime; a helper thread gets its own.
+                let dropped = std::thread::spawn(move || {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                        .ok()?;
+                    runtime.block_on(async {
+                        let mut conn = sqlx::PgConnection::connect(&url).await.ok()?;
+                        sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+                        )))
+                        .execute(&mut conn)
+                        .await
+                        .ok()
+                    })
+                });
+                let _ = dropped.join();
+            }
+        }
+    }
+}
+
+/// `server_url` with its database path replaced by `name`.
+pub fn with_database(server_url: &str, name: &str) -> String {
+    let (base, query) = match server_url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (server_url, String::new()),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    format!("{base}/{name}{query}")
+}
+
+pub struct TestApp {
+    pub admin_secret: String,
+    pub channel: Channel,
+    stop: Option<oneshot::Sender<()>>,
+    server: Option<JoinHandle<Result<(), ticketd::app::AppError>>>,
+    // Declared last: dropped after the server has stopped. `None` for a second replica
+    // over another app's database.
+    pub database: Option<TestDatabase>,
+}
+
+impl TestApp {
+    pub fn tickets(&self) -> Tickets {
+        self.tickets_as(&self.admin_secret)
+    }
+
+    pub fn tickets_as(&self, secret: &str) -> Tickets {
+        TicketServiceClient::with_interceptor(self.channel.clone(), bearer(Some(secret)))
+    }
+
+    pub fn tickets_anonymous(&self) -> Tickets {
+        TicketServiceClient::with_interceptor(self.channel.clone(), bearer(None))
+    }
+
+    pub fn admin(&self) -> Admin {
+        self.admin_as(&self.admin_secret)
+    }
+
+    pub fn admin_as(&self, secret: &str) -> Admin {
+        AdminServiceClient::with_interceptor(self.channel.clone(), bearer(Some(secret)))
+    }
+
+    /// Creates an API key and returns its secret.
+    pub async fn key(&self, role: pb::Role, agent_id: Option<Uuid>) -> String {
+        self.admin()
+            .create_api_key(pb::CreateApiKeyRequest {
+                name: format!("{role:?} key"),
+                role: role as i32,
+                agent_id: agent_id.map(|id| id.to_string()).unwrap_or_default(),
+            })
+            .await
+            .expect("create api key")
+            .into_inner()
+            .secret
+    }
+
+    /// Asks the server to stop and waits for `run` to return.
+    pub async fn shutdown(mut self) -> Result<(), ticketd::app::AppError> {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        match self.server.take() {
+            Some(server) => server.await.expect("server task"),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        if let Some(server) = self.server.take() {
+            server.abort();
+        }
+    }
+}
+
+fn bearer(secret: Option<&str>) -> Bearer {
+    Bearer(secret.map(|s| format!("Bearer {s}").parse().expect("ascii secret")))
+}
+
+/// Settings for a test server over `database`; adjust before [`start`].
+pub fn settings_for(database: &TestDatabase) -> Settings {
+    let mut settings = Settings::with_database(database.url());
+    settings.listen = "127.0.0.1:0".into();
+    settings.bootstrap_key = Some(
+        format!("tkd_test_{}", Uuid::new_v4().simple())
+            .parse()
+            .unwrap(),
+    );
+    settings.shutdown_grace_seconds = 5;
+    settings.database_max_connections = 5;
+    settings
+}
+
+pub async fn spawn_app(backend: Backend) -> TestApp {
+    let database = TestDatabase::create(&backend).await;
+    let settings = settings_for(&database);
+    start(settings, database).await
+}
+
+/// Builds and runs an app that owns `database`, returning once it accepts calls.
+pub async fn start(settings: Settings, database: TestDatabase) -> TestApp {
+    let mut app = start_replica(settings).await;
+    app.database = Some(database);
+    app
+}
+
+/// Builds and runs an app over a database that something else owns.
+pub async fn start_replica(settings: Settings) -> TestApp {
+    let admin_secret = settings
+        .bootstrap_key
+        .as_ref()
+        .map(|s| s.expose().to_owned())
+        .expect("test settings carry a bootstrap key");
+    let app = App::build(settings).await.expect("build app");
+    let addr = app.local_addr().expect("local addr");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let server = tokio::spawn(app.run(async {
+        let _ = stopped.await;
+    }));
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect_timeout(Duration::from_secs(5))
+        .connect()
+        .await
+        .expect("connect to test server");
+    TestApp {
+        admin_secret,
+        channel,
+        stop: Some(stop),
+        server: Some(server),
+        database: None,
+    }
+}
+
+/// A CreateTicketRequest with a fresh contact; tweak fields with struct update syntax.
+pub fn new_ticket(subject: &str) -> pb::CreateTicketRequest {
+    pb::CreateTicketRequest {
+        subject: subject.into(),
+        description: format!("{subject}, in detail"),
+        contact: Some(pb::Contact {
+            external_id: format!("crm-{}", Uuid::new_v4().simple()),
+            name: "Ada Lovelace".into(),
+            email: "ada@example.com".into(),
+            phone: "+441234567890".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+pub async fn create(client: &mut Tickets, request: pb::CreateTicketRequest) -> pb::Ticket {
+    client
+        .create_ticket(request)
+        .await
+        .expect("create ticket")
+        .into_inner()
+        .ticket
+        .expect("ticket in response")
+}
+
+/// The field names of a status's `google.rpc.BadRequest` violations.
+pub fn violated_fields(status: &Status) -> Vec<String> {
+    use tonic_types::StatusExt;
+    status
+        .get_details_bad_request()
+        .map(|b| b.field_violations.into_iter().map(|v| v.field).collect())
+        .unwrap_or_default()
+}
+
+/// Runs each listed test against SQLite, and against PostgreSQL when configured.
+macro_rules! conformance {
+    ($($module:ident : [$($test:ident),* $(,)?]),* $(,)?) => {
+        mod sqlite {
+            $(mod $module {
+                $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    crate::$module::$test(crate::harness::Backend::Sqlite).await;
+                })*
+            })*
+        }
+        mod postgres {
+            $(mod $module {
+                $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $test() {
+                    if let Some(backend) = crate::harness::Backend::postgres() {
+                        crate::$module::$test(backend).await;
+                    }
+                })*
+            })*
+        }
+    };
+}
+pub(crate) use conformance;
+
+#[test]
+fn database_names_replace_the_url_path() {
+    assert_eq!(
+        with_database("postgres://postgres@127.0.0.1:5432/postgres", "t1"),
+        "postgres://postgres@127.0.0.1:5432/t1"
+    );
+    assert_eq!(
+        with_database("postgres://u:p@h/db?sslmode=disable", "t2"),
+        "postgres://u:p@h/t2?sslmode=disable"
+    );
+    assert_eq!(
+        with_database("postgres://h:5432", "t3"),
+        "postgres://h:5432/t3"
+    );
+}

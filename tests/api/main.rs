@@ -1,0 +1,80 @@
+//! The integration suite: a real ticketd over gRPC, on SQLite and on PostgreSQL.
+
+mod activity;
+mod auth;
+mod errors;
+mod harness;
+mod lifecycle;
+mod merge;
+mod postgres_only;
+mod tickets;
+mod updates;
+
+harness::conformance! {
+    tickets: [
+        creating_a_ticket_returns_it_open_with_defaults_and_a_number,
+        ticket_numbers_stay_unique_under_concurrent_creates,
+        a_ticket_is_found_by_id_and_by_number,
+        retrying_a_create_with_the_same_request_id_returns_the_first_ticket,
+        concurrent_retries_with_one_request_id_create_one_ticket,
+        contacts_are_upserted_by_external_id_keeping_known_details,
+        filters_select_tickets_by_field,
+        assignee_me_lists_the_calling_agents_tickets,
+        pages_cover_every_ticket_exactly_once_in_order,
+        list_arguments_are_checked,
+    ],
+    updates: [
+        an_update_changes_only_the_masked_fields_and_records_old_and_new,
+        a_stale_etag_is_aborted_and_changes_nothing,
+        concurrent_updates_without_etags_all_apply,
+        the_status_table_is_enforced,
+        closed_tickets_refuse_changes_and_replies_but_take_notes,
+        update_requests_are_validated_field_by_field,
+    ],
+    activity: [
+        replies_are_public_and_notes_stay_internal,
+        replies_need_a_way_to_reach_the_contact,
+        attachments_are_kept_with_the_reply_within_limits,
+        logged_time_adds_up_on_the_ticket,
+        the_feed_pages_in_order,
+    ],
+    merge: [
+        merged_tickets_point_at_the_target_whose_feed_shows_their_activity,
+        merges_that_would_lose_or_loop_tickets_are_refused,
+        merging_a_target_of_earlier_merges_carries_their_activity_along,
+    ],
+    auth: [
+        calls_without_a_valid_key_are_unauthenticated,
+        a_revoked_key_stops_working,
+        each_role_reaches_only_its_own_calls,
+        keys_are_listed_without_secrets_newest_first,
+        key_requests_are_validated,
+    ],
+    errors: [
+        invalid_create_requests_name_every_bad_field,
+        oversized_messages_are_resource_exhausted,
+    ],
+    lifecycle: [
+        health_and_reflection_answer_without_a_key,
+        shutdown_reports_not_serving_then_stops_cleanly,
+    ],
+}
+
+/// Tests that need a PostgreSQL server (several replicas, a database outage).
+mod postgres_server {
+    macro_rules! postgres_only {
+        ($($test:ident),* $(,)?) => {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $test() {
+                if let Some(backend) = crate::harness::Backend::postgres() {
+                    crate::postgres_only::$test(backend).await;
+                }
+            })*
+        };
+    }
+
+    postgres_only! {
+        a_database_outage_is_unavailable_and_heals_without_a_restart,
+        replicas_starting_together_migrate_once_and_share_numbering,
+    }
+}
