@@ -214,11 +214,12 @@ impl Ticket {
     }
 }
 
+/// The etag of a version: its decimal digits, with no quotes to escape in JSON or shells.
 pub fn etag_for(version: i64) -> String {
-    format!("\"{version}\"")
+    version.to_string()
 }
 
-/// Reads an etag back into the version it names.
+/// Reads an etag back into the version it names; HTTP-style quoted forms are accepted.
 pub fn version_from_etag(etag: &str) -> Option<i64> {
     etag.trim_start_matches("W/").trim_matches('"').parse().ok()
 }
