@@ -16,8 +16,8 @@ use crate::domain::event::{
 };
 use crate::domain::filter::{AssigneeRef, TicketFilter, TicketPredicate};
 use crate::domain::ticket::{
-    self, Channel, ContactInput, MAX_DESCRIPTION_CHARS, MAX_SUBJECT_CHARS, Priority, Status,
-    Ticket, TicketType,
+    self, Channel, Contact, ContactInput, MAX_DESCRIPTION_CHARS, MAX_SUBJECT_CHARS, Priority,
+    Status, Ticket, TicketType,
 };
 use crate::domain::validation::Violations;
 use crate::store::{
@@ -464,13 +464,11 @@ impl TicketService {
                     }
                     "contact" => {
                         if let Some(input) = &patch.contact {
-                            push_change(
-                                &mut changes,
-                                "contact",
-                                &current.contact.external_id,
-                                &input.external_id,
-                            );
-                            contact = Some(input.clone());
+                            let before = changes.len();
+                            contact_changes(&mut changes, &current.contact, input);
+                            if changes.len() > before {
+                                contact = Some(input.clone());
+                            }
                         }
                     }
                     "assignee_id" => {
@@ -494,8 +492,6 @@ impl TicketService {
                     _ => {}
                 }
             }
-            // A contact named again with the same details is still an upsert worth doing,
-            // but with nothing else changed there is nothing to record.
             if changes.is_empty() && status_change.is_none() && assignment.is_empty() {
                 return Ok(current);
             }
@@ -910,6 +906,37 @@ fn push_change(changes: &mut Vec<FieldChange>, field: &str, old: &str, new: &str
             old: old.to_owned(),
             new: new.to_owned(),
         });
+    }
+}
+
+/// What upserting `input` would change about the ticket's contact. A different external id
+/// names another contact; empty fields and an unset `vip` keep the stored values.
+fn contact_changes(changes: &mut Vec<FieldChange>, current: &Contact, input: &ContactInput) {
+    if input.external_id != current.external_id {
+        push_change(
+            changes,
+            "contact.external_id",
+            &current.external_id,
+            &input.external_id,
+        );
+        return;
+    }
+    for (field, old, new) in [
+        ("contact.name", &current.name, &input.name),
+        ("contact.email", &current.email, &input.email),
+        ("contact.phone", &current.phone, &input.phone),
+    ] {
+        if !new.is_empty() {
+            push_change(changes, field, old, new);
+        }
+    }
+    if let Some(vip) = input.vip {
+        push_change(
+            changes,
+            "contact.vip",
+            &current.vip.to_string(),
+            &vip.to_string(),
+        );
     }
 }
 

@@ -30,6 +30,7 @@ harness::conformance! {
         the_status_table_is_enforced,
         closed_tickets_refuse_changes_and_replies_but_take_notes,
         update_requests_are_validated_field_by_field,
+        changing_the_contact_relinks_or_updates_it,
     ],
     activity: [
         replies_are_public_and_notes_stay_internal,

@@ -369,3 +369,66 @@ pub async fn update_requests_are_validated_field_by_field(backend: Backend) {
         .unwrap();
     assert_eq!(unchanged, ticket, "rejected updates change nothing");
 }
+
+pub async fn changing_the_contact_relinks_or_updates_it(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut tickets = app.tickets();
+    let ticket = create(&mut tickets, new_ticket("Wrong customer")).await;
+    let old_contact = ticket.contact.clone().unwrap();
+
+    let corrected = update(
+        &mut tickets,
+        pb::Ticket {
+            id: ticket.id.clone(),
+            contact: Some(pb::Contact {
+                external_id: old_contact.external_id.clone(),
+                name: "Ada King".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        &["contact"],
+        "",
+    )
+    .await
+    .unwrap();
+    let contact = corrected.contact.unwrap();
+    assert_eq!(contact.id, old_contact.id);
+    assert_eq!(contact.name, "Ada King");
+    assert_eq!(
+        contact.email, old_contact.email,
+        "empty fields keep stored values"
+    );
+
+    let relinked = update(
+        &mut tickets,
+        pb::Ticket {
+            id: ticket.id.clone(),
+            contact: Some(pb::Contact {
+                external_id: "crm-right-one".into(),
+                name: "Charles Babbage".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        },
+        &["contact"],
+        "",
+    )
+    .await
+    .unwrap();
+    let contact = relinked.contact.unwrap();
+    assert_ne!(contact.id, old_contact.id);
+    assert_eq!(contact.external_id, "crm-right-one");
+
+    let changed: Vec<String> = feed(&mut tickets, &ticket.id)
+        .await
+        .into_iter()
+        .filter_map(|e| match e.detail {
+            Some(pb::activity_entry::Detail::FieldsChanged(c)) => Some(c.changes),
+            _ => None,
+        })
+        .flatten()
+        .map(|c| c.field)
+        .collect();
+    assert_eq!(changed, vec!["contact.name", "contact.external_id"]);
+}
