@@ -12,8 +12,9 @@ use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
 use crate::config::Settings;
+use crate::events::Bus;
 use crate::grpc::{self, GrpcLimits, ResourceExhaustedLayer, pb};
-use crate::service::{ServiceError, Services};
+use crate::service::{ServiceError, Services, StreamGauge};
 use crate::store::{self, PoolSettings, StoreError};
 
 #[derive(Debug, thiserror::Error)]
@@ -35,15 +36,19 @@ pub struct App {
     listener: TcpListener,
     services: Services,
     bootstrap_secret: Option<String>,
+    shutdown: tokio::sync::watch::Sender<bool>,
 }
 
 /// Opens and migrates the store a settings object names.
-pub async fn open_store(settings: &Settings) -> Result<std::sync::Arc<dyn store::Store>, AppError> {
+pub async fn open_store(
+    settings: &Settings,
+    bus: Bus,
+) -> Result<std::sync::Arc<dyn store::Store>, AppError> {
     let pool = PoolSettings {
         max_connections: settings.database_max_connections,
         acquire_timeout: settings.database_acquire_timeout(),
     };
-    let store = store::open(&settings.database_url, &pool).await?;
+    let store = store::open(&settings.database_url, &pool, bus).await?;
     store.migrate().await?;
     Ok(store)
 }
@@ -52,8 +57,10 @@ impl App {
     /// Opens the store, runs migrations, installs the bootstrap key and binds the
     /// listener (port 0 picks a free one; see [`App::local_addr`]).
     pub async fn build(settings: Settings) -> Result<App, AppError> {
-        let store = open_store(&settings).await?;
-        let services = Services::new(store);
+        let bus = Bus::new();
+        let store = open_store(&settings, bus.clone()).await?;
+        let (shutdown, streams_stop) = tokio::sync::watch::channel(false);
+        let services = Services::new(store, bus, settings.service_settings(), streams_stop);
         let bootstrap_secret = services
             .api_keys
             .bootstrap(settings.bootstrap_key.as_ref().map(|s| s.expose()))
@@ -66,7 +73,13 @@ impl App {
             listener,
             services,
             bootstrap_secret,
+            shutdown,
         })
+    }
+
+    /// Counts of open streams, live for as long as the app runs.
+    pub fn stream_gauge(&self) -> std::sync::Arc<StreamGauge> {
+        self.services.gauge.clone()
     }
 
     pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
@@ -87,6 +100,9 @@ impl App {
             .await;
         health
             .set_serving::<pb::admin_service_server::AdminServiceServer<grpc::AdminApi>>()
+            .await;
+        health
+            .set_serving::<pb::escalation_service_server::EscalationServiceServer<grpc::EscalationApi>>()
             .await;
         health.set_service_status("", ServingStatus::Serving).await;
 
@@ -146,7 +162,13 @@ impl App {
         health
             .set_not_serving::<pb::admin_service_server::AdminServiceServer<grpc::AdminApi>>()
             .await;
+        health
+            .set_not_serving::<pb::escalation_service_server::EscalationServiceServer<grpc::EscalationApi>>()
+            .await;
         tokio::time::sleep(self.settings.shutdown_delay()).await;
+        // Streams end first, each with its resume point, so the drain below is not held
+        // open by clients that would otherwise stay connected forever.
+        let _ = self.shutdown.send(true);
         let _ = stop.send(());
         match tokio::time::timeout(self.settings.shutdown_grace(), &mut server).await {
             Ok(Ok(outcome)) => outcome?,

@@ -87,6 +87,23 @@ pub struct Settings {
         default_value_t = 5
     )]
     pub database_acquire_timeout_seconds: u64,
+
+    /// How long a gateway holds an outbound message before it is offered again.
+    #[arg(long, env = "TICKETD_DELIVERY_LEASE_SECONDS", default_value_t = 30)]
+    pub delivery_lease_seconds: u64,
+
+    /// Events buffered per watch stream for a slow client.
+    #[arg(long, env = "TICKETD_STREAM_BUFFER", default_value_t = 1024)]
+    pub stream_buffer: usize,
+
+    /// How long a stream's buffer may stay full before the client is told it fell behind.
+    #[arg(long, env = "TICKETD_STREAM_STALL_SECONDS", default_value_t = 30)]
+    pub stream_stall_seconds: u64,
+
+    /// Streams look for new events at least this often, in milliseconds, even without a
+    /// wake-up (for example while the PostgreSQL listener reconnects).
+    #[arg(long, env = "TICKETD_STREAM_POLL_MILLIS", default_value_t = 1000)]
+    pub stream_poll_millis: u64,
 }
 
 impl Settings {
@@ -103,6 +120,21 @@ impl Settings {
             shutdown_grace_seconds: 20,
             database_max_connections: 16,
             database_acquire_timeout_seconds: 5,
+            delivery_lease_seconds: 30,
+            stream_buffer: 1024,
+            stream_stall_seconds: 30,
+            stream_poll_millis: 1000,
+        }
+    }
+
+    pub fn service_settings(&self) -> crate::service::ServiceSettings {
+        crate::service::ServiceSettings {
+            streams: crate::service::StreamSettings {
+                buffer: self.stream_buffer.max(1),
+                stall: Duration::from_secs(self.stream_stall_seconds.max(1)),
+                poll: Duration::from_millis(self.stream_poll_millis.max(10)),
+            },
+            delivery_lease: Duration::from_secs(self.delivery_lease_seconds.max(1)),
         }
     }
 

@@ -8,6 +8,7 @@
 pub mod app;
 pub mod config;
 pub mod domain;
+pub mod events;
 pub mod grpc;
 pub mod service;
 pub mod store;

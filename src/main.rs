@@ -32,9 +32,11 @@ async fn main() -> ExitCode {
         Command::Serve(settings) => serve(settings).await,
         Command::Migrate(settings) => {
             ticketd::telemetry::init(settings.log_format);
-            app::open_store(&settings).await.map(|_| {
-                tracing::info!("migrations applied");
-            })
+            app::open_store(&settings, ticketd::events::Bus::new())
+                .await
+                .map(|_| {
+                    tracing::info!("migrations applied");
+                })
         }
     };
     match result {

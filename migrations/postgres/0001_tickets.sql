@@ -30,6 +30,8 @@ CREATE TABLE tickets (
     assignee_id        uuid,
     queue_id           uuid,
     merged_into_id     uuid REFERENCES tickets (id),
+    channel            text CHECK (channel IN ('EMAIL', 'SMS', 'CHAT')),
+    follow_up_of_id    uuid REFERENCES tickets (id),
     version            bigint NOT NULL CHECK (version >= 1),
     time_spent_seconds bigint NOT NULL DEFAULT 0 CHECK (time_spent_seconds >= 0),
     created_at         timestamptz NOT NULL,
@@ -56,10 +58,14 @@ CREATE TABLE ticket_tags (
 CREATE INDEX ticket_tags_tag_idx ON ticket_tags (tag, ticket_id);
 
 -- The append-only event log: every ticket's activity feed and the source of every stream.
--- tx_id records the writing transaction so that readers can hold back rows whose
--- transaction may still be in flight (identity values can commit out of order).
+--
+-- position orders the log. It is (writing transaction id << 20) | ordinal within that
+-- transaction, so rows sort by transaction, then by insertion. A reader that only reads
+-- below (pg_snapshot_xmin(pg_current_snapshot()) << 20) never passes a position that a
+-- still-running transaction could fill: every transaction with a smaller id has ended.
+-- The ticket_* columns copy the ticket as of the event, for stream filters.
 CREATE TABLE ticket_events (
-    seq           bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    position      bigint PRIMARY KEY,
     id            uuid NOT NULL UNIQUE,
     ticket_id     uuid NOT NULL REFERENCES tickets (id),
     ticket_number bigint NOT NULL,
@@ -70,9 +76,16 @@ CREATE TABLE ticket_events (
     visibility    text NOT NULL CHECK (visibility IN ('public', 'internal')),
     payload       jsonb NOT NULL,
     created_at    timestamptz NOT NULL,
-    tx_id         xid8 NOT NULL DEFAULT pg_current_xact_id()
+    ticket_status text NOT NULL,
+    priority      text NOT NULL,
+    ticket_type   text NOT NULL,
+    assignee_id   uuid,
+    queue_id      uuid,
+    contact_id    uuid NOT NULL,
+    channel       text,
+    tags          jsonb NOT NULL
 );
-CREATE INDEX ticket_events_ticket_idx ON ticket_events (ticket_id, seq);
+CREATE INDEX ticket_events_ticket_idx ON ticket_events (ticket_id, position);
 
 CREATE TABLE attachments (
     id           uuid PRIMARY KEY,

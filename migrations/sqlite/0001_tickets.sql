@@ -27,6 +27,8 @@ CREATE TABLE tickets (
     assignee_id        BLOB,
     queue_id           BLOB,
     merged_into_id     BLOB REFERENCES tickets (id),
+    channel            TEXT CHECK (channel IN ('EMAIL', 'SMS', 'CHAT')),
+    follow_up_of_id    BLOB REFERENCES tickets (id),
     version            INTEGER NOT NULL CHECK (version >= 1),
     time_spent_seconds INTEGER NOT NULL DEFAULT 0 CHECK (time_spent_seconds >= 0),
     created_at         TEXT NOT NULL,
@@ -51,9 +53,10 @@ CREATE TABLE ticket_tags (
 );
 CREATE INDEX ticket_tags_tag_idx ON ticket_tags (tag, ticket_id);
 
--- SQLite has one writer at a time, so AUTOINCREMENT values commit in order.
+-- position orders the log. SQLite has one writer at a time, so positions handed out as
+-- max + 1 inside the write transaction commit in order.
 CREATE TABLE ticket_events (
-    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    position      INTEGER PRIMARY KEY,
     id            BLOB NOT NULL UNIQUE,
     ticket_id     BLOB NOT NULL REFERENCES tickets (id),
     ticket_number INTEGER NOT NULL,
@@ -63,9 +66,17 @@ CREATE TABLE ticket_events (
     actor_name    TEXT NOT NULL,
     visibility    TEXT NOT NULL CHECK (visibility IN ('public', 'internal')),
     payload       TEXT NOT NULL,
-    created_at    TEXT NOT NULL
+    created_at    TEXT NOT NULL,
+    ticket_status TEXT NOT NULL,
+    priority      TEXT NOT NULL,
+    ticket_type   TEXT NOT NULL,
+    assignee_id   BLOB,
+    queue_id      BLOB,
+    contact_id    BLOB NOT NULL,
+    channel       TEXT,
+    tags          TEXT NOT NULL
 );
-CREATE INDEX ticket_events_ticket_idx ON ticket_events (ticket_id, seq);
+CREATE INDEX ticket_events_ticket_idx ON ticket_events (ticket_id, position);
 
 CREATE TABLE attachments (
     id           BLOB PRIMARY KEY,

@@ -5,7 +5,9 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use super::ticket::{Channel, Priority, Status, text_enum};
+use std::collections::BTreeMap;
+
+use super::ticket::{Channel, Priority, Status, Ticket, TicketType, text_enum};
 
 text_enum!(
     /// The kind of an event, as stored and as named in watch filters.
@@ -18,6 +20,10 @@ text_enum!(
         NoteAdded = "note_added",
         TimeLogged = "time_logged",
         TicketsMerged = "tickets_merged",
+        ConversationEscalated = "conversation_escalated",
+        TranscriptMessage = "transcript_message",
+        CustomerMessage = "customer_message",
+        DeliveryReceipt = "delivery_receipt",
     }
 );
 
@@ -35,6 +41,7 @@ text_enum!(
         ApiKey = "api_key",
         System = "system",
         Customer = "customer",
+        Bot = "bot",
     }
 );
 
@@ -71,6 +78,9 @@ pub enum EventPayload {
         subject: String,
         priority: String,
         status: String,
+        /// The closed ticket this one follows up on.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        follow_up_of: Option<Uuid>,
     },
     FieldsChanged {
         changes: Vec<FieldChange>,
@@ -79,6 +89,9 @@ pub enum EventPayload {
         body: String,
         channel: String,
         attachments: Vec<AttachmentMeta>,
+        /// The outbound message that carries the reply to the customer.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        message_id: Option<Uuid>,
     },
     Note {
         body: String,
@@ -95,22 +108,97 @@ pub enum EventPayload {
         source_ids: Vec<Uuid>,
         source_numbers: Vec<i64>,
     },
+    /// A bot handed a conversation over (or handed it over again).
+    Escalated {
+        source: String,
+        conversation_id: String,
+        channel: String,
+        reason: String,
+        intent: String,
+        summary: String,
+        metadata: BTreeMap<String, String>,
+        /// Transcript messages the bot sent with this escalation; ones the ticket already
+        /// holds are not repeated in the feed.
+        messages: i64,
+    },
+    /// One message of an escalated conversation, with its original role and time.
+    Transcript {
+        role: String,
+        author: String,
+        text: String,
+        sent_at: DateTime<Utc>,
+        attachments: Vec<AttachmentMeta>,
+    },
+    /// A customer wrote in through a gateway.
+    CustomerMessage {
+        channel: String,
+        sender: String,
+        text: String,
+        external_message_id: String,
+        attachments: Vec<AttachmentMeta>,
+    },
+    /// A gateway reported the outcome of delivering an outbound message.
+    DeliveryReceipt {
+        message_id: Uuid,
+        consumer_group: String,
+        outcome: String,
+        provider_message_id: String,
+        error: String,
+        attempts: i64,
+    },
 }
 
 impl EventPayload {
-    pub fn created(subject: &str, priority: Priority, status: Status) -> Self {
+    pub fn created(
+        subject: &str,
+        priority: Priority,
+        status: Status,
+        follow_up_of: Option<Uuid>,
+    ) -> Self {
         EventPayload::Created {
             subject: subject.to_owned(),
             priority: priority.as_str().to_owned(),
             status: status.as_str().to_owned(),
+            follow_up_of,
         }
     }
 
-    pub fn reply(body: &str, channel: Channel, attachments: Vec<AttachmentMeta>) -> Self {
-        EventPayload::Reply {
-            body: body.to_owned(),
-            channel: channel.as_str().to_owned(),
-            attachments,
+    /// The channel an event travelled on, when it is about a message.
+    pub fn channel(&self) -> Option<Channel> {
+        match self {
+            EventPayload::Reply { channel, .. }
+            | EventPayload::CustomerMessage { channel, .. }
+            | EventPayload::Escalated { channel, .. } => Channel::parse(channel),
+            _ => None,
+        }
+    }
+}
+
+/// The ticket as of an event, kept with the event so that streams can filter on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TicketSnapshot {
+    pub status: Status,
+    pub priority: Priority,
+    pub ticket_type: TicketType,
+    pub assignee_id: Option<Uuid>,
+    pub queue_id: Option<Uuid>,
+    pub contact_id: Uuid,
+    /// The event's own channel for messages, else the ticket's.
+    pub channel: Option<Channel>,
+    pub tags: Vec<String>,
+}
+
+impl TicketSnapshot {
+    pub fn of(ticket: &Ticket) -> Self {
+        TicketSnapshot {
+            status: ticket.status,
+            priority: ticket.priority,
+            ticket_type: ticket.ticket_type,
+            assignee_id: ticket.assignee_id,
+            queue_id: ticket.queue_id,
+            contact_id: ticket.contact.id,
+            channel: ticket.channel,
+            tags: ticket.tags.clone(),
         }
     }
 }
@@ -126,6 +214,44 @@ pub struct NewEvent {
     pub visibility: Visibility,
     pub payload: EventPayload,
     pub created_at: DateTime<Utc>,
+    pub ticket: TicketSnapshot,
+}
+
+impl NewEvent {
+    /// An event about `ticket` (in its state after the change) happening now.
+    pub fn about(
+        ticket: &Ticket,
+        kind: EventKind,
+        actor: Actor,
+        visibility: Visibility,
+        payload: EventPayload,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let mut snapshot = TicketSnapshot::of(ticket);
+        if let Some(channel) = payload.channel() {
+            snapshot.channel = Some(channel);
+        }
+        NewEvent {
+            id: Uuid::now_v7(),
+            ticket_id: ticket.id,
+            ticket_number: ticket.number,
+            kind,
+            actor,
+            visibility,
+            payload,
+            created_at: at,
+            ticket: snapshot,
+        }
+    }
+}
+
+/// Where a reply's outbound message stands, shown with the reply in the feed.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DeliveryView {
+    pub message_id: Uuid,
+    pub status: String,
+    pub provider_message_id: String,
+    pub error: String,
 }
 
 /// An event as stored, with its position in the log.
@@ -133,4 +259,6 @@ pub struct NewEvent {
 pub struct Event {
     pub cursor: i64,
     pub event: NewEvent,
+    /// For replies: the delivery state of their outbound message, where known.
+    pub delivery: Option<DeliveryView>,
 }

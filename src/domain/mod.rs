@@ -2,7 +2,10 @@
 //! callers and the filter language. No I/O lives here.
 
 pub mod auth;
+pub mod conversation;
+pub mod delivery;
 pub mod event;
 pub mod filter;
 pub mod ticket;
 pub mod validation;
+pub mod watch;

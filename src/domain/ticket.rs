@@ -201,6 +201,10 @@ pub struct Ticket {
     pub assignee_id: Option<Uuid>,
     pub queue_id: Option<Uuid>,
     pub merged_into_id: Option<Uuid>,
+    /// The channel of the conversation the ticket came from; the default for replies.
+    pub channel: Option<Channel>,
+    /// The closed ticket this one follows up on.
+    pub follow_up_of_id: Option<Uuid>,
     /// Optimistic-concurrency version; the etag is derived from it.
     pub version: i64,
     pub time_spent_seconds: i64,

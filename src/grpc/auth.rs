@@ -9,6 +9,8 @@ use crate::service::ApiKeyService;
 pub(crate) const ADMIN: &[Role] = &[Role::Admin];
 pub(crate) const STAFF: &[Role] = &[Role::Admin, Role::Agent];
 pub(crate) const STAFF_OR_BOT: &[Role] = &[Role::Admin, Role::Agent, Role::Bot];
+pub(crate) const BOTS: &[Role] = &[Role::Admin, Role::Bot];
+pub(crate) const GATEWAYS: &[Role] = &[Role::Admin, Role::Gateway];
 
 /// Authenticates the request's `authorization: Bearer <secret>` and checks its role.
 pub(crate) async fn authorize<T>(

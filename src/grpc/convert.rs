@@ -9,7 +9,11 @@ use uuid::Uuid;
 
 use super::pb;
 use crate::domain::auth::Role;
-use crate::domain::event::{ActorKind, Event, EventKind, EventPayload, Visibility};
+use crate::domain::conversation::{AttachmentInput, MessageRole, TranscriptMessage};
+use crate::domain::delivery::{DeliveryOutcome, DeliveryStatus, LeasedMessage};
+use crate::domain::event::{
+    ActorKind, AttachmentMeta, DeliveryView, Event, EventKind, EventPayload, Visibility,
+};
 use crate::domain::ticket::{Channel, ContactInput, Priority, Status, Ticket, TicketType};
 use crate::domain::validation::{Violations, parse_optional_uuid};
 use crate::store::ApiKeyRecord;
@@ -67,6 +71,100 @@ enum_mapping!(channel_to_pb, channel_from_pb, Channel, pb::Channel, "Channel", {
 enum_mapping!(role_to_pb, role_from_pb, Role, pb::Role, "Role", {
     Admin <=> Admin, Agent <=> Agent, Bot <=> Bot, Gateway <=> Gateway,
 });
+enum_mapping!(role_of_message_to_pb, role_of_message_from_pb, MessageRole, pb::MessageRole, "MessageRole", {
+    Customer <=> Customer, Bot <=> Bot, Agent <=> Agent,
+});
+/// `None` for the unspecified value; a violation for a number the enum lacks.
+pub(crate) fn outcome_from_pb(
+    value: i32,
+    field: &str,
+    v: &mut Violations,
+) -> Option<DeliveryOutcome> {
+    match pb::DeliveryOutcome::try_from(value) {
+        Ok(pb::DeliveryOutcome::Delivered) => Some(DeliveryOutcome::Delivered),
+        Ok(pb::DeliveryOutcome::Failed) => Some(DeliveryOutcome::Failed),
+        Ok(pb::DeliveryOutcome::Unspecified) => None,
+        Err(_) => {
+            v.add(field, format!("{value} is not a valid DeliveryOutcome"));
+            None
+        }
+    }
+}
+
+pub(crate) fn delivery_status_from_domain(status: DeliveryStatus) -> i32 {
+    delivery_status_to_pb(status.as_str())
+}
+
+pub(crate) fn attachment_from_pb(a: pb::Attachment) -> AttachmentInput {
+    AttachmentInput {
+        name: a.name,
+        content_type: a.content_type,
+        content: a.content,
+    }
+}
+
+/// A transcript message; `sent_at` is required.
+pub(crate) fn transcript_from_pb(
+    field: &str,
+    m: pb::TranscriptMessage,
+    v: &mut Violations,
+) -> Option<TranscriptMessage> {
+    let role = role_of_message_from_pb(m.role, &format!("{field}.role"), v);
+    if role.is_none() && m.role == 0 {
+        v.add(format!("{field}.role"), "is required");
+    }
+    let sent_at = match m.sent_at {
+        Some(ts) => match DateTime::from_timestamp(ts.seconds, ts.nanos.max(0) as u32) {
+            Some(at) => Some(at),
+            None => {
+                v.add(format!("{field}.sent_at"), "is not a valid time");
+                None
+            }
+        },
+        None => {
+            v.add(format!("{field}.sent_at"), "is required");
+            None
+        }
+    };
+    Some(TranscriptMessage {
+        id: m.id,
+        role: role?,
+        author: m.author,
+        text: m.text,
+        sent_at: sent_at?,
+        attachments: m.attachments.into_iter().map(attachment_from_pb).collect(),
+    })
+}
+
+pub(crate) fn leased_to_pb(leased: LeasedMessage) -> pb::OutboundMessage {
+    let m = leased.message;
+    let attachments = m
+        .attachments
+        .into_iter()
+        .zip(leased.contents)
+        .map(|(meta, content)| pb::Attachment {
+            id: meta.id.to_string(),
+            name: meta.name,
+            content_type: meta.content_type,
+            content,
+            size_bytes: meta.size_bytes,
+        })
+        .collect();
+    pb::OutboundMessage {
+        message_id: m.id.to_string(),
+        ticket_id: m.ticket_id.to_string(),
+        ticket_number: m.ticket_number,
+        conversation_id: m.conversation_id,
+        channel: channel_to_pb(m.channel),
+        recipient: m.recipient,
+        subject: m.subject,
+        body: m.body,
+        attachments,
+        attempt: leased.attempt,
+        lease_expires_at: Some(timestamp(leased.lease_expires_at)),
+        consumer_group: leased.consumer_group,
+    }
+}
 
 pub(crate) fn ticket_to_pb(t: Ticket) -> pb::Ticket {
     pb::Ticket {
@@ -94,6 +192,8 @@ pub(crate) fn ticket_to_pb(t: Ticket) -> pb::Ticket {
         created_at: Some(timestamp(t.created_at)),
         updated_at: Some(timestamp(t.updated_at)),
         time_spent: Some(duration_from_seconds(t.time_spent_seconds)),
+        channel: t.channel.map_or(0, channel_to_pb),
+        follow_up_of_id: optional_id(t.follow_up_of_id),
     }
 }
 
@@ -129,6 +229,10 @@ fn event_type_to_pb(kind: EventKind) -> pb::EventType {
         EventKind::NoteAdded => pb::EventType::NoteAdded,
         EventKind::TimeLogged => pb::EventType::TimeLogged,
         EventKind::TicketsMerged => pb::EventType::TicketsMerged,
+        EventKind::ConversationEscalated => pb::EventType::ConversationEscalated,
+        EventKind::TranscriptMessage => pb::EventType::TranscriptMessage,
+        EventKind::CustomerMessage => pb::EventType::CustomerMessage,
+        EventKind::DeliveryReceipt => pb::EventType::DeliveryReceipt,
     }
 }
 
@@ -138,6 +242,7 @@ fn actor_kind_to_pb(kind: ActorKind) -> pb::ActorKind {
         ActorKind::ApiKey => pb::ActorKind::ApiKey,
         ActorKind::System => pb::ActorKind::System,
         ActorKind::Customer => pb::ActorKind::Customer,
+        ActorKind::Bot => pb::ActorKind::Bot,
     }
 }
 
@@ -146,17 +251,47 @@ fn stored<T>(text: &str, parse: fn(&str) -> Option<T>, to_pb: fn(T) -> i32) -> i
     parse(text).map(to_pb).unwrap_or(0)
 }
 
-fn detail_to_pb(payload: EventPayload) -> pb::activity_entry::Detail {
+fn attachments_to_pb(attachments: Vec<AttachmentMeta>) -> Vec<pb::Attachment> {
+    attachments
+        .into_iter()
+        .map(|a| pb::Attachment {
+            id: a.id.to_string(),
+            name: a.name,
+            content_type: a.content_type,
+            content: Vec::new(),
+            size_bytes: a.size_bytes,
+        })
+        .collect()
+}
+
+fn delivery_status_to_pb(text: &str) -> i32 {
+    stored(text, DeliveryStatus::parse, |s| {
+        let status = match s {
+            DeliveryStatus::Queued => pb::DeliveryStatus::Queued,
+            DeliveryStatus::Leased => pb::DeliveryStatus::Leased,
+            DeliveryStatus::Delivered => pb::DeliveryStatus::Delivered,
+            DeliveryStatus::Failed => pb::DeliveryStatus::Failed,
+        };
+        status as i32
+    })
+}
+
+fn detail_to_pb(
+    payload: EventPayload,
+    delivery: Option<DeliveryView>,
+) -> pb::activity_entry::Detail {
     use pb::activity_entry::Detail;
     match payload {
         EventPayload::Created {
             subject,
             priority,
             status,
+            follow_up_of,
         } => Detail::Created(pb::TicketCreated {
             subject,
             priority: stored(&priority, Priority::parse, priority_to_pb),
             status: stored(&status, Status::parse, status_to_pb),
+            follow_up_of_id: optional_id(follow_up_of),
         }),
         EventPayload::FieldsChanged { changes } => Detail::FieldsChanged(pb::FieldsChanged {
             changes: changes
@@ -172,20 +307,24 @@ fn detail_to_pb(payload: EventPayload) -> pb::activity_entry::Detail {
             body,
             channel,
             attachments,
-        } => Detail::Reply(pb::Reply {
-            body,
-            channel: stored(&channel, Channel::parse, channel_to_pb),
-            attachments: attachments
-                .into_iter()
-                .map(|a| pb::Attachment {
-                    id: a.id.to_string(),
-                    name: a.name,
-                    content_type: a.content_type,
-                    content: Vec::new(),
-                    size_bytes: a.size_bytes,
-                })
-                .collect(),
-        }),
+            message_id,
+        } => {
+            let delivery = delivery.unwrap_or(DeliveryView {
+                message_id: message_id.unwrap_or_default(),
+                status: String::new(),
+                provider_message_id: String::new(),
+                error: String::new(),
+            });
+            Detail::Reply(pb::Reply {
+                body,
+                channel: stored(&channel, Channel::parse, channel_to_pb),
+                attachments: attachments_to_pb(attachments),
+                message_id: optional_id(message_id),
+                delivery_status: delivery_status_to_pb(&delivery.status),
+                provider_message_id: delivery.provider_message_id,
+                delivery_error: delivery.error,
+            })
+        }
         EventPayload::Note { body } => Detail::Note(pb::Note { body }),
         EventPayload::TimeLogged {
             agent_id,
@@ -209,6 +348,67 @@ fn detail_to_pb(payload: EventPayload) -> pb::activity_entry::Detail {
             source_ticket_ids: source_ids.iter().map(Uuid::to_string).collect(),
             source_ticket_numbers: source_numbers,
         }),
+        EventPayload::Escalated {
+            source,
+            conversation_id,
+            channel,
+            reason,
+            intent,
+            summary,
+            metadata,
+            messages,
+        } => Detail::Escalated(pb::ConversationEscalated {
+            source,
+            conversation_id,
+            channel: stored(&channel, Channel::parse, channel_to_pb),
+            reason,
+            intent,
+            summary,
+            metadata: metadata.into_iter().collect(),
+            messages,
+        }),
+        EventPayload::Transcript {
+            role,
+            author,
+            text,
+            sent_at,
+            attachments,
+        } => Detail::TranscriptMessage(pb::TranscriptMessage {
+            id: String::new(),
+            role: stored(&role, MessageRole::parse, role_of_message_to_pb),
+            author,
+            text,
+            sent_at: Some(timestamp(sent_at)),
+            attachments: attachments_to_pb(attachments),
+        }),
+        EventPayload::CustomerMessage {
+            channel,
+            sender,
+            text,
+            external_message_id,
+            attachments,
+        } => Detail::CustomerMessage(pb::CustomerMessage {
+            channel: stored(&channel, Channel::parse, channel_to_pb),
+            sender,
+            text,
+            external_message_id,
+            attachments: attachments_to_pb(attachments),
+        }),
+        EventPayload::DeliveryReceipt {
+            message_id,
+            consumer_group,
+            outcome,
+            provider_message_id,
+            error,
+            attempts,
+        } => Detail::DeliveryReceipt(pb::DeliveryReceipt {
+            message_id: message_id.to_string(),
+            consumer_group,
+            status: delivery_status_to_pb(&outcome),
+            provider_message_id,
+            error,
+            attempts,
+        }),
     }
 }
 
@@ -230,7 +430,7 @@ pub(crate) fn event_to_pb(e: Event) -> pb::ActivityEntry {
             Visibility::Internal => pb::Visibility::Internal,
         } as i32,
         created_at: Some(timestamp(event.created_at)),
-        detail: Some(detail_to_pb(event.payload)),
+        detail: Some(detail_to_pb(event.payload, e.delivery)),
     }
 }
 

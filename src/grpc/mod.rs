@@ -5,7 +5,9 @@ mod admin_service;
 mod auth;
 mod convert;
 mod error;
+mod escalation_service;
 mod limits;
+mod streams;
 mod ticket_service;
 
 use std::time::Duration;
@@ -13,7 +15,9 @@ use std::time::Duration;
 use tonic::service::Routes;
 
 pub use admin_service::AdminApi;
+pub use escalation_service::EscalationApi;
 pub use limits::ResourceExhaustedLayer;
+pub use streams::RESUME_CURSOR;
 pub use ticket_service::TicketApi;
 
 use crate::service::Services;
@@ -45,5 +49,12 @@ pub fn routes(services: &Services, limits: &GrpcLimits) -> Routes {
     let admin = pb::admin_service_server::AdminServiceServer::new(AdminApi::new(services.clone()))
         .max_decoding_message_size(limits.max_message_bytes)
         .max_encoding_message_size(limits.max_message_bytes);
-    Routes::new(tickets).add_service(admin)
+    let escalation = pb::escalation_service_server::EscalationServiceServer::new(
+        EscalationApi::new(services.clone()),
+    )
+    .max_decoding_message_size(limits.max_message_bytes)
+    .max_encoding_message_size(limits.max_message_bytes);
+    Routes::new(tickets)
+        .add_service(admin)
+        .add_service(escalation)
 }

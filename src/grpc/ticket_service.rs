@@ -5,6 +5,7 @@ use tonic::{Request, Response, Status};
 use super::auth::{STAFF, STAFF_OR_BOT, authorize};
 use super::convert::{self, event_to_pb, ticket_to_pb};
 use super::pb::{self, ticket_service_server::TicketService};
+use super::streams::{GrpcStream, to_grpc};
 use crate::domain::validation::Violations;
 use crate::service::tickets::{AttachmentInput, CreateTicketInput, ListTicketsInput, TicketPatch};
 use crate::service::{ServiceError, Services};
@@ -280,5 +281,23 @@ impl TicketService for TicketApi {
             target: Some(ticket_to_pb(target)),
             sources: sources.into_iter().map(ticket_to_pb).collect(),
         }))
+    }
+
+    type WatchTicketsStream = GrpcStream<pb::WatchTicketsResponse>;
+
+    async fn watch_tickets(
+        &self,
+        request: Request<pb::WatchTicketsRequest>,
+    ) -> Reply<Self::WatchTicketsStream> {
+        let principal = authorize(&self.services.api_keys, &request, "WatchTickets", STAFF).await?;
+        let r = request.into_inner();
+        let output = self
+            .services
+            .watch
+            .watch(&principal, &r.filter, r.after_cursor)?;
+        let convert = |event| pb::WatchTicketsResponse {
+            event: Some(event_to_pb(event)),
+        };
+        Ok(Response::new(to_grpc(output, convert, true)))
     }
 }

@@ -2,18 +2,27 @@
 //! service layer owns the meaning of transactions; the store only makes them atomic.
 
 pub mod api_keys;
+pub mod delivery;
+pub mod escalation;
 mod paging;
+pub mod streams;
 pub mod tickets;
+pub mod watch;
 
 use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
 
 use crate::domain::validation::FieldViolation;
+use crate::events::Bus;
 use crate::store::{Store, StoreError};
 
 pub use api_keys::ApiKeyService;
+pub use delivery::DeliveryService;
+pub use escalation::EscalationService;
+pub use streams::{StreamEnd, StreamGauge, StreamKind, StreamOutput};
 pub use tickets::TicketService;
+pub use watch::{StreamSettings, WatchService};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServiceError {
@@ -62,6 +71,9 @@ impl From<StoreError> for ServiceError {
             StoreError::Conflict(id) => {
                 ServiceError::Contended(format!("ticket {id} is being changed concurrently"))
             }
+            StoreError::ConversationExists(_) | StoreError::DuplicateInbound(_) => {
+                ServiceError::Contended(err.to_string())
+            }
             other => ServiceError::Internal(other),
         }
     }
@@ -89,20 +101,56 @@ pub(crate) fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
+/// Settings the use cases need.
+#[derive(Debug, Clone)]
+pub struct ServiceSettings {
+    pub streams: StreamSettings,
+    /// How long a gateway holds a message before it is offered again.
+    pub delivery_lease: std::time::Duration,
+}
+
 /// Every use case, built once per process over one store.
 #[derive(Clone)]
 pub struct Services {
     pub tickets: TicketService,
     pub api_keys: ApiKeyService,
+    pub escalation: EscalationService,
+    pub delivery: DeliveryService,
+    pub watch: WatchService,
     pub store: Arc<dyn Store>,
+    pub gauge: Arc<StreamGauge>,
 }
 
 impl Services {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    /// `shutdown` turning true ends every open stream with its resume point.
+    pub fn new(
+        store: Arc<dyn Store>,
+        bus: Bus,
+        settings: ServiceSettings,
+        shutdown: tokio::sync::watch::Receiver<bool>,
+    ) -> Self {
+        let gauge = Arc::new(StreamGauge::default());
         Self {
             tickets: TicketService::new(store.clone()),
             api_keys: ApiKeyService::new(store.clone()),
+            escalation: EscalationService::new(store.clone()),
+            delivery: DeliveryService::new(
+                store.clone(),
+                bus.clone(),
+                shutdown.clone(),
+                gauge.clone(),
+                settings.streams.clone(),
+                settings.delivery_lease,
+            ),
+            watch: WatchService::new(
+                store.clone(),
+                bus,
+                shutdown,
+                gauge.clone(),
+                settings.streams,
+            ),
             store,
+            gauge,
         }
     }
 }

@@ -11,8 +11,12 @@ use uuid::Uuid;
 use super::paging::{self, DEFAULT_PAGE_SIZE};
 use super::{MAX_ATTEMPTS, ServiceError, ServiceResult, back_off, now};
 use crate::domain::auth::Principal;
+pub use crate::domain::conversation::AttachmentInput;
+use crate::domain::conversation::Conversation;
+use crate::domain::delivery::OutboundMessage;
 use crate::domain::event::{
-    AttachmentMeta, Event, EventKind, EventPayload, FieldChange, NewEvent, Visibility,
+    Actor, AttachmentMeta, Event, EventKind, EventPayload, FieldChange, NewEvent, TicketSnapshot,
+    Visibility,
 };
 use crate::domain::filter::{AssigneeRef, TicketFilter, TicketPredicate};
 use crate::domain::ticket::{
@@ -100,13 +104,6 @@ pub const UPDATABLE_PATHS: &[&str] = &[
     "queue_id",
 ];
 
-#[derive(Debug, Clone)]
-pub struct AttachmentInput {
-    pub name: String,
-    pub content_type: String,
-    pub content: Vec<u8>,
-}
-
 #[derive(Debug, Clone, Default)]
 pub struct ListTicketsInput {
     pub page_size: i32,
@@ -178,28 +175,27 @@ impl TicketService {
             contact: input.contact.clone().unwrap_or_default(),
             assignee_id: input.assignee_id,
             queue_id: input.queue_id,
+            channel: None,
+            follow_up_of_id: None,
             created_at: at,
         };
-        let created = NewEvent {
-            id: Uuid::now_v7(),
-            ticket_id: draft.id,
-            ticket_number: 0,
-            kind: EventKind::TicketCreated,
-            actor: principal.actor(),
-            visibility: Visibility::Internal,
-            payload: EventPayload::created(&draft.subject, draft.priority, draft.status),
-            created_at: at,
-        };
+        let created = draft_event(
+            &draft,
+            EventKind::TicketCreated,
+            principal.actor(),
+            Visibility::Internal,
+            EventPayload::created(&draft.subject, draft.priority, draft.status, None),
+        );
         let claim = (!input.request_id.is_empty()).then(|| IdempotencyClaim {
             scope: "create_ticket",
             request_id: input.request_id.clone(),
             fingerprint: input.fingerprint(),
         });
-        match self
-            .store
-            .create_ticket(draft, vec![created], claim)
-            .await?
-        {
+        let changes = Changeset {
+            events: vec![created],
+            ..Changeset::default()
+        };
+        match self.store.create_ticket(draft, changes, claim).await? {
             CreateOutcome::Created { ticket, .. } => {
                 tracing::info!(ticket_id = %ticket.id, number = ticket.number, "ticket created");
                 Ok((ticket, true))
@@ -499,15 +495,15 @@ impl TicketService {
             next.updated_at = at;
             let actor = principal.actor();
             let mut events = Vec::new();
-            let event = |kind, changes: Vec<FieldChange>| NewEvent {
-                id: Uuid::now_v7(),
-                ticket_id: current.id,
-                ticket_number: current.number,
-                kind,
-                actor: actor.clone(),
-                visibility: Visibility::Internal,
-                payload: EventPayload::FieldsChanged { changes },
-                created_at: at,
+            let event = |kind, changes: Vec<FieldChange>| {
+                NewEvent::about(
+                    &next,
+                    kind,
+                    actor.clone(),
+                    Visibility::Internal,
+                    EventPayload::FieldsChanged { changes },
+                    at,
+                )
             };
             if let Some(change) = status_change {
                 events.push(event(EventKind::StatusChanged, vec![change]));
@@ -550,7 +546,8 @@ impl TicketService {
         Err(contended(id))
     }
 
-    /// Adds a public reply to the customer on `channel`.
+    /// Adds a public reply and queues it for the channel's gateways. The channel defaults
+    /// to that of the conversation the ticket came from.
     #[instrument(skip_all, fields(ticket_id = %id))]
     pub async fn add_reply(
         &self,
@@ -562,44 +559,51 @@ impl TicketService {
     ) -> ServiceResult<(Event, Ticket)> {
         let mut v = Violations::new();
         v.text("body", &body, true, MAX_BODY_CHARS);
-        if channel.is_none() {
-            v.add("channel", "is required");
-        }
-        validate_attachments(&attachments, &mut v);
+        validate_attachments("attachments", &attachments, &mut v);
         v.finish()?;
-        let channel = channel.unwrap_or(Channel::Chat);
+        let conversation = self.store.conversation_of_ticket(id).await?;
         self.append(principal, id, |ticket, at| {
             ensure_not_final(ticket)?;
-            ensure_reachable(ticket, channel)?;
+            let channel = channel.or(ticket.channel).ok_or_else(|| {
+                ServiceError::invalid(
+                    "channel",
+                    "is required: the ticket has no conversation to reply to",
+                )
+            })?;
+            let recipient = recipient(ticket, channel, conversation.as_ref())?;
             let event_id = Uuid::now_v7();
-            let files: Vec<NewAttachment> = attachments
-                .iter()
-                .map(|a| NewAttachment {
-                    id: Uuid::now_v7(),
-                    ticket_id: ticket.id,
-                    event_id,
-                    name: a.name.clone(),
-                    content_type: a.content_type.clone(),
-                    content: a.content.clone(),
-                    created_at: at,
-                })
-                .collect();
-            let meta = files
-                .iter()
-                .map(|f| AttachmentMeta {
-                    id: f.id,
-                    name: f.name.clone(),
-                    content_type: f.content_type.clone(),
-                    size_bytes: f.content.len() as i64,
-                })
-                .collect();
+            let files = stored_attachments(ticket.id, event_id, &attachments, at);
+            let meta = attachment_meta(&files);
+            let message = OutboundMessage {
+                id: Uuid::now_v7(),
+                ticket_id: ticket.id,
+                ticket_number: ticket.number,
+                event_id,
+                conversation_id: conversation
+                    .as_ref()
+                    .filter(|c| c.channel == channel)
+                    .map(|c| c.external_id.clone())
+                    .unwrap_or_default(),
+                channel,
+                recipient,
+                subject: format!("Re: [#{}] {}", ticket.number, ticket.subject),
+                body: body.clone(),
+                attachments: meta.clone(),
+                created_at: at,
+            };
             Ok(Entry {
                 event_id,
                 kind: EventKind::ReplyAdded,
                 visibility: Visibility::Public,
-                payload: EventPayload::reply(&body, channel, meta),
+                payload: EventPayload::Reply {
+                    body: body.clone(),
+                    channel: channel.as_str().to_owned(),
+                    attachments: meta,
+                    message_id: Some(message.id),
+                },
                 attachments: files,
                 time_entry: None,
+                outbound: Some(message),
             })
         })
         .await
@@ -625,6 +629,7 @@ impl TicketService {
                 payload: EventPayload::Note { body: body.clone() },
                 attachments: Vec::new(),
                 time_entry: None,
+                outbound: None,
             })
         })
         .await
@@ -675,6 +680,7 @@ impl TicketService {
                     note: note.clone(),
                     created_at: at,
                 }),
+                outbound: None,
             })
         })
         .await
@@ -698,31 +704,23 @@ impl TicketService {
                 payload,
                 attachments,
                 time_entry,
+                outbound,
             } = entry(&current, at)?;
             let mut next = current.clone();
             next.updated_at = at;
             if let Some(time) = &time_entry {
                 next.time_spent_seconds += time.seconds;
             }
+            let mut event =
+                NewEvent::about(&next, kind, principal.actor(), visibility, payload, at);
+            event.id = event_id;
             let changeset = Changeset {
-                updates: vec![TicketUpdate {
-                    ticket: next,
-                    expected_version: current.version,
-                    contact: None,
-                    tags_changed: false,
-                }],
-                events: vec![NewEvent {
-                    id: event_id,
-                    ticket_id: current.id,
-                    ticket_number: current.number,
-                    kind,
-                    actor: principal.actor(),
-                    visibility,
-                    payload,
-                    created_at: at,
-                }],
+                updates: vec![unchanged_tags(next, current.version)],
+                events: vec![event],
                 time_entries: time_entry.into_iter().collect(),
                 attachments,
+                outbound: outbound.into_iter().collect(),
+                ..Changeset::default()
             };
             match self.store.commit(changeset).await {
                 Ok(mut committed) => {
@@ -839,20 +837,20 @@ impl TicketService {
                 source_ids: sources.iter().map(|s| s.id).collect(),
                 source_numbers: sources.iter().map(|s| s.number).collect(),
             };
-            let event = |t: &Ticket| NewEvent {
-                id: Uuid::now_v7(),
-                ticket_id: t.id,
-                ticket_number: t.number,
-                kind: EventKind::TicketsMerged,
-                actor: principal.actor(),
-                visibility: Visibility::Internal,
-                payload: payload.clone(),
-                created_at: at,
+            let event = |t: &Ticket| {
+                NewEvent::about(
+                    t,
+                    EventKind::TicketsMerged,
+                    principal.actor(),
+                    Visibility::Internal,
+                    payload.clone(),
+                    at,
+                )
             };
             let mut changeset = Changeset::default();
             let mut next_target = target.clone();
             next_target.updated_at = at;
-            changeset.events.push(event(&target));
+            changeset.events.push(event(&next_target));
             changeset
                 .updates
                 .push(unchanged_tags(next_target, target.version));
@@ -861,7 +859,7 @@ impl TicketService {
                 next.status = Status::Merged;
                 next.merged_into_id = Some(target_id);
                 next.updated_at = at;
-                changeset.events.push(event(source));
+                changeset.events.push(event(&next));
                 changeset.updates.push(unchanged_tags(next, source.version));
             }
             match self.store.commit(changeset).await {
@@ -888,6 +886,7 @@ struct Entry {
     payload: EventPayload,
     attachments: Vec<NewAttachment>,
     time_entry: Option<TimeEntry>,
+    outbound: Option<OutboundMessage>,
 }
 
 fn unchanged_tags(ticket: Ticket, expected_version: i64) -> TicketUpdate {
@@ -978,34 +977,80 @@ fn ensure_not_final(ticket: &Ticket) -> ServiceResult<()> {
     Ok(())
 }
 
-/// Email replies need the contact's address and SMS replies a phone number.
-fn ensure_reachable(ticket: &Ticket, channel: Channel) -> ServiceResult<()> {
-    let missing = match channel {
-        Channel::Email if ticket.contact.email.is_empty() => Some("an email address"),
-        Channel::Sms if ticket.contact.phone.is_empty() => Some("a phone number"),
-        _ => None,
+/// Where a reply on `channel` goes: the contact's email address or phone number, or for
+/// chat the conversation (else the contact's CRM id).
+fn recipient(
+    ticket: &Ticket,
+    channel: Channel,
+    conversation: Option<&Conversation>,
+) -> ServiceResult<String> {
+    let (address, what) = match channel {
+        Channel::Email => (ticket.contact.email.clone(), "an email address"),
+        Channel::Sms => (ticket.contact.phone.clone(), "a phone number"),
+        Channel::Chat => (
+            conversation
+                .filter(|c| c.channel == Channel::Chat)
+                .map(|c| c.external_id.clone())
+                .unwrap_or_else(|| ticket.contact.external_id.clone()),
+            "a chat",
+        ),
     };
-    match missing {
-        Some(what) => Err(ServiceError::FailedPrecondition(format!(
+    if address.is_empty() {
+        return Err(ServiceError::FailedPrecondition(format!(
             "contact {} has no {what} for a {channel} reply",
             ticket.contact.external_id
-        ))),
-        None => Ok(()),
+        )));
     }
+    Ok(address)
 }
 
-fn validate_attachments(attachments: &[AttachmentInput], v: &mut Violations) {
+/// Attachments as stored, tied to the event that carries them.
+pub(crate) fn stored_attachments(
+    ticket_id: Uuid,
+    event_id: Uuid,
+    files: &[AttachmentInput],
+    at: chrono::DateTime<chrono::Utc>,
+) -> Vec<NewAttachment> {
+    files
+        .iter()
+        .map(|a| NewAttachment {
+            id: Uuid::now_v7(),
+            ticket_id,
+            event_id,
+            name: a.name.clone(),
+            content_type: a.content_type.clone(),
+            content: a.content.clone(),
+            created_at: at,
+        })
+        .collect()
+}
+
+pub(crate) fn attachment_meta(files: &[NewAttachment]) -> Vec<AttachmentMeta> {
+    files
+        .iter()
+        .map(|f| AttachmentMeta {
+            id: f.id,
+            name: f.name.clone(),
+            content_type: f.content_type.clone(),
+            size_bytes: f.content.len() as i64,
+        })
+        .collect()
+}
+
+/// Checks names, types, count and total size of the files of one message.
+pub(crate) fn validate_attachments(
+    field: &str,
+    attachments: &[AttachmentInput],
+    v: &mut Violations,
+) {
     if attachments.len() > MAX_ATTACHMENTS {
-        v.add(
-            "attachments",
-            format!("must hold at most {MAX_ATTACHMENTS} files"),
-        );
+        v.add(field, format!("must hold at most {MAX_ATTACHMENTS} files"));
         return;
     }
     let total: usize = attachments.iter().map(|a| a.content.len()).sum();
     if total > MAX_ATTACHMENT_BYTES_TOTAL {
         v.add(
-            "attachments",
+            field,
             format!("must total at most {MAX_ATTACHMENT_BYTES_TOTAL} bytes; got {total}"),
         );
     }
@@ -1015,7 +1060,7 @@ fn validate_attachments(attachments: &[AttachmentInput], v: &mut Violations) {
             || a.name.contains(['/', '\\', '\0'])
         {
             v.add(
-                format!("attachments[{i}].name"),
+                format!("{field}[{i}].name"),
                 "must be 1 to 255 characters without path separators",
             );
         }
@@ -1025,10 +1070,45 @@ fn validate_attachments(attachments: &[AttachmentInput], v: &mut Violations) {
             });
         if !valid_type {
             v.add(
-                format!("attachments[{i}].content_type"),
+                format!("{field}[{i}].content_type"),
                 "must be a MIME type such as application/pdf",
             );
         }
+    }
+}
+
+/// An event about a ticket that is being inserted in the same transaction (the store
+/// fills in its number and contact).
+pub(crate) fn draft_event(
+    draft: &TicketDraft,
+    kind: EventKind,
+    actor: Actor,
+    visibility: Visibility,
+    payload: EventPayload,
+) -> NewEvent {
+    let mut ticket = TicketSnapshot {
+        status: draft.status,
+        priority: draft.priority,
+        ticket_type: draft.ticket_type,
+        assignee_id: draft.assignee_id,
+        queue_id: draft.queue_id,
+        contact_id: Uuid::nil(),
+        channel: draft.channel,
+        tags: draft.tags.clone(),
+    };
+    if let Some(channel) = payload.channel() {
+        ticket.channel = Some(channel);
+    }
+    NewEvent {
+        id: Uuid::now_v7(),
+        ticket_id: draft.id,
+        ticket_number: 0,
+        kind,
+        actor,
+        visibility,
+        payload,
+        created_at: draft.created_at,
+        ticket,
     }
 }
 

@@ -5,6 +5,7 @@
 //! ticket update is conditional on the version the caller read, so lost updates surface as
 //! [`StoreError::Conflict`] instead of silently overwriting.
 
+mod pg_notify;
 mod postgres;
 mod rows;
 mod sql;
@@ -20,9 +21,12 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::auth::Role;
+use crate::domain::conversation::Conversation;
+use crate::domain::delivery::{DeliveryOutcome, DeliveryStatus, LeasedMessage, OutboundMessage};
 use crate::domain::event::{Event, NewEvent};
 use crate::domain::filter::TicketFilter;
-use crate::domain::ticket::{ContactInput, Priority, Status, Ticket, TicketType};
+use crate::domain::ticket::{Channel, ContactInput, Priority, Status, Ticket, TicketType};
+use crate::events::Bus;
 
 pub use postgres::PgStore;
 pub use sqlite::SqliteStore;
@@ -32,6 +36,12 @@ pub enum StoreError {
     /// The ticket changed since it was read (its version moved on).
     #[error("ticket {0} was changed concurrently")]
     Conflict(Uuid),
+    /// Another transaction created this conversation first; re-read and retry.
+    #[error("conversation {0} already exists")]
+    ConversationExists(String),
+    /// A customer message with this gateway id was stored before.
+    #[error("message {0} was already received")]
+    DuplicateInbound(String),
     /// An idempotency key was reused with a different request.
     #[error("request id {0:?} was already used with a different request")]
     IdempotencyMismatch(String),
@@ -90,6 +100,8 @@ pub struct TicketDraft {
     pub contact: ContactInput,
     pub assignee_id: Option<Uuid>,
     pub queue_id: Option<Uuid>,
+    pub channel: Option<Channel>,
+    pub follow_up_of_id: Option<Uuid>,
     pub created_at: DateTime<Utc>,
 }
 
@@ -106,7 +118,7 @@ pub struct IdempotencyClaim {
 pub enum CreateOutcome {
     Created {
         ticket: Ticket,
-        events: Vec<Event>,
+        committed: Committed,
     },
     /// The request id was seen before with the same body: the first result.
     Replayed(Ticket),
@@ -143,6 +155,37 @@ pub struct NewAttachment {
     pub created_at: DateTime<Utc>,
 }
 
+/// How a changeset touches a conversation.
+#[derive(Debug, Clone)]
+pub enum ConversationWrite {
+    /// A new conversation; fails with [`StoreError::ConversationExists`] if another
+    /// transaction created it first.
+    Insert(Conversation),
+    /// New ticket link and context for a stored conversation.
+    Update(Conversation),
+}
+
+/// A transcript message: its event is appended only if the conversation does not hold a
+/// message with the same key yet.
+#[derive(Debug, Clone)]
+pub struct TranscriptWrite {
+    pub conversation_id: Uuid,
+    pub key: String,
+    pub event: NewEvent,
+    pub attachments: Vec<NewAttachment>,
+}
+
+/// Records a gateway's message id; a second use fails with
+/// [`StoreError::DuplicateInbound`].
+#[derive(Debug, Clone)]
+pub struct InboundClaim {
+    pub channel: Channel,
+    pub external_message_id: String,
+    pub ticket_id: Uuid,
+    pub event_id: Uuid,
+    pub at: DateTime<Utc>,
+}
+
 /// Everything one action writes, committed atomically.
 #[derive(Debug, Clone, Default)]
 pub struct Changeset {
@@ -150,13 +193,29 @@ pub struct Changeset {
     pub events: Vec<NewEvent>,
     pub time_entries: Vec<TimeEntry>,
     pub attachments: Vec<NewAttachment>,
+    pub conversation: Option<ConversationWrite>,
+    pub transcript: Vec<TranscriptWrite>,
+    pub inbound: Option<InboundClaim>,
+    pub outbound: Vec<OutboundMessage>,
 }
 
-#[derive(Debug)]
+#[derive(Debug, Default)]
 pub struct Committed {
     /// The updated tickets as stored, in the order of `Changeset::updates`.
     pub tickets: Vec<Ticket>,
+    /// Every event appended, in log order (transcript events after the others).
     pub events: Vec<Event>,
+    /// How many transcript messages were new.
+    pub transcript_added: usize,
+}
+
+/// The result of acknowledging a delivery.
+#[derive(Debug, Clone)]
+pub struct AckOutcome {
+    /// The delivery's status after the call.
+    pub status: DeliveryStatus,
+    /// The receipt event, when this call changed the status.
+    pub receipt: Option<Event>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -223,14 +282,14 @@ pub trait Store: Send + Sync + 'static {
     /// Cheap round trip used by readiness checks.
     async fn ping(&self) -> StoreResult<()>;
 
-    /// Inserts a ticket, upserting its contact, and appends `events` (their
-    /// `ticket_number` is filled in with the assigned number). With a claim, a request id
+    /// Inserts a ticket, upserting its contact, and applies `changes` in the same
+    /// transaction (events about the new ticket get its assigned number). With a claim, a request id
     /// seen before returns the first ticket if the fingerprint matches and
     /// [`StoreError::IdempotencyMismatch`] if not.
     async fn create_ticket(
         &self,
         draft: TicketDraft,
-        events: Vec<NewEvent>,
+        changes: Changeset,
         claim: Option<IdempotencyClaim>,
     ) -> StoreResult<CreateOutcome>;
 
@@ -251,6 +310,63 @@ pub trait Store: Send + Sync + 'static {
     ) -> StoreResult<Vec<Event>>;
 
     /// Inserts a key; `false` if a key with the same secret already exists.
+    /// Events after `after` in log order, for streams. On PostgreSQL only events below the
+    /// horizon of running transactions are returned, so a reader never skips a position
+    /// that a transaction still in flight will fill.
+    async fn events_after(
+        &self,
+        after: i64,
+        ticket_id: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Vec<Event>>;
+
+    async fn event(&self, id: Uuid) -> StoreResult<Option<Event>>;
+
+    async fn conversation(
+        &self,
+        source: &str,
+        external_id: &str,
+    ) -> StoreResult<Option<Conversation>>;
+
+    /// The conversation most recently linked to a ticket.
+    async fn conversation_of_ticket(&self, ticket_id: Uuid) -> StoreResult<Option<Conversation>>;
+
+    /// The ticket and event a gateway's message id was stored with.
+    async fn inbound_message(
+        &self,
+        channel: Channel,
+        external_message_id: &str,
+    ) -> StoreResult<Option<(Uuid, Uuid)>>;
+
+    async fn outbound_message(&self, id: Uuid) -> StoreResult<Option<OutboundMessage>>;
+
+    /// Leases up to `limit` messages of `channel` to one subscriber of `group` until
+    /// `until`: queued ones, and leased ones whose lease has expired, oldest first.
+    async fn lease_messages(
+        &self,
+        channel: Channel,
+        group: &str,
+        lease_id: Uuid,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<LeasedMessage>>;
+
+    /// Hands back every message still leased under `lease_id` (its stream ended).
+    async fn release_lease(&self, lease_id: Uuid, now: DateTime<Utc>) -> StoreResult<u64>;
+
+    /// Finishes a delivery. Appends `receipt` only if the delivery was still pending;
+    /// `None` if the group never received the message.
+    async fn ack_delivery(
+        &self,
+        message_id: Uuid,
+        group: &str,
+        outcome: DeliveryOutcome,
+        provider_message_id: &str,
+        error: &str,
+        receipt: NewEvent,
+    ) -> StoreResult<Option<AckOutcome>>;
+
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<bool>;
 
     async fn api_key_by_hash(&self, secret_hash: &[u8]) -> StoreResult<Option<ApiKeyRecord>>;
@@ -274,11 +390,12 @@ pub trait Store: Send + Sync + 'static {
 
 /// Opens the store a URL names: `postgres://` or `postgresql://` for PostgreSQL,
 /// `sqlite:` for SQLite (the file is created if missing).
-pub async fn open(url: &str, pool: &PoolSettings) -> StoreResult<Arc<dyn Store>> {
+/// Commits that append events or change deliveries are announced on `bus`.
+pub async fn open(url: &str, pool: &PoolSettings, bus: Bus) -> StoreResult<Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::connect(url, pool).await?))
+        Ok(Arc::new(PgStore::connect(url, pool, bus).await?))
     } else if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url, pool).await?))
+        Ok(Arc::new(SqliteStore::connect(url, pool, bus).await?))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_owned()))
     }

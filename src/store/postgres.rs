@@ -3,35 +3,57 @@
 use std::str::FromStr;
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use tokio::task::JoinHandle;
 
 use super::sql::impl_store;
-use super::{PoolSettings, StoreResult};
+use super::{PoolSettings, StoreResult, pg_notify};
+use crate::events::Bus;
 
 pub struct PgStore {
     reader: PgPool,
     /// The same pool as `reader`: PostgreSQL handles concurrent writers itself.
     writer: PgPool,
+    bus: Bus,
+    /// The LISTEN/NOTIFY tasks, stopped with the store.
+    wakeups: Vec<JoinHandle<()>>,
 }
 
 impl PgStore {
-    pub async fn connect(url: &str, settings: &PoolSettings) -> StoreResult<Self> {
+    pub async fn connect(url: &str, settings: &PoolSettings, bus: Bus) -> StoreResult<Self> {
         let options = PgConnectOptions::from_str(url)?.application_name("ticketd");
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
             .connect_lazy_with(options);
+        let wakeups = pg_notify::spawn(pool.clone(), bus.clone());
         Ok(Self {
             reader: pool.clone(),
             writer: pool,
+            bus,
+            wakeups,
         })
+    }
+}
+
+impl Drop for PgStore {
+    fn drop(&mut self) {
+        for task in &self.wakeups {
+            task.abort();
+        }
     }
 }
 
 // sqlx's migrator holds a PostgreSQL advisory lock while it runs, so replicas that
 // start together apply each migration exactly once.
+//
+// Log positions are (transaction id << 20) | ordinal; stream reads stay below the oldest
+// running transaction (see migrations/postgres/0001_tickets.sql).
 impl_store!(
     PgStore,
     sqlx::Postgres,
     next_number = "nextval('ticket_number_seq')",
-    migrator = sqlx::migrate!("./migrations/postgres")
+    event_position = "((pg_current_xact_id()::text::bigint << 20) | $19)",
+    horizon = " AND e.position < (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20)",
+    skip_locked = " FOR UPDATE SKIP LOCKED",
+    migrator = sqlx::migrate!("./migrations/postgres"),
 );

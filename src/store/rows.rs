@@ -8,10 +8,13 @@ use uuid::Uuid;
 
 use super::{ApiKeyRecord, StoreError, StoreResult};
 use crate::domain::auth::Role;
+use crate::domain::conversation::Conversation;
+use crate::domain::delivery::OutboundMessage;
 use crate::domain::event::{
-    Actor, ActorKind, Event, EventKind, EventPayload, NewEvent, Visibility,
+    Actor, ActorKind, AttachmentMeta, DeliveryView, Event, EventKind, EventPayload, NewEvent,
+    TicketSnapshot, Visibility,
 };
-use crate::domain::ticket::{Contact, Priority, Status, Ticket, TicketType};
+use crate::domain::ticket::{Channel, Contact, Priority, Status, Ticket, TicketType};
 
 #[derive(sqlx::FromRow)]
 pub(super) struct TicketRow {
@@ -27,6 +30,8 @@ pub(super) struct TicketRow {
     assignee_id: Option<Uuid>,
     queue_id: Option<Uuid>,
     merged_into_id: Option<Uuid>,
+    channel: Option<String>,
+    follow_up_of_id: Option<Uuid>,
     version: i64,
     time_spent_seconds: i64,
     created_at: DateTime<Utc>,
@@ -41,6 +46,11 @@ pub(super) struct TicketRow {
 
 fn parse_text<T>(what: &str, text: &str, parse: fn(&str) -> Option<T>) -> StoreResult<T> {
     parse(text).ok_or_else(|| StoreError::Corrupt(format!("unknown {what} {text:?}")))
+}
+
+fn optional_channel(text: Option<&str>) -> StoreResult<Option<Channel>> {
+    text.map(|t| parse_text("channel", t, Channel::parse))
+        .transpose()
 }
 
 impl TryFrom<TicketRow> for Ticket {
@@ -68,6 +78,8 @@ impl TryFrom<TicketRow> for Ticket {
             assignee_id: row.assignee_id,
             queue_id: row.queue_id,
             merged_into_id: row.merged_into_id,
+            channel: optional_channel(row.channel.as_deref())?,
+            follow_up_of_id: row.follow_up_of_id,
             version: row.version,
             time_spent_seconds: row.time_spent_seconds,
             created_at: row.created_at,
@@ -78,7 +90,7 @@ impl TryFrom<TicketRow> for Ticket {
 
 #[derive(sqlx::FromRow)]
 pub(super) struct EventRow {
-    seq: i64,
+    position: i64,
     id: Uuid,
     ticket_id: Uuid,
     ticket_number: i64,
@@ -89,14 +101,35 @@ pub(super) struct EventRow {
     visibility: String,
     payload: Json<EventPayload>,
     created_at: DateTime<Utc>,
+    ticket_status: String,
+    priority: String,
+    ticket_type: String,
+    assignee_id: Option<Uuid>,
+    queue_id: Option<Uuid>,
+    contact_id: Uuid,
+    channel: Option<String>,
+    tags: Json<Vec<String>>,
+    delivery_message_id: Option<Uuid>,
+    delivery_status: Option<String>,
+    delivery_provider_id: Option<String>,
+    delivery_error: Option<String>,
 }
 
 impl TryFrom<EventRow> for Event {
     type Error = StoreError;
 
     fn try_from(row: EventRow) -> StoreResult<Event> {
+        let delivery = match (row.delivery_message_id, row.delivery_status) {
+            (Some(message_id), Some(status)) => Some(DeliveryView {
+                message_id,
+                status,
+                provider_message_id: row.delivery_provider_id.unwrap_or_default(),
+                error: row.delivery_error.unwrap_or_default(),
+            }),
+            _ => None,
+        };
         Ok(Event {
-            cursor: row.seq,
+            cursor: row.position,
             event: NewEvent {
                 id: row.id,
                 ticket_id: row.ticket_id,
@@ -110,7 +143,82 @@ impl TryFrom<EventRow> for Event {
                 visibility: parse_text("visibility", &row.visibility, Visibility::parse)?,
                 payload: row.payload.0,
                 created_at: row.created_at,
+                ticket: TicketSnapshot {
+                    status: parse_text("status", &row.ticket_status, Status::parse)?,
+                    priority: parse_text("priority", &row.priority, Priority::parse)?,
+                    ticket_type: parse_text("ticket type", &row.ticket_type, TicketType::parse)?,
+                    assignee_id: row.assignee_id,
+                    queue_id: row.queue_id,
+                    contact_id: row.contact_id,
+                    channel: optional_channel(row.channel.as_deref())?,
+                    tags: row.tags.0,
+                },
             },
+            delivery,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct ConversationRow {
+    id: Uuid,
+    source: String,
+    external_id: String,
+    channel: String,
+    ticket_id: Uuid,
+    summary: String,
+    intent: String,
+    metadata: Json<BTreeMap<String, String>>,
+}
+
+impl TryFrom<ConversationRow> for Conversation {
+    type Error = StoreError;
+
+    fn try_from(row: ConversationRow) -> StoreResult<Conversation> {
+        Ok(Conversation {
+            id: row.id,
+            source: row.source,
+            external_id: row.external_id,
+            channel: parse_text("channel", &row.channel, Channel::parse)?,
+            ticket_id: row.ticket_id,
+            summary: row.summary,
+            intent: row.intent,
+            metadata: row.metadata.0,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct OutboundRow {
+    id: Uuid,
+    ticket_id: Uuid,
+    ticket_number: i64,
+    event_id: Uuid,
+    conversation_id: String,
+    channel: String,
+    recipient: String,
+    subject: String,
+    body: String,
+    attachments: Json<Vec<AttachmentMeta>>,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<OutboundRow> for OutboundMessage {
+    type Error = StoreError;
+
+    fn try_from(row: OutboundRow) -> StoreResult<OutboundMessage> {
+        Ok(OutboundMessage {
+            id: row.id,
+            ticket_id: row.ticket_id,
+            ticket_number: row.ticket_number,
+            event_id: row.event_id,
+            conversation_id: row.conversation_id,
+            channel: parse_text("channel", &row.channel, Channel::parse)?,
+            recipient: row.recipient,
+            subject: row.subject,
+            body: row.body,
+            attachments: row.attachments.0,
+            created_at: row.created_at,
         })
     }
 }

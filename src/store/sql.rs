@@ -2,25 +2,76 @@
 //! once for each of them.
 //!
 //! Both drivers accept `$N` placeholders and the statements below use only syntax both
-//! understand (`ON CONFLICT`, `RETURNING`, row-value comparisons, recursive CTEs), so the
-//! only per-backend pieces are the pool types, how a ticket number is drawn, and the
-//! migrations. The macro is instantiated in `postgres.rs` and `sqlite.rs`.
+//! understand (`ON CONFLICT`, `RETURNING`, row-value comparisons, recursive CTEs). The
+//! per-backend pieces are passed to the macro: how ticket numbers and log positions are
+//! drawn, the visibility horizon of stream reads, row locking, and the migrations.
 
 /// The columns of a ticket row joined with its contact; see `rows::TicketRow`.
 macro_rules! select_tickets {
     () => {
         "SELECT t.id, t.number, t.subject, t.description, t.status, t.priority, \
          t.ticket_type, t.tags, t.custom_fields, t.assignee_id, t.queue_id, t.merged_into_id, \
-         t.version, t.time_spent_seconds, t.created_at, t.updated_at, t.contact_id, \
-         c.external_id AS contact_external_id, c.name AS contact_name, \
-         c.email AS contact_email, c.phone AS contact_phone, c.vip AS contact_vip \
+         t.channel, t.follow_up_of_id, t.version, t.time_spent_seconds, t.created_at, \
+         t.updated_at, t.contact_id, c.external_id AS contact_external_id, \
+         c.name AS contact_name, c.email AS contact_email, c.phone AS contact_phone, \
+         c.vip AS contact_vip \
          FROM tickets t JOIN contacts c ON c.id = t.contact_id"
+    };
+}
+
+/// The columns of an event with the delivery state of its outbound message, if any;
+/// see `rows::EventRow`.
+macro_rules! select_events {
+    () => {
+        "SELECT e.position, e.id, e.ticket_id, e.ticket_number, e.event_type, e.actor_kind, \
+         e.actor_id, e.actor_name, e.visibility, e.payload, e.created_at, e.ticket_status, \
+         e.priority, e.ticket_type, e.assignee_id, e.queue_id, e.contact_id, e.channel, \
+         e.tags, om.id AS delivery_message_id, om.status AS delivery_status, \
+         om.provider_message_id AS delivery_provider_id, om.error AS delivery_error \
+         FROM ticket_events e LEFT JOIN outbound_messages om ON om.event_id = e.id"
+    };
+}
+
+/// An outbound message with its ticket's number; see `rows::OutboundRow`.
+macro_rules! select_outbound {
+    () => {
+        "SELECT m.id, m.ticket_id, t.number AS ticket_number, m.event_id, m.conversation_id, \
+         m.channel, m.recipient, m.subject, m.body, m.attachments, m.created_at \
+         FROM outbound_messages m JOIN tickets t ON t.id = m.ticket_id"
+    };
+}
+
+macro_rules! select_conversations {
+    () => {
+        "SELECT id, source, external_id, channel, ticket_id, summary, intent, metadata \
+         FROM conversations"
     };
 }
 
 pub(super) const SELECT_TICKETS: &str = select_tickets!();
 pub(super) const TICKET_BY_ID: &str = concat!(select_tickets!(), " WHERE t.id = $1");
 pub(super) const TICKET_BY_NUMBER: &str = concat!(select_tickets!(), " WHERE t.number = $1");
+pub(super) const SELECT_EVENTS: &str = select_events!();
+pub(super) const EVENT_BY_ID: &str = concat!(select_events!(), " WHERE e.id = $1");
+pub(super) const OUTBOUND_BY_ID: &str = concat!(select_outbound!(), " WHERE m.id = $1");
+pub(super) const CONVERSATION_BY_KEY: &str = concat!(
+    select_conversations!(),
+    " WHERE source = $1 AND external_id = $2"
+);
+pub(super) const CONVERSATION_OF_TICKET: &str = concat!(
+    select_conversations!(),
+    " WHERE ticket_id = $1 ORDER BY updated_at DESC LIMIT 1"
+);
+
+/// A ticket's events and those of every ticket merged into it, at any depth.
+pub(super) const ACTIVITY: &str = concat!(
+    "WITH RECURSIVE family (id) AS ( \
+       SELECT id FROM tickets WHERE id = $1 \
+       UNION SELECT t.id FROM tickets t JOIN family f ON t.merged_into_id = f.id) ",
+    select_events!(),
+    " WHERE e.ticket_id IN (SELECT id FROM family) AND e.position > $2 \
+      AND ($3 OR e.visibility = 'public') ORDER BY e.position LIMIT $4"
+);
 
 /// Empty strings and a NULL `vip` keep what is stored: a caller that knows only the
 /// external id must not erase the name and email another caller supplied.
@@ -49,12 +100,9 @@ pub(super) const DELETE_TAGS: &str = "DELETE FROM ticket_tags WHERE ticket_id = 
 pub(super) const UPDATE_TICKET: &str = "UPDATE tickets SET subject = $2, description = $3, \
     status = $4, priority = $5, priority_rank = $6, ticket_type = $7, tags = $8, \
     custom_fields = $9, contact_id = $10, assignee_id = $11, queue_id = $12, \
-    merged_into_id = $13, time_spent_seconds = $14, updated_at = $15, version = version + 1 \
+    merged_into_id = $13, time_spent_seconds = $14, updated_at = $15, channel = $17, \
+    follow_up_of_id = $18, version = version + 1 \
     WHERE id = $1 AND version = $16";
-
-pub(super) const INSERT_EVENT: &str = "INSERT INTO ticket_events (id, ticket_id, ticket_number, \
-    event_type, actor_kind, actor_id, actor_name, visibility, payload, created_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) RETURNING seq";
 
 pub(super) const INSERT_TIME_ENTRY: &str = "INSERT INTO time_entries \
     (id, ticket_id, agent_id, seconds, note, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
@@ -63,14 +111,68 @@ pub(super) const INSERT_ATTACHMENT: &str = "INSERT INTO attachments \
     (id, ticket_id, event_id, name, content_type, size_bytes, content, created_at) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
-/// A ticket's events and those of every ticket merged into it, at any depth.
-pub(super) const ACTIVITY: &str = "WITH RECURSIVE family (id) AS ( \
-      SELECT id FROM tickets WHERE id = $1 \
-      UNION SELECT t.id FROM tickets t JOIN family f ON t.merged_into_id = f.id) \
-    SELECT seq, id, ticket_id, ticket_number, event_type, actor_kind, actor_id, actor_name, \
-    visibility, payload, created_at FROM ticket_events \
-    WHERE ticket_id IN (SELECT id FROM family) AND seq > $2 \
-    AND ($3 OR visibility = 'public') ORDER BY seq LIMIT $4";
+pub(super) const ATTACHMENT_CONTENT: &str = "SELECT content FROM attachments WHERE id = $1";
+
+pub(super) const INSERT_CONVERSATION: &str = "INSERT INTO conversations \
+    (id, source, external_id, channel, ticket_id, summary, intent, metadata, created_at, \
+    updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
+    ON CONFLICT (source, external_id) DO NOTHING";
+
+pub(super) const UPDATE_CONVERSATION: &str = "UPDATE conversations SET channel = $2, \
+    ticket_id = $3, summary = $4, intent = $5, metadata = $6, updated_at = $7 WHERE id = $1";
+
+pub(super) const INSERT_TRANSCRIPT_KEY: &str = "INSERT INTO conversation_messages \
+    (conversation_id, message_key, event_id) VALUES ($1, $2, $3) \
+    ON CONFLICT (conversation_id, message_key) DO NOTHING";
+
+pub(super) const INSERT_INBOUND: &str = "INSERT INTO inbound_messages \
+    (channel, external_message_id, ticket_id, event_id, created_at) VALUES ($1, $2, $3, $4, $5) \
+    ON CONFLICT (channel, external_message_id) DO NOTHING";
+
+pub(super) const INBOUND_BY_ID: &str = "SELECT ticket_id, event_id FROM inbound_messages \
+    WHERE channel = $1 AND external_message_id = $2";
+
+pub(super) const INSERT_OUTBOUND: &str = "INSERT INTO outbound_messages \
+    (id, ticket_id, event_id, conversation_id, channel, recipient, subject, body, attachments, \
+    status, created_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'QUEUED', $10, $10)";
+
+/// A new message is queued for every consumer group that has subscribed to its channel.
+pub(super) const QUEUE_FOR_GROUPS: &str = "INSERT INTO deliveries \
+    (message_id, consumer_group, channel, status, attempts, created_at, updated_at) \
+    SELECT $1, consumer_group, channel, 'QUEUED', 0, $2, $2 FROM channel_consumers \
+    WHERE channel = $3";
+
+pub(super) const REGISTER_CONSUMER: &str = "INSERT INTO channel_consumers \
+    (channel, consumer_group, created_at) VALUES ($1, $2, $3) \
+    ON CONFLICT (channel, consumer_group) DO NOTHING";
+
+/// Queues for a group every message of the channel that no group has finished yet and
+/// that the group lacks: covers a group's first subscription, and a message committed
+/// while the group was registering.
+pub(super) const BACKFILL_GROUP: &str = "INSERT INTO deliveries \
+    (message_id, consumer_group, channel, status, attempts, created_at, updated_at) \
+    SELECT m.id, $2, m.channel, 'QUEUED', 0, m.created_at, $3 FROM outbound_messages m \
+    WHERE m.channel = $1 AND m.status = 'QUEUED' AND NOT EXISTS ( \
+      SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.consumer_group = $2) \
+    ON CONFLICT (message_id, consumer_group) DO NOTHING";
+
+pub(super) const RELEASE_LEASE: &str = "UPDATE deliveries SET status = 'QUEUED', \
+    lease_id = NULL, lease_expires_at = NULL, updated_at = $2 \
+    WHERE lease_id = $1 AND status = 'LEASED'";
+
+pub(super) const ACK_DELIVERY: &str = "UPDATE deliveries SET status = $3, lease_id = NULL, \
+    lease_expires_at = NULL, updated_at = $4 \
+    WHERE message_id = $1 AND consumer_group = $2 AND status IN ('QUEUED', 'LEASED') \
+    RETURNING attempts";
+
+pub(super) const DELIVERY_STATE: &str = "SELECT status, attempts FROM deliveries \
+    WHERE message_id = $1 AND consumer_group = $2";
+
+/// A message counts as delivered once any group delivered it.
+pub(super) const SUM_UP_MESSAGE: &str = "UPDATE outbound_messages SET status = $2, \
+    provider_message_id = $3, error = $4, updated_at = $5 \
+    WHERE id = $1 AND status <> 'DELIVERED'";
 
 const API_KEY_COLUMNS: &str =
     "id, name, role, agent_id, prefix, secret_hash, created_at, revoked_at";
@@ -106,10 +208,27 @@ pub(super) fn revoke_api_key() -> String {
 pub(super) const HAS_ACTIVE_ADMIN_KEY: &str =
     "SELECT COUNT(*) FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL";
 
+/// Most events one transaction may append: the ordinal of an event within its
+/// transaction occupies the low 20 bits of its PostgreSQL log position.
+pub(super) const MAX_EVENTS_PER_TRANSACTION: usize = 1 << 20;
+
 /// Implements `Store` for a struct with `reader` and `writer` pools of database `$db`.
-/// `$next_number` is the SQL expression that draws the next ticket number.
+///
+/// - `next_number`: SQL expression drawing the next ticket number;
+/// - `event_position`: SQL expression for a new event's log position, given its ordinal
+///   within the transaction as `$19`;
+/// - `horizon`: a condition appended to stream reads (may be empty);
+/// - `skip_locked`: the row-locking clause of lease claims (may be empty).
 macro_rules! impl_store {
-    ($store:ty, $db:ty, next_number = $next_number:expr, migrator = $migrator:expr) => {
+    (
+        $store:ty,
+        $db:ty,
+        next_number = $next_number:expr,
+        event_position = $event_position:expr,
+        horizon = $horizon:expr,
+        skip_locked = $skip_locked:expr,
+        migrator = $migrator:expr $(,)?
+    ) => {
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
             #[tracing::instrument(skip_all)]
@@ -127,7 +246,7 @@ macro_rules! impl_store {
             async fn create_ticket(
                 &self,
                 draft: $crate::store::TicketDraft,
-                events: Vec<$crate::domain::event::NewEvent>,
+                changes: $crate::store::Changeset,
                 claim: Option<$crate::store::IdempotencyClaim>,
             ) -> $crate::store::StoreResult<$crate::store::CreateOutcome> {
                 use $crate::store::sql::*;
@@ -172,9 +291,9 @@ macro_rules! impl_store {
                 let insert = format!(
                     "INSERT INTO tickets (id, number, subject, description, status, priority, \
                      priority_rank, ticket_type, tags, custom_fields, contact_id, assignee_id, \
-                     queue_id, version, time_spent_seconds, created_at, updated_at) VALUES \
-                     ($1, {}, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, 1, 0, $13, $13) \
-                     RETURNING number",
+                     queue_id, channel, follow_up_of_id, version, time_spent_seconds, \
+                     created_at, updated_at) VALUES ($1, {}, $2, $3, $4, $5, $6, $7, $8, $9, \
+                     $10, $11, $12, $13, $14, 1, 0, $15, $15) RETURNING number",
                     $next_number
                 );
                 let (number,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(insert))
@@ -190,6 +309,8 @@ macro_rules! impl_store {
                     .bind(contact_id)
                     .bind(draft.assignee_id)
                     .bind(draft.queue_id)
+                    .bind(draft.channel.map(|c| c.as_str()))
+                    .bind(draft.follow_up_of_id)
                     .bind(draft.created_at)
                     .fetch_one(&mut *tx)
                     .await?;
@@ -200,19 +321,16 @@ macro_rules! impl_store {
                         .execute(&mut *tx)
                         .await?;
                 }
-                let mut stored = Vec::with_capacity(events.len());
-                for mut event in events {
-                    if event.ticket_id == draft.id {
-                        event.ticket_number = number;
-                    }
-                    stored.push(insert_event(&mut tx, event).await?);
-                }
+                let new_ticket = NewTicket {
+                    id: draft.id,
+                    number,
+                    contact_id,
+                };
+                let committed = apply(&mut tx, changes, Some(new_ticket)).await?;
                 let ticket = ticket_in(&mut tx, draft.id).await?;
                 tx.commit().await?;
-                Ok($crate::store::CreateOutcome::Created {
-                    ticket,
-                    events: stored,
-                })
+                self.bus.publish_local();
+                Ok($crate::store::CreateOutcome::Created { ticket, committed })
             }
 
             async fn ticket(
@@ -242,7 +360,7 @@ macro_rules! impl_store {
                 &self,
                 query: &$crate::store::TicketQuery,
             ) -> $crate::store::StoreResult<Vec<$crate::domain::ticket::Ticket>> {
-                use $crate::store::ticket_query::{render, Param};
+                use $crate::store::ticket_query::{Param, render};
                 let (sql, params) = render(query);
                 let mut q = sqlx::query_as::<_, $crate::store::rows::TicketRow>(
                     sqlx::AssertSqlSafe(sql),
@@ -263,83 +381,11 @@ macro_rules! impl_store {
                 &self,
                 changes: $crate::store::Changeset,
             ) -> $crate::store::StoreResult<$crate::store::Committed> {
-                use $crate::store::sql::*;
                 let mut tx = self.writer.begin().await?;
-                for update in &changes.updates {
-                    let t = &update.ticket;
-                    let contact_id = match &update.contact {
-                        Some(contact) => upsert_contact(&mut tx, contact, t.updated_at).await?,
-                        None => t.contact.id,
-                    };
-                    let updated = sqlx::query(UPDATE_TICKET)
-                        .bind(t.id)
-                        .bind(&t.subject)
-                        .bind(&t.description)
-                        .bind(t.status.as_str())
-                        .bind(t.priority.as_str())
-                        .bind(t.priority.rank())
-                        .bind(t.ticket_type.as_str())
-                        .bind(sqlx::types::Json(&t.tags))
-                        .bind(sqlx::types::Json(&t.custom_fields))
-                        .bind(contact_id)
-                        .bind(t.assignee_id)
-                        .bind(t.queue_id)
-                        .bind(t.merged_into_id)
-                        .bind(t.time_spent_seconds)
-                        .bind(t.updated_at)
-                        .bind(update.expected_version)
-                        .execute(&mut *tx)
-                        .await?
-                        .rows_affected();
-                    if updated == 0 {
-                        return Err($crate::store::StoreError::Conflict(t.id));
-                    }
-                    if update.tags_changed {
-                        sqlx::query(DELETE_TAGS).bind(t.id).execute(&mut *tx).await?;
-                        for tag in &t.tags {
-                            sqlx::query(INSERT_TAG)
-                                .bind(t.id)
-                                .bind(tag)
-                                .execute(&mut *tx)
-                                .await?;
-                        }
-                    }
-                }
-                for entry in &changes.time_entries {
-                    sqlx::query(INSERT_TIME_ENTRY)
-                        .bind(entry.id)
-                        .bind(entry.ticket_id)
-                        .bind(entry.agent_id)
-                        .bind(entry.seconds)
-                        .bind(&entry.note)
-                        .bind(entry.created_at)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                let mut events = Vec::with_capacity(changes.events.len());
-                for event in changes.events {
-                    events.push(insert_event(&mut tx, event).await?);
-                }
-                // Attachments reference their reply event, so they follow the events.
-                for file in &changes.attachments {
-                    sqlx::query(INSERT_ATTACHMENT)
-                        .bind(file.id)
-                        .bind(file.ticket_id)
-                        .bind(file.event_id)
-                        .bind(&file.name)
-                        .bind(&file.content_type)
-                        .bind(file.content.len() as i64)
-                        .bind(&file.content)
-                        .bind(file.created_at)
-                        .execute(&mut *tx)
-                        .await?;
-                }
-                let mut tickets = Vec::with_capacity(changes.updates.len());
-                for update in &changes.updates {
-                    tickets.push(ticket_in(&mut tx, update.ticket.id).await?);
-                }
+                let committed = apply(&mut tx, changes, None).await?;
                 tx.commit().await?;
-                Ok($crate::store::Committed { tickets, events })
+                self.bus.publish_local();
+                Ok(committed)
             }
 
             async fn activity(
@@ -358,6 +404,253 @@ macro_rules! impl_store {
                         .fetch_all(&self.reader)
                         .await?;
                 $crate::store::rows::convert_all(rows)
+            }
+
+            async fn events_after(
+                &self,
+                after: i64,
+                ticket_id: Option<uuid::Uuid>,
+                limit: i64,
+            ) -> $crate::store::StoreResult<Vec<$crate::domain::event::Event>> {
+                let only_ticket = if ticket_id.is_some() { " AND e.ticket_id = $3" } else { "" };
+                let sql = format!(
+                    "{} WHERE e.position > $1{only_ticket}{} ORDER BY e.position LIMIT $2",
+                    $crate::store::sql::SELECT_EVENTS,
+                    $horizon
+                );
+                let mut query = sqlx::query_as::<_, $crate::store::rows::EventRow>(
+                    sqlx::AssertSqlSafe(sql),
+                )
+                .bind(after)
+                .bind(limit);
+                if let Some(id) = ticket_id {
+                    query = query.bind(id);
+                }
+                $crate::store::rows::convert_all(query.fetch_all(&self.reader).await?)
+            }
+
+            async fn event(
+                &self,
+                id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Option<$crate::domain::event::Event>> {
+                let row: Option<$crate::store::rows::EventRow> =
+                    sqlx::query_as($crate::store::sql::EVENT_BY_ID)
+                        .bind(id)
+                        .fetch_optional(&self.reader)
+                        .await?;
+                row.map($crate::domain::event::Event::try_from).transpose()
+            }
+
+            async fn conversation(
+                &self,
+                source: &str,
+                external_id: &str,
+            ) -> $crate::store::StoreResult<Option<$crate::domain::conversation::Conversation>>
+            {
+                let row: Option<$crate::store::rows::ConversationRow> =
+                    sqlx::query_as($crate::store::sql::CONVERSATION_BY_KEY)
+                        .bind(source)
+                        .bind(external_id)
+                        .fetch_optional(&self.reader)
+                        .await?;
+                row.map($crate::domain::conversation::Conversation::try_from)
+                    .transpose()
+            }
+
+            async fn conversation_of_ticket(
+                &self,
+                ticket_id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Option<$crate::domain::conversation::Conversation>>
+            {
+                let row: Option<$crate::store::rows::ConversationRow> =
+                    sqlx::query_as($crate::store::sql::CONVERSATION_OF_TICKET)
+                        .bind(ticket_id)
+                        .fetch_optional(&self.reader)
+                        .await?;
+                row.map($crate::domain::conversation::Conversation::try_from)
+                    .transpose()
+            }
+
+            async fn inbound_message(
+                &self,
+                channel: $crate::domain::ticket::Channel,
+                external_message_id: &str,
+            ) -> $crate::store::StoreResult<Option<(uuid::Uuid, uuid::Uuid)>> {
+                Ok(sqlx::query_as($crate::store::sql::INBOUND_BY_ID)
+                    .bind(channel.as_str())
+                    .bind(external_message_id)
+                    .fetch_optional(&self.reader)
+                    .await?)
+            }
+
+            async fn outbound_message(
+                &self,
+                id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Option<$crate::domain::delivery::OutboundMessage>>
+            {
+                let row: Option<$crate::store::rows::OutboundRow> =
+                    sqlx::query_as($crate::store::sql::OUTBOUND_BY_ID)
+                        .bind(id)
+                        .fetch_optional(&self.reader)
+                        .await?;
+                row.map($crate::domain::delivery::OutboundMessage::try_from)
+                    .transpose()
+            }
+
+            #[tracing::instrument(skip_all, fields(channel = %channel, group))]
+            async fn lease_messages(
+                &self,
+                channel: $crate::domain::ticket::Channel,
+                group: &str,
+                lease_id: uuid::Uuid,
+                now: chrono::DateTime<chrono::Utc>,
+                until: chrono::DateTime<chrono::Utc>,
+                limit: i64,
+            ) -> $crate::store::StoreResult<Vec<$crate::domain::delivery::LeasedMessage>> {
+                use $crate::store::sql::*;
+                let mut tx = self.writer.begin().await?;
+                sqlx::query(REGISTER_CONSUMER)
+                    .bind(channel.as_str())
+                    .bind(group)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                sqlx::query(BACKFILL_GROUP)
+                    .bind(channel.as_str())
+                    .bind(group)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?;
+                let claim = format!(
+                    "UPDATE deliveries SET status = 'LEASED', lease_id = $3, \
+                     lease_expires_at = $5, attempts = attempts + 1, updated_at = $4 \
+                     WHERE consumer_group = $2 AND message_id IN ( \
+                       SELECT message_id FROM deliveries \
+                       WHERE channel = $1 AND consumer_group = $2 AND (status = 'QUEUED' \
+                         OR (status = 'LEASED' AND lease_expires_at < $4)) \
+                       ORDER BY created_at, message_id LIMIT $6{}) \
+                     RETURNING message_id, attempts",
+                    $skip_locked
+                );
+                let claimed: Vec<(uuid::Uuid, i32)> = sqlx::query_as(sqlx::AssertSqlSafe(claim))
+                    .bind(channel.as_str())
+                    .bind(group)
+                    .bind(lease_id)
+                    .bind(now)
+                    .bind(until)
+                    .bind(limit)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                let mut leased = Vec::with_capacity(claimed.len());
+                for (message_id, attempt) in claimed {
+                    let row: $crate::store::rows::OutboundRow = sqlx::query_as(OUTBOUND_BY_ID)
+                        .bind(message_id)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    let message = $crate::domain::delivery::OutboundMessage::try_from(row)?;
+                    let mut contents = Vec::with_capacity(message.attachments.len());
+                    for attachment in &message.attachments {
+                        let (content,): (Vec<u8>,) = sqlx::query_as(ATTACHMENT_CONTENT)
+                            .bind(attachment.id)
+                            .fetch_one(&mut *tx)
+                            .await?;
+                        contents.push(content);
+                    }
+                    leased.push($crate::domain::delivery::LeasedMessage {
+                        message,
+                        consumer_group: group.to_owned(),
+                        attempt: i64::from(attempt),
+                        lease_expires_at: until,
+                        contents,
+                    });
+                }
+                tx.commit().await?;
+                leased.sort_by_key(|l| (l.message.created_at, l.message.id));
+                Ok(leased)
+            }
+
+            async fn release_lease(
+                &self,
+                lease_id: uuid::Uuid,
+                now: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<u64> {
+                let released = sqlx::query($crate::store::sql::RELEASE_LEASE)
+                    .bind(lease_id)
+                    .bind(now)
+                    .execute(&self.writer)
+                    .await?
+                    .rows_affected();
+                if released > 0 {
+                    // Other subscribers of the group may take these messages now.
+                    self.bus.publish_local();
+                }
+                Ok(released)
+            }
+
+            #[tracing::instrument(skip_all, fields(message_id = %message_id, group))]
+            async fn ack_delivery(
+                &self,
+                message_id: uuid::Uuid,
+                group: &str,
+                outcome: $crate::domain::delivery::DeliveryOutcome,
+                provider_message_id: &str,
+                error: &str,
+                mut receipt: $crate::domain::event::NewEvent,
+            ) -> $crate::store::StoreResult<Option<$crate::store::AckOutcome>> {
+                use $crate::domain::delivery::DeliveryStatus;
+                use $crate::store::sql::*;
+                let mut tx = self.writer.begin().await?;
+                let at = receipt.created_at;
+                let acked: Option<(i32,)> = sqlx::query_as(ACK_DELIVERY)
+                    .bind(message_id)
+                    .bind(group)
+                    .bind(outcome.status().as_str())
+                    .bind(at)
+                    .fetch_optional(&mut *tx)
+                    .await?;
+                let Some((attempts,)) = acked else {
+                    let state: Option<(String, i32)> = sqlx::query_as(DELIVERY_STATE)
+                        .bind(message_id)
+                        .bind(group)
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    tx.rollback().await?;
+                    return state
+                        .map(|(status, _)| {
+                            let status = DeliveryStatus::parse(&status).ok_or_else(|| {
+                                $crate::store::StoreError::Corrupt(format!(
+                                    "unknown delivery status {status:?}"
+                                ))
+                            })?;
+                            Ok($crate::store::AckOutcome {
+                                status,
+                                receipt: None,
+                            })
+                        })
+                        .transpose();
+                };
+                sqlx::query(SUM_UP_MESSAGE)
+                    .bind(message_id)
+                    .bind(outcome.status().as_str())
+                    .bind(provider_message_id)
+                    .bind(error)
+                    .bind(at)
+                    .execute(&mut *tx)
+                    .await?;
+                if let $crate::domain::event::EventPayload::DeliveryReceipt {
+                    attempts: recorded,
+                    ..
+                } = &mut receipt.payload
+                {
+                    *recorded = i64::from(attempts);
+                }
+                let receipt = insert_event(&mut tx, receipt, 0).await?;
+                tx.commit().await?;
+                self.bus.publish_local();
+                Ok(Some($crate::store::AckOutcome {
+                    status: outcome.status(),
+                    receipt: Some(receipt),
+                }))
             }
 
             async fn insert_api_key(
@@ -439,6 +732,218 @@ macro_rules! impl_store {
             }
         }
 
+        /// The ticket `create_ticket` inserted in the current transaction.
+        struct NewTicket {
+            id: uuid::Uuid,
+            number: i64,
+            contact_id: uuid::Uuid,
+        }
+
+        /// Writes a changeset inside `tx`. Events about `new_ticket` get its number and
+        /// contact. Returns what was written; the caller commits.
+        async fn apply(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            changes: $crate::store::Changeset,
+            new_ticket: Option<NewTicket>,
+        ) -> $crate::store::StoreResult<$crate::store::Committed> {
+            use $crate::store::sql::*;
+            let $crate::store::Changeset {
+                updates,
+                events,
+                time_entries,
+                attachments,
+                conversation,
+                transcript,
+                inbound,
+                outbound,
+            } = changes;
+            if events.len() + transcript.len() >= MAX_EVENTS_PER_TRANSACTION {
+                return Err($crate::store::StoreError::Corrupt(
+                    "too many events for one transaction".into(),
+                ));
+            }
+            if let Some(claim) = &inbound {
+                let claimed = sqlx::query(INSERT_INBOUND)
+                    .bind(claim.channel.as_str())
+                    .bind(&claim.external_message_id)
+                    .bind(claim.ticket_id)
+                    .bind(claim.event_id)
+                    .bind(claim.at)
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected();
+                if claimed == 0 {
+                    return Err($crate::store::StoreError::DuplicateInbound(
+                        claim.external_message_id.clone(),
+                    ));
+                }
+            }
+            for update in &updates {
+                let t = &update.ticket;
+                let contact_id = match &update.contact {
+                    Some(contact) => upsert_contact(tx, contact, t.updated_at).await?,
+                    None => t.contact.id,
+                };
+                let updated = sqlx::query(UPDATE_TICKET)
+                    .bind(t.id)
+                    .bind(&t.subject)
+                    .bind(&t.description)
+                    .bind(t.status.as_str())
+                    .bind(t.priority.as_str())
+                    .bind(t.priority.rank())
+                    .bind(t.ticket_type.as_str())
+                    .bind(sqlx::types::Json(&t.tags))
+                    .bind(sqlx::types::Json(&t.custom_fields))
+                    .bind(contact_id)
+                    .bind(t.assignee_id)
+                    .bind(t.queue_id)
+                    .bind(t.merged_into_id)
+                    .bind(t.time_spent_seconds)
+                    .bind(t.updated_at)
+                    .bind(update.expected_version)
+                    .bind(t.channel.map(|c| c.as_str()))
+                    .bind(t.follow_up_of_id)
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected();
+                if updated == 0 {
+                    return Err($crate::store::StoreError::Conflict(t.id));
+                }
+                if update.tags_changed {
+                    sqlx::query(DELETE_TAGS).bind(t.id).execute(&mut **tx).await?;
+                    for tag in &t.tags {
+                        sqlx::query(INSERT_TAG)
+                            .bind(t.id)
+                            .bind(tag)
+                            .execute(&mut **tx)
+                            .await?;
+                    }
+                }
+            }
+            match &conversation {
+                Some($crate::store::ConversationWrite::Insert(c)) => {
+                    let inserted = sqlx::query(INSERT_CONVERSATION)
+                        .bind(c.id)
+                        .bind(&c.source)
+                        .bind(&c.external_id)
+                        .bind(c.channel.as_str())
+                        .bind(c.ticket_id)
+                        .bind(&c.summary)
+                        .bind(&c.intent)
+                        .bind(sqlx::types::Json(&c.metadata))
+                        .bind(chrono::Utc::now())
+                        .execute(&mut **tx)
+                        .await?
+                        .rows_affected();
+                    if inserted == 0 {
+                        return Err($crate::store::StoreError::ConversationExists(
+                            c.external_id.clone(),
+                        ));
+                    }
+                }
+                Some($crate::store::ConversationWrite::Update(c)) => {
+                    sqlx::query(UPDATE_CONVERSATION)
+                        .bind(c.id)
+                        .bind(c.channel.as_str())
+                        .bind(c.ticket_id)
+                        .bind(&c.summary)
+                        .bind(&c.intent)
+                        .bind(sqlx::types::Json(&c.metadata))
+                        .bind(chrono::Utc::now())
+                        .execute(&mut **tx)
+                        .await?;
+                }
+                None => {}
+            }
+            for entry in &time_entries {
+                sqlx::query(INSERT_TIME_ENTRY)
+                    .bind(entry.id)
+                    .bind(entry.ticket_id)
+                    .bind(entry.agent_id)
+                    .bind(entry.seconds)
+                    .bind(&entry.note)
+                    .bind(entry.created_at)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            let fill = |mut event: $crate::domain::event::NewEvent| {
+                if let Some(t) = &new_ticket {
+                    if event.ticket_id == t.id {
+                        event.ticket_number = t.number;
+                        event.ticket.contact_id = t.contact_id;
+                    }
+                }
+                event
+            };
+            let mut stored = Vec::with_capacity(events.len() + transcript.len());
+            let mut ordinal: i64 = 0;
+            for event in events {
+                stored.push(insert_event(tx, fill(event), ordinal).await?);
+                ordinal += 1;
+            }
+            // Attachments reference their event, so they follow the events.
+            let mut files = attachments;
+            let mut transcript_added = 0;
+            for message in transcript {
+                let fresh = sqlx::query(INSERT_TRANSCRIPT_KEY)
+                    .bind(message.conversation_id)
+                    .bind(&message.key)
+                    .bind(message.event.id)
+                    .execute(&mut **tx)
+                    .await?
+                    .rows_affected();
+                if fresh == 1 {
+                    stored.push(insert_event(tx, fill(message.event), ordinal).await?);
+                    ordinal += 1;
+                    transcript_added += 1;
+                    files.extend(message.attachments);
+                }
+            }
+            for file in &files {
+                sqlx::query(INSERT_ATTACHMENT)
+                    .bind(file.id)
+                    .bind(file.ticket_id)
+                    .bind(file.event_id)
+                    .bind(&file.name)
+                    .bind(&file.content_type)
+                    .bind(file.content.len() as i64)
+                    .bind(&file.content)
+                    .bind(file.created_at)
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            for message in &outbound {
+                sqlx::query(INSERT_OUTBOUND)
+                    .bind(message.id)
+                    .bind(message.ticket_id)
+                    .bind(message.event_id)
+                    .bind(&message.conversation_id)
+                    .bind(message.channel.as_str())
+                    .bind(&message.recipient)
+                    .bind(&message.subject)
+                    .bind(&message.body)
+                    .bind(sqlx::types::Json(&message.attachments))
+                    .bind(message.created_at)
+                    .execute(&mut **tx)
+                    .await?;
+                sqlx::query(QUEUE_FOR_GROUPS)
+                    .bind(message.id)
+                    .bind(message.created_at)
+                    .bind(message.channel.as_str())
+                    .execute(&mut **tx)
+                    .await?;
+            }
+            let mut tickets = Vec::with_capacity(updates.len());
+            for update in &updates {
+                tickets.push(ticket_in(tx, update.ticket.id).await?);
+            }
+            Ok($crate::store::Committed {
+                tickets,
+                events: stored,
+                transcript_added,
+            })
+        }
+
         async fn upsert_contact(
             tx: &mut sqlx::Transaction<'static, $db>,
             contact: &$crate::domain::ticket::ContactInput,
@@ -457,11 +962,22 @@ macro_rules! impl_store {
             Ok(id)
         }
 
+        /// Appends one event; `ordinal` is its index among the transaction's events.
         async fn insert_event(
             tx: &mut sqlx::Transaction<'static, $db>,
             event: $crate::domain::event::NewEvent,
+            ordinal: i64,
         ) -> $crate::store::StoreResult<$crate::domain::event::Event> {
-            let (cursor,): (i64,) = sqlx::query_as($crate::store::sql::INSERT_EVENT)
+            let sql = format!(
+                "INSERT INTO ticket_events (position, id, ticket_id, ticket_number, event_type, \
+                 actor_kind, actor_id, actor_name, visibility, payload, created_at, \
+                 ticket_status, priority, ticket_type, assignee_id, queue_id, contact_id, \
+                 channel, tags) VALUES ({}, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
+                 $12, $13, $14, $15, $16, $17, $18) RETURNING position",
+                $event_position
+            );
+            let snapshot = &event.ticket;
+            let (cursor,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(event.id)
                 .bind(event.ticket_id)
                 .bind(event.ticket_number)
@@ -472,9 +988,22 @@ macro_rules! impl_store {
                 .bind(event.visibility.as_str())
                 .bind(sqlx::types::Json(&event.payload))
                 .bind(event.created_at)
+                .bind(snapshot.status.as_str())
+                .bind(snapshot.priority.as_str())
+                .bind(snapshot.ticket_type.as_str())
+                .bind(snapshot.assignee_id)
+                .bind(snapshot.queue_id)
+                .bind(snapshot.contact_id)
+                .bind(snapshot.channel.map(|c| c.as_str()))
+                .bind(sqlx::types::Json(&snapshot.tags))
+                .bind(ordinal)
                 .fetch_one(&mut **tx)
                 .await?;
-            Ok($crate::domain::event::Event { cursor, event })
+            Ok($crate::domain::event::Event {
+                cursor,
+                event,
+                delivery: None,
+            })
         }
 
         async fn ticket_in(

@@ -9,6 +9,7 @@ use sqlx::sqlite::{
 
 use super::sql::impl_store;
 use super::{PoolSettings, StoreResult};
+use crate::events::Bus;
 
 pub struct SqliteStore {
     /// Several connections: WAL lets readers run beside the writer.
@@ -17,10 +18,11 @@ pub struct SqliteStore {
     /// writers in the pool instead of in SQLite's busy handler avoids SQLITE_BUSY
     /// failures when a read transaction would have to upgrade to a write.
     writer: SqlitePool,
+    bus: Bus,
 }
 
 impl SqliteStore {
-    pub async fn connect(url: &str, settings: &PoolSettings) -> StoreResult<Self> {
+    pub async fn connect(url: &str, settings: &PoolSettings, bus: Bus) -> StoreResult<Self> {
         let options = SqliteConnectOptions::from_str(url)?
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
@@ -38,13 +40,23 @@ impl SqliteStore {
             .max_connections(settings.max_connections.clamp(1, 8))
             .acquire_timeout(settings.acquire_timeout)
             .connect_lazy_with(options);
-        Ok(Self { reader, writer })
+        Ok(Self {
+            reader,
+            writer,
+            bus,
+        })
     }
 }
 
+// The single writer makes max + 1 a commit-ordered log position; the ordinal ($19) only
+// has to be referenced, and `$19 >= 0` always holds. Every committed event is visible to
+// stream reads, and leases need no row locks.
 impl_store!(
     SqliteStore,
     sqlx::Sqlite,
     next_number = "(SELECT COALESCE(MAX(number), 0) + 1 FROM tickets)",
-    migrator = sqlx::migrate!("./migrations/sqlite")
+    event_position = "(SELECT COALESCE(MAX(position), 0) + 1 FROM ticket_events WHERE $19 >= 0)",
+    horizon = "",
+    skip_locked = "",
+    migrator = sqlx::migrate!("./migrations/sqlite"),
 );

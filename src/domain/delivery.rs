@@ -1,0 +1,67 @@
+//! Outbound messages for channel gateways and the states of their delivery.
+
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::event::AttachmentMeta;
+use super::ticket::{Channel, text_enum};
+
+text_enum!(
+    /// Where one delivery of a message to one consumer group stands.
+    DeliveryStatus {
+        Queued = "QUEUED",
+        Leased = "LEASED",
+        Delivered = "DELIVERED",
+        Failed = "FAILED",
+    }
+);
+
+text_enum!(
+    /// What a gateway reports when it is done with a message.
+    DeliveryOutcome {
+        Delivered = "DELIVERED",
+        Failed = "FAILED",
+    }
+);
+
+impl DeliveryOutcome {
+    pub fn status(self) -> DeliveryStatus {
+        match self {
+            DeliveryOutcome::Delivered => DeliveryStatus::Delivered,
+            DeliveryOutcome::Failed => DeliveryStatus::Failed,
+        }
+    }
+}
+
+/// The consumer group of subscribers that name none.
+pub const DEFAULT_CONSUMER_GROUP: &str = "default";
+
+/// A message to deliver to the customer through a channel gateway.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OutboundMessage {
+    pub id: Uuid,
+    pub ticket_id: Uuid,
+    pub ticket_number: i64,
+    /// The reply event this message carries.
+    pub event_id: Uuid,
+    /// The external id of the linked conversation, or empty.
+    pub conversation_id: String,
+    pub channel: Channel,
+    /// Email address, phone number, or chat conversation / contact id.
+    pub recipient: String,
+    pub subject: String,
+    pub body: String,
+    pub attachments: Vec<AttachmentMeta>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A message handed to one subscriber until `lease_expires_at`.
+#[derive(Debug, Clone)]
+pub struct LeasedMessage {
+    pub message: OutboundMessage,
+    pub consumer_group: String,
+    pub attempt: i64,
+    pub lease_expires_at: DateTime<Utc>,
+    /// The attachments' bytes, in the order of `message.attachments`.
+    pub contents: Vec<Vec<u8>>,
+}

@@ -1,0 +1,212 @@
+//! `ticketd.v1.EscalationService`: authorise, convert, call the service, convert back.
+
+use tonic::{Request, Response, Status};
+
+use super::auth::{BOTS, GATEWAYS, authorize};
+use super::convert::{self, event_to_pb, leased_to_pb, ticket_to_pb};
+use super::pb::{self, escalation_service_server::EscalationService};
+use super::streams::{GrpcStream, to_grpc};
+use crate::domain::conversation::ConversationInput;
+use crate::domain::validation::Violations;
+use crate::service::escalation::{CustomerMessageInput, EscalateInput, MessageTarget};
+use crate::service::{ServiceError, Services};
+
+pub struct EscalationApi {
+    services: Services,
+}
+
+impl EscalationApi {
+    pub fn new(services: Services) -> Self {
+        Self { services }
+    }
+}
+
+type Reply<T> = Result<Response<T>, Status>;
+
+#[tonic::async_trait]
+impl EscalationService for EscalationApi {
+    async fn escalate_conversation(
+        &self,
+        request: Request<pb::EscalateConversationRequest>,
+    ) -> Reply<pb::EscalateConversationResponse> {
+        let principal = authorize(
+            &self.services.api_keys,
+            &request,
+            "EscalateConversation",
+            BOTS,
+        )
+        .await?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let c = r.conversation.unwrap_or_default();
+        let transcript = c
+            .transcript
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, m)| {
+                convert::transcript_from_pb(&format!("conversation.transcript[{i}]"), m, &mut v)
+            })
+            .collect();
+        let input = EscalateInput {
+            conversation: ConversationInput {
+                channel: convert::channel_from_pb(c.channel, "conversation.channel", &mut v),
+                source: c.source.trim().to_owned(),
+                external_id: c.conversation_id.trim().to_owned(),
+                transcript,
+                summary: c.summary,
+                intent: c.intent,
+                metadata: c.metadata.into_iter().collect(),
+            },
+            contact: r.contact.map(convert::contact_from_pb),
+            priority: convert::priority_from_pb(r.priority, "priority", &mut v),
+            ticket_type: convert::type_from_pb(r.r#type, "type", &mut v),
+            assignee_id: convert::optional_uuid("assignee_id", &r.assignee_id, &mut v),
+            queue_id: convert::optional_uuid("queue_id", &r.queue_id, &mut v),
+            subject: r.subject,
+            reason: r.reason,
+            tags: r.tags,
+            request_id: r.request_id,
+        };
+        v.finish().map_err(ServiceError::Invalid)?;
+        let (ticket, created) = self.services.escalation.escalate(&principal, input).await?;
+        Ok(Response::new(pb::EscalateConversationResponse {
+            ticket: Some(ticket_to_pb(ticket)),
+            created,
+        }))
+    }
+
+    async fn get_conversation_ticket(
+        &self,
+        request: Request<pb::GetConversationTicketRequest>,
+    ) -> Reply<pb::GetConversationTicketResponse> {
+        authorize(
+            &self.services.api_keys,
+            &request,
+            "GetConversationTicket",
+            BOTS,
+        )
+        .await?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        v.text("source", &r.source, true, 256);
+        v.text("conversation_id", &r.conversation_id, true, 256);
+        v.finish().map_err(ServiceError::Invalid)?;
+        let ticket = self
+            .services
+            .escalation
+            .conversation_ticket(r.source.trim(), r.conversation_id.trim())
+            .await?;
+        Ok(Response::new(pb::GetConversationTicketResponse {
+            ticket: Some(ticket_to_pb(ticket)),
+        }))
+    }
+
+    async fn post_customer_message(
+        &self,
+        request: Request<pb::PostCustomerMessageRequest>,
+    ) -> Reply<pb::PostCustomerMessageResponse> {
+        authorize(
+            &self.services.api_keys,
+            &request,
+            "PostCustomerMessage",
+            GATEWAYS,
+        )
+        .await?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let target = if !r.ticket_id.is_empty() {
+            convert::uuid("ticket_id", &r.ticket_id, &mut v).map(MessageTarget::Ticket)
+        } else if !r.conversation_id.is_empty() || !r.source.is_empty() {
+            Some(MessageTarget::Conversation {
+                source: r.source.trim().to_owned(),
+                external_id: r.conversation_id.trim().to_owned(),
+            })
+        } else {
+            v.add(
+                "conversation_id",
+                "name the conversation (source and conversation_id) or ticket_id",
+            );
+            None
+        };
+        let channel = convert::channel_from_pb(r.channel, "channel", &mut v);
+        v.finish().map_err(ServiceError::Invalid)?;
+        let target = target
+            .ok_or_else(|| Status::invalid_argument("conversation_id or ticket_id is required"))?;
+        let outcome = self
+            .services
+            .escalation
+            .post_customer_message(CustomerMessageInput {
+                target,
+                channel,
+                sender: r.sender,
+                text: r.text,
+                attachments: r
+                    .attachments
+                    .into_iter()
+                    .map(convert::attachment_from_pb)
+                    .collect(),
+                external_message_id: r.external_message_id.trim().to_owned(),
+            })
+            .await?;
+        Ok(Response::new(pb::PostCustomerMessageResponse {
+            ticket: Some(ticket_to_pb(outcome.ticket)),
+            entry: Some(event_to_pb(outcome.entry)),
+            duplicate: outcome.duplicate,
+            follow_up: outcome.follow_up,
+        }))
+    }
+
+    type SubscribeChannelStream = GrpcStream<pb::OutboundMessage>;
+
+    async fn subscribe_channel(
+        &self,
+        request: Request<pb::SubscribeChannelRequest>,
+    ) -> Reply<Self::SubscribeChannelStream> {
+        authorize(
+            &self.services.api_keys,
+            &request,
+            "SubscribeChannel",
+            GATEWAYS,
+        )
+        .await?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let channel = convert::channel_from_pb(r.channel, "channel", &mut v);
+        v.finish().map_err(ServiceError::Invalid)?;
+        let output = self
+            .services
+            .delivery
+            .subscribe(channel, &r.consumer_group)?;
+        Ok(Response::new(to_grpc(output, leased_to_pb, false)))
+    }
+
+    async fn ack_delivery(
+        &self,
+        request: Request<pb::AckDeliveryRequest>,
+    ) -> Reply<pb::AckDeliveryResponse> {
+        let principal =
+            authorize(&self.services.api_keys, &request, "AckDelivery", GATEWAYS).await?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let message_id = convert::uuid("message_id", &r.message_id, &mut v);
+        let outcome = convert::outcome_from_pb(r.outcome, "outcome", &mut v);
+        v.finish().map_err(ServiceError::Invalid)?;
+        let message_id =
+            message_id.ok_or_else(|| Status::invalid_argument("message_id is required"))?;
+        let status = self
+            .services
+            .delivery
+            .acknowledge(
+                &principal,
+                message_id,
+                &r.consumer_group,
+                outcome,
+                &r.provider_message_id,
+                &r.error,
+            )
+            .await?;
+        Ok(Response::new(pb::AckDeliveryResponse {
+            status: convert::delivery_status_from_domain(status),
+        }))
+    }
+}

@@ -1,0 +1,65 @@
+//! Turns a service stream into a gRPC response stream: its items, then its final status
+//! with the resume cursor in the `ticketd-resume-cursor` trailer.
+
+use std::pin::Pin;
+
+use tokio_stream::Stream;
+use tonic::Status;
+
+use crate::service::{StreamEnd, StreamOutput};
+
+pub(crate) type GrpcStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
+
+pub const RESUME_CURSOR: &str = "ticketd-resume-cursor";
+
+pub(crate) fn to_grpc<T, P>(
+    mut output: StreamOutput<T>,
+    convert: impl Fn(T) -> P + Send + 'static,
+    with_cursor: bool,
+) -> GrpcStream<P>
+where
+    T: Send + 'static,
+    P: Send + 'static,
+{
+    Box::pin(async_stream::stream! {
+        while let Some(item) = output.items.recv().await {
+            yield Ok(convert(item));
+        }
+        if let Ok(end) = output.end.await {
+            yield Err(end_status(end, with_cursor));
+        }
+    })
+}
+
+fn end_status(end: StreamEnd, with_cursor: bool) -> Status {
+    let (mut status, cursor) = match end {
+        StreamEnd::ShuttingDown { cursor } => (
+            Status::unavailable(if with_cursor {
+                format!("server shutting down; resume after cursor {cursor}")
+            } else {
+                "server shutting down; subscribe again".to_owned()
+            }),
+            cursor,
+        ),
+        StreamEnd::FellBehind { cursor } => (
+            Status::resource_exhausted(if with_cursor {
+                format!("watcher fell behind; resume after cursor {cursor}")
+            } else {
+                "subscriber fell behind; subscribe again".to_owned()
+            }),
+            cursor,
+        ),
+        StreamEnd::Unavailable { cursor } => (
+            Status::unavailable(if with_cursor {
+                format!("the database is unavailable; resume after cursor {cursor}")
+            } else {
+                "the database is unavailable; subscribe again".to_owned()
+            }),
+            cursor,
+        ),
+    };
+    if with_cursor && let Ok(value) = cursor.to_string().parse() {
+        status.metadata_mut().insert(RESUME_CURSOR, value);
+    }
+    status
+}

@@ -1,0 +1,776 @@
+//! The conversation bridge's inbound side: bots escalating conversations and gateways
+//! handing in customer messages. Both land on the right ticket, exactly once.
+
+use std::sync::Arc;
+
+use tracing::instrument;
+use uuid::Uuid;
+
+use super::tickets::{attachment_meta, draft_event, stored_attachments, validate_attachments};
+use super::{MAX_ATTEMPTS, ServiceError, ServiceResult, back_off, now};
+use crate::domain::auth::Principal;
+use crate::domain::conversation::{
+    AttachmentInput, Conversation, ConversationInput, MAX_MESSAGE_CHARS, MAX_NAME_CHARS,
+    MessageRole, headline,
+};
+use crate::domain::event::{
+    Actor, ActorKind, Event, EventKind, EventPayload, NewEvent, Visibility,
+};
+use crate::domain::ticket::{
+    self, Channel, ContactInput, MAX_SUBJECT_CHARS, Priority, Status, Ticket, TicketType,
+};
+use crate::domain::validation::Violations;
+use crate::store::{
+    Changeset, ConversationWrite, CreateOutcome, IdempotencyClaim, InboundClaim, Store, StoreError,
+    TicketDraft, TicketKey, TicketUpdate, TranscriptWrite,
+};
+
+const MAX_REASON_CHARS: usize = 2_048;
+/// How many merges deep a lookup follows `merged_into_id`.
+const MAX_MERGE_HOPS: usize = 64;
+
+#[derive(Debug, Clone)]
+pub struct EscalateInput {
+    pub conversation: ConversationInput,
+    pub contact: Option<ContactInput>,
+    pub subject: String,
+    pub priority: Option<Priority>,
+    pub ticket_type: Option<TicketType>,
+    pub reason: String,
+    pub tags: Vec<String>,
+    pub assignee_id: Option<Uuid>,
+    pub queue_id: Option<Uuid>,
+    pub request_id: String,
+}
+
+/// Where a customer message belongs.
+#[derive(Debug, Clone)]
+pub enum MessageTarget {
+    Conversation { source: String, external_id: String },
+    Ticket(Uuid),
+}
+
+#[derive(Debug, Clone)]
+pub struct CustomerMessageInput {
+    pub target: MessageTarget,
+    pub channel: Option<Channel>,
+    pub sender: String,
+    pub text: String,
+    pub attachments: Vec<AttachmentInput>,
+    pub external_message_id: String,
+}
+
+/// What became of a customer message.
+#[derive(Debug)]
+pub struct CustomerMessageOutcome {
+    pub ticket: Ticket,
+    pub entry: Event,
+    /// A message with this `external_message_id` was stored before; nothing changed.
+    pub duplicate: bool,
+    /// The message was for a closed ticket and opened `ticket` as its follow-up.
+    pub follow_up: bool,
+}
+
+#[derive(Clone)]
+pub struct EscalationService {
+    store: Arc<dyn Store>,
+}
+
+fn transcript_actor(role: MessageRole, author: &str) -> Actor {
+    let kind = match role {
+        MessageRole::Customer => ActorKind::Customer,
+        MessageRole::Bot => ActorKind::Bot,
+        MessageRole::Agent => ActorKind::Agent,
+    };
+    Actor {
+        kind,
+        id: None,
+        name: author.to_owned(),
+    }
+}
+
+impl EscalationService {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    /// Turns a conversation into a ticket, or adds to the ticket it already has. Returns
+    /// the ticket and whether it is new.
+    #[instrument(skip_all, fields(source = %input.conversation.source, conversation_id = %input.conversation.external_id))]
+    pub async fn escalate(
+        &self,
+        principal: &Principal,
+        input: EscalateInput,
+    ) -> ServiceResult<(Ticket, bool)> {
+        let mut v = Violations::new();
+        input.conversation.validate("conversation", &mut v);
+        for (i, message) in input.conversation.transcript.iter().enumerate() {
+            validate_attachments(
+                &format!("conversation.transcript[{i}].attachments"),
+                &message.attachments,
+                &mut v,
+            );
+        }
+        match &input.contact {
+            Some(contact) => contact.validate("contact", &mut v),
+            None => v.add("contact", "is required"),
+        }
+        v.text("subject", &input.subject, false, MAX_SUBJECT_CHARS);
+        v.text("reason", &input.reason, false, MAX_REASON_CHARS);
+        v.text(
+            "request_id",
+            &input.request_id,
+            false,
+            super::tickets::MAX_REQUEST_ID_CHARS,
+        );
+        let tags = ticket::normalize_tags("tags", &input.tags, &mut v);
+        v.finish()?;
+
+        for attempt in 0..MAX_ATTEMPTS {
+            back_off(attempt).await;
+            let existing = self
+                .store
+                .conversation(&input.conversation.source, &input.conversation.external_id)
+                .await?;
+            let result = match existing {
+                None => self.escalate_new(principal, &input, &tags, None).await,
+                Some(conversation) => {
+                    let ticket = self.live_ticket(conversation.ticket_id).await?;
+                    if ticket.status == Status::Closed {
+                        self.escalate_new(principal, &input, &tags, Some((conversation, ticket)))
+                            .await
+                    } else {
+                        self.escalate_again(principal, &input, conversation, ticket)
+                            .await
+                            .map(|t| (t, false))
+                    }
+                }
+            };
+            match result {
+                Err(ServiceError::Contended(_)) => continue,
+                other => return other,
+            }
+        }
+        Err(ServiceError::Contended(
+            "the conversation kept changing while this escalation applied; retry".into(),
+        ))
+    }
+
+    /// A new ticket for the conversation; with `previous`, a follow-up of that closed
+    /// ticket, and the conversation moves over to the new one.
+    async fn escalate_new(
+        &self,
+        principal: &Principal,
+        input: &EscalateInput,
+        tags: &[String],
+        previous: Option<(Conversation, Ticket)>,
+    ) -> ServiceResult<(Ticket, bool)> {
+        let conversation = &input.conversation;
+        let channel = conversation.channel.unwrap_or(Channel::Chat);
+        let at = now();
+        let subject = [
+            input.subject.as_str(),
+            conversation.summary.as_str(),
+            conversation.first_customer_text().unwrap_or(""),
+        ]
+        .into_iter()
+        .map(|text| headline(text, MAX_SUBJECT_CHARS))
+        .find(|s| !s.is_empty())
+        .unwrap_or_else(|| {
+            format!(
+                "Conversation {} from {}",
+                conversation.external_id, conversation.source
+            )
+        });
+        let draft = TicketDraft {
+            id: Uuid::now_v7(),
+            subject,
+            description: conversation.summary.clone(),
+            status: Status::Open,
+            priority: input.priority.unwrap_or(Priority::Medium),
+            ticket_type: input.ticket_type.unwrap_or(TicketType::Question),
+            tags: tags.to_vec(),
+            custom_fields: Default::default(),
+            contact: input.contact.clone().unwrap_or_default(),
+            assignee_id: input.assignee_id,
+            queue_id: input.queue_id,
+            channel: Some(channel),
+            follow_up_of_id: previous.as_ref().map(|(_, t)| t.id),
+            created_at: at,
+        };
+        let record = Conversation {
+            id: previous.as_ref().map_or_else(Uuid::now_v7, |(c, _)| c.id),
+            source: conversation.source.clone(),
+            external_id: conversation.external_id.clone(),
+            channel,
+            ticket_id: draft.id,
+            summary: conversation.summary.clone(),
+            intent: conversation.intent.clone(),
+            metadata: conversation.metadata.clone(),
+        };
+        let created = draft_event(
+            &draft,
+            EventKind::TicketCreated,
+            principal.actor(),
+            Visibility::Internal,
+            EventPayload::created(
+                &draft.subject,
+                draft.priority,
+                draft.status,
+                draft.follow_up_of_id,
+            ),
+        );
+        let escalated = draft_event(
+            &draft,
+            EventKind::ConversationEscalated,
+            principal.actor(),
+            Visibility::Internal,
+            self.escalated_payload(input),
+        );
+        let transcript = conversation
+            .transcript
+            .iter()
+            .map(|message| {
+                let mut event = draft_event(
+                    &draft,
+                    EventKind::TranscriptMessage,
+                    transcript_actor(message.role, &message.author),
+                    Visibility::Public,
+                    EventPayload::Note {
+                        body: String::new(),
+                    },
+                );
+                let files = stored_attachments(draft.id, event.id, &message.attachments, at);
+                event.payload = EventPayload::Transcript {
+                    role: message.role.as_str().to_owned(),
+                    author: message.author.clone(),
+                    text: message.text.clone(),
+                    sent_at: message.sent_at,
+                    attachments: attachment_meta(&files),
+                };
+                TranscriptWrite {
+                    conversation_id: record.id,
+                    key: message.key(),
+                    event,
+                    attachments: files,
+                }
+            })
+            .collect();
+        let changes = Changeset {
+            events: vec![created, escalated],
+            conversation: Some(if previous.is_some() {
+                ConversationWrite::Update(record)
+            } else {
+                ConversationWrite::Insert(record)
+            }),
+            transcript,
+            ..Changeset::default()
+        };
+        let claim =
+            (!input.request_id.is_empty() && previous.is_none()).then(|| IdempotencyClaim {
+                scope: "escalate_conversation",
+                request_id: input.request_id.clone(),
+                fingerprint: format!("{}\u{0}{}", conversation.source, conversation.external_id),
+            });
+        match self.store.create_ticket(draft, changes, claim).await {
+            Ok(CreateOutcome::Created { ticket, committed }) => {
+                tracing::info!(
+                    ticket_id = %ticket.id,
+                    number = ticket.number,
+                    messages = committed.transcript_added,
+                    follow_up = previous.is_some(),
+                    "conversation escalated"
+                );
+                Ok((ticket, true))
+            }
+            Ok(CreateOutcome::Replayed(ticket)) => Ok((ticket, false)),
+            Err(StoreError::ConversationExists(_)) => Err(ServiceError::Contended(
+                "conversation created concurrently".into(),
+            )),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// Adds the messages the ticket lacks, refreshes the conversation's context and
+    /// reopens a ticket that was waiting or resolved.
+    async fn escalate_again(
+        &self,
+        principal: &Principal,
+        input: &EscalateInput,
+        mut record: Conversation,
+        ticket: Ticket,
+    ) -> ServiceResult<Ticket> {
+        let conversation = &input.conversation;
+        let at = now();
+        let mut next = ticket.clone();
+        next.updated_at = at;
+        let mut events = Vec::new();
+        if matches!(ticket.status, Status::Waiting | Status::Resolved) {
+            next.status = Status::Open;
+            events.push(NewEvent::about(
+                &next,
+                EventKind::StatusChanged,
+                principal.actor(),
+                Visibility::Internal,
+                EventPayload::FieldsChanged {
+                    changes: vec![crate::domain::event::FieldChange {
+                        field: "status".into(),
+                        old: ticket.status.as_str().into(),
+                        new: Status::Open.as_str().into(),
+                    }],
+                },
+                at,
+            ));
+        }
+        events.push(NewEvent::about(
+            &next,
+            EventKind::ConversationEscalated,
+            principal.actor(),
+            Visibility::Internal,
+            self.escalated_payload(input),
+            at,
+        ));
+        let transcript = conversation
+            .transcript
+            .iter()
+            .map(|message| {
+                let mut event = NewEvent::about(
+                    &next,
+                    EventKind::TranscriptMessage,
+                    transcript_actor(message.role, &message.author),
+                    Visibility::Public,
+                    EventPayload::Note {
+                        body: String::new(),
+                    },
+                    at,
+                );
+                let files = stored_attachments(next.id, event.id, &message.attachments, at);
+                event.payload = EventPayload::Transcript {
+                    role: message.role.as_str().to_owned(),
+                    author: message.author.clone(),
+                    text: message.text.clone(),
+                    sent_at: message.sent_at,
+                    attachments: attachment_meta(&files),
+                };
+                TranscriptWrite {
+                    conversation_id: record.id,
+                    key: message.key(),
+                    event,
+                    attachments: files,
+                }
+            })
+            .collect();
+        record.ticket_id = ticket.id;
+        if !conversation.summary.is_empty() {
+            record.summary = conversation.summary.clone();
+        }
+        if !conversation.intent.is_empty() {
+            record.intent = conversation.intent.clone();
+        }
+        record.metadata.extend(conversation.metadata.clone());
+        let changes = Changeset {
+            updates: vec![TicketUpdate {
+                ticket: next,
+                expected_version: ticket.version,
+                contact: None,
+                tags_changed: false,
+            }],
+            events,
+            conversation: Some(ConversationWrite::Update(record)),
+            transcript,
+            ..Changeset::default()
+        };
+        match self.store.commit(changes).await {
+            Ok(mut committed) => {
+                tracing::info!(ticket_id = %ticket.id, messages = committed.transcript_added, "conversation escalated again");
+                committed
+                    .tickets
+                    .pop()
+                    .ok_or_else(|| ServiceError::NotFound(format!("ticket {}", ticket.id)))
+            }
+            Err(StoreError::Conflict(_)) => Err(ServiceError::Contended("ticket changed".into())),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    fn escalated_payload(&self, input: &EscalateInput) -> EventPayload {
+        let c = &input.conversation;
+        EventPayload::Escalated {
+            source: c.source.clone(),
+            conversation_id: c.external_id.clone(),
+            channel: c
+                .channel
+                .map(|ch| ch.as_str().to_owned())
+                .unwrap_or_default(),
+            reason: input.reason.clone(),
+            intent: c.intent.clone(),
+            summary: c.summary.clone(),
+            metadata: c.metadata.clone(),
+            messages: c.transcript.len() as i64,
+        }
+    }
+
+    /// Follows merges to the ticket that is still alive.
+    async fn live_ticket(&self, id: Uuid) -> ServiceResult<Ticket> {
+        let mut id = id;
+        for _ in 0..MAX_MERGE_HOPS {
+            let ticket = self
+                .store
+                .ticket(TicketKey::Id(id))
+                .await?
+                .ok_or_else(|| ServiceError::NotFound(format!("ticket {id}")))?;
+            match ticket.merged_into_id {
+                Some(target) => id = target,
+                None => return Ok(ticket),
+            }
+        }
+        Err(ServiceError::FailedPrecondition(format!(
+            "ticket {id} is merged more than {MAX_MERGE_HOPS} times over"
+        )))
+    }
+
+    /// The live ticket of a conversation.
+    pub async fn conversation_ticket(
+        &self,
+        source: &str,
+        external_id: &str,
+    ) -> ServiceResult<Ticket> {
+        let conversation = self
+            .store
+            .conversation(source, external_id)
+            .await?
+            .ok_or_else(|| {
+                ServiceError::NotFound(format!("conversation {source}/{external_id}"))
+            })?;
+        self.live_ticket(conversation.ticket_id).await
+    }
+
+    /// Adds a customer's message to its ticket, reopening it or, for a closed ticket,
+    /// opening a follow-up.
+    #[instrument(skip_all, fields(external_message_id = %input.external_message_id))]
+    pub async fn post_customer_message(
+        &self,
+        input: CustomerMessageInput,
+    ) -> ServiceResult<CustomerMessageOutcome> {
+        let mut v = Violations::new();
+        if input.channel.is_none() {
+            v.add("channel", "is required");
+        }
+        v.text("text", &input.text, false, MAX_MESSAGE_CHARS);
+        if input.text.trim().is_empty() && input.attachments.is_empty() {
+            v.add("text", "a message needs text or attachments");
+        }
+        v.text("sender", &input.sender, false, MAX_NAME_CHARS);
+        v.text(
+            "external_message_id",
+            &input.external_message_id,
+            false,
+            MAX_NAME_CHARS,
+        );
+        validate_attachments("attachments", &input.attachments, &mut v);
+        if let MessageTarget::Conversation {
+            source,
+            external_id,
+        } = &input.target
+        {
+            v.text("source", source, true, MAX_NAME_CHARS);
+            v.text("conversation_id", external_id, true, MAX_NAME_CHARS);
+        }
+        v.finish()?;
+        let channel = input.channel.unwrap_or(Channel::Chat);
+
+        for attempt in 0..MAX_ATTEMPTS {
+            back_off(attempt).await;
+            if let Some(first) = self
+                .first_result(channel, &input.external_message_id)
+                .await?
+            {
+                return Ok(first);
+            }
+            let (conversation, ticket) = match &input.target {
+                MessageTarget::Conversation {
+                    source,
+                    external_id,
+                } => {
+                    let conversation = self
+                        .store
+                        .conversation(source, external_id)
+                        .await?
+                        .ok_or_else(|| {
+                            ServiceError::NotFound(format!("conversation {source}/{external_id}"))
+                        })?;
+                    let ticket = self.live_ticket(conversation.ticket_id).await?;
+                    (Some(conversation), ticket)
+                }
+                MessageTarget::Ticket(id) => {
+                    let ticket = self.live_ticket(*id).await?;
+                    (self.store.conversation_of_ticket(ticket.id).await?, ticket)
+                }
+            };
+            let result = if ticket.status == Status::Closed {
+                self.follow_up(&input, channel, conversation, ticket).await
+            } else {
+                self.add_to_ticket(&input, channel, ticket).await
+            };
+            match result {
+                Err(ServiceError::Contended(_)) => continue,
+                other => return other,
+            }
+        }
+        Err(ServiceError::Contended(
+            "the ticket kept changing while this message applied; retry".into(),
+        ))
+    }
+
+    /// The stored outcome of a message id seen before.
+    async fn first_result(
+        &self,
+        channel: Channel,
+        external_message_id: &str,
+    ) -> ServiceResult<Option<CustomerMessageOutcome>> {
+        if external_message_id.is_empty() {
+            return Ok(None);
+        }
+        let Some((ticket_id, event_id)) = self
+            .store
+            .inbound_message(channel, external_message_id)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let ticket = self
+            .store
+            .ticket(TicketKey::Id(ticket_id))
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("ticket {ticket_id}")))?;
+        let entry = self
+            .store
+            .event(event_id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("event {event_id}")))?;
+        Ok(Some(CustomerMessageOutcome {
+            ticket,
+            entry,
+            duplicate: true,
+            follow_up: false,
+        }))
+    }
+
+    fn customer_event(
+        input: &CustomerMessageInput,
+        channel: Channel,
+        ticket_id: Uuid,
+        event: &mut NewEvent,
+        contact_name: &str,
+    ) -> Vec<crate::store::NewAttachment> {
+        let at = event.created_at;
+        let files = stored_attachments(ticket_id, event.id, &input.attachments, at);
+        event.payload = EventPayload::CustomerMessage {
+            channel: channel.as_str().to_owned(),
+            sender: input.sender.clone(),
+            text: input.text.clone(),
+            external_message_id: input.external_message_id.clone(),
+            attachments: attachment_meta(&files),
+        };
+        event.actor = Actor {
+            kind: ActorKind::Customer,
+            id: None,
+            name: if input.sender.is_empty() {
+                contact_name.to_owned()
+            } else {
+                input.sender.clone()
+            },
+        };
+        files
+    }
+
+    fn inbound_claim(
+        input: &CustomerMessageInput,
+        channel: Channel,
+        ticket_id: Uuid,
+        event_id: Uuid,
+    ) -> Option<InboundClaim> {
+        (!input.external_message_id.is_empty()).then(|| InboundClaim {
+            channel,
+            external_message_id: input.external_message_id.clone(),
+            ticket_id,
+            event_id,
+            at: now(),
+        })
+    }
+
+    async fn add_to_ticket(
+        &self,
+        input: &CustomerMessageInput,
+        channel: Channel,
+        ticket: Ticket,
+    ) -> ServiceResult<CustomerMessageOutcome> {
+        let at = now();
+        let mut next = ticket.clone();
+        next.updated_at = at;
+        let customer = Actor {
+            kind: ActorKind::Customer,
+            id: None,
+            name: ticket.contact.name.clone(),
+        };
+        let mut events = Vec::new();
+        if matches!(ticket.status, Status::Waiting | Status::Resolved) {
+            next.status = Status::Open;
+            events.push(NewEvent::about(
+                &next,
+                EventKind::StatusChanged,
+                customer.clone(),
+                Visibility::Internal,
+                EventPayload::FieldsChanged {
+                    changes: vec![crate::domain::event::FieldChange {
+                        field: "status".into(),
+                        old: ticket.status.as_str().into(),
+                        new: Status::Open.as_str().into(),
+                    }],
+                },
+                at,
+            ));
+        }
+        let mut message = NewEvent::about(
+            &next,
+            EventKind::CustomerMessage,
+            customer,
+            Visibility::Public,
+            EventPayload::Note {
+                body: String::new(),
+            },
+            at,
+        );
+        let files =
+            Self::customer_event(input, channel, next.id, &mut message, &ticket.contact.name);
+        message.ticket.channel = Some(channel);
+        let message_id = message.id;
+        events.push(message);
+        let changes = Changeset {
+            updates: vec![TicketUpdate {
+                ticket: next,
+                expected_version: ticket.version,
+                contact: None,
+                tags_changed: false,
+            }],
+            events,
+            attachments: files,
+            inbound: Self::inbound_claim(input, channel, ticket.id, message_id),
+            ..Changeset::default()
+        };
+        let ticket_id = ticket.id;
+        match self.store.commit(changes).await {
+            Ok(mut committed) => {
+                let entry = committed.events.pop();
+                let ticket = committed.tickets.pop();
+                match (entry, ticket) {
+                    (Some(entry), Some(ticket)) => Ok(CustomerMessageOutcome {
+                        ticket,
+                        entry,
+                        duplicate: false,
+                        follow_up: false,
+                    }),
+                    _ => Err(ServiceError::NotFound(format!("ticket {ticket_id}"))),
+                }
+            }
+            Err(StoreError::Conflict(_) | StoreError::DuplicateInbound(_)) => {
+                Err(ServiceError::Contended("ticket changed".into()))
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    async fn follow_up(
+        &self,
+        input: &CustomerMessageInput,
+        channel: Channel,
+        conversation: Option<Conversation>,
+        closed: Ticket,
+    ) -> ServiceResult<CustomerMessageOutcome> {
+        let at = now();
+        let draft = TicketDraft {
+            id: Uuid::now_v7(),
+            subject: headline(&format!("Re: {}", closed.subject), MAX_SUBJECT_CHARS),
+            description: input.text.clone(),
+            status: Status::Open,
+            priority: closed.priority,
+            ticket_type: closed.ticket_type,
+            tags: closed.tags.clone(),
+            custom_fields: Default::default(),
+            contact: ContactInput {
+                external_id: closed.contact.external_id.clone(),
+                ..ContactInput::default()
+            },
+            assignee_id: closed.assignee_id,
+            queue_id: closed.queue_id,
+            channel: Some(channel),
+            follow_up_of_id: Some(closed.id),
+            created_at: at,
+        };
+        let created = draft_event(
+            &draft,
+            EventKind::TicketCreated,
+            Actor {
+                kind: ActorKind::Customer,
+                id: None,
+                name: closed.contact.name.clone(),
+            },
+            Visibility::Internal,
+            EventPayload::created(
+                &draft.subject,
+                draft.priority,
+                draft.status,
+                Some(closed.id),
+            ),
+        );
+        let mut message = draft_event(
+            &draft,
+            EventKind::CustomerMessage,
+            Actor {
+                kind: ActorKind::Customer,
+                id: None,
+                name: String::new(),
+            },
+            Visibility::Public,
+            EventPayload::Note {
+                body: String::new(),
+            },
+        );
+        let files =
+            Self::customer_event(input, channel, draft.id, &mut message, &closed.contact.name);
+        message.ticket.channel = Some(channel);
+        let message_id = message.id;
+        let changes = Changeset {
+            events: vec![created, message],
+            attachments: files,
+            inbound: Self::inbound_claim(input, channel, draft.id, message_id),
+            conversation: conversation.map(|mut c| {
+                c.ticket_id = draft.id;
+                ConversationWrite::Update(c)
+            }),
+            ..Changeset::default()
+        };
+        match self.store.create_ticket(draft, changes, None).await {
+            Ok(CreateOutcome::Created {
+                ticket,
+                mut committed,
+            }) => {
+                tracing::info!(ticket_id = %ticket.id, follow_up_of = %closed.id, "follow-up ticket opened");
+                let entry = committed
+                    .events
+                    .pop()
+                    .ok_or_else(|| ServiceError::NotFound("customer message".into()))?;
+                Ok(CustomerMessageOutcome {
+                    ticket,
+                    entry,
+                    duplicate: false,
+                    follow_up: true,
+                })
+            }
+            Ok(CreateOutcome::Replayed(_)) | Err(StoreError::DuplicateInbound(_)) => Err(
+                ServiceError::Contended("message stored concurrently".into()),
+            ),
+            Err(other) => Err(other.into()),
+        }
+    }
+}

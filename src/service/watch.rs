@@ -1,0 +1,194 @@
+//! `WatchTickets`: replay the event log from a cursor, then follow it live.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::streams::{
+    self, GaugeGuard, Sent, StreamEnd, StreamGauge, StreamKind, StreamOutput, Wake,
+};
+use super::{ServiceError, ServiceResult};
+use crate::domain::auth::Principal;
+use crate::domain::event::{Event, Visibility};
+use crate::domain::filter::{AssigneeRef, TicketPredicate};
+use crate::domain::watch::{WatchFilter, WatchPredicate, matches, only_ticket, parse_watch_filter};
+use crate::events::Bus;
+use crate::store::Store;
+
+/// Events read per query.
+const BATCH: i64 = 500;
+
+/// Stream tuning, from the settings.
+#[derive(Debug, Clone)]
+pub struct StreamSettings {
+    /// Items buffered per stream before the producer waits for the client.
+    pub buffer: usize,
+    /// How long a full buffer may stay full before the stream ends as fallen behind.
+    pub stall: Duration,
+    /// Fallback poll when no wake-up arrives.
+    pub poll: Duration,
+}
+
+#[derive(Clone)]
+pub struct WatchService {
+    store: Arc<dyn Store>,
+    bus: Bus,
+    shutdown: watch::Receiver<bool>,
+    gauge: Arc<StreamGauge>,
+    settings: StreamSettings,
+}
+
+impl WatchService {
+    pub fn new(
+        store: Arc<dyn Store>,
+        bus: Bus,
+        shutdown: watch::Receiver<bool>,
+        gauge: Arc<StreamGauge>,
+        settings: StreamSettings,
+    ) -> Self {
+        Self {
+            store,
+            bus,
+            shutdown,
+            gauge,
+            settings,
+        }
+    }
+
+    /// Starts a watch. Events after `after_cursor` that pass `filter` arrive in log
+    /// order; the stream ends only when the client leaves or with a [`StreamEnd`].
+    pub fn watch(
+        &self,
+        principal: &Principal,
+        filter: &str,
+        after_cursor: i64,
+    ) -> ServiceResult<StreamOutput<Event>> {
+        if after_cursor < 0 {
+            return Err(ServiceError::invalid(
+                "after_cursor",
+                "must not be negative",
+            ));
+        }
+        let filter = parse_watch_filter(filter)
+            .map_err(|e| ServiceError::invalid("filter", e.to_string()))?
+            .map(|f| resolve_me(f, principal))
+            .transpose()?;
+        let (sender, output) = streams::channel(self.settings.buffer, self.settings.stall);
+        let producer = Producer {
+            store: self.store.clone(),
+            commits: self.bus.subscribe(),
+            shutdown: self.shutdown.clone(),
+            only_ticket: filter.as_ref().and_then(only_ticket),
+            filter,
+            internal: principal.sees_internal(),
+            cursor: after_cursor,
+            poll: self.settings.poll,
+            _gauge: GaugeGuard::new(self.gauge.clone(), StreamKind::Watch),
+        };
+        tokio::spawn(producer.run(sender));
+        Ok(output)
+    }
+}
+
+fn resolve_me(filter: WatchFilter, principal: &Principal) -> ServiceResult<WatchFilter> {
+    filter.try_map(&mut |p| match p {
+        WatchPredicate::Ticket(TicketPredicate::Assignee(op, AssigneeRef::Me)) => {
+            match principal.agent_id {
+                Some(agent) => Ok(WatchPredicate::Ticket(TicketPredicate::Assignee(
+                    op,
+                    AssigneeRef::Agent(agent),
+                ))),
+                None => Err(ServiceError::invalid(
+                    "filter",
+                    "assignee_id = \"me\" needs an API key bound to an agent",
+                )),
+            }
+        }
+        other => Ok(other),
+    })
+}
+
+struct Producer {
+    store: Arc<dyn Store>,
+    commits: watch::Receiver<u64>,
+    shutdown: watch::Receiver<bool>,
+    filter: Option<WatchFilter>,
+    only_ticket: Option<Uuid>,
+    internal: bool,
+    /// The position of the last event read (sent or filtered out).
+    cursor: i64,
+    poll: Duration,
+    _gauge: GaugeGuard,
+}
+
+impl Producer {
+    fn wanted(&self, event: &Event) -> bool {
+        (self.internal || event.event.visibility == Visibility::Public)
+            && self
+                .filter
+                .as_ref()
+                .is_none_or(|f| matches(f, &event.event))
+    }
+
+    async fn run(mut self, sender: streams::StreamSender<Event>) {
+        // After a wake-up, rows of a transaction that committed may still be held back
+        // behind an older one in flight (PostgreSQL); look again a few times, quickly.
+        let mut eager = 0u32;
+        loop {
+            self.commits.mark_unchanged();
+            let batch = match self
+                .store
+                .events_after(self.cursor, self.only_ticket, BATCH)
+                .await
+            {
+                Ok(batch) => batch,
+                Err(err) => {
+                    tracing::warn!(error = %err, cursor = self.cursor, "watch stream read failed");
+                    sender.finish(StreamEnd::Unavailable {
+                        cursor: self.cursor,
+                    });
+                    return;
+                }
+            };
+            let full = batch.len() as i64 == BATCH;
+            let found = !batch.is_empty();
+            for event in batch {
+                let cursor = event.cursor;
+                if self.wanted(&event) {
+                    match sender.send(event).await {
+                        Sent::Ok => {}
+                        Sent::Closed => return,
+                        Sent::Stalled => {
+                            tracing::info!(cursor = self.cursor, "watcher fell behind");
+                            sender.finish(StreamEnd::FellBehind {
+                                cursor: self.cursor,
+                            });
+                            return;
+                        }
+                    }
+                }
+                self.cursor = cursor;
+            }
+            if full {
+                continue;
+            }
+            if !found && eager > 0 {
+                eager -= 1;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+                continue;
+            }
+            match streams::wait(&mut self.commits, &mut self.shutdown, &sender, self.poll).await {
+                Wake::Look => eager = 10,
+                Wake::ShuttingDown => {
+                    sender.finish(StreamEnd::ShuttingDown {
+                        cursor: self.cursor,
+                    });
+                    return;
+                }
+                Wake::ClientGone => return,
+            }
+        }
+    }
+}

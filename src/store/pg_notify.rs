@@ -1,0 +1,65 @@
+//! Cross-replica wake-ups through PostgreSQL `LISTEN`/`NOTIFY`.
+//!
+//! NOTIFY takes a cluster-wide lock at commit, so it is never sent per write transaction:
+//! the notifier sends at most one per tick, after local commits. The listener turns
+//! notifications into remote wake-ups and reconnects if its connection drops; streams also
+//! poll slowly on their own, so a lost notification only delays them.
+
+use std::time::Duration;
+
+use sqlx::postgres::{PgListener, PgPool};
+use tokio::task::JoinHandle;
+
+use crate::events::Bus;
+
+const CHANNEL: &str = "ticketd_events";
+/// The debounce tick: local commits within one tick share a NOTIFY.
+const TICK: Duration = Duration::from_millis(5);
+
+/// Starts the notifier and the listener; abort the handles to stop them.
+pub(super) fn spawn(pool: PgPool, bus: Bus) -> Vec<JoinHandle<()>> {
+    vec![
+        tokio::spawn(notify_loop(pool.clone(), bus.clone())),
+        tokio::spawn(listen_loop(pool, bus)),
+    ]
+}
+
+async fn notify_loop(pool: PgPool, bus: Bus) {
+    let mut local = bus.subscribe_local();
+    while local.changed().await.is_ok() {
+        tokio::time::sleep(TICK).await;
+        local.mark_unchanged();
+        if let Err(err) = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(CHANNEL)
+            .execute(&pool)
+            .await
+        {
+            tracing::debug!(error = %err, "notify failed; other replicas will poll");
+        }
+    }
+}
+
+async fn listen_loop(pool: PgPool, bus: Bus) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match listen(&pool, &bus).await {
+            Ok(()) => backoff = Duration::from_millis(100),
+            Err(err) => {
+                tracing::warn!(error = %err, retry_in_ms = backoff.as_millis() as u64, "event listener disconnected");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+async fn listen(pool: &PgPool, bus: &Bus) -> Result<(), sqlx::Error> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(CHANNEL).await?;
+    // Anything committed while we were not listening: let streams look.
+    bus.publish_remote();
+    loop {
+        listener.recv().await?;
+        bus.publish_remote();
+    }
+}
