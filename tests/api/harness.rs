@@ -12,8 +12,10 @@ use sqlx::Connection;
 use ticketd::app::App;
 use ticketd::config::Settings;
 use ticketd::grpc::pb::{
-    self, admin_service_client::AdminServiceClient, ticket_service_client::TicketServiceClient,
+    self, admin_service_client::AdminServiceClient,
+    escalation_service_client::EscalationServiceClient, ticket_service_client::TicketServiceClient,
 };
+use ticketd::service::StreamGauge;
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::metadata::{Ascii, MetadataValue};
@@ -65,6 +67,7 @@ impl Interceptor for Bearer {
 
 pub type Tickets = TicketServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Admin = AdminServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Escalation = EscalationServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// A database made for one test and removed after it.
 pub enum TestDatabase {
@@ -152,6 +155,7 @@ pub fn with_database(server_url: &str, name: &str) -> String {
 pub struct TestApp {
     pub admin_secret: String,
     pub channel: Channel,
+    pub gauge: std::sync::Arc<StreamGauge>,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), ticketd::app::AppError>>>,
     // Declared last: dropped after the server has stopped. `None` for a second replica
@@ -170,6 +174,14 @@ impl TestApp {
 
     pub fn tickets_anonymous(&self) -> Tickets {
         TicketServiceClient::with_interceptor(self.channel.clone(), bearer(None))
+    }
+
+    pub fn escalation(&self) -> Escalation {
+        self.escalation_as(&self.admin_secret)
+    }
+
+    pub fn escalation_as(&self, secret: &str) -> Escalation {
+        EscalationServiceClient::with_interceptor(self.channel.clone(), bearer(Some(secret)))
     }
 
     pub fn admin(&self) -> Admin {
@@ -232,12 +244,21 @@ pub fn settings_for(database: &TestDatabase) -> Settings {
     );
     settings.shutdown_grace_seconds = 5;
     settings.database_max_connections = 5;
+    // Streams poll a little faster than in production so that tests that wait on a
+    // fallback path stay quick.
+    settings.stream_poll_millis = 200;
     settings
 }
 
 pub async fn spawn_app(backend: Backend) -> TestApp {
+    spawn_app_with(backend, |_| {}).await
+}
+
+/// Like [`spawn_app`], with settings adjusted first.
+pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let database = TestDatabase::create(&backend).await;
-    let settings = settings_for(&database);
+    let mut settings = settings_for(&database);
+    adjust(&mut settings);
     start(settings, database).await
 }
 
@@ -257,6 +278,7 @@ pub async fn start_replica(settings: Settings) -> TestApp {
         .expect("test settings carry a bootstrap key");
     let app = App::build(settings).await.expect("build app");
     let addr = app.local_addr().expect("local addr");
+    let gauge = app.stream_gauge();
     let (stop, stopped) = oneshot::channel::<()>();
     let server = tokio::spawn(app.run(async {
         let _ = stopped.await;
@@ -270,6 +292,7 @@ pub async fn start_replica(settings: Settings) -> TestApp {
     TestApp {
         admin_secret,
         channel,
+        gauge,
         stop: Some(stop),
         server: Some(server),
         database: None,

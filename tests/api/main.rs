@@ -2,6 +2,8 @@
 
 mod activity;
 mod auth;
+mod bridge;
+mod delivery;
 mod errors;
 mod harness;
 mod lifecycle;
@@ -9,6 +11,7 @@ mod merge;
 mod postgres_only;
 mod tickets;
 mod updates;
+mod watch;
 
 harness::conformance! {
     tickets: [
@@ -59,6 +62,30 @@ harness::conformance! {
         health_and_reflection_answer_without_a_key,
         shutdown_reports_not_serving_then_stops_cleanly,
     ],
+    bridge: [
+        escalation_keeps_the_whole_transcript_in_order,
+        escalating_again_returns_the_same_ticket_with_only_new_messages,
+        concurrent_escalations_of_one_conversation_make_one_ticket,
+        escalations_are_validated_and_limited,
+        only_bots_and_admins_escalate_and_only_gateways_post_messages,
+        customer_messages_land_on_their_ticket_and_reopen_it,
+        a_message_for_a_closed_ticket_opens_a_linked_follow_up,
+    ],
+    delivery: [
+        each_reply_reaches_one_subscriber_per_group,
+        an_unacknowledged_message_comes_back_after_its_lease,
+        a_dropped_stream_hands_its_messages_back_at_once,
+        acknowledgements_show_on_the_reply_and_in_the_feed,
+        a_failed_delivery_is_reported_with_its_error,
+    ],
+    watch: [
+        a_watch_replays_from_its_cursor_then_goes_live,
+        watch_filters_select_by_event_ticket_and_assignee,
+        reconnecting_watchers_miss_nothing_during_writes,
+        streams_end_with_their_resume_point_on_shutdown,
+        cancelled_streams_leave_nothing_behind,
+        a_watcher_that_stops_reading_is_told_where_to_resume,
+    ],
 }
 
 /// Tests that need a PostgreSQL server (several replicas, a database outage).
@@ -77,5 +104,7 @@ mod postgres_server {
     postgres_only! {
         a_database_outage_is_unavailable_and_heals_without_a_restart,
         replicas_starting_together_migrate_once_and_share_numbering,
+        a_watcher_never_skips_a_transaction_still_in_flight,
+        replicas_share_deliveries_and_watches,
     }
 }

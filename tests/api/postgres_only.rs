@@ -7,14 +7,18 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use ticketd::app::App;
+use ticketd::grpc::pb;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Mutex;
 use tokio::task::JoinHandle;
+use tokio_stream::StreamExt;
 use tonic::Code;
 
+use crate::bridge::{escalate, escalation};
 use crate::harness::{
     Backend, TestDatabase, create, new_ticket, settings_for, start, start_replica,
 };
+use crate::watch::{collect, next_event, watch};
 
 /// A TCP proxy in front of PostgreSQL that can cut every connection and refuse new ones.
 struct FaultyProxy {
@@ -166,4 +170,119 @@ pub async fn replicas_starting_together_migrate_once_and_share_numbering(backend
         );
     }
     assert_eq!(numbers.len(), 30);
+}
+
+/// The gap test: a transaction that wrote an event and is still open holds back every
+/// event committed after it, so a watcher never moves past a position it could fill.
+pub async fn a_watcher_never_skips_a_transaction_still_in_flight(backend: Backend) {
+    use sqlx::Connection;
+
+    let database = TestDatabase::create(&backend).await;
+    let url = database.url();
+    let app = start(settings_for(&database), database).await;
+    let mut tickets = app.tickets();
+    let ticket = create(&mut tickets, new_ticket("Contended")).await;
+    let filter = format!(r#"ticket_id = "{}""#, ticket.id);
+    let mut stream = watch(&mut tickets, &filter, 0).await;
+    next_event(&mut stream, Duration::from_secs(5))
+        .await
+        .expect("created event");
+
+    let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+    let mut held = conn.begin().await.unwrap();
+    sqlx::query(
+        "INSERT INTO ticket_events (position, id, ticket_id, ticket_number, event_type, \
+         actor_kind, actor_name, visibility, payload, created_at, ticket_status, priority, \
+         ticket_type, contact_id, tags) \
+         SELECT (pg_current_xact_id()::text::bigint << 20), $1, id, number, 'note_added', \
+         'system', 'held', 'internal', '{\"kind\": \"note\", \"body\": \"held\"}', now(), status, \
+         priority, ticket_type, contact_id, '[]' FROM tickets WHERE id = $2",
+    )
+    .bind(uuid::Uuid::new_v4())
+    .bind(uuid::Uuid::parse_str(&ticket.id).unwrap())
+    .execute(&mut *held)
+    .await
+    .unwrap();
+
+    for i in 0..3 {
+        tickets
+            .add_note(pb::AddNoteRequest {
+                ticket_id: ticket.id.clone(),
+                body: format!("after {i}"),
+            })
+            .await
+            .unwrap();
+    }
+    assert!(
+        next_event(&mut stream, Duration::from_millis(1500))
+            .await
+            .is_none(),
+        "events committed after an open transaction wait for it"
+    );
+
+    held.commit().await.unwrap();
+    let mut bodies = Vec::new();
+    for _ in 0..4 {
+        let event = next_event(&mut stream, Duration::from_secs(5))
+            .await
+            .expect("event after commit");
+        if let Some(pb::activity_entry::Detail::Note(n)) = event.detail {
+            bodies.push(n.body);
+        }
+    }
+    assert_eq!(bodies, vec!["held", "after 0", "after 1", "after 2"]);
+}
+
+/// Two processes on one database act as one service; with the fallback poll set to a
+/// minute, only the LISTEN/NOTIFY wake-up can deliver within the test's timeouts.
+pub async fn replicas_share_deliveries_and_watches(backend: Backend) {
+    let database = TestDatabase::create(&backend).await;
+    let mut settings = settings_for(&database);
+    settings.stream_poll_millis = 60_000;
+    let a = start(settings.clone(), database).await;
+    let b = start_replica(settings).await;
+
+    let (ticket, _) = escalate(&mut a.escalation(), escalation("conv-r", 2)).await;
+    let mut gateway_on_b = b
+        .escalation()
+        .subscribe_channel(pb::SubscribeChannelRequest {
+            channel: pb::Channel::Chat as i32,
+            consumer_group: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut watcher_on_b = watch(
+        &mut b.tickets(),
+        &format!(
+            r#"ticket_id = "{}" AND event_type = reply_added"#,
+            ticket.id
+        ),
+        0,
+    )
+    .await;
+    // Let both streams finish their first read and go to sleep.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    a.tickets()
+        .add_reply(pb::AddReplyRequest {
+            ticket_id: ticket.id.clone(),
+            body: "from replica A".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+
+    let delivered = tokio::time::timeout(Duration::from_secs(5), gateway_on_b.next())
+        .await
+        .expect("the gateway on B is woken by A's commit")
+        .unwrap()
+        .unwrap();
+    assert_eq!(delivered.body, "from replica A");
+    let seen = next_event(&mut watcher_on_b, Duration::from_secs(5))
+        .await
+        .expect("B's watcher sees A's reply");
+    assert_eq!(seen.ticket_id, ticket.id);
+    let ids = collect(&mut watcher_on_b, 1, Duration::from_millis(300)).await;
+    assert!(ids.is_empty(), "one reply, one event");
 }

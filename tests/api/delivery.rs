@@ -1,0 +1,333 @@
+//! Outbound delivery: replies stream to channel gateways, leased, redelivered, acked.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use ticketd::grpc::pb;
+use tokio_stream::StreamExt;
+use tonic::Code;
+use tonic::codec::Streaming;
+
+use crate::bridge::{escalate, escalation, feed};
+use crate::harness::{Backend, Escalation, Tickets, spawn_app, spawn_app_with};
+
+async fn subscribe(client: &mut Escalation, group: &str) -> Streaming<pb::OutboundMessage> {
+    client
+        .subscribe_channel(pb::SubscribeChannelRequest {
+            channel: pb::Channel::Chat as i32,
+            consumer_group: group.into(),
+        })
+        .await
+        .expect("subscribe")
+        .into_inner()
+}
+
+async fn next(
+    stream: &mut Streaming<pb::OutboundMessage>,
+    within: Duration,
+) -> Option<pb::OutboundMessage> {
+    match tokio::time::timeout(within, stream.next()).await {
+        Ok(Some(Ok(message))) => Some(message),
+        Ok(Some(Err(status))) => panic!("stream failed: {status:?}"),
+        Ok(None) | Err(_) => None,
+    }
+}
+
+async fn reply(tickets: &mut Tickets, ticket_id: &str, body: &str) -> pb::ActivityEntry {
+    tickets
+        .add_reply(pb::AddReplyRequest {
+            ticket_id: ticket_id.into(),
+            body: body.into(),
+            ..Default::default()
+        })
+        .await
+        .expect("reply")
+        .into_inner()
+        .entry
+        .unwrap()
+}
+
+async fn ack(
+    client: &mut Escalation,
+    message_id: &str,
+    group: &str,
+    outcome: pb::DeliveryOutcome,
+) -> pb::DeliveryStatus {
+    client
+        .ack_delivery(pb::AckDeliveryRequest {
+            message_id: message_id.into(),
+            outcome: outcome as i32,
+            provider_message_id: format!("prov-{message_id}"),
+            error: String::new(),
+            consumer_group: group.into(),
+        })
+        .await
+        .expect("ack")
+        .into_inner()
+        .status()
+}
+
+pub async fn each_reply_reaches_one_subscriber_per_group(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let gateway = app.key(pb::Role::Gateway, None).await;
+    let mut gw = app.escalation_as(&gateway);
+    let (ticket, _) = escalate(&mut app.escalation(), escalation("conv-d1", 2)).await;
+    let mut a = subscribe(&mut gw, "chat-gw").await;
+    let mut b = subscribe(&mut gw, "chat-gw").await;
+    let mut audit = subscribe(&mut gw, "audit").await;
+
+    let mut tickets = app.tickets();
+    for i in 0..10 {
+        reply(&mut tickets, &ticket.id, &format!("reply {i}")).await;
+    }
+    let mut seen: HashMap<String, usize> = HashMap::new();
+    let mut received = 0;
+    while received < 10 {
+        let message = tokio::select! {
+            m = next(&mut a, Duration::from_secs(10)) => m,
+            m = next(&mut b, Duration::from_secs(10)) => m,
+        };
+        let message = message.expect("every reply arrives within the group");
+        assert_eq!(
+            message.recipient, "conv-d1",
+            "chat replies go to the conversation"
+        );
+        assert_eq!(message.conversation_id, "conv-d1");
+        assert_eq!(message.ticket_number, ticket.number);
+        assert_eq!(message.attempt, 1);
+        *seen.entry(message.message_id.clone()).or_default() += 1;
+        received += 1;
+        ack(
+            &mut gw,
+            &message.message_id,
+            "chat-gw",
+            pb::DeliveryOutcome::Delivered,
+        )
+        .await;
+    }
+    assert_eq!(seen.len(), 10, "ten distinct messages");
+    assert!(
+        seen.values().all(|n| *n == 1),
+        "no message went to two subscribers: {seen:?}"
+    );
+    assert!(next(&mut a, Duration::from_millis(500)).await.is_none());
+    assert!(next(&mut b, Duration::from_millis(100)).await.is_none());
+
+    let mut audited = Vec::new();
+    while let Some(message) = next(&mut audit, Duration::from_secs(5)).await {
+        audited.push(message.body);
+        if audited.len() == 10 {
+            break;
+        }
+    }
+    let expected: Vec<String> = (0..10).map(|i| format!("reply {i}")).collect();
+    assert_eq!(
+        audited, expected,
+        "another group gets every message, in order"
+    );
+}
+
+pub async fn an_unacknowledged_message_comes_back_after_its_lease(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.delivery_lease_seconds = 1).await;
+    let mut gw = app.escalation();
+    let (ticket, _) = escalate(&mut gw, escalation("conv-d2", 1)).await;
+    let mut stream = subscribe(&mut gw, "").await;
+    reply(&mut app.tickets(), &ticket.id, "are you there?").await;
+
+    let first = next(&mut stream, Duration::from_secs(5))
+        .await
+        .expect("delivered");
+    assert_eq!(first.attempt, 1);
+    assert_eq!(first.consumer_group, "default");
+    let again = next(&mut stream, Duration::from_secs(5))
+        .await
+        .expect("redelivered after the lease");
+    assert_eq!(again.message_id, first.message_id);
+    assert_eq!(again.attempt, 2);
+    ack(
+        &mut gw,
+        &again.message_id,
+        "",
+        pb::DeliveryOutcome::Delivered,
+    )
+    .await;
+    assert!(
+        next(&mut stream, Duration::from_millis(2500))
+            .await
+            .is_none(),
+        "acked messages stay acked"
+    );
+}
+
+pub async fn a_dropped_stream_hands_its_messages_back_at_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut gw = app.escalation();
+    let (ticket, _) = escalate(&mut gw, escalation("conv-d3", 1)).await;
+    reply(
+        &mut app.tickets(),
+        &ticket.id,
+        "queued while nobody listens",
+    )
+    .await;
+
+    let mut first = subscribe(&mut gw, "g").await;
+    let message = next(&mut first, Duration::from_secs(5))
+        .await
+        .expect("delivered");
+    drop(first);
+
+    let mut second = subscribe(&mut gw, "g").await;
+    let again = next(&mut second, Duration::from_secs(5))
+        .await
+        .expect("redelivered well before the 30 s lease runs out");
+    assert_eq!(again.message_id, message.message_id);
+    assert_eq!(again.attempt, 2);
+}
+
+pub async fn acknowledgements_show_on_the_reply_and_in_the_feed(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let gateway = app.key(pb::Role::Gateway, None).await;
+    let mut gw = app.escalation_as(&gateway);
+    let (ticket, _) = escalate(&mut app.escalation(), escalation("conv-d4", 1)).await;
+    let mut tickets = app.tickets();
+    let entry = reply(&mut tickets, &ticket.id, "Fixed it for you.").await;
+    let Some(pb::activity_entry::Detail::Reply(sent)) = entry.detail else {
+        panic!("reply detail expected");
+    };
+    assert_eq!(
+        sent.channel(),
+        pb::Channel::Chat,
+        "replies default to the conversation's channel"
+    );
+
+    let mut stream = subscribe(&mut gw, "").await;
+    let message = next(&mut stream, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(message.message_id, sent.message_id);
+    let status = ack(
+        &mut gw,
+        &message.message_id,
+        "",
+        pb::DeliveryOutcome::Delivered,
+    )
+    .await;
+    assert_eq!(status, pb::DeliveryStatus::Delivered);
+    let repeat = ack(
+        &mut gw,
+        &message.message_id,
+        "",
+        pb::DeliveryOutcome::Failed,
+    )
+    .await;
+    assert_eq!(
+        repeat,
+        pb::DeliveryStatus::Delivered,
+        "the first outcome stands"
+    );
+
+    let entries = feed(&mut tickets, &ticket.id).await;
+    let shown = entries
+        .iter()
+        .find_map(|e| match &e.detail {
+            Some(pb::activity_entry::Detail::Reply(r)) => Some(r.clone()),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(shown.delivery_status(), pb::DeliveryStatus::Delivered);
+    assert_eq!(
+        shown.provider_message_id,
+        format!("prov-{}", message.message_id)
+    );
+    let receipts: Vec<pb::DeliveryReceipt> = entries
+        .iter()
+        .filter_map(|e| match &e.detail {
+            Some(pb::activity_entry::Detail::DeliveryReceipt(r)) => Some(r.clone()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(receipts.len(), 1, "one receipt per delivery");
+    assert_eq!(receipts[0].status(), pb::DeliveryStatus::Delivered);
+    assert_eq!(receipts[0].attempts, 1);
+
+    let unknown = gw
+        .ack_delivery(pb::AckDeliveryRequest {
+            message_id: uuid::Uuid::new_v4().to_string(),
+            outcome: pb::DeliveryOutcome::Delivered as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    let other_group = gw
+        .ack_delivery(pb::AckDeliveryRequest {
+            message_id: message.message_id.clone(),
+            outcome: pb::DeliveryOutcome::Delivered as i32,
+            consumer_group: "never-subscribed".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(other_group.code(), Code::NotFound);
+    let no_outcome = gw
+        .ack_delivery(pb::AckDeliveryRequest {
+            message_id: message.message_id,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(no_outcome.code(), Code::InvalidArgument);
+}
+
+pub async fn a_failed_delivery_is_reported_with_its_error(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut gw = app.escalation();
+    let (ticket, _) = escalate(&mut gw, escalation("conv-d5", 1)).await;
+    let mut tickets = app.tickets();
+    tickets
+        .add_reply(pb::AddReplyRequest {
+            ticket_id: ticket.id.clone(),
+            body: "Sent by email instead".into(),
+            channel: pb::Channel::Email as i32,
+            attachments: vec![pb::Attachment {
+                name: "invoice.pdf".into(),
+                content_type: "application/pdf".into(),
+                content: b"%PDF-1.7".to_vec(),
+                ..Default::default()
+            }],
+        })
+        .await
+        .unwrap();
+    let mut email = gw
+        .subscribe_channel(pb::SubscribeChannelRequest {
+            channel: pb::Channel::Email as i32,
+            consumer_group: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let message = next(&mut email, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(message.recipient, "ada@example.com");
+    assert_eq!(
+        message.subject,
+        format!("Re: [#{}] {}", ticket.number, ticket.subject)
+    );
+    assert_eq!(message.attachments.len(), 1);
+    assert_eq!(message.attachments[0].content, b"%PDF-1.7");
+    gw.ack_delivery(pb::AckDeliveryRequest {
+        message_id: message.message_id.clone(),
+        outcome: pb::DeliveryOutcome::Failed as i32,
+        error: "mailbox full".into(),
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    let shown = feed(&mut tickets, &ticket.id)
+        .await
+        .into_iter()
+        .find_map(|e| match e.detail {
+            Some(pb::activity_entry::Detail::Reply(r)) => Some(r),
+            _ => None,
+        })
+        .unwrap();
+    assert_eq!(shown.delivery_status(), pb::DeliveryStatus::Failed);
+    assert_eq!(shown.delivery_error, "mailbox full");
+}
