@@ -123,6 +123,8 @@ CREATE TABLE api_keys (
     name        text NOT NULL,
     role        text NOT NULL CHECK (role IN ('admin', 'agent', 'bot', 'gateway')),
     agent_id    uuid,
+    -- Channels a gateway key is limited to; empty means all.
+    channels    jsonb NOT NULL DEFAULT '[]',
     prefix      text NOT NULL,
     secret_hash bytea NOT NULL UNIQUE,
     created_at  timestamptz NOT NULL,

@@ -114,6 +114,8 @@ CREATE TABLE api_keys (
     name        TEXT NOT NULL,
     role        TEXT NOT NULL CHECK (role IN ('admin', 'agent', 'bot', 'gateway')),
     agent_id    BLOB,
+    -- Channels a gateway key is limited to; empty means all.
+    channels    TEXT NOT NULL DEFAULT '[]',
     prefix      TEXT NOT NULL,
     secret_hash BLOB NOT NULL UNIQUE,
     created_at  TEXT NOT NULL,

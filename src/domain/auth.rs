@@ -3,7 +3,7 @@
 use uuid::Uuid;
 
 use super::event::{Actor, ActorKind};
-use super::ticket::text_enum;
+use super::ticket::{Channel, text_enum};
 
 text_enum!(
     /// What an API key may do.
@@ -23,6 +23,8 @@ pub struct Principal {
     pub role: Role,
     /// The agent an agent key acts as; `"me"` in filters.
     pub agent_id: Option<Uuid>,
+    /// Channels a gateway key is limited to; empty means all.
+    pub channels: Vec<Channel>,
 }
 
 impl Principal {
@@ -40,6 +42,11 @@ impl Principal {
                 name: self.key_name.clone(),
             },
         }
+    }
+
+    /// Whether the caller may act on `channel` (gateway keys may be limited to some).
+    pub fn may_use(&self, channel: Channel) -> bool {
+        self.channels.is_empty() || self.channels.contains(&channel)
     }
 
     /// Agents and admins see internal notes; bots and gateways see public entries only.

@@ -31,11 +31,24 @@ impl AdminService for AdminApi {
         let mut v = Violations::new();
         let role = convert::role_from_pb(r.role, "role", &mut v);
         let agent_id = convert::optional_uuid("agent_id", &r.agent_id, &mut v);
+        let channels = r
+            .channels
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let field = format!("channels[{i}]");
+                let channel = convert::channel_from_pb(*c, &field, &mut v);
+                if channel.is_none() && *c == 0 {
+                    v.add(field, "must name a channel");
+                }
+                channel
+            })
+            .collect();
         v.finish().map_err(ServiceError::Invalid)?;
         let (key, secret) = self
             .services
             .api_keys
-            .create(&r.name, role, agent_id)
+            .create(&r.name, role, agent_id, channels)
             .await?;
         Ok(Response::new(pb::CreateApiKeyResponse {
             api_key: Some(api_key_to_pb(key)),

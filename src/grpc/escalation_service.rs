@@ -105,7 +105,7 @@ impl EscalationService for EscalationApi {
         &self,
         request: Request<pb::PostCustomerMessageRequest>,
     ) -> Reply<pb::PostCustomerMessageResponse> {
-        authorize(
+        let principal = authorize(
             &self.services.api_keys,
             &request,
             "PostCustomerMessage",
@@ -135,18 +135,21 @@ impl EscalationService for EscalationApi {
         let outcome = self
             .services
             .escalation
-            .post_customer_message(CustomerMessageInput {
-                target,
-                channel,
-                sender: r.sender,
-                text: r.text,
-                attachments: r
-                    .attachments
-                    .into_iter()
-                    .map(convert::attachment_from_pb)
-                    .collect(),
-                external_message_id: r.external_message_id.trim().to_owned(),
-            })
+            .post_customer_message(
+                &principal,
+                CustomerMessageInput {
+                    target,
+                    channel,
+                    sender: r.sender,
+                    text: r.text,
+                    attachments: r
+                        .attachments
+                        .into_iter()
+                        .map(convert::attachment_from_pb)
+                        .collect(),
+                    external_message_id: r.external_message_id.trim().to_owned(),
+                },
+            )
             .await?;
         Ok(Response::new(pb::PostCustomerMessageResponse {
             ticket: Some(ticket_to_pb(outcome.ticket)),
@@ -162,7 +165,7 @@ impl EscalationService for EscalationApi {
         &self,
         request: Request<pb::SubscribeChannelRequest>,
     ) -> Reply<Self::SubscribeChannelStream> {
-        authorize(
+        let principal = authorize(
             &self.services.api_keys,
             &request,
             "SubscribeChannel",
@@ -176,7 +179,7 @@ impl EscalationService for EscalationApi {
         let output = self
             .services
             .delivery
-            .subscribe(channel, &r.consumer_group)?;
+            .subscribe(&principal, channel, &r.consumer_group)?;
         Ok(Response::new(to_grpc(output, leased_to_pb, false)))
     }
 

@@ -16,6 +16,7 @@ use uuid::Uuid;
 use super::paging::{self, decode, encode};
 use super::{ServiceError, ServiceResult, now};
 use crate::domain::auth::{Principal, Role};
+use crate::domain::ticket::Channel;
 use crate::domain::validation::Violations;
 use crate::store::{ApiKeyRecord, Store};
 
@@ -65,6 +66,7 @@ impl ApiKeyService {
                 key_name: key.name,
                 role: key.role,
                 agent_id: key.agent_id,
+                channels: key.channels,
             }),
             _ => Err(ServiceError::Unauthenticated(
                 "unknown or revoked API key".into(),
@@ -78,6 +80,7 @@ impl ApiKeyService {
         name: &str,
         role: Option<Role>,
         agent_id: Option<Uuid>,
+        channels: Vec<Channel>,
     ) -> ServiceResult<(ApiKeyRecord, String)> {
         let mut v = Violations::new();
         v.text("name", name, true, MAX_KEY_NAME_CHARS);
@@ -87,10 +90,22 @@ impl ApiKeyService {
         if agent_id.is_some() && role != Some(Role::Agent) {
             v.add("agent_id", "only agent keys can be bound to an agent");
         }
+        if !channels.is_empty() && role != Some(Role::Gateway) {
+            v.add("channels", "only gateway keys can be limited to channels");
+        }
         v.finish()?;
+        let mut channels = channels;
+        channels.sort();
+        channels.dedup();
         let secret = new_secret();
         let record = self
-            .insert(name.trim(), role.unwrap_or(Role::Agent), agent_id, &secret)
+            .insert(
+                name.trim(),
+                role.unwrap_or(Role::Agent),
+                agent_id,
+                channels,
+                &secret,
+            )
             .await?;
         tracing::info!(key_id = %record.id, role = %record.role, "api key created");
         Ok((record, secret))
@@ -101,6 +116,7 @@ impl ApiKeyService {
         name: &str,
         role: Role,
         agent_id: Option<Uuid>,
+        channels: Vec<Channel>,
         secret: &str,
     ) -> ServiceResult<ApiKeyRecord> {
         let record = ApiKeyRecord {
@@ -108,6 +124,7 @@ impl ApiKeyService {
             name: name.to_owned(),
             role,
             agent_id,
+            channels,
             prefix: prefix_of(secret),
             secret_hash: hash(secret),
             created_at: now(),
@@ -166,7 +183,8 @@ impl ApiKeyService {
     pub async fn bootstrap(&self, configured: Option<&str>) -> ServiceResult<Option<String>> {
         if let Some(secret) = configured {
             if self.store.api_key_by_hash(&hash(secret)).await?.is_none() {
-                self.insert("bootstrap", Role::Admin, None, secret).await?;
+                self.insert("bootstrap", Role::Admin, None, Vec::new(), secret)
+                    .await?;
             }
             return Ok(None);
         }
@@ -174,7 +192,8 @@ impl ApiKeyService {
             return Ok(None);
         }
         let secret = new_secret();
-        self.insert("bootstrap", Role::Admin, None, &secret).await?;
+        self.insert("bootstrap", Role::Admin, None, Vec::new(), &secret)
+            .await?;
         Ok(Some(secret))
     }
 }

@@ -71,6 +71,7 @@ impl DeliveryService {
     /// first, its unacknowledged messages go back to the queue at once.
     pub fn subscribe(
         &self,
+        principal: &Principal,
         channel: Option<Channel>,
         group: &str,
     ) -> ServiceResult<StreamOutput<LeasedMessage>> {
@@ -80,6 +81,9 @@ impl DeliveryService {
         }
         let group = group_name(group, &mut v);
         v.finish()?;
+        if let Some(channel) = channel {
+            ensure_channel(principal, channel)?;
+        }
         let (sender, output) = streams::channel(self.settings.buffer.min(64), self.settings.stall);
         let producer = Producer {
             store: self.store.clone(),
@@ -126,6 +130,7 @@ impl DeliveryService {
             .outbound_message(message_id)
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("message {message_id}")))?;
+        ensure_channel(principal, message.channel)?;
         let ticket = self
             .store
             .ticket(TicketKey::Id(message.ticket_id))
@@ -164,6 +169,17 @@ impl DeliveryService {
                 ))
             })?;
         Ok(acked.status)
+    }
+}
+
+/// Gateway keys may be limited to some channels.
+pub(crate) fn ensure_channel(principal: &Principal, channel: Channel) -> ServiceResult<()> {
+    if principal.may_use(channel) {
+        Ok(())
+    } else {
+        Err(ServiceError::PermissionDenied(format!(
+            "this key may not serve the {channel} channel"
+        )))
     }
 }
 

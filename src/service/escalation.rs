@@ -450,6 +450,7 @@ impl EscalationService {
     #[instrument(skip_all, fields(external_message_id = %input.external_message_id))]
     pub async fn post_customer_message(
         &self,
+        principal: &Principal,
         input: CustomerMessageInput,
     ) -> ServiceResult<CustomerMessageOutcome> {
         let mut v = Violations::new();
@@ -478,6 +479,7 @@ impl EscalationService {
         }
         v.finish()?;
         let channel = input.channel.unwrap_or(Channel::Chat);
+        super::delivery::ensure_channel(principal, channel)?;
 
         for attempt in 0..MAX_ATTEMPTS {
             back_off(attempt).await;

@@ -262,6 +262,8 @@ pub struct ApiKeyRecord {
     pub name: String,
     pub role: Role,
     pub agent_id: Option<Uuid>,
+    /// Channels a gateway key is limited to; empty means all.
+    pub channels: Vec<Channel>,
     pub prefix: String,
     pub secret_hash: Vec<u8>,
     pub created_at: DateTime<Utc>,

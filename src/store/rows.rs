@@ -229,6 +229,7 @@ pub(super) struct ApiKeyRow {
     name: String,
     role: String,
     agent_id: Option<Uuid>,
+    channels: Json<Vec<String>>,
     prefix: String,
     secret_hash: Vec<u8>,
     created_at: DateTime<Utc>,
@@ -244,6 +245,12 @@ impl TryFrom<ApiKeyRow> for ApiKeyRecord {
             name: row.name,
             role: parse_text("role", &row.role, Role::parse)?,
             agent_id: row.agent_id,
+            channels: row
+                .channels
+                .0
+                .iter()
+                .map(|c| parse_text("channel", c, Channel::parse))
+                .collect::<StoreResult<_>>()?,
             prefix: row.prefix,
             secret_hash: row.secret_hash,
             created_at: row.created_at,

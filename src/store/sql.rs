@@ -175,13 +175,13 @@ pub(super) const SUM_UP_MESSAGE: &str = "UPDATE outbound_messages SET status = $
     WHERE id = $1 AND status <> 'DELIVERED'";
 
 const API_KEY_COLUMNS: &str =
-    "id, name, role, agent_id, prefix, secret_hash, created_at, revoked_at";
+    "id, name, role, agent_id, channels, prefix, secret_hash, created_at, revoked_at";
 
 /// A secret already stored is left alone, so replicas that start together with the same
 /// bootstrap key do not trip over each other.
 pub(super) const INSERT_API_KEY: &str = "INSERT INTO api_keys \
-    (id, name, role, agent_id, prefix, secret_hash, created_at, revoked_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (secret_hash) DO NOTHING";
+    (id, name, role, agent_id, prefix, secret_hash, created_at, revoked_at, channels) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (secret_hash) DO NOTHING";
 
 pub(super) fn api_key_by_hash() -> String {
     format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE secret_hash = $1")
@@ -666,6 +666,9 @@ macro_rules! impl_store {
                     .bind(&key.secret_hash)
                     .bind(key.created_at)
                     .bind(key.revoked_at)
+                    .bind(sqlx::types::Json(
+                        key.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+                    ))
                     .execute(&self.writer)
                     .await?
                     .rows_affected();

@@ -39,6 +39,7 @@ pub async fn a_revoked_key_stops_working(backend: Backend) {
             name: "temp".into(),
             role: pb::Role::Agent as i32,
             agent_id: String::new(),
+            channels: vec![],
         })
         .await
         .unwrap()
@@ -125,7 +126,7 @@ pub async fn keys_are_listed_without_secrets_newest_first(backend: Backend) {
             .create_api_key(pb::CreateApiKeyRequest {
                 name: format!("key {i}"),
                 role: pb::Role::Bot as i32,
-                agent_id: String::new(),
+                ..Default::default()
             })
             .await
             .unwrap();
@@ -171,6 +172,7 @@ pub async fn key_requests_are_validated(backend: Backend) {
                 name: "".into(),
                 role: pb::Role::Bot as i32,
                 agent_id: String::new(),
+                channels: vec![],
             },
             "name",
         ),
@@ -179,6 +181,7 @@ pub async fn key_requests_are_validated(backend: Backend) {
                 name: "x".into(),
                 role: 0,
                 agent_id: String::new(),
+                channels: vec![],
             },
             "role",
         ),
@@ -187,6 +190,7 @@ pub async fn key_requests_are_validated(backend: Backend) {
                 name: "x".into(),
                 role: 99,
                 agent_id: String::new(),
+                channels: vec![],
             },
             "role",
         ),
@@ -195,6 +199,7 @@ pub async fn key_requests_are_validated(backend: Backend) {
                 name: "x".into(),
                 role: pb::Role::Bot as i32,
                 agent_id: Uuid::new_v4().to_string(),
+                channels: vec![],
             },
             "agent_id",
         ),
@@ -203,6 +208,7 @@ pub async fn key_requests_are_validated(backend: Backend) {
                 name: "x".into(),
                 role: pb::Role::Agent as i32,
                 agent_id: "42".into(),
+                channels: vec![],
             },
             "agent_id",
         ),

@@ -331,3 +331,77 @@ pub async fn a_failed_delivery_is_reported_with_its_error(backend: Backend) {
     assert_eq!(shown.delivery_status(), pb::DeliveryStatus::Failed);
     assert_eq!(shown.delivery_error, "mailbox full");
 }
+
+pub async fn gateway_keys_can_be_limited_to_channels(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut admin = app.admin();
+    let sms_only = admin
+        .create_api_key(pb::CreateApiKeyRequest {
+            name: "sms gateway".into(),
+            role: pb::Role::Gateway as i32,
+            channels: vec![pb::Channel::Sms as i32],
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        sms_only.api_key.unwrap().channels,
+        vec![pb::Channel::Sms as i32]
+    );
+    let mut gw = app.escalation_as(&sms_only.secret);
+
+    let chat = gw
+        .subscribe_channel(pb::SubscribeChannelRequest {
+            channel: pb::Channel::Chat as i32,
+            consumer_group: String::new(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(chat.code(), Code::PermissionDenied);
+    gw.subscribe_channel(pb::SubscribeChannelRequest {
+        channel: pb::Channel::Sms as i32,
+        consumer_group: String::new(),
+    })
+    .await
+    .unwrap();
+
+    let (ticket, _) = escalate(&mut app.escalation(), escalation("conv-d6", 1)).await;
+    let posted = gw
+        .post_customer_message(crate::bridge::customer_message("conv-d6", "hi", "sms-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        posted.code(),
+        Code::PermissionDenied,
+        "a CHAT message through an SMS key"
+    );
+
+    let mut tickets = app.tickets();
+    reply(&mut tickets, &ticket.id, "chat reply").await;
+    let mut any = subscribe(&mut app.escalation(), "").await;
+    let message = next(&mut any, Duration::from_secs(5)).await.unwrap();
+    let acked = gw
+        .ack_delivery(pb::AckDeliveryRequest {
+            message_id: message.message_id,
+            outcome: pb::DeliveryOutcome::Delivered as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(acked.code(), Code::PermissionDenied);
+
+    let not_gateway = admin
+        .create_api_key(pb::CreateApiKeyRequest {
+            name: "bot".into(),
+            role: pb::Role::Bot as i32,
+            channels: vec![pb::Channel::Sms as i32],
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        crate::harness::violated_fields(&not_gateway),
+        vec!["channels"]
+    );
+}

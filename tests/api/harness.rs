@@ -199,6 +199,7 @@ impl TestApp {
                 name: format!("{role:?} key"),
                 role: role as i32,
                 agent_id: agent_id.map(|id| id.to_string()).unwrap_or_default(),
+                channels: Vec::new(),
             })
             .await
             .expect("create api key")

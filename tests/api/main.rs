@@ -77,6 +77,7 @@ harness::conformance! {
         a_dropped_stream_hands_its_messages_back_at_once,
         acknowledgements_show_on_the_reply_and_in_the_feed,
         a_failed_delivery_is_reported_with_its_error,
+        gateway_keys_can_be_limited_to_channels,
     ],
     watch: [
         a_watch_replays_from_its_cursor_then_goes_live,
