@@ -13,10 +13,10 @@ use super::{MAX_ATTEMPTS, ServiceError, ServiceResult, back_off, now};
 use crate::domain::auth::Principal;
 pub use crate::domain::conversation::AttachmentInput;
 use crate::domain::conversation::Conversation;
-use crate::domain::delivery::OutboundMessage;
+use crate::domain::delivery::{DeliveryStatus, OutboundMessage};
 use crate::domain::event::{
-    Actor, AttachmentMeta, Event, EventKind, EventPayload, FieldChange, NewEvent, TicketSnapshot,
-    Visibility,
+    Actor, AttachmentMeta, DeliveryView, Event, EventKind, EventPayload, FieldChange, NewEvent,
+    TicketSnapshot, Visibility,
 };
 use crate::domain::filter::{AssigneeRef, TicketFilter, TicketPredicate};
 use crate::domain::ticket::{
@@ -714,6 +714,12 @@ impl TicketService {
             let mut event =
                 NewEvent::about(&next, kind, principal.actor(), visibility, payload, at);
             event.id = event_id;
+            let queued = outbound.as_ref().map(|m| DeliveryView {
+                message_id: m.id,
+                status: DeliveryStatus::Queued.as_str().to_owned(),
+                provider_message_id: String::new(),
+                error: String::new(),
+            });
             let changeset = Changeset {
                 updates: vec![unchanged_tags(next, current.version)],
                 events: vec![event],
@@ -724,7 +730,10 @@ impl TicketService {
             };
             match self.store.commit(changeset).await {
                 Ok(mut committed) => {
-                    let event = committed.events.pop();
+                    let event = committed.events.pop().map(|mut e| {
+                        e.delivery = queued;
+                        e
+                    });
                     let ticket = committed.tickets.pop();
                     return event
                         .zip(ticket)
