@@ -14,7 +14,7 @@ use crate::domain::conversation::{
     MessageRole, headline,
 };
 use crate::domain::event::{
-    Actor, ActorKind, Event, EventKind, EventPayload, NewEvent, Visibility,
+    Actor, ActorKind, Event, EventKind, EventPayload, FieldChange, NewEvent, Visibility,
 };
 use crate::domain::ticket::{
     self, Channel, ContactInput, MAX_SUBJECT_CHARS, Priority, Status, Ticket, TicketType,
@@ -87,6 +87,70 @@ fn transcript_actor(role: MessageRole, author: &str) -> Actor {
         id: None,
         name: author.to_owned(),
     }
+}
+
+/// A waiting or resolved ticket that hears from its customer again is OPEN again.
+fn reopen(
+    ticket: &Ticket,
+    next: &mut Ticket,
+    actor: Actor,
+    at: chrono::DateTime<chrono::Utc>,
+) -> Option<NewEvent> {
+    if !matches!(ticket.status, Status::Waiting | Status::Resolved) {
+        return None;
+    }
+    next.status = Status::Open;
+    Some(NewEvent::about(
+        next,
+        EventKind::StatusChanged,
+        actor,
+        Visibility::Internal,
+        EventPayload::FieldsChanged {
+            changes: vec![FieldChange {
+                field: "status".into(),
+                old: ticket.status.as_str().into(),
+                new: Status::Open.as_str().into(),
+            }],
+        },
+        at,
+    ))
+}
+
+/// The transcript as writes that append only messages the conversation lacks; `event`
+/// builds the feed entry about the ticket from an actor and a payload.
+fn transcript_writes(
+    conversation: &ConversationInput,
+    conversation_id: Uuid,
+    ticket_id: Uuid,
+    at: chrono::DateTime<chrono::Utc>,
+    event: impl Fn(Actor, EventPayload) -> NewEvent,
+) -> Vec<TranscriptWrite> {
+    conversation
+        .transcript
+        .iter()
+        .map(|message| {
+            let mut entry = event(
+                transcript_actor(message.role, &message.author),
+                EventPayload::Note {
+                    body: String::new(),
+                },
+            );
+            let files = stored_attachments(ticket_id, entry.id, &message.attachments, at);
+            entry.payload = EventPayload::Transcript {
+                role: message.role.as_str().to_owned(),
+                author: message.author.clone(),
+                text: message.text.clone(),
+                sent_at: message.sent_at,
+                attachments: attachment_meta(&files),
+            };
+            TranscriptWrite {
+                conversation_id,
+                key: message.key(),
+                event: entry,
+                attachments: files,
+            }
+        })
+        .collect()
 }
 
 impl EscalationService {
@@ -227,35 +291,16 @@ impl EscalationService {
             Visibility::Internal,
             self.escalated_payload(input),
         );
-        let transcript = conversation
-            .transcript
-            .iter()
-            .map(|message| {
-                let mut event = draft_event(
+        let transcript =
+            transcript_writes(conversation, record.id, draft.id, at, |actor, payload| {
+                draft_event(
                     &draft,
                     EventKind::TranscriptMessage,
-                    transcript_actor(message.role, &message.author),
+                    actor,
                     Visibility::Public,
-                    EventPayload::Note {
-                        body: String::new(),
-                    },
-                );
-                let files = stored_attachments(draft.id, event.id, &message.attachments, at);
-                event.payload = EventPayload::Transcript {
-                    role: message.role.as_str().to_owned(),
-                    author: message.author.clone(),
-                    text: message.text.clone(),
-                    sent_at: message.sent_at,
-                    attachments: attachment_meta(&files),
-                };
-                TranscriptWrite {
-                    conversation_id: record.id,
-                    key: message.key(),
-                    event,
-                    attachments: files,
-                }
-            })
-            .collect();
+                    payload,
+                )
+            });
         let changes = Changeset {
             events: vec![created, escalated],
             conversation: Some(if previous.is_some() {
@@ -305,23 +350,7 @@ impl EscalationService {
         let mut next = ticket.clone();
         next.updated_at = at;
         let mut events = Vec::new();
-        if matches!(ticket.status, Status::Waiting | Status::Resolved) {
-            next.status = Status::Open;
-            events.push(NewEvent::about(
-                &next,
-                EventKind::StatusChanged,
-                principal.actor(),
-                Visibility::Internal,
-                EventPayload::FieldsChanged {
-                    changes: vec![crate::domain::event::FieldChange {
-                        field: "status".into(),
-                        old: ticket.status.as_str().into(),
-                        new: Status::Open.as_str().into(),
-                    }],
-                },
-                at,
-            ));
-        }
+        events.extend(reopen(&ticket, &mut next, principal.actor(), at));
         events.push(NewEvent::about(
             &next,
             EventKind::ConversationEscalated,
@@ -330,36 +359,17 @@ impl EscalationService {
             self.escalated_payload(input),
             at,
         ));
-        let transcript = conversation
-            .transcript
-            .iter()
-            .map(|message| {
-                let mut event = NewEvent::about(
+        let transcript =
+            transcript_writes(conversation, record.id, next.id, at, |actor, payload| {
+                NewEvent::about(
                     &next,
                     EventKind::TranscriptMessage,
-                    transcript_actor(message.role, &message.author),
+                    actor,
                     Visibility::Public,
-                    EventPayload::Note {
-                        body: String::new(),
-                    },
+                    payload,
                     at,
-                );
-                let files = stored_attachments(next.id, event.id, &message.attachments, at);
-                event.payload = EventPayload::Transcript {
-                    role: message.role.as_str().to_owned(),
-                    author: message.author.clone(),
-                    text: message.text.clone(),
-                    sent_at: message.sent_at,
-                    attachments: attachment_meta(&files),
-                };
-                TranscriptWrite {
-                    conversation_id: record.id,
-                    key: message.key(),
-                    event,
-                    attachments: files,
-                }
-            })
-            .collect();
+                )
+            });
         record.ticket_id = ticket.id;
         if !conversation.summary.is_empty() {
             record.summary = conversation.summary.clone();
@@ -616,23 +626,7 @@ impl EscalationService {
             name: ticket.contact.name.clone(),
         };
         let mut events = Vec::new();
-        if matches!(ticket.status, Status::Waiting | Status::Resolved) {
-            next.status = Status::Open;
-            events.push(NewEvent::about(
-                &next,
-                EventKind::StatusChanged,
-                customer.clone(),
-                Visibility::Internal,
-                EventPayload::FieldsChanged {
-                    changes: vec![crate::domain::event::FieldChange {
-                        field: "status".into(),
-                        old: ticket.status.as_str().into(),
-                        new: Status::Open.as_str().into(),
-                    }],
-                },
-                at,
-            ));
-        }
+        events.extend(reopen(&ticket, &mut next, customer.clone(), at));
         let mut message = NewEvent::about(
             &next,
             EventKind::CustomerMessage,

@@ -4,19 +4,7 @@ use ticketd::grpc::pb;
 use tonic::Code;
 use uuid::Uuid;
 
-use crate::harness::{Backend, Tickets, create, new_ticket, spawn_app, violated_fields};
-
-async fn feed(tickets: &mut Tickets, id: &str) -> Vec<pb::ActivityEntry> {
-    tickets
-        .list_activity(pb::ListActivityRequest {
-            ticket_id: id.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries
-}
+use crate::harness::{Backend, create, feed, new_ticket, spawn_app, violated_fields};
 
 fn reply(ticket_id: &str, body: &str, channel: pb::Channel) -> pb::AddReplyRequest {
     pb::AddReplyRequest {

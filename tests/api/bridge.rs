@@ -7,7 +7,7 @@ use ticketd::grpc::pb;
 use tonic::Code;
 use uuid::Uuid;
 
-use crate::harness::{Backend, Escalation, Tickets, spawn_app, violated_fields};
+use crate::harness::{Backend, Escalation, Tickets, feed, spawn_app, violated_fields};
 
 pub fn transcript(count: usize) -> Vec<pb::TranscriptMessage> {
     (0..count)
@@ -64,27 +64,6 @@ pub async fn escalate(
         .expect("escalate")
         .into_inner();
     (response.ticket.expect("ticket"), response.created)
-}
-
-pub async fn feed(tickets: &mut Tickets, id: &str) -> Vec<pb::ActivityEntry> {
-    let mut all = Vec::new();
-    let mut token = String::new();
-    loop {
-        let page = tickets
-            .list_activity(pb::ListActivityRequest {
-                ticket_id: id.into(),
-                page_size: 500,
-                page_token: token,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        all.extend(page.entries);
-        if page.next_page_token.is_empty() {
-            return all;
-        }
-        token = page.next_page_token;
-    }
 }
 
 fn transcript_of(entries: &[pb::ActivityEntry]) -> Vec<pb::TranscriptMessage> {

@@ -8,7 +8,8 @@ use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic::codec::Streaming;
 
-use crate::bridge::{escalate, escalation, feed};
+use crate::bridge::{escalate, escalation};
+use crate::harness::feed;
 use crate::harness::{Backend, Escalation, Tickets, spawn_app, spawn_app_with};
 
 async fn subscribe(client: &mut Escalation, group: &str) -> Streaming<pb::OutboundMessage> {

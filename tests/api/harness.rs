@@ -326,6 +326,28 @@ pub async fn create(client: &mut Tickets, request: pb::CreateTicketRequest) -> p
         .expect("ticket in response")
 }
 
+/// A ticket's whole activity feed, every page.
+pub async fn feed(tickets: &mut Tickets, id: &str) -> Vec<pb::ActivityEntry> {
+    let mut all = Vec::new();
+    let mut token = String::new();
+    loop {
+        let page = tickets
+            .list_activity(pb::ListActivityRequest {
+                ticket_id: id.into(),
+                page_size: 500,
+                page_token: token,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        all.extend(page.entries);
+        if page.next_page_token.is_empty() {
+            return all;
+        }
+        token = page.next_page_token;
+    }
+}
+
 /// The field names of a status's `google.rpc.BadRequest` violations.
 pub fn violated_fields(status: &Status) -> Vec<String> {
     use tonic_types::StatusExt;

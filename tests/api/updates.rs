@@ -4,7 +4,7 @@ use ticketd::grpc::pb;
 use tonic::Code;
 use uuid::Uuid;
 
-use crate::harness::{Backend, Tickets, create, new_ticket, spawn_app, violated_fields};
+use crate::harness::{Backend, Tickets, create, feed, new_ticket, spawn_app, violated_fields};
 
 fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
     Some(prost_types::FieldMask {
@@ -39,18 +39,6 @@ async fn set_status(
         ..Default::default()
     };
     update(tickets, patch, &["status"], "").await
-}
-
-async fn feed(tickets: &mut Tickets, id: &str) -> Vec<pb::ActivityEntry> {
-    tickets
-        .list_activity(pb::ListActivityRequest {
-            ticket_id: id.into(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries
 }
 
 pub async fn an_update_changes_only_the_masked_fields_and_records_old_and_new(backend: Backend) {
