@@ -112,7 +112,7 @@ pub async fn oversized_messages_are_resource_exhausted(backend: Backend) {
     // The server is still healthy and nothing was written.
     let entries = tickets
         .list_activity(pb::ListActivityRequest {
-            ticket_id: ticket.id,
+            ticket_id: ticket.id.clone(),
             ..Default::default()
         })
         .await
@@ -120,4 +120,32 @@ pub async fn oversized_messages_are_resource_exhausted(backend: Backend) {
         .into_inner()
         .entries;
     assert_eq!(entries.len(), 1);
+
+    // A response over the limit is refused the same way, and a smaller page gets through.
+    for i in 0..4 {
+        tickets
+            .add_note(pb::AddNoteRequest {
+                ticket_id: ticket.id.clone(),
+                body: format!("{i}{}", "n".repeat(30_000)),
+            })
+            .await
+            .unwrap();
+    }
+    let whole = tickets
+        .list_activity(pb::ListActivityRequest {
+            ticket_id: ticket.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(whole.code(), Code::ResourceExhausted, "{whole:?}");
+    let page = tickets
+        .list_activity(pb::ListActivityRequest {
+            ticket_id: ticket.id,
+            page_size: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(page.into_inner().entries.len(), 1);
 }
