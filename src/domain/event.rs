@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use std::collections::BTreeMap;
 
+use super::routing::Considered;
 use super::ticket::{Channel, Priority, Status, Ticket, TicketType, text_enum};
 
 text_enum!(
@@ -24,6 +25,7 @@ text_enum!(
         TranscriptMessage = "transcript_message",
         CustomerMessage = "customer_message",
         DeliveryReceipt = "delivery_receipt",
+        TierEscalated = "tier_escalated",
     }
 );
 
@@ -136,6 +138,22 @@ pub enum EventPayload {
         text: String,
         external_message_id: String,
         attachments: Vec<AttachmentMeta>,
+    },
+    /// A routing decision: the rule that matched, the queue, and who got the ticket and why.
+    Routed {
+        queue_id: Option<Uuid>,
+        strategy: String,
+        assignee_id: Option<Uuid>,
+        reason: String,
+        considered: Vec<Considered>,
+        rule: Option<String>,
+    },
+    /// The ticket moved up a support tier.
+    TierEscalated {
+        from_tier: i32,
+        to_tier: i32,
+        queue_id: Uuid,
+        reason: String,
     },
     /// A gateway reported the outcome of delivering an outbound message.
     DeliveryReceipt {

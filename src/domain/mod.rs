@@ -6,6 +6,7 @@ pub mod conversation;
 pub mod delivery;
 pub mod event;
 pub mod filter;
+pub mod routing;
 pub mod ticket;
 pub mod validation;
 pub mod watch;

@@ -42,6 +42,21 @@ macro_rules! text_enum {
                 f.write_str(self.as_str())
             }
         }
+
+        impl serde::Serialize for $name {
+            fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+                s.serialize_str(self.as_str())
+            }
+        }
+
+        impl<'de> serde::Deserialize<'de> for $name {
+            fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+                let text = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+                Self::parse(&text).ok_or_else(|| {
+                    serde::de::Error::custom(format!("unknown {} {text:?}", stringify!($name)))
+                })
+            }
+        }
     };
 }
 pub(crate) use text_enum;
@@ -205,6 +220,12 @@ pub struct Ticket {
     pub channel: Option<Channel>,
     /// The closed ticket this one follows up on.
     pub follow_up_of_id: Option<Uuid>,
+    /// Support tier, 1 to 3: the tier of its queue.
+    pub tier: i32,
+    /// Skills an agent needs to take the ticket in a skill-based queue.
+    pub required_skills: Vec<String>,
+    /// Only VIP handlers may take the ticket.
+    pub vip_handlers_only: bool,
     /// Optimistic-concurrency version; the etag is derived from it.
     pub version: i64,
     pub time_spent_seconds: i64,

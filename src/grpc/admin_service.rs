@@ -2,9 +2,16 @@
 
 use tonic::{Request, Response, Status};
 
-use super::auth::{ADMIN, authorize};
+use uuid::Uuid;
+
+use super::auth::{ADMIN, STAFF, authorize};
 use super::convert::{self, api_key_to_pb};
+use super::convert_routing::{
+    agent_to_pb, availability_from_pb, queue_ids, queue_to_pb, rule_parts_from_pb, rule_to_pb,
+    strategy_from_pb,
+};
 use super::pb::{self, admin_service_server::AdminService};
+use crate::domain::routing::{Agent, Availability, RoutingRule};
 use crate::domain::validation::Violations;
 use crate::service::{ServiceError, Services};
 
@@ -88,4 +95,313 @@ impl AdminService for AdminApi {
             next_page_token,
         }))
     }
+
+    async fn create_agent(
+        &self,
+        request: Request<pb::CreateAgentRequest>,
+    ) -> Reply<pb::CreateAgentResponse> {
+        authorize(&self.services.api_keys, &request, "CreateAgent", ADMIN).await?;
+        let a = request.into_inner().agent.unwrap_or_default();
+        let mut v = Violations::new();
+        let at = crate::service::now();
+        let agent = Agent {
+            id: Uuid::now_v7(),
+            availability: availability_from_pb(a.availability, "agent.availability", &mut v)
+                .unwrap_or(Availability::Offline),
+            queue_ids: queue_ids("agent.queue_ids", &a.queue_ids, &mut v),
+            name: a.name.trim().to_owned(),
+            email: a.email.trim().to_owned(),
+            skills: a.skills,
+            tier: if a.tier == 0 { 1 } else { a.tier },
+            capacity: a.capacity,
+            vip_handler: a.vip_handler,
+            version: 1,
+            created_at: at,
+            updated_at: at,
+        };
+        v.finish().map_err(ServiceError::Invalid)?;
+        let agent = self.services.routing.save_agent(agent, None).await?;
+        Ok(Response::new(pb::CreateAgentResponse {
+            agent: Some(agent_to_pb(agent)),
+        }))
+    }
+
+    async fn update_agent(
+        &self,
+        request: Request<pb::UpdateAgentRequest>,
+    ) -> Reply<pb::UpdateAgentResponse> {
+        authorize(&self.services.api_keys, &request, "UpdateAgent", ADMIN).await?;
+        let r = request.into_inner();
+        let a = r.agent.unwrap_or_default();
+        let mut v = Violations::new();
+        let id = convert::uuid("agent.id", &a.id, &mut v);
+        let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
+        if paths.is_empty() {
+            v.add("update_mask", "must name at least one field");
+        }
+        let availability = availability_from_pb(a.availability, "agent.availability", &mut v);
+        let queues = queue_ids("agent.queue_ids", &a.queue_ids, &mut v);
+        v.finish().map_err(ServiceError::Invalid)?;
+        let id = id.ok_or_else(|| Status::invalid_argument("agent.id is required"))?;
+        let current = self.services.routing.agent(id).await?;
+        if !r.etag.is_empty() && r.etag != current.version.to_string() {
+            return Err(ServiceError::StaleEtag {
+                given: r.etag,
+                current: current.version.to_string(),
+            }
+            .into());
+        }
+        let mut next = current.clone();
+        let mut v = Violations::new();
+        for path in &paths {
+            match path.as_str() {
+                "name" => next.name = a.name.trim().to_owned(),
+                "email" => next.email = a.email.trim().to_owned(),
+                "skills" => next.skills = a.skills.clone(),
+                "tier" => next.tier = a.tier,
+                "capacity" => next.capacity = a.capacity,
+                "availability" => match availability {
+                    Some(value) => next.availability = value,
+                    None => v.add(
+                        "agent.availability",
+                        "must be set when named in update_mask",
+                    ),
+                },
+                "queue_ids" => next.queue_ids = queues.clone(),
+                "vip_handler" => next.vip_handler = a.vip_handler,
+                other => v.add("update_mask", format!("{other:?} cannot be updated")),
+            }
+        }
+        v.finish().map_err(ServiceError::Invalid)?;
+        let agent = self
+            .services
+            .routing
+            .save_agent(next, Some(&current))
+            .await?;
+        Ok(Response::new(pb::UpdateAgentResponse {
+            agent: Some(agent_to_pb(agent)),
+        }))
+    }
+
+    async fn get_agent(
+        &self,
+        request: Request<pb::GetAgentRequest>,
+    ) -> Reply<pb::GetAgentResponse> {
+        authorize(&self.services.api_keys, &request, "GetAgent", STAFF).await?;
+        let id = required_id(&request.into_inner().id)?;
+        let agent = self.services.routing.agent(id).await?;
+        Ok(Response::new(pb::GetAgentResponse {
+            agent: Some(agent_to_pb(agent)),
+        }))
+    }
+
+    async fn list_agents(
+        &self,
+        request: Request<pb::ListAgentsRequest>,
+    ) -> Reply<pb::ListAgentsResponse> {
+        authorize(&self.services.api_keys, &request, "ListAgents", STAFF).await?;
+        let agents = self.services.routing.agents().await?;
+        Ok(Response::new(pb::ListAgentsResponse {
+            agents: agents.into_iter().map(agent_to_pb).collect(),
+        }))
+    }
+
+    async fn delete_agent(
+        &self,
+        request: Request<pb::DeleteAgentRequest>,
+    ) -> Reply<pb::DeleteAgentResponse> {
+        authorize(&self.services.api_keys, &request, "DeleteAgent", ADMIN).await?;
+        let id = required_id(&request.into_inner().id)?;
+        self.services.routing.delete_agent(id).await?;
+        Ok(Response::new(pb::DeleteAgentResponse {}))
+    }
+
+    async fn set_agent_availability(
+        &self,
+        request: Request<pb::SetAgentAvailabilityRequest>,
+    ) -> Reply<pb::SetAgentAvailabilityResponse> {
+        let principal = authorize(
+            &self.services.api_keys,
+            &request,
+            "SetAgentAvailability",
+            STAFF,
+        )
+        .await?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let id = convert::uuid("agent_id", &r.agent_id, &mut v);
+        let availability = availability_from_pb(r.availability, "availability", &mut v);
+        if availability.is_none() && r.availability == 0 {
+            v.add("availability", "is required");
+        }
+        v.finish().map_err(ServiceError::Invalid)?;
+        let (Some(id), Some(availability)) = (id, availability) else {
+            return Err(Status::invalid_argument(
+                "agent_id and availability are required",
+            ));
+        };
+        let agent = self
+            .services
+            .routing
+            .set_availability(&principal, id, availability)
+            .await?;
+        Ok(Response::new(pb::SetAgentAvailabilityResponse {
+            agent: Some(agent_to_pb(agent)),
+        }))
+    }
+
+    async fn create_queue(
+        &self,
+        request: Request<pb::CreateQueueRequest>,
+    ) -> Reply<pb::CreateQueueResponse> {
+        authorize(&self.services.api_keys, &request, "CreateQueue", ADMIN).await?;
+        let q = request.into_inner().queue.unwrap_or_default();
+        let mut v = Violations::new();
+        let strategy = strategy_from_pb(q.strategy, "queue.strategy", &mut v);
+        v.finish().map_err(ServiceError::Invalid)?;
+        let tier = if q.tier == 0 { 1 } else { q.tier };
+        let queue = self
+            .services
+            .routing
+            .save_queue(None, &q.name, tier, strategy)
+            .await?;
+        Ok(Response::new(pb::CreateQueueResponse {
+            queue: Some(queue_to_pb(queue)),
+        }))
+    }
+
+    async fn update_queue(
+        &self,
+        request: Request<pb::UpdateQueueRequest>,
+    ) -> Reply<pb::UpdateQueueResponse> {
+        authorize(&self.services.api_keys, &request, "UpdateQueue", ADMIN).await?;
+        let q = request.into_inner().queue.unwrap_or_default();
+        let mut v = Violations::new();
+        let id = convert::uuid("queue.id", &q.id, &mut v);
+        let strategy = strategy_from_pb(q.strategy, "queue.strategy", &mut v);
+        v.finish().map_err(ServiceError::Invalid)?;
+        let tier = if q.tier == 0 { 1 } else { q.tier };
+        let queue = self
+            .services
+            .routing
+            .save_queue(id, &q.name, tier, strategy)
+            .await?;
+        Ok(Response::new(pb::UpdateQueueResponse {
+            queue: Some(queue_to_pb(queue)),
+        }))
+    }
+
+    async fn list_queues(
+        &self,
+        request: Request<pb::ListQueuesRequest>,
+    ) -> Reply<pb::ListQueuesResponse> {
+        authorize(&self.services.api_keys, &request, "ListQueues", STAFF).await?;
+        let queues = self.services.routing.queues().await?;
+        Ok(Response::new(pb::ListQueuesResponse {
+            queues: queues.into_iter().map(queue_to_pb).collect(),
+        }))
+    }
+
+    async fn delete_queue(
+        &self,
+        request: Request<pb::DeleteQueueRequest>,
+    ) -> Reply<pb::DeleteQueueResponse> {
+        authorize(&self.services.api_keys, &request, "DeleteQueue", ADMIN).await?;
+        let id = required_id(&request.into_inner().id)?;
+        self.services.routing.delete_queue(id).await?;
+        Ok(Response::new(pb::DeleteQueueResponse {}))
+    }
+
+    async fn create_routing_rule(
+        &self,
+        request: Request<pb::CreateRoutingRuleRequest>,
+    ) -> Reply<pb::CreateRoutingRuleResponse> {
+        authorize(
+            &self.services.api_keys,
+            &request,
+            "CreateRoutingRule",
+            ADMIN,
+        )
+        .await?;
+        let rule = rule_from_pb(request.into_inner().rule.unwrap_or_default(), None)?;
+        let rule = self.services.routing.save_rule(rule, true).await?;
+        Ok(Response::new(pb::CreateRoutingRuleResponse {
+            rule: Some(rule_to_pb(rule)),
+        }))
+    }
+
+    async fn update_routing_rule(
+        &self,
+        request: Request<pb::UpdateRoutingRuleRequest>,
+    ) -> Reply<pb::UpdateRoutingRuleResponse> {
+        authorize(
+            &self.services.api_keys,
+            &request,
+            "UpdateRoutingRule",
+            ADMIN,
+        )
+        .await?;
+        let r = request.into_inner().rule.unwrap_or_default();
+        let id = required_id(&r.id)?;
+        let rule = rule_from_pb(r, Some(id))?;
+        let rule = self.services.routing.save_rule(rule, false).await?;
+        Ok(Response::new(pb::UpdateRoutingRuleResponse {
+            rule: Some(rule_to_pb(rule)),
+        }))
+    }
+
+    async fn list_routing_rules(
+        &self,
+        request: Request<pb::ListRoutingRulesRequest>,
+    ) -> Reply<pb::ListRoutingRulesResponse> {
+        authorize(&self.services.api_keys, &request, "ListRoutingRules", ADMIN).await?;
+        let rules = self.services.routing.rules().await?;
+        Ok(Response::new(pb::ListRoutingRulesResponse {
+            rules: rules.into_iter().map(rule_to_pb).collect(),
+        }))
+    }
+
+    async fn delete_routing_rule(
+        &self,
+        request: Request<pb::DeleteRoutingRuleRequest>,
+    ) -> Reply<pb::DeleteRoutingRuleResponse> {
+        authorize(
+            &self.services.api_keys,
+            &request,
+            "DeleteRoutingRule",
+            ADMIN,
+        )
+        .await?;
+        let id = required_id(&request.into_inner().id)?;
+        self.services.routing.delete_rule(id).await?;
+        Ok(Response::new(pb::DeleteRoutingRuleResponse {}))
+    }
+}
+
+fn required_id(id: &str) -> Result<Uuid, Status> {
+    let mut v = Violations::new();
+    let id = convert::uuid("id", id, &mut v);
+    v.finish().map_err(ServiceError::Invalid)?;
+    id.ok_or_else(|| Status::invalid_argument("id is required"))
+}
+
+fn rule_from_pb(r: pb::RoutingRule, id: Option<Uuid>) -> Result<RoutingRule, Status> {
+    let mut v = Violations::new();
+    let (conditions, actions) = rule_parts_from_pb(
+        r.conditions.unwrap_or_default(),
+        r.actions.unwrap_or_default(),
+        &mut v,
+    );
+    v.finish().map_err(ServiceError::Invalid)?;
+    let at = crate::service::now();
+    Ok(RoutingRule {
+        id: id.unwrap_or_else(Uuid::now_v7),
+        name: r.name.trim().to_owned(),
+        position: r.position,
+        enabled: r.enabled,
+        conditions,
+        actions,
+        created_at: at,
+        updated_at: at,
+    })
 }

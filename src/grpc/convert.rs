@@ -29,7 +29,7 @@ pub(crate) fn duration_from_seconds(seconds: i64) -> PbDuration {
     PbDuration { seconds, nanos: 0 }
 }
 
-fn optional_id(id: Option<Uuid>) -> String {
+pub(crate) fn optional_id(id: Option<Uuid>) -> String {
     id.map(|id| id.to_string()).unwrap_or_default()
 }
 
@@ -194,6 +194,8 @@ pub(crate) fn ticket_to_pb(t: Ticket) -> pb::Ticket {
         time_spent: Some(duration_from_seconds(t.time_spent_seconds)),
         channel: t.channel.map_or(0, channel_to_pb),
         follow_up_of_id: optional_id(t.follow_up_of_id),
+        tier: t.tier,
+        required_skills: t.required_skills,
     }
 }
 
@@ -234,6 +236,7 @@ fn event_type_to_pb(kind: EventKind) -> pb::EventType {
         EventKind::TranscriptMessage => pb::EventType::TranscriptMessage,
         EventKind::CustomerMessage => pb::EventType::CustomerMessage,
         EventKind::DeliveryReceipt => pb::EventType::DeliveryReceipt,
+        EventKind::TierEscalated => pb::EventType::TierEscalated,
     }
 }
 
@@ -394,6 +397,41 @@ fn detail_to_pb(
             text,
             external_message_id,
             attachments: attachments_to_pb(attachments),
+        }),
+        EventPayload::Routed {
+            queue_id,
+            strategy,
+            assignee_id,
+            reason,
+            considered,
+            rule,
+        } => Detail::Routed(pb::Routed {
+            queue_id: optional_id(queue_id),
+            strategy,
+            assignee_id: optional_id(assignee_id),
+            reason,
+            candidates: considered
+                .into_iter()
+                .map(|c| pb::RoutingCandidate {
+                    agent_id: c.agent_id.to_string(),
+                    name: c.name,
+                    load: c.load,
+                    capacity: c.capacity,
+                    excluded_because: c.excluded_because,
+                })
+                .collect(),
+            rule: rule.unwrap_or_default(),
+        }),
+        EventPayload::TierEscalated {
+            from_tier,
+            to_tier,
+            queue_id,
+            reason,
+        } => Detail::TierEscalated(pb::TierEscalated {
+            from_tier,
+            to_tier,
+            queue_id: queue_id.to_string(),
+            reason,
         }),
         EventPayload::DeliveryReceipt {
             message_id,

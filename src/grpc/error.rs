@@ -29,6 +29,7 @@ impl From<ServiceError> for Status {
                 Status::aborted(err.to_string())
             }
             ServiceError::FailedPrecondition(message) => Status::failed_precondition(message),
+            ServiceError::AlreadyExists(message) => Status::already_exists(message),
             ServiceError::PermissionDenied(message) => Status::permission_denied(message),
             ServiceError::Unauthenticated(message) => Status::unauthenticated(message),
             ServiceError::Unavailable(ref cause) => {

@@ -4,6 +4,7 @@
 mod admin_service;
 mod auth;
 mod convert;
+mod convert_routing;
 mod error;
 mod escalation_service;
 mod limits;

@@ -7,7 +7,10 @@ use super::convert::{self, event_to_pb, ticket_to_pb};
 use super::pb::{self, ticket_service_server::TicketService};
 use super::streams::{GrpcStream, to_grpc};
 use crate::domain::validation::Violations;
-use crate::service::tickets::{AttachmentInput, CreateTicketInput, ListTicketsInput, TicketPatch};
+use crate::service::routing::AssignTarget;
+use crate::service::tickets::{
+    AttachmentInput, CreateTicketInput, ListTicketsInput, TicketPatch, TicketView,
+};
 use crate::service::{ServiceError, Services};
 use crate::store::TicketKey;
 
@@ -105,6 +108,20 @@ impl TicketService for TicketApi {
         let input = ListTicketsInput {
             page_size: r.page_size,
             page_token: r.page_token,
+            view: match pb::TicketView::try_from(r.view) {
+                Ok(pb::TicketView::MyTickets) => Some(TicketView::MyTickets),
+                Ok(pb::TicketView::Unassigned) => Some(TicketView::Unassigned),
+                Ok(pb::TicketView::Overdue) => Some(TicketView::Overdue),
+                Ok(pb::TicketView::AllOpen) => Some(TicketView::AllOpen),
+                Ok(pb::TicketView::Unspecified) => None,
+                Err(_) => {
+                    return Err(ServiceError::invalid(
+                        "view",
+                        format!("{} is not a valid TicketView", r.view),
+                    )
+                    .into());
+                }
+            },
             filter: r.filter,
             order_by: r.order_by,
         };
@@ -280,6 +297,64 @@ impl TicketService for TicketApi {
         Ok(Response::new(pb::MergeTicketsResponse {
             target: Some(ticket_to_pb(target)),
             sources: sources.into_iter().map(ticket_to_pb).collect(),
+        }))
+    }
+
+    async fn assign_ticket(
+        &self,
+        request: Request<pb::AssignTicketRequest>,
+    ) -> Reply<pb::AssignTicketResponse> {
+        let principal = authorize(&self.services.api_keys, &request, "AssignTicket", STAFF).await?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let id = convert::uuid("ticket_id", &r.ticket_id, &mut v);
+        let target = match r.target {
+            Some(pb::assign_ticket_request::Target::AssigneeId(agent)) => {
+                convert::uuid("assignee_id", &agent, &mut v).map(AssignTarget::Agent)
+            }
+            Some(pb::assign_ticket_request::Target::QueueId(queue)) => {
+                convert::uuid("queue_id", &queue, &mut v).map(AssignTarget::Queue)
+            }
+            Some(pb::assign_ticket_request::Target::Auto(true)) => Some(AssignTarget::Auto),
+            Some(pb::assign_ticket_request::Target::Auto(false)) | None => {
+                v.add(
+                    "assignee_id",
+                    "name an assignee_id, a queue_id, or auto = true",
+                );
+                None
+            }
+        };
+        let (id, target) = checked(v, (id, target))?;
+        let (Some(id), Some(target)) = (id, target) else {
+            return Err(Status::invalid_argument(
+                "ticket_id and a target are required",
+            ));
+        };
+        let ticket = self.services.routing.assign(&principal, id, target).await?;
+        Ok(Response::new(pb::AssignTicketResponse {
+            ticket: Some(ticket_to_pb(ticket)),
+        }))
+    }
+
+    async fn escalate_ticket(
+        &self,
+        request: Request<pb::EscalateTicketRequest>,
+    ) -> Reply<pb::EscalateTicketResponse> {
+        let principal =
+            authorize(&self.services.api_keys, &request, "EscalateTicket", STAFF).await?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let id = convert::uuid("ticket_id", &r.ticket_id, &mut v);
+        let queue = convert::optional_uuid("queue_id", &r.queue_id, &mut v);
+        let id =
+            checked(v, id)?.ok_or_else(|| Status::invalid_argument("ticket_id is required"))?;
+        let ticket = self
+            .services
+            .routing
+            .escalate_tier(&principal, id, r.target_tier, queue, &r.reason)
+            .await?;
+        Ok(Response::new(pb::EscalateTicketResponse {
+            ticket: Some(ticket_to_pb(ticket)),
         }))
     }
 

@@ -6,6 +6,7 @@ use std::sync::Arc;
 use tracing::instrument;
 use uuid::Uuid;
 
+use super::routing::RoutingService;
 use super::tickets::{attachment_meta, draft_event, stored_attachments, validate_attachments};
 use super::{MAX_ATTEMPTS, ServiceError, ServiceResult, back_off, now};
 use crate::domain::auth::Principal;
@@ -74,6 +75,7 @@ pub struct CustomerMessageOutcome {
 #[derive(Clone)]
 pub struct EscalationService {
     store: Arc<dyn Store>,
+    routing: RoutingService,
 }
 
 fn transcript_actor(role: MessageRole, author: &str) -> Actor {
@@ -154,8 +156,8 @@ fn transcript_writes(
 }
 
 impl EscalationService {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<dyn Store>, routing: RoutingService) -> Self {
+        Self { store, routing }
     }
 
     /// Turns a conversation into a ticket, or adds to the ticket it already has. Returns
@@ -246,7 +248,7 @@ impl EscalationService {
                 conversation.external_id, conversation.source
             )
         });
-        let draft = TicketDraft {
+        let mut draft = TicketDraft {
             id: Uuid::now_v7(),
             subject,
             description: conversation.summary.clone(),
@@ -260,8 +262,28 @@ impl EscalationService {
             queue_id: input.queue_id,
             channel: Some(channel),
             follow_up_of_id: previous.as_ref().map(|(_, t)| t.id),
+            tier: 1,
+            required_skills: Vec::new(),
+            vip_handlers_only: false,
             created_at: at,
         };
+        let vip = match input.contact.as_ref().and_then(|c| c.vip) {
+            Some(vip) => vip,
+            None => self
+                .store
+                .contact_vip(&draft.contact.external_id)
+                .await?
+                .unwrap_or(false),
+        };
+        let plan = self
+            .routing
+            .plan(
+                &mut draft,
+                vip,
+                Some(&conversation.source),
+                input.queue_id.is_some(),
+            )
+            .await?;
         let record = Conversation {
             id: previous.as_ref().map_or_else(Uuid::now_v7, |(c, _)| c.id),
             source: conversation.source.clone(),
@@ -326,7 +348,8 @@ impl EscalationService {
                     follow_up = previous.is_some(),
                     "conversation escalated"
                 );
-                Ok((ticket, true))
+                let routed = self.routing.route(ticket.id, &plan, true).await?;
+                Ok((routed, true))
             }
             Ok(CreateOutcome::Replayed(ticket)) => Ok((ticket, false)),
             Err(StoreError::ConversationExists(_)) => Err(ServiceError::Contended(
@@ -393,10 +416,12 @@ impl EscalationService {
         match self.store.commit(changes).await {
             Ok(mut committed) => {
                 tracing::info!(ticket_id = %ticket.id, messages = committed.transcript_added, "conversation escalated again");
-                committed
+                let after = committed
                     .tickets
                     .pop()
-                    .ok_or_else(|| ServiceError::NotFound(format!("ticket {}", ticket.id)))
+                    .ok_or_else(|| ServiceError::NotFound(format!("ticket {}", ticket.id)))?;
+                self.routing.after_change(&ticket, &after).await;
+                self.live_ticket(after.id).await
             }
             Err(StoreError::Conflict(_)) => Err(ServiceError::Contended("ticket changed".into())),
             Err(other) => Err(other.into()),
@@ -701,6 +726,9 @@ impl EscalationService {
             queue_id: closed.queue_id,
             channel: Some(channel),
             follow_up_of_id: Some(closed.id),
+            tier: closed.tier,
+            required_skills: closed.required_skills.clone(),
+            vip_handlers_only: closed.vip_handlers_only,
             created_at: at,
         };
         let created = draft_event(

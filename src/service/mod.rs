@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod delivery;
 pub mod escalation;
 mod paging;
+pub mod routing;
 pub mod streams;
 pub mod tickets;
 pub mod watch;
@@ -20,6 +21,7 @@ use crate::store::{Store, StoreError};
 pub use api_keys::ApiKeyService;
 pub use delivery::DeliveryService;
 pub use escalation::EscalationService;
+pub use routing::RoutingService;
 pub use streams::{StreamEnd, StreamGauge, StreamKind, StreamOutput};
 pub use tickets::TicketService;
 pub use watch::{StreamSettings, WatchService};
@@ -38,6 +40,8 @@ pub enum ServiceError {
     Contended(String),
     #[error("{0}")]
     FailedPrecondition(String),
+    #[error("{0}")]
+    AlreadyExists(String),
     #[error("{0}")]
     PermissionDenied(String),
     #[error("{0}")]
@@ -71,8 +75,11 @@ impl From<StoreError> for ServiceError {
             StoreError::Conflict(id) => {
                 ServiceError::Contended(format!("ticket {id} is being changed concurrently"))
             }
-            StoreError::ConversationExists(_) | StoreError::DuplicateInbound(_) => {
-                ServiceError::Contended(err.to_string())
+            StoreError::ConversationExists(_)
+            | StoreError::DuplicateInbound(_)
+            | StoreError::AgentUnavailable(_) => ServiceError::Contended(err.to_string()),
+            StoreError::AlreadyExists(what) => {
+                ServiceError::AlreadyExists(format!("{what} already exists"))
             }
             other => ServiceError::Internal(other),
         }
@@ -97,7 +104,7 @@ async fn back_off(attempt: usize) {
 
 /// The current time at the precision both databases store (microseconds), so that a
 /// value read back equals the value written.
-pub(crate) fn now() -> DateTime<Utc> {
+pub fn now() -> DateTime<Utc> {
     Utc::now().trunc_subsecs(6)
 }
 
@@ -117,6 +124,7 @@ pub struct Services {
     pub escalation: EscalationService,
     pub delivery: DeliveryService,
     pub watch: WatchService,
+    pub routing: RoutingService,
     pub store: Arc<dyn Store>,
     pub gauge: Arc<StreamGauge>,
 }
@@ -130,10 +138,11 @@ impl Services {
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let gauge = Arc::new(StreamGauge::default());
+        let routing = RoutingService::new(store.clone());
         Self {
-            tickets: TicketService::new(store.clone()),
+            tickets: TicketService::new(store.clone(), routing.clone()),
             api_keys: ApiKeyService::new(store.clone()),
-            escalation: EscalationService::new(store.clone()),
+            escalation: EscalationService::new(store.clone(), routing.clone()),
             delivery: DeliveryService::new(
                 store.clone(),
                 bus.clone(),
@@ -149,6 +158,7 @@ impl Services {
                 gauge.clone(),
                 settings.streams,
             ),
+            routing,
             store,
             gauge,
         }

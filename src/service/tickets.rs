@@ -9,6 +9,7 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use super::paging::{self, DEFAULT_PAGE_SIZE};
+use super::routing::RoutingService;
 use super::{MAX_ATTEMPTS, ServiceError, ServiceResult, back_off, now};
 use crate::domain::auth::Principal;
 pub use crate::domain::conversation::AttachmentInput;
@@ -18,7 +19,7 @@ use crate::domain::event::{
     Actor, AttachmentMeta, DeliveryView, Event, EventKind, EventPayload, FieldChange, NewEvent,
     TicketSnapshot, Visibility,
 };
-use crate::domain::filter::{AssigneeRef, TicketFilter, TicketPredicate};
+use crate::domain::filter::{AssigneeRef, Expr, Op, TicketFilter, TicketPredicate};
 use crate::domain::ticket::{
     self, Channel, Contact, ContactInput, MAX_DESCRIPTION_CHARS, MAX_SUBJECT_CHARS, Priority,
     Status, Ticket, TicketType,
@@ -104,12 +105,49 @@ pub const UPDATABLE_PATHS: &[&str] = &[
     "queue_id",
 ];
 
+/// The predefined views of `ListTickets`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketView {
+    /// Active tickets assigned to the caller's agent.
+    MyTickets,
+    /// Active tickets nobody is assigned to.
+    Unassigned,
+    /// Tickets with an SLA clock past due.
+    Overdue,
+    /// Every active ticket.
+    AllOpen,
+}
+
+impl TicketView {
+    /// The view as a filter, ANDed with the caller's.
+    fn filter(self) -> ServiceResult<TicketFilter> {
+        let active = Expr::Or(
+            [Status::Open, Status::InProgress, Status::Waiting]
+                .into_iter()
+                .map(|s| Expr::Cond(TicketPredicate::Status(Op::Eq, s)))
+                .collect(),
+        );
+        let assignee = |who| Expr::Cond(TicketPredicate::Assignee(Op::Eq, who));
+        Ok(match self {
+            TicketView::MyTickets => Expr::And(vec![assignee(AssigneeRef::Me), active]),
+            TicketView::Unassigned => Expr::And(vec![assignee(AssigneeRef::Nobody), active]),
+            TicketView::AllOpen => active,
+            TicketView::Overdue => {
+                return Err(ServiceError::FailedPrecondition(
+                    "the OVERDUE view needs SLA clocks, which this server does not keep yet".into(),
+                ));
+            }
+        })
+    }
+}
+
 #[derive(Debug, Clone, Default)]
 pub struct ListTicketsInput {
     pub page_size: i32,
     pub page_token: String,
     pub filter: String,
     pub order_by: String,
+    pub view: Option<TicketView>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -131,11 +169,12 @@ struct ActivityPageToken {
 #[derive(Clone)]
 pub struct TicketService {
     store: Arc<dyn Store>,
+    routing: RoutingService,
 }
 
 impl TicketService {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<dyn Store>, routing: RoutingService) -> Self {
+        Self { store, routing }
     }
 
     /// Creates an OPEN ticket; returns it and whether it is new (false on a replay).
@@ -162,8 +201,13 @@ impl TicketService {
         }
         v.finish()?;
 
+        if let Some(queue_id) = input.queue_id
+            && !self.store.queues().await?.iter().any(|q| q.id == queue_id)
+        {
+            return Err(ServiceError::NotFound(format!("queue {queue_id}")));
+        }
         let at = now();
-        let draft = TicketDraft {
+        let mut draft = TicketDraft {
             id: Uuid::now_v7(),
             subject: input.subject.trim().to_owned(),
             description: input.description.clone(),
@@ -177,8 +221,24 @@ impl TicketService {
             queue_id: input.queue_id,
             channel: None,
             follow_up_of_id: None,
+            tier: 1,
+            required_skills: Vec::new(),
+            vip_handlers_only: false,
             created_at: at,
         };
+        let contact = input.contact.clone().unwrap_or_default();
+        let vip = match contact.vip {
+            Some(vip) => vip,
+            None => self
+                .store
+                .contact_vip(&contact.external_id)
+                .await?
+                .unwrap_or(false),
+        };
+        let plan = self
+            .routing
+            .plan(&mut draft, vip, None, input.queue_id.is_some())
+            .await?;
         let created = draft_event(
             &draft,
             EventKind::TicketCreated,
@@ -198,7 +258,8 @@ impl TicketService {
         match self.store.create_ticket(draft, changes, claim).await? {
             CreateOutcome::Created { ticket, .. } => {
                 tracing::info!(ticket_id = %ticket.id, number = ticket.number, "ticket created");
-                Ok((ticket, true))
+                let routed = self.routing.route(ticket.id, &plan, true).await?;
+                Ok((routed, true))
             }
             CreateOutcome::Replayed(ticket) => Ok((ticket, false)),
         }
@@ -217,9 +278,14 @@ impl TicketService {
         let limit = paging::page_size(input.page_size, DEFAULT_PAGE_SIZE)?;
         let filter = TicketFilter::parse_text(&input.filter)
             .map_err(|e| ServiceError::invalid("filter", e.to_string()))?;
+        let filter = match (filter, input.view.map(TicketView::filter).transpose()?) {
+            (Some(f), Some(view)) => Some(Expr::And(vec![view, f])),
+            (f, view) => f.or(view),
+        };
         let filter = filter.map(|f| resolve_me(f, principal)).transpose()?;
         let (sort, descending) = parse_order_by(&input.order_by)?;
-        let digest = paging::query_digest(&[&input.filter, &input.order_by]);
+        let view = format!("{:?}", input.view);
+        let digest = paging::query_digest(&[&input.filter, &input.order_by, &view]);
         let after = if input.page_token.is_empty() {
             None
         } else {
@@ -527,10 +593,12 @@ impl TicketService {
             };
             match self.store.commit(changeset).await {
                 Ok(mut committed) => {
-                    return committed
+                    let after = committed
                         .tickets
                         .pop()
-                        .ok_or_else(|| not_found(TicketKey::Id(id)));
+                        .ok_or_else(|| not_found(TicketKey::Id(id)))?;
+                    self.routing.after_change(&current, &after).await;
+                    return self.get(TicketKey::Id(id)).await;
                 }
                 Err(StoreError::Conflict(_)) if etag.is_none() => continue,
                 Err(StoreError::Conflict(_)) => {
@@ -873,6 +941,9 @@ impl TicketService {
             }
             match self.store.commit(changeset).await {
                 Ok(committed) => {
+                    for (before, after) in sources.iter().zip(committed.tickets.iter().skip(1)) {
+                        self.routing.after_change(before, after).await;
+                    }
                     let mut tickets = committed.tickets.into_iter();
                     let target = tickets
                         .next()

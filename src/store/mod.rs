@@ -7,6 +7,7 @@
 
 mod pg_notify;
 mod postgres;
+mod routing_sql;
 mod rows;
 mod sql;
 mod sqlite;
@@ -25,6 +26,7 @@ use crate::domain::conversation::Conversation;
 use crate::domain::delivery::{DeliveryOutcome, DeliveryStatus, LeasedMessage, OutboundMessage};
 use crate::domain::event::{Event, NewEvent};
 use crate::domain::filter::TicketFilter;
+use crate::domain::routing::{Agent, Candidate, Queue, RoutingRule};
 use crate::domain::ticket::{Channel, ContactInput, Priority, Status, Ticket, TicketType};
 use crate::events::Bus;
 
@@ -42,6 +44,12 @@ pub enum StoreError {
     /// A customer message with this gateway id was stored before.
     #[error("message {0} was already received")]
     DuplicateInbound(String),
+    /// An automatic assignment found the agent full or no longer ONLINE.
+    #[error("agent {0} cannot take another ticket")]
+    AgentUnavailable(Uuid),
+    /// A unique key is taken.
+    #[error("{0} already exists")]
+    AlreadyExists(&'static str),
     /// An idempotency key was reused with a different request.
     #[error("request id {0:?} was already used with a different request")]
     IdempotencyMismatch(String),
@@ -86,6 +94,16 @@ fn is_unavailable_code(code: Option<&str>) -> bool {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// Maps a unique-key violation to [`StoreError::AlreadyExists`].
+pub(crate) fn unique_violation(err: sqlx::Error, what: &'static str) -> StoreError {
+    match &err {
+        sqlx::Error::Database(db) if db.kind() == sqlx::error::ErrorKind::UniqueViolation => {
+            StoreError::AlreadyExists(what)
+        }
+        _ => StoreError::from(err),
+    }
+}
+
 /// A ticket to insert. The store assigns its number.
 #[derive(Debug, Clone)]
 pub struct TicketDraft {
@@ -102,6 +120,9 @@ pub struct TicketDraft {
     pub queue_id: Option<Uuid>,
     pub channel: Option<Channel>,
     pub follow_up_of_id: Option<Uuid>,
+    pub tier: i32,
+    pub required_skills: Vec<String>,
+    pub vip_handlers_only: bool,
     pub created_at: DateTime<Utc>,
 }
 
@@ -186,9 +207,21 @@ pub struct InboundClaim {
     pub at: DateTime<Utc>,
 }
 
+/// Makes an automatic assignment conditional: the agent must be ONLINE and below capacity
+/// counting every other active ticket, checked under a lock on the agent. The agent's
+/// round-robin turn in `queue_id` is recorded.
+#[derive(Debug, Clone)]
+pub struct AssignmentGuard {
+    pub agent_id: Uuid,
+    pub ticket_id: Uuid,
+    pub queue_id: Uuid,
+    pub at: DateTime<Utc>,
+}
+
 /// Everything one action writes, committed atomically.
 #[derive(Debug, Clone, Default)]
 pub struct Changeset {
+    pub guard: Option<AssignmentGuard>,
     pub updates: Vec<TicketUpdate>,
     pub events: Vec<NewEvent>,
     pub time_entries: Vec<TimeEntry>,
@@ -277,8 +310,33 @@ pub struct PoolSettings {
     pub acquire_timeout: Duration,
 }
 
+/// Agents, queues and routing rules.
 #[async_trait]
-pub trait Store: Send + Sync + 'static {
+pub trait RoutingStore: Send + Sync {
+    /// Inserts (`expected_version` None) or updates a queue; false on a stale version.
+    async fn save_queue(&self, queue: &Queue, expected_version: Option<i64>) -> StoreResult<bool>;
+    async fn queues(&self) -> StoreResult<Vec<Queue>>;
+    /// False if the queue does not exist or tickets still name it.
+    async fn delete_queue(&self, id: Uuid) -> StoreResult<bool>;
+    /// Inserts or updates an agent with its queue memberships.
+    async fn save_agent(&self, agent: &Agent, expected_version: Option<i64>) -> StoreResult<bool>;
+    async fn agents(&self) -> StoreResult<Vec<Agent>>;
+    async fn agent(&self, id: Uuid) -> StoreResult<Option<Agent>>;
+    /// False if the agent does not exist or still holds active tickets.
+    async fn delete_agent(&self, id: Uuid) -> StoreResult<bool>;
+    async fn save_rule(&self, rule: &RoutingRule, insert: bool) -> StoreResult<bool>;
+    async fn rules(&self) -> StoreResult<Vec<RoutingRule>>;
+    async fn delete_rule(&self, id: Uuid) -> StoreResult<bool>;
+    /// A queue's members with their current load.
+    async fn candidates(&self, queue_id: Uuid) -> StoreResult<Vec<Candidate>>;
+    /// Unassigned active tickets of a queue, most urgent first, then oldest.
+    async fn waiting_tickets(&self, queue_id: Uuid, limit: i64) -> StoreResult<Vec<Uuid>>;
+    /// The stored VIP flag of a contact, if the contact is known.
+    async fn contact_vip(&self, external_id: &str) -> StoreResult<Option<bool>>;
+}
+
+#[async_trait]
+pub trait Store: RoutingStore + Send + Sync + 'static {
     async fn migrate(&self) -> StoreResult<()>;
 
     /// Cheap round trip used by readiness checks.

@@ -55,5 +55,6 @@ impl_store!(
     event_position = "((pg_current_xact_id()::text::bigint << 20) | $19)",
     horizon = " AND e.position < (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20)",
     skip_locked = " FOR UPDATE SKIP LOCKED",
+    lock_agent = "SELECT 1 FROM agents WHERE id = $1 FOR UPDATE",
     migrator = sqlx::migrate!("./migrations/postgres"),
 );

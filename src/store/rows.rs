@@ -14,6 +14,9 @@ use crate::domain::event::{
     Actor, ActorKind, AttachmentMeta, DeliveryView, Event, EventKind, EventPayload, NewEvent,
     TicketSnapshot, Visibility,
 };
+use crate::domain::routing::{
+    Agent, Availability, Candidate, Queue, RoutingRule, RuleActions, RuleConditions, Strategy,
+};
 use crate::domain::ticket::{Channel, Contact, Priority, Status, Ticket, TicketType};
 
 #[derive(sqlx::FromRow)]
@@ -32,6 +35,9 @@ pub(super) struct TicketRow {
     merged_into_id: Option<Uuid>,
     channel: Option<String>,
     follow_up_of_id: Option<Uuid>,
+    tier: i32,
+    required_skills: Json<Vec<String>>,
+    vip_handlers_only: bool,
     version: i64,
     time_spent_seconds: i64,
     created_at: DateTime<Utc>,
@@ -80,6 +86,9 @@ impl TryFrom<TicketRow> for Ticket {
             merged_into_id: row.merged_into_id,
             channel: optional_channel(row.channel.as_deref())?,
             follow_up_of_id: row.follow_up_of_id,
+            tier: row.tier,
+            required_skills: row.required_skills.0,
+            vip_handlers_only: row.vip_handlers_only,
             version: row.version,
             time_spent_seconds: row.time_spent_seconds,
             created_at: row.created_at,
@@ -265,4 +274,128 @@ where
     T: TryFrom<R, Error = StoreError>,
 {
     rows.into_iter().map(T::try_from).collect()
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct QueueRow {
+    id: Uuid,
+    name: String,
+    tier: i32,
+    strategy: String,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<QueueRow> for Queue {
+    type Error = StoreError;
+
+    fn try_from(row: QueueRow) -> StoreResult<Queue> {
+        Ok(Queue {
+            id: row.id,
+            name: row.name,
+            tier: row.tier,
+            strategy: parse_text("strategy", &row.strategy, Strategy::parse)?,
+            version: row.version,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct AgentRow {
+    id: Uuid,
+    name: String,
+    email: String,
+    skills: Json<Vec<String>>,
+    tier: i32,
+    capacity: i32,
+    availability: String,
+    vip_handler: bool,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<AgentRow> for Agent {
+    type Error = StoreError;
+
+    /// Queue memberships are read separately.
+    fn try_from(row: AgentRow) -> StoreResult<Agent> {
+        Ok(Agent {
+            id: row.id,
+            name: row.name,
+            email: row.email,
+            skills: row.skills.0,
+            tier: row.tier,
+            capacity: row.capacity,
+            availability: parse_text("availability", &row.availability, Availability::parse)?,
+            queue_ids: Vec::new(),
+            vip_handler: row.vip_handler,
+            version: row.version,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct RuleRow {
+    id: Uuid,
+    name: String,
+    position: i32,
+    enabled: bool,
+    conditions: Json<RuleConditions>,
+    actions: Json<RuleActions>,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl TryFrom<RuleRow> for RoutingRule {
+    type Error = StoreError;
+
+    fn try_from(row: RuleRow) -> StoreResult<RoutingRule> {
+        Ok(RoutingRule {
+            id: row.id,
+            name: row.name,
+            position: row.position,
+            enabled: row.enabled,
+            conditions: row.conditions.0,
+            actions: row.actions.0,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct CandidateRow {
+    id: Uuid,
+    name: String,
+    availability: String,
+    capacity: i32,
+    skills: Json<Vec<String>>,
+    tier: i32,
+    vip_handler: bool,
+    last_assigned_at: Option<DateTime<Utc>>,
+    load: i64,
+}
+
+impl TryFrom<CandidateRow> for Candidate {
+    type Error = StoreError;
+
+    fn try_from(row: CandidateRow) -> StoreResult<Candidate> {
+        Ok(Candidate {
+            agent_id: row.id,
+            name: row.name,
+            availability: parse_text("availability", &row.availability, Availability::parse)?,
+            capacity: row.capacity,
+            load: row.load,
+            skills: row.skills.0,
+            tier: row.tier,
+            vip_handler: row.vip_handler,
+            last_assigned_at: row.last_assigned_at,
+        })
+    }
 }

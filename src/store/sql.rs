@@ -11,7 +11,8 @@ macro_rules! select_tickets {
     () => {
         "SELECT t.id, t.number, t.subject, t.description, t.status, t.priority, \
          t.ticket_type, t.tags, t.custom_fields, t.assignee_id, t.queue_id, t.merged_into_id, \
-         t.channel, t.follow_up_of_id, t.version, t.time_spent_seconds, t.created_at, \
+         t.channel, t.follow_up_of_id, t.tier, t.required_skills, t.vip_handlers_only, \
+         t.version, t.time_spent_seconds, t.created_at, \
          t.updated_at, t.contact_id, c.external_id AS contact_external_id, \
          c.name AS contact_name, c.email AS contact_email, c.phone AS contact_phone, \
          c.vip AS contact_vip \
@@ -101,7 +102,8 @@ pub(super) const UPDATE_TICKET: &str = "UPDATE tickets SET subject = $2, descrip
     status = $4, priority = $5, priority_rank = $6, ticket_type = $7, tags = $8, \
     custom_fields = $9, contact_id = $10, assignee_id = $11, queue_id = $12, \
     merged_into_id = $13, time_spent_seconds = $14, updated_at = $15, channel = $17, \
-    follow_up_of_id = $18, version = version + 1 \
+    follow_up_of_id = $18, tier = $19, required_skills = $20, vip_handlers_only = $21, \
+    version = version + 1 \
     WHERE id = $1 AND version = $16";
 
 pub(super) const INSERT_TIME_ENTRY: &str = "INSERT INTO time_entries \
@@ -218,7 +220,8 @@ pub(super) const MAX_EVENTS_PER_TRANSACTION: usize = 1 << 20;
 /// - `event_position`: SQL expression for a new event's log position, given its ordinal
 ///   within the transaction as `$19`;
 /// - `horizon`: a condition appended to stream reads (may be empty);
-/// - `skip_locked`: the row-locking clause of lease claims (may be empty).
+/// - `skip_locked`: the row-locking clause of lease claims (may be empty);
+/// - `lock_agent`: a statement locking an agent's row (`$1`) until the transaction ends.
 macro_rules! impl_store {
     (
         $store:ty,
@@ -227,8 +230,11 @@ macro_rules! impl_store {
         event_position = $event_position:expr,
         horizon = $horizon:expr,
         skip_locked = $skip_locked:expr,
+        lock_agent = $lock_agent:expr,
         migrator = $migrator:expr $(,)?
     ) => {
+        $crate::store::routing_sql::impl_routing_store!($store, $db);
+
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
             #[tracing::instrument(skip_all)]
@@ -291,9 +297,10 @@ macro_rules! impl_store {
                 let insert = format!(
                     "INSERT INTO tickets (id, number, subject, description, status, priority, \
                      priority_rank, ticket_type, tags, custom_fields, contact_id, assignee_id, \
-                     queue_id, channel, follow_up_of_id, version, time_spent_seconds, \
-                     created_at, updated_at) VALUES ($1, {}, $2, $3, $4, $5, $6, $7, $8, $9, \
-                     $10, $11, $12, $13, $14, 1, 0, $15, $15) RETURNING number",
+                     queue_id, channel, follow_up_of_id, tier, required_skills, \
+                     vip_handlers_only, version, time_spent_seconds, created_at, updated_at) \
+                     VALUES ($1, {}, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, \
+                     $16, $17, $18, 1, 0, $15, $15) RETURNING number",
                     $next_number
                 );
                 let (number,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(insert))
@@ -312,6 +319,9 @@ macro_rules! impl_store {
                     .bind(draft.channel.map(|c| c.as_str()))
                     .bind(draft.follow_up_of_id)
                     .bind(draft.created_at)
+                    .bind(draft.tier)
+                    .bind(sqlx::types::Json(&draft.required_skills))
+                    .bind(draft.vip_handlers_only)
                     .fetch_one(&mut *tx)
                     .await?;
                 for tag in &draft.tags {
@@ -751,6 +761,7 @@ macro_rules! impl_store {
         ) -> $crate::store::StoreResult<$crate::store::Committed> {
             use $crate::store::sql::*;
             let $crate::store::Changeset {
+                guard,
                 updates,
                 events,
                 time_entries,
@@ -764,6 +775,9 @@ macro_rules! impl_store {
                 return Err($crate::store::StoreError::Corrupt(
                     "too many events for one transaction".into(),
                 ));
+            }
+            if let Some(guard) = &guard {
+                guard_assignment(tx, guard, $lock_agent).await?;
             }
             if let Some(claim) = &inbound {
                 let claimed = sqlx::query(INSERT_INBOUND)
@@ -806,6 +820,9 @@ macro_rules! impl_store {
                     .bind(update.expected_version)
                     .bind(t.channel.map(|c| c.as_str()))
                     .bind(t.follow_up_of_id)
+                    .bind(t.tier)
+                    .bind(sqlx::types::Json(&t.required_skills))
+                    .bind(t.vip_handlers_only)
                     .execute(&mut **tx)
                     .await?
                     .rows_affected();

@@ -58,5 +58,6 @@ impl_store!(
     event_position = "(SELECT COALESCE(MAX(position), 0) + 1 FROM ticket_events WHERE $19 >= 0)",
     horizon = "",
     skip_locked = "",
+    lock_agent = "SELECT 1 FROM agents WHERE id = $1",
     migrator = sqlx::migrate!("./migrations/sqlite"),
 );

@@ -1,0 +1,359 @@
+//! SQL of routing (agents, queues, rules, candidates) and [`impl_routing_store!`], which
+//! implements [`super::RoutingStore`] for both backends like `impl_store!` does `Store`.
+
+pub(super) const SELECT_QUEUES: &str =
+    "SELECT id, name, tier, strategy, version, created_at, updated_at FROM queues";
+
+pub(super) const INSERT_QUEUE: &str = "INSERT INTO queues \
+    (id, name, tier, strategy, version, created_at, updated_at) VALUES ($1, $2, $3, $4, 1, $5, $5)";
+
+pub(super) const UPDATE_QUEUE: &str = "UPDATE queues SET name = $2, tier = $3, strategy = $4, \
+    updated_at = $5, version = version + 1 WHERE id = $1 AND version = $6";
+
+/// Refuses to delete a queue that any ticket still names.
+pub(super) const DELETE_QUEUE: &str = "DELETE FROM queues WHERE id = $1 \
+    AND NOT EXISTS (SELECT 1 FROM tickets WHERE queue_id = $1)";
+
+pub(super) const SELECT_AGENTS: &str = "SELECT id, name, email, skills, tier, capacity, \
+    availability, vip_handler, version, created_at, updated_at FROM agents";
+
+pub(super) const AGENT_QUEUES: &str =
+    "SELECT queue_id FROM queue_members WHERE agent_id = $1 ORDER BY queue_id";
+
+pub(super) const INSERT_AGENT: &str = "INSERT INTO agents (id, name, email, skills, tier, \
+    capacity, availability, vip_handler, version, created_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9)";
+
+pub(super) const UPDATE_AGENT: &str = "UPDATE agents SET name = $2, email = $3, skills = $4, \
+    tier = $5, capacity = $6, availability = $7, vip_handler = $8, updated_at = $9, \
+    version = version + 1 WHERE id = $1 AND version = $10";
+
+pub(super) const ADD_MEMBER: &str = "INSERT INTO queue_members (queue_id, agent_id) \
+    VALUES ($1, $2) ON CONFLICT (queue_id, agent_id) DO NOTHING";
+
+pub(super) const DROP_MEMBERS: &str = "DELETE FROM queue_members WHERE agent_id = $1";
+
+/// Refuses to delete an agent who still holds active tickets.
+pub(super) const DELETE_AGENT: &str = "DELETE FROM agents WHERE id = $1 AND NOT EXISTS ( \
+    SELECT 1 FROM tickets WHERE assignee_id = $1 \
+    AND status IN ('OPEN', 'IN_PROGRESS', 'WAITING'))";
+
+pub(super) const SELECT_RULES: &str = "SELECT id, name, position, enabled, conditions, actions, \
+    created_at, updated_at FROM routing_rules";
+
+pub(super) const INSERT_RULE: &str = "INSERT INTO routing_rules (id, name, position, enabled, \
+    conditions, actions, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)";
+
+pub(super) const UPDATE_RULE: &str = "UPDATE routing_rules SET name = $2, position = $3, \
+    enabled = $4, conditions = $5, actions = $6, updated_at = $7 WHERE id = $1";
+
+pub(super) const DELETE_RULE: &str = "DELETE FROM routing_rules WHERE id = $1";
+
+/// A queue's members with their load: OPEN and IN_PROGRESS tickets (WAITING ones do not
+/// count: the customer has the ball).
+pub(super) const CANDIDATES: &str = "SELECT a.id, a.name, a.availability, a.capacity, \
+    a.skills, a.tier, a.vip_handler, m.last_assigned_at, \
+    (SELECT COUNT(*) FROM tickets t WHERE t.assignee_id = a.id \
+       AND t.status IN ('OPEN', 'IN_PROGRESS')) AS load \
+    FROM queue_members m JOIN agents a ON a.id = m.agent_id WHERE m.queue_id = $1 \
+    ORDER BY a.id";
+
+/// Unassigned active tickets of a queue, most urgent first, then oldest.
+pub(super) const WAITING_TICKETS: &str = "SELECT id FROM tickets WHERE queue_id = $1 \
+    AND assignee_id IS NULL AND status IN ('OPEN', 'IN_PROGRESS') \
+    ORDER BY priority_rank DESC, created_at, number LIMIT $2";
+
+/// The agent's load apart from the ticket being assigned, read after the agent row is
+/// locked so that concurrent assignments to one agent are counted one after the other.
+pub(super) const AGENT_LOAD: &str = "SELECT a.capacity, a.availability, \
+    (SELECT COUNT(*) FROM tickets t WHERE t.assignee_id = a.id AND t.id <> $2 \
+       AND t.status IN ('OPEN', 'IN_PROGRESS')) AS load \
+    FROM agents a WHERE a.id = $1";
+
+pub(super) const TOUCH_MEMBER: &str =
+    "UPDATE queue_members SET last_assigned_at = $3 WHERE queue_id = $1 AND agent_id = $2";
+
+/// Implements `RoutingStore` for a struct with `reader` and `writer` pools.
+macro_rules! impl_routing_store {
+    ($store:ty, $db:ty) => {
+        #[async_trait::async_trait]
+        impl $crate::store::RoutingStore for $store {
+            async fn save_queue(
+                &self,
+                queue: &$crate::domain::routing::Queue,
+                expected_version: Option<i64>,
+            ) -> $crate::store::StoreResult<bool> {
+                use $crate::store::routing_sql::*;
+                let query = match expected_version {
+                    None => sqlx::query(INSERT_QUEUE)
+                        .bind(queue.id)
+                        .bind(&queue.name)
+                        .bind(queue.tier)
+                        .bind(queue.strategy.as_str())
+                        .bind(queue.updated_at),
+                    Some(version) => sqlx::query(UPDATE_QUEUE)
+                        .bind(queue.id)
+                        .bind(&queue.name)
+                        .bind(queue.tier)
+                        .bind(queue.strategy.as_str())
+                        .bind(queue.updated_at)
+                        .bind(version),
+                };
+                let done = query
+                    .execute(&self.writer)
+                    .await
+                    .map_err(|e| $crate::store::unique_violation(e, "a queue with this name"))?;
+                Ok(done.rows_affected() == 1)
+            }
+
+            async fn queues(
+                &self,
+            ) -> $crate::store::StoreResult<Vec<$crate::domain::routing::Queue>> {
+                let sql = format!(
+                    "{} ORDER BY created_at, id",
+                    $crate::store::routing_sql::SELECT_QUEUES
+                );
+                let rows: Vec<$crate::store::rows::QueueRow> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                        .fetch_all(&self.reader)
+                        .await?;
+                $crate::store::rows::convert_all(rows)
+            }
+
+            async fn delete_queue(&self, id: uuid::Uuid) -> $crate::store::StoreResult<bool> {
+                Ok(sqlx::query($crate::store::routing_sql::DELETE_QUEUE)
+                    .bind(id)
+                    .execute(&self.writer)
+                    .await?
+                    .rows_affected()
+                    == 1)
+            }
+
+            async fn save_agent(
+                &self,
+                agent: &$crate::domain::routing::Agent,
+                expected_version: Option<i64>,
+            ) -> $crate::store::StoreResult<bool> {
+                use $crate::store::routing_sql::*;
+                let mut tx = self.writer.begin().await?;
+                let query = match expected_version {
+                    None => sqlx::query(INSERT_AGENT),
+                    Some(_) => sqlx::query(UPDATE_AGENT),
+                };
+                let mut query = query
+                    .bind(agent.id)
+                    .bind(&agent.name)
+                    .bind(&agent.email)
+                    .bind(sqlx::types::Json(&agent.skills))
+                    .bind(agent.tier)
+                    .bind(agent.capacity)
+                    .bind(agent.availability.as_str())
+                    .bind(agent.vip_handler)
+                    .bind(agent.updated_at);
+                if let Some(version) = expected_version {
+                    query = query.bind(version);
+                }
+                let saved = query
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| $crate::store::unique_violation(e, "an agent with this email"))?
+                    .rows_affected();
+                if saved == 0 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                // Members keep their round-robin turn in queues they stay in.
+                let keep: Vec<String> = agent.queue_ids.iter().map(|q| q.to_string()).collect();
+                let current: Vec<(uuid::Uuid,)> = sqlx::query_as(AGENT_QUEUES)
+                    .bind(agent.id)
+                    .fetch_all(&mut *tx)
+                    .await?;
+                if current.iter().any(|(q,)| !keep.contains(&q.to_string())) {
+                    sqlx::query(DROP_MEMBERS)
+                        .bind(agent.id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                for queue_id in &agent.queue_ids {
+                    sqlx::query(ADD_MEMBER)
+                        .bind(queue_id)
+                        .bind(agent.id)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn agents(
+                &self,
+            ) -> $crate::store::StoreResult<Vec<$crate::domain::routing::Agent>> {
+                use $crate::store::routing_sql::*;
+                let sql = format!("{SELECT_AGENTS} ORDER BY created_at, id");
+                let rows: Vec<$crate::store::rows::AgentRow> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                        .fetch_all(&self.reader)
+                        .await?;
+                let mut agents: Vec<$crate::domain::routing::Agent> =
+                    $crate::store::rows::convert_all(rows)?;
+                for agent in &mut agents {
+                    let queues: Vec<(uuid::Uuid,)> = sqlx::query_as(AGENT_QUEUES)
+                        .bind(agent.id)
+                        .fetch_all(&self.reader)
+                        .await?;
+                    agent.queue_ids = queues.into_iter().map(|(q,)| q).collect();
+                }
+                Ok(agents)
+            }
+
+            async fn agent(
+                &self,
+                id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Option<$crate::domain::routing::Agent>> {
+                use $crate::store::routing_sql::*;
+                let sql = format!("{SELECT_AGENTS} WHERE id = $1");
+                let row: Option<$crate::store::rows::AgentRow> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                        .bind(id)
+                        .fetch_optional(&self.reader)
+                        .await?;
+                let Some(row) = row else { return Ok(None) };
+                let mut agent = $crate::domain::routing::Agent::try_from(row)?;
+                let queues: Vec<(uuid::Uuid,)> = sqlx::query_as(AGENT_QUEUES)
+                    .bind(id)
+                    .fetch_all(&self.reader)
+                    .await?;
+                agent.queue_ids = queues.into_iter().map(|(q,)| q).collect();
+                Ok(Some(agent))
+            }
+
+            async fn delete_agent(&self, id: uuid::Uuid) -> $crate::store::StoreResult<bool> {
+                Ok(sqlx::query($crate::store::routing_sql::DELETE_AGENT)
+                    .bind(id)
+                    .execute(&self.writer)
+                    .await?
+                    .rows_affected()
+                    == 1)
+            }
+
+            async fn save_rule(
+                &self,
+                rule: &$crate::domain::routing::RoutingRule,
+                insert: bool,
+            ) -> $crate::store::StoreResult<bool> {
+                use $crate::store::routing_sql::*;
+                let query = if insert {
+                    sqlx::query(INSERT_RULE)
+                } else {
+                    sqlx::query(UPDATE_RULE)
+                };
+                let query = query
+                    .bind(rule.id)
+                    .bind(&rule.name)
+                    .bind(rule.position)
+                    .bind(rule.enabled)
+                    .bind(sqlx::types::Json(&rule.conditions))
+                    .bind(sqlx::types::Json(&rule.actions));
+                let query = if insert {
+                    query.bind(rule.created_at)
+                } else {
+                    query.bind(rule.updated_at)
+                };
+                Ok(query.execute(&self.writer).await?.rows_affected() == 1)
+            }
+
+            async fn rules(
+                &self,
+            ) -> $crate::store::StoreResult<Vec<$crate::domain::routing::RoutingRule>> {
+                let sql = format!(
+                    "{} ORDER BY position, created_at, id",
+                    $crate::store::routing_sql::SELECT_RULES
+                );
+                let rows: Vec<$crate::store::rows::RuleRow> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                        .fetch_all(&self.reader)
+                        .await?;
+                $crate::store::rows::convert_all(rows)
+            }
+
+            async fn delete_rule(&self, id: uuid::Uuid) -> $crate::store::StoreResult<bool> {
+                Ok(sqlx::query($crate::store::routing_sql::DELETE_RULE)
+                    .bind(id)
+                    .execute(&self.writer)
+                    .await?
+                    .rows_affected()
+                    == 1)
+            }
+
+            async fn candidates(
+                &self,
+                queue_id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Vec<$crate::domain::routing::Candidate>> {
+                let rows: Vec<$crate::store::rows::CandidateRow> =
+                    sqlx::query_as($crate::store::routing_sql::CANDIDATES)
+                        .bind(queue_id)
+                        .fetch_all(&self.reader)
+                        .await?;
+                $crate::store::rows::convert_all(rows)
+            }
+
+            async fn waiting_tickets(
+                &self,
+                queue_id: uuid::Uuid,
+                limit: i64,
+            ) -> $crate::store::StoreResult<Vec<uuid::Uuid>> {
+                let rows: Vec<(uuid::Uuid,)> =
+                    sqlx::query_as($crate::store::routing_sql::WAITING_TICKETS)
+                        .bind(queue_id)
+                        .bind(limit)
+                        .fetch_all(&self.reader)
+                        .await?;
+                Ok(rows.into_iter().map(|(id,)| id).collect())
+            }
+
+            async fn contact_vip(
+                &self,
+                external_id: &str,
+            ) -> $crate::store::StoreResult<Option<bool>> {
+                let row: Option<(bool,)> =
+                    sqlx::query_as("SELECT vip FROM contacts WHERE external_id = $1")
+                        .bind(external_id)
+                        .fetch_optional(&self.reader)
+                        .await?;
+                Ok(row.map(|(vip,)| vip))
+            }
+        }
+
+        /// Checks, under a lock on the agent's row, that an automatic assignment keeps
+        /// the agent within capacity and that the agent is still ONLINE.
+        async fn guard_assignment(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            guard: &$crate::store::AssignmentGuard,
+            lock_agent: &str,
+        ) -> $crate::store::StoreResult<()> {
+            use $crate::store::routing_sql::*;
+            sqlx::query(sqlx::AssertSqlSafe(lock_agent.to_owned()))
+                .bind(guard.agent_id)
+                .execute(&mut **tx)
+                .await?;
+            let state: Option<(i32, String, i64)> = sqlx::query_as(AGENT_LOAD)
+                .bind(guard.agent_id)
+                .bind(guard.ticket_id)
+                .fetch_optional(&mut **tx)
+                .await?;
+            match state {
+                Some((capacity, availability, load))
+                    if availability == "ONLINE" && load < i64::from(capacity) => {}
+                _ => return Err($crate::store::StoreError::AgentUnavailable(guard.agent_id)),
+            }
+            sqlx::query(TOUCH_MEMBER)
+                .bind(guard.queue_id)
+                .bind(guard.agent_id)
+                .bind(guard.at)
+                .execute(&mut **tx)
+                .await?;
+            Ok(())
+        }
+    };
+}
+pub(crate) use impl_routing_store;
