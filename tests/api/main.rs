@@ -9,6 +9,7 @@ mod harness;
 mod lifecycle;
 mod merge;
 mod postgres_only;
+mod routing;
 mod tickets;
 mod updates;
 mod watch;
@@ -79,6 +80,17 @@ harness::conformance! {
         a_failed_delivery_is_reported_with_its_error,
         gateway_keys_can_be_limited_to_channels,
     ],
+    routing: [
+        round_robin_shares_tickets_evenly,
+        skill_based_routing_never_assigns_without_the_skills,
+        capacity_holds_and_the_backlog_drains_by_priority_then_age,
+        vip_contacts_go_to_the_vip_queue_with_a_priority_bump,
+        escalating_a_ticket_moves_it_up_a_tier_and_reroutes_it,
+        manual_assignment_overrides_and_auto_returns_to_the_queue,
+        queues_and_agents_are_administered_with_guards,
+        views_show_my_tickets_and_unassigned_ones,
+        agents_watch_their_new_assignments_live,
+    ],
     watch: [
         a_watch_replays_from_its_cursor_then_goes_live,
         watch_filters_select_by_event_ticket_and_assignee,
@@ -100,6 +112,14 @@ mod postgres_server {
                 }
             })*
         };
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn capacity_holds_under_concurrent_escalations_on_two_replicas() {
+        if let Some(backend) = crate::harness::Backend::postgres() {
+            crate::routing::capacity_holds_under_concurrent_escalations_on_two_replicas(backend)
+                .await;
+        }
     }
 
     postgres_only! {
