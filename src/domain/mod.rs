@@ -2,6 +2,7 @@
 //! callers and the filter language. No I/O lives here.
 
 pub mod auth;
+pub mod calendar;
 pub mod conversation;
 pub mod delivery;
 pub mod event;

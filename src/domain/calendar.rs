@@ -1,0 +1,522 @@
+//! Business-hours calendars and exact business-time arithmetic.
+//!
+//! An instant is business time when its wall-clock time in the calendar's zone lies in
+//! one of that local weekday's intervals and its local date is not a holiday. Business
+//! time is real elapsed time spent in business time: on a fall-back night an interval that
+//! contains the repeated hour counts it twice; on a spring-forward night the skipped hour
+//! does not exist.
+//!
+//! The arithmetic works on spans of UTC instants. A local interval `[s, e)` of a day maps,
+//! within each stretch of constant UTC offset `o`, to the instants `[s - o, e - o)` clipped
+//! to that stretch; offset changes are found by bisection, so no minute-by-minute walk is
+//! needed.
+
+use std::collections::BTreeSet;
+
+use chrono::{
+    DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Offset, TimeZone, Utc, Weekday,
+};
+use chrono_tz::Tz;
+use uuid::Uuid;
+
+/// Minutes after local midnight, 0 to 1440 (24:00).
+pub type Minute = u32;
+
+/// Days looked ahead before a calendar counts as having no business time left.
+const HORIZON_DAYS: i64 = 3 * 366;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BusinessCalendar {
+    pub id: Uuid,
+    pub name: String,
+    pub time_zone: Tz,
+    /// Intervals `[start, end)` per weekday, Monday first.
+    pub weekly: [Vec<(Minute, Minute)>; 7],
+    /// Holidays on these local dates.
+    pub holidays: BTreeSet<NaiveDate>,
+    /// Holidays every year on these (month, day).
+    pub yearly_holidays: BTreeSet<(u32, u32)>,
+}
+
+/// Why a calendar definition is unusable.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum CalendarError {
+    #[error("{0} is not an IANA time zone")]
+    TimeZone(String),
+    #[error("{0:?} is not a time of day like 09:00 or 24:00")]
+    Time(String),
+    #[error("{day}: interval {start}-{end} must end after it starts")]
+    Interval {
+        day: String,
+        start: String,
+        end: String,
+    },
+    #[error("{day}: intervals overlap")]
+    Overlap { day: String },
+    #[error("the calendar has no business hours at all")]
+    Empty,
+}
+
+pub const WEEKDAYS: [&str; 7] = ["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"];
+
+/// Parses `HH:MM`, allowing `24:00` for the end of the day.
+pub fn parse_minute(text: &str) -> Result<Minute, CalendarError> {
+    let bad = || CalendarError::Time(text.to_owned());
+    let (h, m) = text.split_once(':').ok_or_else(bad)?;
+    let (h, m): (u32, u32) = (h.parse().map_err(|_| bad())?, m.parse().map_err(|_| bad())?);
+    if m >= 60 || h > 24 || (h == 24 && m != 0) || h_text_len(text) {
+        return Err(bad());
+    }
+    Ok(h * 60 + m)
+}
+
+fn h_text_len(text: &str) -> bool {
+    text.len() != 5
+}
+
+pub fn format_minute(minute: Minute) -> String {
+    format!("{:02}:{:02}", minute / 60, minute % 60)
+}
+
+impl BusinessCalendar {
+    /// Round the clock, every day, in UTC.
+    pub fn always(id: Uuid, name: &str) -> Self {
+        BusinessCalendar {
+            id,
+            name: name.to_owned(),
+            time_zone: Tz::UTC,
+            weekly: std::array::from_fn(|_| vec![(0, 1440)]),
+            holidays: BTreeSet::new(),
+            yearly_holidays: BTreeSet::new(),
+        }
+    }
+
+    /// Builds a calendar from text, checking every part.
+    pub fn parse(
+        id: Uuid,
+        name: &str,
+        time_zone: &str,
+        weekly: &[(String, Vec<(String, String)>)],
+        holidays: BTreeSet<NaiveDate>,
+        yearly_holidays: BTreeSet<(u32, u32)>,
+    ) -> Result<Self, CalendarError> {
+        let tz: Tz = time_zone
+            .parse()
+            .map_err(|_| CalendarError::TimeZone(time_zone.to_owned()))?;
+        let mut days: [Vec<(Minute, Minute)>; 7] = Default::default();
+        for (day, intervals) in weekly {
+            let index = WEEKDAYS
+                .iter()
+                .position(|d| d.eq_ignore_ascii_case(day))
+                .ok_or_else(|| CalendarError::Time(day.clone()))?;
+            for (start, end) in intervals {
+                let (s, e) = (parse_minute(start)?, parse_minute(end)?);
+                if e <= s {
+                    return Err(CalendarError::Interval {
+                        day: day.clone(),
+                        start: start.clone(),
+                        end: end.clone(),
+                    });
+                }
+                days[index].push((s, e));
+            }
+            days[index].sort();
+            if days[index].windows(2).any(|w| w[1].0 < w[0].1) {
+                return Err(CalendarError::Overlap { day: day.clone() });
+            }
+        }
+        if days.iter().all(Vec::is_empty) {
+            return Err(CalendarError::Empty);
+        }
+        Ok(BusinessCalendar {
+            id,
+            name: name.to_owned(),
+            time_zone: tz,
+            weekly: days,
+            holidays,
+            yearly_holidays,
+        })
+    }
+
+    fn is_holiday(&self, date: NaiveDate) -> bool {
+        self.holidays.contains(&date) || self.yearly_holidays.contains(&(date.month(), date.day()))
+    }
+
+    fn offset_seconds(&self, at: DateTime<Utc>) -> i64 {
+        i64::from(
+            self.time_zone
+                .offset_from_utc_datetime(&at.naive_utc())
+                .fix()
+                .local_minus_utc(),
+        )
+    }
+
+    /// Stretches `[from, to)` of constant UTC offset covering `[lo, hi)`.
+    fn segments(
+        &self,
+        lo: DateTime<Utc>,
+        hi: DateTime<Utc>,
+    ) -> Vec<(DateTime<Utc>, DateTime<Utc>, i64)> {
+        let mut out = Vec::new();
+        let mut start = lo;
+        while start < hi {
+            let offset = self.offset_seconds(start);
+            if self.offset_seconds(hi - Duration::seconds(1)) == offset {
+                // The window is shorter than the gap between two transitions.
+                out.push((start, hi, offset));
+                break;
+            }
+            // Bisect for the first second with another offset.
+            let (mut same, mut other) = (start, hi - Duration::seconds(1));
+            while other - same > Duration::seconds(1) {
+                let mid = same + (other - same) / 2;
+                if self.offset_seconds(mid) == offset {
+                    same = mid;
+                } else {
+                    other = mid;
+                }
+            }
+            out.push((start, other, offset));
+            start = other;
+        }
+        out
+    }
+
+    /// The business spans of one local date, in order.
+    fn spans_of_day(&self, date: NaiveDate) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+        let intervals = &self.weekly[date.weekday().num_days_from_monday() as usize];
+        if intervals.is_empty() || self.is_holiday(date) {
+            return Vec::new();
+        }
+        let midnight = date.and_hms_opt(0, 0, 0).unwrap_or(NaiveDateTime::MIN);
+        let as_utc = |local: NaiveDateTime| Utc.from_utc_datetime(&local);
+        // Offsets stay within ±14 h, so this window holds every instant of the local day.
+        let lo = as_utc(midnight) - Duration::hours(15);
+        let hi = as_utc(midnight) + Duration::hours(24 + 15);
+        let segments = self.segments(lo, hi);
+        let mut spans = Vec::new();
+        for (s, e) in intervals {
+            let local_start = as_utc(midnight + Duration::minutes(i64::from(*s)));
+            let local_end = as_utc(midnight + Duration::minutes(i64::from(*e)));
+            for (from, to, offset) in &segments {
+                let start = (local_start - Duration::seconds(*offset)).max(*from);
+                let end = (local_end - Duration::seconds(*offset)).min(*to);
+                if start < end {
+                    spans.push((start, end));
+                }
+            }
+        }
+        spans.sort();
+        spans
+    }
+
+    /// Business spans from `start` on, clipped to begin no earlier than `start`.
+    fn spans_from(
+        &self,
+        start: DateTime<Utc>,
+    ) -> impl Iterator<Item = (DateTime<Utc>, DateTime<Utc>)> + '_ {
+        let first = start.with_timezone(&self.time_zone).date_naive() - Duration::days(1);
+        (0..HORIZON_DAYS)
+            .filter_map(move |n| first.checked_add_signed(Duration::days(n)))
+            .flat_map(move |date| self.spans_of_day(date))
+            .filter(move |(_, end)| *end > start)
+            .map(move |(from, to)| (from.max(start), to))
+    }
+
+    /// The earliest instant at or after `start` by which `seconds` of business time have
+    /// passed; `start` itself for zero. A clock that runs out exactly at closing time is
+    /// due at closing time. `None` if the calendar has no business time left within years.
+    pub fn add(&self, start: DateTime<Utc>, seconds: i64) -> Option<DateTime<Utc>> {
+        if seconds <= 0 {
+            return Some(start);
+        }
+        let mut left = Duration::seconds(seconds);
+        for (from, to) in self.spans_from(start) {
+            let length = to - from;
+            if length >= left {
+                return Some(from + left);
+            }
+            left -= length;
+        }
+        None
+    }
+
+    /// Business seconds in `[start, end)`.
+    pub fn between(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> i64 {
+        if end <= start {
+            return 0;
+        }
+        let mut total = Duration::zero();
+        for (from, to) in self.spans_from(start) {
+            if from >= end {
+                break;
+            }
+            total += to.min(end) - from;
+        }
+        total.num_seconds()
+    }
+
+    /// Whether `at` is business time.
+    pub fn is_open(&self, at: DateTime<Utc>) -> bool {
+        self.between(at, at + Duration::seconds(1)) == 1
+    }
+}
+
+/// Weekday names as stored.
+pub fn weekday_name(day: Weekday) -> &'static str {
+    WEEKDAYS[day.num_days_from_monday() as usize]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    fn office(zone: &str) -> BusinessCalendar {
+        let day = vec![
+            ("09:00".to_string(), "12:00".to_string()),
+            ("13:00".to_string(), "17:00".to_string()),
+        ];
+        let weekly: Vec<(String, Vec<(String, String)>)> = ["MON", "TUE", "WED", "THU", "FRI"]
+            .iter()
+            .map(|d| (d.to_string(), day.clone()))
+            .collect();
+        BusinessCalendar::parse(
+            Uuid::nil(),
+            "office",
+            zone,
+            &weekly,
+            BTreeSet::new(),
+            BTreeSet::new(),
+        )
+        .unwrap()
+    }
+
+    fn at(text: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    #[test]
+    fn lunch_breaks_and_weekends_are_skipped() {
+        let cal = office("Europe/Berlin");
+        // Friday 16:00 Berlin (15:00 UTC) + 2 h: one hour Friday, one hour Monday morning.
+        assert_eq!(
+            cal.add(at("2026-11-27T15:00:00Z"), 7200),
+            Some(at("2026-11-30T09:00:00Z"))
+        );
+        // Running out exactly at closing time is due at closing time.
+        assert_eq!(
+            cal.add(at("2026-11-27T15:00:00Z"), 3600),
+            Some(at("2026-11-27T16:00:00Z"))
+        );
+        // Friday 11:00-12:00 and 13:00-17:00, Monday 09:00-10:00, Berlin time.
+        assert_eq!(
+            cal.between(at("2026-11-27T10:00:00Z"), at("2026-11-30T09:00:00Z")),
+            6 * 3600
+        );
+    }
+
+    #[test]
+    fn times_of_day_are_checked() {
+        assert_eq!(parse_minute("24:00"), Ok(1440));
+        assert_eq!(parse_minute("09:30"), Ok(570));
+        for bad in ["9:00", "24:01", "12:60", "noon", "25:00"] {
+            assert!(parse_minute(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn a_calendar_needs_hours_and_a_real_zone() {
+        let none: Vec<(String, Vec<(String, String)>)> = Vec::new();
+        assert_eq!(
+            BusinessCalendar::parse(
+                Uuid::nil(),
+                "x",
+                "UTC",
+                &none,
+                BTreeSet::new(),
+                BTreeSet::new()
+            ),
+            Err(CalendarError::Empty)
+        );
+        let day = vec![(
+            "MON".to_string(),
+            vec![("09:00".to_string(), "10:00".to_string())],
+        )];
+        assert!(matches!(
+            BusinessCalendar::parse(
+                Uuid::nil(),
+                "x",
+                "Mars/Olympus",
+                &day,
+                BTreeSet::new(),
+                BTreeSet::new()
+            ),
+            Err(CalendarError::TimeZone(_))
+        ));
+        let overlap = vec![(
+            "MON".to_string(),
+            vec![
+                ("09:00".to_string(), "12:00".to_string()),
+                ("11:00".to_string(), "13:00".to_string()),
+            ],
+        )];
+        assert!(matches!(
+            BusinessCalendar::parse(
+                Uuid::nil(),
+                "x",
+                "UTC",
+                &overlap,
+                BTreeSet::new(),
+                BTreeSet::new()
+            ),
+            Err(CalendarError::Overlap { .. })
+        ));
+    }
+
+    #[test]
+    fn yearly_holidays_recur() {
+        let mut cal = office("UTC");
+        cal.yearly_holidays.insert((12, 25));
+        // 2028-12-25 is a Monday.
+        assert_eq!(
+            cal.between(at("2028-12-25T00:00:00Z"), at("2028-12-26T00:00:00Z")),
+            0
+        );
+        assert_eq!(
+            cal.between(at("2028-12-26T00:00:00Z"), at("2028-12-27T00:00:00Z")),
+            7 * 3600
+        );
+    }
+
+    /// The shared vectors, produced by a minute-by-minute oracle: DST changes in New York,
+    /// Berlin and Sydney, a +05:30 zone, holidays, midnight-crossing shifts.
+    #[test]
+    fn agrees_with_every_reference_vector() {
+        let text = std::fs::read_to_string(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/business_hours.json"
+        ))
+        .unwrap();
+        let data: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let mut calendars = std::collections::HashMap::new();
+        for (name, def) in data["calendars"].as_object().unwrap() {
+            let weekly: Vec<(String, Vec<(String, String)>)> = def["weekly"]
+                .as_object()
+                .unwrap()
+                .iter()
+                .map(|(day, intervals)| {
+                    let pairs = intervals
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .map(|p| {
+                            (
+                                p[0].as_str().unwrap().to_owned(),
+                                p[1].as_str().unwrap().to_owned(),
+                            )
+                        })
+                        .collect();
+                    (day.clone(), pairs)
+                })
+                .collect();
+            let holidays = def["holidays"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|d| d.as_str().unwrap().parse().unwrap())
+                .collect();
+            let tz = def["time_zone"].as_str().unwrap();
+            let cal =
+                BusinessCalendar::parse(Uuid::nil(), name, tz, &weekly, holidays, BTreeSet::new())
+                    .unwrap();
+            calendars.insert(name.clone(), cal);
+        }
+        let cases = data["cases"].as_array().unwrap();
+        assert!(cases.len() >= 100);
+        for case in cases {
+            let cal = &calendars[case["calendar"].as_str().unwrap()];
+            let start = at(case["start"].as_str().unwrap());
+            if let Some(seconds) = case.get("business_seconds") {
+                let due = at(case["due"].as_str().unwrap());
+                assert_eq!(
+                    cal.add(start, seconds.as_i64().unwrap()),
+                    Some(due),
+                    "{case}"
+                );
+            } else {
+                let end = at(case["end"].as_str().unwrap());
+                let expected = case["elapsed_business_seconds"].as_i64().unwrap();
+                assert_eq!(cal.between(start, end), expected, "{case}");
+            }
+        }
+    }
+
+    fn zones() -> impl Strategy<Value = &'static str> {
+        prop_oneof![
+            Just("America/New_York"),
+            Just("Europe/Berlin"),
+            Just("Australia/Sydney"),
+            Just("Asia/Kolkata"),
+            Just("UTC"),
+        ]
+    }
+
+    fn night_shift(zone: &str) -> BusinessCalendar {
+        // Crosses midnight and the usual 02:00/03:00 change-over hours.
+        let weekly: Vec<(String, Vec<(String, String)>)> = WEEKDAYS
+            .iter()
+            .map(|d| {
+                (
+                    d.to_string(),
+                    vec![
+                        ("00:00".to_string(), "03:00".to_string()),
+                        ("22:00".to_string(), "24:00".to_string()),
+                    ],
+                )
+            })
+            .collect();
+        BusinessCalendar::parse(
+            Uuid::nil(),
+            "night",
+            zone,
+            &weekly,
+            BTreeSet::new(),
+            BTreeSet::new(),
+        )
+        .unwrap()
+    }
+
+    proptest! {
+        // Around 2026's daylight-saving changes in both hemispheres.
+        #[test]
+        fn adding_then_measuring_is_the_identity(
+            zone in zones(),
+            night in any::<bool>(),
+            minutes_from in 0i64..(400 * 24 * 60),
+            seconds in 0i64..(40 * 3600),
+        ) {
+            let cal = if night { night_shift(zone) } else { office(zone) };
+            let start = at("2026-01-01T00:00:00Z") + Duration::minutes(minutes_from);
+            let due = cal.add(start, seconds).unwrap();
+            prop_assert!(due >= start);
+            prop_assert_eq!(cal.between(start, due), seconds);
+        }
+
+        #[test]
+        fn a_due_time_never_falls_outside_business_hours(
+            zone in zones(),
+            night in any::<bool>(),
+            minutes_from in 0i64..(400 * 24 * 60),
+            seconds in 1i64..(40 * 3600),
+        ) {
+            let cal = if night { night_shift(zone) } else { office(zone) };
+            let start = at("2026-01-01T00:00:00Z") + Duration::minutes(minutes_from);
+            let due = cal.add(start, seconds).unwrap();
+            // The last second before the due time was business time.
+            prop_assert!(cal.is_open(due - Duration::seconds(1)));
+        }
+    }
+}
