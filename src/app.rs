@@ -37,6 +37,7 @@ pub struct App {
     services: Services,
     bootstrap_secret: Option<String>,
     shutdown: tokio::sync::watch::Sender<bool>,
+    bus: Bus,
 }
 
 /// Opens and migrates the store a settings object names.
@@ -60,7 +61,12 @@ impl App {
         let bus = Bus::new();
         let store = open_store(&settings, bus.clone()).await?;
         let (shutdown, streams_stop) = tokio::sync::watch::channel(false);
-        let services = Services::new(store, bus, settings.service_settings(), streams_stop);
+        let services = Services::new(
+            store,
+            bus.clone(),
+            settings.service_settings(),
+            streams_stop,
+        );
         let bootstrap_secret = services
             .api_keys
             .bootstrap(settings.bootstrap_key.as_ref().map(|s| s.expose()))
@@ -74,6 +80,7 @@ impl App {
             services,
             bootstrap_secret,
             shutdown,
+            bus,
         })
     }
 
@@ -120,6 +127,14 @@ impl App {
             max_message_bytes: self.settings.max_message_bytes,
             request_timeout: self.settings.request_timeout(),
         };
+        let timer = tokio::spawn(
+            crate::service::SlaTimer::new(
+                self.services.store.clone(),
+                self.bus.clone(),
+                Duration::from_millis(self.settings.stream_poll_millis.max(10)),
+            )
+            .run(self.shutdown.subscribe()),
+        );
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let addr = self.local_addr().ok();
         let server = Server::builder()
@@ -181,6 +196,7 @@ impl App {
                 server.abort();
             }
         }
+        timer.abort();
         tracing::info!("ticketd stopped");
         Ok(())
     }

@@ -26,6 +26,8 @@ text_enum!(
         CustomerMessage = "customer_message",
         DeliveryReceipt = "delivery_receipt",
         TierEscalated = "tier_escalated",
+        SlaWarning = "sla_warning",
+        SlaBreached = "sla_breached",
     }
 );
 
@@ -147,6 +149,12 @@ pub enum EventPayload {
         reason: String,
         considered: Vec<Considered>,
         rule: Option<String>,
+    },
+    /// An SLA clock reached its warning threshold, or its due time (by the event's kind).
+    Sla {
+        metric: String,
+        target_seconds: i64,
+        due_at: Option<DateTime<Utc>>,
     },
     /// The ticket moved up a support tier.
     TierEscalated {

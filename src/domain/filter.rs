@@ -362,6 +362,10 @@ pub enum TicketPredicate {
     Number(Op, i64),
     CreatedAt(Op, DateTime<Utc>),
     UpdatedAt(Op, DateTime<Utc>),
+    /// Some SLA clock missed its target (`true`), or none did (`false`).
+    SlaBreached(bool),
+    /// Some running SLA clock is due before (`<`) or by (`<=`) this time.
+    SlaDueAt(Op, DateTime<Utc>),
 }
 
 /// The ticket fields a filter may name.
@@ -376,6 +380,8 @@ pub const TICKET_FIELDS: &[&str] = &[
     "number",
     "created_at",
     "updated_at",
+    "sla_breached",
+    "sla_due_at",
 ];
 
 pub type TicketFilter = Expr<TicketPredicate>;
@@ -456,6 +462,30 @@ pub fn bind_ticket_comparison(c: &Comparison) -> Result<TicketPredicate, FilterE
             Literal::Number(n) => Ok(TicketPredicate::Number(c.op, n)),
             _ => error(at, "number must be compared with a whole number"),
         },
+        "sla_breached" => {
+            let value = match text.to_ascii_lowercase().as_str() {
+                "true" => true,
+                "false" => false,
+                _ => return error(at, "sla_breached must be compared with true or false"),
+            };
+            match c.op {
+                Op::Eq => Ok(TicketPredicate::SlaBreached(value)),
+                Op::Ne => Ok(TicketPredicate::SlaBreached(!value)),
+                _ => error(at, "sla_breached supports only = and !="),
+            }
+        }
+        "sla_due_at" => {
+            if !matches!(c.op, Op::Lt | Op::Le) {
+                return error(at, "sla_due_at supports only < and <=");
+            }
+            let instant = DateTime::parse_from_rfc3339(&text)
+                .map_err(|_| FilterError {
+                    position: at,
+                    message: "sla_due_at must be compared with an RFC 3339 time".into(),
+                })?
+                .with_timezone(&Utc);
+            Ok(TicketPredicate::SlaDueAt(c.op, instant))
+        }
         "created_at" | "updated_at" => {
             let instant = DateTime::parse_from_rfc3339(&text)
                 .map_err(|_| FilterError {

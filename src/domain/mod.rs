@@ -8,6 +8,7 @@ pub mod delivery;
 pub mod event;
 pub mod filter;
 pub mod routing;
+pub mod sla;
 pub mod ticket;
 pub mod validation;
 pub mod watch;

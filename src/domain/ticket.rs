@@ -226,6 +226,8 @@ pub struct Ticket {
     pub required_skills: Vec<String>,
     /// Only VIP handlers may take the ticket.
     pub vip_handlers_only: bool,
+    /// The SLA clocks running, paused or stopped on the ticket.
+    pub sla_clocks: Vec<super::sla::Clock>,
     /// Optimistic-concurrency version; the etag is derived from it.
     pub version: i64,
     pub time_spent_seconds: i64,

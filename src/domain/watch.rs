@@ -79,7 +79,7 @@ fn bind(c: Comparison) -> Result<WatchPredicate, FilterError> {
                 ),
             }
         }
-        "created_at" | "updated_at" => error(
+        "created_at" | "updated_at" | "sla_breached" | "sla_due_at" => error(
             c.position,
             format!("{} cannot be used in a watch filter", c.field),
         ),
@@ -132,7 +132,10 @@ fn ticket_matches(predicate: &TicketPredicate, event: &NewEvent) -> bool {
         }
         TicketPredicate::Number(op, n) => compare(*op, event.ticket_number, *n),
         // Rejected when binding a watch filter.
-        TicketPredicate::CreatedAt(..) | TicketPredicate::UpdatedAt(..) => false,
+        TicketPredicate::CreatedAt(..)
+        | TicketPredicate::UpdatedAt(..)
+        | TicketPredicate::SlaBreached(_)
+        | TicketPredicate::SlaDueAt(..) => false,
     }
 }
 

@@ -4,6 +4,7 @@ use tonic::{Request, Response, Status};
 
 use uuid::Uuid;
 
+use super::admin_sla;
 use super::auth::{ADMIN, STAFF, authorize};
 use super::convert::{self, api_key_to_pb};
 use super::convert_routing::{
@@ -375,6 +376,62 @@ impl AdminService for AdminApi {
         let id = required_id(&request.into_inner().id)?;
         self.services.routing.delete_rule(id).await?;
         Ok(Response::new(pb::DeleteRoutingRuleResponse {}))
+    }
+
+    async fn create_sla_policy(
+        &self,
+        r: Request<pb::CreateSlaPolicyRequest>,
+    ) -> Reply<pb::CreateSlaPolicyResponse> {
+        admin_sla::create_policy(&self.services, r).await
+    }
+
+    async fn update_sla_policy(
+        &self,
+        r: Request<pb::UpdateSlaPolicyRequest>,
+    ) -> Reply<pb::UpdateSlaPolicyResponse> {
+        admin_sla::update_policy(&self.services, r).await
+    }
+
+    async fn list_sla_policies(
+        &self,
+        r: Request<pb::ListSlaPoliciesRequest>,
+    ) -> Reply<pb::ListSlaPoliciesResponse> {
+        admin_sla::list_policies(&self.services, r).await
+    }
+
+    async fn delete_sla_policy(
+        &self,
+        r: Request<pb::DeleteSlaPolicyRequest>,
+    ) -> Reply<pb::DeleteSlaPolicyResponse> {
+        admin_sla::delete_policy(&self.services, r).await
+    }
+
+    async fn create_calendar(
+        &self,
+        r: Request<pb::CreateCalendarRequest>,
+    ) -> Reply<pb::CreateCalendarResponse> {
+        admin_sla::create_calendar(&self.services, r).await
+    }
+
+    async fn update_calendar(
+        &self,
+        r: Request<pb::UpdateCalendarRequest>,
+    ) -> Reply<pb::UpdateCalendarResponse> {
+        admin_sla::update_calendar(&self.services, r).await
+    }
+
+    async fn list_calendars(
+        &self,
+        r: Request<pb::ListCalendarsRequest>,
+    ) -> Reply<pb::ListCalendarsResponse> {
+        admin_sla::list_calendars(&self.services, r).await
+    }
+
+    async fn delete_calendar(
+        &self,
+        r: Request<pb::DeleteCalendarRequest>,
+    ) -> Reply<pb::DeleteCalendarResponse> {
+        admin_sla::delete_calendar(&self.services, r).await
     }
 }
 

@@ -14,8 +14,10 @@ use crate::domain::delivery::{DeliveryOutcome, DeliveryStatus, LeasedMessage};
 use crate::domain::event::{
     ActorKind, AttachmentMeta, DeliveryView, Event, EventKind, EventPayload, Visibility,
 };
+use crate::domain::sla::{ClockState, Metric};
 use crate::domain::ticket::{Channel, ContactInput, Priority, Status, Ticket, TicketType};
 use crate::domain::validation::{Violations, parse_optional_uuid};
+use crate::service::sla::{CalendarSet, ClockView};
 use crate::store::ApiKeyRecord;
 
 pub(crate) fn timestamp(at: DateTime<Utc>) -> Timestamp {
@@ -166,7 +168,46 @@ pub(crate) fn leased_to_pb(leased: LeasedMessage) -> pb::OutboundMessage {
     }
 }
 
-pub(crate) fn ticket_to_pb(t: Ticket) -> pb::Ticket {
+fn metric_to_pb(metric: Metric) -> i32 {
+    let value = match metric {
+        Metric::FirstResponse => pb::SlaMetric::FirstResponse,
+        Metric::NextResponse => pb::SlaMetric::NextResponse,
+        Metric::Resolution => pb::SlaMetric::Resolution,
+    };
+    value as i32
+}
+
+fn clock_to_pb(view: ClockView) -> pb::SlaClock {
+    let state = match view.state {
+        ClockState::Running => pb::SlaClockState::Running,
+        ClockState::Paused => pb::SlaClockState::Paused,
+        ClockState::Met => pb::SlaClockState::Met,
+        ClockState::Breached => pb::SlaClockState::Breached,
+    };
+    pb::SlaClock {
+        metric: metric_to_pb(view.metric),
+        target: Some(duration_from_seconds(view.target_seconds)),
+        due_at: view.due_at.map(timestamp),
+        state: state as i32,
+        used: Some(duration_from_seconds(view.used_seconds)),
+        remaining: Some(duration_from_seconds(view.remaining_seconds)),
+        policy_id: optional_id(view.policy_id),
+    }
+}
+
+/// A ticket with its SLA clocks as of now, measured on their calendars.
+pub(crate) fn ticket_to_pb(calendars: &CalendarSet, mut t: Ticket) -> pb::Ticket {
+    let at = crate::service::now();
+    let clocks = std::mem::take(&mut t.sla_clocks)
+        .iter()
+        .map(|c| clock_to_pb(calendars.view(c, at)))
+        .collect();
+    let mut ticket = ticket_fields_to_pb(t);
+    ticket.sla_clocks = clocks;
+    ticket
+}
+
+fn ticket_fields_to_pb(t: Ticket) -> pb::Ticket {
     pb::Ticket {
         id: t.id.to_string(),
         number: t.number,
@@ -196,6 +237,7 @@ pub(crate) fn ticket_to_pb(t: Ticket) -> pb::Ticket {
         follow_up_of_id: optional_id(t.follow_up_of_id),
         tier: t.tier,
         required_skills: t.required_skills,
+        sla_clocks: Vec::new(),
     }
 }
 
@@ -237,6 +279,8 @@ fn event_type_to_pb(kind: EventKind) -> pb::EventType {
         EventKind::CustomerMessage => pb::EventType::CustomerMessage,
         EventKind::DeliveryReceipt => pb::EventType::DeliveryReceipt,
         EventKind::TierEscalated => pb::EventType::TierEscalated,
+        EventKind::SlaWarning => pb::EventType::SlaWarning,
+        EventKind::SlaBreached => pb::EventType::SlaBreached,
     }
 }
 
@@ -422,6 +466,15 @@ fn detail_to_pb(
                 .collect(),
             rule: rule.unwrap_or_default(),
         }),
+        EventPayload::Sla {
+            metric,
+            target_seconds,
+            due_at,
+        } => Detail::SlaAlert(pb::SlaAlert {
+            metric: stored(&metric, Metric::parse, metric_to_pb),
+            target: Some(duration_from_seconds(target_seconds)),
+            due_at: due_at.map(timestamp),
+        }),
         EventPayload::TierEscalated {
             from_tier,
             to_tier,
@@ -471,6 +524,27 @@ pub(crate) fn event_to_pb(e: Event) -> pb::ActivityEntry {
         created_at: Some(timestamp(event.created_at)),
         detail: Some(detail_to_pb(event.payload, e.delivery)),
     }
+}
+
+/// A repeated enum field; unspecified values are rejected along with unknown ones.
+pub(crate) fn enum_list<T>(
+    values: &[i32],
+    field: &str,
+    v: &mut Violations,
+    parse: fn(i32, &str, &mut Violations) -> Option<T>,
+) -> Vec<T> {
+    values
+        .iter()
+        .enumerate()
+        .filter_map(|(i, value)| {
+            let field = format!("{field}[{i}]");
+            let parsed = parse(*value, &field, v);
+            if parsed.is_none() && *value == 0 {
+                v.add(field, "must not be unspecified");
+            }
+            parsed
+        })
+        .collect()
 }
 
 /// A required UUID field.

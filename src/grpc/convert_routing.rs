@@ -3,8 +3,8 @@
 use uuid::Uuid;
 
 use super::convert::{
-    channel_from_pb, channel_to_pb, optional_id, priority_from_pb, priority_to_pb, type_from_pb,
-    type_to_pb,
+    channel_from_pb, channel_to_pb, enum_list, optional_id, priority_from_pb, priority_to_pb,
+    type_from_pb, type_to_pb,
 };
 use super::pb;
 use crate::domain::routing::{
@@ -128,34 +128,15 @@ pub(crate) fn rule_parts_from_pb(
     actions: pb::RuleActions,
     v: &mut Violations,
 ) -> (RuleConditions, RuleActions) {
-    fn each<T>(
-        values: &[i32],
-        field: &str,
-        v: &mut Violations,
-        parse: fn(i32, &str, &mut Violations) -> Option<T>,
-    ) -> Vec<T> {
-        values
-            .iter()
-            .enumerate()
-            .filter_map(|(i, value)| {
-                let field = format!("{field}[{i}]");
-                let parsed = parse(*value, &field, v);
-                if parsed.is_none() && *value == 0 {
-                    v.add(field, "must not be unspecified");
-                }
-                parsed
-            })
-            .collect()
-    }
     let conditions = RuleConditions {
-        types: each(&conditions.types, "rule.conditions.types", v, type_from_pb),
-        priorities: each(
+        types: enum_list(&conditions.types, "rule.conditions.types", v, type_from_pb),
+        priorities: enum_list(
             &conditions.priorities,
             "rule.conditions.priorities",
             v,
             priority_from_pb,
         ),
-        channels: each(
+        channels: enum_list(
             &conditions.channels,
             "rule.conditions.channels",
             v,

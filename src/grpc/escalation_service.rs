@@ -9,6 +9,7 @@ use super::streams::{GrpcStream, to_grpc};
 use crate::domain::conversation::ConversationInput;
 use crate::domain::validation::Violations;
 use crate::service::escalation::{CustomerMessageInput, EscalateInput, MessageTarget};
+use crate::service::sla::CalendarSet;
 use crate::service::{ServiceError, Services};
 
 pub struct EscalationApi {
@@ -18,6 +19,11 @@ pub struct EscalationApi {
 impl EscalationApi {
     pub fn new(services: Services) -> Self {
         Self { services }
+    }
+
+    /// The calendars SLA clocks are measured on, for rendering tickets.
+    async fn cals(&self) -> Result<CalendarSet, Status> {
+        Ok(self.services.sla.calendar_set().await?)
     }
 }
 
@@ -70,7 +76,7 @@ impl EscalationService for EscalationApi {
         v.finish().map_err(ServiceError::Invalid)?;
         let (ticket, created) = self.services.escalation.escalate(&principal, input).await?;
         Ok(Response::new(pb::EscalateConversationResponse {
-            ticket: Some(ticket_to_pb(ticket)),
+            ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
             created,
         }))
     }
@@ -97,7 +103,7 @@ impl EscalationService for EscalationApi {
             .conversation_ticket(r.source.trim(), r.conversation_id.trim())
             .await?;
         Ok(Response::new(pb::GetConversationTicketResponse {
-            ticket: Some(ticket_to_pb(ticket)),
+            ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
         }))
     }
 
@@ -152,7 +158,7 @@ impl EscalationService for EscalationApi {
             )
             .await?;
         Ok(Response::new(pb::PostCustomerMessageResponse {
-            ticket: Some(ticket_to_pb(outcome.ticket)),
+            ticket: Some(ticket_to_pb(&self.cals().await?, outcome.ticket)),
             entry: Some(event_to_pb(outcome.entry)),
             duplicate: outcome.duplicate,
             follow_up: outcome.follow_up,

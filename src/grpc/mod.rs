@@ -2,6 +2,7 @@
 //! authentication and limits. The only module that knows about tonic.
 
 mod admin_service;
+mod admin_sla;
 mod auth;
 mod convert;
 mod convert_routing;

@@ -8,6 +8,7 @@ use super::pb::{self, ticket_service_server::TicketService};
 use super::streams::{GrpcStream, to_grpc};
 use crate::domain::validation::Violations;
 use crate::service::routing::AssignTarget;
+use crate::service::sla::CalendarSet;
 use crate::service::tickets::{
     AttachmentInput, CreateTicketInput, ListTicketsInput, TicketPatch, TicketView,
 };
@@ -21,6 +22,11 @@ pub struct TicketApi {
 impl TicketApi {
     pub fn new(services: Services) -> Self {
         Self { services }
+    }
+
+    /// The calendars SLA clocks are measured on, for rendering tickets.
+    async fn cals(&self) -> Result<CalendarSet, Status> {
+        Ok(self.services.sla.calendar_set().await?)
     }
 }
 
@@ -61,7 +67,7 @@ impl TicketService for TicketApi {
         let input = checked(v, input)?;
         let (ticket, _created) = self.services.tickets.create(&principal, input).await?;
         Ok(Response::new(pb::CreateTicketResponse {
-            ticket: Some(ticket_to_pb(ticket)),
+            ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
         }))
     }
 
@@ -89,7 +95,7 @@ impl TicketService for TicketApi {
             checked(v, key)?.ok_or_else(|| Status::invalid_argument("id or number is required"))?;
         let ticket = self.services.tickets.get(key).await?;
         Ok(Response::new(pb::GetTicketResponse {
-            ticket: Some(ticket_to_pb(ticket)),
+            ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
         }))
     }
 
@@ -126,8 +132,12 @@ impl TicketService for TicketApi {
             order_by: r.order_by,
         };
         let (tickets, next_page_token) = self.services.tickets.list(&principal, input).await?;
+        let cals = self.cals().await?;
         Ok(Response::new(pb::ListTicketsResponse {
-            tickets: tickets.into_iter().map(ticket_to_pb).collect(),
+            tickets: tickets
+                .into_iter()
+                .map(|t| ticket_to_pb(&cals, t))
+                .collect(),
             next_page_token,
         }))
     }
@@ -163,7 +173,7 @@ impl TicketService for TicketApi {
             .update(&principal, id, patch, mask, etag)
             .await?;
         Ok(Response::new(pb::UpdateTicketResponse {
-            ticket: Some(ticket_to_pb(ticket)),
+            ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
         }))
     }
 
@@ -194,7 +204,7 @@ impl TicketService for TicketApi {
             .await?;
         Ok(Response::new(pb::AddReplyResponse {
             entry: Some(event_to_pb(entry)),
-            ticket: Some(ticket_to_pb(ticket)),
+            ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
         }))
     }
 
@@ -212,7 +222,7 @@ impl TicketService for TicketApi {
             .await?;
         Ok(Response::new(pb::AddNoteResponse {
             entry: Some(event_to_pb(entry)),
-            ticket: Some(ticket_to_pb(ticket)),
+            ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
         }))
     }
 
@@ -242,7 +252,7 @@ impl TicketService for TicketApi {
             .await?;
         Ok(Response::new(pb::LogTimeResponse {
             entry: Some(event_to_pb(entry)),
-            ticket: Some(ticket_to_pb(ticket)),
+            ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
         }))
     }
 
@@ -294,9 +304,13 @@ impl TicketService for TicketApi {
             .tickets
             .merge(&principal, target, sources)
             .await?;
+        let cals = self.cals().await?;
         Ok(Response::new(pb::MergeTicketsResponse {
-            target: Some(ticket_to_pb(target)),
-            sources: sources.into_iter().map(ticket_to_pb).collect(),
+            target: Some(ticket_to_pb(&cals, target)),
+            sources: sources
+                .into_iter()
+                .map(|t| ticket_to_pb(&cals, t))
+                .collect(),
         }))
     }
 
@@ -332,7 +346,7 @@ impl TicketService for TicketApi {
         };
         let ticket = self.services.routing.assign(&principal, id, target).await?;
         Ok(Response::new(pb::AssignTicketResponse {
-            ticket: Some(ticket_to_pb(ticket)),
+            ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
         }))
     }
 
@@ -354,7 +368,7 @@ impl TicketService for TicketApi {
             .escalate_tier(&principal, id, r.target_tier, queue, &r.reason)
             .await?;
         Ok(Response::new(pb::EscalateTicketResponse {
-            ticket: Some(ticket_to_pb(ticket)),
+            ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
         }))
     }
 

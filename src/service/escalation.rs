@@ -7,6 +7,7 @@ use tracing::instrument;
 use uuid::Uuid;
 
 use super::routing::RoutingService;
+use super::sla::Writer;
 use super::tickets::{attachment_meta, draft_event, stored_attachments, validate_attachments};
 use super::{MAX_ATTEMPTS, ServiceError, ServiceResult, back_off, now};
 use crate::domain::auth::Principal;
@@ -75,6 +76,7 @@ pub struct CustomerMessageOutcome {
 #[derive(Clone)]
 pub struct EscalationService {
     store: Arc<dyn Store>,
+    writer: Writer,
     routing: RoutingService,
 }
 
@@ -156,8 +158,12 @@ fn transcript_writes(
 }
 
 impl EscalationService {
-    pub fn new(store: Arc<dyn Store>, routing: RoutingService) -> Self {
-        Self { store, routing }
+    pub fn new(store: Arc<dyn Store>, writer: Writer, routing: RoutingService) -> Self {
+        Self {
+            store,
+            writer,
+            routing,
+        }
     }
 
     /// Turns a conversation into a ticket, or adds to the ticket it already has. Returns
@@ -339,7 +345,7 @@ impl EscalationService {
                 request_id: input.request_id.clone(),
                 fingerprint: format!("{}\u{0}{}", conversation.source, conversation.external_id),
             });
-        match self.store.create_ticket(draft, changes, claim).await {
+        match self.writer.create_ticket(draft, changes, claim).await {
             Ok(CreateOutcome::Created { ticket, committed }) => {
                 tracing::info!(
                     ticket_id = %ticket.id,
@@ -413,7 +419,7 @@ impl EscalationService {
             transcript,
             ..Changeset::default()
         };
-        match self.store.commit(changes).await {
+        match self.writer.commit(changes).await {
             Ok(mut committed) => {
                 tracing::info!(ticket_id = %ticket.id, messages = committed.transcript_added, "conversation escalated again");
                 let after = committed
@@ -680,7 +686,7 @@ impl EscalationService {
             ..Changeset::default()
         };
         let ticket_id = ticket.id;
-        match self.store.commit(changes).await {
+        match self.writer.commit(changes).await {
             Ok(mut committed) => {
                 let entry = committed.events.pop();
                 let ticket = committed.tickets.pop();
@@ -774,7 +780,7 @@ impl EscalationService {
             }),
             ..Changeset::default()
         };
-        match self.store.create_ticket(draft, changes, None).await {
+        match self.writer.create_ticket(draft, changes, None).await {
             Ok(CreateOutcome::Created {
                 ticket,
                 mut committed,

@@ -6,6 +6,7 @@ pub mod delivery;
 pub mod escalation;
 mod paging;
 pub mod routing;
+pub mod sla;
 pub mod streams;
 pub mod tickets;
 pub mod watch;
@@ -22,6 +23,7 @@ pub use api_keys::ApiKeyService;
 pub use delivery::DeliveryService;
 pub use escalation::EscalationService;
 pub use routing::RoutingService;
+pub use sla::{SlaService, SlaTimer, Writer};
 pub use streams::{StreamEnd, StreamGauge, StreamKind, StreamOutput};
 pub use tickets::TicketService;
 pub use watch::{StreamSettings, WatchService};
@@ -125,6 +127,7 @@ pub struct Services {
     pub delivery: DeliveryService,
     pub watch: WatchService,
     pub routing: RoutingService,
+    pub sla: SlaService,
     pub store: Arc<dyn Store>,
     pub gauge: Arc<StreamGauge>,
 }
@@ -138,11 +141,13 @@ impl Services {
         shutdown: tokio::sync::watch::Receiver<bool>,
     ) -> Self {
         let gauge = Arc::new(StreamGauge::default());
-        let routing = RoutingService::new(store.clone());
+        let sla = SlaService::new(store.clone());
+        let writer = Writer::new(store.clone(), sla.clone());
+        let routing = RoutingService::new(store.clone(), writer.clone());
         Self {
-            tickets: TicketService::new(store.clone(), routing.clone()),
+            tickets: TicketService::new(store.clone(), writer.clone(), routing.clone()),
             api_keys: ApiKeyService::new(store.clone()),
-            escalation: EscalationService::new(store.clone(), routing.clone()),
+            escalation: EscalationService::new(store.clone(), writer, routing.clone()),
             delivery: DeliveryService::new(
                 store.clone(),
                 bus.clone(),
@@ -159,6 +164,7 @@ impl Services {
                 settings.streams,
             ),
             routing,
+            sla,
             store,
             gauge,
         }

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use tracing::instrument;
 use uuid::Uuid;
 
+use super::sla::Writer;
 use super::{MAX_ATTEMPTS, ServiceError, ServiceResult, back_off, now};
 use crate::domain::auth::{Principal, Role};
 use crate::domain::event::{EventKind, EventPayload, NewEvent, Visibility};
@@ -46,6 +47,7 @@ pub enum AssignTarget {
 #[derive(Clone)]
 pub struct RoutingService {
     store: Arc<dyn Store>,
+    writer: Writer,
 }
 
 fn is_active(status: Status) -> bool {
@@ -60,8 +62,8 @@ fn validate_skills(field: &str, skills: &[String], v: &mut Violations) -> Vec<St
 }
 
 impl RoutingService {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<dyn Store>, writer: Writer) -> Self {
+        Self { store, writer }
     }
 
     // ---- queues -------------------------------------------------------------------------
@@ -415,7 +417,7 @@ impl RoutingService {
                 events: vec![event],
                 ..Changeset::default()
             };
-            match self.store.commit(changes).await {
+            match self.writer.commit(changes).await {
                 Ok(mut committed) => {
                     if let Some(agent) = decision.chosen {
                         tracing::info!(agent_id = %agent, strategy = %queue.strategy, "ticket assigned");
@@ -672,7 +674,7 @@ impl RoutingService {
             events: vec![event],
             ..Changeset::default()
         };
-        match self.store.commit(changes).await {
+        match self.writer.commit(changes).await {
             Ok(mut committed) => committed
                 .tickets
                 .pop()

@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::paging::{self, DEFAULT_PAGE_SIZE};
 use super::routing::RoutingService;
+use super::sla::Writer;
 use super::{MAX_ATTEMPTS, ServiceError, ServiceResult, back_off, now};
 use crate::domain::auth::Principal;
 pub use crate::domain::conversation::AttachmentInput;
@@ -112,7 +113,7 @@ pub enum TicketView {
     MyTickets,
     /// Active tickets nobody is assigned to.
     Unassigned,
-    /// Tickets with an SLA clock past due.
+    /// Active tickets with a running SLA clock past due.
     Overdue,
     /// Every active ticket.
     AllOpen,
@@ -132,11 +133,10 @@ impl TicketView {
             TicketView::MyTickets => Expr::And(vec![assignee(AssigneeRef::Me), active]),
             TicketView::Unassigned => Expr::And(vec![assignee(AssigneeRef::Nobody), active]),
             TicketView::AllOpen => active,
-            TicketView::Overdue => {
-                return Err(ServiceError::FailedPrecondition(
-                    "the OVERDUE view needs SLA clocks, which this server does not keep yet".into(),
-                ));
-            }
+            TicketView::Overdue => Expr::And(vec![
+                Expr::Cond(TicketPredicate::SlaDueAt(Op::Le, now())),
+                active,
+            ]),
         })
     }
 }
@@ -169,12 +169,17 @@ struct ActivityPageToken {
 #[derive(Clone)]
 pub struct TicketService {
     store: Arc<dyn Store>,
+    writer: Writer,
     routing: RoutingService,
 }
 
 impl TicketService {
-    pub fn new(store: Arc<dyn Store>, routing: RoutingService) -> Self {
-        Self { store, routing }
+    pub fn new(store: Arc<dyn Store>, writer: Writer, routing: RoutingService) -> Self {
+        Self {
+            store,
+            writer,
+            routing,
+        }
     }
 
     /// Creates an OPEN ticket; returns it and whether it is new (false on a replay).
@@ -255,7 +260,7 @@ impl TicketService {
             events: vec![created],
             ..Changeset::default()
         };
-        match self.store.create_ticket(draft, changes, claim).await? {
+        match self.writer.create_ticket(draft, changes, claim).await? {
             CreateOutcome::Created { ticket, .. } => {
                 tracing::info!(ticket_id = %ticket.id, number = ticket.number, "ticket created");
                 let routed = self.routing.route(ticket.id, &plan, true).await?;
@@ -318,6 +323,7 @@ impl TicketService {
             descending,
             after,
             limit: limit + 1,
+            now: now(),
         };
         let mut tickets = self.store.list_tickets(&query).await?;
         let next = if tickets.len() as i64 > limit {
@@ -591,7 +597,7 @@ impl TicketService {
                 events,
                 ..Changeset::default()
             };
-            match self.store.commit(changeset).await {
+            match self.writer.commit(changeset).await {
                 Ok(mut committed) => {
                     let after = committed
                         .tickets
@@ -796,7 +802,7 @@ impl TicketService {
                 outbound: outbound.into_iter().collect(),
                 ..Changeset::default()
             };
-            match self.store.commit(changeset).await {
+            match self.writer.commit(changeset).await {
                 Ok(mut committed) => {
                     let event = committed.events.pop().map(|mut e| {
                         e.delivery = queued;
@@ -939,7 +945,7 @@ impl TicketService {
                 changeset.events.push(event(&next));
                 changeset.updates.push(unchanged_tags(next, source.version));
             }
-            match self.store.commit(changeset).await {
+            match self.writer.commit(changeset).await {
                 Ok(committed) => {
                     for (before, after) in sources.iter().zip(committed.tickets.iter().skip(1)) {
                         self.routing.after_change(before, after).await;

@@ -9,6 +9,7 @@ mod pg_notify;
 mod postgres;
 mod routing_sql;
 mod rows;
+mod sla_sql;
 mod sql;
 mod sqlite;
 mod ticket_query;
@@ -22,11 +23,13 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use crate::domain::auth::Role;
+use crate::domain::calendar::BusinessCalendar;
 use crate::domain::conversation::Conversation;
 use crate::domain::delivery::{DeliveryOutcome, DeliveryStatus, LeasedMessage, OutboundMessage};
 use crate::domain::event::{Event, NewEvent};
 use crate::domain::filter::TicketFilter;
 use crate::domain::routing::{Agent, Candidate, Queue, RoutingRule};
+use crate::domain::sla::{Clock, SlaPolicy};
 use crate::domain::ticket::{Channel, ContactInput, Priority, Status, Ticket, TicketType};
 use crate::events::Bus;
 
@@ -222,6 +225,8 @@ pub struct AssignmentGuard {
 #[derive(Debug, Clone, Default)]
 pub struct Changeset {
     pub guard: Option<AssignmentGuard>,
+    /// SLA clocks to write as they are (by ticket and metric).
+    pub clocks: Vec<Clock>,
     pub updates: Vec<TicketUpdate>,
     pub events: Vec<NewEvent>,
     pub time_entries: Vec<TimeEntry>,
@@ -287,6 +292,8 @@ pub struct TicketQuery {
     pub descending: bool,
     pub after: Option<Keyset>,
     pub limit: i64,
+    /// The moment SLA conditions are judged at.
+    pub now: DateTime<Utc>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -335,8 +342,31 @@ pub trait RoutingStore: Send + Sync {
     async fn contact_vip(&self, external_id: &str) -> StoreResult<Option<bool>>;
 }
 
+/// SLA calendars, policies, clocks and their timers.
 #[async_trait]
-pub trait Store: RoutingStore + Send + Sync + 'static {
+pub trait SlaStore: Send + Sync {
+    async fn save_calendar(
+        &self,
+        cal: &BusinessCalendar,
+        insert: bool,
+        at: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    async fn calendars(&self) -> StoreResult<Vec<BusinessCalendar>>;
+    /// False if the calendar does not exist or a policy uses it.
+    async fn delete_calendar(&self, id: Uuid) -> StoreResult<bool>;
+    async fn save_policy(&self, policy: &SlaPolicy, insert: bool) -> StoreResult<bool>;
+    async fn policies(&self) -> StoreResult<Vec<SlaPolicy>>;
+    async fn delete_policy(&self, id: Uuid) -> StoreResult<bool>;
+    async fn clocks(&self, ticket_ids: &[Uuid]) -> StoreResult<Vec<Clock>>;
+    /// The next moment a warning or breach is due, if any clock is running.
+    async fn next_sla_deadline(&self) -> StoreResult<Option<DateTime<Utc>>>;
+    /// Sends every warning and breach whose moment has come, each exactly once across
+    /// replicas, and returns the events appended.
+    async fn fire_sla_alerts(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<Event>>;
+}
+
+#[async_trait]
+pub trait Store: RoutingStore + SlaStore + Send + Sync + 'static {
     async fn migrate(&self) -> StoreResult<()>;
 
     /// Cheap round trip used by readiness checks.

@@ -234,6 +234,7 @@ macro_rules! impl_store {
         migrator = $migrator:expr $(,)?
     ) => {
         $crate::store::routing_sql::impl_routing_store!($store, $db);
+        $crate::store::sla_sql::impl_sla_store!($store, $db);
 
         #[async_trait::async_trait]
         impl $crate::store::Store for $store {
@@ -362,7 +363,11 @@ macro_rules! impl_store {
                             .await?
                     }
                 };
-                row.map($crate::domain::ticket::Ticket::try_from).transpose()
+                let Some(row) = row else { return Ok(None) };
+                let mut tickets = [$crate::domain::ticket::Ticket::try_from(row)?];
+                attach_clocks(&self.reader, &mut tickets).await?;
+                let [ticket] = tickets;
+                Ok(Some(ticket))
             }
 
             #[tracing::instrument(skip_all)]
@@ -383,7 +388,10 @@ macro_rules! impl_store {
                         Param::Time(t) => q.bind(t),
                     };
                 }
-                $crate::store::rows::convert_all(q.fetch_all(&self.reader).await?)
+                let mut tickets: Vec<$crate::domain::ticket::Ticket> =
+                    $crate::store::rows::convert_all(q.fetch_all(&self.reader).await?)?;
+                attach_clocks(&self.reader, &mut tickets).await?;
+                Ok(tickets)
             }
 
             #[tracing::instrument(skip_all, fields(updates = changes.updates.len(), events = changes.events.len()))]
@@ -762,6 +770,7 @@ macro_rules! impl_store {
             use $crate::store::sql::*;
             let $crate::store::Changeset {
                 guard,
+                clocks,
                 updates,
                 events,
                 time_entries,
@@ -953,6 +962,9 @@ macro_rules! impl_store {
                     .execute(&mut **tx)
                     .await?;
             }
+            for clock in &clocks {
+                upsert_clock(tx, clock).await?;
+            }
             let mut tickets = Vec::with_capacity(updates.len());
             for update in &updates {
                 tickets.push(ticket_in(tx, update.ticket.id).await?);
@@ -1035,7 +1047,10 @@ macro_rules! impl_store {
                     .bind(id)
                     .fetch_one(&mut **tx)
                     .await?;
-            $crate::domain::ticket::Ticket::try_from(row)
+            let mut tickets = [$crate::domain::ticket::Ticket::try_from(row)?];
+            attach_clocks(&mut **tx, &mut tickets).await?;
+            let [ticket] = tickets;
+            Ok(ticket)
         }
     };
 }

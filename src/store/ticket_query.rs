@@ -17,11 +17,16 @@ pub(super) enum Param {
     Time(DateTime<Utc>),
 }
 
-#[derive(Default)]
 struct Builder {
     sql: String,
     params: Vec<Param>,
+    /// The moment "overdue" is judged at.
+    now: DateTime<Utc>,
 }
+
+/// A running clock of the ticket `t`.
+const RUNNING_CLOCK: &str = "SELECT 1 FROM sla_clocks c WHERE c.ticket_id = t.id \
+    AND c.running_since IS NOT NULL AND NOT c.stopped";
 
 impl Builder {
     /// Adds a parameter and returns its placeholder (`$1`, `$2`, …); both backends accept it.
@@ -112,6 +117,21 @@ impl Builder {
             TicketPredicate::UpdatedAt(op, at) => {
                 self.compare("t.updated_at", *op, Param::Time(*at))
             }
+            TicketPredicate::SlaBreached(breached) => {
+                let now = self.param(Param::Time(self.now));
+                let not = if *breached { "" } else { "NOT " };
+                self.sql.push_str(&format!(
+                    "{not}EXISTS (SELECT 1 FROM sla_clocks c WHERE c.ticket_id = t.id AND (c.breached \
+                     OR (c.running_since IS NOT NULL AND NOT c.stopped AND c.due_at <= {now})))"
+                ));
+            }
+            TicketPredicate::SlaDueAt(op, at) => {
+                let at = self.param(Param::Time(*at));
+                self.sql.push_str(&format!(
+                    "EXISTS ({RUNNING_CLOCK} AND c.due_at {} {at})",
+                    op.as_sql()
+                ));
+            }
         }
     }
 }
@@ -130,7 +150,8 @@ fn sort_column(field: SortField) -> &'static str {
 pub(super) fn render(query: &TicketQuery) -> (String, Vec<Param>) {
     let mut b = Builder {
         sql: format!("{SELECT_TICKETS} WHERE 1 = 1"),
-        ..Builder::default()
+        params: Vec::new(),
+        now: query.now,
     };
     if let Some(filter) = &query.filter {
         b.sql.push_str(" AND ");
@@ -182,6 +203,7 @@ mod tests {
             descending: true,
             after: None,
             limit: 10,
+            now: Utc::now(),
         }
     }
 

@@ -834,8 +834,9 @@ pub async fn views_show_my_tickets_and_unassigned_ones(backend: Backend) {
     let overdue = tickets
         .list_tickets(view(pb::TicketView::Overdue))
         .await
-        .unwrap_err();
-    assert_eq!(overdue.code(), Code::FailedPrecondition);
+        .unwrap()
+        .into_inner();
+    assert!(overdue.tickets.is_empty(), "default targets are hours away");
 }
 
 pub async fn agents_watch_their_new_assignments_live(backend: Backend) {

@@ -1,0 +1,301 @@
+//! The SLA part of `AdminService`: calendars and policies. The trait methods in
+//! `admin_service.rs` delegate here.
+
+use std::collections::BTreeSet;
+
+use chrono::NaiveDate;
+use tonic::{Request, Response, Status};
+use uuid::Uuid;
+
+use super::auth::{ADMIN, authorize};
+use super::convert::{
+    self, channel_to_pb, duration_from_seconds, optional_id, priority_to_pb, type_to_pb,
+};
+use super::pb;
+use crate::domain::calendar::{BusinessCalendar, WEEKDAYS, format_minute};
+use crate::domain::sla::{PolicyConditions, SlaPolicy, Targets, Warning};
+use crate::domain::validation::{Violations, parse_uuid};
+use crate::service::{ServiceError, Services};
+
+type Reply<T> = Result<Response<T>, Status>;
+
+fn calendar_to_pb(cal: BusinessCalendar) -> pb::Calendar {
+    pb::Calendar {
+        id: cal.id.to_string(),
+        name: cal.name,
+        time_zone: cal.time_zone.name().to_owned(),
+        weekly: WEEKDAYS
+            .iter()
+            .zip(cal.weekly.iter())
+            .filter(|(_, intervals)| !intervals.is_empty())
+            .map(|(day, intervals)| pb::DayHours {
+                day: day.to_string(),
+                intervals: intervals
+                    .iter()
+                    .map(|(s, e)| pb::TimeInterval {
+                        start: format_minute(*s),
+                        end: format_minute(*e),
+                    })
+                    .collect(),
+            })
+            .collect(),
+        holidays: cal.holidays.iter().map(|d| d.to_string()).collect(),
+        yearly_holidays: cal
+            .yearly_holidays
+            .iter()
+            .map(|(m, d)| format!("{m:02}-{d:02}"))
+            .collect(),
+    }
+}
+
+fn calendar_from_pb(c: pb::Calendar, id: Uuid) -> Result<BusinessCalendar, Status> {
+    let mut v = Violations::new();
+    let holidays: BTreeSet<NaiveDate> = c
+        .holidays
+        .iter()
+        .enumerate()
+        .filter_map(|(i, d)| match d.parse() {
+            Ok(date) => Some(date),
+            Err(_) => {
+                v.add(
+                    format!("calendar.holidays[{i}]"),
+                    "must be a date like 2026-12-25",
+                );
+                None
+            }
+        })
+        .collect();
+    let yearly: BTreeSet<(u32, u32)> = c
+        .yearly_holidays
+        .iter()
+        .enumerate()
+        .filter_map(|(i, md)| {
+            let parsed = md
+                .split_once('-')
+                .and_then(|(m, d)| Some((m.parse::<u32>().ok()?, d.parse::<u32>().ok()?)))
+                .filter(|(m, d)| NaiveDate::from_ymd_opt(2024, *m, *d).is_some());
+            if parsed.is_none() {
+                v.add(
+                    format!("calendar.yearly_holidays[{i}]"),
+                    "must be a date like 12-25",
+                );
+            }
+            parsed
+        })
+        .collect();
+    v.text("calendar.name", &c.name, true, 200);
+    v.finish().map_err(ServiceError::Invalid)?;
+    let weekly: Vec<(String, Vec<(String, String)>)> = c
+        .weekly
+        .into_iter()
+        .map(|d| {
+            (
+                d.day,
+                d.intervals.into_iter().map(|i| (i.start, i.end)).collect(),
+            )
+        })
+        .collect();
+    BusinessCalendar::parse(id, c.name.trim(), &c.time_zone, &weekly, holidays, yearly)
+        .map_err(|e| ServiceError::invalid("calendar", e.to_string()).into())
+}
+
+fn seconds(field: &str, d: Option<prost_types::Duration>, v: &mut Violations) -> Option<i64> {
+    let d = d?;
+    if d.nanos != 0 || d.seconds <= 0 {
+        v.add(field, "must be a positive whole number of seconds");
+        return None;
+    }
+    Some(d.seconds)
+}
+
+fn policy_to_pb(p: SlaPolicy) -> pb::SlaPolicy {
+    let c = p.conditions;
+    let warning = match p.warning {
+        Warning::Percent { percent } => pb::sla_policy::Warning::WarningPercent(percent as i32),
+        Warning::Lead { seconds } => {
+            pb::sla_policy::Warning::WarningLead(duration_from_seconds(seconds))
+        }
+    };
+    pb::SlaPolicy {
+        id: p.id.to_string(),
+        name: p.name,
+        position: p.position,
+        conditions: Some(pb::SlaConditions {
+            priorities: c.priorities.into_iter().map(priority_to_pb).collect(),
+            queue_ids: c.queue_ids.iter().map(Uuid::to_string).collect(),
+            types: c.types.into_iter().map(type_to_pb).collect(),
+            channels: c.channels.into_iter().map(channel_to_pb).collect(),
+            contact_vip: c.contact_vip,
+        }),
+        first_response: p.targets.first_response.map(duration_from_seconds),
+        next_response: p.targets.next_response.map(duration_from_seconds),
+        resolution: p.targets.resolution.map(duration_from_seconds),
+        calendar_id: optional_id(p.calendar_id),
+        warning: Some(warning),
+    }
+}
+
+fn policy_from_pb(p: pb::SlaPolicy, id: Uuid) -> Result<SlaPolicy, Status> {
+    let mut v = Violations::new();
+    let c = p.conditions.unwrap_or_default();
+    let conditions = PolicyConditions {
+        priorities: convert::enum_list(
+            &c.priorities,
+            "policy.conditions.priorities",
+            &mut v,
+            convert::priority_from_pb,
+        ),
+        queue_ids: c
+            .queue_ids
+            .iter()
+            .enumerate()
+            .filter_map(|(i, q)| {
+                parse_uuid(&mut v, &format!("policy.conditions.queue_ids[{i}]"), q)
+            })
+            .collect(),
+        types: convert::enum_list(
+            &c.types,
+            "policy.conditions.types",
+            &mut v,
+            convert::type_from_pb,
+        ),
+        channels: convert::enum_list(
+            &c.channels,
+            "policy.conditions.channels",
+            &mut v,
+            convert::channel_from_pb,
+        ),
+        contact_vip: c.contact_vip,
+    };
+    let targets = Targets {
+        first_response: seconds("policy.first_response", p.first_response, &mut v),
+        next_response: seconds("policy.next_response", p.next_response, &mut v),
+        resolution: seconds("policy.resolution", p.resolution, &mut v),
+    };
+    let warning = match p.warning {
+        Some(pb::sla_policy::Warning::WarningPercent(percent)) => Warning::Percent {
+            percent: i64::from(percent),
+        },
+        Some(pb::sla_policy::Warning::WarningLead(lead)) => Warning::Lead {
+            seconds: seconds("policy.warning_lead", Some(lead), &mut v).unwrap_or(0),
+        },
+        None => Warning::default(),
+    };
+    let calendar_id = if p.calendar_id.is_empty() {
+        None
+    } else {
+        parse_uuid(&mut v, "policy.calendar_id", &p.calendar_id)
+    };
+    v.finish().map_err(ServiceError::Invalid)?;
+    let at = crate::service::now();
+    Ok(SlaPolicy {
+        id,
+        name: p.name.trim().to_owned(),
+        position: p.position,
+        conditions,
+        targets,
+        calendar_id,
+        warning,
+        created_at: at,
+        updated_at: at,
+    })
+}
+
+fn required_id(field: &str, id: &str) -> Result<Uuid, Status> {
+    let mut v = Violations::new();
+    let id = convert::uuid(field, id, &mut v);
+    v.finish().map_err(ServiceError::Invalid)?;
+    id.ok_or_else(|| Status::invalid_argument(format!("{field} is required")))
+}
+
+pub(super) async fn create_calendar(
+    s: &Services,
+    r: Request<pb::CreateCalendarRequest>,
+) -> Reply<pb::CreateCalendarResponse> {
+    authorize(&s.api_keys, &r, "CreateCalendar", ADMIN).await?;
+    let cal = calendar_from_pb(r.into_inner().calendar.unwrap_or_default(), Uuid::now_v7())?;
+    let cal = s.sla.save_calendar(cal, true).await?;
+    Ok(Response::new(pb::CreateCalendarResponse {
+        calendar: Some(calendar_to_pb(cal)),
+    }))
+}
+
+pub(super) async fn update_calendar(
+    s: &Services,
+    r: Request<pb::UpdateCalendarRequest>,
+) -> Reply<pb::UpdateCalendarResponse> {
+    authorize(&s.api_keys, &r, "UpdateCalendar", ADMIN).await?;
+    let c = r.into_inner().calendar.unwrap_or_default();
+    let id = required_id("calendar.id", &c.id)?;
+    let cal = s.sla.save_calendar(calendar_from_pb(c, id)?, false).await?;
+    Ok(Response::new(pb::UpdateCalendarResponse {
+        calendar: Some(calendar_to_pb(cal)),
+    }))
+}
+
+pub(super) async fn list_calendars(
+    s: &Services,
+    r: Request<pb::ListCalendarsRequest>,
+) -> Reply<pb::ListCalendarsResponse> {
+    authorize(&s.api_keys, &r, "ListCalendars", ADMIN).await?;
+    let calendars = s.sla.calendars().await?;
+    Ok(Response::new(pb::ListCalendarsResponse {
+        calendars: calendars.into_iter().map(calendar_to_pb).collect(),
+    }))
+}
+
+pub(super) async fn delete_calendar(
+    s: &Services,
+    r: Request<pb::DeleteCalendarRequest>,
+) -> Reply<pb::DeleteCalendarResponse> {
+    authorize(&s.api_keys, &r, "DeleteCalendar", ADMIN).await?;
+    let id = required_id("id", &r.into_inner().id)?;
+    s.sla.delete_calendar(id).await?;
+    Ok(Response::new(pb::DeleteCalendarResponse {}))
+}
+
+pub(super) async fn create_policy(
+    s: &Services,
+    r: Request<pb::CreateSlaPolicyRequest>,
+) -> Reply<pb::CreateSlaPolicyResponse> {
+    authorize(&s.api_keys, &r, "CreateSlaPolicy", ADMIN).await?;
+    let policy = policy_from_pb(r.into_inner().policy.unwrap_or_default(), Uuid::now_v7())?;
+    let policy = s.sla.save_policy(policy, true).await?;
+    Ok(Response::new(pb::CreateSlaPolicyResponse {
+        policy: Some(policy_to_pb(policy)),
+    }))
+}
+
+pub(super) async fn update_policy(
+    s: &Services,
+    r: Request<pb::UpdateSlaPolicyRequest>,
+) -> Reply<pb::UpdateSlaPolicyResponse> {
+    authorize(&s.api_keys, &r, "UpdateSlaPolicy", ADMIN).await?;
+    let p = r.into_inner().policy.unwrap_or_default();
+    let id = required_id("policy.id", &p.id)?;
+    let policy = s.sla.save_policy(policy_from_pb(p, id)?, false).await?;
+    Ok(Response::new(pb::UpdateSlaPolicyResponse {
+        policy: Some(policy_to_pb(policy)),
+    }))
+}
+
+pub(super) async fn list_policies(
+    s: &Services,
+    r: Request<pb::ListSlaPoliciesRequest>,
+) -> Reply<pb::ListSlaPoliciesResponse> {
+    authorize(&s.api_keys, &r, "ListSlaPolicies", ADMIN).await?;
+    let policies = s.sla.policies().await?;
+    Ok(Response::new(pb::ListSlaPoliciesResponse {
+        policies: policies.into_iter().map(policy_to_pb).collect(),
+    }))
+}
+
+pub(super) async fn delete_policy(
+    s: &Services,
+    r: Request<pb::DeleteSlaPolicyRequest>,
+) -> Reply<pb::DeleteSlaPolicyResponse> {
+    authorize(&s.api_keys, &r, "DeleteSlaPolicy", ADMIN).await?;
+    let id = required_id("id", &r.into_inner().id)?;
+    s.sla.delete_policy(id).await?;
+    Ok(Response::new(pb::DeleteSlaPolicyResponse {}))
+}

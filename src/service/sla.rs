@@ -1,0 +1,393 @@
+//! SLA use cases: calendars and policies; keeping every ticket's clocks in step with its
+//! changes (in the same transaction); and the timer that announces warnings and breaches.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::{ServiceError, ServiceResult, now};
+use crate::domain::calendar::BusinessCalendar;
+use crate::domain::event::{EventKind, EventPayload, NewEvent};
+use crate::domain::sla::{
+    Clock, ClockState, Metric, Plan, Signal, SlaFacts, SlaPolicy, follow_plan, plan_for, react,
+};
+use crate::domain::ticket::{Status, Ticket};
+use crate::domain::validation::Violations;
+use crate::events::Bus;
+use crate::store::{
+    Changeset, Committed, CreateOutcome, IdempotencyClaim, Store, StoreResult, TicketDraft,
+};
+
+/// Calendars by id, with the round-the-clock calendar for `None`.
+pub struct CalendarSet {
+    always: BusinessCalendar,
+    by_id: HashMap<Uuid, BusinessCalendar>,
+}
+
+impl CalendarSet {
+    pub fn new(calendars: Vec<BusinessCalendar>) -> Self {
+        CalendarSet {
+            always: BusinessCalendar::always(Uuid::nil(), "24/7"),
+            by_id: calendars.into_iter().map(|c| (c.id, c)).collect(),
+        }
+    }
+
+    /// A deleted or unknown calendar counts as round the clock.
+    pub fn get(&self, id: Option<Uuid>) -> &BusinessCalendar {
+        id.and_then(|id| self.by_id.get(&id))
+            .unwrap_or(&self.always)
+    }
+}
+
+/// A clock as callers see it at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClockView {
+    pub metric: Metric,
+    pub target_seconds: i64,
+    pub due_at: Option<DateTime<Utc>>,
+    pub state: ClockState,
+    pub used_seconds: i64,
+    pub remaining_seconds: i64,
+    pub policy_id: Option<Uuid>,
+}
+
+impl CalendarSet {
+    pub fn view(&self, clock: &Clock, at: DateTime<Utc>) -> ClockView {
+        let cal = self.get(clock.calendar_id);
+        ClockView {
+            metric: clock.metric,
+            target_seconds: clock.target_seconds,
+            due_at: clock.due_at,
+            state: clock.state(at),
+            used_seconds: clock.used(cal, at),
+            remaining_seconds: clock.remaining(cal, at),
+            policy_id: clock.policy_id,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct SlaService {
+    store: Arc<dyn Store>,
+}
+
+/// What the clocks of a ticket make of one of its events.
+fn signal(event: &NewEvent) -> Option<Signal> {
+    match (&event.kind, &event.payload) {
+        (EventKind::TicketCreated, _) => Some(Signal::Created),
+        (EventKind::ReplyAdded, _) => Some(Signal::AgentReplied),
+        (EventKind::CustomerMessage, _) => Some(Signal::CustomerMessaged),
+        (EventKind::TicketsMerged, _) if event.ticket.status == Status::Merged => {
+            Some(Signal::Merged)
+        }
+        (EventKind::StatusChanged, EventPayload::FieldsChanged { changes }) => {
+            let change = changes.iter().find(|c| c.field == "status")?;
+            let (from, to) = (Status::parse(&change.old)?, Status::parse(&change.new)?);
+            match to {
+                Status::Waiting => Some(Signal::Waiting),
+                Status::Resolved | Status::Closed => Some(Signal::Resolved),
+                Status::Open | Status::InProgress
+                    if matches!(from, Status::Waiting | Status::Resolved | Status::Closed) =>
+                {
+                    Some(Signal::Active)
+                }
+                _ => None,
+            }
+        }
+        _ => None,
+    }
+}
+
+impl SlaService {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self { store }
+    }
+
+    pub async fn calendar_set(&self) -> ServiceResult<CalendarSet> {
+        Ok(CalendarSet::new(self.store.calendars().await?))
+    }
+
+    /// Adds to `changes` the clock writes its events call for: clocks start with a new
+    /// ticket, stop at replies and resolutions, pause while WAITING, and follow the policy
+    /// that matches the ticket after the change.
+    pub async fn prepare(
+        &self,
+        changes: &mut Changeset,
+        draft: Option<&TicketDraft>,
+    ) -> StoreResult<()> {
+        let mut tickets: Vec<Uuid> = changes.events.iter().map(|e| e.ticket_id).collect();
+        tickets.extend(changes.updates.iter().map(|u| u.ticket.id));
+        tickets.sort();
+        tickets.dedup();
+        if tickets.is_empty() {
+            return Ok(());
+        }
+        let policies = self.store.policies().await?;
+        let calendars = CalendarSet::new(self.store.calendars().await?);
+        let lookup = |id: Option<Uuid>| calendars.get(id);
+        let mut existing = self.store.clocks(&tickets).await?;
+        let draft_vip = match draft {
+            Some(d) => match d.contact.vip {
+                Some(vip) => vip,
+                None => self
+                    .store
+                    .contact_vip(&d.contact.external_id)
+                    .await?
+                    .unwrap_or(false),
+            },
+            None => false,
+        };
+        for ticket_id in tickets {
+            let facts =
+                if let Some(update) = changes.updates.iter().find(|u| u.ticket.id == ticket_id) {
+                    facts_of(&update.ticket)
+                } else if let Some(d) = draft.filter(|d| d.id == ticket_id) {
+                    SlaFacts {
+                        priority: d.priority,
+                        queue_id: d.queue_id,
+                        ticket_type: d.ticket_type,
+                        channel: d.channel,
+                        contact_vip: draft_vip,
+                    }
+                } else {
+                    continue;
+                };
+            let plan: Plan = plan_for(&policies, &facts);
+            let (mut clocks, rest): (Vec<Clock>, Vec<Clock>) =
+                existing.into_iter().partition(|c| c.ticket_id == ticket_id);
+            existing = rest;
+            let before = clocks.clone();
+            for event in changes.events.iter().filter(|e| e.ticket_id == ticket_id) {
+                if let Some(signal) = signal(event) {
+                    react(
+                        &mut clocks,
+                        ticket_id,
+                        signal,
+                        &plan,
+                        &lookup,
+                        event.created_at,
+                    );
+                }
+            }
+            let at = changes
+                .events
+                .iter()
+                .filter(|e| e.ticket_id == ticket_id)
+                .map(|e| e.created_at)
+                .max()
+                .unwrap_or_else(now);
+            follow_plan(&mut clocks, &plan, &lookup, at);
+            changes
+                .clocks
+                .extend(clocks.into_iter().filter(|c| !before.contains(c)));
+        }
+        Ok(())
+    }
+
+    // ---- calendars and policies ----------------------------------------------------------
+
+    pub async fn calendars(&self) -> ServiceResult<Vec<BusinessCalendar>> {
+        Ok(self.store.calendars().await?)
+    }
+
+    pub async fn save_calendar(
+        &self,
+        cal: BusinessCalendar,
+        insert: bool,
+    ) -> ServiceResult<BusinessCalendar> {
+        if !insert && !self.store.calendars().await?.iter().any(|c| c.id == cal.id) {
+            return Err(ServiceError::NotFound(format!("calendar {}", cal.id)));
+        }
+        let mut v = Violations::new();
+        v.text("calendar.name", &cal.name, true, 200);
+        v.finish()?;
+        self.store.save_calendar(&cal, insert, now()).await?;
+        Ok(cal)
+    }
+
+    pub async fn delete_calendar(&self, id: Uuid) -> ServiceResult<()> {
+        if !self.store.calendars().await?.iter().any(|c| c.id == id) {
+            return Err(ServiceError::NotFound(format!("calendar {id}")));
+        }
+        if self.store.delete_calendar(id).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::FailedPrecondition(format!(
+                "calendar {id} is used by an SLA policy"
+            )))
+        }
+    }
+
+    pub async fn policies(&self) -> ServiceResult<Vec<SlaPolicy>> {
+        Ok(self.store.policies().await?)
+    }
+
+    pub async fn save_policy(
+        &self,
+        mut policy: SlaPolicy,
+        insert: bool,
+    ) -> ServiceResult<SlaPolicy> {
+        let mut v = Violations::new();
+        v.text("policy.name", &policy.name, true, 200);
+        for (field, target) in [
+            (
+                "policy.targets.first_response",
+                policy.targets.first_response,
+            ),
+            ("policy.targets.next_response", policy.targets.next_response),
+            ("policy.targets.resolution", policy.targets.resolution),
+        ] {
+            if target.is_some_and(|t| t <= 0 || t > 366 * 24 * 3600) {
+                v.add(field, "must be between 1 second and a year");
+            }
+        }
+        if policy.targets == Default::default() {
+            v.add("policy.targets", "must set at least one target");
+        }
+        match policy.warning {
+            crate::domain::sla::Warning::Percent { percent } if !(1..=99).contains(&percent) => {
+                v.add("policy.warning", "percent must be between 1 and 99")
+            }
+            crate::domain::sla::Warning::Lead { seconds } if seconds < 0 => {
+                v.add("policy.warning", "lead time must not be negative")
+            }
+            _ => {}
+        }
+        v.finish()?;
+        if let Some(calendar) = policy.calendar_id
+            && !self
+                .store
+                .calendars()
+                .await?
+                .iter()
+                .any(|c| c.id == calendar)
+        {
+            return Err(ServiceError::NotFound(format!("calendar {calendar}")));
+        }
+        if !insert
+            && !self
+                .store
+                .policies()
+                .await?
+                .iter()
+                .any(|p| p.id == policy.id)
+        {
+            return Err(ServiceError::NotFound(format!("SLA policy {}", policy.id)));
+        }
+        policy.updated_at = now();
+        if insert {
+            policy.created_at = policy.updated_at;
+        }
+        self.store.save_policy(&policy, insert).await?;
+        Ok(policy)
+    }
+
+    pub async fn delete_policy(&self, id: Uuid) -> ServiceResult<()> {
+        if self.store.delete_policy(id).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::NotFound(format!("SLA policy {id}")))
+        }
+    }
+}
+
+pub(crate) fn facts_of(ticket: &Ticket) -> SlaFacts {
+    SlaFacts {
+        priority: ticket.priority,
+        queue_id: ticket.queue_id,
+        ticket_type: ticket.ticket_type,
+        channel: ticket.channel,
+        contact_vip: ticket.contact.vip,
+    }
+}
+
+/// Every write that changes tickets goes through here, so their SLA clocks move in the
+/// same transaction as the change.
+#[derive(Clone)]
+pub struct Writer {
+    store: Arc<dyn Store>,
+    sla: SlaService,
+}
+
+impl Writer {
+    pub fn new(store: Arc<dyn Store>, sla: SlaService) -> Self {
+        Self { store, sla }
+    }
+
+    pub async fn commit(&self, mut changes: Changeset) -> StoreResult<Committed> {
+        self.sla.prepare(&mut changes, None).await?;
+        self.store.commit(changes).await
+    }
+
+    pub async fn create_ticket(
+        &self,
+        draft: TicketDraft,
+        mut changes: Changeset,
+        claim: Option<IdempotencyClaim>,
+    ) -> StoreResult<CreateOutcome> {
+        self.sla.prepare(&mut changes, Some(&draft)).await?;
+        self.store.create_ticket(draft, changes, claim).await
+    }
+}
+
+/// Announces warnings and breaches when they fall due: it sleeps until the next deadline
+/// (or until a commit may have moved one), never sweeping on a fixed schedule. Each alert
+/// fires exactly once across replicas; deadlines that passed while no replica ran fire at
+/// start-up.
+pub struct SlaTimer {
+    store: Arc<dyn Store>,
+    bus: Bus,
+    /// The longest sleep without looking: covers deadlines set by other replicas whose
+    /// wake-up was lost.
+    poll: Duration,
+}
+
+impl SlaTimer {
+    pub fn new(store: Arc<dyn Store>, bus: Bus, poll: Duration) -> Self {
+        Self { store, bus, poll }
+    }
+
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let mut commits = self.bus.subscribe();
+        loop {
+            commits.mark_unchanged();
+            let sleep = match self.tick().await {
+                Ok(Some(next)) => (next - Utc::now())
+                    .to_std()
+                    .unwrap_or_default()
+                    .min(self.poll),
+                Ok(None) => self.poll,
+                Err(err) => {
+                    tracing::warn!(error = %err, "sla timer failed; retrying");
+                    self.poll
+                }
+            };
+            tokio::select! {
+                _ = tokio::time::sleep(sleep) => {}
+                _ = commits.changed() => {}
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+        }
+    }
+
+    /// Fires what is due and returns the next deadline.
+    async fn tick(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        loop {
+            let fired = self.store.fire_sla_alerts(now(), 100).await?;
+            for event in &fired {
+                tracing::info!(ticket_id = %event.event.ticket_id, kind = %event.event.kind, "sla alert");
+            }
+            if fired.len() < 100 {
+                break;
+            }
+        }
+        self.store.next_sla_deadline().await
+    }
+}
