@@ -10,6 +10,7 @@ mod lifecycle;
 mod merge;
 mod postgres_only;
 mod routing;
+mod sla;
 mod tickets;
 mod updates;
 mod watch;
@@ -91,6 +92,15 @@ harness::conformance! {
         views_show_my_tickets_and_unassigned_ones,
         agents_watch_their_new_assignments_live,
     ],
+    sla: [
+        new_tickets_get_the_default_targets_of_their_priority,
+        only_a_public_reply_meets_first_response,
+        waiting_pauses_the_clocks_and_keeps_the_time_left,
+        reopening_resumes_resolution_and_a_new_priority_retargets,
+        warning_and_breach_fire_once_each_on_the_watch_stream,
+        a_breach_that_passed_while_down_fires_after_a_restart,
+        policies_use_business_hours_calendars,
+    ],
     watch: [
         a_watch_replays_from_its_cursor_then_goes_live,
         watch_filters_select_by_event_ticket_and_assignee,
@@ -119,6 +129,13 @@ mod postgres_server {
         if let Some(backend) = crate::harness::Backend::postgres() {
             crate::routing::capacity_holds_under_concurrent_escalations_on_two_replicas(backend)
                 .await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn two_replicas_fire_each_breach_once() {
+        if let Some(backend) = crate::harness::Backend::postgres() {
+            crate::sla::two_replicas_fire_each_breach_once(backend).await;
         }
     }
 
