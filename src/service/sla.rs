@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -194,18 +194,41 @@ impl SlaService {
         Ok(self.store.calendars().await?)
     }
 
+    /// Saves a calendar. Changing one keeps the business time its clocks used and moves
+    /// their due times to the new hours.
     pub async fn save_calendar(
         &self,
         cal: BusinessCalendar,
         insert: bool,
     ) -> ServiceResult<BusinessCalendar> {
-        if !insert && !self.store.calendars().await?.iter().any(|c| c.id == cal.id) {
+        let old = self
+            .store
+            .calendars()
+            .await?
+            .into_iter()
+            .find(|c| c.id == cal.id);
+        if !insert && old.is_none() {
             return Err(ServiceError::NotFound(format!("calendar {}", cal.id)));
         }
         let mut v = Violations::new();
         v.text("calendar.name", &cal.name, true, 200);
         v.finish()?;
-        self.store.save_calendar(&cal, insert, now()).await?;
+        let at = now();
+        self.store.save_calendar(&cal, insert, at).await?;
+        if let (Some(old), false) = (old, insert) {
+            let mut clocks = self.store.open_clocks_on_calendar(cal.id).await?;
+            for clock in &mut clocks {
+                let plan = Plan {
+                    policy_id: clock.policy_id,
+                    targets: Default::default(),
+                    calendar_id: clock.calendar_id,
+                    warning: clock.warning,
+                };
+                let target = clock.target_seconds;
+                clock.retarget(target, &plan, &old, &cal, at.trunc_subsecs(0));
+            }
+            self.store.save_clocks(&clocks).await?;
+        }
         Ok(cal)
     }
 

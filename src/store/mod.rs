@@ -358,6 +358,10 @@ pub trait SlaStore: Send + Sync {
     async fn policies(&self) -> StoreResult<Vec<SlaPolicy>>;
     async fn delete_policy(&self, id: Uuid) -> StoreResult<bool>;
     async fn clocks(&self, ticket_ids: &[Uuid]) -> StoreResult<Vec<Clock>>;
+    /// Clocks not yet stopped that count on a calendar.
+    async fn open_clocks_on_calendar(&self, calendar_id: Uuid) -> StoreResult<Vec<Clock>>;
+    /// Writes clocks outside any ticket change (after a calendar changed).
+    async fn save_clocks(&self, clocks: &[Clock]) -> StoreResult<()>;
     /// The next moment a warning or breach is due, if any clock is running.
     async fn next_sla_deadline(&self) -> StoreResult<Option<DateTime<Utc>>>;
     /// Sends every warning and breach whose moment has come, each exactly once across

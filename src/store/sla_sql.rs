@@ -172,6 +172,35 @@ macro_rules! impl_sla_store {
                 clocks_of(&self.reader, ticket_ids).await
             }
 
+            async fn open_clocks_on_calendar(
+                &self,
+                calendar_id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Vec<$crate::domain::sla::Clock>> {
+                let sql = format!(
+                    "SELECT {} FROM sla_clocks WHERE calendar_id = $1 AND NOT stopped",
+                    $crate::store::sla_sql::CLOCK_COLUMNS
+                );
+                let rows: Vec<$crate::store::rows::ClockRow> =
+                    sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                        .bind(calendar_id)
+                        .fetch_all(&self.reader)
+                        .await?;
+                $crate::store::rows::convert_all(rows)
+            }
+
+            async fn save_clocks(
+                &self,
+                clocks: &[$crate::domain::sla::Clock],
+            ) -> $crate::store::StoreResult<()> {
+                let mut tx = self.writer.begin().await?;
+                for clock in clocks {
+                    upsert_clock(&mut tx, clock).await?;
+                }
+                tx.commit().await?;
+                self.bus.publish_local();
+                Ok(())
+            }
+
             async fn next_sla_deadline(
                 &self,
             ) -> $crate::store::StoreResult<Option<chrono::DateTime<chrono::Utc>>> {

@@ -520,6 +520,43 @@ pub async fn policies_use_business_hours_calendars(backend: Backend) {
         cal.add(created, 7200)
     );
 
+    // Opening round the clock keeps the time used and moves the due time.
+    admin
+        .update_calendar(pb::UpdateCalendarRequest {
+            calendar: Some(pb::Calendar {
+                id: calendar.id.clone(),
+                name: "Berlin office".into(),
+                time_zone: "Europe/Berlin".into(),
+                weekly: ["MON", "TUE", "WED", "THU", "FRI", "SAT", "SUN"]
+                    .iter()
+                    .map(|d| pb::DayHours {
+                        day: d.to_string(),
+                        intervals: vec![pb::TimeInterval {
+                            start: "00:00".into(),
+                            end: "24:00".into(),
+                        }],
+                    })
+                    .collect(),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let moved = clock(
+        &get(&mut tickets, &urgent.id).await,
+        pb::SlaMetric::FirstResponse,
+    );
+    let due = time(moved.due_at.as_ref().unwrap());
+    let remaining = chrono::Duration::seconds(moved.remaining.unwrap().seconds);
+    assert_eq!(
+        moved.used.unwrap().seconds + moved.remaining.unwrap().seconds,
+        7200
+    );
+    assert!(
+        ((due - remaining) - Utc::now()).num_seconds().abs() <= 5,
+        "due = now + remaining on the 24/7 hours"
+    );
+
     // A MEDIUM ticket matches no policy and keeps the defaults.
     let medium = create(&mut tickets, new_ticket("Later")).await;
     assert_eq!(clock(&medium, pb::SlaMetric::FirstResponse).policy_id, "");
