@@ -100,6 +100,7 @@ harness::conformance! {
         warning_and_breach_fire_once_each_on_the_watch_stream,
         a_breach_that_passed_while_down_fires_after_a_restart,
         policies_use_business_hours_calendars,
+        next_response_restarts_per_customer_message_and_merges_stop_clocks,
     ],
     watch: [
         a_watch_replays_from_its_cursor_then_goes_live,

@@ -625,3 +625,113 @@ pub async fn two_replicas_fire_each_breach_once(backend: Backend) {
             .is_none()
     );
 }
+
+pub async fn next_response_restarts_per_customer_message_and_merges_stop_clocks(backend: Backend) {
+    let app = spawn_app(backend).await;
+    app.admin()
+        .create_sla_policy(pb::CreateSlaPolicyRequest {
+            policy: Some(pb::SlaPolicy {
+                name: "chat".into(),
+                first_response: Some(prost_types::Duration {
+                    seconds: 600,
+                    nanos: 0,
+                }),
+                next_response: Some(prost_types::Duration {
+                    seconds: 300,
+                    nanos: 0,
+                }),
+                ..Default::default()
+            }),
+        })
+        .await
+        .unwrap();
+    let mut escalation = app.escalation();
+    let (ticket, _) =
+        crate::bridge::escalate(&mut escalation, crate::bridge::escalation("conv-sla", 2)).await;
+    assert!(
+        ticket
+            .sla_clocks
+            .iter()
+            .all(|c| c.metric() != pb::SlaMetric::NextResponse)
+    );
+
+    let message = escalation
+        .post_customer_message(crate::bridge::customer_message(
+            "conv-sla", "Hello?", "sla-1",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .ticket
+        .unwrap();
+    let next = clock(&message, pb::SlaMetric::NextResponse);
+    assert_eq!(
+        (next.state(), next.target.unwrap().seconds),
+        (pb::SlaClockState::Running, 300)
+    );
+
+    let mut tickets = app.tickets();
+    let replied = tickets
+        .add_reply(pb::AddReplyRequest {
+            ticket_id: ticket.id.clone(),
+            body: "Hi!".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .ticket
+        .unwrap();
+    assert_eq!(
+        clock(&replied, pb::SlaMetric::NextResponse).state(),
+        pb::SlaClockState::Met
+    );
+    assert_eq!(
+        clock(&replied, pb::SlaMetric::FirstResponse).state(),
+        pb::SlaClockState::Met
+    );
+
+    let again = escalation
+        .post_customer_message(crate::bridge::customer_message(
+            "conv-sla",
+            "One more thing",
+            "sla-2",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .ticket
+        .unwrap();
+    assert_eq!(
+        clock(&again, pb::SlaMetric::NextResponse).state(),
+        pb::SlaClockState::Running,
+        "a new cycle"
+    );
+
+    // Merged away: the source's clocks stop where they are; the target keeps its own.
+    let target = create(&mut tickets, new_ticket("Main ticket")).await;
+    tickets
+        .merge_tickets(pb::MergeTicketsRequest {
+            target_ticket_id: target.id.clone(),
+            source_ticket_ids: vec![ticket.id.clone()],
+        })
+        .await
+        .unwrap();
+    let merged = get(&mut tickets, &ticket.id).await;
+    assert!(
+        merged
+            .sla_clocks
+            .iter()
+            .all(|c| c.state() != pb::SlaClockState::Running),
+        "{:?}",
+        merged.sla_clocks
+    );
+    assert_eq!(
+        clock(
+            &get(&mut tickets, &target.id).await,
+            pb::SlaMetric::FirstResponse
+        )
+        .state(),
+        pb::SlaClockState::Running
+    );
+}
