@@ -7,13 +7,12 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
-use tonic::codegen::http;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
 use crate::config::Settings;
 use crate::events::Bus;
-use crate::grpc::{self, GrpcLimits, ResourceExhaustedLayer, pb};
+use crate::grpc::{self, EdgeLayer, GrpcLimits, pb};
 use crate::service::{ServiceError, Services, StreamGauge};
 use crate::store::{self, PoolSettings, StoreError};
 
@@ -29,6 +28,10 @@ pub enum AppError {
     Reflection(#[from] tonic_reflection::server::Error),
     #[error("the gRPC server failed")]
     Serve(#[from] tonic::transport::Error),
+    #[error("telemetry")]
+    Telemetry(#[from] crate::telemetry::TelemetryError),
+    #[error("{0} is not an address to serve metrics on")]
+    MetricsAddress(String),
 }
 
 pub struct App {
@@ -71,6 +74,12 @@ impl App {
             .api_keys
             .bootstrap(settings.bootstrap_key.as_ref().map(|s| s.expose()))
             .await?;
+        if let Some(addr) = &settings.metrics_listen {
+            let addr = addr
+                .parse()
+                .map_err(|_| AppError::MetricsAddress(addr.clone()))?;
+            crate::telemetry::install_metrics(addr)?;
+        }
         let listener = TcpListener::bind(&settings.listen)
             .await
             .map_err(|e| AppError::Bind(settings.listen.clone(), e))?;
@@ -135,14 +144,26 @@ impl App {
             )
             .run(self.shutdown.subscribe()),
         );
+        let pool_gauges = tokio::spawn({
+            let store = self.services.store.clone();
+            async move {
+                loop {
+                    let (size, idle) = store.pool_stats();
+                    metrics::gauge!("ticketd_db_connections", "state" => "idle")
+                        .set(f64::from(idle));
+                    metrics::gauge!("ticketd_db_connections", "state" => "in_use")
+                        .set(f64::from(size.saturating_sub(idle)));
+                    tokio::time::sleep(Duration::from_secs(5)).await;
+                }
+            }
+        });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let addr = self.local_addr().ok();
         let server = Server::builder()
             .timeout(limits.request_timeout)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
-            .trace_fn(request_span)
-            .layer(ResourceExhaustedLayer)
+            .layer(EdgeLayer)
             .add_routes(grpc::routes(&self.services, &limits))
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -197,21 +218,10 @@ impl App {
             }
         }
         timer.abort();
+        pool_gauges.abort();
         tracing::info!("ticketd stopped");
         Ok(())
     }
-}
-
-/// One span per call, carrying the method and a request id (the caller's `x-request-id`
-/// or a fresh one), so every log line of a call can be found together.
-fn request_span(request: &http::Request<()>) -> tracing::Span {
-    let request_id = request
-        .headers()
-        .get("x-request-id")
-        .and_then(|v| v.to_str().ok())
-        .map(|v| v.chars().take(64).collect::<String>())
-        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
-    tracing::info_span!("grpc", method = %request.uri().path(), request_id = %request_id)
 }
 
 /// The URL without its password, for logs.

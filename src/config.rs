@@ -104,6 +104,15 @@ pub struct Settings {
     /// wake-up (for example while the PostgreSQL listener reconnects).
     #[arg(long, env = "TICKETD_STREAM_POLL_MILLIS", default_value_t = 1000)]
     pub stream_poll_millis: u64,
+
+    /// Serve Prometheus metrics on this address (`/metrics`); off when unset.
+    #[arg(long, env = "TICKETD_METRICS_LISTEN")]
+    pub metrics_listen: Option<String>,
+
+    /// Export traces over OTLP/gRPC to this collector; off when unset. The other standard
+    /// variables (`OTEL_SERVICE_NAME`, `OTEL_RESOURCE_ATTRIBUTES`) apply too.
+    #[arg(long, env = "OTEL_EXPORTER_OTLP_ENDPOINT")]
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Settings {
@@ -124,6 +133,8 @@ impl Settings {
             stream_buffer: 1024,
             stream_stall_seconds: 30,
             stream_poll_millis: 1000,
+            metrics_listen: None,
+            otlp_endpoint: None,
         }
     }
 

@@ -31,7 +31,7 @@ async fn main() -> ExitCode {
     let result = match cli.command {
         Command::Serve(settings) => serve(settings).await,
         Command::Migrate(settings) => {
-            ticketd::telemetry::init(settings.log_format);
+            let _ = ticketd::telemetry::init(settings.log_format, None);
             app::open_store(&settings, ticketd::events::Bus::new())
                 .await
                 .map(|_| {
@@ -57,7 +57,15 @@ async fn main() -> ExitCode {
 }
 
 async fn serve(settings: Settings) -> Result<(), app::AppError> {
-    ticketd::telemetry::init(settings.log_format);
+    let telemetry =
+        ticketd::telemetry::init(settings.log_format, settings.otlp_endpoint.as_deref())?;
+    let result = run(settings).await;
+    // Whatever happened, the spans of it reach the collector.
+    telemetry.shutdown();
+    result
+}
+
+async fn run(settings: Settings) -> Result<(), app::AppError> {
     let app = App::build(settings).await?;
     // Handlers are installed before anything announces the server, so a SIGTERM that
     // follows the announcement always takes the graceful path.

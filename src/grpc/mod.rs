@@ -6,9 +6,9 @@ mod admin_sla;
 mod auth;
 mod convert;
 mod convert_routing;
+mod edge;
 mod error;
 mod escalation_service;
-mod limits;
 mod streams;
 mod ticket_service;
 
@@ -17,8 +17,8 @@ use std::time::Duration;
 use tonic::service::Routes;
 
 pub use admin_service::AdminApi;
+pub use edge::EdgeLayer;
 pub use escalation_service::EscalationApi;
-pub use limits::ResourceExhaustedLayer;
 pub use streams::RESUME_CURSOR;
 pub use ticket_service::TicketApi;
 
@@ -32,6 +32,11 @@ pub mod pb {
     /// The encoded descriptors of every ticketd proto file, for server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =
         tonic::include_file_descriptor_set!("ticketd_descriptor");
+}
+
+/// Names the ticket a call is about on the call's span (and so on its trace and logs).
+pub(crate) fn trace_ticket(id: &uuid::Uuid) {
+    tracing::Span::current().record("ticket_id", tracing::field::display(id));
 }
 
 /// Limits applied to every gRPC service.

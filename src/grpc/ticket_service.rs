@@ -93,6 +93,9 @@ impl TicketService for TicketApi {
         };
         let key =
             checked(v, key)?.ok_or_else(|| Status::invalid_argument("id or number is required"))?;
+        if let TicketKey::Id(id) = &key {
+            super::trace_ticket(id);
+        }
         let ticket = self.services.tickets.get(key).await?;
         Ok(Response::new(pb::GetTicketResponse {
             ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
@@ -167,6 +170,7 @@ impl TicketService for TicketApi {
         let etag = (!r.etag.is_empty()).then_some(r.etag);
         let id =
             checked(v, id)?.ok_or_else(|| Status::invalid_argument("ticket.id is required"))?;
+        super::trace_ticket(&id);
         let ticket = self
             .services
             .tickets
@@ -197,6 +201,7 @@ impl TicketService for TicketApi {
             .collect();
         let id =
             checked(v, id)?.ok_or_else(|| Status::invalid_argument("ticket_id is required"))?;
+        super::trace_ticket(&id);
         let (entry, ticket) = self
             .services
             .tickets
@@ -215,6 +220,7 @@ impl TicketService for TicketApi {
         let id = convert::uuid("ticket_id", &r.ticket_id, &mut v);
         let id =
             checked(v, id)?.ok_or_else(|| Status::invalid_argument("ticket_id is required"))?;
+        super::trace_ticket(&id);
         let (entry, ticket) = self
             .services
             .tickets
@@ -245,6 +251,7 @@ impl TicketService for TicketApi {
         };
         let id =
             checked(v, id)?.ok_or_else(|| Status::invalid_argument("ticket_id is required"))?;
+        super::trace_ticket(&id);
         let (entry, ticket) = self
             .services
             .tickets
@@ -272,6 +279,7 @@ impl TicketService for TicketApi {
         let id = convert::uuid("ticket_id", &r.ticket_id, &mut v);
         let id =
             checked(v, id)?.ok_or_else(|| Status::invalid_argument("ticket_id is required"))?;
+        super::trace_ticket(&id);
         let (entries, next_page_token) = self
             .services
             .tickets
@@ -299,6 +307,7 @@ impl TicketService for TicketApi {
             .collect();
         let target = checked(v, target)?
             .ok_or_else(|| Status::invalid_argument("target_ticket_id is required"))?;
+        super::trace_ticket(&target);
         let (target, sources) = self
             .services
             .tickets
@@ -362,6 +371,7 @@ impl TicketService for TicketApi {
         let queue = convert::optional_uuid("queue_id", &r.queue_id, &mut v);
         let id =
             checked(v, id)?.ok_or_else(|| Status::invalid_argument("ticket_id is required"))?;
+        super::trace_ticket(&id);
         let ticket = self
             .services
             .routing

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use tokio::sync::watch;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::streams::{
@@ -96,7 +97,12 @@ impl DeliveryService {
             poll: self.settings.poll,
             _gauge: GaugeGuard::new(self.gauge.clone(), StreamKind::Delivery),
         };
-        tokio::spawn(producer.run(sender));
+        // The stream's span is a child of the call's, so deliveries join its trace.
+        tokio::spawn(
+            producer
+                .run(sender)
+                .instrument(tracing::info_span!("delivery_stream")),
+        );
         Ok(output)
     }
 
@@ -168,6 +174,17 @@ impl DeliveryService {
                     "message {message_id} was never delivered to consumer group {group:?}"
                 ))
             })?;
+        if acked.receipt.is_some() {
+            metrics::counter!(
+                "ticketd_outbound_messages_total",
+                "state" => outcome.status().as_str().to_ascii_lowercase(),
+                "channel" => message.channel.as_str()
+            )
+            .increment(1);
+            let latency = (now() - message.created_at).to_std().unwrap_or_default();
+            metrics::histogram!("ticketd_delivery_latency_seconds", "channel" => message.channel.as_str())
+                .record(latency.as_secs_f64());
+        }
         Ok(acked.status)
     }
 }
@@ -231,8 +248,21 @@ impl Producer {
                 }
             };
             let full = leased.len() as i64 == BATCH;
+            if !leased.is_empty() {
+                metrics::counter!(
+                    "ticketd_outbound_messages_total",
+                    "state" => "leased",
+                    "channel" => self.channel.as_str()
+                )
+                .increment(leased.len() as u64);
+            }
             for message in leased {
-                match sender.send(message).await {
+                let span = tracing::info_span!(
+                    "deliver",
+                    message_id = %message.message.id,
+                    attempt = message.attempt
+                );
+                match sender.send(message).instrument(span).await {
                     Sent::Ok => {}
                     Sent::Closed => return,
                     Sent::Stalled => {

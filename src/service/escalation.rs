@@ -220,6 +220,11 @@ impl EscalationService {
             };
             match result {
                 Err(ServiceError::Contended(_)) => continue,
+                Ok((ticket, false)) => {
+                    metrics::counter!("ticketd_escalations_total", "outcome" => "existing")
+                        .increment(1);
+                    return Ok((ticket, false));
+                }
                 other => return other,
             }
         }
@@ -354,6 +359,13 @@ impl EscalationService {
                     follow_up = previous.is_some(),
                     "conversation escalated"
                 );
+                metrics::counter!(
+                    "ticketd_tickets_created_total",
+                    "channel" => channel.as_str(),
+                    "priority" => ticket.priority.as_str()
+                )
+                .increment(1);
+                metrics::counter!("ticketd_escalations_total", "outcome" => "created").increment(1);
                 let routed = self.routing.route(ticket.id, &plan, true).await?;
                 Ok((routed, true))
             }

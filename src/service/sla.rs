@@ -342,8 +342,12 @@ impl Writer {
     }
 
     pub async fn commit(&self, mut changes: Changeset) -> StoreResult<Committed> {
+        let started = std::time::Instant::now();
         self.sla.prepare(&mut changes, None).await?;
-        self.store.commit(changes).await
+        let result = self.store.commit(changes).await;
+        metrics::histogram!("ticketd_db_transaction_seconds", "op" => "commit")
+            .record(started.elapsed().as_secs_f64());
+        result
     }
 
     pub async fn create_ticket(
@@ -352,8 +356,12 @@ impl Writer {
         mut changes: Changeset,
         claim: Option<IdempotencyClaim>,
     ) -> StoreResult<CreateOutcome> {
+        let started = std::time::Instant::now();
         self.sla.prepare(&mut changes, Some(&draft)).await?;
-        self.store.create_ticket(draft, changes, claim).await
+        let result = self.store.create_ticket(draft, changes, claim).await;
+        metrics::histogram!("ticketd_db_transaction_seconds", "op" => "create_ticket")
+            .record(started.elapsed().as_secs_f64());
+        result
     }
 }
 
@@ -406,6 +414,8 @@ impl SlaTimer {
             let fired = self.store.fire_sla_alerts(now(), 100).await?;
             for event in &fired {
                 tracing::info!(ticket_id = %event.event.ticket_id, kind = %event.event.kind, "sla alert");
+                metrics::counter!("ticketd_sla_alerts_total", "kind" => event.event.kind.as_str())
+                    .increment(1);
             }
             if fired.len() < 100 {
                 break;

@@ -51,9 +51,19 @@ pub(crate) struct GaugeGuard {
     kind: StreamKind,
 }
 
+impl StreamKind {
+    fn label(self) -> &'static str {
+        match self {
+            StreamKind::Watch => "watch",
+            StreamKind::Delivery => "delivery",
+        }
+    }
+}
+
 impl GaugeGuard {
     pub(crate) fn new(gauge: Arc<StreamGauge>, kind: StreamKind) -> Self {
         gauge.counter(kind).fetch_add(1, Ordering::SeqCst);
+        metrics::gauge!("ticketd_open_streams", "kind" => kind.label()).increment(1.0);
         GaugeGuard { gauge, kind }
     }
 }
@@ -61,6 +71,7 @@ impl GaugeGuard {
 impl Drop for GaugeGuard {
     fn drop(&mut self) {
         self.gauge.counter(self.kind).fetch_sub(1, Ordering::SeqCst);
+        metrics::gauge!("ticketd_open_streams", "kind" => self.kind.label()).decrement(1.0);
     }
 }
 

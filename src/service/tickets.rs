@@ -263,6 +263,12 @@ impl TicketService {
         match self.writer.create_ticket(draft, changes, claim).await? {
             CreateOutcome::Created { ticket, .. } => {
                 tracing::info!(ticket_id = %ticket.id, number = ticket.number, "ticket created");
+                metrics::counter!(
+                    "ticketd_tickets_created_total",
+                    "channel" => "none",
+                    "priority" => ticket.priority.as_str()
+                )
+                .increment(1);
                 let routed = self.routing.route(ticket.id, &plan, true).await?;
                 Ok((routed, true))
             }
@@ -788,6 +794,7 @@ impl TicketService {
             let mut event =
                 NewEvent::about(&next, kind, principal.actor(), visibility, payload, at);
             event.id = event_id;
+            let queued_channel = outbound.as_ref().map(|m| m.channel);
             let queued = outbound.as_ref().map(|m| DeliveryView {
                 message_id: m.id,
                 status: DeliveryStatus::Queued.as_str().to_owned(),
@@ -804,6 +811,14 @@ impl TicketService {
             };
             match self.writer.commit(changeset).await {
                 Ok(mut committed) => {
+                    if let Some(channel) = queued_channel {
+                        metrics::counter!(
+                            "ticketd_outbound_messages_total",
+                            "state" => "queued",
+                            "channel" => channel.as_str()
+                        )
+                        .increment(1);
+                    }
                     let event = committed.events.pop().map(|mut e| {
                         e.delivery = queued;
                         e

@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::watch;
+use tracing::Instrument;
 use uuid::Uuid;
 
 use super::streams::{
@@ -87,7 +88,11 @@ impl WatchService {
             poll: self.settings.poll,
             _gauge: GaugeGuard::new(self.gauge.clone(), StreamKind::Watch),
         };
-        tokio::spawn(producer.run(sender));
+        tokio::spawn(
+            producer
+                .run(sender)
+                .instrument(tracing::info_span!("watch_stream")),
+        );
         Ok(output)
     }
 }

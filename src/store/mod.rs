@@ -376,6 +376,9 @@ pub trait Store: RoutingStore + SlaStore + Send + Sync + 'static {
     /// Cheap round trip used by readiness checks.
     async fn ping(&self) -> StoreResult<()>;
 
+    /// Open connections and how many of them are idle, over all pools.
+    fn pool_stats(&self) -> (u32, u32);
+
     /// Inserts a ticket, upserting its contact, and applies `changes` in the same
     /// transaction (events about the new ticket get its assigned number). With a claim, a request id
     /// seen before returns the first ticket if the fingerprint matches and

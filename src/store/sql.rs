@@ -244,6 +244,12 @@ macro_rules! impl_store {
                 Ok(())
             }
 
+            fn pool_stats(&self) -> (u32, u32) {
+                let size = self.reader.size() + self.writer.size();
+                let idle = (self.reader.num_idle() + self.writer.num_idle()) as u32;
+                (size, idle)
+            }
+
             async fn ping(&self) -> $crate::store::StoreResult<()> {
                 sqlx::query("SELECT 1").execute(&self.reader).await?;
                 Ok(())

@@ -1,0 +1,258 @@
+//! The outermost layer of our gRPC services: it sees every call's final status.
+//!
+//! - It reports oversized messages as RESOURCE_EXHAUSTED, as the gRPC status-code guide
+//!   asks. tonic rejects a message over the configured size with OUT_OF_RANGE: an incoming
+//!   one before our handlers run (the status travels in the response headers), an outgoing
+//!   one while the body is written (in the trailers). The status is rewritten in both.
+//! - It records each call's status code on its span and in the metrics
+//!   `ticketd_rpc_requests_total` and `ticketd_rpc_duration_seconds` (by method and code).
+
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use http_body::{Body, Frame, SizeHint};
+use tonic::codegen::http::{HeaderMap, HeaderValue, Request, Response};
+use tower::{Layer, Service};
+use tracing::Instrument;
+
+const OUT_OF_RANGE: &str = "11";
+const RESOURCE_EXHAUSTED: &str = "8";
+/// tonic's messages for too-large messages, percent-encoded as in `grpc-message`.
+const TOO_LARGE: [&str; 2] = [
+    "decoded%20message%20length%20too%20large",
+    "encoded%20message%20length%20too%20large",
+];
+
+/// Rewrites the status in `headers` (response headers or trailers) if it is tonic's
+/// message-size OUT_OF_RANGE, and returns the status code they carry, if any.
+fn rewrite(headers: &mut HeaderMap) -> Option<String> {
+    let too_large = headers
+        .get("grpc-status")
+        .is_some_and(|s| s == OUT_OF_RANGE)
+        && headers
+            .get("grpc-message")
+            .and_then(|m| m.to_str().ok())
+            .is_some_and(|m| TOO_LARGE.iter().any(|t| m.contains(t)));
+    if too_large {
+        headers.insert("grpc-status", HeaderValue::from_static(RESOURCE_EXHAUSTED));
+    }
+    headers
+        .get("grpc-status")
+        .and_then(|s| s.to_str().ok())
+        .map(str::to_owned)
+}
+
+/// Records the end of a call: its status on the span, and in the metrics.
+#[derive(Debug)]
+struct Finish {
+    method: String,
+    started: Instant,
+    span: tracing::Span,
+    done: bool,
+}
+
+impl Finish {
+    fn record(&mut self, code: &str) {
+        if self.done {
+            return;
+        }
+        self.done = true;
+        let name = code_name(code);
+        self.span.record("rpc.grpc.status_code", code);
+        if code != "0" {
+            self.span.record("otel.status_code", "ERROR");
+        }
+        let labels = [("method", self.method.clone()), ("code", name.to_owned())];
+        metrics::counter!("ticketd_rpc_requests_total", &labels).increment(1);
+        metrics::histogram!("ticketd_rpc_duration_seconds", &labels)
+            .record(self.started.elapsed().as_secs_f64());
+    }
+}
+
+impl Drop for Finish {
+    /// A call that ended without a status (the client went away) counts as CANCELLED.
+    fn drop(&mut self) {
+        self.record("1");
+    }
+}
+
+fn code_name(code: &str) -> &'static str {
+    match code {
+        "0" => "OK",
+        "1" => "CANCELLED",
+        "2" => "UNKNOWN",
+        "3" => "INVALID_ARGUMENT",
+        "4" => "DEADLINE_EXCEEDED",
+        "5" => "NOT_FOUND",
+        "6" => "ALREADY_EXISTS",
+        "7" => "PERMISSION_DENIED",
+        "8" => "RESOURCE_EXHAUSTED",
+        "9" => "FAILED_PRECONDITION",
+        "10" => "ABORTED",
+        "11" => "OUT_OF_RANGE",
+        "12" => "UNIMPLEMENTED",
+        "13" => "INTERNAL",
+        "14" => "UNAVAILABLE",
+        "15" => "DATA_LOSS",
+        "16" => "UNAUTHENTICATED",
+        _ => "UNKNOWN",
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default)]
+pub struct EdgeLayer;
+
+impl<S> Layer<S> for EdgeLayer {
+    type Service = Edge<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Edge { inner }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Edge<S> {
+    inner: S,
+}
+
+impl<S, B, R> Service<Request<B>> for Edge<S>
+where
+    S: Service<Request<B>, Response = Response<R>>,
+    S::Future: Send + 'static,
+    S::Error: 'static,
+    R: 'static,
+{
+    type Response = Response<FinishBody<R>>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let span = request_span(&request);
+        let mut finish = Finish {
+            method: request.uri().path().to_owned(),
+            started: Instant::now(),
+            span: span.clone(),
+            done: false,
+        };
+        let future = span.in_scope(|| self.inner.call(request));
+        Box::pin(
+            async move {
+                let mut response = future.await?;
+                // A status in the headers ends the call (trailers-only response).
+                if let Some(code) = rewrite(response.headers_mut()) {
+                    finish.record(&code);
+                }
+                Ok(response.map(|inner| FinishBody { inner, finish }))
+            }
+            .instrument(span),
+        )
+    }
+}
+
+/// A response body whose trailers pass through [`rewrite`] and end the call.
+#[derive(Debug)]
+pub struct FinishBody<B> {
+    inner: B,
+    finish: Finish,
+}
+
+impl<B> Body for FinishBody<B>
+where
+    B: Body + Unpin,
+{
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = &mut *self;
+        // Streaming handlers produce their messages while the body is polled.
+        let _entered = this.finish.span.clone().entered();
+        match Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => Poll::Ready(Some(Ok(match frame.into_trailers() {
+                Ok(mut trailers) => {
+                    if let Some(code) = rewrite(&mut trailers) {
+                        this.finish.record(&code);
+                    }
+                    Frame::trailers(trailers)
+                }
+                Err(frame) => frame,
+            }))),
+            other => other,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// One span per call: the OpenTelemetry server span when tracing is on, and the context
+/// of every log line of the call. It carries the method, a request id (the caller's
+/// `x-request-id` or a fresh one), the trace id, the status code once known, and the
+/// ticket id where a handler knows it. A W3C `traceparent` from the caller becomes its
+/// parent. Health checks are not traced: probes would drown everything else.
+fn request_span<B>(request: &Request<B>) -> tracing::Span {
+    use opentelemetry::trace::TraceContextExt;
+    use tracing_opentelemetry::OpenTelemetrySpanExt;
+
+    let path = request.uri().path();
+    if path.starts_with("/grpc.health.v1.Health/") {
+        return tracing::Span::none();
+    }
+    let full = path.trim_start_matches('/');
+    let (service, method) = full.split_once('/').unwrap_or((full, ""));
+    let request_id = request
+        .headers()
+        .get("x-request-id")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(64).collect::<String>())
+        .unwrap_or_else(|| uuid::Uuid::now_v7().to_string());
+    let span = tracing::info_span!(
+        "grpc",
+        otel.name = %full,
+        otel.kind = "server",
+        otel.status_code = tracing::field::Empty,
+        rpc.system = "grpc",
+        rpc.service = %service,
+        rpc.method = %method,
+        rpc.grpc.status_code = tracing::field::Empty,
+        request_id = %request_id,
+        ticket_id = tracing::field::Empty,
+        trace_id = tracing::field::Empty,
+    );
+    let parent = opentelemetry::global::get_text_map_propagator(|propagator| {
+        propagator.extract(&HeaderExtractor(request.headers()))
+    });
+    let _ = span.set_parent(parent);
+    let trace_id = span.context().span().span_context().trace_id();
+    if trace_id != opentelemetry::trace::TraceId::INVALID {
+        span.record("trace_id", tracing::field::display(trace_id));
+    }
+    span
+}
+
+/// Reads propagation headers (`traceparent`, `tracestate`) from gRPC metadata.
+struct HeaderExtractor<'a>(&'a HeaderMap);
+
+impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
+    fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).and_then(|v| v.to_str().ok())
+    }
+
+    fn keys(&self) -> Vec<&str> {
+        self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
