@@ -141,6 +141,58 @@ async fn traces_carry_the_callers_trace_id_and_metrics_count_calls() {
         .await
         .unwrap();
 
+    // A reply travels to a gateway and is acknowledged.
+    let mut escalation = app.escalation();
+    let escalated = escalation
+        .escalate_conversation(pb::EscalateConversationRequest {
+            conversation: Some(pb::Conversation {
+                source: "bot".into(),
+                conversation_id: "c-1".into(),
+                channel: pb::Channel::Chat as i32,
+                ..Default::default()
+            }),
+            contact: Some(pb::Contact {
+                external_id: "crm-1".into(),
+                ..Default::default()
+            }),
+            subject: "Help".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .ticket
+        .unwrap();
+    let mut stream = escalation
+        .subscribe_channel(pb::SubscribeChannelRequest {
+            channel: pb::Channel::Chat as i32,
+            consumer_group: String::new(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    tickets
+        .add_reply(pb::AddReplyRequest {
+            ticket_id: escalated.id.clone(),
+            body: "Hi".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let message = tokio_stream::StreamExt::next(&mut stream)
+        .await
+        .unwrap()
+        .unwrap();
+    escalation
+        .ack_delivery(pb::AckDeliveryRequest {
+            message_id: message.message_id,
+            outcome: pb::DeliveryOutcome::Delivered as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    drop(stream);
+
     let metrics = scrape(&metrics_addr).await;
     for expected in [
         r#"ticketd_rpc_requests_total{method="/ticketd.v1.TicketService/CreateTicket",code="OK"} 1"#,
@@ -148,6 +200,12 @@ async fn traces_carry_the_callers_trace_id_and_metrics_count_calls() {
         r#"ticketd_tickets_created_total{channel="none",priority="MEDIUM"} 1"#,
         "ticketd_rpc_duration_seconds_bucket",
         "ticketd_db_transaction_seconds_bucket",
+        r#"ticketd_escalations_total{outcome="created"} 1"#,
+        r#"ticketd_outbound_messages_total{state="queued",channel="CHAT"} 1"#,
+        r#"ticketd_outbound_messages_total{state="leased",channel="CHAT"} 1"#,
+        r#"ticketd_outbound_messages_total{state="delivered",channel="CHAT"} 1"#,
+        r#"ticketd_delivery_latency_seconds_count{channel="CHAT"} 1"#,
+        r#"ticketd_open_streams{kind="delivery"}"#,
     ] {
         assert!(
             metrics.contains(expected),
