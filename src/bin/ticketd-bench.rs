@@ -1,0 +1,491 @@
+//! `ticketd-bench`: measures ticketd against baselines taken in the same run, and prints
+//! a table (and `target/bench/results.json`).
+//!
+//! It starts ticketd in process on a fresh PostgreSQL database (created on the server that
+//! `--postgres` names, durable commits) and on a fresh SQLite file, drives it with the
+//! generated gRPC client, and compares with `pgbench` running the same SQL transaction
+//! (`bench/create_ticket.sql`) and with a no-op RPC (a health check) on the same server.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use sqlx::Connection;
+use ticketd::app::App;
+use ticketd::config::Settings;
+use ticketd::grpc::pb::{self, ticket_service_client::TicketServiceClient};
+use tokio::sync::Mutex;
+use tokio_stream::StreamExt;
+use tonic::metadata::MetadataValue;
+use tonic::transport::Channel;
+
+#[derive(Parser)]
+#[command(about = "Benchmarks ticketd against same-run baselines")]
+struct Args {
+    /// A PostgreSQL server on which a scratch database may be created.
+    #[arg(
+        long,
+        env = "TICKETD_BENCH_POSTGRES",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    postgres: String,
+    /// Seconds each throughput measurement runs.
+    #[arg(long, default_value_t = 8)]
+    seconds: u64,
+    /// Concurrent clients of the create load.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// pgbench binary.
+    #[arg(long, default_value = "/usr/lib/postgresql/15/bin/pgbench")]
+    pgbench: String,
+}
+
+struct Server {
+    app_stop: tokio::sync::oneshot::Sender<()>,
+    channel: Channel,
+    secret: String,
+}
+
+const SECRET: &str = "tkd_bench_admin_key_0000000000000000000000";
+
+async fn start(url: &str) -> Server {
+    let mut settings = Settings::with_database(url);
+    settings.listen = "127.0.0.1:0".into();
+    settings.bootstrap_key = Some(SECRET.parse().unwrap());
+    settings.database_max_connections = 32;
+    let app = App::build(settings).await.expect("start ticketd");
+    let addr = app.local_addr().unwrap();
+    let (app_stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    tokio::spawn(app.run(async {
+        let _ = stopped.await;
+    }));
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    Server {
+        app_stop,
+        channel,
+        secret: SECRET.into(),
+    }
+}
+
+type Client = TicketServiceClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>;
+
+#[derive(Clone)]
+struct Bearer(MetadataValue<tonic::metadata::Ascii>);
+
+impl tonic::service::Interceptor for Bearer {
+    fn call(&mut self, mut r: tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> {
+        r.metadata_mut().insert("authorization", self.0.clone());
+        Ok(r)
+    }
+}
+
+impl Server {
+    fn client(&self) -> Client {
+        TicketServiceClient::with_interceptor(
+            self.channel.clone(),
+            Bearer(format!("Bearer {}", self.secret).parse().unwrap()),
+        )
+    }
+}
+
+fn ticket(i: u64) -> pb::CreateTicketRequest {
+    pb::CreateTicketRequest {
+        subject: format!("Bench ticket {i}"),
+        description: "created by ticketd-bench".into(),
+        contact: Some(pb::Contact {
+            external_id: format!("bench-{}", i % 5000),
+            name: "Bench".into(),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+/// Runs `clients` loops of `call` for `seconds`, optionally each limited to `per_client_rate`
+/// calls per second; returns calls per second and the sorted latencies.
+async fn load<F, Fut>(
+    clients: usize,
+    seconds: u64,
+    per_client_rate: Option<f64>,
+    call: F,
+) -> (f64, Vec<Duration>)
+where
+    F: Fn(u64) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let counter = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (call, counter, latencies) = (call.clone(), counter.clone(), latencies.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            let interval = per_client_rate.map(|r| Duration::from_secs_f64(1.0 / r));
+            let mut next = Instant::now();
+            while Instant::now() < deadline {
+                if let Some(interval) = interval {
+                    tokio::time::sleep_until(next.into()).await;
+                    next += interval;
+                }
+                let i = counter.fetch_add(1, Ordering::Relaxed);
+                let started = Instant::now();
+                if call(i).await {
+                    mine.push(started.elapsed());
+                }
+            }
+            latencies.lock().await.extend(mine);
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    let mut all = Arc::try_unwrap(latencies)
+        .map(|m| m.into_inner())
+        .unwrap_or_default();
+    all.sort();
+    (all.len() as f64 / seconds as f64, all)
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index].as_secs_f64() * 1000.0
+}
+
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .map(str::to_owned)
+        })
+        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
+        .unwrap_or(0)
+}
+
+struct Row {
+    scenario: String,
+    value: String,
+    baseline: String,
+    ratio: String,
+    target: String,
+}
+
+async fn create_throughput(
+    server: &Server,
+    clients: usize,
+    seconds: u64,
+    rate: Option<f64>,
+) -> (f64, Vec<Duration>) {
+    let client = server.client();
+    load(clients, seconds, rate, move |i| {
+        let mut c = client.clone();
+        async move { c.create_ticket(ticket(i)).await.is_ok() }
+    })
+    .await
+}
+
+async fn watchers(server: &Server, count: usize) -> Vec<tokio::task::JoinHandle<()>> {
+    let mut handles = Vec::new();
+    for _ in 0..count {
+        let mut client = server.client();
+        let stream = client
+            .watch_tickets(pb::WatchTicketsRequest {
+                filter: String::new(),
+                after_cursor: i64::MAX / 2,
+            })
+            .await
+            .expect("watch")
+            .into_inner();
+        handles.push(tokio::spawn(async move {
+            let mut stream = stream;
+            while let Some(Ok(_)) = stream.next().await {}
+        }));
+    }
+    handles
+}
+
+/// Commit-to-receive latency: writers add notes at `rate` per second in total while
+/// `count` watchers follow; each watcher measures now - event.created_at.
+async fn fan_out(server: &Server, count: usize, rate: f64, seconds: u64) -> (f64, usize) {
+    let mut client = server.client();
+    let ticket = client
+        .create_ticket(ticket(0))
+        .await
+        .unwrap()
+        .into_inner()
+        .ticket
+        .unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let filter = format!(r#"ticket_id = "{}" AND event_type = note_added"#, ticket.id);
+    let mut handles = Vec::new();
+    for _ in 0..count {
+        let mut c = server.client();
+        let mut stream = c
+            .watch_tickets(pb::WatchTicketsRequest {
+                filter: filter.clone(),
+                after_cursor: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let (done, samples) = (done.clone(), samples.clone());
+        handles.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while !done.load(Ordering::Relaxed) {
+                match tokio::time::timeout(Duration::from_millis(200), stream.next()).await {
+                    Ok(Some(Ok(r))) => {
+                        if let Some(ts) = r.event.and_then(|e| e.created_at) {
+                            let sent =
+                                chrono::DateTime::from_timestamp(ts.seconds, ts.nanos as u32)
+                                    .unwrap();
+                            mine.push((chrono::Utc::now() - sent).to_std().unwrap_or_default());
+                        }
+                    }
+                    Ok(_) => break,
+                    Err(_) => {}
+                }
+            }
+            samples.lock().await.extend(mine);
+        }));
+    }
+    let writers = 4usize;
+    let id = ticket.id.clone();
+    let client = server.client();
+    load(writers, seconds, Some(rate / writers as f64), move |i| {
+        let mut c = client.clone();
+        let id = id.clone();
+        async move {
+            c.add_note(pb::AddNoteRequest {
+                ticket_id: id,
+                body: format!("n{i}"),
+            })
+            .await
+            .is_ok()
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    done.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.await;
+    }
+    let mut all = Arc::try_unwrap(samples)
+        .map(|m| m.into_inner())
+        .unwrap_or_default();
+    all.sort();
+    (percentile(&all, 0.99), all.len())
+}
+
+fn pgbench(args: &Args, url: &str) -> Option<f64> {
+    let output = std::process::Command::new(&args.pgbench)
+        .args([
+            "-n",
+            "-c",
+            &args.clients.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &args.seconds.to_string(),
+            "-M",
+            "prepared",
+            "-f",
+            "bench/create_ticket.sql",
+            url,
+        ])
+        .output()
+        .ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse().ok())
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mut rows = Vec::new();
+
+    // PostgreSQL, durable commits (synchronous_commit as the server has it).
+    let name = format!("ticketd_bench_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&args.postgres)
+        .await
+        .expect("connect to --postgres");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let base = args
+        .postgres
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_owned())
+        .unwrap_or(args.postgres.clone());
+    let url = format!("{base}/{name}");
+    let server = start(&url).await;
+    let commit_mode: String = {
+        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    };
+
+    // Warm up, then CreateTicket throughput against pgbench running the same transaction.
+    create_throughput(&server, args.clients, 2, None).await;
+    let (creates, _) = create_throughput(&server, args.clients, args.seconds, None).await;
+    let baseline = pgbench(&args, &url);
+    rows.push(Row {
+        scenario: format!("CreateTicket, {} clients, PostgreSQL", args.clients),
+        value: format!("{creates:.0}/s"),
+        baseline: baseline.map_or("pgbench unavailable".into(), |b| {
+            format!("pgbench {b:.0} tps")
+        }),
+        ratio: baseline.map_or("-".into(), |b| format!("{:.2}x", creates / b)),
+        target: ">= 0.6x".into(),
+    });
+
+    let half = creates / 2.0;
+    let (_, latencies) = create_throughput(
+        &server,
+        args.clients,
+        args.seconds,
+        Some(half / args.clients as f64),
+    )
+    .await;
+    rows.push(Row {
+        scenario: format!("CreateTicket latency at {half:.0}/s"),
+        value: format!(
+            "p50 {:.1} ms, p99 {:.1} ms",
+            percentile(&latencies, 0.5),
+            percentile(&latencies, 0.99)
+        ),
+        baseline: "-".into(),
+        ratio: "-".into(),
+        target: "p50 <= 3 ms, p99 <= 15 ms".into(),
+    });
+
+    let watching = watchers(&server, 100).await;
+    let (with_watchers, _) = create_throughput(&server, args.clients, args.seconds, None).await;
+    rows.push(Row {
+        scenario: "CreateTicket with 100 watchers".into(),
+        value: format!("{with_watchers:.0}/s"),
+        baseline: format!("{creates:.0}/s without"),
+        ratio: format!("{:.2}x", with_watchers / creates),
+        target: ">= 0.9x".into(),
+    });
+    for w in watching {
+        w.abort();
+    }
+
+    for (count, rate) in [(100usize, 500.0), (1000, 50.0)] {
+        let (p99, samples) = fan_out(&server, count, rate, args.seconds.min(5)).await;
+        rows.push(Row {
+            scenario: format!("fan-out {count} watchers x {rate:.0} events/s"),
+            value: format!("commit-to-receive p99 {p99:.1} ms ({samples} deliveries)"),
+            baseline: "-".into(),
+            ratio: "-".into(),
+            target: "p99 <= 100 ms".into(),
+        });
+    }
+
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = rss_kib();
+    let idle = watchers(&server, 1000).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_kib();
+    rows.push(Row {
+        scenario: "idle watch streams (server and client in one process)".into(),
+        value: format!(
+            "{:.1} KiB per stream",
+            (after.saturating_sub(before)) as f64 / 1000.0
+        ),
+        baseline: format!("RSS {before} KiB with 0"),
+        ratio: "-".into(),
+        target: "<= 64 KiB".into(),
+    });
+    for w in idle {
+        w.abort();
+    }
+
+    let health = tonic_health::pb::health_client::HealthClient::new(server.channel.clone());
+    let (checks, _) = load(args.clients, args.seconds, None, move |_| {
+        let mut h = health.clone();
+        async move {
+            h.check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .is_ok()
+        }
+    })
+    .await;
+    rows.push(Row {
+        scenario: "gRPC overhead: health check".into(),
+        value: format!("{checks:.0}/s"),
+        baseline: format!("CreateTicket {creates:.0}/s"),
+        ratio: format!("CreateTicket = {:.3}x of a no-op", creates / checks),
+        target: "report".into(),
+    });
+    let _ = server.app_stop.send(());
+
+    // SQLite, the embedded default.
+    let dir = std::env::temp_dir().join(format!("ticketd-bench-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sqlite = start(&format!("sqlite://{}", dir.join("bench.db").display())).await;
+    create_throughput(&sqlite, args.clients, 1, None).await;
+    let (sqlite_creates, _) = create_throughput(&sqlite, args.clients, args.seconds, None).await;
+    rows.push(Row {
+        scenario: format!("CreateTicket, {} clients, SQLite", args.clients),
+        value: format!("{sqlite_creates:.0}/s"),
+        baseline: "-".into(),
+        ratio: "-".into(),
+        target: ">= 1000/s".into(),
+    });
+    let _ = sqlite.app_stop.send(());
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(admin);
+    if let Ok(mut c) = sqlx::PgConnection::connect(&args.postgres).await {
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut c)
+        .await;
+    }
+
+    println!(
+        "\nticketd-bench: {cores} cores, PostgreSQL synchronous_commit={commit_mode}, {} clients, {} s per run\n",
+        args.clients, args.seconds
+    );
+    println!("| scenario | result | baseline (same run) | ratio | target |");
+    println!("|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            r.scenario, r.value, r.baseline, r.ratio, r.target
+        );
+    }
+    let json: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| serde_json::json!({"scenario": r.scenario, "result": r.value, "baseline": r.baseline, "ratio": r.ratio, "target": r.target}))
+        .collect();
+    let _ = std::fs::create_dir_all("target/bench");
+    let report = serde_json::json!({"cores": cores, "synchronous_commit": commit_mode, "clients": args.clients, "seconds": args.seconds, "rows": json});
+    let _ = std::fs::write(
+        "target/bench/results.json",
+        serde_json::to_string_pretty(&report).unwrap_or_default(),
+    );
+}
