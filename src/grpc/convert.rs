@@ -561,3 +561,103 @@ pub(crate) fn uuid(field: &str, value: &str, v: &mut Violations) -> Option<Uuid>
 pub(crate) fn optional_uuid(field: &str, value: &str, v: &mut Violations) -> Option<Uuid> {
     parse_optional_uuid(v, field, value)
 }
+
+#[cfg(test)]
+mod fuzz {
+    //! Random and truncated protobuf bytes and hostile strings through decoding, conversion,
+    //! validation and filter parsing: errors are fine, panics are not.
+
+    use proptest::prelude::*;
+    use prost::Message;
+
+    use super::*;
+    use crate::domain::conversation::ConversationInput;
+    use crate::domain::filter::TicketFilter;
+    use crate::domain::ticket::{normalize_tags, validate_custom_fields};
+    use crate::domain::watch::parse_watch_filter;
+
+    fn hostile() -> impl Strategy<Value = String> {
+        prop_oneof![
+            ".{0,300}",
+            Just("'; DROP TABLE tickets; --".to_owned()),
+            Just("\u{0}\u{202e}\u{fffd}".repeat(50)),
+            Just("(".repeat(5000)),
+            Just("status = OPEN AND ".repeat(200)),
+            Just("x".repeat(70_000)),
+        ]
+    }
+
+    fn check_ticket_request(r: pb::CreateTicketRequest) {
+        let mut v = Violations::new();
+        let _ = priority_from_pb(r.priority, "priority", &mut v);
+        let _ = type_from_pb(r.r#type, "type", &mut v);
+        let _ = optional_uuid("assignee_id", &r.assignee_id, &mut v);
+        if let Some(contact) = r.contact.map(contact_from_pb) {
+            contact.validate("contact", &mut v);
+        }
+        let _ = normalize_tags("tags", &r.tags, &mut v);
+        validate_custom_fields(
+            "custom_fields",
+            &r.custom_fields.into_iter().collect(),
+            &mut v,
+        );
+        v.text("subject", &r.subject, true, 250);
+    }
+
+    fn check_escalation(r: pb::EscalateConversationRequest) {
+        let mut v = Violations::new();
+        let c = r.conversation.unwrap_or_default();
+        let transcript = c
+            .transcript
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, m)| transcript_from_pb(&format!("t[{i}]"), m, &mut v))
+            .collect();
+        let input = ConversationInput {
+            source: c.source,
+            external_id: c.conversation_id,
+            channel: channel_from_pb(c.channel, "channel", &mut v),
+            transcript,
+            summary: c.summary,
+            intent: c.intent,
+            metadata: c.metadata.into_iter().collect(),
+        };
+        input.validate("conversation", &mut v);
+    }
+
+    proptest! {
+        #[test]
+        fn random_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            if let Ok(r) = pb::CreateTicketRequest::decode(bytes.as_slice()) {
+                check_ticket_request(r);
+            }
+            if let Ok(r) = pb::EscalateConversationRequest::decode(bytes.as_slice()) {
+                check_escalation(r);
+            }
+            let _ = pb::UpdateTicketRequest::decode(bytes.as_slice());
+            let _ = pb::ListTicketsRequest::decode(bytes.as_slice());
+        }
+
+        #[test]
+        fn truncated_messages_never_panic(subject in hostile(), cut in 0usize..400) {
+            let request = pb::CreateTicketRequest {
+                subject: subject.clone(),
+                contact: Some(pb::Contact { external_id: subject.clone(), email: subject.clone(), ..Default::default() }),
+                tags: vec![subject.clone()],
+                ..Default::default()
+            };
+            let bytes = request.encode_to_vec();
+            let end = cut.min(bytes.len());
+            if let Ok(r) = pb::CreateTicketRequest::decode(&bytes[..end]) {
+                check_ticket_request(r);
+            }
+            check_ticket_request(request);
+        }
+
+        #[test]
+        fn hostile_filters_never_panic(text in hostile()) {
+            let _ = TicketFilter::parse_text(&text);
+            let _ = parse_watch_filter(&text);
+        }
+    }
+}
