@@ -278,19 +278,10 @@ impl EscalationService {
             vip_handlers_only: false,
             created_at: at,
         };
-        let vip = match input.contact.as_ref().and_then(|c| c.vip) {
-            Some(vip) => vip,
-            None => self
-                .store
-                .contact_vip(&draft.contact.external_id)
-                .await?
-                .unwrap_or(false),
-        };
         let plan = self
             .routing
             .plan(
                 &mut draft,
-                vip,
                 Some(&conversation.source),
                 input.queue_id.is_some(),
             )
@@ -366,6 +357,9 @@ impl EscalationService {
                 )
                 .increment(1);
                 metrics::counter!("ticketd_escalations_total", "outcome" => "created").increment(1);
+                if ticket.queue_id.is_none() || ticket.assignee_id.is_some() {
+                    return Ok((ticket, true));
+                }
                 let routed = self.routing.route(ticket.id, &plan, true).await?;
                 Ok((routed, true))
             }

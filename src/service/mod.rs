@@ -2,6 +2,7 @@
 //! service layer owns the meaning of transactions; the store only makes them atomic.
 
 pub mod api_keys;
+mod cache;
 pub mod delivery;
 pub mod escalation;
 mod paging;

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use tracing::instrument;
 use uuid::Uuid;
 
+use super::cache::{CONFIG_TTL, Cached};
 use super::sla::Writer;
 use super::{MAX_ATTEMPTS, ServiceError, ServiceResult, back_off, now};
 use crate::domain::auth::{Principal, Role};
@@ -48,6 +49,8 @@ pub enum AssignTarget {
 pub struct RoutingService {
     store: Arc<dyn Store>,
     writer: Writer,
+    rules: Arc<Cached<Vec<RoutingRule>>>,
+    queues: Arc<Cached<Vec<Queue>>>,
 }
 
 fn is_active(status: Status) -> bool {
@@ -63,7 +66,20 @@ fn validate_skills(field: &str, skills: &[String], v: &mut Violations) -> Vec<St
 
 impl RoutingService {
     pub fn new(store: Arc<dyn Store>, writer: Writer) -> Self {
-        Self { store, writer }
+        Self {
+            store,
+            writer,
+            rules: Arc::new(Cached::new(CONFIG_TTL)),
+            queues: Arc::new(Cached::new(CONFIG_TTL)),
+        }
+    }
+
+    async fn cached_rules(&self) -> ServiceResult<Arc<Vec<RoutingRule>>> {
+        Ok(self.rules.get(|| self.store.rules()).await?)
+    }
+
+    async fn cached_queues(&self) -> ServiceResult<Arc<Vec<Queue>>> {
+        Ok(self.queues.get(|| self.store.queues()).await?)
     }
 
     // ---- queues -------------------------------------------------------------------------
@@ -72,12 +88,13 @@ impl RoutingService {
         Ok(self.store.queues().await?)
     }
 
-    async fn queue(&self, id: Uuid) -> ServiceResult<Queue> {
-        self.store
-            .queues()
+    /// A queue by id; `NOT_FOUND` if there is none.
+    pub async fn queue(&self, id: Uuid) -> ServiceResult<Queue> {
+        self.cached_queues()
             .await?
-            .into_iter()
+            .iter()
             .find(|q| q.id == id)
+            .cloned()
             .ok_or_else(|| ServiceError::NotFound(format!("queue {id}")))
     }
 
@@ -126,7 +143,9 @@ impl RoutingService {
                 )
             }
         };
-        if !self.store.save_queue(&queue, expected).await? {
+        let saved = self.store.save_queue(&queue, expected).await;
+        self.queues.invalidate();
+        if !saved? {
             return Err(ServiceError::Contended(format!(
                 "queue {} changed concurrently",
                 queue.id
@@ -141,6 +160,7 @@ impl RoutingService {
 
     pub async fn delete_queue(&self, id: Uuid) -> ServiceResult<()> {
         self.queue(id).await?;
+        self.queues.invalidate();
         if self.store.delete_queue(id).await? {
             Ok(())
         } else {
@@ -274,6 +294,7 @@ impl RoutingService {
             self.queue(queue_id).await?;
         }
         if !insert && !self.store.rules().await?.iter().any(|r| r.id == rule.id) {
+            // (read from the database, not the cache: the rule may be brand new elsewhere)
             return Err(ServiceError::NotFound(format!("routing rule {}", rule.id)));
         }
         rule.updated_at = now();
@@ -281,10 +302,12 @@ impl RoutingService {
             rule.created_at = rule.updated_at;
         }
         self.store.save_rule(&rule, insert).await?;
+        self.rules.invalidate();
         Ok(rule)
     }
 
     pub async fn delete_rule(&self, id: Uuid) -> ServiceResult<()> {
+        self.rules.invalidate();
         if self.store.delete_rule(id).await? {
             Ok(())
         } else {
@@ -299,11 +322,20 @@ impl RoutingService {
     pub async fn plan(
         &self,
         draft: &mut TicketDraft,
-        contact_vip: bool,
         escalation_source: Option<&str>,
         explicit_queue: bool,
     ) -> ServiceResult<Plan> {
-        let rules = self.store.rules().await?;
+        let rules = self.cached_rules().await?;
+        // The stored VIP flag counts when the caller does not say; read only if a rule asks.
+        let contact_vip = match draft.contact.vip {
+            Some(vip) => vip,
+            None if rules.iter().any(|r| r.conditions.contact_vip.is_some()) => self
+                .store
+                .contact_vip(&draft.contact.external_id)
+                .await?
+                .unwrap_or(false),
+            None => false,
+        };
         let facts = TicketFacts {
             ticket_type: Some(draft.ticket_type),
             priority: Some(draft.priority),

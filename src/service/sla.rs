@@ -9,6 +9,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use super::cache::{CONFIG_TTL, Cached};
 use super::{ServiceError, ServiceResult, now};
 use crate::domain::calendar::BusinessCalendar;
 use crate::domain::event::{EventKind, EventPayload, NewEvent};
@@ -73,6 +74,8 @@ impl CalendarSet {
 #[derive(Clone)]
 pub struct SlaService {
     store: Arc<dyn Store>,
+    policies: Arc<Cached<Vec<SlaPolicy>>>,
+    calendars: Arc<Cached<Vec<BusinessCalendar>>>,
 }
 
 /// What the clocks of a ticket make of one of its events.
@@ -104,11 +107,34 @@ fn signal(event: &NewEvent) -> Option<Signal> {
 
 impl SlaService {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+        Self {
+            store,
+            policies: Arc::new(Cached::new(CONFIG_TTL)),
+            calendars: Arc::new(Cached::new(CONFIG_TTL)),
+        }
+    }
+
+    async fn cached_policies(&self) -> StoreResult<Arc<Vec<SlaPolicy>>> {
+        self.policies.get(|| self.store.policies()).await
+    }
+
+    async fn cached_calendars(&self) -> StoreResult<Arc<Vec<BusinessCalendar>>> {
+        self.calendars.get(|| self.store.calendars()).await
     }
 
     pub async fn calendar_set(&self) -> ServiceResult<CalendarSet> {
-        Ok(CalendarSet::new(self.store.calendars().await?))
+        Ok(CalendarSet::new(
+            self.cached_calendars().await?.as_ref().clone(),
+        ))
+    }
+
+    /// Whether any policy looks at the contact's VIP flag.
+    pub async fn needs_vip(&self) -> StoreResult<bool> {
+        Ok(self
+            .cached_policies()
+            .await?
+            .iter()
+            .any(|p| p.conditions.contact_vip.is_some()))
     }
 
     /// Adds to `changes` the clock writes its events call for: clocks start with a new
@@ -126,10 +152,16 @@ impl SlaService {
         if tickets.is_empty() {
             return Ok(());
         }
-        let policies = self.store.policies().await?;
-        let calendars = CalendarSet::new(self.store.calendars().await?);
+        let policies = self.cached_policies().await?;
+        let calendars = CalendarSet::new(self.cached_calendars().await?.as_ref().clone());
         let lookup = |id: Option<Uuid>| calendars.get(id);
-        let mut existing = self.store.clocks(&tickets).await?;
+        // A ticket being created has no clocks yet.
+        let only_new = draft.is_some_and(|d| tickets.iter().all(|t| *t == d.id));
+        let mut existing = if only_new {
+            Vec::new()
+        } else {
+            self.store.clocks(&tickets).await?
+        };
         let draft_vip = match draft {
             Some(d) => match d.contact.vip {
                 Some(vip) => vip,
@@ -215,6 +247,7 @@ impl SlaService {
         v.finish()?;
         let at = now();
         self.store.save_calendar(&cal, insert, at).await?;
+        self.calendars.invalidate();
         if let (Some(old), false) = (old, insert) {
             let mut clocks = self.store.open_clocks_on_calendar(cal.id).await?;
             for clock in &mut clocks {
@@ -243,6 +276,7 @@ impl SlaService {
                 "calendar {id} is used by an SLA policy"
             )))
         }
+        .inspect(|_| self.calendars.invalidate())
     }
 
     pub async fn policies(&self) -> ServiceResult<Vec<SlaPolicy>> {
@@ -306,10 +340,12 @@ impl SlaService {
             policy.created_at = policy.updated_at;
         }
         self.store.save_policy(&policy, insert).await?;
+        self.policies.invalidate();
         Ok(policy)
     }
 
     pub async fn delete_policy(&self, id: Uuid) -> ServiceResult<()> {
+        self.policies.invalidate();
         if self.store.delete_policy(id).await? {
             Ok(())
         } else {

@@ -206,10 +206,8 @@ impl TicketService {
         }
         v.finish()?;
 
-        if let Some(queue_id) = input.queue_id
-            && !self.store.queues().await?.iter().any(|q| q.id == queue_id)
-        {
-            return Err(ServiceError::NotFound(format!("queue {queue_id}")));
+        if let Some(queue_id) = input.queue_id {
+            self.routing.queue(queue_id).await?;
         }
         let at = now();
         let mut draft = TicketDraft {
@@ -231,18 +229,9 @@ impl TicketService {
             vip_handlers_only: false,
             created_at: at,
         };
-        let contact = input.contact.clone().unwrap_or_default();
-        let vip = match contact.vip {
-            Some(vip) => vip,
-            None => self
-                .store
-                .contact_vip(&contact.external_id)
-                .await?
-                .unwrap_or(false),
-        };
         let plan = self
             .routing
-            .plan(&mut draft, vip, None, input.queue_id.is_some())
+            .plan(&mut draft, None, input.queue_id.is_some())
             .await?;
         let created = draft_event(
             &draft,
@@ -269,6 +258,9 @@ impl TicketService {
                     "priority" => ticket.priority.as_str()
                 )
                 .increment(1);
+                if ticket.queue_id.is_none() || ticket.assignee_id.is_some() {
+                    return Ok((ticket, true));
+                }
                 let routed = self.routing.route(ticket.id, &plan, true).await?;
                 Ok((routed, true))
             }
