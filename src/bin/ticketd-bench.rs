@@ -106,6 +106,42 @@ fn ticket(i: u64) -> pb::CreateTicketRequest {
     }
 }
 
+/// A conversation of 50 messages, new each time.
+fn conversation(i: u64) -> pb::EscalateConversationRequest {
+    let transcript = (0..50)
+        .map(|m| pb::TranscriptMessage {
+            id: format!("m{m}"),
+            role: if m % 2 == 0 {
+                pb::MessageRole::Customer
+            } else {
+                pb::MessageRole::Bot
+            } as i32,
+            author: "bench".into(),
+            text: format!("message {m} of a benchmark conversation"),
+            sent_at: Some(prost_types::Timestamp {
+                seconds: 1_800_000_000 + m,
+                nanos: 0,
+            }),
+            attachments: Vec::new(),
+        })
+        .collect();
+    pb::EscalateConversationRequest {
+        conversation: Some(pb::Conversation {
+            source: "bench".into(),
+            conversation_id: format!("bench-{i}-{}", uuid::Uuid::new_v4().simple()),
+            channel: pb::Channel::Chat as i32,
+            transcript,
+            summary: "Benchmark escalation".into(),
+            ..Default::default()
+        }),
+        contact: Some(pb::Contact {
+            external_id: format!("bench-{}", i % 5000),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
 /// Runs `clients` loops of `call` for `seconds`, optionally each limited to `per_client_rate`
 /// calls per second; returns calls per second and the sorted latencies.
 async fn load<F, Fut>(
@@ -376,6 +412,42 @@ async fn main() {
         baseline: "-".into(),
         ratio: "-".into(),
         target: "p50 <= 3 ms, p99 <= 15 ms".into(),
+    });
+
+    // Escalations with a 50-message transcript at 100/s beside the create load at half rate.
+    let creates_beside = {
+        let server_client = server.client();
+        let clients = args.clients;
+        let seconds = args.seconds;
+        tokio::spawn(async move {
+            load(clients, seconds, Some(half / clients as f64), move |i| {
+                let mut c = server_client.clone();
+                async move { c.create_ticket(ticket(i)).await.is_ok() }
+            })
+            .await
+        })
+    };
+    let escalation = pb::escalation_service_client::EscalationServiceClient::with_interceptor(
+        server.channel.clone(),
+        Bearer(format!("Bearer {}", server.secret).parse().unwrap()),
+    );
+    let (_, escalations) = load(8, args.seconds, Some(100.0 / 8.0), move |i| {
+        let mut c = escalation.clone();
+        async move { c.escalate_conversation(conversation(i)).await.is_ok() }
+    })
+    .await;
+    let _ = creates_beside.await;
+    rows.push(Row {
+        scenario: format!("EscalateConversation, 50 messages, 100/s beside {half:.0} creates/s"),
+        value: format!(
+            "p50 {:.1} ms, p99 {:.1} ms ({} calls)",
+            percentile(&escalations, 0.5),
+            percentile(&escalations, 0.99),
+            escalations.len()
+        ),
+        baseline: "-".into(),
+        ratio: "-".into(),
+        target: "p99 <= 50 ms".into(),
     });
 
     let watching = watchers(&server, 100).await;

@@ -149,3 +149,44 @@ pub async fn oversized_messages_are_resource_exhausted(backend: Backend) {
         .unwrap();
     assert_eq!(page.into_inner().entries.len(), 1);
 }
+
+/// Calls cancelled at random moments leave whole tickets or none: every ticket has its
+/// created event and its clocks, and nothing half-written remains.
+pub async fn cancelled_calls_leave_no_partial_writes(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut handles = Vec::new();
+    for i in 0..40u64 {
+        let mut client = app.tickets();
+        handles.push(tokio::spawn(async move {
+            let call = client.create_ticket(new_ticket(&format!("Maybe {i}")));
+            // Give up after a few hundred microseconds to a few milliseconds.
+            let _ =
+                tokio::time::timeout(std::time::Duration::from_micros(200 + i * 100), call).await;
+        }));
+    }
+    for handle in handles {
+        handle.await.unwrap();
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+
+    let mut tickets = app.tickets();
+    let listed = tickets
+        .list_tickets(pb::ListTicketsRequest {
+            page_size: 500,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tickets;
+    for ticket in &listed {
+        assert_eq!(ticket.sla_clocks.len(), 2, "clocks written with the ticket");
+        let feed = crate::harness::feed(&mut tickets, &ticket.id).await;
+        assert!(
+            feed.iter()
+                .any(|e| e.r#type() == pb::EventType::TicketCreated),
+            "ticket {} has no created event",
+            ticket.number
+        );
+    }
+}

@@ -59,6 +59,7 @@ harness::conformance! {
     errors: [
         invalid_create_requests_name_every_bad_field,
         oversized_messages_are_resource_exhausted,
+        cancelled_calls_leave_no_partial_writes,
     ],
     lifecycle: [
         health_and_reflection_answer_without_a_key,
