@@ -1,0 +1,252 @@
+//! Entries of the activity feed that change a ticket: replies, internal notes, time.
+
+use super::*;
+
+impl TicketService {
+    /// Adds a public reply and queues it for the channel's gateways. The channel defaults
+    /// to that of the conversation the ticket came from.
+    #[instrument(skip_all, fields(ticket_id = %id))]
+    pub async fn add_reply(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        body: String,
+        channel: Option<Channel>,
+        attachments: Vec<AttachmentInput>,
+    ) -> ServiceResult<(Event, Ticket)> {
+        let mut v = Violations::new();
+        v.text("body", &body, true, MAX_BODY_CHARS);
+        validate_attachments("attachments", &attachments, &mut v);
+        v.finish()?;
+        let conversation = self.store.conversation_of_ticket(id).await?;
+        self.append(principal, id, |ticket, at| {
+            ensure_not_final(ticket)?;
+            let channel = channel.or(ticket.channel).ok_or_else(|| {
+                ServiceError::invalid(
+                    "channel",
+                    "is required: the ticket has no conversation to reply to",
+                )
+            })?;
+            let recipient = recipient(ticket, channel, conversation.as_ref())?;
+            let event_id = Uuid::now_v7();
+            let files = stored_attachments(ticket.id, event_id, &attachments, at);
+            let meta = attachment_meta(&files);
+            let message = OutboundMessage {
+                id: Uuid::now_v7(),
+                ticket_id: ticket.id,
+                ticket_number: ticket.number,
+                event_id,
+                conversation_id: conversation
+                    .as_ref()
+                    .filter(|c| c.channel == channel)
+                    .map(|c| c.external_id.clone())
+                    .unwrap_or_default(),
+                channel,
+                recipient,
+                subject: format!("Re: [#{}] {}", ticket.number, ticket.subject),
+                body: body.clone(),
+                attachments: meta.clone(),
+                created_at: at,
+            };
+            Ok(Entry {
+                event_id,
+                kind: EventKind::ReplyAdded,
+                visibility: Visibility::Public,
+                payload: EventPayload::Reply {
+                    body: body.clone(),
+                    channel: channel.as_str().to_owned(),
+                    attachments: meta,
+                    message_id: Some(message.id),
+                },
+                attachments: files,
+                time_entry: None,
+                outbound: Some(message),
+            })
+        })
+        .await
+    }
+
+    /// Adds an internal note. Allowed on closed tickets (bookkeeping), not on merged ones.
+    #[instrument(skip_all, fields(ticket_id = %id))]
+    pub async fn add_note(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        body: String,
+    ) -> ServiceResult<(Event, Ticket)> {
+        let mut v = Violations::new();
+        v.text("body", &body, true, MAX_BODY_CHARS);
+        v.finish()?;
+        self.append(principal, id, |ticket, _| {
+            ensure_not_merged(ticket)?;
+            Ok(Entry {
+                event_id: Uuid::now_v7(),
+                kind: EventKind::NoteAdded,
+                visibility: Visibility::Internal,
+                payload: EventPayload::Note { body: body.clone() },
+                attachments: Vec::new(),
+                time_entry: None,
+                outbound: None,
+            })
+        })
+        .await
+    }
+
+    /// Records time spent; the ticket's total grows by `seconds`.
+    #[instrument(skip_all, fields(ticket_id = %id))]
+    pub async fn log_time(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        agent_id: Option<Uuid>,
+        seconds: i64,
+        note: String,
+    ) -> ServiceResult<(Event, Ticket)> {
+        let mut v = Violations::new();
+        if !(1..=MAX_TIME_ENTRY_SECONDS).contains(&seconds) {
+            v.add(
+                "duration",
+                format!(
+                    "must be between 1 second and {} hours",
+                    MAX_TIME_ENTRY_SECONDS / 3600
+                ),
+            );
+        }
+        v.text("note", &note, false, MAX_BODY_CHARS);
+        v.finish()?;
+        let agent_id = agent_id.or(principal.agent_id);
+        self.append(principal, id, |ticket, at| {
+            ensure_not_merged(ticket)?;
+            let total = ticket.time_spent_seconds + seconds;
+            Ok(Entry {
+                event_id: Uuid::now_v7(),
+                kind: EventKind::TimeLogged,
+                visibility: Visibility::Internal,
+                payload: EventPayload::TimeLogged {
+                    agent_id,
+                    seconds,
+                    note: note.clone(),
+                    total_seconds: total,
+                },
+                attachments: Vec::new(),
+                time_entry: Some(TimeEntry {
+                    id: Uuid::now_v7(),
+                    ticket_id: ticket.id,
+                    agent_id,
+                    seconds,
+                    note: note.clone(),
+                    created_at: at,
+                }),
+                outbound: None,
+            })
+        })
+        .await
+    }
+
+    /// Adds one feed entry to a ticket, bumping its version; retried on conflicts.
+    async fn append(
+        &self,
+        principal: &Principal,
+        id: Uuid,
+        entry: impl Fn(&Ticket, chrono::DateTime<chrono::Utc>) -> ServiceResult<Entry>,
+    ) -> ServiceResult<(Event, Ticket)> {
+        for attempt in 0..MAX_ATTEMPTS {
+            back_off(attempt).await;
+            let current = self.get(TicketKey::Id(id)).await?;
+            let at = now();
+            let Entry {
+                event_id,
+                kind,
+                visibility,
+                payload,
+                attachments,
+                time_entry,
+                outbound,
+            } = entry(&current, at)?;
+            let mut next = current.clone();
+            next.updated_at = at;
+            if let Some(time) = &time_entry {
+                next.time_spent_seconds += time.seconds;
+            }
+            let mut event =
+                NewEvent::about(&next, kind, principal.actor(), visibility, payload, at);
+            event.id = event_id;
+            let queued_channel = outbound.as_ref().map(|m| m.channel);
+            let queued = outbound.as_ref().map(|m| DeliveryView {
+                message_id: m.id,
+                status: DeliveryStatus::Queued.as_str().to_owned(),
+                provider_message_id: String::new(),
+                error: String::new(),
+            });
+            let changeset = Changeset {
+                updates: vec![unchanged_tags(next, current.version)],
+                events: vec![event],
+                time_entries: time_entry.into_iter().collect(),
+                attachments,
+                outbound: outbound.into_iter().collect(),
+                ..Changeset::default()
+            };
+            match self.writer.commit(changeset).await {
+                Ok(mut committed) => {
+                    if let Some(channel) = queued_channel {
+                        metrics::counter!(
+                            "ticketd_outbound_messages_total",
+                            "state" => "queued",
+                            "channel" => channel.as_str()
+                        )
+                        .increment(1);
+                    }
+                    let event = committed.events.pop().map(|mut e| {
+                        e.delivery = queued;
+                        e
+                    });
+                    let ticket = committed.tickets.pop();
+                    return event
+                        .zip(ticket)
+                        .ok_or_else(|| not_found(TicketKey::Id(id)));
+                }
+                Err(StoreError::Conflict(_)) => continue,
+                Err(other) => return Err(other.into()),
+            }
+        }
+        Err(contended(id))
+    }
+}
+
+/// What `append` writes for one action.
+struct Entry {
+    event_id: Uuid,
+    kind: EventKind,
+    visibility: Visibility,
+    payload: EventPayload,
+    attachments: Vec<NewAttachment>,
+    time_entry: Option<TimeEntry>,
+    outbound: Option<OutboundMessage>,
+}
+
+/// Where a reply on `channel` goes: the contact's email address or phone number, or for
+/// chat the conversation (else the contact's CRM id).
+fn recipient(
+    ticket: &Ticket,
+    channel: Channel,
+    conversation: Option<&Conversation>,
+) -> ServiceResult<String> {
+    let (address, what) = match channel {
+        Channel::Email => (ticket.contact.email.clone(), "an email address"),
+        Channel::Sms => (ticket.contact.phone.clone(), "a phone number"),
+        Channel::Chat => (
+            conversation
+                .filter(|c| c.channel == Channel::Chat)
+                .map(|c| c.external_id.clone())
+                .unwrap_or_else(|| ticket.contact.external_id.clone()),
+            "a chat",
+        ),
+    };
+    if address.is_empty() {
+        return Err(ServiceError::FailedPrecondition(format!(
+            "contact {} has no {what} for a {channel} reply",
+            ticket.contact.external_id
+        )));
+    }
+    Ok(address)
+}
