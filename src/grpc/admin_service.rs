@@ -1,4 +1,5 @@
-//! `ticketd.v1.AdminService`: API keys (more administration arrives with routing and SLA).
+//! `ticketd.v1.AdminService`: API keys, agents, queues and routing rules. Calendars and SLA
+//! policies are in `admin_sla.rs`.
 
 use tonic::{Request, Response, Status};
 

@@ -101,7 +101,7 @@ pub enum TicketView {
 
 impl TicketView {
     /// The view as a filter, ANDed with the caller's.
-    fn filter(self) -> ServiceResult<TicketFilter> {
+    fn filter(self) -> TicketFilter {
         let active = Expr::Or(
             [Status::Open, Status::InProgress, Status::Waiting]
                 .into_iter()
@@ -109,7 +109,7 @@ impl TicketView {
                 .collect(),
         );
         let assignee = |who| Expr::Cond(TicketPredicate::Assignee(Op::Eq, who));
-        Ok(match self {
+        match self {
             TicketView::MyTickets => Expr::And(vec![assignee(AssigneeRef::Me), active]),
             TicketView::Unassigned => Expr::And(vec![assignee(AssigneeRef::Nobody), active]),
             TicketView::AllOpen => active,
@@ -117,7 +117,7 @@ impl TicketView {
                 Expr::Cond(TicketPredicate::SlaDueAt(Op::Le, now())),
                 active,
             ]),
-        })
+        }
     }
 }
 
@@ -261,7 +261,7 @@ impl TicketService {
         let limit = paging::page_size(input.page_size, DEFAULT_PAGE_SIZE)?;
         let filter = TicketFilter::parse_text(&input.filter)
             .map_err(|e| ServiceError::invalid("filter", e.to_string()))?;
-        let filter = match (filter, input.view.map(TicketView::filter).transpose()?) {
+        let filter = match (filter, input.view.map(TicketView::filter)) {
             (Some(f), Some(view)) => Some(Expr::And(vec![view, f])),
             (f, view) => f.or(view),
         };
