@@ -4,7 +4,9 @@
 //! Only its SHA-256 is stored: with that much entropy a salted slow hash adds nothing,
 //! and a lookup by hash is one indexed read.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -30,9 +32,19 @@ struct KeyPageToken {
     id: Uuid,
 }
 
+/// How long an authenticated key is trusted without asking the database again. A key
+/// revoked through this process stops at once; through another replica, within this time.
+const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Most keys remembered at once.
+const KEY_CACHE_SIZE: usize = 10_000;
+
+type KeyCache = HashMap<Vec<u8>, (Instant, Principal)>;
+
 #[derive(Clone)]
 pub struct ApiKeyService {
     store: Arc<dyn Store>,
+    /// Principals of recently seen secrets, by secret hash.
+    cache: Arc<Mutex<KeyCache>>,
 }
 
 fn hash(secret: &str) -> Vec<u8> {
@@ -53,21 +65,40 @@ fn prefix_of(secret: &str) -> String {
 
 impl ApiKeyService {
     pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+        Self {
+            store,
+            cache: Arc::default(),
+        }
     }
 
     /// Resolves a bearer secret to its principal. Unknown and revoked keys look alike
     /// to the caller.
     pub async fn authenticate(&self, secret: &str) -> ServiceResult<Principal> {
-        let record = self.store.api_key_by_hash(&hash(secret)).await?;
+        let digest = hash(secret);
+        if let Ok(cache) = self.cache.lock()
+            && let Some((at, principal)) = cache.get(&digest)
+            && at.elapsed() < KEY_CACHE_TTL
+        {
+            return Ok(principal.clone());
+        }
+        let record = self.store.api_key_by_hash(&digest).await?;
         match record {
-            Some(key) if key.revoked_at.is_none() => Ok(Principal {
-                key_id: key.id,
-                key_name: key.name,
-                role: key.role,
-                agent_id: key.agent_id,
-                channels: key.channels,
-            }),
+            Some(key) if key.revoked_at.is_none() => {
+                let principal = Principal {
+                    key_id: key.id,
+                    key_name: key.name,
+                    role: key.role,
+                    agent_id: key.agent_id,
+                    channels: key.channels,
+                };
+                if let Ok(mut cache) = self.cache.lock() {
+                    if cache.len() >= KEY_CACHE_SIZE {
+                        cache.clear();
+                    }
+                    cache.insert(digest, (Instant::now(), principal.clone()));
+                }
+                Ok(principal)
+            }
             _ => Err(ServiceError::Unauthenticated(
                 "unknown or revoked API key".into(),
             )),
@@ -137,12 +168,22 @@ impl ApiKeyService {
         Ok(record)
     }
 
+    /// Drops a key from the authentication cache.
+    fn forget(&self, id: Uuid) {
+        if let Ok(mut cache) = self.cache.lock() {
+            cache.retain(|_, (_, principal)| principal.key_id != id);
+        }
+    }
+
     pub async fn revoke(&self, id: Uuid) -> ServiceResult<ApiKeyRecord> {
+        self.forget(id);
         let record = self
             .store
             .revoke_api_key(id, now())
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("api key {id}")))?;
+        // Again after the write: a lookup racing with the revocation may have cached the key.
+        self.forget(id);
         tracing::info!(key_id = %id, "api key revoked");
         Ok(record)
     }
