@@ -7,6 +7,7 @@ pub mod delivery;
 pub mod escalation;
 mod paging;
 pub mod routing;
+mod shared_reads;
 pub mod sla;
 pub mod streams;
 pub mod tickets;

@@ -18,6 +18,8 @@ use crate::domain::watch::{WatchFilter, WatchPredicate, matches, only_ticket, pa
 use crate::events::Bus;
 use crate::store::Store;
 
+use super::shared_reads::SharedReads;
+
 /// Events read per query.
 const BATCH: i64 = 500;
 
@@ -35,6 +37,7 @@ pub struct StreamSettings {
 #[derive(Clone)]
 pub struct WatchService {
     store: Arc<dyn Store>,
+    reads: Arc<SharedReads>,
     bus: Bus,
     shutdown: watch::Receiver<bool>,
     gauge: Arc<StreamGauge>,
@@ -51,6 +54,7 @@ impl WatchService {
     ) -> Self {
         Self {
             store,
+            reads: Arc::default(),
             bus,
             shutdown,
             gauge,
@@ -79,6 +83,7 @@ impl WatchService {
         let (sender, output) = streams::channel(self.settings.buffer, self.settings.stall);
         let producer = Producer {
             store: self.store.clone(),
+            reads: self.reads.clone(),
             commits: self.bus.subscribe(),
             shutdown: self.shutdown.clone(),
             only_ticket: filter.as_ref().and_then(only_ticket),
@@ -117,6 +122,7 @@ fn resolve_me(filter: WatchFilter, principal: &Principal) -> ServiceResult<Watch
 
 struct Producer {
     store: Arc<dyn Store>,
+    reads: Arc<SharedReads>,
     commits: watch::Receiver<u64>,
     shutdown: watch::Receiver<bool>,
     filter: Option<WatchFilter>,
@@ -144,8 +150,8 @@ impl Producer {
         loop {
             self.commits.mark_unchanged();
             let batch = match self
-                .store
-                .events_after(self.cursor, self.only_ticket, BATCH)
+                .reads
+                .events_after(self.store.as_ref(), self.cursor, self.only_ticket, BATCH)
                 .await
             {
                 Ok(batch) => batch,
@@ -159,10 +165,10 @@ impl Producer {
             };
             let full = batch.len() as i64 == BATCH;
             let found = !batch.is_empty();
-            for event in batch {
+            for event in batch.iter() {
                 let cursor = event.cursor;
-                if self.wanted(&event) {
-                    match sender.send(event).await {
+                if self.wanted(event) {
+                    match sender.send(event.clone()).await {
                         Sent::Ok => {}
                         Sent::Closed => return,
                         Sent::Stalled => {

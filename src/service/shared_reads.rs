@@ -1,0 +1,51 @@
+//! Coalesces identical log reads of concurrent watch streams.
+//!
+//! Watchers that follow the live end of the log sit at the same cursor, and a commit
+//! wakes them all at once: without coalescing, each would send the same query. Here the
+//! first one to ask reads, and every watcher that asks for the same position while that
+//! read is in flight shares its result. Events are immutable, so a shared result is as good
+//! as a private one; a watcher that read just before a commit looks again after it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::OnceCell;
+use uuid::Uuid;
+
+use crate::domain::event::Event;
+use crate::store::{Store, StoreResult};
+
+type Key = (i64, Option<Uuid>);
+type Read = Arc<OnceCell<Arc<Vec<Event>>>>;
+
+#[derive(Default)]
+pub struct SharedReads {
+    in_flight: Mutex<HashMap<Key, Read>>,
+}
+
+impl SharedReads {
+    /// Up to `limit` events after `after` (of one ticket, if given).
+    pub async fn events_after(
+        &self,
+        store: &dyn Store,
+        after: i64,
+        ticket: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Arc<Vec<Event>>> {
+        let key = (after, ticket);
+        let cell = match self.in_flight.lock() {
+            Ok(mut map) => map.entry(key).or_default().clone(),
+            Err(_) => Read::default(),
+        };
+        cell.get_or_try_init(|| async {
+            let events = store.events_after(after, ticket, limit).await;
+            // Later readers start a fresh query: they may want newer commits.
+            if let Ok(mut map) = self.in_flight.lock() {
+                map.remove(&key);
+            }
+            events.map(Arc::new)
+        })
+        .await
+        .cloned()
+    }
+}
