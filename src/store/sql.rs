@@ -123,10 +123,6 @@ pub(super) const INSERT_CONVERSATION: &str = "INSERT INTO conversations \
 pub(super) const UPDATE_CONVERSATION: &str = "UPDATE conversations SET channel = $2, \
     ticket_id = $3, summary = $4, intent = $5, metadata = $6, updated_at = $7 WHERE id = $1";
 
-pub(super) const INSERT_TRANSCRIPT_KEY: &str = "INSERT INTO conversation_messages \
-    (conversation_id, message_key, event_id) VALUES ($1, $2, $3) \
-    ON CONFLICT (conversation_id, message_key) DO NOTHING";
-
 pub(super) const INSERT_INBOUND: &str = "INSERT INTO inbound_messages \
     (channel, external_message_id, ticket_id, event_id, created_at) VALUES ($1, $2, $3, $4, $5) \
     ON CONFLICT (channel, external_message_id) DO NOTHING";
@@ -919,15 +915,11 @@ macro_rules! impl_store {
             // Attachments reference their event, so they follow the events.
             let mut files = attachments;
             let mut transcript_added = 0;
+            // One statement claims every message key; only the messages it could claim
+            // (the ones the conversation did not hold yet) become events.
+            let mut fresh = claim_transcript_keys(tx, &transcript).await?;
             for message in transcript {
-                let fresh = sqlx::query(INSERT_TRANSCRIPT_KEY)
-                    .bind(message.conversation_id)
-                    .bind(&message.key)
-                    .bind(message.event.id)
-                    .execute(&mut **tx)
-                    .await?
-                    .rows_affected();
-                if fresh == 1 {
+                if fresh.remove(&message.key) {
                     stored.push(insert_event(tx, fill(message.event), ordinal).await?);
                     ordinal += 1;
                     transcript_added += 1;
@@ -980,6 +972,35 @@ macro_rules! impl_store {
                 events: stored,
                 transcript_added,
             })
+        }
+
+        /// Inserts the keys of transcript messages in chunks; returns those that were new.
+        async fn claim_transcript_keys(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            transcript: &[$crate::store::TranscriptWrite],
+        ) -> $crate::store::StoreResult<std::collections::HashSet<String>> {
+            let mut fresh = std::collections::HashSet::new();
+            // Three parameters a row; both databases accept far more than 3 * 500.
+            for chunk in transcript.chunks(500) {
+                let rows: Vec<String> = (0..chunk.len())
+                    .map(|i| format!("(${}, ${}, ${})", 3 * i + 1, 3 * i + 2, 3 * i + 3))
+                    .collect();
+                let sql = format!(
+                    "INSERT INTO conversation_messages (conversation_id, message_key, event_id) \
+                     VALUES {} ON CONFLICT (conversation_id, message_key) DO NOTHING \
+                     RETURNING message_key",
+                    rows.join(", ")
+                );
+                let mut query = sqlx::query_as::<_, (String,)>(sqlx::AssertSqlSafe(sql));
+                for message in chunk {
+                    query = query
+                        .bind(message.conversation_id)
+                        .bind(&message.key)
+                        .bind(message.event.id);
+                }
+                fresh.extend(query.fetch_all(&mut **tx).await?.into_iter().map(|(k,)| k));
+            }
+            Ok(fresh)
         }
 
         async fn upsert_contact(
