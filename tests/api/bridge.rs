@@ -7,7 +7,7 @@ use ticketd::grpc::pb;
 use tonic::Code;
 use uuid::Uuid;
 
-use crate::harness::{Backend, Escalation, Tickets, feed, spawn_app, violated_fields};
+use crate::harness::{Backend, Escalation, feed, set_status, spawn_app, violated_fields};
 
 pub fn transcript(count: usize) -> Vec<pb::TranscriptMessage> {
     (0..count)
@@ -321,29 +321,14 @@ pub fn customer_message(
     }
 }
 
-async fn set_status(tickets: &mut Tickets, id: &str, status: pb::TicketStatus) {
-    tickets
-        .update_ticket(pb::UpdateTicketRequest {
-            ticket: Some(pb::Ticket {
-                id: id.into(),
-                status: status as i32,
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["status".into()],
-            }),
-            etag: String::new(),
-        })
-        .await
-        .unwrap();
-}
-
 pub async fn customer_messages_land_on_their_ticket_and_reopen_it(backend: Backend) {
     let app = spawn_app(backend).await;
     let mut client = app.escalation();
     let mut tickets = app.tickets();
     let (ticket, _) = escalate(&mut client, escalation("conv-4", 2)).await;
-    set_status(&mut tickets, &ticket.id, pb::TicketStatus::Waiting).await;
+    set_status(&mut tickets, &ticket.id, pb::TicketStatus::Waiting)
+        .await
+        .unwrap();
 
     let posted = client
         .post_customer_message(customer_message("conv-4", "Still broken!", "prov-1"))
@@ -374,7 +359,9 @@ pub async fn customer_messages_land_on_their_ticket_and_reopen_it(backend: Backe
     assert!(again.duplicate, "a repeated provider id is a no-op");
     assert_eq!(again.entry.unwrap().id, entry.id);
 
-    set_status(&mut tickets, &ticket.id, pb::TicketStatus::Resolved).await;
+    set_status(&mut tickets, &ticket.id, pb::TicketStatus::Resolved)
+        .await
+        .unwrap();
     let by_ticket = client
         .post_customer_message(pb::PostCustomerMessageRequest {
             source: String::new(),
@@ -419,7 +406,9 @@ pub async fn a_message_for_a_closed_ticket_opens_a_linked_follow_up(backend: Bac
     let mut client = app.escalation();
     let mut tickets = app.tickets();
     let (closed, _) = escalate(&mut client, escalation("conv-5", 2)).await;
-    set_status(&mut tickets, &closed.id, pb::TicketStatus::Closed).await;
+    set_status(&mut tickets, &closed.id, pb::TicketStatus::Closed)
+        .await
+        .unwrap();
 
     let posted = client
         .post_customer_message(customer_message("conv-5", "It broke again", "prov-9"))

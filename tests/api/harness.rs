@@ -326,6 +326,41 @@ pub async fn create(client: &mut Tickets, request: pb::CreateTicketRequest) -> p
         .expect("ticket in response")
 }
 
+/// A ticket by id.
+pub async fn get_ticket(tickets: &mut Tickets, id: &str) -> pb::Ticket {
+    tickets
+        .get_ticket(pb::GetTicketRequest {
+            key: Some(pb::get_ticket_request::Key::Id(id.into())),
+        })
+        .await
+        .expect("get ticket")
+        .into_inner()
+        .ticket
+        .expect("ticket")
+}
+
+/// Moves a ticket to `status` through UpdateTicket.
+pub async fn set_status(
+    tickets: &mut Tickets,
+    id: &str,
+    status: pb::TicketStatus,
+) -> Result<pb::Ticket, Status> {
+    tickets
+        .update_ticket(pb::UpdateTicketRequest {
+            ticket: Some(pb::Ticket {
+                id: id.into(),
+                status: status as i32,
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["status".into()],
+            }),
+            etag: String::new(),
+        })
+        .await
+        .map(|r| r.into_inner().ticket.expect("ticket"))
+}
+
 /// A ticket's whole activity feed, every page.
 pub async fn feed(tickets: &mut Tickets, id: &str) -> Vec<pb::ActivityEntry> {
     let mut all = Vec::new();

@@ -3,7 +3,9 @@
 use ticketd::grpc::pb;
 use tonic::Code;
 
-use crate::harness::{Backend, Tickets, create, new_ticket, spawn_app, violated_fields};
+use crate::harness::{
+    Backend, Tickets, create, get_ticket as get, new_ticket, spawn_app, violated_fields,
+};
 
 async fn merge(
     tickets: &mut Tickets,
@@ -17,18 +19,6 @@ async fn merge(
         })
         .await
         .map(|r| r.into_inner())
-}
-
-async fn get(tickets: &mut Tickets, id: &str) -> pb::Ticket {
-    tickets
-        .get_ticket(pb::GetTicketRequest {
-            key: Some(pb::get_ticket_request::Key::Id(id.into())),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .ticket
-        .unwrap()
 }
 
 pub async fn merged_tickets_point_at_the_target_whose_feed_shows_their_activity(backend: Backend) {
@@ -98,18 +88,7 @@ pub async fn merges_that_would_lose_or_loop_tickets_are_refused(backend: Backend
     let b = create(&mut tickets, new_ticket("B")).await;
     let c = create(&mut tickets, new_ticket("C")).await;
     let closed = create(&mut tickets, new_ticket("Closed")).await;
-    tickets
-        .update_ticket(pb::UpdateTicketRequest {
-            ticket: Some(pb::Ticket {
-                id: closed.id.clone(),
-                status: pb::TicketStatus::Closed as i32,
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["status".into()],
-            }),
-            etag: String::new(),
-        })
+    crate::harness::set_status(&mut tickets, &closed.id, pb::TicketStatus::Closed)
         .await
         .unwrap();
 

@@ -306,7 +306,7 @@ pub async fn capacity_holds_and_the_backlog_drains_by_priority_then_age(backend:
         .unwrap();
     let mut got = Vec::new();
     for t in &created[2..] {
-        let now = crate::routing::get(&mut tickets, &t.id).await;
+        let now = crate::harness::get_ticket(&mut tickets, &t.id).await;
         if now.assignee_id == bea.id {
             got.push(now.subject);
         }
@@ -317,42 +317,19 @@ pub async fn capacity_holds_and_the_backlog_drains_by_priority_then_age(backend:
         vec!["Invoice 3", "Invoice 4", "Invoice 5"],
         "urgent ones and then the medium one"
     );
-    let left = crate::routing::get(&mut tickets, &created[2].id).await;
+    let left = crate::harness::get_ticket(&mut tickets, &created[2].id).await;
     assert_eq!(left.assignee_id, "", "the oldest low one still waits");
 
     // Resolving one of Ann's tickets frees room for the last one.
-    tickets
-        .update_ticket(pb::UpdateTicketRequest {
-            ticket: Some(pb::Ticket {
-                id: assigned[0].id.clone(),
-                status: pb::TicketStatus::Resolved as i32,
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["status".into()],
-            }),
-            etag: String::new(),
-        })
+    crate::harness::set_status(&mut tickets, &assigned[0].id, pb::TicketStatus::Resolved)
         .await
         .unwrap();
     assert_eq!(
-        crate::routing::get(&mut tickets, &created[2].id)
+        crate::harness::get_ticket(&mut tickets, &created[2].id)
             .await
             .assignee_id,
         ann.id
     );
-}
-
-pub async fn get(tickets: &mut Tickets, id: &str) -> pb::Ticket {
-    tickets
-        .get_ticket(pb::GetTicketRequest {
-            key: Some(pb::get_ticket_request::Key::Id(id.into())),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .ticket
-        .unwrap()
 }
 
 pub async fn vip_contacts_go_to_the_vip_queue_with_a_priority_bump(backend: Backend) {
@@ -776,18 +753,7 @@ pub async fn views_show_my_tickets_and_unassigned_ones(backend: Backend) {
     .await;
     create(&mut tickets, in_queue(&manual.id, "Nobody's")).await;
     let closed = create(&mut tickets, new_ticket("Done")).await;
-    tickets
-        .update_ticket(pb::UpdateTicketRequest {
-            ticket: Some(pb::Ticket {
-                id: closed.id.clone(),
-                status: pb::TicketStatus::Closed as i32,
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["status".into()],
-            }),
-            etag: String::new(),
-        })
+    crate::harness::set_status(&mut tickets, &closed.id, pb::TicketStatus::Closed)
         .await
         .unwrap();
 

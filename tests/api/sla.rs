@@ -8,7 +8,8 @@ use ticketd::grpc::pb;
 use tonic::Code;
 
 use crate::harness::{
-    Admin, Backend, TestDatabase, Tickets, create, feed, new_ticket, settings_for, spawn_app, start,
+    Admin, Backend, TestDatabase, Tickets, create, feed, get_ticket as get, new_ticket, set_status,
+    settings_for, spawn_app, start,
 };
 use crate::watch::{next_event, watch};
 
@@ -23,30 +24,6 @@ fn clock(ticket: &pb::Ticket, metric: pb::SlaMetric) -> pb::SlaClock {
         .find(|c| c.metric() == metric)
         .cloned()
         .unwrap_or_else(|| panic!("no {metric:?} clock on {:?}", ticket.sla_clocks))
-}
-
-async fn get(tickets: &mut Tickets, id: &str) -> pb::Ticket {
-    crate::routing::get(tickets, id).await
-}
-
-async fn set_status(tickets: &mut Tickets, id: &str, status: pb::TicketStatus) -> pb::Ticket {
-    tickets
-        .update_ticket(pb::UpdateTicketRequest {
-            ticket: Some(pb::Ticket {
-                id: id.into(),
-                status: status as i32,
-                ..Default::default()
-            }),
-            update_mask: Some(prost_types::FieldMask {
-                paths: vec!["status".into()],
-            }),
-            etag: String::new(),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .ticket
-        .unwrap()
 }
 
 /// A policy for every ticket, round the clock, with short targets (seconds).
@@ -188,7 +165,9 @@ pub async fn waiting_pauses_the_clocks_and_keeps_the_time_left(backend: Backend)
     let mut tickets = app.tickets();
     let ticket = create(&mut tickets, new_ticket("Need logs")).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    set_status(&mut tickets, &ticket.id, pb::TicketStatus::Waiting).await;
+    set_status(&mut tickets, &ticket.id, pb::TicketStatus::Waiting)
+        .await
+        .unwrap();
     let paused = clock(
         &get(&mut tickets, &ticket.id).await,
         pb::SlaMetric::FirstResponse,
@@ -210,7 +189,9 @@ pub async fn waiting_pauses_the_clocks_and_keeps_the_time_left(backend: Backend)
     );
     assert_eq!(still.remaining.unwrap().seconds, 600 - used);
 
-    set_status(&mut tickets, &ticket.id, pb::TicketStatus::Open).await;
+    set_status(&mut tickets, &ticket.id, pb::TicketStatus::Open)
+        .await
+        .unwrap();
     let resumed_at = whole_second(changed_at(&mut tickets, &ticket.id, "OPEN").await);
     let resumed = clock(
         &get(&mut tickets, &ticket.id).await,
@@ -229,7 +210,9 @@ pub async fn reopening_resumes_resolution_and_a_new_priority_retargets(backend: 
     let mut tickets = app.tickets();
     let ticket = create(&mut tickets, new_ticket("Flaky login")).await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    set_status(&mut tickets, &ticket.id, pb::TicketStatus::Resolved).await;
+    set_status(&mut tickets, &ticket.id, pb::TicketStatus::Resolved)
+        .await
+        .unwrap();
     let resolved = clock(
         &get(&mut tickets, &ticket.id).await,
         pb::SlaMetric::Resolution,
@@ -237,7 +220,9 @@ pub async fn reopening_resumes_resolution_and_a_new_priority_retargets(backend: 
     assert_eq!(resolved.state(), pb::SlaClockState::Met);
     let used = resolved.used.unwrap().seconds;
 
-    set_status(&mut tickets, &ticket.id, pb::TicketStatus::Open).await;
+    set_status(&mut tickets, &ticket.id, pb::TicketStatus::Open)
+        .await
+        .unwrap();
     let reopened = clock(
         &get(&mut tickets, &ticket.id).await,
         pb::SlaMetric::Resolution,

@@ -4,7 +4,9 @@ use ticketd::grpc::pb;
 use tonic::Code;
 use uuid::Uuid;
 
-use crate::harness::{Backend, Tickets, create, feed, new_ticket, spawn_app, violated_fields};
+use crate::harness::{
+    Backend, Tickets, create, feed, new_ticket, set_status, spawn_app, violated_fields,
+};
 
 fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
     Some(prost_types::FieldMask {
@@ -26,19 +28,6 @@ async fn update(
         })
         .await
         .map(|r| r.into_inner().ticket.expect("ticket"))
-}
-
-async fn set_status(
-    tickets: &mut Tickets,
-    id: &str,
-    status: pb::TicketStatus,
-) -> Result<pb::Ticket, tonic::Status> {
-    let patch = pb::Ticket {
-        id: id.into(),
-        status: status as i32,
-        ..Default::default()
-    };
-    update(tickets, patch, &["status"], "").await
 }
 
 pub async fn an_update_changes_only_the_masked_fields_and_records_old_and_new(backend: Backend) {
