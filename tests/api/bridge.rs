@@ -445,3 +445,20 @@ pub async fn a_message_for_a_closed_ticket_opens_a_linked_follow_up(backend: Bac
     assert!(!created);
     assert_eq!(again.id, follow_up.id);
 }
+
+pub async fn a_message_repeated_within_one_transcript_is_kept_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut request = escalation("conv-dup", 3);
+    {
+        let transcript = &mut request.conversation.as_mut().unwrap().transcript;
+        for m in transcript.iter_mut() {
+            m.id.clear();
+        }
+        let copy = transcript[1].clone();
+        transcript.push(copy);
+    }
+    let (ticket, _) = escalate(&mut app.escalation(), request).await;
+    let kept = transcript_of(&feed(&mut app.tickets(), &ticket.id).await);
+    let texts: Vec<String> = kept.into_iter().map(|m| m.text).collect();
+    assert_eq!(texts, vec!["message 0", "message 1", "message 2"]);
+}

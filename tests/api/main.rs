@@ -74,6 +74,7 @@ harness::conformance! {
         only_bots_and_admins_escalate_and_only_gateways_post_messages,
         customer_messages_land_on_their_ticket_and_reopen_it,
         a_message_for_a_closed_ticket_opens_a_linked_follow_up,
+        a_message_repeated_within_one_transcript_is_kept_once,
     ],
     delivery: [
         each_reply_reaches_one_subscriber_per_group,
