@@ -13,9 +13,7 @@
 
 use std::collections::BTreeSet;
 
-use chrono::{
-    DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Offset, TimeZone, Utc, Weekday,
-};
+use chrono::{DateTime, Datelike, Duration, NaiveDate, NaiveDateTime, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
 use uuid::Uuid;
 
@@ -260,11 +258,6 @@ impl BusinessCalendar {
     pub fn is_open(&self, at: DateTime<Utc>) -> bool {
         self.between(at, at + Duration::seconds(1)) == 1
     }
-}
-
-/// Weekday names as stored.
-pub fn weekday_name(day: Weekday) -> &'static str {
-    WEEKDAYS[day.num_days_from_monday() as usize]
 }
 
 #[cfg(test)]

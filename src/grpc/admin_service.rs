@@ -70,11 +70,7 @@ impl AdminService for AdminApi {
         request: Request<pb::RevokeApiKeyRequest>,
     ) -> Reply<pb::RevokeApiKeyResponse> {
         authorize(&self.services.api_keys, &request, "RevokeApiKey", ADMIN).await?;
-        let r = request.into_inner();
-        let mut v = Violations::new();
-        let id = convert::uuid("id", &r.id, &mut v);
-        v.finish().map_err(ServiceError::Invalid)?;
-        let id = id.ok_or_else(|| Status::invalid_argument("id is required"))?;
+        let id = convert::required_uuid("id", &request.into_inner().id)?;
         let key = self.services.api_keys.revoke(id).await?;
         Ok(Response::new(pb::RevokeApiKeyResponse {
             api_key: Some(api_key_to_pb(key)),
@@ -190,7 +186,7 @@ impl AdminService for AdminApi {
         request: Request<pb::GetAgentRequest>,
     ) -> Reply<pb::GetAgentResponse> {
         authorize(&self.services.api_keys, &request, "GetAgent", STAFF).await?;
-        let id = required_id(&request.into_inner().id)?;
+        let id = convert::required_uuid("id", &request.into_inner().id)?;
         let agent = self.services.routing.agent(id).await?;
         Ok(Response::new(pb::GetAgentResponse {
             agent: Some(agent_to_pb(agent)),
@@ -213,7 +209,7 @@ impl AdminService for AdminApi {
         request: Request<pb::DeleteAgentRequest>,
     ) -> Reply<pb::DeleteAgentResponse> {
         authorize(&self.services.api_keys, &request, "DeleteAgent", ADMIN).await?;
-        let id = required_id(&request.into_inner().id)?;
+        let id = convert::required_uuid("id", &request.into_inner().id)?;
         self.services.routing.delete_agent(id).await?;
         Ok(Response::new(pb::DeleteAgentResponse {}))
     }
@@ -309,7 +305,7 @@ impl AdminService for AdminApi {
         request: Request<pb::DeleteQueueRequest>,
     ) -> Reply<pb::DeleteQueueResponse> {
         authorize(&self.services.api_keys, &request, "DeleteQueue", ADMIN).await?;
-        let id = required_id(&request.into_inner().id)?;
+        let id = convert::required_uuid("id", &request.into_inner().id)?;
         self.services.routing.delete_queue(id).await?;
         Ok(Response::new(pb::DeleteQueueResponse {}))
     }
@@ -344,7 +340,7 @@ impl AdminService for AdminApi {
         )
         .await?;
         let r = request.into_inner().rule.unwrap_or_default();
-        let id = required_id(&r.id)?;
+        let id = convert::required_uuid("rule.id", &r.id)?;
         let rule = rule_from_pb(r, Some(id))?;
         let rule = self.services.routing.save_rule(rule, false).await?;
         Ok(Response::new(pb::UpdateRoutingRuleResponse {
@@ -374,7 +370,7 @@ impl AdminService for AdminApi {
             ADMIN,
         )
         .await?;
-        let id = required_id(&request.into_inner().id)?;
+        let id = convert::required_uuid("id", &request.into_inner().id)?;
         self.services.routing.delete_rule(id).await?;
         Ok(Response::new(pb::DeleteRoutingRuleResponse {}))
     }
@@ -434,13 +430,6 @@ impl AdminService for AdminApi {
     ) -> Reply<pb::DeleteCalendarResponse> {
         admin_sla::delete_calendar(&self.services, r).await
     }
-}
-
-fn required_id(id: &str) -> Result<Uuid, Status> {
-    let mut v = Violations::new();
-    let id = convert::uuid("id", id, &mut v);
-    v.finish().map_err(ServiceError::Invalid)?;
-    id.ok_or_else(|| Status::invalid_argument("id is required"))
 }
 
 fn rule_from_pb(r: pb::RoutingRule, id: Option<Uuid>) -> Result<RoutingRule, Status> {

@@ -201,13 +201,6 @@ fn policy_from_pb(p: pb::SlaPolicy, id: Uuid) -> Result<SlaPolicy, Status> {
     })
 }
 
-fn required_id(field: &str, id: &str) -> Result<Uuid, Status> {
-    let mut v = Violations::new();
-    let id = convert::uuid(field, id, &mut v);
-    v.finish().map_err(ServiceError::Invalid)?;
-    id.ok_or_else(|| Status::invalid_argument(format!("{field} is required")))
-}
-
 pub(super) async fn create_calendar(
     s: &Services,
     r: Request<pb::CreateCalendarRequest>,
@@ -226,7 +219,7 @@ pub(super) async fn update_calendar(
 ) -> Reply<pb::UpdateCalendarResponse> {
     authorize(&s.api_keys, &r, "UpdateCalendar", ADMIN).await?;
     let c = r.into_inner().calendar.unwrap_or_default();
-    let id = required_id("calendar.id", &c.id)?;
+    let id = convert::required_uuid("calendar.id", &c.id)?;
     let cal = s.sla.save_calendar(calendar_from_pb(c, id)?, false).await?;
     Ok(Response::new(pb::UpdateCalendarResponse {
         calendar: Some(calendar_to_pb(cal)),
@@ -249,7 +242,7 @@ pub(super) async fn delete_calendar(
     r: Request<pb::DeleteCalendarRequest>,
 ) -> Reply<pb::DeleteCalendarResponse> {
     authorize(&s.api_keys, &r, "DeleteCalendar", ADMIN).await?;
-    let id = required_id("id", &r.into_inner().id)?;
+    let id = convert::required_uuid("id", &r.into_inner().id)?;
     s.sla.delete_calendar(id).await?;
     Ok(Response::new(pb::DeleteCalendarResponse {}))
 }
@@ -272,7 +265,7 @@ pub(super) async fn update_policy(
 ) -> Reply<pb::UpdateSlaPolicyResponse> {
     authorize(&s.api_keys, &r, "UpdateSlaPolicy", ADMIN).await?;
     let p = r.into_inner().policy.unwrap_or_default();
-    let id = required_id("policy.id", &p.id)?;
+    let id = convert::required_uuid("policy.id", &p.id)?;
     let policy = s.sla.save_policy(policy_from_pb(p, id)?, false).await?;
     Ok(Response::new(pb::UpdateSlaPolicyResponse {
         policy: Some(policy_to_pb(policy)),
@@ -295,7 +288,7 @@ pub(super) async fn delete_policy(
     r: Request<pb::DeleteSlaPolicyRequest>,
 ) -> Reply<pb::DeleteSlaPolicyResponse> {
     authorize(&s.api_keys, &r, "DeleteSlaPolicy", ADMIN).await?;
-    let id = required_id("id", &r.into_inner().id)?;
+    let id = convert::required_uuid("id", &r.into_inner().id)?;
     s.sla.delete_policy(id).await?;
     Ok(Response::new(pb::DeleteSlaPolicyResponse {}))
 }

@@ -557,6 +557,15 @@ pub(crate) fn uuid(field: &str, value: &str, v: &mut Violations) -> Option<Uuid>
     }
 }
 
+/// A request whose only required field is a UUID: the UUID, or INVALID_ARGUMENT naming
+/// the field.
+pub(crate) fn required_uuid(field: &str, value: &str) -> Result<Uuid, tonic::Status> {
+    let mut v = Violations::new();
+    let id = uuid(field, value, &mut v);
+    v.finish().map_err(crate::service::ServiceError::Invalid)?;
+    id.ok_or_else(|| tonic::Status::invalid_argument(format!("{field} is required")))
+}
+
 /// An optional UUID field: empty means none.
 pub(crate) fn optional_uuid(field: &str, value: &str, v: &mut Violations) -> Option<Uuid> {
     parse_optional_uuid(v, field, value)

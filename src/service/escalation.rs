@@ -432,8 +432,7 @@ impl EscalationService {
                     .tickets
                     .pop()
                     .ok_or_else(|| ServiceError::NotFound(format!("ticket {}", ticket.id)))?;
-                self.routing.after_change(&ticket, &after).await;
-                self.live_ticket(after.id).await
+                Ok(self.routing.after_change(&ticket, after).await)
             }
             Err(StoreError::Conflict(_)) => Err(ServiceError::Contended("ticket changed".into())),
             Err(other) => Err(other.into()),

@@ -510,23 +510,35 @@ impl RoutingService {
 
     /// Follows up a committed change of a ticket: a ticket that became unassigned and
     /// active is routed; an agent whose load fell gets waiting work.
-    pub async fn after_change(&self, before: &Ticket, after: &Ticket) {
+    /// Returns the ticket as routing left it (`after` itself when routing did not touch it).
+    pub async fn after_change(&self, before: &Ticket, after: Ticket) -> Ticket {
+        let committed = after.clone();
         let result = async {
-            if after.assignee_id.is_none() && is_active(after.status) && after.queue_id.is_some() {
-                self.route(after.id, &Plan::default(), false).await?;
-            }
+            let latest = if after.assignee_id.is_none()
+                && is_active(after.status)
+                && after.queue_id.is_some()
+            {
+                self.route(after.id, &Plan::default(), false).await?
+            } else {
+                after
+            };
             if let Some(agent) = before.assignee_id {
-                let freed = after.assignee_id != Some(agent)
-                    || (is_active(before.status) && !is_active(after.status));
+                let freed = latest.assignee_id != Some(agent)
+                    || (is_active(before.status) && !is_active(latest.status));
                 if freed {
                     self.drain_for_agent(agent).await?;
                 }
             }
-            Ok::<(), ServiceError>(())
+            Ok::<Ticket, ServiceError>(latest)
         }
         .await;
-        if let Err(err) = result {
-            tracing::warn!(ticket_id = %after.id, error = %err, "routing after a change failed; the ticket waits for the next drain");
+        match result {
+            Ok(latest) => latest,
+            Err(err) => {
+                tracing::warn!(ticket_id = %committed.id, error = %err, "routing after a change failed; the ticket waits for the next drain");
+                // The change itself is committed: report it.
+                committed
+            }
         }
     }
 
@@ -593,10 +605,7 @@ impl RoutingService {
                 at,
             );
             match self.commit_one(&ticket, next, event).await {
-                Ok(after) => {
-                    self.after_change(&ticket, &after).await;
-                    return self.ticket(ticket_id).await;
-                }
+                Ok(after) => return Ok(self.after_change(&ticket, after).await),
                 Err(ServiceError::Contended(_)) => continue,
                 Err(other) => return Err(other),
             }
@@ -677,10 +686,7 @@ impl RoutingService {
                 at,
             );
             match self.commit_one(&ticket, next, event).await {
-                Ok(after) => {
-                    self.after_change(&ticket, &after).await;
-                    return self.ticket(ticket_id).await;
-                }
+                Ok(after) => return Ok(self.after_change(&ticket, after).await),
                 Err(ServiceError::Contended(_)) => continue,
                 Err(other) => return Err(other),
             }

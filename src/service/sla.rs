@@ -105,6 +105,16 @@ fn signal(event: &NewEvent) -> Option<Signal> {
     }
 }
 
+/// Events that start, stop or pause clocks, or that can change which policy applies
+/// (priority, type, queue, channel, contact).
+fn may_move_clocks(event: &NewEvent) -> bool {
+    signal(event).is_some()
+        || matches!(
+            event.kind,
+            EventKind::TicketUpdated | EventKind::Assigned | EventKind::TierEscalated
+        )
+}
+
 impl SlaService {
     pub fn new(store: Arc<dyn Store>) -> Self {
         Self {
@@ -145,8 +155,14 @@ impl SlaService {
         changes: &mut Changeset,
         draft: Option<&TicketDraft>,
     ) -> StoreResult<()> {
-        let mut tickets: Vec<Uuid> = changes.events.iter().map(|e| e.ticket_id).collect();
-        tickets.extend(changes.updates.iter().map(|u| u.ticket.id));
+        // Only tickets with an event that can move a clock: notes, time entries and the like
+        // leave clocks alone, and cost no reads here.
+        let mut tickets: Vec<Uuid> = changes
+            .events
+            .iter()
+            .filter(|e| may_move_clocks(e))
+            .map(|e| e.ticket_id)
+            .collect();
         tickets.sort();
         tickets.dedup();
         if tickets.is_empty() {

@@ -94,7 +94,7 @@ impl TicketService {
             match self.writer.commit(changeset).await {
                 Ok(committed) => {
                     for (before, after) in sources.iter().zip(committed.tickets.iter().skip(1)) {
-                        self.routing.after_change(before, after).await;
+                        self.routing.after_change(before, after.clone()).await;
                     }
                     let mut tickets = committed.tickets.into_iter();
                     let target = tickets

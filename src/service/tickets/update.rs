@@ -288,8 +288,7 @@ impl TicketService {
                         .tickets
                         .pop()
                         .ok_or_else(|| not_found(TicketKey::Id(id)))?;
-                    self.routing.after_change(&current, &after).await;
-                    return self.get(TicketKey::Id(id)).await;
+                    return Ok(self.routing.after_change(&current, after).await);
                 }
                 Err(StoreError::Conflict(_)) if etag.is_none() => continue,
                 Err(StoreError::Conflict(_)) => {
