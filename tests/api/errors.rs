@@ -160,16 +160,27 @@ pub async fn cancelled_calls_leave_no_partial_writes(backend: Backend) {
         handles.push(tokio::spawn(async move {
             let call = client.create_ticket(new_ticket(&format!("Maybe {i}")));
             // Give up after a few hundred microseconds to a few milliseconds.
-            let _ =
-                tokio::time::timeout(std::time::Duration::from_micros(200 + i * 100), call).await;
+            tokio::time::timeout(std::time::Duration::from_micros(200 + i * 100), call)
+                .await
+                .is_err()
         }));
     }
+    let mut abandoned = 0;
     for handle in handles {
-        handle.await.unwrap();
+        abandoned += usize::from(handle.await.unwrap());
     }
+    assert!(abandoned > 0, "no call was cancelled in flight");
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
 
+    // A call that runs to the end after the storm: the listing below always has it.
     let mut tickets = app.tickets();
+    let control = tickets
+        .create_ticket(new_ticket("Control"))
+        .await
+        .unwrap()
+        .into_inner()
+        .ticket
+        .unwrap();
     let listed = tickets
         .list_tickets(pb::ListTicketsRequest {
             page_size: 500,
@@ -179,6 +190,7 @@ pub async fn cancelled_calls_leave_no_partial_writes(backend: Backend) {
         .unwrap()
         .into_inner()
         .tickets;
+    assert!(listed.iter().any(|t| t.id == control.id));
     for ticket in &listed {
         assert_eq!(ticket.sla_clocks.len(), 2, "clocks written with the ticket");
         let feed = crate::harness::feed(&mut tickets, &ticket.id).await;
