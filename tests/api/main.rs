@@ -9,6 +9,7 @@ mod harness;
 mod lifecycle;
 mod merge;
 mod postgres_only;
+mod postgres_restart;
 mod routing;
 mod sla;
 mod tickets;
@@ -140,6 +141,15 @@ mod postgres_server {
     async fn two_replicas_fire_each_breach_once() {
         if let Some(backend) = crate::harness::Backend::postgres() {
             crate::sla::two_replicas_fire_each_breach_once(backend).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_restarted_database_is_unavailable_then_recovers_without_a_restart() {
+        // The test runs a cluster of its own; the configured server says "run it".
+        if crate::harness::Backend::postgres().is_some() {
+            crate::postgres_restart::a_restarted_database_is_unavailable_then_recovers_without_a_restart()
+                .await;
         }
     }
 

@@ -1,0 +1,273 @@
+//! A real PostgreSQL server stopped hard and started again under a create load: ticketd
+//! answers UNAVAILABLE while it is gone, recovers by itself, and keeps every ticket it
+//! acknowledged. The test runs a throwaway cluster of its own (`initdb` + `pg_ctl`), so the
+//! shared server the other tests use is never stopped.
+
+use std::collections::HashSet;
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::time::Duration;
+
+use ticketd::grpc::pb;
+use tonic::Code;
+use uuid::Uuid;
+
+use crate::harness::{Backend, TestDatabase, Tickets, new_ticket, settings_for, start};
+
+/// A PostgreSQL cluster in a temporary directory, on its own port, removed on drop.
+struct PrivateCluster {
+    bin: PathBuf,
+    dir: PathBuf,
+    port: u16,
+}
+
+impl PrivateCluster {
+    /// The server programs: `TICKETD_TEST_PG_BIN`, else the newest under
+    /// `/usr/lib/postgresql/*/bin`, else whatever directory `pg_config --bindir` names.
+    fn bin_dir() -> PathBuf {
+        if let Ok(dir) = std::env::var("TICKETD_TEST_PG_BIN") {
+            return PathBuf::from(dir);
+        }
+        let mut installed: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+            .into_iter()
+            .flatten()
+            .flatten()
+            .map(|entry| entry.path().join("bin"))
+            .filter(|bin| bin.join("initdb").exists())
+            .collect();
+        installed.sort();
+        if let Some(newest) = installed.pop() {
+            return newest;
+        }
+        let output = Command::new("pg_config")
+            .arg("--bindir")
+            .output()
+            .expect("PostgreSQL server programs (initdb, pg_ctl): set TICKETD_TEST_PG_BIN");
+        PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
+    }
+
+    fn start() -> PrivateCluster {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("free port")
+            .port();
+        let cluster = PrivateCluster {
+            bin: Self::bin_dir(),
+            dir: std::env::temp_dir().join(format!("ticketd-pg-{}", Uuid::new_v4().simple())),
+            port,
+        };
+        let dir = cluster.dir.display().to_string();
+        cluster.run(
+            "initdb",
+            &["-D", &dir, "-U", "postgres", "-A", "trust", "--no-sync"],
+        );
+        cluster.pg_ctl(&["start"]);
+        cluster
+    }
+
+    /// Runs one of the server programs; as root it runs as `postgres`, because PostgreSQL
+    /// refuses to run as root.
+    fn run(&self, program: &str, args: &[&str]) {
+        let program = self.bin.join(program);
+        let mut command = if is_root() {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&program);
+            c
+        } else {
+            Command::new(&program)
+        };
+        let output = command
+            .args(args)
+            .output()
+            .expect("run a PostgreSQL program");
+        assert!(
+            output.status.success(),
+            "{} {args:?} failed: {}{}",
+            program.display(),
+            String::from_utf8_lossy(&output.stdout),
+            String::from_utf8_lossy(&output.stderr)
+        );
+    }
+
+    fn pg_ctl(&self, action: &[&str]) {
+        let dir = self.dir.display().to_string();
+        let log = self.dir.join("server.log").display().to_string();
+        let options = format!(
+            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={dir} -c max_connections=40",
+            self.port
+        );
+        let mut args = vec!["-D", &dir, "-l", &log, "-o", &options, "-w"];
+        args.extend_from_slice(action);
+        self.run("pg_ctl", &args);
+    }
+
+    fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+}
+
+impl Drop for PrivateCluster {
+    fn drop(&mut self) {
+        let dir = self.dir.display().to_string();
+        let _ = Command::new(self.bin.join("pg_ctl"))
+            .args(["-D", &dir, "-m", "immediate", "stop"])
+            .output()
+            .ok()
+            .filter(|o| o.status.success())
+            .or_else(|| {
+                Command::new("runuser")
+                    .args(["-u", "postgres", "--"])
+                    .arg(self.bin.join("pg_ctl"))
+                    .args(["-D", &dir, "-m", "immediate", "stop"])
+                    .output()
+                    .ok()
+            });
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
+}
+
+/// What one writer saw: acknowledged ticket ids, and the codes of failed calls.
+#[derive(Default)]
+struct Outcome {
+    acked: Vec<String>,
+    failures: Vec<Code>,
+}
+
+async fn write_until(
+    mut client: Tickets,
+    writer: usize,
+    stop: Arc<AtomicBool>,
+    acks: Arc<AtomicUsize>,
+) -> Outcome {
+    let mut outcome = Outcome::default();
+    let mut i = 0;
+    while !stop.load(Ordering::SeqCst) {
+        i += 1;
+        match client
+            .create_ticket(new_ticket(&format!("restart load {writer}-{i}")))
+            .await
+        {
+            Ok(r) => {
+                outcome
+                    .acked
+                    .push(r.into_inner().ticket.expect("ticket").id);
+                acks.fetch_add(1, Ordering::SeqCst);
+            }
+            Err(status) => {
+                outcome.failures.push(status.code());
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    }
+    outcome
+}
+
+async fn stored_ids(client: &mut Tickets) -> HashSet<String> {
+    let mut stored = HashSet::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_tickets(pb::ListTicketsRequest {
+                page_size: 500,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .expect("list after recovery")
+            .into_inner();
+        stored.extend(page.tickets.into_iter().map(|t| t.id));
+        if page.next_page_token.is_empty() {
+            return stored;
+        }
+        token = page.next_page_token;
+    }
+}
+
+async fn blocking(cluster: &Arc<PrivateCluster>, action: &'static [&'static str]) {
+    let cluster = cluster.clone();
+    tokio::task::spawn_blocking(move || cluster.pg_ctl(action))
+        .await
+        .expect("pg_ctl");
+}
+
+pub async fn a_restarted_database_is_unavailable_then_recovers_without_a_restart() {
+    let cluster = Arc::new(
+        tokio::task::spawn_blocking(PrivateCluster::start)
+            .await
+            .unwrap(),
+    );
+    let database = TestDatabase::create(&Backend::Postgres(cluster.url())).await;
+    let mut settings = settings_for(&database);
+    settings.database_acquire_timeout_seconds = 2;
+    let app = start(settings, database).await;
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let acks = Arc::new(AtomicUsize::new(0));
+    let writers: Vec<_> = (0..4)
+        .map(|w| tokio::spawn(write_until(app.tickets(), w, stop.clone(), acks.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // A crash-like stop: every backend is killed, in-flight transactions are lost.
+    blocking(&cluster, &["-m", "immediate", "stop"]).await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let mut probe = app.tickets();
+    let down = probe
+        .create_ticket(new_ticket("While the database is down"))
+        .await
+        .expect_err("no ticket without a database");
+    assert_eq!(down.code(), Code::Unavailable, "{down:?}");
+
+    blocking(&cluster, &["start"]).await;
+    let mut recovered = false;
+    for _ in 0..100 {
+        if probe
+            .create_ticket(new_ticket("After the restart"))
+            .await
+            .is_ok()
+        {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(recovered, "ticketd recovers once the database is back");
+    let acks_at_recovery = acks.load(Ordering::SeqCst);
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert!(
+        acks.load(Ordering::SeqCst) > acks_at_recovery,
+        "the writers' calls succeed again on the same server"
+    );
+    stop.store(true, Ordering::SeqCst);
+
+    let mut acked = HashSet::new();
+    let mut failures = Vec::new();
+    for writer in writers {
+        let outcome = writer.await.expect("writer");
+        acked.extend(outcome.acked);
+        failures.extend(outcome.failures);
+    }
+    eprintln!(
+        "restart under load: {} tickets acknowledged, {} calls failed",
+        acked.len(),
+        failures.len()
+    );
+    assert!(!failures.is_empty(), "the load saw the outage");
+    assert!(
+        failures.iter().all(|code| *code == Code::Unavailable),
+        "every failed call says UNAVAILABLE: {failures:?}"
+    );
+    let stored = stored_ids(&mut probe).await;
+    let lost: Vec<&String> = acked.difference(&stored).collect();
+    assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
+    assert!(acked.len() > 10, "the load ran ({} tickets)", acked.len());
+}
