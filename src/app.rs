@@ -40,7 +40,6 @@ pub struct App {
     services: Services,
     bootstrap_secret: Option<String>,
     shutdown: tokio::sync::watch::Sender<bool>,
-    bus: Bus,
 }
 
 /// Opens and migrates the store a settings object names.
@@ -64,12 +63,7 @@ impl App {
         let bus = Bus::new();
         let store = open_store(&settings, bus.clone()).await?;
         let (shutdown, streams_stop) = tokio::sync::watch::channel(false);
-        let services = Services::new(
-            store,
-            bus.clone(),
-            settings.service_settings(),
-            streams_stop,
-        );
+        let services = Services::new(store, bus, settings.service_settings(), streams_stop);
         let bootstrap_secret = services
             .api_keys
             .bootstrap(settings.bootstrap_key.as_ref().map(|s| s.expose()))
@@ -89,7 +83,6 @@ impl App {
             services,
             bootstrap_secret,
             shutdown,
-            bus,
         })
     }
 
@@ -139,7 +132,7 @@ impl App {
         let timer = tokio::spawn(
             crate::service::SlaTimer::new(
                 self.services.store.clone(),
-                self.bus.clone(),
+                self.services.sla.deadline_hints(),
                 Duration::from_millis(self.settings.stream_poll_millis.max(10)),
             )
             .run(self.shutdown.subscribe()),

@@ -248,6 +248,17 @@ impl Clock {
         }
     }
 
+    /// The next moment this clock has an alert to announce (its warning, then its breach),
+    /// if it is running and has one left.
+    pub fn next_alert(&self) -> Option<DateTime<Utc>> {
+        if self.running_since.is_none() || self.stopped {
+            return None;
+        }
+        let warning = self.warn_at.filter(|_| !self.warned);
+        let breach = self.due_at.filter(|_| !self.breach_fired);
+        warning.into_iter().chain(breach).min()
+    }
+
     /// Sets the due and warning times of a running clock from its remaining time.
     fn arm(&mut self, cal: &BusinessCalendar) {
         let Some(since) = self.running_since else {

@@ -3,13 +3,12 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::Duration;
 
 use chrono::{DateTime, SubsecRound, Utc};
-use tokio::sync::watch;
 use uuid::Uuid;
 
 use super::cache::{CONFIG_TTL, Cached};
+use super::sla_timer::{DeadlineHints, next_alert};
 use super::{ServiceError, ServiceResult, now};
 use crate::domain::calendar::BusinessCalendar;
 use crate::domain::event::{EventKind, EventPayload, NewEvent};
@@ -18,7 +17,6 @@ use crate::domain::sla::{
 };
 use crate::domain::ticket::{Status, Ticket};
 use crate::domain::validation::Violations;
-use crate::events::Bus;
 use crate::store::{
     Changeset, Committed, CreateOutcome, IdempotencyClaim, Store, StoreResult, TicketDraft,
 };
@@ -76,6 +74,7 @@ pub struct SlaService {
     store: Arc<dyn Store>,
     policies: Arc<Cached<Vec<SlaPolicy>>>,
     calendars: Arc<Cached<Vec<BusinessCalendar>>>,
+    hints: DeadlineHints,
 }
 
 /// What the clocks of a ticket make of one of its events.
@@ -121,7 +120,13 @@ impl SlaService {
             store,
             policies: Arc::new(Cached::new(CONFIG_TTL)),
             calendars: Arc::new(Cached::new(CONFIG_TTL)),
+            hints: DeadlineHints::default(),
         }
+    }
+
+    /// What the [`super::SlaTimer`] of this process listens to.
+    pub fn deadline_hints(&self) -> DeadlineHints {
+        self.hints.clone()
     }
 
     async fn cached_policies(&self) -> StoreResult<Arc<Vec<SlaPolicy>>> {
@@ -178,14 +183,16 @@ impl SlaService {
         } else {
             self.store.clocks(&tickets).await?
         };
+        // The stored VIP flag counts when the caller does not say; read only if a policy asks.
         let draft_vip = match draft {
             Some(d) => match d.contact.vip {
                 Some(vip) => vip,
-                None => self
+                None if policies.iter().any(|p| p.conditions.contact_vip.is_some()) => self
                     .store
                     .contact_vip(&d.contact.external_id)
                     .await?
                     .unwrap_or(false),
+                None => false,
             },
             None => false,
         };
@@ -277,6 +284,7 @@ impl SlaService {
                 clock.retarget(target, &plan, &old, &cal, at.trunc_subsecs(0));
             }
             self.store.save_clocks(&clocks).await?;
+            self.hints.wrote(next_alert(&clocks));
         }
         Ok(cal)
     }
@@ -396,9 +404,13 @@ impl Writer {
     pub async fn commit(&self, mut changes: Changeset) -> StoreResult<Committed> {
         let started = std::time::Instant::now();
         self.sla.prepare(&mut changes, None).await?;
+        let deadline = next_alert(&changes.clocks);
         let result = self.store.commit(changes).await;
         metrics::histogram!("ticketd_db_transaction_seconds", "op" => "commit")
             .record(started.elapsed().as_secs_f64());
+        if result.is_ok() {
+            self.sla.hints.wrote(deadline);
+        }
         result
     }
 
@@ -410,69 +422,13 @@ impl Writer {
     ) -> StoreResult<CreateOutcome> {
         let started = std::time::Instant::now();
         self.sla.prepare(&mut changes, Some(&draft)).await?;
+        let deadline = next_alert(&changes.clocks);
         let result = self.store.create_ticket(draft, changes, claim).await;
         metrics::histogram!("ticketd_db_transaction_seconds", "op" => "create_ticket")
             .record(started.elapsed().as_secs_f64());
+        if matches!(result, Ok(CreateOutcome::Created { .. })) {
+            self.sla.hints.wrote(deadline);
+        }
         result
-    }
-}
-
-/// Announces warnings and breaches when they fall due: it sleeps until the next deadline
-/// (or until a commit may have moved one), never sweeping on a fixed schedule. Each alert
-/// fires exactly once across replicas; deadlines that passed while no replica ran fire at
-/// start-up.
-pub struct SlaTimer {
-    store: Arc<dyn Store>,
-    bus: Bus,
-    /// The longest sleep without looking: covers deadlines set by other replicas whose
-    /// wake-up was lost.
-    poll: Duration,
-}
-
-impl SlaTimer {
-    pub fn new(store: Arc<dyn Store>, bus: Bus, poll: Duration) -> Self {
-        Self { store, bus, poll }
-    }
-
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        let mut commits = self.bus.subscribe();
-        loop {
-            commits.mark_unchanged();
-            let sleep = match self.tick().await {
-                Ok(Some(next)) => (next - Utc::now())
-                    .to_std()
-                    .unwrap_or_default()
-                    .min(self.poll),
-                Ok(None) => self.poll,
-                Err(err) => {
-                    tracing::warn!(error = %err, "sla timer failed; retrying");
-                    self.poll
-                }
-            };
-            tokio::select! {
-                _ = tokio::time::sleep(sleep) => {}
-                _ = commits.changed() => {}
-                _ = shutdown.changed() => return,
-            }
-            if *shutdown.borrow() {
-                return;
-            }
-        }
-    }
-
-    /// Fires what is due and returns the next deadline.
-    async fn tick(&self) -> StoreResult<Option<DateTime<Utc>>> {
-        loop {
-            let fired = self.store.fire_sla_alerts(now(), 100).await?;
-            for event in &fired {
-                tracing::info!(ticket_id = %event.event.ticket_id, kind = %event.event.kind, "sla alert");
-                metrics::counter!("ticketd_sla_alerts_total", "kind" => event.event.kind.as_str())
-                    .increment(1);
-            }
-            if fired.len() < 100 {
-                break;
-            }
-        }
-        self.store.next_sla_deadline().await
     }
 }
