@@ -30,7 +30,7 @@ use crate::domain::event::{Event, NewEvent};
 use crate::domain::filter::TicketFilter;
 use crate::domain::routing::{Agent, Candidate, Queue, RoutingRule};
 use crate::domain::sla::{Clock, SlaPolicy};
-use crate::domain::ticket::{Channel, ContactInput, Priority, Status, Ticket, TicketType};
+use crate::domain::ticket::{Channel, Contact, ContactInput, Priority, Status, Ticket, TicketType};
 use crate::events::Bus;
 
 pub use postgres::PgStore;
@@ -127,6 +127,37 @@ pub struct TicketDraft {
     pub required_skills: Vec<String>,
     pub vip_handlers_only: bool,
     pub created_at: DateTime<Utc>,
+}
+
+impl TicketDraft {
+    /// The ticket this draft becomes once stored as version 1 with `number`.
+    pub fn into_ticket(self, number: i64, contact: Contact, sla_clocks: Vec<Clock>) -> Ticket {
+        Ticket {
+            id: self.id,
+            number,
+            subject: self.subject,
+            description: self.description,
+            status: self.status,
+            priority: self.priority,
+            ticket_type: self.ticket_type,
+            tags: self.tags,
+            custom_fields: self.custom_fields,
+            contact,
+            assignee_id: self.assignee_id,
+            queue_id: self.queue_id,
+            merged_into_id: None,
+            channel: self.channel,
+            follow_up_of_id: self.follow_up_of_id,
+            tier: self.tier,
+            required_skills: self.required_skills,
+            vip_handlers_only: self.vip_handlers_only,
+            sla_clocks,
+            version: 1,
+            time_spent_seconds: 0,
+            created_at: self.created_at,
+            updated_at: self.created_at,
+        }
+    }
 }
 
 /// Claims a caller's request id for one operation; see [`Store::create_ticket`].

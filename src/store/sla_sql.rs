@@ -7,10 +7,13 @@ pub(super) const CLOCK_COLUMNS: &str = "ticket_id, metric, policy_id, calendar_i
 
 /// Warning and breach flags only ever turn on for one clock run, so a write racing with the
 /// timer cannot make an event fire twice. A new run (a new `started_at`) starts afresh.
-pub(super) const UPSERT_CLOCK: &str = "INSERT INTO sla_clocks (ticket_id, metric, policy_id, \
+/// Writes clocks by (ticket, metric); `{}` takes one `($1, ..., $16)` row per clock. A clock
+/// that restarts (a new `started_at`) forgets its old warning and breach; one that keeps
+/// running never un-fires them.
+pub(super) const UPSERT_CLOCKS: &str = "INSERT INTO sla_clocks (ticket_id, metric, policy_id, \
     calendar_id, warning, target_seconds, used_seconds, running_since, stopped, breached, due_at, \
     warn_at, warned, breach_fired, started_at, stopped_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16) \
+    VALUES {} \
     ON CONFLICT (ticket_id, metric) DO UPDATE SET policy_id = excluded.policy_id, \
     calendar_id = excluded.calendar_id, warning = excluded.warning, \
     target_seconds = excluded.target_seconds, used_seconds = excluded.used_seconds, \
@@ -23,6 +26,9 @@ pub(super) const UPSERT_CLOCK: &str = "INSERT INTO sla_clocks (ticket_id, metric
       THEN sla_clocks.warned OR excluded.warned ELSE excluded.warned END, \
     breach_fired = CASE WHEN excluded.started_at = sla_clocks.started_at \
       THEN sla_clocks.breach_fired OR excluded.breach_fired ELSE excluded.breach_fired END";
+
+/// Parameters per row of [`UPSERT_CLOCKS`].
+pub(super) const CLOCK_PARAMS: usize = 16;
 
 /// Clocks whose warning or breach moment has come and not been announced.
 pub(super) const DUE_ALERTS: &str = "SELECT ticket_id, metric, 'warning' FROM sla_clocks \
@@ -193,9 +199,7 @@ macro_rules! impl_sla_store {
                 clocks: &[$crate::domain::sla::Clock],
             ) -> $crate::store::StoreResult<()> {
                 let mut tx = self.writer.begin().await?;
-                for clock in clocks {
-                    upsert_clock(&mut tx, clock).await?;
-                }
+                upsert_clocks(&mut tx, clocks).await?;
                 tx.commit().await?;
                 self.bus.publish_local();
                 Ok(())
@@ -325,29 +329,53 @@ macro_rules! impl_sla_store {
             Ok(())
         }
 
-        async fn upsert_clock(
+        /// Writes clocks in one statement. One statement cannot touch a row twice, so a
+        /// list that names a (ticket, metric) more than once is written row by row, in order.
+        async fn upsert_clocks(
             tx: &mut sqlx::Transaction<'static, $db>,
-            clock: &$crate::domain::sla::Clock,
+            clocks: &[$crate::domain::sla::Clock],
         ) -> $crate::store::StoreResult<()> {
-            sqlx::query($crate::store::sla_sql::UPSERT_CLOCK)
-                .bind(clock.ticket_id)
-                .bind(clock.metric.as_str())
-                .bind(clock.policy_id)
-                .bind(clock.calendar_id)
-                .bind(sqlx::types::Json(&clock.warning))
-                .bind(clock.target_seconds)
-                .bind(clock.used_seconds)
-                .bind(clock.running_since)
-                .bind(clock.stopped)
-                .bind(clock.breached)
-                .bind(clock.due_at)
-                .bind(clock.warn_at)
-                .bind(clock.warned)
-                .bind(clock.breach_fired)
-                .bind(clock.started_at)
-                .bind(clock.stopped_at)
-                .execute(&mut **tx)
-                .await?;
+            use $crate::store::sla_sql::{CLOCK_PARAMS, UPSERT_CLOCKS};
+            let mut keys: Vec<_> = clocks.iter().map(|c| (c.ticket_id, c.metric)).collect();
+            keys.sort();
+            keys.dedup();
+            let batches: Vec<&[$crate::domain::sla::Clock]> = if keys.len() == clocks.len() {
+                clocks.chunks(500).collect()
+            } else {
+                clocks.chunks(1).collect()
+            };
+            for batch in batches {
+                let rows: Vec<String> = (0..batch.len())
+                    .map(|i| {
+                        let params: Vec<String> = (1..=CLOCK_PARAMS)
+                            .map(|p| format!("${}", i * CLOCK_PARAMS + p))
+                            .collect();
+                        format!("({})", params.join(", "))
+                    })
+                    .collect();
+                let sql = UPSERT_CLOCKS.replace("{}", &rows.join(", "));
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+                for clock in batch {
+                    query = query
+                        .bind(clock.ticket_id)
+                        .bind(clock.metric.as_str())
+                        .bind(clock.policy_id)
+                        .bind(clock.calendar_id)
+                        .bind(sqlx::types::Json(&clock.warning))
+                        .bind(clock.target_seconds)
+                        .bind(clock.used_seconds)
+                        .bind(clock.running_since)
+                        .bind(clock.stopped)
+                        .bind(clock.breached)
+                        .bind(clock.due_at)
+                        .bind(clock.warn_at)
+                        .bind(clock.warned)
+                        .bind(clock.breach_fired)
+                        .bind(clock.started_at)
+                        .bind(clock.stopped_at);
+                }
+                query.execute(&mut **tx).await?;
+            }
             Ok(())
         }
     };

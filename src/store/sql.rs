@@ -85,7 +85,7 @@ pub(super) const UPSERT_CONTACT: &str = "INSERT INTO contacts \
     phone = CASE WHEN excluded.phone = '' THEN contacts.phone ELSE excluded.phone END, \
     vip = CASE WHEN $6 IS NULL THEN contacts.vip ELSE excluded.vip END, \
     updated_at = excluded.updated_at \
-    RETURNING id";
+    RETURNING id, external_id, name, email, phone, vip";
 
 pub(super) const CLAIM_REQUEST_ID: &str = "INSERT INTO idempotency_keys \
     (scope, request_id, fingerprint, resource_id, created_at) VALUES ($1, $2, $3, $4, $5) \
@@ -295,8 +295,9 @@ macro_rules! impl_store {
                         return Ok($crate::store::CreateOutcome::Replayed(ticket));
                     }
                 }
-                let contact_id =
+                let contact =
                     upsert_contact(&mut tx, &draft.contact, draft.created_at).await?;
+                let contact_id = contact.id;
                 let insert = format!(
                     "INSERT INTO tickets (id, number, subject, description, status, priority, \
                      priority_rank, ticket_type, tags, custom_fields, contact_id, assignee_id, \
@@ -339,9 +340,18 @@ macro_rules! impl_store {
                     number,
                     contact_id,
                 };
+                let mut clocks: Vec<$crate::domain::sla::Clock> = changes
+                    .clocks
+                    .iter()
+                    .filter(|c| c.ticket_id == draft.id)
+                    .cloned()
+                    .collect();
+                clocks.sort_by_key(|c| c.metric.as_str());
                 let committed = apply(&mut tx, changes, Some(new_ticket)).await?;
-                let ticket = ticket_in(&mut tx, draft.id).await?;
                 tx.commit().await?;
+                // Everything the ticket holds was just written from the draft; only the
+                // number and the stored contact came back from the database.
+                let ticket = draft.into_ticket(number, contact, clocks);
                 self.bus.publish_local();
                 Ok($crate::store::CreateOutcome::Created { ticket, committed })
             }
@@ -809,7 +819,7 @@ macro_rules! impl_store {
             for update in &updates {
                 let t = &update.ticket;
                 let contact_id = match &update.contact {
-                    Some(contact) => upsert_contact(tx, contact, t.updated_at).await?,
+                    Some(contact) => upsert_contact(tx, contact, t.updated_at).await?.id,
                     None => t.contact.id,
                 };
                 let updated = sqlx::query(UPDATE_TICKET)
@@ -960,9 +970,7 @@ macro_rules! impl_store {
                     .execute(&mut **tx)
                     .await?;
             }
-            for clock in &clocks {
-                upsert_clock(tx, clock).await?;
-            }
+            upsert_clocks(tx, &clocks).await?;
             let mut tickets = Vec::with_capacity(updates.len());
             for update in &updates {
                 tickets.push(ticket_in(tx, update.ticket.id).await?);
@@ -1003,12 +1011,20 @@ macro_rules! impl_store {
             Ok(fresh)
         }
 
+        /// Inserts or refreshes a contact by external id; returns it as stored.
         async fn upsert_contact(
             tx: &mut sqlx::Transaction<'static, $db>,
             contact: &$crate::domain::ticket::ContactInput,
             at: chrono::DateTime<chrono::Utc>,
-        ) -> $crate::store::StoreResult<uuid::Uuid> {
-            let (id,): (uuid::Uuid,) = sqlx::query_as($crate::store::sql::UPSERT_CONTACT)
+        ) -> $crate::store::StoreResult<$crate::domain::ticket::Contact> {
+            let (id, external_id, name, email, phone, vip): (
+                uuid::Uuid,
+                String,
+                String,
+                String,
+                String,
+                bool,
+            ) = sqlx::query_as($crate::store::sql::UPSERT_CONTACT)
                 .bind(uuid::Uuid::now_v7())
                 .bind(&contact.external_id)
                 .bind(&contact.name)
@@ -1018,7 +1034,14 @@ macro_rules! impl_store {
                 .bind(at)
                 .fetch_one(&mut **tx)
                 .await?;
-            Ok(id)
+            Ok($crate::domain::ticket::Contact {
+                id,
+                external_id,
+                name,
+                email,
+                phone,
+                vip,
+            })
         }
 
         /// Appends one event; `ordinal` is its index among the transaction's events.
