@@ -9,6 +9,9 @@ use super::sql::impl_store;
 use super::{PoolSettings, StoreResult, pg_notify};
 use crate::events::Bus;
 
+/// How long a pooled connection may sit idle before it is checked again before use.
+const IDLE_CHECK_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
+
 pub struct PgStore {
     reader: PgPool,
     /// The same pool as `reader`: PostgreSQL handles concurrent writers itself.
@@ -24,6 +27,19 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
+            // sqlx checks every connection as it goes back to the pool, which already
+            // weeds out broken ones; checking again on the way out would add a round
+            // trip to every transaction. Only a connection that sat idle long enough for
+            // the server to have gone away meanwhile is checked before use.
+            .test_before_acquire(false)
+            .before_acquire(|conn, meta| {
+                Box::pin(async move {
+                    if meta.idle_for > IDLE_CHECK_AFTER {
+                        sqlx::Connection::ping(conn).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect_lazy_with(options);
         let wakeups = pg_notify::spawn(pool.clone(), bus.clone());
         Ok(Self {

@@ -31,13 +31,17 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
             .busy_timeout(Duration::from_secs(5));
+        // A file cannot hang up: connections need no liveness check before use (sqlx still
+        // checks each one as it returns to the pool).
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
+            .test_before_acquire(false)
             .acquire_timeout(settings.acquire_timeout)
             .connect_with(options.clone())
             .await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(settings.max_connections.clamp(1, 8))
+            .test_before_acquire(false)
             .acquire_timeout(settings.acquire_timeout)
             .connect_lazy_with(options);
         Ok(Self {
