@@ -68,7 +68,7 @@ impl_store!(
     PgStore,
     sqlx::Postgres,
     next_number = "nextval('ticket_number_seq')",
-    event_position = "((pg_current_xact_id()::text::bigint << 20) | $19)",
+    event_position = "((pg_current_xact_id()::text::bigint << 20) | {ordinal})",
     horizon = " AND e.position < (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20)",
     skip_locked = " FOR UPDATE SKIP LOCKED",
     lock_agent = "SELECT 1 FROM agents WHERE id = $1 FOR UPDATE",

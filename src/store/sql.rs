@@ -213,8 +213,9 @@ pub(super) const MAX_EVENTS_PER_TRANSACTION: usize = 1 << 20;
 /// Implements `Store` for a struct with `reader` and `writer` pools of database `$db`.
 ///
 /// - `next_number`: SQL expression drawing the next ticket number;
-/// - `event_position`: SQL expression for a new event's log position, given its ordinal
-///   within the transaction as `$19`;
+/// - `event_position`: SQL expression for a new event's log position, where `{ordinal}`
+///   stands for the parameter holding the event's index within its transaction (events of
+///   one transaction may be inserted by one statement);
 /// - `horizon`: a condition appended to stream reads (may be empty);
 /// - `skip_locked`: the row-locking clause of lease claims (may be empty);
 /// - `lock_agent`: a statement locking an agent's row (`$1`) until the transaction ends.
@@ -916,13 +917,9 @@ macro_rules! impl_store {
                 }
                 event
             };
-            let mut stored = Vec::with_capacity(events.len() + transcript.len());
-            let mut ordinal: i64 = 0;
-            for event in events {
-                stored.push(insert_event(tx, fill(event), ordinal).await?);
-                ordinal += 1;
-            }
-            // Attachments reference their event, so they follow the events.
+            let mut pending: Vec<$crate::domain::event::NewEvent> =
+                Vec::with_capacity(events.len() + transcript.len());
+            pending.extend(events.into_iter().map(fill));
             let mut files = attachments;
             let mut transcript_added = 0;
             // One statement claims every message key; only the messages it could claim
@@ -930,12 +927,13 @@ macro_rules! impl_store {
             let mut fresh = claim_transcript_keys(tx, &transcript).await?;
             for message in transcript {
                 if fresh.remove(&message.key) {
-                    stored.push(insert_event(tx, fill(message.event), ordinal).await?);
-                    ordinal += 1;
+                    pending.push(fill(message.event));
                     transcript_added += 1;
                     files.extend(message.attachments);
                 }
             }
+            // Attachments reference their event, so they follow the events.
+            let stored = insert_events(tx, pending, 0).await?;
             for file in &files {
                 sqlx::query(INSERT_ATTACHMENT)
                     .bind(file.id)
@@ -1050,42 +1048,81 @@ macro_rules! impl_store {
             event: $crate::domain::event::NewEvent,
             ordinal: i64,
         ) -> $crate::store::StoreResult<$crate::domain::event::Event> {
-            let sql = format!(
-                "INSERT INTO ticket_events (position, id, ticket_id, ticket_number, event_type, \
-                 actor_kind, actor_id, actor_name, visibility, payload, created_at, \
-                 ticket_status, priority, ticket_type, assignee_id, queue_id, contact_id, \
-                 channel, tags) VALUES ({}, $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
-                 $12, $13, $14, $15, $16, $17, $18) RETURNING position",
-                $event_position
-            );
-            let snapshot = &event.ticket;
-            let (cursor,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
-                .bind(event.id)
-                .bind(event.ticket_id)
-                .bind(event.ticket_number)
-                .bind(event.kind.as_str())
-                .bind(event.actor.kind.as_str())
-                .bind(event.actor.id)
-                .bind(&event.actor.name)
-                .bind(event.visibility.as_str())
-                .bind(sqlx::types::Json(&event.payload))
-                .bind(event.created_at)
-                .bind(snapshot.status.as_str())
-                .bind(snapshot.priority.as_str())
-                .bind(snapshot.ticket_type.as_str())
-                .bind(snapshot.assignee_id)
-                .bind(snapshot.queue_id)
-                .bind(snapshot.contact_id)
-                .bind(snapshot.channel.map(|c| c.as_str()))
-                .bind(sqlx::types::Json(&snapshot.tags))
-                .bind(ordinal)
-                .fetch_one(&mut **tx)
-                .await?;
-            Ok($crate::domain::event::Event {
-                cursor,
-                event,
-                delivery: None,
+            let mut stored = insert_events(tx, vec![event], ordinal).await?;
+            stored.pop().ok_or_else(|| {
+                $crate::store::StoreError::Corrupt("an inserted event came back empty".into())
             })
+        }
+
+        /// Appends events in as few statements as the parameter limits allow; the first
+        /// takes `first_ordinal` as its index among the transaction's events, the rest
+        /// follow in order.
+        async fn insert_events(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            events: Vec<$crate::domain::event::NewEvent>,
+            first_ordinal: i64,
+        ) -> $crate::store::StoreResult<Vec<$crate::domain::event::Event>> {
+            const PARAMS: usize = 19;
+            let mut stored = Vec::with_capacity(events.len());
+            let mut ordinal = first_ordinal;
+            for chunk in events.chunks(500) {
+                let rows: Vec<String> = (0..chunk.len())
+                    .map(|row| {
+                        let p = |n: usize| format!("${}", row * PARAMS + n);
+                        let columns: Vec<String> = (1..PARAMS).map(p).collect();
+                        let position = $event_position.replace("{ordinal}", &p(PARAMS));
+                        format!("({position}, {})", columns.join(", "))
+                    })
+                    .collect();
+                let sql = format!(
+                    "INSERT INTO ticket_events (position, id, ticket_id, ticket_number, \
+                     event_type, actor_kind, actor_id, actor_name, visibility, payload, \
+                     created_at, ticket_status, priority, ticket_type, assignee_id, queue_id, \
+                     contact_id, channel, tags) VALUES {} RETURNING id, position",
+                    rows.join(", ")
+                );
+                let mut query = sqlx::query_as::<_, (uuid::Uuid, i64)>(sqlx::AssertSqlSafe(sql));
+                for event in chunk {
+                    let snapshot = &event.ticket;
+                    query = query
+                        .bind(event.id)
+                        .bind(event.ticket_id)
+                        .bind(event.ticket_number)
+                        .bind(event.kind.as_str())
+                        .bind(event.actor.kind.as_str())
+                        .bind(event.actor.id)
+                        .bind(&event.actor.name)
+                        .bind(event.visibility.as_str())
+                        .bind(sqlx::types::Json(&event.payload))
+                        .bind(event.created_at)
+                        .bind(snapshot.status.as_str())
+                        .bind(snapshot.priority.as_str())
+                        .bind(snapshot.ticket_type.as_str())
+                        .bind(snapshot.assignee_id)
+                        .bind(snapshot.queue_id)
+                        .bind(snapshot.contact_id)
+                        .bind(snapshot.channel.map(|c| c.as_str()))
+                        .bind(sqlx::types::Json(&snapshot.tags))
+                        .bind(ordinal);
+                    ordinal += 1;
+                }
+                let positions: std::collections::HashMap<uuid::Uuid, i64> =
+                    query.fetch_all(&mut **tx).await?.into_iter().collect();
+                for event in chunk {
+                    let cursor = *positions.get(&event.id).ok_or_else(|| {
+                        $crate::store::StoreError::Corrupt(format!(
+                            "event {} was not stored",
+                            event.id
+                        ))
+                    })?;
+                    stored.push($crate::domain::event::Event {
+                        cursor,
+                        event: event.clone(),
+                        delivery: None,
+                    });
+                }
+            }
+            Ok(stored)
         }
 
         async fn ticket_in(

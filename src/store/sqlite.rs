@@ -52,14 +52,15 @@ impl SqliteStore {
     }
 }
 
-// The single writer makes max + 1 a commit-ordered log position; the ordinal ($19) only
-// has to be referenced, and `$19 >= 0` always holds. Every committed event is visible to
+// The single writer makes max + 1 a commit-ordered log position; adding the ordinal keeps
+// the rows of one multi-row insert apart whether or not SQLite lets a row's subquery see
+// the rows inserted before it by the same statement. Every committed event is visible to
 // stream reads, and leases need no row locks.
 impl_store!(
     SqliteStore,
     sqlx::Sqlite,
     next_number = "(SELECT COALESCE(MAX(number), 0) + 1 FROM tickets)",
-    event_position = "(SELECT COALESCE(MAX(position), 0) + 1 FROM ticket_events WHERE $19 >= 0)",
+    event_position = "((SELECT COALESCE(MAX(position), 0) + 1 FROM ticket_events) + {ordinal})",
     horizon = "",
     skip_locked = "",
     lock_agent = "SELECT 1 FROM agents WHERE id = $1",
