@@ -230,6 +230,16 @@ impl Drop for TestApp {
     }
 }
 
+/// A TicketService client for a server that something else started (the binary, say).
+pub async fn tickets_at(addr: &str, secret: &str) -> Tickets {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect to the server");
+    TicketServiceClient::with_interceptor(channel, bearer(Some(secret)))
+}
+
 fn bearer(secret: Option<&str>) -> Bearer {
     Bearer(secret.map(|s| format!("Bearer {s}").parse().expect("ascii secret")))
 }

@@ -12,7 +12,7 @@ use tonic_reflection::pb::v1alpha::{
 };
 use uuid::Uuid;
 
-use crate::harness::{Backend, TestDatabase, settings_for, spawn_app, start};
+use crate::harness::{Backend, TestDatabase, settings_for, spawn_app, start, tickets_at};
 
 async fn health(
     channel: tonic::transport::Channel,
@@ -150,6 +150,10 @@ fn the_binary_prints_a_bootstrap_key_once_and_exits_cleanly_on_sigterm() {
 
 /// Starts the real binary on a database; returns the process and its address.
 fn spawn_binary(url: &str, key: &str) -> (std::process::Child, String) {
+    spawn_binary_with(url, key, &[])
+}
+
+fn spawn_binary_with(url: &str, key: &str, extra: &[&str]) -> (std::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ticketd"))
         .args([
             "serve",
@@ -160,6 +164,7 @@ fn spawn_binary(url: &str, key: &str) -> (std::process::Child, String) {
             "--bootstrap-key",
             key,
         ])
+        .args(extra)
         .env("RUST_LOG", "error")
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
@@ -183,19 +188,7 @@ pub async fn a_killed_server_loses_no_acknowledged_ticket(backend: Backend) {
     let database = TestDatabase::create(&backend).await;
     let key = format!("tkd_kill_{}", Uuid::new_v4().simple());
     let (mut child, addr) = spawn_binary(&database.url(), &key);
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {key}").parse().unwrap();
-    let client = pb::ticket_service_client::TicketServiceClient::with_interceptor(
-        channel,
-        move |mut r: tonic::Request<()>| {
-            r.metadata_mut().insert("authorization", bearer.clone());
-            Ok(r)
-        },
-    );
+    let client = tickets_at(&addr, &key).await;
     let mut writers = Vec::new();
     for w in 0..4 {
         let mut client = client.clone();
@@ -223,19 +216,7 @@ pub async fn a_killed_server_loses_no_acknowledged_ticket(backend: Backend) {
     assert!(acked.len() > 10, "the load ran ({} tickets)", acked.len());
 
     let (mut child, addr) = spawn_binary(&database.url(), &key);
-    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let bearer: tonic::metadata::MetadataValue<_> = format!("Bearer {key}").parse().unwrap();
-    let mut client = pb::ticket_service_client::TicketServiceClient::with_interceptor(
-        channel,
-        move |mut r: tonic::Request<()>| {
-            r.metadata_mut().insert("authorization", bearer.clone());
-            Ok(r)
-        },
-    );
+    let mut client = tickets_at(&addr, &key).await;
     let mut stored = std::collections::HashSet::new();
     let mut token = String::new();
     loop {
@@ -280,6 +261,69 @@ pub async fn a_killed_server_loses_no_acknowledged_ticket(backend: Backend) {
         seen.insert(event.ticket_id);
     }
     assert_eq!(seen, stored, "no gaps in the log");
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+/// The peak resident memory of a process, in KiB.
+fn peak_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|status| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.split_whitespace().next()?.parse().ok())
+        })
+        .expect("VmHWM in /proc/<pid>/status")
+}
+
+/// Many requests far over the size limit at once: each is refused with
+/// RESOURCE_EXHAUSTED as soon as its length is known, so the server never holds them.
+pub async fn oversized_requests_are_refused_without_a_memory_spike(backend: Backend) {
+    use ticketd::grpc::pb;
+    const LIMIT: usize = 1024 * 1024;
+    const REQUESTS: usize = 16;
+    const SIZE: usize = 16 * 1024 * 1024;
+
+    let database = TestDatabase::create(&backend).await;
+    let key = format!("tkd_big_{}", Uuid::new_v4().simple());
+    let limit = LIMIT.to_string();
+    let (mut child, addr) =
+        spawn_binary_with(&database.url(), &key, &["--max-message-bytes", &limit]);
+    let mut client = tickets_at(&addr, &key).await;
+    client
+        .create_ticket(crate::harness::new_ticket("Warm-up"))
+        .await
+        .expect("a normal call");
+    let before = peak_rss_kib(child.id());
+
+    let huge = "x".repeat(SIZE);
+    let calls: Vec<_> = (0..REQUESTS)
+        .map(|i| {
+            let mut client = client.clone();
+            let request = pb::CreateTicketRequest {
+                description: huge.clone(),
+                ..crate::harness::new_ticket(&format!("Huge {i}"))
+            };
+            tokio::spawn(async move { client.create_ticket(request).await })
+        })
+        .collect();
+    for call in calls {
+        let status = call.await.unwrap().expect_err("over the limit");
+        assert_eq!(status.code(), tonic::Code::ResourceExhausted, "{status:?}");
+    }
+    let grown_kib = peak_rss_kib(child.id()).saturating_sub(before);
+    eprintln!("peak RSS grew by {grown_kib} KiB for {REQUESTS} x {SIZE} bytes refused");
+    // Holding even two of the bodies would take 32 MiB.
+    assert!(
+        grown_kib < 24 * 1024,
+        "peak RSS grew by {grown_kib} KiB while refusing oversized requests"
+    );
+    client
+        .create_ticket(crate::harness::new_ticket("After the flood"))
+        .await
+        .expect("the server still serves");
     let _ = child.kill();
     let _ = child.wait();
 }

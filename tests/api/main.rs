@@ -66,6 +66,7 @@ harness::conformance! {
         health_and_reflection_answer_without_a_key,
         shutdown_reports_not_serving_then_stops_cleanly,
         a_killed_server_loses_no_acknowledged_ticket,
+        oversized_requests_are_refused_without_a_memory_spike,
     ],
     bridge: [
         escalation_keeps_the_whole_transcript_in_order,
