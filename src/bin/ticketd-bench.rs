@@ -39,10 +39,15 @@ struct Args {
     /// pgbench binary.
     #[arg(long, default_value = "/usr/lib/postgresql/15/bin/pgbench")]
     pgbench: String,
+    /// Internal: only serve the database at this URL, print the address, and exit when
+    /// standard input closes (the memory figure measures such a child on its own).
+    #[arg(long, hide = true)]
+    serve: Option<String>,
 }
 
 struct Server {
     app_stop: tokio::sync::oneshot::Sender<()>,
+    addr: std::net::SocketAddr,
     channel: Channel,
     secret: String,
 }
@@ -67,9 +72,78 @@ async fn start(url: &str) -> Server {
         .unwrap();
     Server {
         app_stop,
+        addr,
         channel,
         secret: SECRET.into(),
     }
+}
+
+/// The `--serve` mode: ticketd alone in this process until standard input closes.
+async fn serve_until_stdin_closes(url: &str) {
+    let server = start(url).await;
+    println!("listening on {}", server.addr);
+    let _ = tokio::task::spawn_blocking(|| {
+        use std::io::Read;
+        let mut sink = Vec::new();
+        std::io::stdin().read_to_end(&mut sink)
+    })
+    .await;
+    let _ = server.app_stop.send(());
+}
+
+/// Resident memory of a ticketd serving `url` in a child process (this executable in
+/// `--serve` mode), with no stream and then with `count` idle watch streams open: KiB.
+async fn idle_stream_memory(url: &str, count: usize) -> Option<(u64, u64)> {
+    use std::io::BufRead;
+    /// Stops the child however this function returns.
+    struct Reaped(std::process::Child);
+    impl Drop for Reaped {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut child = Reaped(
+        std::process::Command::new(std::env::current_exe().ok()?)
+            .args(["--serve", url])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .ok()?,
+    );
+    let pid = child.0.id();
+    let stdout = child.0.stdout.take()?;
+    let addr = tokio::task::spawn_blocking(move || {
+        std::io::BufReader::new(stdout)
+            .lines()
+            .map_while(Result::ok)
+            .find_map(|l| l.strip_prefix("listening on ").map(str::to_owned))
+    })
+    .await
+    .ok()??;
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .ok()?
+        .connect()
+        .await
+        .ok()?;
+    let server = Server {
+        app_stop: tokio::sync::oneshot::channel().0,
+        addr: addr.parse().ok()?,
+        channel,
+        secret: SECRET.into(),
+    };
+    // One call first, so that connections and caches exist in both readings.
+    server.client().create_ticket(ticket(0)).await.ok()?;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = rss_kib(pid)?;
+    let idle = watchers(&server, count).await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_kib(pid)?;
+    for w in idle {
+        w.abort();
+    }
+    drop(child);
+    Some((before, after))
 }
 
 type Client = TicketServiceClient<tonic::service::interceptor::InterceptedService<Channel, Bearer>>;
@@ -206,16 +280,11 @@ fn percentile(sorted: &[Duration], p: f64) -> f64 {
     sorted[index].as_secs_f64() * 1000.0
 }
 
-fn rss_kib() -> u64 {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find(|l| l.starts_with("VmRSS:"))
-                .map(str::to_owned)
-        })
-        .and_then(|l| l.split_whitespace().nth(1).and_then(|v| v.parse().ok()))
-        .unwrap_or(0)
+/// The resident set of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
 }
 
 struct Row {
@@ -410,6 +479,10 @@ fn pgbench_latency(args: &Args, url: &str, rate: f64) -> Option<(f64, f64)> {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    if let Some(url) = &args.serve {
+        serve_until_stdin_closes(url).await;
+        return;
+    }
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
@@ -475,7 +548,19 @@ async fn main() {
         target: "p50 <= 3 ms, p99 <= 15 ms".into(),
     });
 
-    // Escalations with a 50-message transcript at 100/s beside the create load at half rate.
+    // Escalations with a 50-message transcript at 100/s: alone first (the baseline), then
+    // beside the create load at half rate.
+    let escalate = |server: &Server| {
+        let client = pb::escalation_service_client::EscalationServiceClient::with_interceptor(
+            server.channel.clone(),
+            Bearer(format!("Bearer {}", server.secret).parse().unwrap()),
+        );
+        load(8, args.seconds, Some(100.0 / 8.0), move |i| {
+            let mut c = client.clone();
+            async move { c.escalate_conversation(conversation(i)).await.is_ok() }
+        })
+    };
+    let (_, alone) = escalate(&server).await;
     let creates_beside = {
         let server_client = server.client();
         let clients = args.clients;
@@ -488,15 +573,7 @@ async fn main() {
             .await
         })
     };
-    let escalation = pb::escalation_service_client::EscalationServiceClient::with_interceptor(
-        server.channel.clone(),
-        Bearer(format!("Bearer {}", server.secret).parse().unwrap()),
-    );
-    let (_, escalations) = load(8, args.seconds, Some(100.0 / 8.0), move |i| {
-        let mut c = escalation.clone();
-        async move { c.escalate_conversation(conversation(i)).await.is_ok() }
-    })
-    .await;
+    let (_, escalations) = escalate(&server).await;
     let _ = creates_beside.await;
     rows.push(Row {
         scenario: format!("EscalateConversation, 50 messages, 100/s beside {half:.0} creates/s"),
@@ -506,8 +583,15 @@ async fn main() {
             percentile(&escalations, 0.99),
             escalations.len()
         ),
-        baseline: "-".into(),
-        ratio: "-".into(),
+        baseline: format!(
+            "alone: p50 {:.1} ms, p99 {:.1} ms",
+            percentile(&alone, 0.5),
+            percentile(&alone, 0.99)
+        ),
+        ratio: format!(
+            "p99 {:.1}x",
+            percentile(&escalations, 0.99) / percentile(&alone, 0.99)
+        ),
         target: "p99 <= 50 ms".into(),
     });
 
@@ -541,24 +625,19 @@ async fn main() {
         });
     }
 
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = rss_kib();
-    let idle = watchers(&server, 1000).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    let after = rss_kib();
+    let memory = idle_stream_memory(&url, 1000).await;
     rows.push(Row {
-        scenario: "idle watch streams (server and client in one process)".into(),
-        value: format!(
-            "{:.1} KiB per stream",
-            (after.saturating_sub(before)) as f64 / 1000.0
-        ),
-        baseline: format!("RSS {before} KiB with 0"),
+        scenario: "idle watch streams, 1000, server process alone".into(),
+        value: memory.map_or("unavailable".into(), |(before, after)| {
+            format!(
+                "{:.1} KiB per stream",
+                after.saturating_sub(before) as f64 / 1000.0
+            )
+        }),
+        baseline: memory.map_or("-".into(), |(before, _)| format!("RSS {before} KiB with 0")),
         ratio: "-".into(),
         target: "<= 64 KiB".into(),
     });
-    for w in idle {
-        w.abort();
-    }
 
     let health = tonic_health::pb::health_client::HealthClient::new(server.channel.clone());
     let (checks, _) = load(args.clients, args.seconds, None, move |_| {
