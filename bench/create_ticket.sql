@@ -5,8 +5,12 @@
 BEGIN;
 INSERT INTO contacts (id, external_id, name, email, phone, vip, created_at, updated_at)
   VALUES (gen_random_uuid(), 'bench-' || :n, 'Bench', 'bench@example.com', '', false, now(), now())
-  ON CONFLICT (external_id) DO UPDATE SET updated_at = excluded.updated_at
-  RETURNING id AS contact_id \gset
+  ON CONFLICT (external_id) DO UPDATE SET
+    name = CASE WHEN excluded.name = '' THEN contacts.name ELSE excluded.name END,
+    email = CASE WHEN excluded.email = '' THEN contacts.email ELSE excluded.email END,
+    phone = CASE WHEN excluded.phone = '' THEN contacts.phone ELSE excluded.phone END,
+    updated_at = excluded.updated_at
+  RETURNING id AS contact_id, external_id, name, email, phone, vip \gset
 INSERT INTO tickets (id, number, subject, description, status, priority, priority_rank,
     ticket_type, tags, custom_fields, contact_id, assignee_id, queue_id, channel,
     follow_up_of_id, tier, required_skills, vip_handlers_only, version, time_spent_seconds,
@@ -30,5 +34,6 @@ INSERT INTO sla_clocks (ticket_id, metric, policy_id, calendar_id, warning, targ
       false, false, now(), NULL),
     (:ticket_id, 'RESOLUTION', NULL, NULL, '{"kind": "percent", "percent": 80}',
       259200, 0, now(), false, false, now() + interval '72 hours', now() + interval '58 hours',
-      false, false, now(), NULL);
+      false, false, now(), NULL)
+  ON CONFLICT (ticket_id, metric) DO UPDATE SET used_seconds = excluded.used_seconds;
 COMMIT;
