@@ -625,13 +625,14 @@ async fn main() {
         });
     }
 
-    let memory = idle_stream_memory(&url, 1000).await;
+    const IDLE_STREAMS: usize = 1000;
+    let memory = idle_stream_memory(&url, IDLE_STREAMS).await;
     rows.push(Row {
-        scenario: "idle watch streams, 1000, server process alone".into(),
+        scenario: format!("idle watch streams, {IDLE_STREAMS}, server process alone"),
         value: memory.map_or("unavailable".into(), |(before, after)| {
             format!(
                 "{:.1} KiB per stream",
-                after.saturating_sub(before) as f64 / 1000.0
+                after.saturating_sub(before) as f64 / IDLE_STREAMS as f64
             )
         }),
         baseline: memory.map_or("-".into(), |(before, _)| format!("RSS {before} KiB with 0")),

@@ -67,25 +67,28 @@ impl PrivateCluster {
         cluster
     }
 
-    /// Runs one of the server programs; as root it runs as `postgres`, because PostgreSQL
+    /// One of the server programs; as root it runs as `postgres`, because PostgreSQL
     /// refuses to run as root.
-    fn run(&self, program: &str, args: &[&str]) {
+    fn command(&self, program: &str) -> Command {
         let program = self.bin.join(program);
-        let mut command = if is_root() {
+        if is_root() {
             let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(&program);
+            c.args(["-u", "postgres", "--"]).arg(program);
             c
         } else {
-            Command::new(&program)
-        };
-        let output = command
+            Command::new(program)
+        }
+    }
+
+    fn run(&self, program: &str, args: &[&str]) {
+        let output = self
+            .command(program)
             .args(args)
             .output()
             .expect("run a PostgreSQL program");
         assert!(
             output.status.success(),
-            "{} {args:?} failed: {}{}",
-            program.display(),
+            "{program} {args:?} failed: {}{}",
             String::from_utf8_lossy(&output.stdout),
             String::from_utf8_lossy(&output.stderr)
         );
@@ -111,19 +114,10 @@ impl PrivateCluster {
 impl Drop for PrivateCluster {
     fn drop(&mut self) {
         let dir = self.dir.display().to_string();
-        let _ = Command::new(self.bin.join("pg_ctl"))
+        let _ = self
+            .command("pg_ctl")
             .args(["-D", &dir, "-m", "immediate", "stop"])
-            .output()
-            .ok()
-            .filter(|o| o.status.success())
-            .or_else(|| {
-                Command::new("runuser")
-                    .args(["-u", "postgres", "--"])
-                    .arg(self.bin.join("pg_ctl"))
-                    .args(["-D", &dir, "-m", "immediate", "stop"])
-                    .output()
-                    .ok()
-            });
+            .output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
