@@ -1,16 +1,17 @@
 //! A real PostgreSQL server stopped hard and started again under a create load: ticketd
-//! answers UNAVAILABLE while it is gone, recovers by itself, and keeps every ticket it
-//! acknowledged. The test runs a throwaway cluster of its own (`initdb` + `pg_ctl`), so the
+//! answers UNAVAILABLE while it is gone, recovers by itself, keeps every ticket it
+//! acknowledged, and a watcher that resumes from its cursor sees every one of them. The test runs a throwaway cluster of its own (`initdb` + `pg_ctl`), so the
 //! shared server the other tests use is never stopped.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
 use std::process::Command;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use ticketd::grpc::pb;
+use tokio_stream::StreamExt;
 use tonic::Code;
 use uuid::Uuid;
 
@@ -165,6 +166,48 @@ async fn write_until(
     outcome
 }
 
+/// Follows `ticket_created` events from the start of the log, resuming from its last cursor
+/// whenever the stream ends or a call fails, until `stop`; returns how often it resumed.
+async fn follow_creations(
+    mut client: Tickets,
+    seen: Arc<Mutex<HashSet<String>>>,
+    stop: Arc<AtomicBool>,
+) -> usize {
+    let mut cursor = 0;
+    let mut resumed = 0;
+    while !stop.load(Ordering::SeqCst) {
+        let request = pb::WatchTicketsRequest {
+            filter: "event_type = ticket_created".into(),
+            after_cursor: cursor,
+        };
+        let mut stream = match client.watch_tickets(request).await {
+            Ok(response) => response.into_inner(),
+            Err(_) => {
+                resumed += 1;
+                tokio::time::sleep(Duration::from_millis(200)).await;
+                continue;
+            }
+        };
+        loop {
+            match tokio::time::timeout(Duration::from_millis(200), stream.next()).await {
+                Ok(Some(Ok(response))) => {
+                    let event = response.event.expect("event");
+                    assert!(event.cursor > cursor, "cursors increase across resumptions");
+                    cursor = event.cursor;
+                    seen.lock().unwrap().insert(event.ticket_id);
+                }
+                Ok(_) => {
+                    resumed += 1;
+                    break;
+                }
+                Err(_) if stop.load(Ordering::SeqCst) => return resumed,
+                Err(_) => {}
+            }
+        }
+    }
+    resumed
+}
+
 async fn stored_ids(client: &mut Tickets) -> HashSet<String> {
     let mut stored = HashSet::new();
     let mut token = String::new();
@@ -204,6 +247,13 @@ pub async fn a_restarted_database_is_unavailable_then_recovers_without_a_restart
     settings.database_acquire_timeout_seconds = 2;
     let app = start(settings, database).await;
 
+    let stop_watching = Arc::new(AtomicBool::new(false));
+    let seen = Arc::new(Mutex::new(HashSet::new()));
+    let watcher = tokio::spawn(follow_creations(
+        app.tickets(),
+        seen.clone(),
+        stop_watching.clone(),
+    ));
     let stop = Arc::new(AtomicBool::new(false));
     let acks = Arc::new(AtomicUsize::new(0));
     let writers: Vec<_> = (0..4)
@@ -264,4 +314,17 @@ pub async fn a_restarted_database_is_unavailable_then_recovers_without_a_restart
     let lost: Vec<&String> = acked.difference(&stored).collect();
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
     assert!(acked.len() > 10, "the load ran ({} tickets)", acked.len());
+
+    // The watcher, resuming from its cursor across the outage, sees every one of them.
+    for _ in 0..100 {
+        if seen.lock().unwrap().is_superset(&acked) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    stop_watching.store(true, Ordering::SeqCst);
+    let resumed = watcher.await.expect("watcher");
+    let missed: Vec<String> = acked.difference(&seen.lock().unwrap()).cloned().collect();
+    assert!(missed.is_empty(), "the watch stream skipped: {missed:?}");
+    eprintln!("the watcher resumed {resumed} times and missed nothing");
 }
