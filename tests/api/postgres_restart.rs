@@ -1,7 +1,9 @@
 //! A real PostgreSQL server stopped hard and started again under a create load: ticketd
 //! answers UNAVAILABLE while it is gone, recovers by itself, keeps every ticket it
-//! acknowledged, and a watcher that resumes from its cursor sees every one of them. The test runs a throwaway cluster of its own (`initdb` + `pg_ctl`), so the
-//! shared server the other tests use is never stopped.
+//! acknowledged, and a watcher that resumes from its cursor sees every one of them.
+//!
+//! The test runs a throwaway cluster of its own (`initdb` + `pg_ctl`), so the shared
+//! server the other tests use is never stopped.
 
 use std::collections::HashSet;
 use std::path::PathBuf;
