@@ -33,16 +33,19 @@ impl PrivateCluster {
         if let Ok(dir) = std::env::var("TICKETD_TEST_PG_BIN") {
             return PathBuf::from(dir);
         }
-        let mut installed: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        // Debian keeps each major version in a directory named after it ("15", "9.6").
+        let newest = std::fs::read_dir("/usr/lib/postgresql")
             .into_iter()
             .flatten()
             .flatten()
-            .map(|entry| entry.path().join("bin"))
-            .filter(|bin| bin.join("initdb").exists())
-            .collect();
-        installed.sort();
-        if let Some(newest) = installed.pop() {
-            return newest;
+            .filter_map(|entry| {
+                let version: f64 = entry.file_name().to_str()?.parse().ok()?;
+                let bin = entry.path().join("bin");
+                bin.join("initdb").exists().then_some((version, bin))
+            })
+            .max_by(|a, b| a.0.total_cmp(&b.0));
+        if let Some((_, bin)) = newest {
+            return bin;
         }
         let output = Command::new("pg_config")
             .arg("--bindir")
