@@ -545,6 +545,37 @@ mod tests {
     }
 
     #[test]
+    fn the_next_alert_is_the_warning_then_the_breach_and_none_once_stopped() {
+        let p = plan(100, 1000);
+        let mut clocks = setup(&p);
+        let first = clock(&clocks, Metric::FirstResponse).clone();
+        assert_eq!(first.next_alert(), Some(at(50)), "the warning comes first");
+        let warned = Clock {
+            warned: true,
+            ..first.clone()
+        };
+        assert_eq!(warned.next_alert(), Some(at(100)), "then the breach");
+        let fired = Clock {
+            breach_fired: true,
+            ..warned
+        };
+        assert_eq!(fired.next_alert(), None);
+        react(
+            &mut clocks,
+            Uuid::nil(),
+            Signal::Waiting,
+            &p,
+            &|_| &CAL,
+            at(30),
+        );
+        assert_eq!(
+            clock(&clocks, Metric::FirstResponse).next_alert(),
+            None,
+            "a paused clock has nothing due"
+        );
+    }
+
+    #[test]
     fn the_first_public_reply_meets_first_response() {
         let p = plan(100, 1000);
         let mut clocks = setup(&p);
