@@ -22,7 +22,7 @@ impl EscalationApi {
     }
 
     /// The calendars SLA clocks are measured on, for rendering tickets.
-    async fn cals(&self) -> Result<CalendarSet, Status> {
+    async fn cals(&self) -> Result<std::sync::Arc<CalendarSet>, Status> {
         Ok(self.services.sla.calendar_set().await?)
     }
 }
@@ -76,7 +76,7 @@ impl EscalationService for EscalationApi {
         v.finish().map_err(ServiceError::Invalid)?;
         let (ticket, created) = self.services.escalation.escalate(&principal, input).await?;
         Ok(Response::new(pb::EscalateConversationResponse {
-            ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
+            ticket: Some(ticket_to_pb(&*self.cals().await?, ticket)),
             created,
         }))
     }
@@ -103,7 +103,7 @@ impl EscalationService for EscalationApi {
             .conversation_ticket(r.source.trim(), r.conversation_id.trim())
             .await?;
         Ok(Response::new(pb::GetConversationTicketResponse {
-            ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
+            ticket: Some(ticket_to_pb(&*self.cals().await?, ticket)),
         }))
     }
 
@@ -158,7 +158,7 @@ impl EscalationService for EscalationApi {
             )
             .await?;
         Ok(Response::new(pb::PostCustomerMessageResponse {
-            ticket: Some(ticket_to_pb(&self.cals().await?, outcome.ticket)),
+            ticket: Some(ticket_to_pb(&*self.cals().await?, outcome.ticket)),
             entry: Some(event_to_pb(outcome.entry)),
             duplicate: outcome.duplicate,
             follow_up: outcome.follow_up,

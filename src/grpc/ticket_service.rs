@@ -25,7 +25,7 @@ impl TicketApi {
     }
 
     /// The calendars SLA clocks are measured on, for rendering tickets.
-    async fn cals(&self) -> Result<CalendarSet, Status> {
+    async fn cals(&self) -> Result<std::sync::Arc<CalendarSet>, Status> {
         Ok(self.services.sla.calendar_set().await?)
     }
 }
@@ -67,7 +67,7 @@ impl TicketService for TicketApi {
         let input = checked(v, input)?;
         let (ticket, _created) = self.services.tickets.create(&principal, input).await?;
         Ok(Response::new(pb::CreateTicketResponse {
-            ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
+            ticket: Some(ticket_to_pb(&*self.cals().await?, ticket)),
         }))
     }
 
@@ -98,7 +98,7 @@ impl TicketService for TicketApi {
         }
         let ticket = self.services.tickets.get(key).await?;
         Ok(Response::new(pb::GetTicketResponse {
-            ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
+            ticket: Some(ticket_to_pb(&*self.cals().await?, ticket)),
         }))
     }
 
@@ -177,7 +177,7 @@ impl TicketService for TicketApi {
             .update(&principal, id, patch, mask, etag)
             .await?;
         Ok(Response::new(pb::UpdateTicketResponse {
-            ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
+            ticket: Some(ticket_to_pb(&*self.cals().await?, ticket)),
         }))
     }
 
@@ -209,7 +209,7 @@ impl TicketService for TicketApi {
             .await?;
         Ok(Response::new(pb::AddReplyResponse {
             entry: Some(event_to_pb(entry)),
-            ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
+            ticket: Some(ticket_to_pb(&*self.cals().await?, ticket)),
         }))
     }
 
@@ -228,7 +228,7 @@ impl TicketService for TicketApi {
             .await?;
         Ok(Response::new(pb::AddNoteResponse {
             entry: Some(event_to_pb(entry)),
-            ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
+            ticket: Some(ticket_to_pb(&*self.cals().await?, ticket)),
         }))
     }
 
@@ -259,7 +259,7 @@ impl TicketService for TicketApi {
             .await?;
         Ok(Response::new(pb::LogTimeResponse {
             entry: Some(event_to_pb(entry)),
-            ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
+            ticket: Some(ticket_to_pb(&*self.cals().await?, ticket)),
         }))
     }
 
@@ -355,7 +355,7 @@ impl TicketService for TicketApi {
         };
         let ticket = self.services.routing.assign(&principal, id, target).await?;
         Ok(Response::new(pb::AssignTicketResponse {
-            ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
+            ticket: Some(ticket_to_pb(&*self.cals().await?, ticket)),
         }))
     }
 
@@ -378,7 +378,7 @@ impl TicketService for TicketApi {
             .escalate_tier(&principal, id, r.target_tier, queue, &r.reason)
             .await?;
         Ok(Response::new(pb::EscalateTicketResponse {
-            ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
+            ticket: Some(ticket_to_pb(&*self.cals().await?, ticket)),
         }))
     }
 

@@ -73,7 +73,7 @@ impl CalendarSet {
 pub struct SlaService {
     store: Arc<dyn Store>,
     policies: Arc<Cached<Vec<SlaPolicy>>>,
-    calendars: Arc<Cached<Vec<BusinessCalendar>>>,
+    calendars: Arc<Cached<CalendarSet>>,
     hints: DeadlineHints,
 }
 
@@ -133,14 +133,16 @@ impl SlaService {
         self.policies.get(|| self.store.policies()).await
     }
 
-    async fn cached_calendars(&self) -> StoreResult<Arc<Vec<BusinessCalendar>>> {
-        self.calendars.get(|| self.store.calendars()).await
+    /// The calendars, built once per cache period rather than once per use: every write
+    /// and every ticket rendered looks clocks up in them.
+    async fn cached_calendars(&self) -> StoreResult<Arc<CalendarSet>> {
+        self.calendars
+            .get(|| async { Ok(CalendarSet::new(self.store.calendars().await?)) })
+            .await
     }
 
-    pub async fn calendar_set(&self) -> ServiceResult<CalendarSet> {
-        Ok(CalendarSet::new(
-            self.cached_calendars().await?.as_ref().clone(),
-        ))
+    pub async fn calendar_set(&self) -> ServiceResult<Arc<CalendarSet>> {
+        Ok(self.cached_calendars().await?)
     }
 
     /// Whether any policy looks at the contact's VIP flag.
@@ -174,7 +176,7 @@ impl SlaService {
             return Ok(());
         }
         let policies = self.cached_policies().await?;
-        let calendars = CalendarSet::new(self.cached_calendars().await?.as_ref().clone());
+        let calendars = self.cached_calendars().await?;
         let lookup = |id: Option<Uuid>| calendars.get(id);
         // A ticket being created has no clocks yet.
         let only_new = draft.is_some_and(|d| tickets.iter().all(|t| *t == d.id));
