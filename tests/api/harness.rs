@@ -230,6 +230,16 @@ impl Drop for TestApp {
     }
 }
 
+/// `ticket` with its clocks' readings (time used and left) cleared: they move with the
+/// clock, so two responses a second apart differ there and nowhere else.
+pub fn without_clock_readings(mut ticket: pb::Ticket) -> pb::Ticket {
+    for clock in &mut ticket.sla_clocks {
+        clock.used = None;
+        clock.remaining = None;
+    }
+    ticket
+}
+
 /// A TicketService client for a server that something else started (the binary, say).
 pub async fn tickets_at(addr: &str, secret: &str) -> Tickets {
     let channel = Channel::from_shared(format!("http://{addr}"))
