@@ -103,6 +103,7 @@ harness::conformance! {
         waiting_pauses_the_clocks_and_keeps_the_time_left,
         reopening_resumes_resolution_and_a_new_priority_retargets,
         warning_and_breach_fire_once_each_on_the_watch_stream,
+        a_new_deadline_wakes_the_timer_before_its_next_poll,
         a_breach_that_passed_while_down_fires_after_a_restart,
         policies_use_business_hours_calendars,
         next_response_restarts_per_customer_message_and_merges_stop_clocks,

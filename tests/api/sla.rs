@@ -9,7 +9,7 @@ use tonic::Code;
 
 use crate::harness::{
     Admin, Backend, TestDatabase, Tickets, create, feed, get_ticket as get, new_ticket, set_status,
-    settings_for, spawn_app, start,
+    settings_for, spawn_app, spawn_app_with, start,
 };
 use crate::watch::{next_event, watch};
 
@@ -260,6 +260,30 @@ pub async fn reopening_resumes_resolution_and_a_new_priority_retargets(backend: 
             .unwrap()
             .seconds,
         3600
+    );
+}
+
+/// The timer does not poll for deadlines this process writes: a new ticket's deadline
+/// wakes it even when its fallback poll is a minute away.
+pub async fn a_new_deadline_wakes_the_timer_before_its_next_poll(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.stream_poll_millis = 60_000).await;
+    fast_policy(&mut app.admin(), 2, 3600, 50).await;
+    let mut tickets = app.tickets();
+    let mut breaches = watch(&mut tickets, "event_type = sla_breached", 0).await;
+    create(&mut tickets, new_ticket("Due in two seconds")).await;
+
+    let breach = next_event(&mut breaches, Duration::from_secs(10))
+        .await
+        .expect("the breach fires long before the poll");
+    let Some(pb::activity_entry::Detail::SlaAlert(alert)) = breach.detail else {
+        panic!("sla alert detail expected");
+    };
+    let due = time(alert.due_at.as_ref().unwrap());
+    let fired = time(breach.created_at.as_ref().unwrap());
+    assert!(fired >= due, "never early");
+    assert!(
+        fired - due < chrono::Duration::seconds(5),
+        "on time, not at the next poll: due {due}, fired {fired}"
     );
 }
 
