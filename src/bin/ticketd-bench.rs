@@ -509,24 +509,20 @@ async fn fan_out(server: &Server, count: usize, rate: f64, seconds: u64) -> (f64
     (percentile(&all, 0.99), all.len())
 }
 
+/// `pgbench` running `bench/create_ticket.sql` with the create load's clients for the
+/// run's length, plus `extra` options.
+fn pgbench_command(args: &Args, url: &str, extra: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(&args.pgbench);
+    command
+        .args(["-n", "-c", &args.clients.to_string(), "-j", "2"])
+        .args(["-T", &args.seconds.to_string(), "-M", "prepared"])
+        .args(extra)
+        .args(["-f", "bench/create_ticket.sql", url]);
+    command
+}
+
 fn pgbench(args: &Args, url: &str) -> Option<f64> {
-    let output = std::process::Command::new(&args.pgbench)
-        .args([
-            "-n",
-            "-c",
-            &args.clients.to_string(),
-            "-j",
-            "2",
-            "-T",
-            &args.seconds.to_string(),
-            "-M",
-            "prepared",
-            "-f",
-            "bench/create_ticket.sql",
-            url,
-        ])
-        .output()
-        .ok()?;
+    let output = pgbench_command(args, url, &[]).output().ok()?;
     let text = String::from_utf8_lossy(&output.stdout);
     text.lines()
         .find(|l| l.starts_with("tps = "))
@@ -540,26 +536,8 @@ fn pgbench_latency(args: &Args, url: &str, rate: f64) -> Option<(f64, f64)> {
     let dir = std::env::temp_dir().join(format!("ticketd-bench-log-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).ok()?;
     let prefix = dir.join("tx").display().to_string();
-    let status = std::process::Command::new(&args.pgbench)
-        .args([
-            "-n",
-            "-c",
-            &args.clients.to_string(),
-            "-j",
-            "2",
-            "-T",
-            &args.seconds.to_string(),
-            "-R",
-            &format!("{rate:.0}"),
-            "-M",
-            "prepared",
-            "-l",
-            "--log-prefix",
-            &prefix,
-            "-f",
-            "bench/create_ticket.sql",
-            url,
-        ])
+    let rate = format!("{rate:.0}");
+    let status = pgbench_command(args, url, &["-R", &rate, "-l", "--log-prefix", &prefix])
         .output()
         .ok()?
         .status;

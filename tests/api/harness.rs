@@ -240,6 +240,28 @@ pub fn without_clock_readings(mut ticket: pb::Ticket) -> pb::Ticket {
     ticket
 }
 
+/// The ids of every ticket the server lists, page by page.
+pub async fn all_ticket_ids(client: &mut Tickets) -> std::collections::HashSet<String> {
+    let mut ids = std::collections::HashSet::new();
+    let mut token = String::new();
+    loop {
+        let page = client
+            .list_tickets(pb::ListTicketsRequest {
+                page_size: 500,
+                page_token: token,
+                ..Default::default()
+            })
+            .await
+            .expect("list tickets")
+            .into_inner();
+        ids.extend(page.tickets.into_iter().map(|t| t.id));
+        if page.next_page_token.is_empty() {
+            return ids;
+        }
+        token = page.next_page_token;
+    }
+}
+
 /// A TicketService client for a server that something else started (the binary, say).
 pub async fn tickets_at(addr: &str, secret: &str) -> Tickets {
     let channel = Channel::from_shared(format!("http://{addr}"))

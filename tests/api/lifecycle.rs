@@ -12,7 +12,9 @@ use tonic_reflection::pb::v1alpha::{
 };
 use uuid::Uuid;
 
-use crate::harness::{Backend, TestDatabase, settings_for, spawn_app, start, tickets_at};
+use crate::harness::{
+    Backend, TestDatabase, all_ticket_ids, settings_for, spawn_app, start, tickets_at,
+};
 
 async fn health(
     channel: tonic::transport::Channel,
@@ -217,24 +219,7 @@ pub async fn a_killed_server_loses_no_acknowledged_ticket(backend: Backend) {
 
     let (mut child, addr) = spawn_binary(&database.url(), &key);
     let mut client = tickets_at(&addr, &key).await;
-    let mut stored = std::collections::HashSet::new();
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_tickets(pb::ListTicketsRequest {
-                page_size: 500,
-                page_token: token,
-                ..Default::default()
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        stored.extend(page.tickets.into_iter().map(|t| t.id));
-        if page.next_page_token.is_empty() {
-            break;
-        }
-        token = page.next_page_token;
-    }
+    let stored = all_ticket_ids(&mut client).await;
     let lost: Vec<&String> = acked.difference(&stored).collect();
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
 

@@ -17,7 +17,9 @@ use tokio_stream::StreamExt;
 use tonic::Code;
 use uuid::Uuid;
 
-use crate::harness::{Backend, TestDatabase, Tickets, new_ticket, settings_for, start};
+use crate::harness::{
+    Backend, TestDatabase, Tickets, all_ticket_ids, new_ticket, settings_for, start,
+};
 
 /// A PostgreSQL cluster in a temporary directory, on its own port, removed on drop.
 struct PrivateCluster {
@@ -213,27 +215,6 @@ async fn follow_creations(
     resumed
 }
 
-async fn stored_ids(client: &mut Tickets) -> HashSet<String> {
-    let mut stored = HashSet::new();
-    let mut token = String::new();
-    loop {
-        let page = client
-            .list_tickets(pb::ListTicketsRequest {
-                page_size: 500,
-                page_token: token,
-                ..Default::default()
-            })
-            .await
-            .expect("list after recovery")
-            .into_inner();
-        stored.extend(page.tickets.into_iter().map(|t| t.id));
-        if page.next_page_token.is_empty() {
-            return stored;
-        }
-        token = page.next_page_token;
-    }
-}
-
 async fn blocking(cluster: &Arc<PrivateCluster>, action: &'static [&'static str]) {
     let cluster = cluster.clone();
     tokio::task::spawn_blocking(move || cluster.pg_ctl(action))
@@ -315,7 +296,7 @@ pub async fn a_restarted_database_is_unavailable_then_recovers_without_a_restart
         failures.iter().all(|code| *code == Code::Unavailable),
         "every failed call says UNAVAILABLE: {failures:?}"
     );
-    let stored = stored_ids(&mut probe).await;
+    let stored = all_ticket_ids(&mut probe).await;
     let lost: Vec<&String> = acked.difference(&stored).collect();
     assert!(lost.is_empty(), "acknowledged but lost: {lost:?}");
     assert!(acked.len() > 10, "the load ran ({} tickets)", acked.len());
