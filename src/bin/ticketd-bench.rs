@@ -136,7 +136,14 @@ async fn idle_stream_memory(url: &str, count: usize) -> Option<(u64, u64)> {
     server.client().create_ticket(ticket(0)).await.ok()?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = rss_kib(pid)?;
-    let idle = watchers(&server, count).await;
+    let nobody = uuid::Uuid::new_v4();
+    let idle = live_watchers(
+        &server,
+        count,
+        &format!(r#"assignee_id = "{nobody}""#),
+        Arc::default(),
+    )
+    .await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     let after = rss_kib(pid)?;
     for w in idle {
@@ -307,26 +314,6 @@ async fn create_throughput(
         async move { c.create_ticket(ticket(i)).await.is_ok() }
     })
     .await
-}
-
-async fn watchers(server: &Server, count: usize) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut handles = Vec::new();
-    for _ in 0..count {
-        let mut client = server.client();
-        let stream = client
-            .watch_tickets(pb::WatchTicketsRequest {
-                filter: String::new(),
-                after_cursor: i64::MAX / 2,
-            })
-            .await
-            .expect("watch")
-            .into_inner();
-        handles.push(tokio::spawn(async move {
-            let mut stream = stream;
-            while let Some(Ok(_)) = stream.next().await {}
-        }));
-    }
-    handles
 }
 
 /// A WatchTickets client that counts responses without decoding them. The bench's watchers
