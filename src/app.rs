@@ -12,7 +12,7 @@ use tonic_health::ServingStatus;
 
 use crate::config::Settings;
 use crate::events::Bus;
-use crate::grpc::{self, EdgeLayer, GrpcLimits, pb};
+use crate::grpc::{self, EdgeLayer, GateLayer, GateSettings, GrpcLimits, pb};
 use crate::service::{ServiceError, Services, StreamGauge};
 use crate::store::{self, PoolSettings, StoreError};
 
@@ -33,6 +33,9 @@ pub enum AppError {
     #[error("{0} is not an address to serve metrics on")]
     MetricsAddress(String),
 }
+
+/// How often expired request ids are deleted (a claim past its window is ignored anyway).
+const REQUEST_ID_PURGE_EVERY: Duration = Duration::from_secs(600);
 
 pub struct App {
     settings: Settings,
@@ -150,6 +153,21 @@ impl App {
                 }
             }
         });
+        let purge = tokio::spawn({
+            let store = self.services.store.clone();
+            let window = self.services.request_ids.window();
+            async move {
+                loop {
+                    let before = crate::service::now() - window;
+                    match store.purge_request_ids(before).await {
+                        Ok(0) => {}
+                        Ok(purged) => tracing::debug!(purged, "expired request ids purged"),
+                        Err(err) => tracing::warn!(error = %err, "request ids not purged"),
+                    }
+                    tokio::time::sleep(REQUEST_ID_PURGE_EVERY).await;
+                }
+            }
+        });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let addr = self.local_addr().ok();
         // Small gRPC frames must not wait for Nagle's algorithm: with several calls in
@@ -162,7 +180,16 @@ impl App {
             .timeout(limits.request_timeout)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
+            .max_concurrent_streams(Some(self.settings.max_concurrent_streams_per_connection))
             .layer(EdgeLayer)
+            .layer(GateLayer::new(
+                self.services.api_keys.clone(),
+                GateSettings {
+                    max_in_flight: self.settings.max_concurrent_requests,
+                    rates: self.settings.rate_limits(),
+                    max_message_bytes: self.settings.max_message_bytes,
+                },
+            ))
             .add_routes(grpc::routes(&self.services, &limits))
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -218,6 +245,7 @@ impl App {
         }
         timer.abort();
         pool_gauges.abort();
+        purge.abort();
         tracing::info!("ticketd stopped");
         Ok(())
     }

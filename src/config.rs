@@ -92,6 +92,54 @@ pub struct Settings {
     #[arg(long, env = "TICKETD_DELIVERY_LEASE_SECONDS", default_value_t = 30)]
     pub delivery_lease_seconds: u64,
 
+    /// How long a `request_id` is remembered, in hours: a retry within it returns the
+    /// first result; after it the id may be used again.
+    #[arg(long, env = "TICKETD_IDEMPOTENCY_HOURS", default_value_t = 24)]
+    pub idempotency_hours: u64,
+
+    /// Requests per second each API key may make (a token bucket with one second of
+    /// burst); 0 is unlimited. Per role, `TICKETD_RATE_LIMIT_<ROLE>_PER_SECOND` overrides it.
+    #[arg(long, env = "TICKETD_RATE_LIMIT_PER_SECOND", default_value_t = 200)]
+    pub rate_limit_per_second: u32,
+
+    #[arg(long, env = "TICKETD_RATE_LIMIT_ADMIN_PER_SECOND")]
+    pub rate_limit_admin_per_second: Option<u32>,
+
+    #[arg(long, env = "TICKETD_RATE_LIMIT_AGENT_PER_SECOND")]
+    pub rate_limit_agent_per_second: Option<u32>,
+
+    /// Bots escalate in bursts when an outage sends many customers to people at once.
+    #[arg(long, env = "TICKETD_RATE_LIMIT_BOT_PER_SECOND", default_value_t = 500)]
+    pub rate_limit_bot_per_second: u32,
+
+    /// Gateways acknowledge every message they deliver.
+    #[arg(
+        long,
+        env = "TICKETD_RATE_LIMIT_GATEWAY_PER_SECOND",
+        default_value_t = 1000
+    )]
+    pub rate_limit_gateway_per_second: u32,
+
+    /// Calls in flight at once over all keys; more are refused with RESOURCE_EXHAUSTED.
+    #[arg(long, env = "TICKETD_MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
+    pub max_concurrent_requests: usize,
+
+    /// HTTP/2 streams (calls) one connection may have open at once.
+    #[arg(
+        long,
+        env = "TICKETD_MAX_CONCURRENT_STREAMS_PER_CONNECTION",
+        default_value_t = 256
+    )]
+    pub max_concurrent_streams_per_connection: u32,
+
+    /// Open `WatchTickets` and `SubscribeChannel` streams per API key.
+    #[arg(long, env = "TICKETD_MAX_STREAMS_PER_KEY", default_value_t = 100)]
+    pub max_streams_per_key: usize,
+
+    /// Open streams over all keys.
+    #[arg(long, env = "TICKETD_MAX_STREAMS", default_value_t = 5_000)]
+    pub max_streams: usize,
+
     /// Events buffered per watch stream for a slow client.
     #[arg(long, env = "TICKETD_STREAM_BUFFER", default_value_t = 1024)]
     pub stream_buffer: usize,
@@ -130,6 +178,16 @@ impl Settings {
             database_max_connections: 16,
             database_acquire_timeout_seconds: 5,
             delivery_lease_seconds: 30,
+            idempotency_hours: 24,
+            rate_limit_per_second: 200,
+            rate_limit_admin_per_second: None,
+            rate_limit_agent_per_second: None,
+            rate_limit_bot_per_second: 500,
+            rate_limit_gateway_per_second: 1000,
+            max_concurrent_requests: 512,
+            max_concurrent_streams_per_connection: 256,
+            max_streams_per_key: 100,
+            max_streams: 5_000,
             stream_buffer: 1024,
             stream_stall_seconds: 30,
             stream_poll_millis: 1000,
@@ -146,6 +204,25 @@ impl Settings {
                 poll: Duration::from_millis(self.stream_poll_millis.max(10)),
             },
             delivery_lease: Duration::from_secs(self.delivery_lease_seconds.max(1)),
+            stream_limits: crate::service::StreamLimitSettings {
+                per_key: self.max_streams_per_key.max(1),
+                total: self.max_streams.max(1),
+            },
+            idempotency_window: Duration::from_secs(self.idempotency_hours.max(1) * 3600),
+        }
+    }
+
+    /// Requests per second per key, by role.
+    pub fn rate_limits(&self) -> crate::grpc::RateLimits {
+        crate::grpc::RateLimits {
+            admin: self
+                .rate_limit_admin_per_second
+                .unwrap_or(self.rate_limit_per_second),
+            agent: self
+                .rate_limit_agent_per_second
+                .unwrap_or(self.rate_limit_per_second),
+            bot: self.rate_limit_bot_per_second,
+            gateway: self.rate_limit_gateway_per_second,
         }
     }
 

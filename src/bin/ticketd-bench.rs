@@ -59,6 +59,11 @@ async fn start(url: &str) -> Server {
     settings.listen = "127.0.0.1:0".into();
     settings.bootstrap_key = Some(SECRET.parse().unwrap());
     settings.database_max_connections = 32;
+    // One key drives the whole load and opens every watcher: its limits sit above it.
+    settings.rate_limit_per_second = 1_000_000;
+    settings.max_streams_per_key = 10_000;
+    settings.max_streams = 20_000;
+    settings.max_concurrent_requests = 100_000;
     let app = App::build(settings).await.expect("start ticketd");
     let addr = app.local_addr().unwrap();
     let (app_stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -478,6 +483,7 @@ async fn fan_out(server: &Server, count: usize, rate: f64, seconds: u64) -> (f64
             c.add_note(pb::AddNoteRequest {
                 ticket_id: id,
                 body: format!("n{i}"),
+                request_id: String::new(),
             })
             .await
             .is_ok()

@@ -25,6 +25,8 @@ pub struct Principal {
     pub agent_id: Option<Uuid>,
     /// Channels a gateway key is limited to; empty means all.
     pub channels: Vec<Channel>,
+    /// Conversation sources a bot key speaks for; empty means any.
+    pub sources: Vec<String>,
 }
 
 impl Principal {
@@ -47,6 +49,19 @@ impl Principal {
     /// Whether the caller may act on `channel` (gateway keys may be limited to some).
     pub fn may_use(&self, channel: Channel) -> bool {
         self.channels.is_empty() || self.channels.contains(&channel)
+    }
+
+    /// Whether the caller may speak for conversations of `source` (bot keys may be
+    /// limited to some).
+    pub fn may_speak_for(&self, source: &str) -> bool {
+        self.sources.is_empty() || self.sources.iter().any(|s| s == source)
+    }
+
+    /// Whether the caller may change a contact's stored details. Bots and gateways
+    /// speak for whoever is on the other end of a conversation, so they may create a
+    /// contact and fill its empty fields but never redirect its email or phone.
+    pub fn may_edit_contacts(&self) -> bool {
+        matches!(self.role, Role::Admin | Role::Agent)
     }
 
     /// Agents and admins see internal notes; bots and gateways see public entries only.

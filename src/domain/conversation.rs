@@ -17,6 +17,10 @@ pub const MAX_MESSAGE_CHARS: usize = 65_536;
 pub const MAX_NAME_CHARS: usize = 256;
 pub const MAX_SUMMARY_CHARS: usize = 8_192;
 pub const MAX_METADATA_ENTRIES: usize = 64;
+/// Longest metadata key and value: with the entry limit, a conversation's metadata
+/// stays under about 80 KiB however often it is escalated.
+pub const MAX_METADATA_KEY_CHARS: usize = 128;
+pub const MAX_METADATA_VALUE_CHARS: usize = 1_024;
 
 text_enum!(
     /// Who wrote a transcript message.
@@ -91,15 +95,35 @@ pub struct ConversationInput {
     pub metadata: BTreeMap<String, String>,
 }
 
+/// Checks a conversation's metadata: at most [`MAX_METADATA_ENTRIES`] entries of
+/// single-line keys and values within their length limits.
+pub fn validate_metadata(field: &str, metadata: &BTreeMap<String, String>, v: &mut Violations) {
+    if metadata.len() > MAX_METADATA_ENTRIES {
+        v.add(
+            field,
+            format!("must hold at most {MAX_METADATA_ENTRIES} entries"),
+        );
+        return;
+    }
+    for (key, value) in metadata {
+        let at = format!("{field}[{key:?}]");
+        if key.trim().is_empty() {
+            v.add(&at, "keys must not be blank");
+        }
+        v.line(&at, key, false, MAX_METADATA_KEY_CHARS);
+        v.line(&at, value, false, MAX_METADATA_VALUE_CHARS);
+    }
+}
+
 impl ConversationInput {
     pub fn validate(&self, field: &str, v: &mut Violations) {
-        v.text(
+        v.line(
             &format!("{field}.source"),
             &self.source,
             true,
             MAX_NAME_CHARS,
         );
-        v.text(
+        v.line(
             &format!("{field}.conversation_id"),
             &self.external_id,
             true,
@@ -114,18 +138,13 @@ impl ConversationInput {
             false,
             MAX_SUMMARY_CHARS,
         );
-        v.text(
+        v.line(
             &format!("{field}.intent"),
             &self.intent,
             false,
             MAX_NAME_CHARS,
         );
-        if self.metadata.len() > MAX_METADATA_ENTRIES {
-            v.add(
-                format!("{field}.metadata"),
-                format!("must hold at most {MAX_METADATA_ENTRIES} entries"),
-            );
-        }
+        validate_metadata(&format!("{field}.metadata"), &self.metadata, v);
         if self.transcript.len() > MAX_TRANSCRIPT_MESSAGES {
             v.add(
                 format!("{field}.transcript"),
@@ -151,13 +170,13 @@ impl ConversationInput {
                 false,
                 MAX_MESSAGE_CHARS,
             );
-            v.text(
+            v.line(
                 &format!("{at}.author"),
                 &message.author,
                 false,
                 MAX_NAME_CHARS,
             );
-            v.text(&format!("{at}.id"), &message.id, false, MAX_NAME_CHARS);
+            v.line(&format!("{at}.id"), &message.id, false, MAX_NAME_CHARS);
             if message.text.trim().is_empty() && message.attachments.is_empty() {
                 v.add(format!("{at}.text"), "a message needs text or attachments");
             }

@@ -164,11 +164,14 @@ pub struct ContactInput {
     pub email: String,
     pub phone: String,
     pub vip: Option<bool>,
+    /// Set for callers that may not change stored details: only empty fields are
+    /// filled, and `vip` applies only to a new contact.
+    pub fill_only: bool,
 }
 
 impl ContactInput {
     pub fn validate(&self, field: &str, v: &mut Violations) {
-        v.text(
+        v.line(
             &format!("{field}.external_id"),
             &self.external_id,
             true,
@@ -179,7 +182,7 @@ impl ContactInput {
             ("email", &self.email),
             ("phone", &self.phone),
         ] {
-            v.text(
+            v.line(
                 &format!("{field}.{name}"),
                 value,
                 false,
@@ -267,8 +270,14 @@ pub fn normalize_tags(field: &str, tags: &[String], v: &mut Violations) -> Vec<S
                 format!("{field}[{i}]"),
                 format!("must be at most {MAX_TAG_CHARS} characters"),
             );
-        } else if tag.chars().any(|c| c.is_whitespace() || c == ',') {
-            v.add(format!("{field}[{i}]"), "must not contain spaces or commas");
+        } else if tag
+            .chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == ',')
+        {
+            v.add(
+                format!("{field}[{i}]"),
+                "must not contain spaces, commas or control characters",
+            );
         } else {
             out.push(tag);
         }
@@ -299,10 +308,12 @@ pub fn validate_custom_fields(field: &str, fields: &BTreeMap<String, String>, v:
                     "keys must be 1 to {MAX_CUSTOM_FIELD_KEY_CHARS} characters of letters, digits, '_', '-' or '.'"
                 ),
             );
-        } else if value.chars().count() > MAX_CUSTOM_FIELD_VALUE_CHARS {
-            v.add(
-                format!("{field}[{key:?}]"),
-                format!("must be at most {MAX_CUSTOM_FIELD_VALUE_CHARS} characters"),
+        } else {
+            v.text(
+                &format!("{field}[{key:?}]"),
+                value,
+                false,
+                MAX_CUSTOM_FIELD_VALUE_CHARS,
             );
         }
     }

@@ -37,12 +37,34 @@ impl Violations {
         self.0.push(FieldViolation::new(field, description));
     }
 
-    /// Checks a text field's length in characters; `required` rejects blank text.
+    /// Checks multi-line text (a description, a message body): its length in characters,
+    /// and that it holds no control characters but line breaks and tabs. `required`
+    /// rejects blank text.
     pub fn text(&mut self, field: &str, value: &str, required: bool, max_chars: usize) {
+        self.checked(field, value, required, max_chars, TextKind::MultiLine);
+    }
+
+    /// Checks single-line text (a subject, a name, an id, a tag): like [`Violations::text`],
+    /// but line breaks and tabs are refused too, so the value can never split a mail
+    /// header or a log line.
+    pub fn line(&mut self, field: &str, value: &str, required: bool, max_chars: usize) {
+        self.checked(field, value, required, max_chars, TextKind::SingleLine);
+    }
+
+    fn checked(
+        &mut self,
+        field: &str,
+        value: &str,
+        required: bool,
+        max_chars: usize,
+        kind: TextKind,
+    ) {
         if required && value.trim().is_empty() {
             self.add(field, "is required");
         } else if value.chars().count() > max_chars {
             self.add(field, format!("must be at most {max_chars} characters"));
+        } else if let Some(c) = value.chars().find(|&c| !kind.allows(c)) {
+            self.add(field, kind.refusal(c));
         }
     }
 
@@ -58,6 +80,75 @@ impl Violations {
             Err(self.0)
         }
     }
+}
+
+#[derive(Debug, Clone, Copy)]
+enum TextKind {
+    SingleLine,
+    MultiLine,
+}
+
+impl TextKind {
+    fn allows(self, c: char) -> bool {
+        match self {
+            TextKind::SingleLine => !c.is_control(),
+            TextKind::MultiLine => !c.is_control() || matches!(c, '\n' | '\r' | '\t'),
+        }
+    }
+
+    fn refusal(self, c: char) -> String {
+        match (self, c) {
+            (TextKind::SingleLine, '\n' | '\r' | '\t') => {
+                "must be a single line (no line breaks or tabs)".to_owned()
+            }
+            _ => format!(
+                "must not contain control characters (found U+{:04X})",
+                c as u32
+            ),
+        }
+    }
+}
+
+/// Whether `value` is free of control characters (for map keys and values checked
+/// outside [`Violations`]).
+pub fn is_single_line(value: &str) -> bool {
+    !value.chars().any(char::is_control)
+}
+
+/// Checks an update mask: at least one path, each one of `allowed` and named once.
+/// Every path costs work (and an old/new pair in the change's event), so an oversized or
+/// repeated mask is refused before anything looks at the values.
+pub fn check_update_mask(paths: &[String], allowed: &[&str]) -> Result<(), Vec<FieldViolation>> {
+    let mut violations = Violations::new();
+    if paths.is_empty() {
+        violations.add("update_mask", "must name at least one field");
+        return violations.finish();
+    }
+    if paths.len() > allowed.len() {
+        violations.add(
+            "update_mask",
+            format!(
+                "names {} paths; there are {} updatable fields, each named once",
+                paths.len(),
+                allowed.len()
+            ),
+        );
+        return violations.finish();
+    }
+    for (i, path) in paths.iter().enumerate() {
+        if paths[..i].contains(path) {
+            violations.add("update_mask", format!("{path:?} is named more than once"));
+        } else if !allowed.contains(&path.as_str()) {
+            violations.add(
+                "update_mask",
+                format!(
+                    "{path:?} cannot be updated; updatable: {}",
+                    allowed.join(", ")
+                ),
+            );
+        }
+    }
+    violations.finish()
 }
 
 /// Parses a UUID field, recording a violation when it is malformed.
@@ -81,5 +172,60 @@ pub fn parse_optional_uuid(
         None
     } else {
         parse_uuid(violations, field, value)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fields(v: Violations) -> Vec<FieldViolation> {
+        v.finish().err().unwrap_or_default()
+    }
+
+    #[test]
+    fn multi_line_text_keeps_line_breaks_and_tabs_but_refuses_other_controls() {
+        let mut v = Violations::new();
+        v.text("body", "first line\r\n\tsecond", true, 100);
+        assert!(v.is_empty());
+        for bad in [
+            "nul\u{0}byte",
+            "bell\u{7}",
+            "escape\u{1b}[31m",
+            "next\u{85}line",
+        ] {
+            let mut v = Violations::new();
+            v.text("body", bad, true, 100);
+            assert_eq!(fields(v).len(), 1, "{bad:?} accepted");
+        }
+    }
+
+    #[test]
+    fn update_masks_name_each_known_field_once() {
+        let allowed = ["subject", "status"];
+        let mask = |paths: &[&str]| {
+            let paths: Vec<String> = paths.iter().map(|p| p.to_string()).collect();
+            check_update_mask(&paths, &allowed)
+                .err()
+                .unwrap_or_default()
+        };
+        assert!(mask(&["subject", "status"]).is_empty());
+        assert_eq!(mask(&[]).len(), 1);
+        assert_eq!(mask(&["subject", "subject"]).len(), 1);
+        assert_eq!(mask(&["owner"]).len(), 1);
+        // A flood is refused with one violation, not one per path.
+        assert_eq!(mask(&["status"; 12_000]).len(), 1);
+    }
+
+    #[test]
+    fn single_line_text_refuses_line_breaks_and_nul() {
+        for bad in ["Subject\r\nBcc: x@example.com", "a\tb", "a\u{0}"] {
+            let mut v = Violations::new();
+            v.line("subject", bad, true, 100);
+            assert_eq!(fields(v).len(), 1, "{bad:?} accepted");
+        }
+        let mut v = Violations::new();
+        v.line("subject", "Café – ünïcode is fine", true, 100);
+        assert!(v.is_empty());
     }
 }

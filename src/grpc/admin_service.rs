@@ -14,7 +14,19 @@ use super::convert_routing::{
 };
 use super::pb::{self, admin_service_server::AdminService};
 use crate::domain::routing::{Agent, Availability, RoutingRule};
-use crate::domain::validation::Violations;
+use crate::domain::validation::{Violations, check_update_mask};
+
+/// The paths `UpdateAgent` accepts in its `update_mask`.
+const AGENT_PATHS: &[&str] = &[
+    "name",
+    "email",
+    "skills",
+    "tier",
+    "capacity",
+    "availability",
+    "queue_ids",
+    "vip_handler",
+];
 use crate::service::{ServiceError, Services};
 
 pub struct AdminApi {
@@ -57,7 +69,7 @@ impl AdminService for AdminApi {
         let (key, secret) = self
             .services
             .api_keys
-            .create(&r.name, role, agent_id, channels)
+            .create(&r.name, role, agent_id, channels, r.sources)
             .await?;
         Ok(Response::new(pb::CreateApiKeyResponse {
             api_key: Some(api_key_to_pb(key)),
@@ -134,9 +146,7 @@ impl AdminService for AdminApi {
         let mut v = Violations::new();
         let id = convert::uuid("agent.id", &a.id, &mut v);
         let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
-        if paths.is_empty() {
-            v.add("update_mask", "must name at least one field");
-        }
+        check_update_mask(&paths, AGENT_PATHS).map_err(ServiceError::Invalid)?;
         let availability = availability_from_pb(a.availability, "agent.availability", &mut v);
         let queues = queue_ids("agent.queue_ids", &a.queue_ids, &mut v);
         v.finish().map_err(ServiceError::Invalid)?;
@@ -167,7 +177,7 @@ impl AdminService for AdminApi {
                 },
                 "queue_ids" => next.queue_ids = queues.clone(),
                 "vip_handler" => next.vip_handler = a.vip_handler,
-                other => v.add("update_mask", format!("{other:?} cannot be updated")),
+                _ => {}
             }
         }
         v.finish().map_err(ServiceError::Invalid)?;

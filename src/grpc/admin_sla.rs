@@ -83,7 +83,7 @@ fn calendar_from_pb(c: pb::Calendar, id: Uuid) -> Result<BusinessCalendar, Statu
             parsed
         })
         .collect();
-    v.text("calendar.name", &c.name, true, 200);
+    v.line("calendar.name", &c.name, true, 200);
     v.finish().map_err(ServiceError::Invalid)?;
     let weekly: Vec<(String, Vec<(String, String)>)> = c
         .weekly

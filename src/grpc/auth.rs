@@ -1,5 +1,10 @@
 //! Bearer API-key authentication and role checks for every RPC.
+//!
+//! The gate ([`super::gate`]) authenticates each call before its body is read and hands
+//! the principal to the handler in the request's extensions; [`authorize`] checks its
+//! role (and authenticates from the header itself if a call arrived without the gate).
 
+use tonic::codegen::http::HeaderMap;
 use tonic::{Request, Status};
 
 use crate::domain::auth::{Principal, Role};
@@ -12,18 +17,12 @@ pub(crate) const STAFF_OR_BOT: &[Role] = &[Role::Admin, Role::Agent, Role::Bot];
 pub(crate) const BOTS: &[Role] = &[Role::Admin, Role::Bot];
 pub(crate) const GATEWAYS: &[Role] = &[Role::Admin, Role::Gateway];
 
-/// Authenticates the request's `authorization: Bearer <secret>` and checks its role.
-pub(crate) async fn authorize<T>(
-    keys: &ApiKeyService,
-    request: &Request<T>,
-    rpc: &str,
-    allowed: &[Role],
-) -> Result<Principal, Status> {
-    let header = request
-        .metadata()
+/// The secret of an `authorization: Bearer <secret>` header.
+pub(crate) fn bearer_secret(headers: &HeaderMap) -> Result<&str, Status> {
+    let header = headers
         .get("authorization")
         .ok_or_else(|| Status::unauthenticated("missing authorization: Bearer <api key>"))?;
-    let secret = header
+    header
         .to_str()
         .ok()
         .and_then(|value| {
@@ -31,8 +30,23 @@ pub(crate) async fn authorize<T>(
             scheme.eq_ignore_ascii_case("bearer").then(|| secret.trim())
         })
         .filter(|secret| !secret.is_empty())
-        .ok_or_else(|| Status::unauthenticated("authorization must be: Bearer <api key>"))?;
-    let principal = keys.authenticate(secret).await?;
+        .ok_or_else(|| Status::unauthenticated("authorization must be: Bearer <api key>"))
+}
+
+/// The caller of `request`, if its role is one of `allowed`.
+pub(crate) async fn authorize<T>(
+    keys: &ApiKeyService,
+    request: &Request<T>,
+    rpc: &str,
+    allowed: &[Role],
+) -> Result<Principal, Status> {
+    let principal = match request.extensions().get::<Principal>() {
+        Some(principal) => principal.clone(),
+        None => {
+            let headers = request.metadata().clone().into_headers();
+            keys.authenticate(bearer_secret(&headers)?).await?
+        }
+    };
     if !allowed.contains(&principal.role) {
         return Err(Status::permission_denied(format!(
             "a {} key may not call {rpc}",

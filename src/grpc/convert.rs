@@ -248,6 +248,7 @@ pub(crate) fn contact_from_pb(contact: pb::Contact) -> ContactInput {
         email: contact.email.trim().to_owned(),
         phone: contact.phone.trim().to_owned(),
         vip: contact.vip,
+        fill_only: false,
     }
 }
 
@@ -258,6 +259,7 @@ pub(crate) fn api_key_to_pb(key: ApiKeyRecord) -> pb::ApiKey {
         role: role_to_pb(key.role),
         agent_id: optional_id(key.agent_id),
         channels: key.channels.into_iter().map(channel_to_pb).collect(),
+        sources: key.sources,
         prefix: key.prefix,
         created_at: Some(timestamp(key.created_at)),
         revoked_at: key.revoked_at.map(timestamp),
@@ -610,7 +612,7 @@ mod fuzz {
             &r.custom_fields.into_iter().collect(),
             &mut v,
         );
-        v.text("subject", &r.subject, true, 250);
+        v.line("subject", &r.subject, true, 250);
     }
 
     fn check_escalation(r: pb::EscalateConversationRequest) {

@@ -5,10 +5,13 @@
 //!   one before our handlers run (the status travels in the response headers), an outgoing
 //!   one while the body is written (in the trailers). The status is rewritten in both.
 //! - It records each call's status code on its span and in the metrics
-//!   `ticketd_rpc_requests_total` and `ticketd_rpc_duration_seconds` (by method and code).
+//!   `ticketd_rpc_requests_total` and `ticketd_rpc_duration_seconds` (by method and code;
+//!   paths the server does not serve share the method label `unknown`).
 
+use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::LazyLock;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
@@ -78,6 +81,48 @@ impl Drop for Finish {
     }
 }
 
+/// Every method path the server answers: ticketd's own, health and reflection.
+static KNOWN_METHODS: LazyLock<HashSet<String>> = LazyLock::new(|| {
+    use prost::Message;
+    let mut paths = HashSet::new();
+    for set in [
+        super::pb::FILE_DESCRIPTOR_SET,
+        tonic_health::pb::FILE_DESCRIPTOR_SET,
+    ] {
+        let Ok(set) = prost_types::FileDescriptorSet::decode(set) else {
+            continue;
+        };
+        for file in set.file {
+            for service in &file.service {
+                for method in &service.method {
+                    paths.insert(format!(
+                        "/{}.{}/{}",
+                        file.package(),
+                        service.name(),
+                        method.name()
+                    ));
+                }
+            }
+        }
+    }
+    for version in ["v1", "v1alpha"] {
+        paths.insert(format!(
+            "/grpc.reflection.{version}.ServerReflection/ServerReflectionInfo"
+        ));
+    }
+    paths
+});
+
+/// The `method` label of a call: its path if the server has such a method, else
+/// `unknown`, so that made-up paths cannot create new metric series.
+fn method_label(path: &str) -> String {
+    if KNOWN_METHODS.contains(path) {
+        path.to_owned()
+    } else {
+        "unknown".to_owned()
+    }
+}
+
 fn code_name(code: &str) -> &'static str {
     match code {
         "0" => "OK",
@@ -135,7 +180,7 @@ where
     fn call(&mut self, request: Request<B>) -> Self::Future {
         let span = request_span(&request);
         let mut finish = Finish {
-            method: request.uri().path().to_owned(),
+            method: method_label(request.uri().path()),
             started: Instant::now(),
             span: span.clone(),
             done: false,
@@ -254,5 +299,29 @@ impl opentelemetry::propagation::Extractor for HeaderExtractor<'_> {
 
     fn keys(&self) -> Vec<&str> {
         self.0.keys().map(|k| k.as_str()).collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::method_label;
+
+    #[test]
+    fn only_served_methods_become_metric_labels() {
+        for path in [
+            "/ticketd.v1.TicketService/CreateTicket",
+            "/grpc.health.v1.Health/Check",
+            "/grpc.reflection.v1alpha.ServerReflection/ServerReflectionInfo",
+        ] {
+            assert_eq!(method_label(path), path);
+        }
+        for path in [
+            "/ticketd.v1.TicketService/Nope",
+            "/x/y",
+            "/",
+            "/a-random-path-0042",
+        ] {
+            assert_eq!(method_label(path), "unknown");
+        }
     }
 }

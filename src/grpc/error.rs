@@ -32,6 +32,7 @@ impl From<ServiceError> for Status {
             ServiceError::AlreadyExists(message) => Status::already_exists(message),
             ServiceError::PermissionDenied(message) => Status::permission_denied(message),
             ServiceError::Unauthenticated(message) => Status::unauthenticated(message),
+            ServiceError::ResourceExhausted(message) => Status::resource_exhausted(message),
             ServiceError::Unavailable(ref cause) => {
                 tracing::warn!(error = %error_chain(cause), "database unavailable");
                 Status::unavailable("the database is unavailable; retry later")

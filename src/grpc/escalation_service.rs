@@ -85,7 +85,7 @@ impl EscalationService for EscalationApi {
         &self,
         request: Request<pb::GetConversationTicketRequest>,
     ) -> Reply<pb::GetConversationTicketResponse> {
-        authorize(
+        let principal = authorize(
             &self.services.api_keys,
             &request,
             "GetConversationTicket",
@@ -94,13 +94,13 @@ impl EscalationService for EscalationApi {
         .await?;
         let r = request.into_inner();
         let mut v = Violations::new();
-        v.text("source", &r.source, true, 256);
-        v.text("conversation_id", &r.conversation_id, true, 256);
+        v.line("source", &r.source, true, 256);
+        v.line("conversation_id", &r.conversation_id, true, 256);
         v.finish().map_err(ServiceError::Invalid)?;
         let ticket = self
             .services
             .escalation
-            .conversation_ticket(r.source.trim(), r.conversation_id.trim())
+            .conversation_ticket(&principal, r.source.trim(), r.conversation_id.trim())
             .await?;
         Ok(Response::new(pb::GetConversationTicketResponse {
             ticket: Some(ticket_to_pb(&*self.cals().await?, ticket)),
@@ -182,11 +182,12 @@ impl EscalationService for EscalationApi {
         let mut v = Violations::new();
         let channel = convert::channel_from_pb(r.channel, "channel", &mut v);
         v.finish().map_err(ServiceError::Invalid)?;
+        let permit = self.services.api_keys.open_stream(&principal)?;
         let output = self
             .services
             .delivery
             .subscribe(&principal, channel, &r.consumer_group)?;
-        Ok(Response::new(to_grpc(output, leased_to_pb, false)))
+        Ok(Response::new(to_grpc(output, leased_to_pb, false, permit)))
     }
 
     async fn ack_delivery(

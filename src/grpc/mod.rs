@@ -9,6 +9,7 @@ mod convert_routing;
 mod edge;
 mod error;
 mod escalation_service;
+mod gate;
 mod streams;
 mod ticket_service;
 
@@ -19,6 +20,7 @@ use tonic::service::Routes;
 pub use admin_service::AdminApi;
 pub use edge::EdgeLayer;
 pub use escalation_service::EscalationApi;
+pub use gate::{GateLayer, GateSettings, RateLimits};
 pub use streams::RESUME_CURSOR;
 pub use ticket_service::TicketApi;
 

@@ -6,24 +6,38 @@ use std::pin::Pin;
 use tokio_stream::Stream;
 use tonic::Status;
 
-use crate::service::{StreamEnd, StreamOutput};
+use crate::service::{StreamEnd, StreamOutput, StreamPermit};
 
 pub(crate) type GrpcStream<T> = Pin<Box<dyn Stream<Item = Result<T, Status>> + Send>>;
 
 pub const RESUME_CURSOR: &str = "ticketd-resume-cursor";
 
+/// The stream holds `permit` for as long as it is open, and ends with UNAUTHENTICATED
+/// once the permit's key is revoked (dropping `output` tells its producer to stop).
 pub(crate) fn to_grpc<T, P>(
     mut output: StreamOutput<T>,
     convert: impl Fn(T) -> P + Send + 'static,
     with_cursor: bool,
+    permit: StreamPermit,
 ) -> GrpcStream<P>
 where
     T: Send + 'static,
     P: Send + 'static,
 {
     Box::pin(async_stream::stream! {
-        while let Some(item) = output.items.recv().await {
-            yield Ok(convert(item));
+        let revoked = permit.revoked();
+        tokio::pin!(revoked);
+        loop {
+            tokio::select! {
+                item = output.items.recv() => match item {
+                    Some(item) => yield Ok(convert(item)),
+                    None => break,
+                },
+                () = &mut revoked => {
+                    yield Err(Status::unauthenticated("the API key of this stream was revoked"));
+                    return;
+                }
+            }
         }
         if let Ok(end) = output.end.await {
             yield Err(end_status(end, with_cursor));

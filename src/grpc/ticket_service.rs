@@ -75,7 +75,8 @@ impl TicketService for TicketApi {
         &self,
         request: Request<pb::GetTicketRequest>,
     ) -> Reply<pb::GetTicketResponse> {
-        authorize(&self.services.api_keys, &request, "GetTicket", STAFF_OR_BOT).await?;
+        let principal =
+            authorize(&self.services.api_keys, &request, "GetTicket", STAFF_OR_BOT).await?;
         let mut v = Violations::new();
         let key = match request.into_inner().key {
             Some(pb::get_ticket_request::Key::Id(id)) => {
@@ -96,7 +97,7 @@ impl TicketService for TicketApi {
         if let TicketKey::Id(id) = &key {
             super::trace_ticket(id);
         }
-        let ticket = self.services.tickets.get(key).await?;
+        let ticket = self.services.tickets.get_as(&principal, key).await?;
         Ok(Response::new(pb::GetTicketResponse {
             ticket: Some(ticket_to_pb(&*self.cals().await?, ticket)),
         }))
@@ -205,7 +206,7 @@ impl TicketService for TicketApi {
         let (entry, ticket) = self
             .services
             .tickets
-            .add_reply(&principal, id, r.body, channel, attachments)
+            .add_reply(&principal, id, r.body, channel, attachments, &r.request_id)
             .await?;
         Ok(Response::new(pb::AddReplyResponse {
             entry: Some(event_to_pb(entry)),
@@ -224,7 +225,7 @@ impl TicketService for TicketApi {
         let (entry, ticket) = self
             .services
             .tickets
-            .add_note(&principal, id, r.body)
+            .add_note(&principal, id, r.body, &r.request_id)
             .await?;
         Ok(Response::new(pb::AddNoteResponse {
             entry: Some(event_to_pb(entry)),
@@ -255,7 +256,7 @@ impl TicketService for TicketApi {
         let (entry, ticket) = self
             .services
             .tickets
-            .log_time(&principal, id, agent_id, seconds, r.note)
+            .log_time(&principal, id, agent_id, seconds, r.note, &r.request_id)
             .await?;
         Ok(Response::new(pb::LogTimeResponse {
             entry: Some(event_to_pb(entry)),
@@ -311,7 +312,7 @@ impl TicketService for TicketApi {
         let (target, sources) = self
             .services
             .tickets
-            .merge(&principal, target, sources)
+            .merge(&principal, target, sources, &r.request_id)
             .await?;
         let cals = self.cals().await?;
         Ok(Response::new(pb::MergeTicketsResponse {
@@ -390,6 +391,7 @@ impl TicketService for TicketApi {
     ) -> Reply<Self::WatchTicketsStream> {
         let principal = authorize(&self.services.api_keys, &request, "WatchTickets", STAFF).await?;
         let r = request.into_inner();
+        let permit = self.services.api_keys.open_stream(&principal)?;
         let output = self
             .services
             .watch
@@ -397,6 +399,6 @@ impl TicketService for TicketApi {
         let convert = |event| pb::WatchTicketsResponse {
             event: Some(event_to_pb(event)),
         };
-        Ok(Response::new(to_grpc(output, convert, true)))
+        Ok(Response::new(to_grpc(output, convert, true, permit)))
     }
 }

@@ -6,11 +6,12 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
+use moka::sync::Cache;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -18,12 +19,15 @@ use uuid::Uuid;
 use super::paging::{self, decode, encode};
 use super::{ServiceError, ServiceResult, now};
 use crate::domain::auth::{Principal, Role};
+use crate::domain::conversation::MAX_NAME_CHARS;
 use crate::domain::ticket::Channel;
 use crate::domain::validation::Violations;
 use crate::store::{ApiKeyRecord, Store};
 
 const SECRET_PREFIX: &str = "tkd_";
 const MAX_KEY_NAME_CHARS: usize = 100;
+/// Most conversation sources one bot key may be limited to.
+const MAX_KEY_SOURCES: usize = 20;
 const DEFAULT_KEY_PAGE: i64 = 100;
 
 #[derive(Serialize, Deserialize)]
@@ -32,19 +36,24 @@ struct KeyPageToken {
     id: Uuid,
 }
 
-/// How long an authenticated key is trusted without asking the database again. A key
-/// revoked through this process stops at once; through another replica, within this time.
-const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
-/// Most keys remembered at once.
-const KEY_CACHE_SIZE: usize = 10_000;
-
-type KeyCache = HashMap<Vec<u8>, (Instant, Principal)>;
+/// How long a key's lookup is trusted without asking the database again. A key revoked
+/// through this process stops at once; through another replica, within this time. An
+/// unknown secret is remembered as unknown for as long, so a flood of bad tokens does
+/// not become a flood of queries.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+/// Most secrets remembered at once, known or unknown.
+const KEY_CACHE_SIZE: u64 = 10_000;
+/// How often an open stream checks that its key is still valid.
+const STREAM_KEY_CHECK: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct ApiKeyService {
     store: Arc<dyn Store>,
-    /// Principals of recently seen secrets, by secret hash.
-    cache: Arc<Mutex<KeyCache>>,
+    /// Principals of recently seen secrets by secret hash; `None` for unknown ones.
+    by_secret: Cache<Vec<u8>, Option<Principal>>,
+    /// Whether a key is still valid, by key id, for open streams.
+    active: Cache<Uuid, bool>,
+    streams: Arc<StreamLimits>,
 }
 
 fn hash(secret: &str) -> Vec<u8> {
@@ -64,10 +73,19 @@ fn prefix_of(secret: &str) -> String {
 }
 
 impl ApiKeyService {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn Store>, stream_limits: StreamLimitSettings) -> Self {
         Self {
             store,
-            cache: Arc::default(),
+            by_secret: Cache::builder()
+                .max_capacity(KEY_CACHE_SIZE)
+                .time_to_live(KEY_CACHE_TTL)
+                .support_invalidation_closures()
+                .build(),
+            active: Cache::builder()
+                .max_capacity(KEY_CACHE_SIZE)
+                .time_to_live(KEY_CACHE_TTL)
+                .build(),
+            streams: Arc::new(StreamLimits::new(stream_limits)),
         }
     }
 
@@ -75,34 +93,57 @@ impl ApiKeyService {
     /// to the caller.
     pub async fn authenticate(&self, secret: &str) -> ServiceResult<Principal> {
         let digest = hash(secret);
-        if let Ok(cache) = self.cache.lock()
-            && let Some((at, principal)) = cache.get(&digest)
-            && at.elapsed() < KEY_CACHE_TTL
-        {
-            return Ok(principal.clone());
-        }
-        let record = self.store.api_key_by_hash(&digest).await?;
-        match record {
-            Some(key) if key.revoked_at.is_none() => {
-                let principal = Principal {
-                    key_id: key.id,
-                    key_name: key.name,
-                    role: key.role,
-                    agent_id: key.agent_id,
-                    channels: key.channels,
-                };
-                if let Ok(mut cache) = self.cache.lock() {
-                    if cache.len() >= KEY_CACHE_SIZE {
-                        cache.clear();
-                    }
-                    cache.insert(digest, (Instant::now(), principal.clone()));
-                }
-                Ok(principal)
+        let principal = match self.by_secret.get(&digest) {
+            Some(cached) => cached,
+            None => {
+                let principal = self
+                    .store
+                    .api_key_by_hash(&digest)
+                    .await?
+                    .filter(|key| key.revoked_at.is_none())
+                    .map(|key| Principal {
+                        key_id: key.id,
+                        key_name: key.name,
+                        role: key.role,
+                        agent_id: key.agent_id,
+                        channels: key.channels,
+                        sources: key.sources,
+                    });
+                self.by_secret.insert(digest, principal.clone());
+                principal
             }
-            _ => Err(ServiceError::Unauthenticated(
-                "unknown or revoked API key".into(),
-            )),
+        };
+        principal.ok_or_else(|| ServiceError::Unauthenticated("unknown or revoked API key".into()))
+    }
+
+    /// Whether a key is still valid (not revoked), as of at most [`KEY_CACHE_TTL`] ago.
+    /// A database error counts as valid: a passing outage must not end every stream.
+    async fn is_active(&self, key_id: Uuid) -> bool {
+        if let Some(active) = self.active.get(&key_id) {
+            return active;
         }
+        match self.store.api_key_by_id(key_id).await {
+            Ok(key) => {
+                let active = key.is_some_and(|k| k.revoked_at.is_none());
+                self.active.insert(key_id, active);
+                active
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot check a stream's key; keeping the stream");
+                true
+            }
+        }
+    }
+
+    /// Admits one more open stream for the caller, within the per-key and total limits.
+    /// The permit ends the stream's claim when dropped; [`StreamPermit::revoked`]
+    /// resolves once the key is revoked.
+    pub fn open_stream(&self, principal: &Principal) -> ServiceResult<StreamPermit> {
+        self.streams.admit(principal.key_id)?;
+        Ok(StreamPermit {
+            keys: self.clone(),
+            key_id: principal.key_id,
+        })
     }
 
     /// Creates a key and returns it with its secret, which is never shown again.
@@ -112,9 +153,10 @@ impl ApiKeyService {
         role: Option<Role>,
         agent_id: Option<Uuid>,
         channels: Vec<Channel>,
+        sources: Vec<String>,
     ) -> ServiceResult<(ApiKeyRecord, String)> {
         let mut v = Violations::new();
-        v.text("name", name, true, MAX_KEY_NAME_CHARS);
+        v.line("name", name, true, MAX_KEY_NAME_CHARS);
         if role.is_none() {
             v.add("role", "is required");
         }
@@ -124,10 +166,26 @@ impl ApiKeyService {
         if !channels.is_empty() && role != Some(Role::Gateway) {
             v.add("channels", "only gateway keys can be limited to channels");
         }
+        if !sources.is_empty() && role != Some(Role::Bot) {
+            v.add("sources", "only bot keys can be limited to sources");
+        }
+        if sources.len() > MAX_KEY_SOURCES {
+            v.add(
+                "sources",
+                format!("must hold at most {MAX_KEY_SOURCES} sources"),
+            );
+        } else {
+            for (i, source) in sources.iter().enumerate() {
+                v.line(&format!("sources[{i}]"), source, true, MAX_NAME_CHARS);
+            }
+        }
         v.finish()?;
         let mut channels = channels;
         channels.sort();
         channels.dedup();
+        let mut sources: Vec<String> = sources.iter().map(|s| s.trim().to_owned()).collect();
+        sources.sort();
+        sources.dedup();
         let secret = new_secret();
         let record = self
             .insert(
@@ -135,6 +193,7 @@ impl ApiKeyService {
                 role.unwrap_or(Role::Agent),
                 agent_id,
                 channels,
+                sources,
                 &secret,
             )
             .await?;
@@ -148,6 +207,7 @@ impl ApiKeyService {
         role: Role,
         agent_id: Option<Uuid>,
         channels: Vec<Channel>,
+        sources: Vec<String>,
         secret: &str,
     ) -> ServiceResult<ApiKeyRecord> {
         let record = ApiKeyRecord {
@@ -156,6 +216,7 @@ impl ApiKeyService {
             role,
             agent_id,
             channels,
+            sources,
             prefix: prefix_of(secret),
             secret_hash: hash(secret),
             created_at: now(),
@@ -168,11 +229,13 @@ impl ApiKeyService {
         Ok(record)
     }
 
-    /// Drops a key from the authentication cache.
+    /// Drops a key from the caches.
     fn forget(&self, id: Uuid) {
-        if let Ok(mut cache) = self.cache.lock() {
-            cache.retain(|_, (_, principal)| principal.key_id != id);
-        }
+        self.active.invalidate(&id);
+        // Only possible with `support_invalidation_closures`, which the cache has.
+        let _ = self.by_secret.invalidate_entries_if(move |_, principal| {
+            principal.as_ref().is_some_and(|p| p.key_id == id)
+        });
     }
 
     pub async fn revoke(&self, id: Uuid) -> ServiceResult<ApiKeyRecord> {
@@ -224,8 +287,15 @@ impl ApiKeyService {
     pub async fn bootstrap(&self, configured: Option<&str>) -> ServiceResult<Option<String>> {
         if let Some(secret) = configured {
             if self.store.api_key_by_hash(&hash(secret)).await?.is_none() {
-                self.insert("bootstrap", Role::Admin, None, Vec::new(), secret)
-                    .await?;
+                self.insert(
+                    "bootstrap",
+                    Role::Admin,
+                    None,
+                    Vec::new(),
+                    Vec::new(),
+                    secret,
+                )
+                .await?;
             }
             return Ok(None);
         }
@@ -233,9 +303,95 @@ impl ApiKeyService {
             return Ok(None);
         }
         let secret = new_secret();
-        self.insert("bootstrap", Role::Admin, None, Vec::new(), &secret)
-            .await?;
+        self.insert(
+            "bootstrap",
+            Role::Admin,
+            None,
+            Vec::new(),
+            Vec::new(),
+            &secret,
+        )
+        .await?;
         Ok(Some(secret))
+    }
+}
+
+/// How many streams may be open at once.
+#[derive(Debug, Clone, Copy)]
+pub struct StreamLimitSettings {
+    pub per_key: usize,
+    pub total: usize,
+}
+
+/// Open streams per key and in all.
+struct StreamLimits {
+    settings: StreamLimitSettings,
+    open: Mutex<HashMap<Uuid, usize>>,
+}
+
+impl StreamLimits {
+    fn new(settings: StreamLimitSettings) -> Self {
+        Self {
+            settings,
+            open: Mutex::default(),
+        }
+    }
+
+    fn admit(&self, key_id: Uuid) -> ServiceResult<()> {
+        // The counts stay consistent even if a holder panicked: every change is one step.
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let total: usize = open.values().sum();
+        if total >= self.settings.total {
+            return Err(ServiceError::ResourceExhausted(format!(
+                "the server has its limit of {} open streams; retry later",
+                self.settings.total
+            )));
+        }
+        let mine = open.entry(key_id).or_default();
+        if *mine >= self.settings.per_key {
+            return Err(ServiceError::ResourceExhausted(format!(
+                "this key has its limit of {} open streams; close one first",
+                self.settings.per_key
+            )));
+        }
+        *mine += 1;
+        Ok(())
+    }
+
+    fn release(&self, key_id: Uuid) {
+        if let Ok(mut open) = self.open.lock()
+            && let Some(mine) = open.get_mut(&key_id)
+        {
+            *mine = mine.saturating_sub(1);
+            if *mine == 0 {
+                open.remove(&key_id);
+            }
+        }
+    }
+}
+
+/// One open stream's claim on its key's stream allowance.
+pub struct StreamPermit {
+    keys: ApiKeyService,
+    key_id: Uuid,
+}
+
+impl StreamPermit {
+    /// Resolves once the stream's key is revoked (checked every second, through the
+    /// key cache, so within [`KEY_CACHE_TTL`] of a revocation on another replica).
+    pub async fn revoked(&self) {
+        loop {
+            tokio::time::sleep(STREAM_KEY_CHECK).await;
+            if !self.keys.is_active(self.key_id).await {
+                return;
+            }
+        }
+    }
+}
+
+impl Drop for StreamPermit {
+    fn drop(&mut self) {
+        self.keys.streams.release(self.key_id);
     }
 }
 

@@ -44,7 +44,7 @@ fn group_name(group: &str, v: &mut Violations) -> String {
     if group.is_empty() {
         return DEFAULT_CONSUMER_GROUP.to_owned();
     }
-    v.text("consumer_group", group, false, MAX_GROUP_CHARS);
+    v.line("consumer_group", group, false, MAX_GROUP_CHARS);
     group.to_owned()
 }
 
@@ -122,7 +122,7 @@ impl DeliveryService {
         if outcome.is_none() {
             v.add("outcome", "is required");
         }
-        v.text(
+        v.line(
             "provider_message_id",
             provider_message_id,
             false,

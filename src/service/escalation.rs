@@ -6,14 +6,15 @@ use std::sync::Arc;
 use tracing::instrument;
 use uuid::Uuid;
 
+use super::request_ids::{Fingerprint, RequestIds};
 use super::routing::RoutingService;
 use super::sla::Writer;
 use super::tickets::{attachment_meta, draft_event, stored_attachments, validate_attachments};
 use super::{MAX_ATTEMPTS, ServiceError, ServiceResult, back_off, now};
 use crate::domain::auth::Principal;
 use crate::domain::conversation::{
-    AttachmentInput, Conversation, ConversationInput, MAX_MESSAGE_CHARS, MAX_NAME_CHARS,
-    MessageRole, headline,
+    AttachmentInput, Conversation, ConversationInput, MAX_MESSAGE_CHARS, MAX_METADATA_ENTRIES,
+    MAX_NAME_CHARS, MessageRole, headline,
 };
 use crate::domain::event::{
     Actor, ActorKind, Event, EventKind, EventPayload, FieldChange, NewEvent, Visibility,
@@ -23,8 +24,8 @@ use crate::domain::ticket::{
 };
 use crate::domain::validation::Violations;
 use crate::store::{
-    Changeset, ConversationWrite, CreateOutcome, IdempotencyClaim, InboundClaim, Store, StoreError,
-    TicketDraft, TicketKey, TicketUpdate, TranscriptWrite,
+    Changeset, ConversationWrite, CreateOutcome, InboundClaim, Store, StoreError, TicketDraft,
+    TicketKey, TicketUpdate, TranscriptWrite,
 };
 
 const MAX_REASON_CHARS: usize = 2_048;
@@ -78,6 +79,7 @@ pub struct EscalationService {
     store: Arc<dyn Store>,
     writer: Writer,
     routing: RoutingService,
+    request_ids: RequestIds,
 }
 
 fn transcript_actor(role: MessageRole, author: &str) -> Actor {
@@ -158,11 +160,17 @@ fn transcript_writes(
 }
 
 impl EscalationService {
-    pub fn new(store: Arc<dyn Store>, writer: Writer, routing: RoutingService) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        writer: Writer,
+        routing: RoutingService,
+        request_ids: RequestIds,
+    ) -> Self {
         Self {
             store,
             writer,
             routing,
+            request_ids,
         }
     }
 
@@ -172,7 +180,7 @@ impl EscalationService {
     pub async fn escalate(
         &self,
         principal: &Principal,
-        input: EscalateInput,
+        mut input: EscalateInput,
     ) -> ServiceResult<(Ticket, bool)> {
         let mut v = Violations::new();
         input.conversation.validate("conversation", &mut v);
@@ -187,9 +195,9 @@ impl EscalationService {
             Some(contact) => contact.validate("contact", &mut v),
             None => v.add("contact", "is required"),
         }
-        v.text("subject", &input.subject, false, MAX_SUBJECT_CHARS);
+        v.line("subject", &input.subject, false, MAX_SUBJECT_CHARS);
         v.text("reason", &input.reason, false, MAX_REASON_CHARS);
-        v.text(
+        v.line(
             "request_id",
             &input.request_id,
             false,
@@ -197,6 +205,10 @@ impl EscalationService {
         );
         let tags = ticket::normalize_tags("tags", &input.tags, &mut v);
         v.finish()?;
+        ensure_source(principal, &input.conversation.source)?;
+        if let Some(contact) = &mut input.contact {
+            contact.fill_only = !principal.may_edit_contacts();
+        }
 
         for attempt in 0..MAX_ATTEMPTS {
             back_off(attempt).await;
@@ -335,12 +347,21 @@ impl EscalationService {
             transcript,
             ..Changeset::default()
         };
-        let claim =
-            (!input.request_id.is_empty() && previous.is_none()).then(|| IdempotencyClaim {
-                scope: "escalate_conversation",
-                request_id: input.request_id.clone(),
-                fingerprint: format!("{}\u{0}{}", conversation.source, conversation.external_id),
-            });
+        // A retry names the same conversation; the rest of the body (new messages, say)
+        // may differ, as a re-escalation's does. A follow-up of a closed ticket is never
+        // a retry of the request that opened the closed one.
+        let claim = self
+            .request_ids
+            .claim(
+                "escalate_conversation",
+                principal,
+                &input.request_id,
+                Fingerprint::new()
+                    .part(&conversation.source)
+                    .part(&conversation.external_id),
+                draft.id,
+            )
+            .filter(|_| previous.is_none());
         match self.writer.create_ticket(draft, changes, claim).await {
             Ok(CreateOutcome::Created { ticket, committed }) => {
                 tracing::info!(
@@ -412,7 +433,19 @@ impl EscalationService {
         if !conversation.intent.is_empty() {
             record.intent = conversation.intent.clone();
         }
+        let stored = record.metadata.len();
         record.metadata.extend(conversation.metadata.clone());
+        if record.metadata.len() > MAX_METADATA_ENTRIES {
+            // Checked on the merged map: escalating again must not grow it without bound.
+            return Err(ServiceError::invalid(
+                "conversation.metadata",
+                format!(
+                    "with the {} entries already stored it would hold {}; the limit is {MAX_METADATA_ENTRIES}",
+                    stored,
+                    record.metadata.len()
+                ),
+            ));
+        }
         let changes = Changeset {
             updates: vec![TicketUpdate {
                 ticket: next,
@@ -478,9 +511,11 @@ impl EscalationService {
     /// The live ticket of a conversation.
     pub async fn conversation_ticket(
         &self,
+        principal: &Principal,
         source: &str,
         external_id: &str,
     ) -> ServiceResult<Ticket> {
+        ensure_source(principal, source)?;
         let conversation = self
             .store
             .conversation(source, external_id)
@@ -507,8 +542,8 @@ impl EscalationService {
         if input.text.trim().is_empty() && input.attachments.is_empty() {
             v.add("text", "a message needs text or attachments");
         }
-        v.text("sender", &input.sender, false, MAX_NAME_CHARS);
-        v.text(
+        v.line("sender", &input.sender, false, MAX_NAME_CHARS);
+        v.line(
             "external_message_id",
             &input.external_message_id,
             false,
@@ -520,8 +555,8 @@ impl EscalationService {
             external_id,
         } = &input.target
         {
-            v.text("source", source, true, MAX_NAME_CHARS);
-            v.text("conversation_id", external_id, true, MAX_NAME_CHARS);
+            v.line("source", source, true, MAX_NAME_CHARS);
+            v.line("conversation_id", external_id, true, MAX_NAME_CHARS);
         }
         v.finish()?;
         let channel = input.channel.unwrap_or(Channel::Chat);
@@ -547,6 +582,15 @@ impl EscalationService {
                         .ok_or_else(|| {
                             ServiceError::NotFound(format!("conversation {source}/{external_id}"))
                         })?;
+                    if conversation.channel != channel {
+                        return Err(ServiceError::invalid(
+                            "channel",
+                            format!(
+                                "conversation {source}/{external_id} is on {}, not {channel}",
+                                conversation.channel
+                            ),
+                        ));
+                    }
                     let ticket = self.live_ticket(conversation.ticket_id).await?;
                     (Some(conversation), ticket)
                 }
@@ -555,6 +599,16 @@ impl EscalationService {
                     (self.store.conversation_of_ticket(ticket.id).await?, ticket)
                 }
             };
+            // A gateway limited to some channels reaches only tickets on them, whatever
+            // channel its request names.
+            for on in conversation
+                .as_ref()
+                .map(|c| c.channel)
+                .into_iter()
+                .chain(ticket.channel)
+            {
+                super::delivery::ensure_channel(principal, on)?;
+            }
             let result = if ticket.status == Status::Closed {
                 self.follow_up(&input, channel, conversation, ticket).await
             } else {
@@ -807,5 +861,16 @@ impl EscalationService {
             ),
             Err(other) => Err(other.into()),
         }
+    }
+}
+
+/// Bot keys may be limited to some conversation sources.
+fn ensure_source(principal: &Principal, source: &str) -> ServiceResult<()> {
+    if principal.may_speak_for(source) {
+        Ok(())
+    } else {
+        Err(ServiceError::PermissionDenied(format!(
+            "this key may not speak for conversations of source {source:?}"
+        )))
     }
 }

@@ -6,6 +6,7 @@ mod cache;
 pub mod delivery;
 pub mod escalation;
 mod paging;
+pub mod request_ids;
 pub mod routing;
 mod shared_reads;
 pub mod sla;
@@ -22,9 +23,10 @@ use crate::domain::validation::FieldViolation;
 use crate::events::Bus;
 use crate::store::{Store, StoreError};
 
-pub use api_keys::ApiKeyService;
+pub use api_keys::{ApiKeyService, StreamLimitSettings, StreamPermit};
 pub use delivery::DeliveryService;
 pub use escalation::EscalationService;
+pub use request_ids::RequestIds;
 pub use routing::RoutingService;
 pub use sla::{SlaService, Writer};
 pub use sla_timer::{DeadlineHints, SlaTimer};
@@ -52,6 +54,9 @@ pub enum ServiceError {
     PermissionDenied(String),
     #[error("{0}")]
     Unauthenticated(String),
+    /// A limit of the caller's or of the server's is reached.
+    #[error("{0}")]
+    ResourceExhausted(String),
     #[error("the database is unavailable")]
     Unavailable(#[source] StoreError),
     #[error("internal error")]
@@ -120,6 +125,9 @@ pub struct ServiceSettings {
     pub streams: StreamSettings,
     /// How long a gateway holds a message before it is offered again.
     pub delivery_lease: std::time::Duration,
+    /// How long a request id is remembered.
+    pub idempotency_window: std::time::Duration,
+    pub stream_limits: StreamLimitSettings,
 }
 
 /// Every use case, built once per process over one store.
@@ -134,6 +142,7 @@ pub struct Services {
     pub sla: SlaService,
     pub store: Arc<dyn Store>,
     pub gauge: Arc<StreamGauge>,
+    pub request_ids: RequestIds,
 }
 
 impl Services {
@@ -148,10 +157,21 @@ impl Services {
         let sla = SlaService::new(store.clone());
         let writer = Writer::new(store.clone(), sla.clone());
         let routing = RoutingService::new(store.clone(), writer.clone());
+        let request_ids = RequestIds::new(settings.idempotency_window);
         Self {
-            tickets: TicketService::new(store.clone(), writer.clone(), routing.clone()),
-            api_keys: ApiKeyService::new(store.clone()),
-            escalation: EscalationService::new(store.clone(), writer, routing.clone()),
+            tickets: TicketService::new(
+                store.clone(),
+                writer.clone(),
+                routing.clone(),
+                request_ids.clone(),
+            ),
+            api_keys: ApiKeyService::new(store.clone(), settings.stream_limits),
+            escalation: EscalationService::new(
+                store.clone(),
+                writer,
+                routing.clone(),
+                request_ids.clone(),
+            ),
             delivery: DeliveryService::new(
                 store.clone(),
                 bus.clone(),
@@ -171,6 +191,7 @@ impl Services {
             sla,
             store,
             gauge,
+            request_ids,
         }
     }
 }

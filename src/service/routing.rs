@@ -107,7 +107,7 @@ impl RoutingService {
         strategy: Option<Strategy>,
     ) -> ServiceResult<Queue> {
         let mut v = Violations::new();
-        v.text("name", name, true, MAX_NAME_CHARS);
+        v.line("name", name, true, MAX_NAME_CHARS);
         if !(1..=TOP_TIER).contains(&tier) {
             v.add("tier", format!("must be between 1 and {TOP_TIER}"));
         }
@@ -191,8 +191,8 @@ impl RoutingService {
         current: Option<&Agent>,
     ) -> ServiceResult<Agent> {
         let mut v = Violations::new();
-        v.text("agent.name", &agent.name, true, MAX_NAME_CHARS);
-        v.text("agent.email", &agent.email, false, MAX_NAME_CHARS);
+        v.line("agent.name", &agent.name, true, MAX_NAME_CHARS);
+        v.line("agent.email", &agent.email, false, MAX_NAME_CHARS);
         if !(1..=TOP_TIER).contains(&agent.tier) {
             v.add("agent.tier", format!("must be between 1 and {TOP_TIER}"));
         }
@@ -276,7 +276,7 @@ impl RoutingService {
         insert: bool,
     ) -> ServiceResult<RoutingRule> {
         let mut v = Violations::new();
-        v.text("rule.name", &rule.name, true, MAX_NAME_CHARS);
+        v.line("rule.name", &rule.name, true, MAX_NAME_CHARS);
         rule.actions.add_tags =
             ticket::normalize_tags("rule.actions.add_tags", &rule.actions.add_tags, &mut v);
         rule.actions.required_skills = validate_skills(

@@ -268,7 +268,7 @@ impl SlaService {
             return Err(ServiceError::NotFound(format!("calendar {}", cal.id)));
         }
         let mut v = Violations::new();
-        v.text("calendar.name", &cal.name, true, 200);
+        v.line("calendar.name", &cal.name, true, 200);
         v.finish()?;
         let at = now();
         self.store.save_calendar(&cal, insert, at).await?;
@@ -315,7 +315,7 @@ impl SlaService {
         insert: bool,
     ) -> ServiceResult<SlaPolicy> {
         let mut v = Violations::new();
-        v.text("policy.name", &policy.name, true, 200);
+        v.line("policy.name", &policy.name, true, 200);
         for (field, target) in [
             (
                 "policy.targets.first_response",

@@ -160,13 +160,21 @@ impl TicketDraft {
     }
 }
 
-/// Claims a caller's request id for one operation; see [`Store::create_ticket`].
+/// Claims a caller's request id for one operation; see [`Store::create_ticket`] and
+/// [`Changeset::claim`].
 #[derive(Debug, Clone)]
 pub struct IdempotencyClaim {
-    pub scope: &'static str,
+    /// The operation and the calling key: a request id means something only to the key
+    /// that sent it.
+    pub scope: String,
     pub request_id: String,
     /// A digest of the request body: a retry must carry the same one.
     pub fingerprint: String,
+    /// What the first request made (a ticket, an event): a retry gets it back.
+    pub resource_id: Uuid,
+    pub at: DateTime<Utc>,
+    /// A claim made before this has expired and is taken over as if it were absent.
+    pub expired_before: DateTime<Utc>,
 }
 
 #[derive(Debug)]
@@ -266,6 +274,10 @@ pub struct Changeset {
     pub transcript: Vec<TranscriptWrite>,
     pub inbound: Option<InboundClaim>,
     pub outbound: Vec<OutboundMessage>,
+    /// With a claim, a request id seen before applies nothing and reports the first
+    /// request's resource in [`Committed::replayed`] (or fails with
+    /// [`StoreError::IdempotencyMismatch`] for a different body).
+    pub claim: Option<IdempotencyClaim>,
 }
 
 #[derive(Debug, Default)]
@@ -276,6 +288,9 @@ pub struct Committed {
     pub events: Vec<Event>,
     /// How many transcript messages were new.
     pub transcript_added: usize,
+    /// The changeset's request id was claimed before, by the request that made this
+    /// resource; nothing was written.
+    pub replayed: Option<Uuid>,
 }
 
 /// The result of acknowledging a delivery.
@@ -335,6 +350,8 @@ pub struct ApiKeyRecord {
     pub agent_id: Option<Uuid>,
     /// Channels a gateway key is limited to; empty means all.
     pub channels: Vec<Channel>,
+    /// Conversation sources a bot key speaks for; empty means any.
+    pub sources: Vec<String>,
     pub prefix: String,
     pub secret_hash: Vec<u8>,
     pub created_at: DateTime<Utc>,
@@ -498,6 +515,15 @@ pub trait Store: RoutingStore + SlaStore + Send + Sync + 'static {
     async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<bool>;
 
     async fn api_key_by_hash(&self, secret_hash: &[u8]) -> StoreResult<Option<ApiKeyRecord>>;
+
+    async fn api_key_by_id(&self, id: Uuid) -> StoreResult<Option<ApiKeyRecord>>;
+
+    /// What a live claim on the request id made, if one exists: `Some(resource)` for
+    /// the same body, [`StoreError::IdempotencyMismatch`] for another.
+    async fn claimed_request(&self, claim: &IdempotencyClaim) -> StoreResult<Option<Uuid>>;
+
+    /// Forgets request ids claimed before `before`; returns how many.
+    async fn purge_request_ids(&self, before: DateTime<Utc>) -> StoreResult<u64>;
 
     /// Newest first; `before` continues after the last key of the previous page.
     async fn list_api_keys(

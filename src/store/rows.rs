@@ -242,6 +242,7 @@ pub(super) struct ApiKeyRow {
     role: String,
     agent_id: Option<Uuid>,
     channels: Json<Vec<String>>,
+    sources: Json<Vec<String>>,
     prefix: String,
     secret_hash: Vec<u8>,
     created_at: DateTime<Utc>,
@@ -263,6 +264,7 @@ impl TryFrom<ApiKeyRow> for ApiKeyRecord {
                 .iter()
                 .map(|c| parse_text("channel", c, Channel::parse))
                 .collect::<StoreResult<_>>()?,
+            sources: row.sources.0,
             prefix: row.prefix,
             secret_hash: row.secret_hash,
             created_at: row.created_at,

@@ -75,21 +75,33 @@ pub(super) const ACTIVITY: &str = concat!(
 );
 
 /// Empty strings and a NULL `vip` keep what is stored: a caller that knows only the
-/// external id must not erase the name and email another caller supplied.
+/// external id must not erase the name and email another caller supplied. With `$8`
+/// (fill only) stored values win over new ones and `vip` is set only on insert.
 pub(super) const UPSERT_CONTACT: &str = "INSERT INTO contacts \
     (id, external_id, name, email, phone, vip, created_at, updated_at) \
     VALUES ($1, $2, $3, $4, $5, COALESCE($6, FALSE), $7, $7) \
     ON CONFLICT (external_id) DO UPDATE SET \
-    name = CASE WHEN excluded.name = '' THEN contacts.name ELSE excluded.name END, \
-    email = CASE WHEN excluded.email = '' THEN contacts.email ELSE excluded.email END, \
-    phone = CASE WHEN excluded.phone = '' THEN contacts.phone ELSE excluded.phone END, \
-    vip = CASE WHEN $6 IS NULL THEN contacts.vip ELSE excluded.vip END, \
+    name = CASE WHEN excluded.name = '' OR ($8 AND contacts.name <> '') \
+      THEN contacts.name ELSE excluded.name END, \
+    email = CASE WHEN excluded.email = '' OR ($8 AND contacts.email <> '') \
+      THEN contacts.email ELSE excluded.email END, \
+    phone = CASE WHEN excluded.phone = '' OR ($8 AND contacts.phone <> '') \
+      THEN contacts.phone ELSE excluded.phone END, \
+    vip = CASE WHEN $6 IS NULL OR $8 THEN contacts.vip ELSE excluded.vip END, \
     updated_at = excluded.updated_at \
     RETURNING id, external_id, name, email, phone, vip";
 
+/// Claims a request id, or takes over a claim that has expired (older than `$6`).
 pub(super) const CLAIM_REQUEST_ID: &str = "INSERT INTO idempotency_keys \
     (scope, request_id, fingerprint, resource_id, created_at) VALUES ($1, $2, $3, $4, $5) \
-    ON CONFLICT (scope, request_id) DO NOTHING";
+    ON CONFLICT (scope, request_id) DO UPDATE SET fingerprint = excluded.fingerprint, \
+    resource_id = excluded.resource_id, created_at = excluded.created_at \
+    WHERE idempotency_keys.created_at < $6";
+
+pub(super) const LIVE_REQUEST_ID: &str = "SELECT fingerprint, resource_id \
+    FROM idempotency_keys WHERE scope = $1 AND request_id = $2 AND created_at >= $3";
+
+pub(super) const PURGE_REQUEST_IDS: &str = "DELETE FROM idempotency_keys WHERE created_at < $1";
 
 pub(super) const CLAIMED_REQUEST_ID: &str = "SELECT fingerprint, resource_id \
     FROM idempotency_keys WHERE scope = $1 AND request_id = $2";
@@ -173,13 +185,17 @@ pub(super) const SUM_UP_MESSAGE: &str = "UPDATE outbound_messages SET status = $
     WHERE id = $1 AND status <> 'DELIVERED'";
 
 const API_KEY_COLUMNS: &str =
-    "id, name, role, agent_id, channels, prefix, secret_hash, created_at, revoked_at";
+    "id, name, role, agent_id, channels, sources, prefix, secret_hash, created_at, revoked_at";
 
 /// A secret already stored is left alone, so replicas that start together with the same
 /// bootstrap key do not trip over each other.
 pub(super) const INSERT_API_KEY: &str = "INSERT INTO api_keys \
-    (id, name, role, agent_id, prefix, secret_hash, created_at, revoked_at, channels) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (secret_hash) DO NOTHING";
+    (id, name, role, agent_id, prefix, secret_hash, created_at, revoked_at, channels, sources) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (secret_hash) DO NOTHING";
+
+pub(super) fn api_key_by_id() -> String {
+    format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1")
+}
 
 pub(super) fn api_key_by_hash() -> String {
     format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE secret_hash = $1")
@@ -261,40 +277,20 @@ macro_rules! impl_store {
             ) -> $crate::store::StoreResult<$crate::store::CreateOutcome> {
                 use $crate::store::sql::*;
                 let mut tx = self.writer.begin().await?;
-                if let Some(claim) = &claim {
-                    let claimed = sqlx::query(CLAIM_REQUEST_ID)
-                        .bind(claim.scope)
-                        .bind(&claim.request_id)
-                        .bind(&claim.fingerprint)
-                        .bind(draft.id)
-                        .bind(draft.created_at)
-                        .execute(&mut *tx)
+                if let Some(claim) = &claim
+                    && let Some(ticket_id) = claim_request_id(&mut tx, claim).await?
+                {
+                    tx.rollback().await?;
+                    let ticket = self
+                        .ticket($crate::store::TicketKey::Id(ticket_id))
                         .await?
-                        .rows_affected();
-                    if claimed == 0 {
-                        let (fingerprint, ticket_id): (String, uuid::Uuid) =
-                            sqlx::query_as(CLAIMED_REQUEST_ID)
-                                .bind(claim.scope)
-                                .bind(&claim.request_id)
-                                .fetch_one(&mut *tx)
-                                .await?;
-                        tx.rollback().await?;
-                        if fingerprint != claim.fingerprint {
-                            return Err($crate::store::StoreError::IdempotencyMismatch(
-                                claim.request_id.clone(),
-                            ));
-                        }
-                        let ticket = self
-                            .ticket($crate::store::TicketKey::Id(ticket_id))
-                            .await?
-                            .ok_or_else(|| {
-                                $crate::store::StoreError::Corrupt(format!(
-                                    "request id {:?} names missing ticket {ticket_id}",
-                                    claim.request_id
-                                ))
-                            })?;
-                        return Ok($crate::store::CreateOutcome::Replayed(ticket));
-                    }
+                        .ok_or_else(|| {
+                            $crate::store::StoreError::Corrupt(format!(
+                                "request id {:?} names missing ticket {ticket_id}",
+                                claim.request_id
+                            ))
+                        })?;
+                    return Ok($crate::store::CreateOutcome::Replayed(ticket));
                 }
                 let contact =
                     upsert_contact(&mut tx, &draft.contact, draft.created_at).await?;
@@ -700,6 +696,7 @@ macro_rules! impl_store {
                     .bind(sqlx::types::Json(
                         key.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
                     ))
+                    .bind(sqlx::types::Json(&key.sources))
                     .execute(&self.writer)
                     .await?
                     .rows_affected();
@@ -713,6 +710,49 @@ macro_rules! impl_store {
                 let row: Option<$crate::store::rows::ApiKeyRow> =
                     sqlx::query_as(sqlx::AssertSqlSafe($crate::store::sql::api_key_by_hash()))
                         .bind(secret_hash)
+                        .fetch_optional(&self.reader)
+                        .await?;
+                row.map($crate::store::ApiKeyRecord::try_from).transpose()
+            }
+
+            async fn claimed_request(
+                &self,
+                claim: &$crate::store::IdempotencyClaim,
+            ) -> $crate::store::StoreResult<Option<uuid::Uuid>> {
+                let row: Option<(String, uuid::Uuid)> =
+                    sqlx::query_as($crate::store::sql::LIVE_REQUEST_ID)
+                        .bind(&claim.scope)
+                        .bind(&claim.request_id)
+                        .bind(claim.expired_before)
+                        .fetch_optional(&self.reader)
+                        .await?;
+                match row {
+                    Some((fingerprint, _)) if fingerprint != claim.fingerprint => Err(
+                        $crate::store::StoreError::IdempotencyMismatch(claim.request_id.clone()),
+                    ),
+                    Some((_, resource)) => Ok(Some(resource)),
+                    None => Ok(None),
+                }
+            }
+
+            async fn purge_request_ids(
+                &self,
+                before: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<u64> {
+                Ok(sqlx::query($crate::store::sql::PURGE_REQUEST_IDS)
+                    .bind(before)
+                    .execute(&self.writer)
+                    .await?
+                    .rows_affected())
+            }
+
+            async fn api_key_by_id(
+                &self,
+                id: uuid::Uuid,
+            ) -> $crate::store::StoreResult<Option<$crate::store::ApiKeyRecord>> {
+                let row: Option<$crate::store::rows::ApiKeyRow> =
+                    sqlx::query_as(sqlx::AssertSqlSafe($crate::store::sql::api_key_by_id()))
+                        .bind(id)
                         .fetch_optional(&self.reader)
                         .await?;
                 row.map($crate::store::ApiKeyRecord::try_from).transpose()
@@ -775,6 +815,40 @@ macro_rules! impl_store {
 
         /// Writes a changeset inside `tx`. Events about `new_ticket` get its number and
         /// contact. Returns what was written; the caller commits.
+        /// Claims `claim`'s request id in `tx`. `Some(resource)` when a live claim holds
+        /// it already, for the same body; an error for a different body.
+        async fn claim_request_id(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            claim: &$crate::store::IdempotencyClaim,
+        ) -> $crate::store::StoreResult<Option<uuid::Uuid>> {
+            use $crate::store::sql::*;
+            let claimed = sqlx::query(CLAIM_REQUEST_ID)
+                .bind(&claim.scope)
+                .bind(&claim.request_id)
+                .bind(&claim.fingerprint)
+                .bind(claim.resource_id)
+                .bind(claim.at)
+                .bind(claim.expired_before)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+            if claimed > 0 {
+                return Ok(None);
+            }
+            let (fingerprint, resource_id): (String, uuid::Uuid) =
+                sqlx::query_as(CLAIMED_REQUEST_ID)
+                    .bind(&claim.scope)
+                    .bind(&claim.request_id)
+                    .fetch_one(&mut **tx)
+                    .await?;
+            if fingerprint != claim.fingerprint {
+                return Err($crate::store::StoreError::IdempotencyMismatch(
+                    claim.request_id.clone(),
+                ));
+            }
+            Ok(Some(resource_id))
+        }
+
         async fn apply(
             tx: &mut sqlx::Transaction<'static, $db>,
             changes: $crate::store::Changeset,
@@ -792,7 +866,16 @@ macro_rules! impl_store {
                 transcript,
                 inbound,
                 outbound,
+                claim,
             } = changes;
+            if let Some(claim) = &claim
+                && let Some(resource) = claim_request_id(tx, claim).await?
+            {
+                return Ok($crate::store::Committed {
+                    replayed: Some(resource),
+                    ..Default::default()
+                });
+            }
             if events.len() + transcript.len() >= MAX_EVENTS_PER_TRANSACTION {
                 return Err($crate::store::StoreError::Corrupt(
                     "too many events for one transaction".into(),
@@ -977,6 +1060,7 @@ macro_rules! impl_store {
                 tickets,
                 events: stored,
                 transcript_added,
+                replayed: None,
             })
         }
 
@@ -1030,6 +1114,7 @@ macro_rules! impl_store {
                 .bind(&contact.phone)
                 .bind(contact.vip)
                 .bind(at)
+                .bind(contact.fill_only)
                 .fetch_one(&mut **tx)
                 .await?;
             Ok($crate::domain::ticket::Contact {

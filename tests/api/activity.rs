@@ -12,6 +12,7 @@ fn reply(ticket_id: &str, body: &str, channel: pb::Channel) -> pb::AddReplyReque
         body: body.into(),
         channel: channel as i32,
         attachments: Vec::new(),
+        request_id: String::new(),
     }
 }
 
@@ -40,6 +41,7 @@ pub async fn replies_are_public_and_notes_stay_internal(backend: Backend) {
         .add_note(pb::AddNoteRequest {
             ticket_id: ticket.id.clone(),
             body: "Warehouse says Friday, not tomorrow".into(),
+            request_id: String::new(),
         })
         .await
         .unwrap();
@@ -229,6 +231,7 @@ pub async fn the_feed_pages_in_order(backend: Backend) {
             .add_note(pb::AddNoteRequest {
                 ticket_id: ticket.id.clone(),
                 body: format!("note {i}"),
+                request_id: String::new(),
             })
             .await
             .unwrap();

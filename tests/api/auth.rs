@@ -40,6 +40,7 @@ pub async fn a_revoked_key_stops_working(backend: Backend) {
             role: pb::Role::Agent as i32,
             agent_id: String::new(),
             channels: vec![],
+            sources: vec![],
         })
         .await
         .unwrap()
@@ -87,6 +88,7 @@ pub async fn each_role_reaches_only_its_own_calls(backend: Backend) {
         .add_note(pb::AddNoteRequest {
             ticket_id: ticket.id.clone(),
             body: "hi".into(),
+            request_id: String::new(),
         })
         .await
         .unwrap_err();
@@ -105,6 +107,7 @@ pub async fn each_role_reaches_only_its_own_calls(backend: Backend) {
         .add_note(pb::AddNoteRequest {
             ticket_id: ticket.id.clone(),
             body: "on it".into(),
+            request_id: String::new(),
         })
         .await
         .unwrap();
@@ -173,6 +176,7 @@ pub async fn key_requests_are_validated(backend: Backend) {
                 role: pb::Role::Bot as i32,
                 agent_id: String::new(),
                 channels: vec![],
+                sources: vec![],
             },
             "name",
         ),
@@ -182,6 +186,7 @@ pub async fn key_requests_are_validated(backend: Backend) {
                 role: 0,
                 agent_id: String::new(),
                 channels: vec![],
+                sources: vec![],
             },
             "role",
         ),
@@ -191,6 +196,7 @@ pub async fn key_requests_are_validated(backend: Backend) {
                 role: 99,
                 agent_id: String::new(),
                 channels: vec![],
+                sources: vec![],
             },
             "role",
         ),
@@ -200,6 +206,7 @@ pub async fn key_requests_are_validated(backend: Backend) {
                 role: pb::Role::Bot as i32,
                 agent_id: Uuid::new_v4().to_string(),
                 channels: vec![],
+                sources: vec![],
             },
             "agent_id",
         ),
@@ -209,6 +216,7 @@ pub async fn key_requests_are_validated(backend: Backend) {
                 role: pb::Role::Agent as i32,
                 agent_id: "42".into(),
                 channels: vec![],
+                sources: vec![],
             },
             "agent_id",
         ),

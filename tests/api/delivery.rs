@@ -294,6 +294,7 @@ pub async fn a_failed_delivery_is_reported_with_its_error(backend: Backend) {
                 content: b"%PDF-1.7".to_vec(),
                 ..Default::default()
             }],
+            request_id: String::new(),
         })
         .await
         .unwrap();
@@ -341,6 +342,7 @@ pub async fn gateway_keys_can_be_limited_to_channels(backend: Backend) {
             name: "sms gateway".into(),
             role: pb::Role::Gateway as i32,
             channels: vec![pb::Channel::Sms as i32],
+            sources: vec![],
             ..Default::default()
         })
         .await
@@ -397,6 +399,7 @@ pub async fn gateway_keys_can_be_limited_to_channels(backend: Backend) {
             name: "bot".into(),
             role: pb::Role::Bot as i32,
             channels: vec![pb::Channel::Sms as i32],
+            sources: vec![],
             ..Default::default()
         })
         .await

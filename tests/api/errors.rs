@@ -104,6 +104,7 @@ pub async fn oversized_messages_are_resource_exhausted(backend: Backend) {
                 content: vec![0u8; 200 * 1024],
                 ..Default::default()
             }],
+            request_id: String::new(),
         })
         .await
         .unwrap_err();
@@ -127,6 +128,7 @@ pub async fn oversized_messages_are_resource_exhausted(backend: Backend) {
             .add_note(pb::AddNoteRequest {
                 ticket_id: ticket.id.clone(),
                 body: format!("{i}{}", "n".repeat(30_000)),
+                request_id: String::new(),
             })
             .await
             .unwrap();

@@ -200,6 +200,7 @@ impl TestApp {
                 role: role as i32,
                 agent_id: agent_id.map(|id| id.to_string()).unwrap_or_default(),
                 channels: Vec::new(),
+                sources: vec![],
             })
             .await
             .expect("create api key")
@@ -290,6 +291,11 @@ pub fn settings_for(database: &TestDatabase) -> Settings {
     // Streams poll a little faster than in production so that tests that wait on a
     // fallback path stay quick.
     settings.stream_poll_millis = 200;
+    // Tests hammer one key far faster than a caller should; the rate-limit test sets
+    // its own limit.
+    settings.rate_limit_per_second = 0;
+    settings.rate_limit_bot_per_second = 0;
+    settings.rate_limit_gateway_per_second = 0;
     settings
 }
 

@@ -11,6 +11,7 @@ mod merge;
 mod postgres_only;
 mod postgres_restart;
 mod routing;
+mod security;
 mod sla;
 mod tickets;
 mod updates;
@@ -107,6 +108,22 @@ harness::conformance! {
         a_breach_that_passed_while_down_fires_after_a_restart,
         policies_use_business_hours_calendars,
         next_response_restarts_per_customer_message_and_merges_stop_clocks,
+    ],
+    security: [
+        an_escalation_retried_with_its_request_id_returns_the_first_ticket,
+        request_ids_belong_to_the_key_that_sent_them,
+        retried_replies_notes_time_and_merges_apply_once,
+        control_characters_are_refused_and_line_breaks_kept_to_multi_line_text,
+        a_repeated_update_mask_path_is_refused_before_any_work,
+        conversation_metadata_stays_bounded_across_escalations,
+        calls_are_authenticated_and_sized_before_their_body_is_decoded,
+        a_key_past_its_rate_limit_is_told_when_to_retry,
+        open_streams_are_capped_per_key,
+        revoking_a_key_ends_its_open_streams,
+        bots_speak_only_for_their_own_sources,
+        bots_fill_contact_details_but_never_redirect_them,
+        gateways_reach_only_conversations_on_their_channels,
+        time_for_another_agent_needs_an_admin_and_a_real_agent,
     ],
     watch: [
         a_watch_replays_from_its_cursor_then_goes_live,

@@ -16,6 +16,7 @@ async fn merge(
         .merge_tickets(pb::MergeTicketsRequest {
             target_ticket_id: target.into(),
             source_ticket_ids: sources.iter().map(|s| s.to_string()).collect(),
+            request_id: String::new(),
         })
         .await
         .map(|r| r.into_inner())
@@ -31,6 +32,7 @@ pub async fn merged_tickets_point_at_the_target_whose_feed_shows_their_activity(
         .add_note(pb::AddNoteRequest {
             ticket_id: dup1.id.clone(),
             body: "duplicate's note".into(),
+            request_id: String::new(),
         })
         .await
         .unwrap();
@@ -75,6 +77,7 @@ pub async fn merged_tickets_point_at_the_target_whose_feed_shows_their_activity(
         .add_note(pb::AddNoteRequest {
             ticket_id: dup1.id.clone(),
             body: "too late".into(),
+            request_id: String::new(),
         })
         .await
         .unwrap_err();

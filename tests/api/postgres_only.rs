@@ -209,6 +209,7 @@ pub async fn a_watcher_never_skips_a_transaction_still_in_flight(backend: Backen
             .add_note(pb::AddNoteRequest {
                 ticket_id: ticket.id.clone(),
                 body: format!("after {i}"),
+                request_id: String::new(),
             })
             .await
             .unwrap();

@@ -128,6 +128,7 @@ pub async fn only_a_public_reply_meets_first_response(backend: Backend) {
         .add_note(pb::AddNoteRequest {
             ticket_id: ticket.id.clone(),
             body: "looking".into(),
+            request_id: String::new(),
         })
         .await
         .unwrap();
@@ -723,6 +724,7 @@ pub async fn next_response_restarts_per_customer_message_and_merges_stop_clocks(
         .merge_tickets(pb::MergeTicketsRequest {
             target_ticket_id: target.id.clone(),
             source_ticket_ids: vec![ticket.id.clone()],
+            request_id: String::new(),
         })
         .await
         .unwrap();

@@ -163,6 +163,7 @@ pub async fn concurrent_updates_without_etags_all_apply(backend: Backend) {
                 .add_note(pb::AddNoteRequest {
                     ticket_id: id,
                     body: key,
+                    request_id: String::new(),
                 })
                 .await
                 .unwrap();
@@ -252,6 +253,7 @@ pub async fn closed_tickets_refuse_changes_and_replies_but_take_notes(backend: B
         .add_note(pb::AddNoteRequest {
             ticket_id: ticket.id.clone(),
             body: "Customer called again; see #2".into(),
+            request_id: String::new(),
         })
         .await
         .unwrap();

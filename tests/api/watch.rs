@@ -42,6 +42,7 @@ async fn note(tickets: &mut Tickets, id: &str, body: &str) {
         .add_note(pb::AddNoteRequest {
             ticket_id: id.into(),
             body: body.into(),
+            request_id: String::new(),
         })
         .await
         .unwrap();

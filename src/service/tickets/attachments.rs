@@ -55,7 +55,8 @@ pub(crate) fn validate_attachments(
     for (i, a) in attachments.iter().enumerate() {
         if a.name.trim().is_empty()
             || a.name.chars().count() > 255
-            || a.name.contains(['/', '\\', '\0'])
+            || a.name.contains(['/', '\\'])
+            || a.name.contains(char::is_control)
         {
             v.add(
                 format!("{field}[{i}].name"),
@@ -64,7 +65,11 @@ pub(crate) fn validate_attachments(
         }
         let valid_type = a.content_type.len() <= 255
             && a.content_type.split_once('/').is_some_and(|(top, sub)| {
-                !top.is_empty() && !sub.is_empty() && !a.content_type.contains(char::is_whitespace)
+                !top.is_empty()
+                    && !sub.is_empty()
+                    && !a
+                        .content_type
+                        .contains(|c: char| c.is_whitespace() || c.is_control())
             });
         if !valid_type {
             v.add(

@@ -13,13 +13,28 @@ impl TicketService {
         body: String,
         channel: Option<Channel>,
         attachments: Vec<AttachmentInput>,
+        request_id: &str,
     ) -> ServiceResult<(Event, Ticket)> {
         let mut v = Violations::new();
         v.text("body", &body, true, MAX_BODY_CHARS);
+        v.line("request_id", request_id, false, MAX_REQUEST_ID_CHARS);
         validate_attachments("attachments", &attachments, &mut v);
         v.finish()?;
+        let mut body_print = Fingerprint::new()
+            .part(id.as_bytes())
+            .part(&body)
+            .part(channel.map(Channel::as_str).unwrap_or_default());
+        for a in &attachments {
+            body_print = body_print
+                .part(&a.name)
+                .part(&a.content_type)
+                .part(&a.content);
+        }
+        let claim = self
+            .request_ids
+            .claim("add_reply", principal, request_id, body_print, id);
         let conversation = self.store.conversation_of_ticket(id).await?;
-        self.append(principal, id, |ticket, at| {
+        self.append(principal, id, claim, |ticket, at| {
             ensure_not_final(ticket)?;
             let channel = channel.or(ticket.channel).ok_or_else(|| {
                 ServiceError::invalid(
@@ -73,11 +88,20 @@ impl TicketService {
         principal: &Principal,
         id: Uuid,
         body: String,
+        request_id: &str,
     ) -> ServiceResult<(Event, Ticket)> {
         let mut v = Violations::new();
         v.text("body", &body, true, MAX_BODY_CHARS);
+        v.line("request_id", request_id, false, MAX_REQUEST_ID_CHARS);
         v.finish()?;
-        self.append(principal, id, |ticket, _| {
+        let claim = self.request_ids.claim(
+            "add_note",
+            principal,
+            request_id,
+            Fingerprint::new().part(id.as_bytes()).part(&body),
+            id,
+        );
+        self.append(principal, id, claim, |ticket, _| {
             ensure_not_merged(ticket)?;
             Ok(Entry {
                 event_id: Uuid::now_v7(),
@@ -101,6 +125,7 @@ impl TicketService {
         agent_id: Option<Uuid>,
         seconds: i64,
         note: String,
+        request_id: &str,
     ) -> ServiceResult<(Event, Ticket)> {
         let mut v = Violations::new();
         if !(1..=MAX_TIME_ENTRY_SECONDS).contains(&seconds) {
@@ -113,9 +138,38 @@ impl TicketService {
             );
         }
         v.text("note", &note, false, MAX_BODY_CHARS);
+        v.line("request_id", request_id, false, MAX_REQUEST_ID_CHARS);
         v.finish()?;
-        let agent_id = agent_id.or(principal.agent_id);
-        self.append(principal, id, |ticket, at| {
+        let agent_id = match agent_id {
+            Some(agent) if Some(agent) != principal.agent_id => {
+                if principal.role != Role::Admin {
+                    return Err(ServiceError::PermissionDenied(
+                        "only an admin key may log time for another agent".into(),
+                    ));
+                }
+                // Time is booked to someone who exists.
+                self.routing.agent(agent).await.map_err(|err| match err {
+                    ServiceError::NotFound(_) => {
+                        ServiceError::invalid("agent_id", format!("agent {agent} does not exist"))
+                    }
+                    other => other,
+                })?;
+                Some(agent)
+            }
+            other => other.or(principal.agent_id),
+        };
+        let claim = self.request_ids.claim(
+            "log_time",
+            principal,
+            request_id,
+            Fingerprint::new()
+                .part(id.as_bytes())
+                .part(agent_id.map(|a| a.to_string()).unwrap_or_default())
+                .part(seconds.to_le_bytes())
+                .part(&note),
+            id,
+        );
+        self.append(principal, id, claim, |ticket, at| {
             ensure_not_merged(ticket)?;
             let total = ticket.time_spent_seconds + seconds;
             Ok(Entry {
@@ -144,12 +198,20 @@ impl TicketService {
     }
 
     /// Adds one feed entry to a ticket, bumping its version; retried on conflicts.
+    /// With a claim, a retry of the request returns the entry the first one added.
     async fn append(
         &self,
         principal: &Principal,
         id: Uuid,
+        claim: Option<IdempotencyClaim>,
         entry: impl Fn(&Ticket, chrono::DateTime<chrono::Utc>) -> ServiceResult<Entry>,
     ) -> ServiceResult<(Event, Ticket)> {
+        // A retry after the ticket moved on (closed since, say) still gets its first result.
+        if let Some(claim) = &claim
+            && let Some(first) = self.store.claimed_request(claim).await?
+        {
+            return self.replayed_entry(principal, first, id).await;
+        }
         for attempt in 0..MAX_ATTEMPTS {
             back_off(attempt).await;
             let current = self.get(TicketKey::Id(id)).await?;
@@ -184,9 +246,17 @@ impl TicketService {
                 time_entries: time_entry.into_iter().collect(),
                 attachments,
                 outbound: outbound.into_iter().collect(),
+                claim: claim.clone().map(|claim| IdempotencyClaim {
+                    resource_id: event_id,
+                    ..claim
+                }),
                 ..Changeset::default()
             };
             match self.writer.commit(changeset).await {
+                Ok(Committed {
+                    replayed: Some(first),
+                    ..
+                }) => return self.replayed_entry(principal, first, id).await,
                 Ok(mut committed) => {
                     if let Some(channel) = queued_channel {
                         metrics::counter!(
@@ -210,6 +280,25 @@ impl TicketService {
             }
         }
         Err(contended(id))
+    }
+}
+
+impl TicketService {
+    /// The entry a request id's first request added, with its ticket as it is now.
+    async fn replayed_entry(
+        &self,
+        principal: &Principal,
+        event_id: Uuid,
+        ticket_id: Uuid,
+    ) -> ServiceResult<(Event, Ticket)> {
+        let event = self
+            .store
+            .event(event_id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("entry {event_id}")))?;
+        let ticket = self.get(TicketKey::Id(ticket_id)).await?;
+        tracing::debug!(key_id = %principal.key_id, %event_id, "request id replayed");
+        Ok((event, ticket))
     }
 }
 

@@ -11,8 +11,10 @@ impl TicketService {
         principal: &Principal,
         target_id: Uuid,
         source_ids: Vec<Uuid>,
+        request_id: &str,
     ) -> ServiceResult<(Ticket, Vec<Ticket>)> {
         let mut v = Violations::new();
+        v.line("request_id", request_id, false, MAX_REQUEST_ID_CHARS);
         if source_ids.is_empty() {
             v.add("source_ticket_ids", "must name at least one ticket");
         } else if source_ids.len() > MAX_MERGE_SOURCES {
@@ -30,6 +32,18 @@ impl TicketService {
             return Err(ServiceError::FailedPrecondition(
                 "a ticket cannot be merged into itself".into(),
             ));
+        }
+        let mut body = Fingerprint::new().part(target_id.as_bytes());
+        for id in &source_ids {
+            body = body.part(id.as_bytes());
+        }
+        let claim = self
+            .request_ids
+            .claim("merge_tickets", principal, request_id, body, target_id);
+        if let Some(claim) = &claim
+            && self.store.claimed_request(claim).await?.is_some()
+        {
+            return self.merged(target_id, &source_ids).await;
         }
         for attempt in 0..MAX_ATTEMPTS {
             back_off(attempt).await;
@@ -76,7 +90,10 @@ impl TicketService {
                     at,
                 )
             };
-            let mut changeset = Changeset::default();
+            let mut changeset = Changeset {
+                claim: claim.clone(),
+                ..Changeset::default()
+            };
             let mut next_target = target.clone();
             next_target.updated_at = at;
             changeset.events.push(event(&next_target));
@@ -92,6 +109,9 @@ impl TicketService {
                 changeset.updates.push(unchanged_tags(next, source.version));
             }
             match self.writer.commit(changeset).await {
+                Ok(Committed {
+                    replayed: Some(_), ..
+                }) => return self.merged(target_id, &source_ids).await,
                 Ok(committed) => {
                     for (before, after) in sources.iter().zip(committed.tickets.iter().skip(1)) {
                         self.routing.after_change(before, after.clone()).await;
@@ -107,5 +127,19 @@ impl TicketService {
             }
         }
         Err(contended(target_id))
+    }
+
+    /// A finished merge as the tickets are now, for a retry of its request.
+    async fn merged(
+        &self,
+        target_id: Uuid,
+        source_ids: &[Uuid],
+    ) -> ServiceResult<(Ticket, Vec<Ticket>)> {
+        let target = self.get(TicketKey::Id(target_id)).await?;
+        let mut sources = Vec::with_capacity(source_ids.len());
+        for id in source_ids {
+            sources.push(self.get(TicketKey::Id(*id)).await?);
+        }
+        Ok((target, sources))
     }
 }

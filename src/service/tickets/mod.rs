@@ -13,15 +13,15 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use tracing::instrument;
 use uuid::Uuid;
 
 use super::paging::{self, DEFAULT_PAGE_SIZE};
+use super::request_ids::{Fingerprint, RequestIds};
 use super::routing::RoutingService;
 use super::sla::Writer;
 use super::{MAX_ATTEMPTS, ServiceError, ServiceResult, back_off, now};
-use crate::domain::auth::Principal;
+use crate::domain::auth::{Principal, Role};
 pub use crate::domain::conversation::AttachmentInput;
 use crate::domain::conversation::Conversation;
 use crate::domain::delivery::{DeliveryStatus, OutboundMessage};
@@ -34,10 +34,10 @@ use crate::domain::ticket::{
     self, Channel, Contact, ContactInput, MAX_DESCRIPTION_CHARS, MAX_SUBJECT_CHARS, Priority,
     Status, Ticket, TicketType,
 };
-use crate::domain::validation::Violations;
+use crate::domain::validation::{Violations, check_update_mask};
 use crate::store::{
-    Changeset, CreateOutcome, IdempotencyClaim, Keyset, NewAttachment, SortField, SortValue, Store,
-    StoreError, TicketDraft, TicketKey, TicketQuery, TicketUpdate, TimeEntry,
+    Changeset, Committed, CreateOutcome, IdempotencyClaim, Keyset, NewAttachment, SortField,
+    SortValue, Store, StoreError, TicketDraft, TicketKey, TicketQuery, TicketUpdate, TimeEntry,
 };
 
 pub const MAX_BODY_CHARS: usize = 65_536;
@@ -65,7 +65,7 @@ pub struct CreateTicketInput {
 
 impl CreateTicketInput {
     /// A digest of everything but the request id: a retry must repeat it exactly.
-    fn fingerprint(&self) -> String {
+    fn fingerprint(&self) -> Fingerprint {
         let contact = self
             .contact
             .as_ref()
@@ -81,8 +81,7 @@ impl CreateTicketInput {
             "assignee_id": self.assignee_id,
             "queue_id": self.queue_id,
         });
-        let digest = Sha256::digest(canonical.to_string().as_bytes());
-        digest.iter().map(|b| format!("{b:02x}")).collect()
+        Fingerprint::new().part(canonical.to_string())
     }
 }
 
@@ -151,14 +150,21 @@ pub struct TicketService {
     store: Arc<dyn Store>,
     writer: Writer,
     routing: RoutingService,
+    request_ids: RequestIds,
 }
 
 impl TicketService {
-    pub fn new(store: Arc<dyn Store>, writer: Writer, routing: RoutingService) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        writer: Writer,
+        routing: RoutingService,
+        request_ids: RequestIds,
+    ) -> Self {
         Self {
             store,
             writer,
             routing,
+            request_ids,
         }
     }
 
@@ -170,14 +176,14 @@ impl TicketService {
         input: CreateTicketInput,
     ) -> ServiceResult<(Ticket, bool)> {
         let mut v = Violations::new();
-        v.text("subject", &input.subject, true, MAX_SUBJECT_CHARS);
+        v.line("subject", &input.subject, true, MAX_SUBJECT_CHARS);
         v.text(
             "description",
             &input.description,
             false,
             MAX_DESCRIPTION_CHARS,
         );
-        v.text("request_id", &input.request_id, false, MAX_REQUEST_ID_CHARS);
+        v.line("request_id", &input.request_id, false, MAX_REQUEST_ID_CHARS);
         let tags = ticket::normalize_tags("tags", &input.tags, &mut v);
         ticket::validate_custom_fields("custom_fields", &input.custom_fields, &mut v);
         match &input.contact {
@@ -199,7 +205,10 @@ impl TicketService {
             ticket_type: input.ticket_type.unwrap_or(TicketType::Question),
             tags,
             custom_fields: input.custom_fields.clone(),
-            contact: input.contact.clone().unwrap_or_default(),
+            contact: ContactInput {
+                fill_only: !principal.may_edit_contacts(),
+                ..input.contact.clone().unwrap_or_default()
+            },
             assignee_id: input.assignee_id,
             queue_id: input.queue_id,
             channel: None,
@@ -220,11 +229,13 @@ impl TicketService {
             Visibility::Internal,
             EventPayload::created(&draft.subject, draft.priority, draft.status, None),
         );
-        let claim = (!input.request_id.is_empty()).then(|| IdempotencyClaim {
-            scope: "create_ticket",
-            request_id: input.request_id.clone(),
-            fingerprint: input.fingerprint(),
-        });
+        let claim = self.request_ids.claim(
+            "create_ticket",
+            principal,
+            &input.request_id,
+            input.fingerprint(),
+            draft.id,
+        );
         let changes = Changeset {
             events: vec![created],
             ..Changeset::default()
@@ -250,6 +261,19 @@ impl TicketService {
 
     pub async fn get(&self, key: TicketKey) -> ServiceResult<Ticket> {
         self.store.ticket(key).await?.ok_or_else(|| not_found(key))
+    }
+
+    /// A ticket as the caller may see it: a bot key limited to some conversation sources
+    /// sees only tickets linked to a conversation of one of them (others look absent).
+    pub async fn get_as(&self, principal: &Principal, key: TicketKey) -> ServiceResult<Ticket> {
+        let ticket = self.get(key).await?;
+        if principal.sources.is_empty() {
+            return Ok(ticket);
+        }
+        match self.store.conversation_of_ticket(ticket.id).await? {
+            Some(c) if principal.may_speak_for(&c.source) => Ok(ticket),
+            _ => Err(not_found(key)),
+        }
     }
 
     #[instrument(skip_all, fields(filter = %input.filter))]
@@ -518,7 +542,7 @@ mod tests {
             subject: "Printer fine".into(),
             ..input.clone()
         };
-        assert_eq!(input.fingerprint(), retry.fingerprint());
-        assert_ne!(input.fingerprint(), changed.fingerprint());
+        assert_eq!(input.fingerprint().finish(), retry.fingerprint().finish());
+        assert_ne!(input.fingerprint().finish(), changed.fingerprint().finish());
     }
 }

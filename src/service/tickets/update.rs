@@ -43,24 +43,11 @@ impl TicketService {
         mask: Vec<String>,
         etag: Option<String>,
     ) -> ServiceResult<Ticket> {
+        check_update_mask(&mask, UPDATABLE_PATHS)?;
         let mut v = Violations::new();
-        if mask.is_empty() {
-            v.add("update_mask", "must name at least one field");
-        }
-        for path in &mask {
-            if !UPDATABLE_PATHS.contains(&path.as_str()) {
-                v.add(
-                    "update_mask",
-                    format!(
-                        "{path:?} cannot be updated; updatable: {}",
-                        UPDATABLE_PATHS.join(", ")
-                    ),
-                );
-            }
-        }
         let names = |p: &str| mask.iter().any(|m| m == p);
         if names("subject") {
-            v.text("ticket.subject", &patch.subject, true, MAX_SUBJECT_CHARS);
+            v.line("ticket.subject", &patch.subject, true, MAX_SUBJECT_CHARS);
         }
         if names("description") {
             v.text(
