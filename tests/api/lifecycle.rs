@@ -312,3 +312,66 @@ pub async fn oversized_requests_are_refused_without_a_memory_spike(backend: Back
     let _ = child.kill();
     let _ = child.wait();
 }
+
+pub async fn an_unauthenticated_flood_costs_no_memory_and_keys_are_served_meanwhile(
+    backend: Backend,
+) {
+    use ticketd::grpc::pb;
+    const REQUESTS: usize = 8;
+    // Transcript messages of 1,000 characters, about 15 MiB a request: decoding one
+    // would take more memory than the whole allowance below.
+    const MESSAGES: usize = 15_000;
+
+    let database = TestDatabase::create(&backend).await;
+    let key = format!("tkd_flood_{}", Uuid::new_v4().simple());
+    let (mut child, addr) = spawn_binary_with(&database.url(), &key, &[]);
+    let mut client = tickets_at(&addr, &key).await;
+    client
+        .create_ticket(crate::harness::new_ticket("Warm-up"))
+        .await
+        .expect("a normal call");
+    let before = peak_rss_kib(child.id());
+
+    let channel = tonic::transport::Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect");
+    let mut request = crate::bridge::escalation("flood", 0);
+    request.conversation.as_mut().unwrap().transcript = (0..MESSAGES)
+        .map(|i| pb::TranscriptMessage {
+            id: format!("m{i}"),
+            role: pb::MessageRole::Customer as i32,
+            text: "x".repeat(1_000),
+            ..Default::default()
+        })
+        .collect();
+    let calls: Vec<_> = (0..REQUESTS)
+        .map(|_| {
+            let mut anonymous =
+                pb::escalation_service_client::EscalationServiceClient::new(channel.clone())
+                    .max_encoding_message_size(usize::MAX);
+            let request = request.clone();
+            tokio::spawn(async move { anonymous.escalate_conversation(request).await })
+        })
+        .collect();
+    // Keys are served while the flood is refused.
+    for i in 0..5 {
+        client
+            .create_ticket(crate::harness::new_ticket(&format!("During the flood {i}")))
+            .await
+            .expect("an authenticated call during the flood");
+    }
+    for call in calls {
+        let status = call.await.unwrap().expect_err("no key");
+        assert_eq!(status.code(), tonic::Code::Unauthenticated, "{status:?}");
+    }
+    let grown_kib = peak_rss_kib(child.id()).saturating_sub(before);
+    eprintln!("peak RSS grew by {grown_kib} KiB for {REQUESTS} unauthenticated ~15 MiB calls");
+    assert!(
+        grown_kib < 32 * 1024,
+        "peak RSS grew by {grown_kib} KiB while refusing unauthenticated requests"
+    );
+    let _ = child.kill();
+    let _ = child.wait();
+}

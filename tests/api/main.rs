@@ -68,6 +68,7 @@ harness::conformance! {
         shutdown_reports_not_serving_then_stops_cleanly,
         a_killed_server_loses_no_acknowledged_ticket,
         oversized_requests_are_refused_without_a_memory_spike,
+        an_unauthenticated_flood_costs_no_memory_and_keys_are_served_meanwhile,
     ],
     bridge: [
         escalation_keeps_the_whole_transcript_in_order,
