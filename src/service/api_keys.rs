@@ -229,6 +229,19 @@ impl ApiKeyService {
         Ok(record)
     }
 
+    /// Stores `secret` as the unscoped admin key named `bootstrap`.
+    async fn insert_bootstrap(&self, secret: &str) -> ServiceResult<ApiKeyRecord> {
+        self.insert(
+            "bootstrap",
+            Role::Admin,
+            None,
+            Vec::new(),
+            Vec::new(),
+            secret,
+        )
+        .await
+    }
+
     /// Drops a key from the caches.
     fn forget(&self, id: Uuid) {
         self.active.invalidate(&id);
@@ -287,15 +300,7 @@ impl ApiKeyService {
     pub async fn bootstrap(&self, configured: Option<&str>) -> ServiceResult<Option<String>> {
         if let Some(secret) = configured {
             if self.store.api_key_by_hash(&hash(secret)).await?.is_none() {
-                self.insert(
-                    "bootstrap",
-                    Role::Admin,
-                    None,
-                    Vec::new(),
-                    Vec::new(),
-                    secret,
-                )
-                .await?;
+                self.insert_bootstrap(secret).await?;
             }
             return Ok(None);
         }
@@ -303,15 +308,7 @@ impl ApiKeyService {
             return Ok(None);
         }
         let secret = new_secret();
-        self.insert(
-            "bootstrap",
-            Role::Admin,
-            None,
-            Vec::new(),
-            Vec::new(),
-            &secret,
-        )
-        .await?;
+        self.insert_bootstrap(&secret).await?;
         Ok(Some(secret))
     }
 }
