@@ -1,0 +1,372 @@
+//! Customer messages from gateways: each lands on its conversation's ticket exactly once,
+//! reopening a waiting or resolved ticket and opening a follow-up for a closed one.
+
+use super::*;
+use crate::service::delivery::ensure_channel;
+
+/// Where a customer message belongs.
+#[derive(Debug, Clone)]
+pub enum MessageTarget {
+    Conversation { source: String, external_id: String },
+    Ticket(Uuid),
+}
+
+#[derive(Debug, Clone)]
+pub struct CustomerMessageInput {
+    pub target: MessageTarget,
+    pub channel: Option<Channel>,
+    pub sender: String,
+    pub text: String,
+    pub attachments: Vec<AttachmentInput>,
+    pub external_message_id: String,
+}
+
+/// What became of a customer message.
+#[derive(Debug)]
+pub struct CustomerMessageOutcome {
+    pub ticket: Ticket,
+    pub entry: Event,
+    /// A message with this `external_message_id` was stored before; nothing changed.
+    pub duplicate: bool,
+    /// The message was for a closed ticket and opened `ticket` as its follow-up.
+    pub follow_up: bool,
+}
+
+impl EscalationService {
+    /// Adds a customer's message to its ticket, reopening it or, for a closed ticket,
+    /// opening a follow-up.
+    #[instrument(skip_all, fields(external_message_id = %input.external_message_id))]
+    pub async fn post_customer_message(
+        &self,
+        principal: &Principal,
+        input: CustomerMessageInput,
+    ) -> ServiceResult<CustomerMessageOutcome> {
+        let mut v = Violations::new();
+        if input.channel.is_none() {
+            v.add("channel", "is required");
+        }
+        v.text("text", &input.text, false, MAX_MESSAGE_CHARS);
+        if input.text.trim().is_empty() && input.attachments.is_empty() {
+            v.add("text", "a message needs text or attachments");
+        }
+        v.line("sender", &input.sender, false, MAX_NAME_CHARS);
+        v.line(
+            "external_message_id",
+            &input.external_message_id,
+            false,
+            MAX_NAME_CHARS,
+        );
+        validate_attachments("attachments", &input.attachments, &mut v);
+        if let MessageTarget::Conversation {
+            source,
+            external_id,
+        } = &input.target
+        {
+            v.line("source", source, true, MAX_NAME_CHARS);
+            v.line("conversation_id", external_id, true, MAX_NAME_CHARS);
+        }
+        v.finish()?;
+        let channel = input.channel.unwrap_or(Channel::Chat);
+        ensure_channel(principal, channel)?;
+
+        for attempt in 0..MAX_ATTEMPTS {
+            back_off(attempt).await;
+            if let Some(first) = self
+                .first_result(channel, &input.external_message_id)
+                .await?
+            {
+                return Ok(first);
+            }
+            let (conversation, ticket) = match &input.target {
+                MessageTarget::Conversation {
+                    source,
+                    external_id,
+                } => {
+                    let conversation = self
+                        .store
+                        .conversation(source, external_id)
+                        .await?
+                        .ok_or_else(|| {
+                            ServiceError::NotFound(format!("conversation {source}/{external_id}"))
+                        })?;
+                    if conversation.channel != channel {
+                        return Err(ServiceError::invalid(
+                            "channel",
+                            format!(
+                                "conversation {source}/{external_id} is on {}, not {channel}",
+                                conversation.channel
+                            ),
+                        ));
+                    }
+                    let ticket = self.live_ticket(conversation.ticket_id).await?;
+                    (Some(conversation), ticket)
+                }
+                MessageTarget::Ticket(id) => {
+                    let ticket = self.live_ticket(*id).await?;
+                    (self.store.conversation_of_ticket(ticket.id).await?, ticket)
+                }
+            };
+            // A gateway limited to some channels reaches only tickets on them, whatever
+            // channel its request names.
+            for on in conversation
+                .as_ref()
+                .map(|c| c.channel)
+                .into_iter()
+                .chain(ticket.channel)
+            {
+                ensure_channel(principal, on)?;
+            }
+            let result = if ticket.status == Status::Closed {
+                self.follow_up(&input, channel, conversation, ticket).await
+            } else {
+                self.add_to_ticket(&input, channel, ticket).await
+            };
+            match result {
+                Err(ServiceError::Contended(_)) => continue,
+                other => return other,
+            }
+        }
+        Err(ServiceError::Contended(
+            "the ticket kept changing while this message applied; retry".into(),
+        ))
+    }
+
+    /// The stored outcome of a message id seen before.
+    async fn first_result(
+        &self,
+        channel: Channel,
+        external_message_id: &str,
+    ) -> ServiceResult<Option<CustomerMessageOutcome>> {
+        if external_message_id.is_empty() {
+            return Ok(None);
+        }
+        let Some((ticket_id, event_id)) = self
+            .store
+            .inbound_message(channel, external_message_id)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let ticket = self
+            .store
+            .ticket(TicketKey::Id(ticket_id))
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("ticket {ticket_id}")))?;
+        let entry = self
+            .store
+            .event(event_id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("event {event_id}")))?;
+        Ok(Some(CustomerMessageOutcome {
+            ticket,
+            entry,
+            duplicate: true,
+            follow_up: false,
+        }))
+    }
+
+    fn customer_event(
+        input: &CustomerMessageInput,
+        channel: Channel,
+        ticket_id: Uuid,
+        event: &mut NewEvent,
+        contact_name: &str,
+    ) -> Vec<crate::store::NewAttachment> {
+        let at = event.created_at;
+        let files = stored_attachments(ticket_id, event.id, &input.attachments, at);
+        event.payload = EventPayload::CustomerMessage {
+            channel: channel.as_str().to_owned(),
+            sender: input.sender.clone(),
+            text: input.text.clone(),
+            external_message_id: input.external_message_id.clone(),
+            attachments: attachment_meta(&files),
+        };
+        event.actor = Actor {
+            kind: ActorKind::Customer,
+            id: None,
+            name: if input.sender.is_empty() {
+                contact_name.to_owned()
+            } else {
+                input.sender.clone()
+            },
+        };
+        files
+    }
+
+    fn inbound_claim(
+        input: &CustomerMessageInput,
+        channel: Channel,
+        ticket_id: Uuid,
+        event_id: Uuid,
+    ) -> Option<InboundClaim> {
+        (!input.external_message_id.is_empty()).then(|| InboundClaim {
+            channel,
+            external_message_id: input.external_message_id.clone(),
+            ticket_id,
+            event_id,
+            at: now(),
+        })
+    }
+
+    async fn add_to_ticket(
+        &self,
+        input: &CustomerMessageInput,
+        channel: Channel,
+        ticket: Ticket,
+    ) -> ServiceResult<CustomerMessageOutcome> {
+        let at = now();
+        let mut next = ticket.clone();
+        next.updated_at = at;
+        let customer = Actor {
+            kind: ActorKind::Customer,
+            id: None,
+            name: ticket.contact.name.clone(),
+        };
+        let mut events = Vec::new();
+        events.extend(reopen(&ticket, &mut next, customer.clone(), at));
+        let mut message = NewEvent::about(
+            &next,
+            EventKind::CustomerMessage,
+            customer,
+            Visibility::Public,
+            EventPayload::Note {
+                body: String::new(),
+            },
+            at,
+        );
+        let files =
+            Self::customer_event(input, channel, next.id, &mut message, &ticket.contact.name);
+        message.ticket.channel = Some(channel);
+        let message_id = message.id;
+        events.push(message);
+        let changes = Changeset {
+            updates: vec![TicketUpdate {
+                ticket: next,
+                expected_version: ticket.version,
+                contact: None,
+                tags_changed: false,
+            }],
+            events,
+            attachments: files,
+            inbound: Self::inbound_claim(input, channel, ticket.id, message_id),
+            ..Changeset::default()
+        };
+        let ticket_id = ticket.id;
+        match self.writer.commit(changes).await {
+            Ok(mut committed) => {
+                let entry = committed.events.pop();
+                let ticket = committed.tickets.pop();
+                match (entry, ticket) {
+                    (Some(entry), Some(ticket)) => Ok(CustomerMessageOutcome {
+                        ticket,
+                        entry,
+                        duplicate: false,
+                        follow_up: false,
+                    }),
+                    _ => Err(ServiceError::NotFound(format!("ticket {ticket_id}"))),
+                }
+            }
+            Err(StoreError::Conflict(_) | StoreError::DuplicateInbound(_)) => {
+                Err(ServiceError::Contended("ticket changed".into()))
+            }
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    async fn follow_up(
+        &self,
+        input: &CustomerMessageInput,
+        channel: Channel,
+        conversation: Option<Conversation>,
+        closed: Ticket,
+    ) -> ServiceResult<CustomerMessageOutcome> {
+        let at = now();
+        let draft = TicketDraft {
+            id: Uuid::now_v7(),
+            subject: headline(&format!("Re: {}", closed.subject), MAX_SUBJECT_CHARS),
+            description: input.text.clone(),
+            status: Status::Open,
+            priority: closed.priority,
+            ticket_type: closed.ticket_type,
+            tags: closed.tags.clone(),
+            custom_fields: Default::default(),
+            contact: ContactInput {
+                external_id: closed.contact.external_id.clone(),
+                ..ContactInput::default()
+            },
+            assignee_id: closed.assignee_id,
+            queue_id: closed.queue_id,
+            channel: Some(channel),
+            follow_up_of_id: Some(closed.id),
+            tier: closed.tier,
+            required_skills: closed.required_skills.clone(),
+            vip_handlers_only: closed.vip_handlers_only,
+            created_at: at,
+        };
+        let created = draft_event(
+            &draft,
+            EventKind::TicketCreated,
+            Actor {
+                kind: ActorKind::Customer,
+                id: None,
+                name: closed.contact.name.clone(),
+            },
+            Visibility::Internal,
+            EventPayload::created(
+                &draft.subject,
+                draft.priority,
+                draft.status,
+                Some(closed.id),
+            ),
+        );
+        let mut message = draft_event(
+            &draft,
+            EventKind::CustomerMessage,
+            Actor {
+                kind: ActorKind::Customer,
+                id: None,
+                name: String::new(),
+            },
+            Visibility::Public,
+            EventPayload::Note {
+                body: String::new(),
+            },
+        );
+        let files =
+            Self::customer_event(input, channel, draft.id, &mut message, &closed.contact.name);
+        message.ticket.channel = Some(channel);
+        let message_id = message.id;
+        let changes = Changeset {
+            events: vec![created, message],
+            attachments: files,
+            inbound: Self::inbound_claim(input, channel, draft.id, message_id),
+            conversation: conversation.map(|mut c| {
+                c.ticket_id = draft.id;
+                ConversationWrite::Update(c)
+            }),
+            ..Changeset::default()
+        };
+        match self.writer.create_ticket(draft, changes, None).await {
+            Ok(CreateOutcome::Created {
+                ticket,
+                mut committed,
+            }) => {
+                tracing::info!(ticket_id = %ticket.id, follow_up_of = %closed.id, "follow-up ticket opened");
+                let entry = committed
+                    .events
+                    .pop()
+                    .ok_or_else(|| ServiceError::NotFound("customer message".into()))?;
+                Ok(CustomerMessageOutcome {
+                    ticket,
+                    entry,
+                    duplicate: false,
+                    follow_up: true,
+                })
+            }
+            Ok(CreateOutcome::Replayed(_)) | Err(StoreError::DuplicateInbound(_)) => Err(
+                ServiceError::Contended("message stored concurrently".into()),
+            ),
+            Err(other) => Err(other.into()),
+        }
+    }
+}
