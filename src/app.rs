@@ -34,9 +34,6 @@ pub enum AppError {
     MetricsAddress(String),
 }
 
-/// How often expired request ids are deleted (a claim past its window is ignored anyway).
-const REQUEST_ID_PURGE_EVERY: Duration = Duration::from_secs(600);
-
 pub struct App {
     settings: Settings,
     listener: TcpListener,
@@ -153,21 +150,7 @@ impl App {
                 }
             }
         });
-        let purge = tokio::spawn({
-            let store = self.services.store.clone();
-            let window = self.services.request_ids.window();
-            async move {
-                loop {
-                    let before = crate::service::now() - window;
-                    match store.purge_request_ids(before).await {
-                        Ok(0) => {}
-                        Ok(purged) => tracing::debug!(purged, "expired request ids purged"),
-                        Err(err) => tracing::warn!(error = %err, "request ids not purged"),
-                    }
-                    tokio::time::sleep(REQUEST_ID_PURGE_EVERY).await;
-                }
-            }
-        });
+        let purge = tokio::spawn(self.services.request_ids.clone().purge_periodically());
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let addr = self.local_addr().ok();
         // Small gRPC frames must not wait for Nagle's algorithm: with several calls in

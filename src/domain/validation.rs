@@ -109,12 +109,6 @@ impl TextKind {
     }
 }
 
-/// Whether `value` is free of control characters (for map keys and values checked
-/// outside [`Violations`]).
-pub fn is_single_line(value: &str) -> bool {
-    !value.chars().any(char::is_control)
-}
-
 /// Checks an update mask: at least one path, each one of `allowed` and named once.
 /// Every path costs work (and an old/new pair in the change's event), so an oversized or
 /// repeated mask is refused before anything looks at the values.

@@ -15,6 +15,7 @@ use super::convert_routing::{
 use super::pb::{self, admin_service_server::AdminService};
 use crate::domain::routing::{Agent, Availability, RoutingRule};
 use crate::domain::validation::{Violations, check_update_mask};
+use crate::service::{ServiceError, Services};
 
 /// The paths `UpdateAgent` accepts in its `update_mask`.
 const AGENT_PATHS: &[&str] = &[
@@ -27,7 +28,6 @@ const AGENT_PATHS: &[&str] = &[
     "queue_ids",
     "vip_handler",
 ];
-use crate::service::{ServiceError, Services};
 
 pub struct AdminApi {
     services: Services,
@@ -47,7 +47,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::CreateApiKeyRequest>,
     ) -> Reply<pb::CreateApiKeyResponse> {
-        authorize(&self.services.api_keys, &request, "CreateApiKey", ADMIN).await?;
+        authorize(&request, "CreateApiKey", ADMIN).await?;
         let r = request.into_inner();
         let mut v = Violations::new();
         let role = convert::role_from_pb(r.role, "role", &mut v);
@@ -81,7 +81,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::RevokeApiKeyRequest>,
     ) -> Reply<pb::RevokeApiKeyResponse> {
-        authorize(&self.services.api_keys, &request, "RevokeApiKey", ADMIN).await?;
+        authorize(&request, "RevokeApiKey", ADMIN).await?;
         let id = convert::required_uuid("id", &request.into_inner().id)?;
         let key = self.services.api_keys.revoke(id).await?;
         Ok(Response::new(pb::RevokeApiKeyResponse {
@@ -93,7 +93,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ListApiKeysRequest>,
     ) -> Reply<pb::ListApiKeysResponse> {
-        authorize(&self.services.api_keys, &request, "ListApiKeys", ADMIN).await?;
+        authorize(&request, "ListApiKeys", ADMIN).await?;
         let r = request.into_inner();
         let (keys, next_page_token) = self
             .services
@@ -110,7 +110,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::CreateAgentRequest>,
     ) -> Reply<pb::CreateAgentResponse> {
-        authorize(&self.services.api_keys, &request, "CreateAgent", ADMIN).await?;
+        authorize(&request, "CreateAgent", ADMIN).await?;
         let a = request.into_inner().agent.unwrap_or_default();
         let mut v = Violations::new();
         let at = crate::service::now();
@@ -140,7 +140,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::UpdateAgentRequest>,
     ) -> Reply<pb::UpdateAgentResponse> {
-        authorize(&self.services.api_keys, &request, "UpdateAgent", ADMIN).await?;
+        authorize(&request, "UpdateAgent", ADMIN).await?;
         let r = request.into_inner();
         let a = r.agent.unwrap_or_default();
         let mut v = Violations::new();
@@ -195,7 +195,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::GetAgentRequest>,
     ) -> Reply<pb::GetAgentResponse> {
-        authorize(&self.services.api_keys, &request, "GetAgent", STAFF).await?;
+        authorize(&request, "GetAgent", STAFF).await?;
         let id = convert::required_uuid("id", &request.into_inner().id)?;
         let agent = self.services.routing.agent(id).await?;
         Ok(Response::new(pb::GetAgentResponse {
@@ -207,7 +207,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ListAgentsRequest>,
     ) -> Reply<pb::ListAgentsResponse> {
-        authorize(&self.services.api_keys, &request, "ListAgents", STAFF).await?;
+        authorize(&request, "ListAgents", STAFF).await?;
         let agents = self.services.routing.agents().await?;
         Ok(Response::new(pb::ListAgentsResponse {
             agents: agents.into_iter().map(agent_to_pb).collect(),
@@ -218,7 +218,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::DeleteAgentRequest>,
     ) -> Reply<pb::DeleteAgentResponse> {
-        authorize(&self.services.api_keys, &request, "DeleteAgent", ADMIN).await?;
+        authorize(&request, "DeleteAgent", ADMIN).await?;
         let id = convert::required_uuid("id", &request.into_inner().id)?;
         self.services.routing.delete_agent(id).await?;
         Ok(Response::new(pb::DeleteAgentResponse {}))
@@ -228,13 +228,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::SetAgentAvailabilityRequest>,
     ) -> Reply<pb::SetAgentAvailabilityResponse> {
-        let principal = authorize(
-            &self.services.api_keys,
-            &request,
-            "SetAgentAvailability",
-            STAFF,
-        )
-        .await?;
+        let principal = authorize(&request, "SetAgentAvailability", STAFF).await?;
         let r = request.into_inner();
         let mut v = Violations::new();
         let id = convert::uuid("agent_id", &r.agent_id, &mut v);
@@ -262,7 +256,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::CreateQueueRequest>,
     ) -> Reply<pb::CreateQueueResponse> {
-        authorize(&self.services.api_keys, &request, "CreateQueue", ADMIN).await?;
+        authorize(&request, "CreateQueue", ADMIN).await?;
         let q = request.into_inner().queue.unwrap_or_default();
         let mut v = Violations::new();
         let strategy = strategy_from_pb(q.strategy, "queue.strategy", &mut v);
@@ -282,7 +276,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::UpdateQueueRequest>,
     ) -> Reply<pb::UpdateQueueResponse> {
-        authorize(&self.services.api_keys, &request, "UpdateQueue", ADMIN).await?;
+        authorize(&request, "UpdateQueue", ADMIN).await?;
         let q = request.into_inner().queue.unwrap_or_default();
         let mut v = Violations::new();
         let id = convert::uuid("queue.id", &q.id, &mut v);
@@ -303,7 +297,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ListQueuesRequest>,
     ) -> Reply<pb::ListQueuesResponse> {
-        authorize(&self.services.api_keys, &request, "ListQueues", STAFF).await?;
+        authorize(&request, "ListQueues", STAFF).await?;
         let queues = self.services.routing.queues().await?;
         Ok(Response::new(pb::ListQueuesResponse {
             queues: queues.into_iter().map(queue_to_pb).collect(),
@@ -314,7 +308,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::DeleteQueueRequest>,
     ) -> Reply<pb::DeleteQueueResponse> {
-        authorize(&self.services.api_keys, &request, "DeleteQueue", ADMIN).await?;
+        authorize(&request, "DeleteQueue", ADMIN).await?;
         let id = convert::required_uuid("id", &request.into_inner().id)?;
         self.services.routing.delete_queue(id).await?;
         Ok(Response::new(pb::DeleteQueueResponse {}))
@@ -324,13 +318,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::CreateRoutingRuleRequest>,
     ) -> Reply<pb::CreateRoutingRuleResponse> {
-        authorize(
-            &self.services.api_keys,
-            &request,
-            "CreateRoutingRule",
-            ADMIN,
-        )
-        .await?;
+        authorize(&request, "CreateRoutingRule", ADMIN).await?;
         let rule = rule_from_pb(request.into_inner().rule.unwrap_or_default(), None)?;
         let rule = self.services.routing.save_rule(rule, true).await?;
         Ok(Response::new(pb::CreateRoutingRuleResponse {
@@ -342,13 +330,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::UpdateRoutingRuleRequest>,
     ) -> Reply<pb::UpdateRoutingRuleResponse> {
-        authorize(
-            &self.services.api_keys,
-            &request,
-            "UpdateRoutingRule",
-            ADMIN,
-        )
-        .await?;
+        authorize(&request, "UpdateRoutingRule", ADMIN).await?;
         let r = request.into_inner().rule.unwrap_or_default();
         let id = convert::required_uuid("rule.id", &r.id)?;
         let rule = rule_from_pb(r, Some(id))?;
@@ -362,7 +344,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::ListRoutingRulesRequest>,
     ) -> Reply<pb::ListRoutingRulesResponse> {
-        authorize(&self.services.api_keys, &request, "ListRoutingRules", ADMIN).await?;
+        authorize(&request, "ListRoutingRules", ADMIN).await?;
         let rules = self.services.routing.rules().await?;
         Ok(Response::new(pb::ListRoutingRulesResponse {
             rules: rules.into_iter().map(rule_to_pb).collect(),
@@ -373,13 +355,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::DeleteRoutingRuleRequest>,
     ) -> Reply<pb::DeleteRoutingRuleResponse> {
-        authorize(
-            &self.services.api_keys,
-            &request,
-            "DeleteRoutingRule",
-            ADMIN,
-        )
-        .await?;
+        authorize(&request, "DeleteRoutingRule", ADMIN).await?;
         let id = convert::required_uuid("id", &request.into_inner().id)?;
         self.services.routing.delete_rule(id).await?;
         Ok(Response::new(pb::DeleteRoutingRuleResponse {}))

@@ -205,7 +205,7 @@ pub(super) async fn create_calendar(
     s: &Services,
     r: Request<pb::CreateCalendarRequest>,
 ) -> Reply<pb::CreateCalendarResponse> {
-    authorize(&s.api_keys, &r, "CreateCalendar", ADMIN).await?;
+    authorize(&r, "CreateCalendar", ADMIN).await?;
     let cal = calendar_from_pb(r.into_inner().calendar.unwrap_or_default(), Uuid::now_v7())?;
     let cal = s.sla.save_calendar(cal, true).await?;
     Ok(Response::new(pb::CreateCalendarResponse {
@@ -217,7 +217,7 @@ pub(super) async fn update_calendar(
     s: &Services,
     r: Request<pb::UpdateCalendarRequest>,
 ) -> Reply<pb::UpdateCalendarResponse> {
-    authorize(&s.api_keys, &r, "UpdateCalendar", ADMIN).await?;
+    authorize(&r, "UpdateCalendar", ADMIN).await?;
     let c = r.into_inner().calendar.unwrap_or_default();
     let id = convert::required_uuid("calendar.id", &c.id)?;
     let cal = s.sla.save_calendar(calendar_from_pb(c, id)?, false).await?;
@@ -230,7 +230,7 @@ pub(super) async fn list_calendars(
     s: &Services,
     r: Request<pb::ListCalendarsRequest>,
 ) -> Reply<pb::ListCalendarsResponse> {
-    authorize(&s.api_keys, &r, "ListCalendars", ADMIN).await?;
+    authorize(&r, "ListCalendars", ADMIN).await?;
     let calendars = s.sla.calendars().await?;
     Ok(Response::new(pb::ListCalendarsResponse {
         calendars: calendars.into_iter().map(calendar_to_pb).collect(),
@@ -241,7 +241,7 @@ pub(super) async fn delete_calendar(
     s: &Services,
     r: Request<pb::DeleteCalendarRequest>,
 ) -> Reply<pb::DeleteCalendarResponse> {
-    authorize(&s.api_keys, &r, "DeleteCalendar", ADMIN).await?;
+    authorize(&r, "DeleteCalendar", ADMIN).await?;
     let id = convert::required_uuid("id", &r.into_inner().id)?;
     s.sla.delete_calendar(id).await?;
     Ok(Response::new(pb::DeleteCalendarResponse {}))
@@ -251,7 +251,7 @@ pub(super) async fn create_policy(
     s: &Services,
     r: Request<pb::CreateSlaPolicyRequest>,
 ) -> Reply<pb::CreateSlaPolicyResponse> {
-    authorize(&s.api_keys, &r, "CreateSlaPolicy", ADMIN).await?;
+    authorize(&r, "CreateSlaPolicy", ADMIN).await?;
     let policy = policy_from_pb(r.into_inner().policy.unwrap_or_default(), Uuid::now_v7())?;
     let policy = s.sla.save_policy(policy, true).await?;
     Ok(Response::new(pb::CreateSlaPolicyResponse {
@@ -263,7 +263,7 @@ pub(super) async fn update_policy(
     s: &Services,
     r: Request<pb::UpdateSlaPolicyRequest>,
 ) -> Reply<pb::UpdateSlaPolicyResponse> {
-    authorize(&s.api_keys, &r, "UpdateSlaPolicy", ADMIN).await?;
+    authorize(&r, "UpdateSlaPolicy", ADMIN).await?;
     let p = r.into_inner().policy.unwrap_or_default();
     let id = convert::required_uuid("policy.id", &p.id)?;
     let policy = s.sla.save_policy(policy_from_pb(p, id)?, false).await?;
@@ -276,7 +276,7 @@ pub(super) async fn list_policies(
     s: &Services,
     r: Request<pb::ListSlaPoliciesRequest>,
 ) -> Reply<pb::ListSlaPoliciesResponse> {
-    authorize(&s.api_keys, &r, "ListSlaPolicies", ADMIN).await?;
+    authorize(&r, "ListSlaPolicies", ADMIN).await?;
     let policies = s.sla.policies().await?;
     Ok(Response::new(pb::ListSlaPoliciesResponse {
         policies: policies.into_iter().map(policy_to_pb).collect(),
@@ -287,7 +287,7 @@ pub(super) async fn delete_policy(
     s: &Services,
     r: Request<pb::DeleteSlaPolicyRequest>,
 ) -> Reply<pb::DeleteSlaPolicyResponse> {
-    authorize(&s.api_keys, &r, "DeleteSlaPolicy", ADMIN).await?;
+    authorize(&r, "DeleteSlaPolicy", ADMIN).await?;
     let id = convert::required_uuid("id", &r.into_inner().id)?;
     s.sla.delete_policy(id).await?;
     Ok(Response::new(pb::DeleteSlaPolicyResponse {}))

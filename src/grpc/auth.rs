@@ -2,13 +2,12 @@
 //!
 //! The gate ([`super::gate`]) authenticates each call before its body is read and hands
 //! the principal to the handler in the request's extensions; [`authorize`] checks its
-//! role (and authenticates from the header itself if a call arrived without the gate).
+//! role. A call that reached a handler without passing the gate is refused.
 
 use tonic::codegen::http::HeaderMap;
 use tonic::{Request, Status};
 
 use crate::domain::auth::{Principal, Role};
-use crate::service::ApiKeyService;
 
 /// Roles allowed to call an RPC.
 pub(crate) const ADMIN: &[Role] = &[Role::Admin];
@@ -35,23 +34,19 @@ pub(crate) fn bearer_secret(headers: &HeaderMap) -> Result<&str, Status> {
 
 /// The caller of `request`, if its role is one of `allowed`.
 pub(crate) async fn authorize<T>(
-    keys: &ApiKeyService,
     request: &Request<T>,
     rpc: &str,
     allowed: &[Role],
 ) -> Result<Principal, Status> {
-    let principal = match request.extensions().get::<Principal>() {
-        Some(principal) => principal.clone(),
-        None => {
-            let headers = request.metadata().clone().into_headers();
-            keys.authenticate(bearer_secret(&headers)?).await?
-        }
-    };
+    let principal = request
+        .extensions()
+        .get::<Principal>()
+        .ok_or_else(|| Status::unauthenticated("the call was not authenticated"))?;
     if !allowed.contains(&principal.role) {
         return Err(Status::permission_denied(format!(
             "a {} key may not call {rpc}",
             principal.role
         )));
     }
-    Ok(principal)
+    Ok(principal.clone())
 }

@@ -35,13 +35,7 @@ impl EscalationService for EscalationApi {
         &self,
         request: Request<pb::EscalateConversationRequest>,
     ) -> Reply<pb::EscalateConversationResponse> {
-        let principal = authorize(
-            &self.services.api_keys,
-            &request,
-            "EscalateConversation",
-            BOTS,
-        )
-        .await?;
+        let principal = authorize(&request, "EscalateConversation", BOTS).await?;
         let r = request.into_inner();
         let mut v = Violations::new();
         let c = r.conversation.unwrap_or_default();
@@ -85,13 +79,7 @@ impl EscalationService for EscalationApi {
         &self,
         request: Request<pb::GetConversationTicketRequest>,
     ) -> Reply<pb::GetConversationTicketResponse> {
-        let principal = authorize(
-            &self.services.api_keys,
-            &request,
-            "GetConversationTicket",
-            BOTS,
-        )
-        .await?;
+        let principal = authorize(&request, "GetConversationTicket", BOTS).await?;
         let r = request.into_inner();
         let mut v = Violations::new();
         v.line("source", &r.source, true, 256);
@@ -111,13 +99,7 @@ impl EscalationService for EscalationApi {
         &self,
         request: Request<pb::PostCustomerMessageRequest>,
     ) -> Reply<pb::PostCustomerMessageResponse> {
-        let principal = authorize(
-            &self.services.api_keys,
-            &request,
-            "PostCustomerMessage",
-            GATEWAYS,
-        )
-        .await?;
+        let principal = authorize(&request, "PostCustomerMessage", GATEWAYS).await?;
         let r = request.into_inner();
         let mut v = Violations::new();
         let target = if !r.ticket_id.is_empty() {
@@ -171,13 +153,7 @@ impl EscalationService for EscalationApi {
         &self,
         request: Request<pb::SubscribeChannelRequest>,
     ) -> Reply<Self::SubscribeChannelStream> {
-        let principal = authorize(
-            &self.services.api_keys,
-            &request,
-            "SubscribeChannel",
-            GATEWAYS,
-        )
-        .await?;
+        let principal = authorize(&request, "SubscribeChannel", GATEWAYS).await?;
         let r = request.into_inner();
         let mut v = Violations::new();
         let channel = convert::channel_from_pb(r.channel, "channel", &mut v);
@@ -194,8 +170,7 @@ impl EscalationService for EscalationApi {
         &self,
         request: Request<pb::AckDeliveryRequest>,
     ) -> Reply<pb::AckDeliveryResponse> {
-        let principal =
-            authorize(&self.services.api_keys, &request, "AckDelivery", GATEWAYS).await?;
+        let principal = authorize(&request, "AckDelivery", GATEWAYS).await?;
         let r = request.into_inner();
         let mut v = Violations::new();
         let message_id = convert::uuid("message_id", &r.message_id, &mut v);

@@ -38,22 +38,31 @@ pub const SMALL_MESSAGE_BYTES: usize = 64 * 1024;
 /// fields): 65,536 characters of four bytes each, with room for the rest.
 pub const TEXT_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
 
-/// Per-role requests per second for each key.
+/// One value per key role: requests per second, or the rate limiters built from them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct RateLimits {
-    pub admin: u32,
-    pub agent: u32,
-    pub bot: u32,
-    pub gateway: u32,
+pub struct RateLimits<T = u32> {
+    pub admin: T,
+    pub agent: T,
+    pub bot: T,
+    pub gateway: T,
 }
 
-impl RateLimits {
-    fn of(&self, role: Role) -> u32 {
+impl<T> RateLimits<T> {
+    fn of(&self, role: Role) -> &T {
         match role {
-            Role::Admin => self.admin,
-            Role::Agent => self.agent,
-            Role::Bot => self.bot,
-            Role::Gateway => self.gateway,
+            Role::Admin => &self.admin,
+            Role::Agent => &self.agent,
+            Role::Bot => &self.bot,
+            Role::Gateway => &self.gateway,
+        }
+    }
+
+    fn map<U>(&self, f: impl Fn(&T) -> U) -> RateLimits<U> {
+        RateLimits {
+            admin: f(&self.admin),
+            agent: f(&self.agent),
+            bot: f(&self.bot),
+            gateway: f(&self.gateway),
         }
     }
 }
@@ -76,20 +85,13 @@ pub struct GateLayer {
 
 impl GateLayer {
     pub fn new(keys: ApiKeyService, settings: GateSettings) -> Self {
-        let limiter = |rate: u32| {
-            NonZeroU32::new(rate).map(|rate| RateLimiter::keyed(Quota::per_second(rate)))
-        };
-        let r = settings.rates;
         Self {
             gate: Arc::new(Gate {
                 keys,
                 in_flight: Arc::new(Semaphore::new(settings.max_in_flight.max(1))),
-                limiters: [
-                    limiter(r.admin),
-                    limiter(r.agent),
-                    limiter(r.bot),
-                    limiter(r.gateway),
-                ],
+                limiters: settings.rates.map(|&rate| {
+                    NonZeroU32::new(rate).map(|rate| RateLimiter::keyed(Quota::per_second(rate)))
+                }),
                 settings,
             }),
         }
@@ -110,18 +112,9 @@ impl<S> Layer<S> for GateLayer {
 struct Gate {
     keys: ApiKeyService,
     in_flight: Arc<Semaphore>,
-    /// By role, in the order of [`role_index`]; `None` where the role is unlimited.
-    limiters: [Option<DefaultKeyedRateLimiter<Uuid>>; 4],
+    /// `None` where the role is unlimited.
+    limiters: RateLimits<Option<DefaultKeyedRateLimiter<Uuid>>>,
     settings: GateSettings,
-}
-
-fn role_index(role: Role) -> usize {
-    match role {
-        Role::Admin => 0,
-        Role::Agent => 1,
-        Role::Bot => 2,
-        Role::Gateway => 3,
-    }
 }
 
 impl Gate {
@@ -140,7 +133,7 @@ impl Gate {
 
     /// Applies the key's rate limit.
     fn admit(&self, principal: &Principal) -> Result<(), Status> {
-        let Some(limiter) = &self.limiters[role_index(principal.role)] else {
+        let Some(limiter) = self.limiters.of(principal.role) else {
             return Ok(());
         };
         match limiter.check_key(&principal.key_id) {
@@ -149,7 +142,7 @@ impl Gate {
                 let wait = not_until.wait_time_from(governor::clock::Clock::now(
                     &governor::clock::DefaultClock::default(),
                 ));
-                let rate = self.settings.rates.of(principal.role);
+                let rate = *self.settings.rates.of(principal.role);
                 let mut details = ErrorDetails::with_retry_info(Some(wait.max(MIN_RETRY)));
                 details.add_quota_failure_violation(
                     format!("api_key:{}", principal.key_id),
@@ -310,7 +303,6 @@ impl HttpBody for LimitedBody {
                 }
                 Poll::Ready(Some(Ok(frame)))
             }
-            Poll::Ready(Some(Err(status))) => Poll::Ready(Some(Err(status))),
             other => other,
         }
     }

@@ -43,13 +43,7 @@ impl TicketService for TicketApi {
         &self,
         request: Request<pb::CreateTicketRequest>,
     ) -> Reply<pb::CreateTicketResponse> {
-        let principal = authorize(
-            &self.services.api_keys,
-            &request,
-            "CreateTicket",
-            STAFF_OR_BOT,
-        )
-        .await?;
+        let principal = authorize(&request, "CreateTicket", STAFF_OR_BOT).await?;
         let r = request.into_inner();
         let mut v = Violations::new();
         let input = CreateTicketInput {
@@ -75,8 +69,7 @@ impl TicketService for TicketApi {
         &self,
         request: Request<pb::GetTicketRequest>,
     ) -> Reply<pb::GetTicketResponse> {
-        let principal =
-            authorize(&self.services.api_keys, &request, "GetTicket", STAFF_OR_BOT).await?;
+        let principal = authorize(&request, "GetTicket", STAFF_OR_BOT).await?;
         let mut v = Violations::new();
         let key = match request.into_inner().key {
             Some(pb::get_ticket_request::Key::Id(id)) => {
@@ -107,13 +100,7 @@ impl TicketService for TicketApi {
         &self,
         request: Request<pb::ListTicketsRequest>,
     ) -> Reply<pb::ListTicketsResponse> {
-        let principal = authorize(
-            &self.services.api_keys,
-            &request,
-            "ListTickets",
-            STAFF_OR_BOT,
-        )
-        .await?;
+        let principal = authorize(&request, "ListTickets", STAFF_OR_BOT).await?;
         let r = request.into_inner();
         let input = ListTicketsInput {
             page_size: r.page_size,
@@ -150,7 +137,7 @@ impl TicketService for TicketApi {
         &self,
         request: Request<pb::UpdateTicketRequest>,
     ) -> Reply<pb::UpdateTicketResponse> {
-        let principal = authorize(&self.services.api_keys, &request, "UpdateTicket", STAFF).await?;
+        let principal = authorize(&request, "UpdateTicket", STAFF).await?;
         let r = request.into_inner();
         let mut v = Violations::new();
         let ticket = r.ticket.unwrap_or_default();
@@ -186,7 +173,7 @@ impl TicketService for TicketApi {
         &self,
         request: Request<pb::AddReplyRequest>,
     ) -> Reply<pb::AddReplyResponse> {
-        let principal = authorize(&self.services.api_keys, &request, "AddReply", STAFF).await?;
+        let principal = authorize(&request, "AddReply", STAFF).await?;
         let r = request.into_inner();
         let mut v = Violations::new();
         let id = convert::uuid("ticket_id", &r.ticket_id, &mut v);
@@ -215,7 +202,7 @@ impl TicketService for TicketApi {
     }
 
     async fn add_note(&self, request: Request<pb::AddNoteRequest>) -> Reply<pb::AddNoteResponse> {
-        let principal = authorize(&self.services.api_keys, &request, "AddNote", STAFF).await?;
+        let principal = authorize(&request, "AddNote", STAFF).await?;
         let r = request.into_inner();
         let mut v = Violations::new();
         let id = convert::uuid("ticket_id", &r.ticket_id, &mut v);
@@ -234,7 +221,7 @@ impl TicketService for TicketApi {
     }
 
     async fn log_time(&self, request: Request<pb::LogTimeRequest>) -> Reply<pb::LogTimeResponse> {
-        let principal = authorize(&self.services.api_keys, &request, "LogTime", STAFF).await?;
+        let principal = authorize(&request, "LogTime", STAFF).await?;
         let r = request.into_inner();
         let mut v = Violations::new();
         let id = convert::uuid("ticket_id", &r.ticket_id, &mut v);
@@ -268,13 +255,7 @@ impl TicketService for TicketApi {
         &self,
         request: Request<pb::ListActivityRequest>,
     ) -> Reply<pb::ListActivityResponse> {
-        let principal = authorize(
-            &self.services.api_keys,
-            &request,
-            "ListActivity",
-            STAFF_OR_BOT,
-        )
-        .await?;
+        let principal = authorize(&request, "ListActivity", STAFF_OR_BOT).await?;
         let r = request.into_inner();
         let mut v = Violations::new();
         let id = convert::uuid("ticket_id", &r.ticket_id, &mut v);
@@ -296,7 +277,7 @@ impl TicketService for TicketApi {
         &self,
         request: Request<pb::MergeTicketsRequest>,
     ) -> Reply<pb::MergeTicketsResponse> {
-        let principal = authorize(&self.services.api_keys, &request, "MergeTickets", STAFF).await?;
+        let principal = authorize(&request, "MergeTickets", STAFF).await?;
         let r = request.into_inner();
         let mut v = Violations::new();
         let target = convert::uuid("target_ticket_id", &r.target_ticket_id, &mut v);
@@ -328,7 +309,7 @@ impl TicketService for TicketApi {
         &self,
         request: Request<pb::AssignTicketRequest>,
     ) -> Reply<pb::AssignTicketResponse> {
-        let principal = authorize(&self.services.api_keys, &request, "AssignTicket", STAFF).await?;
+        let principal = authorize(&request, "AssignTicket", STAFF).await?;
         let r = request.into_inner();
         let mut v = Violations::new();
         let id = convert::uuid("ticket_id", &r.ticket_id, &mut v);
@@ -364,8 +345,7 @@ impl TicketService for TicketApi {
         &self,
         request: Request<pb::EscalateTicketRequest>,
     ) -> Reply<pb::EscalateTicketResponse> {
-        let principal =
-            authorize(&self.services.api_keys, &request, "EscalateTicket", STAFF).await?;
+        let principal = authorize(&request, "EscalateTicket", STAFF).await?;
         let r = request.into_inner();
         let mut v = Violations::new();
         let id = convert::uuid("ticket_id", &r.ticket_id, &mut v);
@@ -389,7 +369,7 @@ impl TicketService for TicketApi {
         &self,
         request: Request<pb::WatchTicketsRequest>,
     ) -> Reply<Self::WatchTicketsStream> {
-        let principal = authorize(&self.services.api_keys, &request, "WatchTickets", STAFF).await?;
+        let principal = authorize(&request, "WatchTickets", STAFF).await?;
         let r = request.into_inner();
         let permit = self.services.api_keys.open_stream(&principal)?;
         let output = self

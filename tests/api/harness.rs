@@ -208,6 +208,32 @@ impl TestApp {
             .secret
     }
 
+    /// Runs one statement on the app's database: for setting up what no call can, such
+    /// as a request id claimed long ago.
+    pub async fn execute_sql(&self, sql: &str) {
+        let url = self
+            .database
+            .as_ref()
+            .expect("the app owns its database")
+            .url();
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        if url.starts_with("sqlite:") {
+            let mut conn = sqlx::SqliteConnection::connect(&url)
+                .await
+                .expect("connect");
+            sqlx::raw_sql(sql)
+                .execute(&mut conn)
+                .await
+                .expect("execute");
+        } else {
+            let mut conn = sqlx::PgConnection::connect(&url).await.expect("connect");
+            sqlx::raw_sql(sql)
+                .execute(&mut conn)
+                .await
+                .expect("execute");
+        }
+    }
+
     /// Asks the server to stop and waits for `run` to return.
     pub async fn shutdown(mut self) -> Result<(), ticketd::app::AppError> {
         if let Some(stop) = self.stop.take() {

@@ -113,6 +113,7 @@ harness::conformance! {
     security: [
         an_escalation_retried_with_its_request_id_returns_the_first_ticket,
         request_ids_belong_to_the_key_that_sent_them,
+        a_request_id_past_its_window_may_be_used_again,
         retried_replies_notes_time_and_merges_apply_once,
         control_characters_are_refused_and_line_breaks_kept_to_multi_line_text,
         a_repeated_update_mask_path_is_refused_before_any_work,

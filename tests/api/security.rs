@@ -87,6 +87,34 @@ pub async fn request_ids_belong_to_the_key_that_sent_them(backend: Backend) {
     assert_eq!(retried.id, from_a.id);
 }
 
+pub async fn a_request_id_past_its_window_may_be_used_again(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut tickets = app.tickets();
+    let first = pb::CreateTicketRequest {
+        request_id: "daily-report".into(),
+        ..new_ticket("Monday's report")
+    };
+    let next = pb::CreateTicketRequest {
+        request_id: "daily-report".into(),
+        ..new_ticket("Tuesday's report")
+    };
+    let monday = create(&mut tickets, first).await;
+    let reused = tickets.create_ticket(next.clone()).await.unwrap_err();
+    assert_eq!(
+        violated_fields(&reused),
+        vec!["request_id"],
+        "still remembered"
+    );
+
+    // A day later (TICKETD_IDEMPOTENCY_HOURS is 24) the id is free again.
+    app.execute_sql("UPDATE idempotency_keys SET created_at = '2000-01-01T00:00:00+00:00'")
+        .await;
+    let tuesday = create(&mut tickets, next.clone()).await;
+    assert_ne!(tuesday.id, monday.id);
+    let retried = create(&mut tickets, next).await;
+    assert_eq!(retried.id, tuesday.id, "the new claim holds the id again");
+}
+
 pub async fn retried_replies_notes_time_and_merges_apply_once(backend: Backend) {
     let app = spawn_app(backend).await;
     let mut tickets = app.tickets();

@@ -210,7 +210,7 @@ impl TicketService {
         if let Some(claim) = &claim
             && let Some(first) = self.store.claimed_request(claim).await?
         {
-            return self.replayed_entry(principal, first, id).await;
+            return self.replayed_entry(first, id).await;
         }
         for attempt in 0..MAX_ATTEMPTS {
             back_off(attempt).await;
@@ -256,7 +256,7 @@ impl TicketService {
                 Ok(Committed {
                     replayed: Some(first),
                     ..
-                }) => return self.replayed_entry(principal, first, id).await,
+                }) => return self.replayed_entry(first, id).await,
                 Ok(mut committed) => {
                     if let Some(channel) = queued_channel {
                         metrics::counter!(
@@ -287,7 +287,6 @@ impl TicketService {
     /// The entry a request id's first request added, with its ticket as it is now.
     async fn replayed_entry(
         &self,
-        principal: &Principal,
         event_id: Uuid,
         ticket_id: Uuid,
     ) -> ServiceResult<(Event, Ticket)> {
@@ -297,7 +296,6 @@ impl TicketService {
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("entry {event_id}")))?;
         let ticket = self.get(TicketKey::Id(ticket_id)).await?;
-        tracing::debug!(key_id = %principal.key_id, %event_id, "request id replayed");
         Ok((event, ticket))
     }
 }
