@@ -440,12 +440,7 @@ impl RoutingService {
                     queue_id,
                     at,
                 }),
-                updates: vec![TicketUpdate {
-                    ticket: next,
-                    expected_version: ticket.version,
-                    contact: None,
-                    tags_changed: false,
-                }],
+                updates: vec![TicketUpdate::fields_only(next, ticket.version)],
                 events: vec![event],
                 ..Changeset::default()
             };
@@ -703,12 +698,7 @@ impl RoutingService {
         event: NewEvent,
     ) -> ServiceResult<Ticket> {
         let changes = Changeset {
-            updates: vec![TicketUpdate {
-                ticket: next,
-                expected_version: current.version,
-                contact: None,
-                tags_changed: false,
-            }],
+            updates: vec![TicketUpdate::fields_only(next, current.version)],
             events: vec![event],
             ..Changeset::default()
         };

@@ -212,6 +212,18 @@ pub struct TicketUpdate {
     pub tags_changed: bool,
 }
 
+impl TicketUpdate {
+    /// `ticket` written over `expected_version`, keeping its contact link and tags rows.
+    pub fn fields_only(ticket: Ticket, expected_version: i64) -> Self {
+        TicketUpdate {
+            ticket,
+            expected_version,
+            contact: None,
+            tags_changed: false,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct TimeEntry {
     pub id: Uuid,

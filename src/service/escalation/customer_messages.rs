@@ -240,12 +240,7 @@ impl EscalationService {
         let message_id = message.id;
         events.push(message);
         let changes = Changeset {
-            updates: vec![TicketUpdate {
-                ticket: next,
-                expected_version: ticket.version,
-                contact: None,
-                tags_changed: false,
-            }],
+            updates: vec![TicketUpdate::fields_only(next, ticket.version)],
             events,
             attachments: files,
             inbound: Self::inbound_claim(input, channel, ticket.id, message_id),

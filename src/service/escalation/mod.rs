@@ -424,12 +424,7 @@ impl EscalationService {
             ));
         }
         let changes = Changeset {
-            updates: vec![TicketUpdate {
-                ticket: next,
-                expected_version: ticket.version,
-                contact: None,
-                tags_changed: false,
-            }],
+            updates: vec![TicketUpdate::fields_only(next, ticket.version)],
             events,
             conversation: Some(ConversationWrite::Update(record)),
             transcript,

@@ -241,7 +241,7 @@ impl TicketService {
                 error: String::new(),
             });
             let changeset = Changeset {
-                updates: vec![unchanged_tags(next, current.version)],
+                updates: vec![TicketUpdate::fields_only(next, current.version)],
                 events: vec![event],
                 time_entries: time_entry.into_iter().collect(),
                 attachments,

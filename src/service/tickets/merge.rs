@@ -99,14 +99,16 @@ impl TicketService {
             changeset.events.push(event(&next_target));
             changeset
                 .updates
-                .push(unchanged_tags(next_target, target.version));
+                .push(TicketUpdate::fields_only(next_target, target.version));
             for source in &sources {
                 let mut next = source.clone();
                 next.status = Status::Merged;
                 next.merged_into_id = Some(target_id);
                 next.updated_at = at;
                 changeset.events.push(event(&next));
-                changeset.updates.push(unchanged_tags(next, source.version));
+                changeset
+                    .updates
+                    .push(TicketUpdate::fields_only(next, source.version));
             }
             match self.writer.commit(changeset).await {
                 Ok(Committed {

@@ -386,15 +386,6 @@ impl TicketService {
     }
 }
 
-fn unchanged_tags(ticket: Ticket, expected_version: i64) -> TicketUpdate {
-    TicketUpdate {
-        ticket,
-        expected_version,
-        contact: None,
-        tags_changed: false,
-    }
-}
-
 fn not_found(key: TicketKey) -> ServiceError {
     match key {
         TicketKey::Id(id) => ServiceError::NotFound(format!("ticket {id}")),
