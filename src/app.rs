@@ -150,7 +150,17 @@ impl App {
                 }
             }
         });
-        let purge = tokio::spawn(self.services.request_ids.clone().purge_periodically());
+        let purge = tokio::spawn({
+            let services = self.services.clone();
+            let every = Duration::from_secs(self.settings.housekeeping_seconds.max(1));
+            async move {
+                loop {
+                    services.request_ids.purge_expired().await;
+                    services.delivery.expire_idle_groups().await;
+                    tokio::time::sleep(every).await;
+                }
+            }
+        });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let addr = self.local_addr().ok();
         // Small gRPC frames must not wait for Nagle's algorithm: with several calls in

@@ -92,6 +92,15 @@ pub struct Settings {
     #[arg(long, env = "TICKETD_DELIVERY_LEASE_SECONDS", default_value_t = 30)]
     pub delivery_lease_seconds: u64,
 
+    /// How long a consumer group may go without any subscriber before it expires, in
+    /// hours; its pending deliveries go with it.
+    #[arg(long, env = "TICKETD_CONSUMER_GROUP_IDLE_HOURS", default_value_t = 168)]
+    pub consumer_group_idle_hours: u64,
+
+    /// How often expired request ids and idle consumer groups are cleaned up.
+    #[arg(long, env = "TICKETD_HOUSEKEEPING_SECONDS", default_value_t = 600)]
+    pub housekeeping_seconds: u64,
+
     /// How long a `request_id` is remembered, in hours: a retry within it returns the
     /// first result; after it the id may be used again.
     #[arg(long, env = "TICKETD_IDEMPOTENCY_HOURS", default_value_t = 24)]
@@ -178,6 +187,8 @@ impl Settings {
             database_max_connections: 16,
             database_acquire_timeout_seconds: 5,
             delivery_lease_seconds: 30,
+            consumer_group_idle_hours: 168,
+            housekeeping_seconds: 600,
             idempotency_hours: 24,
             rate_limit_per_second: 200,
             rate_limit_admin_per_second: None,
@@ -197,13 +208,18 @@ impl Settings {
     }
 
     pub fn service_settings(&self) -> crate::service::ServiceSettings {
+        let streams = crate::service::StreamSettings {
+            buffer: self.stream_buffer.max(1),
+            stall: Duration::from_secs(self.stream_stall_seconds.max(1)),
+            poll: Duration::from_millis(self.stream_poll_millis.max(10)),
+        };
         crate::service::ServiceSettings {
-            streams: crate::service::StreamSettings {
-                buffer: self.stream_buffer.max(1),
-                stall: Duration::from_secs(self.stream_stall_seconds.max(1)),
-                poll: Duration::from_millis(self.stream_poll_millis.max(10)),
+            delivery: crate::service::DeliverySettings {
+                streams: streams.clone(),
+                lease: Duration::from_secs(self.delivery_lease_seconds.max(1)),
+                group_idle: Duration::from_secs(self.consumer_group_idle_hours.max(1) * 3600),
             },
-            delivery_lease: Duration::from_secs(self.delivery_lease_seconds.max(1)),
+            streams,
             stream_limits: crate::service::StreamLimitSettings {
                 per_key: self.max_streams_per_key.max(1),
                 total: self.max_streams.max(1),

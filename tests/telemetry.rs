@@ -187,6 +187,7 @@ async fn traces_carry_the_callers_trace_id_and_metrics_count_calls() {
         .ack_delivery(pb::AckDeliveryRequest {
             message_id: message.message_id,
             outcome: pb::DeliveryOutcome::Delivered as i32,
+            lease_id: message.lease_id,
             ..Default::default()
         })
         .await

@@ -61,6 +61,8 @@ pub struct LeasedMessage {
     pub message: OutboundMessage,
     pub consumer_group: String,
     pub attempt: i64,
+    /// The holder's token: an acknowledgement must name it.
+    pub lease_id: Uuid,
     pub lease_expires_at: DateTime<Utc>,
     /// The attachments' bytes, in the order of `message.attachments`.
     pub contents: Vec<Vec<u8>>,

@@ -165,6 +165,7 @@ pub(crate) fn leased_to_pb(leased: LeasedMessage) -> pb::OutboundMessage {
         attempt: leased.attempt,
         lease_expires_at: Some(timestamp(leased.lease_expires_at)),
         consumer_group: leased.consumer_group,
+        lease_id: leased.lease_id.to_string(),
     }
 }
 

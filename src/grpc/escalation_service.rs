@@ -162,7 +162,8 @@ impl EscalationService for EscalationApi {
         let output = self
             .services
             .delivery
-            .subscribe(&principal, channel, &r.consumer_group)?;
+            .subscribe(&principal, channel, &r.consumer_group)
+            .await?;
         Ok(Response::new(to_grpc(output, leased_to_pb, false, permit)))
     }
 
@@ -175,6 +176,7 @@ impl EscalationService for EscalationApi {
         let mut v = Violations::new();
         let message_id = convert::uuid("message_id", &r.message_id, &mut v);
         let outcome = convert::outcome_from_pb(r.outcome, "outcome", &mut v);
+        let lease_id = convert::optional_uuid("lease_id", &r.lease_id, &mut v);
         v.finish().map_err(ServiceError::Invalid)?;
         let message_id =
             message_id.ok_or_else(|| Status::invalid_argument("message_id is required"))?;
@@ -185,6 +187,7 @@ impl EscalationService for EscalationApi {
                 &principal,
                 message_id,
                 &r.consumer_group,
+                lease_id,
                 outcome,
                 &r.provider_message_id,
                 &r.error,

@@ -28,6 +28,14 @@ use crate::store::{Store, TicketKey};
 const BATCH: i64 = 16;
 const MAX_GROUP_CHARS: usize = 128;
 const MAX_PROVIDER_TEXT_CHARS: usize = 2_048;
+/// Consumer groups per channel: each one multiplies the rows every outbound message
+/// writes.
+pub const MAX_GROUPS_PER_CHANNEL: i64 = 64;
+/// An idle stream looks at the queue this often even without a wake-up (a lost
+/// cross-replica notification only delays it this much).
+const IDLE_RECHECK: Duration = Duration::from_secs(30);
+/// An open stream marks its group as seen this often, so it never expires while used.
+const SEEN_EVERY: TimeDelta = TimeDelta::hours(1);
 
 #[derive(Clone)]
 pub struct DeliveryService {
@@ -35,8 +43,16 @@ pub struct DeliveryService {
     bus: Bus,
     shutdown: watch::Receiver<bool>,
     gauge: Arc<StreamGauge>,
-    settings: StreamSettings,
-    lease: Duration,
+    settings: DeliverySettings,
+}
+
+#[derive(Debug, Clone)]
+pub struct DeliverySettings {
+    pub streams: StreamSettings,
+    /// How long a subscriber holds a message before it is offered again.
+    pub lease: Duration,
+    /// A consumer group no subscriber has opened for this long expires.
+    pub group_idle: Duration,
 }
 
 fn group_name(group: &str, v: &mut Violations) -> String {
@@ -54,8 +70,7 @@ impl DeliveryService {
         bus: Bus,
         shutdown: watch::Receiver<bool>,
         gauge: Arc<StreamGauge>,
-        settings: StreamSettings,
-        lease: Duration,
+        settings: DeliverySettings,
     ) -> Self {
         Self {
             store,
@@ -63,14 +78,24 @@ impl DeliveryService {
             shutdown,
             gauge,
             settings,
-            lease,
+        }
+    }
+
+    /// Forgets consumer groups that stayed idle past their window, with what was still
+    /// queued for them.
+    pub async fn expire_idle_groups(&self) {
+        let idle = TimeDelta::from_std(self.settings.group_idle).unwrap_or(TimeDelta::days(7));
+        match self.store.expire_consumer_groups(now() - idle).await {
+            Ok(0) => {}
+            Ok(expired) => tracing::info!(expired, "idle consumer groups expired"),
+            Err(err) => tracing::warn!(error = %err, "idle consumer groups not expired"),
         }
     }
 
     /// Streams the messages queued for `channel` to this subscriber of `group`. Each is
     /// leased to it until acknowledged or until the lease runs out; if the stream ends
     /// first, its unacknowledged messages go back to the queue at once.
-    pub fn subscribe(
+    pub async fn subscribe(
         &self,
         principal: &Principal,
         channel: Option<Channel>,
@@ -82,19 +107,30 @@ impl DeliveryService {
         }
         let group = group_name(group, &mut v);
         v.finish()?;
-        if let Some(channel) = channel {
-            ensure_channel(principal, channel)?;
+        let channel = channel.unwrap_or(Channel::Chat);
+        ensure_channel(principal, channel)?;
+        let registered = self
+            .store
+            .register_consumer(channel, &group, now(), MAX_GROUPS_PER_CHANNEL)
+            .await?;
+        if !registered {
+            return Err(ServiceError::ResourceExhausted(format!(
+                "the {channel} channel has {MAX_GROUPS_PER_CHANNEL} consumer groups; \
+                 subscribe with one of them, or let unused ones expire"
+            )));
         }
-        let (sender, output) = streams::channel(self.settings.buffer.min(64), self.settings.stall);
+        let settings = &self.settings.streams;
+        let (sender, output) = streams::channel(settings.buffer.min(64), settings.stall);
         let producer = Producer {
             store: self.store.clone(),
-            commits: self.bus.subscribe(),
+            queued: self.bus.subscribe_queued(channel),
             shutdown: self.shutdown.clone(),
-            channel: channel.unwrap_or(Channel::Chat),
+            channel,
             group,
             lease_id: Uuid::now_v7(),
-            lease: TimeDelta::from_std(self.lease).unwrap_or(TimeDelta::seconds(30)),
-            poll: self.settings.poll,
+            lease: TimeDelta::from_std(self.settings.lease).unwrap_or(TimeDelta::seconds(30)),
+            seen_at: now(),
+            poll: settings.poll,
             _gauge: GaugeGuard::new(self.gauge.clone(), StreamKind::Delivery),
         };
         // The stream's span is a child of the call's, so deliveries join its trace.
@@ -113,6 +149,7 @@ impl DeliveryService {
         principal: &Principal,
         message_id: Uuid,
         group: &str,
+        lease_id: Option<Uuid>,
         outcome: Option<DeliveryOutcome>,
         provider_message_id: &str,
         error: &str,
@@ -121,6 +158,9 @@ impl DeliveryService {
         let group = group_name(group, &mut v);
         if outcome.is_none() {
             v.add("outcome", "is required");
+        }
+        if lease_id.is_none() {
+            v.add("lease_id", "is required: the lease_id the message was delivered with");
         }
         v.line(
             "provider_message_id",
@@ -131,6 +171,7 @@ impl DeliveryService {
         v.text("error", error, false, MAX_PROVIDER_TEXT_CHARS);
         v.finish()?;
         let outcome = outcome.unwrap_or(DeliveryOutcome::Delivered);
+        let lease_id = lease_id.unwrap_or_default();
         let message = self
             .store
             .outbound_message(message_id)
@@ -163,6 +204,7 @@ impl DeliveryService {
             .ack_delivery(
                 message_id,
                 &group,
+                lease_id,
                 outcome,
                 provider_message_id,
                 error,
@@ -174,6 +216,17 @@ impl DeliveryService {
                     "message {message_id} was never delivered to consumer group {group:?}"
                 ))
             })?;
+        if acked.receipt.is_none()
+            && matches!(
+                acked.status,
+                DeliveryStatus::Queued | DeliveryStatus::Leased
+            )
+        {
+            return Err(ServiceError::FailedPrecondition(format!(
+                "message {message_id} is no longer leased under {lease_id} in consumer group \
+                 {group:?}: its lease passed on, and the message is offered again"
+            )));
+        }
         if acked.receipt.is_some() {
             metrics::counter!(
                 "ticketd_outbound_messages_total",
@@ -202,12 +255,16 @@ pub(crate) fn ensure_channel(principal: &Principal, channel: Channel) -> Service
 
 struct Producer {
     store: Arc<dyn Store>,
-    commits: watch::Receiver<u64>,
+    /// Wakes when messages of this channel may have become claimable.
+    queued: watch::Receiver<u64>,
     shutdown: watch::Receiver<bool>,
     channel: Channel,
     group: String,
     lease_id: Uuid,
     lease: TimeDelta,
+    /// When this stream last marked its group as seen.
+    seen_at: chrono::DateTime<chrono::Utc>,
+    /// How soon to look again when another subscriber is claiming at the same time.
     poll: Duration,
     _gauge: GaugeGuard,
 }
@@ -216,65 +273,59 @@ impl Producer {
     async fn run(mut self, sender: streams::StreamSender<LeasedMessage>) {
         self.deliver(&sender).await;
         // Whatever this subscriber still holds goes back to the queue for the others.
-        if let Err(err) = self.store.release_lease(self.lease_id, now()).await {
+        if let Err(err) = self
+            .store
+            .release_lease(self.lease_id, self.channel, now())
+            .await
+        {
             tracing::warn!(error = %err, "leases not released; they expire on their own");
         }
     }
 
+    /// Claims only when something is there to claim: an idle stream reads the queue's
+    /// state when its channel wakes it, when a lease it may take over runs out, and every
+    /// [`IDLE_RECHECK`]; it writes nothing until a message is due.
     async fn deliver(&mut self, sender: &streams::StreamSender<LeasedMessage>) {
         loop {
-            self.commits.mark_unchanged();
+            self.queued.mark_unchanged();
             if sender.is_closed() {
                 return;
             }
             let at = now();
-            let leased = match self
-                .store
-                .lease_messages(
-                    self.channel,
-                    &self.group,
-                    self.lease_id,
-                    at,
-                    at + self.lease,
-                    BATCH,
-                )
-                .await
-            {
-                Ok(leased) => leased,
+            let due = match self.store.delivery_due(self.channel, &self.group).await {
+                Ok(due) => due,
                 Err(err) => {
                     tracing::warn!(error = %err, "delivery stream read failed");
                     sender.finish(StreamEnd::Unavailable { cursor: 0 });
                     return;
                 }
             };
-            let full = leased.len() as i64 == BATCH;
-            if !leased.is_empty() {
-                metrics::counter!(
-                    "ticketd_outbound_messages_total",
-                    "state" => "leased",
-                    "channel" => self.channel.as_str()
-                )
-                .increment(leased.len() as u64);
-            }
-            for message in leased {
-                let span = tracing::info_span!(
-                    "deliver",
-                    message_id = %message.message.id,
-                    attempt = message.attempt
-                );
-                match sender.send(message).instrument(span).await {
-                    Sent::Ok => {}
-                    Sent::Closed => return,
-                    Sent::Stalled => {
-                        sender.finish(StreamEnd::FellBehind { cursor: 0 });
-                        return;
-                    }
+            let expiry = due.next_expiry.filter(|t| *t > at);
+            let mut wait = IDLE_RECHECK;
+            if due.ready || due.next_expiry.is_some_and(|t| t <= at) {
+                match self.lease_and_send(sender, at).await {
+                    None => return,
+                    // Another subscriber is claiming the same messages: look again soon.
+                    Some(0) => wait = self.poll,
+                    Some(_) => continue,
                 }
             }
-            if full {
-                continue;
+            if at - self.seen_at >= SEEN_EVERY {
+                // Registering again marks the group seen (and brings it back if it
+                // expired while this stream was open).
+                match self
+                    .store
+                    .register_consumer(self.channel, &self.group, at, i64::MAX)
+                    .await
+                {
+                    Ok(_) => self.seen_at = at,
+                    Err(err) => tracing::warn!(error = %err, "consumer group not marked seen"),
+                }
             }
-            match streams::wait(&mut self.commits, &mut self.shutdown, sender, self.poll).await {
+            if let Some(until_expiry) = expiry.and_then(|t| (t - at).to_std().ok()) {
+                wait = wait.min(until_expiry);
+            }
+            match streams::wait(&mut self.queued, &mut self.shutdown, sender, wait).await {
                 Wake::Look => {}
                 Wake::ShuttingDown => {
                     sender.finish(StreamEnd::ShuttingDown { cursor: 0 });
@@ -283,5 +334,58 @@ impl Producer {
                 Wake::ClientGone => return,
             }
         }
+    }
+
+    /// Leases what is due and sends it; `None` when the stream is over.
+    async fn lease_and_send(
+        &mut self,
+        sender: &streams::StreamSender<LeasedMessage>,
+        at: chrono::DateTime<chrono::Utc>,
+    ) -> Option<usize> {
+        let leased = match self
+            .store
+            .lease_messages(
+                self.channel,
+                &self.group,
+                self.lease_id,
+                at,
+                at + self.lease,
+                BATCH,
+            )
+            .await
+        {
+            Ok(leased) => leased,
+            Err(err) => {
+                tracing::warn!(error = %err, "delivery stream read failed");
+                sender.finish(StreamEnd::Unavailable { cursor: 0 });
+                return None;
+            }
+        };
+        self.seen_at = at;
+        if !leased.is_empty() {
+            metrics::counter!(
+                "ticketd_outbound_messages_total",
+                "state" => "leased",
+                "channel" => self.channel.as_str()
+            )
+            .increment(leased.len() as u64);
+        }
+        let count = leased.len();
+        for message in leased {
+            let span = tracing::info_span!(
+                "deliver",
+                message_id = %message.message.id,
+                attempt = message.attempt
+            );
+            match sender.send(message).instrument(span).await {
+                Sent::Ok => {}
+                Sent::Closed => return None,
+                Sent::Stalled => {
+                    sender.finish(StreamEnd::FellBehind { cursor: 0 });
+                    return None;
+                }
+            }
+        }
+        Some(count)
     }
 }

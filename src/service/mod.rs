@@ -24,7 +24,7 @@ use crate::events::Bus;
 use crate::store::{Store, StoreError};
 
 pub use api_keys::{ApiKeyService, StreamLimitSettings, StreamPermit};
-pub use delivery::DeliveryService;
+pub use delivery::{DeliveryService, DeliverySettings};
 pub use escalation::EscalationService;
 pub use request_ids::RequestIds;
 pub use routing::RoutingService;
@@ -123,8 +123,7 @@ pub fn now() -> DateTime<Utc> {
 #[derive(Debug, Clone)]
 pub struct ServiceSettings {
     pub streams: StreamSettings,
-    /// How long a gateway holds a message before it is offered again.
-    pub delivery_lease: std::time::Duration,
+    pub delivery: DeliverySettings,
     /// How long a request id is remembered.
     pub idempotency_window: std::time::Duration,
     pub stream_limits: StreamLimitSettings,
@@ -177,8 +176,7 @@ impl Services {
                 bus.clone(),
                 shutdown.clone(),
                 gauge.clone(),
-                settings.streams.clone(),
-                settings.delivery_lease,
+                settings.delivery.clone(),
             ),
             watch: WatchService::new(
                 store.clone(),

@@ -16,10 +16,6 @@ use super::now;
 use crate::domain::auth::Principal;
 use crate::store::{IdempotencyClaim, Store};
 
-/// How often expired request ids are deleted (a claim past its window is taken over
-/// anyway; this only keeps the table small).
-const PURGE_EVERY: Duration = Duration::from_secs(600);
-
 /// Hands out claims for request ids, scoped to the calling key, and forgets them once
 /// their window has passed.
 #[derive(Clone)]
@@ -36,15 +32,13 @@ impl RequestIds {
         }
     }
 
-    /// Deletes expired claims now and every [`PURGE_EVERY`] after, until dropped.
-    pub async fn purge_periodically(self) {
-        loop {
-            match self.store.purge_request_ids(now() - self.window).await {
-                Ok(0) => {}
-                Ok(purged) => tracing::debug!(purged, "expired request ids purged"),
-                Err(err) => tracing::warn!(error = %err, "request ids not purged"),
-            }
-            tokio::time::sleep(PURGE_EVERY).await;
+    /// Deletes the claims whose window has passed (a claim past its window is taken
+    /// over anyway; this only keeps the table small).
+    pub async fn purge_expired(&self) {
+        match self.store.purge_request_ids(now() - self.window).await {
+            Ok(0) => {}
+            Ok(purged) => tracing::debug!(purged, "expired request ids purged"),
+            Err(err) => tracing::warn!(error = %err, "request ids not purged"),
         }
     }
 

@@ -318,6 +318,17 @@ pub struct Committed {
     /// The changeset's request id was claimed before, by the request that made this
     /// resource; nothing was written.
     pub replayed: Option<Uuid>,
+    /// The channels outbound messages were queued for: whose delivery streams to wake.
+    pub queued: Vec<Channel>,
+}
+
+/// What a delivery stream has to wait for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DeliveryDue {
+    /// Something is queued for the group now.
+    pub ready: bool,
+    /// The earliest lease the group holds on the channel runs out then.
+    pub next_expiry: Option<DateTime<Utc>>,
 }
 
 /// The result of acknowledging a delivery.
@@ -512,6 +523,25 @@ pub trait Store: RoutingStore + SlaStore + Send + Sync + 'static {
 
     async fn outbound_message(&self, id: Uuid) -> StoreResult<Option<OutboundMessage>>;
 
+    /// Registers `group` as a consumer of `channel` (it gets every message queued from
+    /// now on, and the pending ones it lacks), or marks it seen if it is registered.
+    /// `false` when the channel already has `max_groups` other groups.
+    async fn register_consumer(
+        &self,
+        channel: Channel,
+        group: &str,
+        now: DateTime<Utc>,
+        max_groups: i64,
+    ) -> StoreResult<bool>;
+
+    /// Whether `group` has anything to claim on `channel` now, and when the earliest
+    /// lease it holds runs out. Reads only.
+    async fn delivery_due(&self, channel: Channel, group: &str) -> StoreResult<DeliveryDue>;
+
+    /// Forgets consumer groups no subscriber has shown up for since `before`, with
+    /// their pending deliveries; finished deliveries stay as history.
+    async fn expire_consumer_groups(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+
     /// Leases up to `limit` messages of `channel` to one subscriber of `group` until
     /// `until`: queued ones, and leased ones whose lease has expired, oldest first.
     async fn lease_messages(
@@ -524,15 +554,22 @@ pub trait Store: RoutingStore + SlaStore + Send + Sync + 'static {
         limit: i64,
     ) -> StoreResult<Vec<LeasedMessage>>;
 
-    /// Hands back every message still leased under `lease_id` (its stream ended).
-    async fn release_lease(&self, lease_id: Uuid, now: DateTime<Utc>) -> StoreResult<u64>;
+    /// Hands back every message of `channel` still leased under `lease_id` (its stream
+    /// ended).
+    async fn release_lease(
+        &self,
+        lease_id: Uuid,
+        channel: Channel,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64>;
 
-    /// Finishes a delivery. Appends `receipt` only if the delivery was still pending;
-    /// `None` if the group never received the message.
+    /// Finishes a delivery held under `lease_id`. Appends `receipt` only if the delivery
+    /// was still leased to it; `None` if the group never received the message.
     async fn ack_delivery(
         &self,
         message_id: Uuid,
         group: &str,
+        lease_id: Uuid,
         outcome: DeliveryOutcome,
         provider_message_id: &str,
         error: &str,

@@ -4,13 +4,16 @@
 //! the notifier sends at most one per tick, after local commits. The listener turns
 //! notifications into remote wake-ups and reconnects if its connection drops; streams also
 //! poll slowly on their own, so a lost notification only delays them.
+//!
+//! The payload names the channels that had messages queued (bits of `Channel::ALL`), so
+//! a replica wakes only the delivery streams of those channels.
 
 use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgPool};
 use tokio::task::JoinHandle;
 
-use crate::events::Bus;
+use crate::events::{Bus, all_channels};
 
 const CHANNEL: &str = "ticketd_events";
 /// The debounce tick: local commits within one tick share a NOTIFY.
@@ -29,8 +32,10 @@ async fn notify_loop(pool: PgPool, bus: Bus) {
     while local.changed().await.is_ok() {
         tokio::time::sleep(TICK).await;
         local.mark_unchanged();
-        if let Err(err) = sqlx::query("SELECT pg_notify($1, '')")
+        let queued = bus.take_unannounced();
+        if let Err(err) = sqlx::query("SELECT pg_notify($1, $2)")
             .bind(CHANNEL)
+            .bind(queued.to_string())
             .execute(&pool)
             .await
         {
@@ -56,10 +61,12 @@ async fn listen_loop(pool: PgPool, bus: Bus) {
 async fn listen(pool: &PgPool, bus: &Bus) -> Result<(), sqlx::Error> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(CHANNEL).await?;
-    // Anything committed while we were not listening: let streams look.
-    bus.publish_remote();
+    // Anything committed while we were not listening: let every stream look.
+    bus.publish_remote(all_channels());
     loop {
-        listener.recv().await?;
-        bus.publish_remote();
+        let notification = listener.recv().await?;
+        // An unreadable payload (an older replica's) wakes every channel.
+        let queued = notification.payload().parse().unwrap_or(all_channels());
+        bus.publish_remote(queued);
     }
 }

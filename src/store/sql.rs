@@ -150,9 +150,35 @@ pub(super) const QUEUE_FOR_GROUPS: &str = "INSERT INTO deliveries \
     SELECT $1, consumer_group, channel, 'QUEUED', 0, $2, $2 FROM channel_consumers \
     WHERE channel = $3";
 
-pub(super) const REGISTER_CONSUMER: &str = "INSERT INTO channel_consumers \
-    (channel, consumer_group, created_at) VALUES ($1, $2, $3) \
-    ON CONFLICT (channel, consumer_group) DO NOTHING";
+pub(super) const TOUCH_CONSUMER: &str = "UPDATE channel_consumers SET last_seen_at = $3 \
+    WHERE channel = $1 AND consumer_group = $2";
+
+pub(super) const COUNT_CONSUMERS: &str =
+    "SELECT COUNT(*) FROM channel_consumers WHERE channel = $1";
+
+pub(super) const INSERT_CONSUMER: &str = "INSERT INTO channel_consumers \
+    (channel, consumer_group, created_at, last_seen_at) VALUES ($1, $2, $3, $3) \
+    ON CONFLICT (channel, consumer_group) DO UPDATE SET last_seen_at = excluded.last_seen_at";
+
+/// Something queued for the group (or queued for the channel and not yet for the group),
+/// and the earliest lease it holds.
+pub(super) const DELIVERY_DUE: &str = "SELECT \
+    EXISTS (SELECT 1 FROM deliveries WHERE channel = $1 AND consumer_group = $2 \
+      AND status = 'QUEUED') \
+    OR EXISTS (SELECT 1 FROM outbound_messages m WHERE m.channel = $1 AND m.status = 'QUEUED' \
+      AND NOT EXISTS (SELECT 1 FROM deliveries d \
+        WHERE d.message_id = m.id AND d.consumer_group = $2)), \
+    (SELECT lease_expires_at FROM deliveries WHERE channel = $1 AND consumer_group = $2 \
+      AND status = 'LEASED' ORDER BY lease_expires_at LIMIT 1)";
+
+pub(super) const IDLE_CONSUMERS: &str =
+    "SELECT channel, consumer_group FROM channel_consumers WHERE last_seen_at < $1 LIMIT 1000";
+
+pub(super) const DROP_PENDING_DELIVERIES: &str = "DELETE FROM deliveries \
+    WHERE channel = $1 AND consumer_group = $2 AND status IN ('QUEUED', 'LEASED')";
+
+pub(super) const DROP_CONSUMER: &str = "DELETE FROM channel_consumers \
+    WHERE channel = $1 AND consumer_group = $2 AND last_seen_at < $3";
 
 /// Queues for a group every message of the channel that no group has finished yet and
 /// that the group lacks: covers a group's first subscription, and a message committed
@@ -168,9 +194,10 @@ pub(super) const RELEASE_LEASE: &str = "UPDATE deliveries SET status = 'QUEUED',
     lease_id = NULL, lease_expires_at = NULL, updated_at = $2 \
     WHERE lease_id = $1 AND status = 'LEASED'";
 
+/// Only the subscriber holding the lease may finish a delivery.
 pub(super) const ACK_DELIVERY: &str = "UPDATE deliveries SET status = $3, lease_id = NULL, \
     lease_expires_at = NULL, updated_at = $4 \
-    WHERE message_id = $1 AND consumer_group = $2 AND status IN ('QUEUED', 'LEASED') \
+    WHERE message_id = $1 AND consumer_group = $2 AND status = 'LEASED' AND lease_id = $5 \
     RETURNING attempts";
 
 pub(super) const DELIVERY_STATE: &str = "SELECT status, attempts FROM deliveries \
@@ -346,7 +373,7 @@ macro_rules! impl_store {
                 // Everything the ticket holds was just written from the draft; only the
                 // number and the stored contact came back from the database.
                 let ticket = draft.into_ticket(number, contact, clocks);
-                self.bus.publish_local();
+                self.bus.publish_queued(committed.queued.iter().copied());
                 Ok($crate::store::CreateOutcome::Created { ticket, committed })
             }
 
@@ -408,7 +435,7 @@ macro_rules! impl_store {
                 let mut tx = self.writer.begin().await?;
                 let committed = apply(&mut tx, changes, None).await?;
                 tx.commit().await?;
-                self.bus.publish_local();
+                self.bus.publish_queued(committed.queued.iter().copied());
                 Ok(committed)
             }
 
@@ -533,7 +560,7 @@ macro_rules! impl_store {
             ) -> $crate::store::StoreResult<Vec<$crate::domain::delivery::LeasedMessage>> {
                 use $crate::store::sql::*;
                 let mut tx = self.writer.begin().await?;
-                sqlx::query(REGISTER_CONSUMER)
+                sqlx::query(TOUCH_CONSUMER)
                     .bind(channel.as_str())
                     .bind(group)
                     .bind(now)
@@ -551,7 +578,7 @@ macro_rules! impl_store {
                      WHERE consumer_group = $2 AND message_id IN ( \
                        SELECT message_id FROM deliveries \
                        WHERE channel = $1 AND consumer_group = $2 AND (status = 'QUEUED' \
-                         OR (status = 'LEASED' AND lease_expires_at < $4)) \
+                         OR (status = 'LEASED' AND lease_expires_at <= $4)) \
                        ORDER BY created_at, message_id LIMIT $6{}) \
                      RETURNING message_id, attempts",
                     $skip_locked
@@ -584,6 +611,7 @@ macro_rules! impl_store {
                         message,
                         consumer_group: group.to_owned(),
                         attempt: i64::from(attempt),
+                        lease_id,
                         lease_expires_at: until,
                         contents,
                     });
@@ -593,9 +621,100 @@ macro_rules! impl_store {
                 Ok(leased)
             }
 
+            async fn register_consumer(
+                &self,
+                channel: $crate::domain::ticket::Channel,
+                group: &str,
+                now: chrono::DateTime<chrono::Utc>,
+                max_groups: i64,
+            ) -> $crate::store::StoreResult<bool> {
+                use $crate::store::sql::*;
+                let mut tx = self.writer.begin().await?;
+                let seen = sqlx::query(TOUCH_CONSUMER)
+                    .bind(channel.as_str())
+                    .bind(group)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                if seen == 0 {
+                    let (groups,): (i64,) = sqlx::query_as(COUNT_CONSUMERS)
+                        .bind(channel.as_str())
+                        .fetch_one(&mut *tx)
+                        .await?;
+                    if groups >= max_groups {
+                        tx.rollback().await?;
+                        return Ok(false);
+                    }
+                    sqlx::query(INSERT_CONSUMER)
+                        .bind(channel.as_str())
+                        .bind(group)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                    sqlx::query(BACKFILL_GROUP)
+                        .bind(channel.as_str())
+                        .bind(group)
+                        .bind(now)
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                tx.commit().await?;
+                Ok(true)
+            }
+
+            async fn delivery_due(
+                &self,
+                channel: $crate::domain::ticket::Channel,
+                group: &str,
+            ) -> $crate::store::StoreResult<$crate::store::DeliveryDue> {
+                let (ready, next_expiry): (bool, Option<chrono::DateTime<chrono::Utc>>) =
+                    sqlx::query_as($crate::store::sql::DELIVERY_DUE)
+                        .bind(channel.as_str())
+                        .bind(group)
+                        .fetch_one(&self.reader)
+                        .await?;
+                Ok($crate::store::DeliveryDue { ready, next_expiry })
+            }
+
+            async fn expire_consumer_groups(
+                &self,
+                before: chrono::DateTime<chrono::Utc>,
+            ) -> $crate::store::StoreResult<u64> {
+                use $crate::store::sql::*;
+                let idle: Vec<(String, String)> = sqlx::query_as(IDLE_CONSUMERS)
+                    .bind(before)
+                    .fetch_all(&self.reader)
+                    .await?;
+                let mut expired = 0;
+                for (channel, group) in idle {
+                    // Each group in a transaction of its own; one that came back since it
+                    // was read keeps its row, and so its deliveries.
+                    let mut tx = self.writer.begin().await?;
+                    let dropped = sqlx::query(DROP_CONSUMER)
+                        .bind(&channel)
+                        .bind(&group)
+                        .bind(before)
+                        .execute(&mut *tx)
+                        .await?
+                        .rows_affected();
+                    if dropped > 0 {
+                        sqlx::query(DROP_PENDING_DELIVERIES)
+                            .bind(&channel)
+                            .bind(&group)
+                            .execute(&mut *tx)
+                            .await?;
+                    }
+                    tx.commit().await?;
+                    expired += dropped;
+                }
+                Ok(expired)
+            }
+
             async fn release_lease(
                 &self,
                 lease_id: uuid::Uuid,
+                channel: $crate::domain::ticket::Channel,
                 now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<u64> {
                 let released = sqlx::query($crate::store::sql::RELEASE_LEASE)
@@ -606,7 +725,7 @@ macro_rules! impl_store {
                     .rows_affected();
                 if released > 0 {
                     // Other subscribers of the group may take these messages now.
-                    self.bus.publish_local();
+                    self.bus.publish_queued([channel]);
                 }
                 Ok(released)
             }
@@ -616,6 +735,7 @@ macro_rules! impl_store {
                 &self,
                 message_id: uuid::Uuid,
                 group: &str,
+                lease_id: uuid::Uuid,
                 outcome: $crate::domain::delivery::DeliveryOutcome,
                 provider_message_id: &str,
                 error: &str,
@@ -630,6 +750,7 @@ macro_rules! impl_store {
                     .bind(group)
                     .bind(outcome.status().as_str())
                     .bind(at)
+                    .bind(lease_id)
                     .fetch_optional(&mut *tx)
                     .await?;
                 let Some((attempts,)) = acked else {
@@ -1054,6 +1175,7 @@ macro_rules! impl_store {
                 events: stored,
                 transcript_added,
                 replayed: None,
+                queued: outbound.iter().map(|m| m.channel).collect(),
             })
         }
 

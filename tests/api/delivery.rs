@@ -48,24 +48,29 @@ async fn reply(tickets: &mut Tickets, ticket_id: &str, body: &str) -> pb::Activi
         .unwrap()
 }
 
+/// Acknowledges `message` as the subscriber it was delivered to.
 async fn ack(
     client: &mut Escalation,
-    message_id: &str,
-    group: &str,
+    message: &pb::OutboundMessage,
     outcome: pb::DeliveryOutcome,
 ) -> pb::DeliveryStatus {
     client
-        .ack_delivery(pb::AckDeliveryRequest {
-            message_id: message_id.into(),
-            outcome: outcome as i32,
-            provider_message_id: format!("prov-{message_id}"),
-            error: String::new(),
-            consumer_group: group.into(),
-        })
+        .ack_delivery(ack_request(message, outcome))
         .await
         .expect("ack")
         .into_inner()
         .status()
+}
+
+fn ack_request(message: &pb::OutboundMessage, outcome: pb::DeliveryOutcome) -> pb::AckDeliveryRequest {
+    pb::AckDeliveryRequest {
+        message_id: message.message_id.clone(),
+        outcome: outcome as i32,
+        provider_message_id: format!("prov-{}", message.message_id),
+        error: String::new(),
+        consumer_group: message.consumer_group.clone(),
+        lease_id: message.lease_id.clone(),
+    }
 }
 
 pub async fn each_reply_reaches_one_subscriber_per_group(backend: Backend) {
@@ -98,13 +103,8 @@ pub async fn each_reply_reaches_one_subscriber_per_group(backend: Backend) {
         assert_eq!(message.attempt, 1);
         *seen.entry(message.message_id.clone()).or_default() += 1;
         received += 1;
-        ack(
-            &mut gw,
-            &message.message_id,
-            "chat-gw",
-            pb::DeliveryOutcome::Delivered,
-        )
-        .await;
+        assert_eq!(message.consumer_group, "chat-gw");
+        ack(&mut gw, &message, pb::DeliveryOutcome::Delivered).await;
     }
     assert_eq!(seen.len(), 10, "ten distinct messages");
     assert!(
@@ -145,13 +145,8 @@ pub async fn an_unacknowledged_message_comes_back_after_its_lease(backend: Backe
         .expect("redelivered after the lease");
     assert_eq!(again.message_id, first.message_id);
     assert_eq!(again.attempt, 2);
-    ack(
-        &mut gw,
-        &again.message_id,
-        "",
-        pb::DeliveryOutcome::Delivered,
-    )
-    .await;
+    assert_eq!(again.lease_id, first.lease_id, "the same subscriber holds it");
+    ack(&mut gw, &again, pb::DeliveryOutcome::Delivered).await;
     assert!(
         next(&mut stream, Duration::from_millis(2500))
             .await
@@ -204,21 +199,9 @@ pub async fn acknowledgements_show_on_the_reply_and_in_the_feed(backend: Backend
     let mut stream = subscribe(&mut gw, "").await;
     let message = next(&mut stream, Duration::from_secs(5)).await.unwrap();
     assert_eq!(message.message_id, sent.message_id);
-    let status = ack(
-        &mut gw,
-        &message.message_id,
-        "",
-        pb::DeliveryOutcome::Delivered,
-    )
-    .await;
+    let status = ack(&mut gw, &message, pb::DeliveryOutcome::Delivered).await;
     assert_eq!(status, pb::DeliveryStatus::Delivered);
-    let repeat = ack(
-        &mut gw,
-        &message.message_id,
-        "",
-        pb::DeliveryOutcome::Failed,
-    )
-    .await;
+    let repeat = ack(&mut gw, &message, pb::DeliveryOutcome::Failed).await;
     assert_eq!(
         repeat,
         pb::DeliveryStatus::Delivered,
@@ -253,6 +236,7 @@ pub async fn acknowledgements_show_on_the_reply_and_in_the_feed(backend: Backend
         .ack_delivery(pb::AckDeliveryRequest {
             message_id: uuid::Uuid::new_v4().to_string(),
             outcome: pb::DeliveryOutcome::Delivered as i32,
+            lease_id: message.lease_id.clone(),
             ..Default::default()
         })
         .await
@@ -263,6 +247,7 @@ pub async fn acknowledgements_show_on_the_reply_and_in_the_feed(backend: Backend
             message_id: message.message_id.clone(),
             outcome: pb::DeliveryOutcome::Delivered as i32,
             consumer_group: "never-subscribed".into(),
+            lease_id: message.lease_id.clone(),
             ..Default::default()
         })
         .await
@@ -270,12 +255,21 @@ pub async fn acknowledgements_show_on_the_reply_and_in_the_feed(backend: Backend
     assert_eq!(other_group.code(), Code::NotFound);
     let no_outcome = gw
         .ack_delivery(pb::AckDeliveryRequest {
-            message_id: message.message_id,
+            message_id: message.message_id.clone(),
+            lease_id: message.lease_id.clone(),
             ..Default::default()
         })
         .await
         .unwrap_err();
-    assert_eq!(no_outcome.code(), Code::InvalidArgument);
+    assert_eq!(crate::harness::violated_fields(&no_outcome), vec!["outcome"]);
+    let no_lease = gw
+        .ack_delivery(pb::AckDeliveryRequest {
+            lease_id: String::new(),
+            ..ack_request(&message, pb::DeliveryOutcome::Delivered)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(crate::harness::violated_fields(&no_lease), vec!["lease_id"]);
 }
 
 pub async fn a_failed_delivery_is_reported_with_its_error(backend: Backend) {
@@ -318,6 +312,7 @@ pub async fn a_failed_delivery_is_reported_with_its_error(backend: Backend) {
         message_id: message.message_id.clone(),
         outcome: pb::DeliveryOutcome::Failed as i32,
         error: "mailbox full".into(),
+        lease_id: message.lease_id.clone(),
         ..Default::default()
     })
     .await
@@ -385,11 +380,7 @@ pub async fn gateway_keys_can_be_limited_to_channels(backend: Backend) {
     let mut any = subscribe(&mut app.escalation(), "").await;
     let message = next(&mut any, Duration::from_secs(5)).await.unwrap();
     let acked = gw
-        .ack_delivery(pb::AckDeliveryRequest {
-            message_id: message.message_id,
-            outcome: pb::DeliveryOutcome::Delivered as i32,
-            ..Default::default()
-        })
+        .ack_delivery(ack_request(&message, pb::DeliveryOutcome::Delivered))
         .await
         .unwrap_err();
     assert_eq!(acked.code(), Code::PermissionDenied);
@@ -408,4 +399,118 @@ pub async fn gateway_keys_can_be_limited_to_channels(backend: Backend) {
         crate::harness::violated_fields(&not_gateway),
         vec!["channels"]
     );
+}
+
+pub async fn only_the_lease_holder_may_acknowledge(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut gw = app.escalation();
+    let (ticket, _) = escalate(&mut gw, escalation("conv-d7", 1)).await;
+    let mut tickets = app.tickets();
+    reply(&mut tickets, &ticket.id, "first").await;
+
+    let mut first = subscribe(&mut gw, "g").await;
+    let held = next(&mut first, Duration::from_secs(5))
+        .await
+        .expect("delivered");
+    let stranger = gw
+        .ack_delivery(pb::AckDeliveryRequest {
+            lease_id: uuid::Uuid::now_v7().to_string(),
+            ..ack_request(&held, pb::DeliveryOutcome::Failed)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        stranger.code(),
+        Code::FailedPrecondition,
+        "a caller that never leased the message cannot fail it"
+    );
+
+    drop(first);
+    let mut second = subscribe(&mut gw, "g").await;
+    let again = next(&mut second, Duration::from_secs(5))
+        .await
+        .expect("offered again");
+    assert_eq!(again.message_id, held.message_id);
+    assert_ne!(again.lease_id, held.lease_id);
+    let stale = gw
+        .ack_delivery(ack_request(&held, pb::DeliveryOutcome::Failed))
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::FailedPrecondition, "{stale:?}");
+    assert_eq!(
+        ack(&mut gw, &again, pb::DeliveryOutcome::Delivered).await,
+        pb::DeliveryStatus::Delivered,
+        "the holder's acknowledgement counts"
+    );
+    assert_eq!(
+        ack(&mut gw, &held, pb::DeliveryOutcome::Failed).await,
+        pb::DeliveryStatus::Delivered,
+        "once finished, any repeat gets the outcome that stood"
+    );
+
+    // Queued and never leased by anyone in this group: nobody can finish it.
+    reply(&mut tickets, &ticket.id, "second").await;
+    let mut other = subscribe(&mut gw, "other").await;
+    let queued = next(&mut other, Duration::from_secs(5)).await.unwrap();
+    let never_leased = gw
+        .ack_delivery(pb::AckDeliveryRequest {
+            message_id: queued.message_id.clone(),
+            consumer_group: "g".into(),
+            ..ack_request(&queued, pb::DeliveryOutcome::Failed)
+        })
+        .await;
+    let never_leased = never_leased.unwrap_err();
+    assert_eq!(never_leased.code(), Code::FailedPrecondition);
+}
+
+pub async fn consumer_groups_are_bounded_and_idle_ones_expire(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.housekeeping_seconds = 1).await;
+    let mut gw = app.escalation();
+    for i in 0..64 {
+        drop(subscribe(&mut gw, &format!("throwaway-{i}")).await);
+    }
+    let open = |group: &str| pb::SubscribeChannelRequest {
+        channel: pb::Channel::Chat as i32,
+        consumer_group: group.into(),
+    };
+    let full = gw.subscribe_channel(open("one-more")).await.unwrap_err();
+    assert_eq!(full.code(), Code::ResourceExhausted, "{full:?}");
+    gw.subscribe_channel(open("throwaway-3"))
+        .await
+        .expect("a known group may always subscribe");
+
+    // Nobody has subscribed to the throwaway groups for a long time.
+    app.execute_sql(
+        "UPDATE channel_consumers SET last_seen_at = '2000-01-01T00:00:00+00:00' \
+         WHERE consumer_group LIKE 'throwaway-%' AND consumer_group <> 'throwaway-3'",
+    )
+    .await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        match gw.subscribe_channel(open("one-more")).await {
+            Ok(_) => break,
+            Err(status) if status.code() == Code::ResourceExhausted => {
+                assert!(
+                    tokio::time::Instant::now() < deadline,
+                    "idle groups never expired"
+                );
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(status) => panic!("subscribe failed: {status:?}"),
+        }
+    }
+
+    // The expired groups left room for new ones; the group that stayed in use kept its
+    // place and still gets every message.
+    gw.subscribe_channel(open("and-another"))
+        .await
+        .expect("room for more groups");
+    let (ticket, _) = escalate(&mut gw, escalation("conv-d8", 1)).await;
+    let entry = reply(&mut app.tickets(), &ticket.id, "after expiry").await;
+    let Some(pb::activity_entry::Detail::Reply(sent)) = entry.detail else {
+        panic!("reply detail expected");
+    };
+    let mut kept = subscribe(&mut gw, "throwaway-3").await;
+    let message = next(&mut kept, Duration::from_secs(5)).await.unwrap();
+    assert_eq!(message.message_id, sent.message_id);
 }

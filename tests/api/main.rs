@@ -87,6 +87,8 @@ harness::conformance! {
         acknowledgements_show_on_the_reply_and_in_the_feed,
         a_failed_delivery_is_reported_with_its_error,
         gateway_keys_can_be_limited_to_channels,
+        only_the_lease_holder_may_acknowledge,
+        consumer_groups_are_bounded_and_idle_ones_expire,
     ],
     routing: [
         round_robin_shares_tickets_evenly,
