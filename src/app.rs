@@ -66,7 +66,10 @@ impl App {
         let services = Services::new(store, bus, settings.service_settings(), streams_stop);
         let bootstrap_secret = services
             .api_keys
-            .bootstrap(settings.bootstrap_key.as_ref().map(|s| s.expose()))
+            .bootstrap(
+                settings.bootstrap_key.as_ref().map(|s| s.expose()),
+                settings.log_format != crate::config::LogFormat::Json,
+            )
             .await?;
         if let Some(addr) = &settings.metrics_listen {
             let addr = addr

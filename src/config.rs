@@ -21,10 +21,21 @@ impl fmt::Debug for Secret {
     }
 }
 
+/// Shortest secret accepted from configuration: anything shorter can be guessed.
+pub const MIN_SECRET_CHARS: usize = 32;
+
 impl std::str::FromStr for Secret {
-    type Err = std::convert::Infallible;
+    type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s.chars().count() < MIN_SECRET_CHARS {
+            return Err(format!(
+                "a secret must be at least {MIN_SECRET_CHARS} characters long"
+            ));
+        }
+        if s.chars().any(|c| c.is_whitespace() || c.is_control()) {
+            return Err("a secret must not contain spaces or control characters".into());
+        }
         Ok(Secret(s.to_owned()))
     }
 }
@@ -256,5 +267,19 @@ impl Settings {
 
     pub fn database_acquire_timeout(&self) -> Duration {
         Duration::from_secs(self.database_acquire_timeout_seconds)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{MIN_SECRET_CHARS, Secret};
+
+    #[test]
+    fn configured_secrets_must_be_long_and_plain() {
+        assert!("short".parse::<Secret>().is_err());
+        assert!("x".repeat(MIN_SECRET_CHARS - 1).parse::<Secret>().is_err());
+        assert!(format!("{} ", "x".repeat(MIN_SECRET_CHARS)).parse::<Secret>().is_err());
+        let secret: Secret = "x".repeat(MIN_SECRET_CHARS).parse().unwrap();
+        assert_eq!(format!("{secret:?}"), "Secret(***)");
     }
 }

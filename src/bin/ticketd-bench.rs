@@ -55,6 +55,10 @@ struct Server {
 const SECRET: &str = "tkd_bench_admin_key_0000000000000000000000";
 
 async fn start(url: &str) -> Server {
+    start_with(url, |_| {}).await
+}
+
+async fn start_with(url: &str, adjust: impl FnOnce(&mut Settings)) -> Server {
     let mut settings = Settings::with_database(url);
     settings.listen = "127.0.0.1:0".into();
     settings.bootstrap_key = Some(SECRET.parse().unwrap());
@@ -64,6 +68,9 @@ async fn start(url: &str) -> Server {
     settings.max_streams_per_key = 10_000;
     settings.max_streams = 20_000;
     settings.max_concurrent_requests = 100_000;
+    // The bench's single connection stands for many clients' connections.
+    settings.max_concurrent_streams_per_connection = 10_000;
+    adjust(&mut settings);
     let app = App::build(settings).await.expect("start ticketd");
     let addr = app.local_addr().unwrap();
     let (app_stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -428,6 +435,74 @@ async fn live_watchers(
     handles
 }
 
+/// CreateTicket throughput with `count` idle `SubscribeChannel` streams open (nothing is
+/// ever queued for them), against the same load without them right before and after.
+async fn idle_delivery_streams(server: &Server, args: &Args, count: usize, backend: &str) -> Row {
+    let (before, _) = create_throughput(server, args.clients, args.seconds, None).await;
+    let gateway = pb::escalation_service_client::EscalationServiceClient::with_interceptor(
+        server.channel.clone(),
+        Bearer(format!("Bearer {}", server.secret).parse().unwrap()),
+    );
+    let mut streams = Vec::with_capacity(count);
+    for i in 0..count {
+        let mut c = gateway.clone();
+        let stream = c
+            .subscribe_channel(pb::SubscribeChannelRequest {
+                channel: pb::Channel::Sms as i32,
+                // A few gateway deployments, each with several subscribers.
+                consumer_group: format!("gateway-{}", i % 8),
+            })
+            .await
+            .expect("subscribe")
+            .into_inner();
+        streams.push(tokio::spawn(async move {
+            let mut stream = stream;
+            while let Some(Ok(_)) = stream.next().await {}
+        }));
+    }
+    let (with_streams, _) = create_throughput(server, args.clients, args.seconds, None).await;
+    for s in streams {
+        s.abort();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (after, _) = create_throughput(server, args.clients, args.seconds, None).await;
+    let without = (before + after) / 2.0;
+    Row {
+        scenario: format!("CreateTicket with {count} idle SubscribeChannel streams, {backend}"),
+        value: format!("{with_streams:.0}/s"),
+        baseline: format!("{without:.0}/s without ({before:.0} before, {after:.0} after)"),
+        ratio: format!("{:.2}x", with_streams / without),
+        target: ">= 0.95x".into(),
+    }
+}
+
+/// What per-key rate limiting costs: CreateTicket throughput on a server whose key limit
+/// sits above the load, against a server on the same database with limits off, run in
+/// turns (off, on, off).
+async fn rate_limit_cost(url: &str, args: &Args) -> Row {
+    let limited = start(url).await;
+    let open = start_with(url, |s| {
+        s.rate_limit_per_second = 0;
+        s.rate_limit_bot_per_second = 0;
+        s.rate_limit_gateway_per_second = 0;
+    })
+    .await;
+    create_throughput(&limited, args.clients, 1, None).await;
+    let (before, _) = create_throughput(&open, args.clients, args.seconds, None).await;
+    let (with_limits, _) = create_throughput(&limited, args.clients, args.seconds, None).await;
+    let (after, _) = create_throughput(&open, args.clients, args.seconds, None).await;
+    let _ = limited.app_stop.send(());
+    let _ = open.app_stop.send(());
+    let without = (before + after) / 2.0;
+    Row {
+        scenario: "CreateTicket with key authentication and a rate limit above the load".into(),
+        value: format!("{with_limits:.0}/s"),
+        baseline: format!("{without:.0}/s, limits off ({before:.0} before, {after:.0} after)"),
+        ratio: format!("{:.2}x", with_limits / without),
+        target: ">= 0.95x".into(),
+    }
+}
+
 /// Commit-to-receive latency: writers add notes at `rate` per second in total while
 /// `count` watchers follow; each watcher measures now - event.created_at.
 async fn fan_out(server: &Server, count: usize, rate: f64, seconds: u64) -> (f64, usize) {
@@ -718,6 +793,8 @@ async fn main() {
         });
     }
 
+    rows.push(idle_delivery_streams(&server, &args, 200, "PostgreSQL").await);
+
     const IDLE_STREAMS: usize = 1000;
     let memory = idle_stream_memory(&url, IDLE_STREAMS).await;
     rows.push(Row {
@@ -753,6 +830,7 @@ async fn main() {
         target: "report".into(),
     });
     let _ = server.app_stop.send(());
+    rows.push(rate_limit_cost(&url, &args).await);
 
     // SQLite, the embedded default.
     let dir = std::env::temp_dir().join(format!("ticketd-bench-{}", uuid::Uuid::new_v4()));
@@ -767,6 +845,7 @@ async fn main() {
         ratio: "-".into(),
         target: ">= 1000/s".into(),
     });
+    rows.push(idle_delivery_streams(&sqlite, &args, 200, "SQLite").await);
     let _ = sqlite.app_stop.send(());
     let _ = std::fs::remove_dir_all(&dir);
     drop(admin);

@@ -1,5 +1,6 @@
 //! Callers: API-key roles and the principal a request runs as.
 
+use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::event::{Actor, ActorKind};
@@ -14,6 +15,23 @@ text_enum!(
         Gateway = "gateway",
     }
 );
+
+/// An API key as stored: its secret only as a hash.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiKey {
+    pub id: Uuid,
+    pub name: String,
+    pub role: Role,
+    pub agent_id: Option<Uuid>,
+    /// Channels a gateway key is limited to; empty means all.
+    pub channels: Vec<Channel>,
+    /// Conversation sources a bot key speaks for; empty means any.
+    pub sources: Vec<String>,
+    pub prefix: String,
+    pub secret_hash: Vec<u8>,
+    pub created_at: DateTime<Utc>,
+    pub revoked_at: Option<DateTime<Utc>>,
+}
 
 /// The authenticated caller of a request.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -57,6 +57,17 @@ pub struct Actor {
     pub name: String,
 }
 
+impl Actor {
+    /// ticketd itself, in the part named: `routing`, `sla`, `bootstrap`.
+    pub fn system(name: &str) -> Actor {
+        Actor {
+            kind: ActorKind::System,
+            id: None,
+            name: name.to_owned(),
+        }
+    }
+}
+
 /// A field change rendered as text for the feed.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FieldChange {

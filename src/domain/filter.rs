@@ -74,7 +74,7 @@ pub enum Literal {
 }
 
 impl Literal {
-    fn text(&self) -> String {
+    pub fn text(&self) -> String {
         match self {
             Literal::Word(s) | Literal::Text(s) => s.clone(),
             Literal::Number(n) => n.to_string(),

@@ -1,6 +1,7 @@
 //! Pure types and rules of the helpdesk: tickets, their lifecycle, the activity feed,
 //! callers and the filter language. No I/O lives here.
 
+pub mod audit;
 pub mod auth;
 pub mod calendar;
 pub mod conversation;

@@ -47,7 +47,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::CreateApiKeyRequest>,
     ) -> Reply<pb::CreateApiKeyResponse> {
-        authorize(&request, "CreateApiKey", ADMIN).await?;
+        let principal = authorize(&request, "CreateApiKey", ADMIN).await?;
         let r = request.into_inner();
         let mut v = Violations::new();
         let role = convert::role_from_pb(r.role, "role", &mut v);
@@ -69,7 +69,7 @@ impl AdminService for AdminApi {
         let (key, secret) = self
             .services
             .api_keys
-            .create(&r.name, role, agent_id, channels, r.sources)
+            .create(&principal.actor(), &r.name, role, agent_id, channels, r.sources)
             .await?;
         Ok(Response::new(pb::CreateApiKeyResponse {
             api_key: Some(api_key_to_pb(key)),
@@ -81,9 +81,9 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::RevokeApiKeyRequest>,
     ) -> Reply<pb::RevokeApiKeyResponse> {
-        authorize(&request, "RevokeApiKey", ADMIN).await?;
+        let principal = authorize(&request, "RevokeApiKey", ADMIN).await?;
         let id = convert::required_uuid("id", &request.into_inner().id)?;
-        let key = self.services.api_keys.revoke(id).await?;
+        let key = self.services.api_keys.revoke(&principal.actor(), id).await?;
         Ok(Response::new(pb::RevokeApiKeyResponse {
             api_key: Some(api_key_to_pb(key)),
         }))
@@ -110,7 +110,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::CreateAgentRequest>,
     ) -> Reply<pb::CreateAgentResponse> {
-        authorize(&request, "CreateAgent", ADMIN).await?;
+        let principal = authorize(&request, "CreateAgent", ADMIN).await?;
         let a = request.into_inner().agent.unwrap_or_default();
         let mut v = Violations::new();
         let at = crate::service::now();
@@ -130,7 +130,11 @@ impl AdminService for AdminApi {
             updated_at: at,
         };
         v.finish().map_err(ServiceError::Invalid)?;
-        let agent = self.services.routing.save_agent(agent, None).await?;
+        let agent = self
+            .services
+            .routing
+            .save_agent(&principal.actor(), agent, None)
+            .await?;
         Ok(Response::new(pb::CreateAgentResponse {
             agent: Some(agent_to_pb(agent)),
         }))
@@ -140,7 +144,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::UpdateAgentRequest>,
     ) -> Reply<pb::UpdateAgentResponse> {
-        authorize(&request, "UpdateAgent", ADMIN).await?;
+        let principal = authorize(&request, "UpdateAgent", ADMIN).await?;
         let r = request.into_inner();
         let a = r.agent.unwrap_or_default();
         let mut v = Violations::new();
@@ -184,7 +188,7 @@ impl AdminService for AdminApi {
         let agent = self
             .services
             .routing
-            .save_agent(next, Some(&current))
+            .save_agent(&principal.actor(), next, Some(&current))
             .await?;
         Ok(Response::new(pb::UpdateAgentResponse {
             agent: Some(agent_to_pb(agent)),
@@ -218,9 +222,12 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::DeleteAgentRequest>,
     ) -> Reply<pb::DeleteAgentResponse> {
-        authorize(&request, "DeleteAgent", ADMIN).await?;
+        let principal = authorize(&request, "DeleteAgent", ADMIN).await?;
         let id = convert::required_uuid("id", &request.into_inner().id)?;
-        self.services.routing.delete_agent(id).await?;
+        self.services
+            .routing
+            .delete_agent(&principal.actor(), id)
+            .await?;
         Ok(Response::new(pb::DeleteAgentResponse {}))
     }
 
@@ -256,7 +263,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::CreateQueueRequest>,
     ) -> Reply<pb::CreateQueueResponse> {
-        authorize(&request, "CreateQueue", ADMIN).await?;
+        let principal = authorize(&request, "CreateQueue", ADMIN).await?;
         let q = request.into_inner().queue.unwrap_or_default();
         let mut v = Violations::new();
         let strategy = strategy_from_pb(q.strategy, "queue.strategy", &mut v);
@@ -265,7 +272,7 @@ impl AdminService for AdminApi {
         let queue = self
             .services
             .routing
-            .save_queue(None, &q.name, tier, strategy)
+            .save_queue(&principal.actor(), None, &q.name, tier, strategy)
             .await?;
         Ok(Response::new(pb::CreateQueueResponse {
             queue: Some(queue_to_pb(queue)),
@@ -276,7 +283,7 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::UpdateQueueRequest>,
     ) -> Reply<pb::UpdateQueueResponse> {
-        authorize(&request, "UpdateQueue", ADMIN).await?;
+        let principal = authorize(&request, "UpdateQueue", ADMIN).await?;
         let q = request.into_inner().queue.unwrap_or_default();
         let mut v = Violations::new();
         let id = convert::uuid("queue.id", &q.id, &mut v);
@@ -286,7 +293,7 @@ impl AdminService for AdminApi {
         let queue = self
             .services
             .routing
-            .save_queue(id, &q.name, tier, strategy)
+            .save_queue(&principal.actor(), id, &q.name, tier, strategy)
             .await?;
         Ok(Response::new(pb::UpdateQueueResponse {
             queue: Some(queue_to_pb(queue)),
@@ -308,9 +315,12 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::DeleteQueueRequest>,
     ) -> Reply<pb::DeleteQueueResponse> {
-        authorize(&request, "DeleteQueue", ADMIN).await?;
+        let principal = authorize(&request, "DeleteQueue", ADMIN).await?;
         let id = convert::required_uuid("id", &request.into_inner().id)?;
-        self.services.routing.delete_queue(id).await?;
+        self.services
+            .routing
+            .delete_queue(&principal.actor(), id)
+            .await?;
         Ok(Response::new(pb::DeleteQueueResponse {}))
     }
 
@@ -318,9 +328,13 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::CreateRoutingRuleRequest>,
     ) -> Reply<pb::CreateRoutingRuleResponse> {
-        authorize(&request, "CreateRoutingRule", ADMIN).await?;
+        let principal = authorize(&request, "CreateRoutingRule", ADMIN).await?;
         let rule = rule_from_pb(request.into_inner().rule.unwrap_or_default(), None)?;
-        let rule = self.services.routing.save_rule(rule, true).await?;
+        let rule = self
+            .services
+            .routing
+            .save_rule(&principal.actor(), rule, true)
+            .await?;
         Ok(Response::new(pb::CreateRoutingRuleResponse {
             rule: Some(rule_to_pb(rule)),
         }))
@@ -330,11 +344,15 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::UpdateRoutingRuleRequest>,
     ) -> Reply<pb::UpdateRoutingRuleResponse> {
-        authorize(&request, "UpdateRoutingRule", ADMIN).await?;
+        let principal = authorize(&request, "UpdateRoutingRule", ADMIN).await?;
         let r = request.into_inner().rule.unwrap_or_default();
         let id = convert::required_uuid("rule.id", &r.id)?;
         let rule = rule_from_pb(r, Some(id))?;
-        let rule = self.services.routing.save_rule(rule, false).await?;
+        let rule = self
+            .services
+            .routing
+            .save_rule(&principal.actor(), rule, false)
+            .await?;
         Ok(Response::new(pb::UpdateRoutingRuleResponse {
             rule: Some(rule_to_pb(rule)),
         }))
@@ -355,9 +373,12 @@ impl AdminService for AdminApi {
         &self,
         request: Request<pb::DeleteRoutingRuleRequest>,
     ) -> Reply<pb::DeleteRoutingRuleResponse> {
-        authorize(&request, "DeleteRoutingRule", ADMIN).await?;
+        let principal = authorize(&request, "DeleteRoutingRule", ADMIN).await?;
         let id = convert::required_uuid("id", &request.into_inner().id)?;
-        self.services.routing.delete_rule(id).await?;
+        self.services
+            .routing
+            .delete_rule(&principal.actor(), id)
+            .await?;
         Ok(Response::new(pb::DeleteRoutingRuleResponse {}))
     }
 
@@ -415,6 +436,23 @@ impl AdminService for AdminApi {
         r: Request<pb::DeleteCalendarRequest>,
     ) -> Reply<pb::DeleteCalendarResponse> {
         admin_sla::delete_calendar(&self.services, r).await
+    }
+
+    async fn list_audit_entries(
+        &self,
+        request: Request<pb::ListAuditEntriesRequest>,
+    ) -> Reply<pb::ListAuditEntriesResponse> {
+        authorize(&request, "ListAuditEntries", ADMIN).await?;
+        let r = request.into_inner();
+        let (entries, next_page_token) = self
+            .services
+            .audit
+            .list(&r.filter, r.page_size, &r.page_token)
+            .await?;
+        Ok(Response::new(pb::ListAuditEntriesResponse {
+            entries: entries.into_iter().map(convert::audit_entry_to_pb).collect(),
+            next_page_token,
+        }))
     }
 }
 

@@ -205,9 +205,9 @@ pub(super) async fn create_calendar(
     s: &Services,
     r: Request<pb::CreateCalendarRequest>,
 ) -> Reply<pb::CreateCalendarResponse> {
-    authorize(&r, "CreateCalendar", ADMIN).await?;
+    let principal = authorize(&r, "CreateCalendar", ADMIN).await?;
     let cal = calendar_from_pb(r.into_inner().calendar.unwrap_or_default(), Uuid::now_v7())?;
-    let cal = s.sla.save_calendar(cal, true).await?;
+    let cal = s.sla.save_calendar(&principal.actor(), cal, true).await?;
     Ok(Response::new(pb::CreateCalendarResponse {
         calendar: Some(calendar_to_pb(cal)),
     }))
@@ -217,10 +217,11 @@ pub(super) async fn update_calendar(
     s: &Services,
     r: Request<pb::UpdateCalendarRequest>,
 ) -> Reply<pb::UpdateCalendarResponse> {
-    authorize(&r, "UpdateCalendar", ADMIN).await?;
+    let principal = authorize(&r, "UpdateCalendar", ADMIN).await?;
     let c = r.into_inner().calendar.unwrap_or_default();
     let id = convert::required_uuid("calendar.id", &c.id)?;
-    let cal = s.sla.save_calendar(calendar_from_pb(c, id)?, false).await?;
+    let cal = calendar_from_pb(c, id)?;
+    let cal = s.sla.save_calendar(&principal.actor(), cal, false).await?;
     Ok(Response::new(pb::UpdateCalendarResponse {
         calendar: Some(calendar_to_pb(cal)),
     }))
@@ -241,9 +242,9 @@ pub(super) async fn delete_calendar(
     s: &Services,
     r: Request<pb::DeleteCalendarRequest>,
 ) -> Reply<pb::DeleteCalendarResponse> {
-    authorize(&r, "DeleteCalendar", ADMIN).await?;
+    let principal = authorize(&r, "DeleteCalendar", ADMIN).await?;
     let id = convert::required_uuid("id", &r.into_inner().id)?;
-    s.sla.delete_calendar(id).await?;
+    s.sla.delete_calendar(&principal.actor(), id).await?;
     Ok(Response::new(pb::DeleteCalendarResponse {}))
 }
 
@@ -251,9 +252,9 @@ pub(super) async fn create_policy(
     s: &Services,
     r: Request<pb::CreateSlaPolicyRequest>,
 ) -> Reply<pb::CreateSlaPolicyResponse> {
-    authorize(&r, "CreateSlaPolicy", ADMIN).await?;
+    let principal = authorize(&r, "CreateSlaPolicy", ADMIN).await?;
     let policy = policy_from_pb(r.into_inner().policy.unwrap_or_default(), Uuid::now_v7())?;
-    let policy = s.sla.save_policy(policy, true).await?;
+    let policy = s.sla.save_policy(&principal.actor(), policy, true).await?;
     Ok(Response::new(pb::CreateSlaPolicyResponse {
         policy: Some(policy_to_pb(policy)),
     }))
@@ -263,10 +264,11 @@ pub(super) async fn update_policy(
     s: &Services,
     r: Request<pb::UpdateSlaPolicyRequest>,
 ) -> Reply<pb::UpdateSlaPolicyResponse> {
-    authorize(&r, "UpdateSlaPolicy", ADMIN).await?;
+    let principal = authorize(&r, "UpdateSlaPolicy", ADMIN).await?;
     let p = r.into_inner().policy.unwrap_or_default();
     let id = convert::required_uuid("policy.id", &p.id)?;
-    let policy = s.sla.save_policy(policy_from_pb(p, id)?, false).await?;
+    let policy = policy_from_pb(p, id)?;
+    let policy = s.sla.save_policy(&principal.actor(), policy, false).await?;
     Ok(Response::new(pb::UpdateSlaPolicyResponse {
         policy: Some(policy_to_pb(policy)),
     }))
@@ -287,8 +289,8 @@ pub(super) async fn delete_policy(
     s: &Services,
     r: Request<pb::DeleteSlaPolicyRequest>,
 ) -> Reply<pb::DeleteSlaPolicyResponse> {
-    authorize(&r, "DeleteSlaPolicy", ADMIN).await?;
+    let principal = authorize(&r, "DeleteSlaPolicy", ADMIN).await?;
     let id = convert::required_uuid("id", &r.into_inner().id)?;
-    s.sla.delete_policy(id).await?;
+    s.sla.delete_policy(&principal.actor(), id).await?;
     Ok(Response::new(pb::DeleteSlaPolicyResponse {}))
 }

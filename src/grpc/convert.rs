@@ -8,11 +8,13 @@ use prost_types::{Duration as PbDuration, Timestamp};
 use uuid::Uuid;
 
 use super::pb;
+use crate::domain::audit::AuditEntry;
 use crate::domain::auth::Role;
 use crate::domain::conversation::{AttachmentInput, MessageRole, TranscriptMessage};
 use crate::domain::delivery::{DeliveryOutcome, DeliveryStatus, LeasedMessage};
 use crate::domain::event::{
-    ActorKind, AttachmentMeta, DeliveryView, Event, EventKind, EventPayload, Visibility,
+    Actor, ActorKind, AttachmentMeta, DeliveryView, Event, EventKind, EventPayload, FieldChange,
+    Visibility,
 };
 use crate::domain::sla::{ClockState, Metric};
 use crate::domain::ticket::{Channel, ContactInput, Priority, Status, Ticket, TicketType};
@@ -347,11 +349,7 @@ fn detail_to_pb(
         EventPayload::FieldsChanged { changes } => Detail::FieldsChanged(pb::FieldsChanged {
             changes: changes
                 .into_iter()
-                .map(|c| pb::FieldChange {
-                    field: c.field,
-                    old_value: c.old,
-                    new_value: c.new,
-                })
+                .map(field_change_to_pb)
                 .collect(),
         }),
         EventPayload::Reply {
@@ -515,11 +513,7 @@ pub(crate) fn event_to_pb(e: Event) -> pb::ActivityEntry {
         ticket_id: event.ticket_id.to_string(),
         ticket_number: event.ticket_number,
         r#type: event_type_to_pb(event.kind) as i32,
-        actor: Some(pb::Actor {
-            kind: actor_kind_to_pb(event.actor.kind) as i32,
-            id: optional_id(event.actor.id),
-            name: event.actor.name,
-        }),
+        actor: Some(actor_to_pb(event.actor)),
         visibility: match event.visibility {
             Visibility::Public => pb::Visibility::Public,
             Visibility::Internal => pb::Visibility::Internal,
@@ -548,6 +542,34 @@ pub(crate) fn enum_list<T>(
             parsed
         })
         .collect()
+}
+
+pub(crate) fn audit_entry_to_pb(entry: AuditEntry) -> pb::AuditEntry {
+    pb::AuditEntry {
+        id: entry.id.to_string(),
+        actor: Some(actor_to_pb(entry.actor)),
+        action: entry.action.as_str().to_owned(),
+        resource: entry.resource.as_str().to_owned(),
+        resource_id: entry.resource_id.to_string(),
+        changes: entry.changes.into_iter().map(field_change_to_pb).collect(),
+        created_at: Some(timestamp(entry.created_at)),
+    }
+}
+
+fn actor_to_pb(actor: Actor) -> pb::Actor {
+    pb::Actor {
+        kind: actor_kind_to_pb(actor.kind) as i32,
+        id: optional_id(actor.id),
+        name: actor.name,
+    }
+}
+
+fn field_change_to_pb(change: FieldChange) -> pb::FieldChange {
+    pb::FieldChange {
+        field: change.field,
+        old_value: change.old,
+        new_value: change.new,
+    }
 }
 
 /// A required UUID field.

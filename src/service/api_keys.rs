@@ -18,7 +18,9 @@ use uuid::Uuid;
 
 use super::paging::{self, decode, encode};
 use super::{ServiceError, ServiceResult, now};
+use crate::domain::audit::{AuditAction, AuditEntry};
 use crate::domain::auth::{Principal, Role};
+use crate::domain::event::Actor;
 use crate::domain::conversation::MAX_NAME_CHARS;
 use crate::domain::ticket::Channel;
 use crate::domain::validation::Violations;
@@ -149,6 +151,7 @@ impl ApiKeyService {
     /// Creates a key and returns it with its secret, which is never shown again.
     pub async fn create(
         &self,
+        actor: &Actor,
         name: &str,
         role: Option<Role>,
         agent_id: Option<Uuid>,
@@ -187,59 +190,24 @@ impl ApiKeyService {
         sources.sort();
         sources.dedup();
         let secret = new_secret();
-        let record = self
-            .insert(
-                name.trim(),
-                role.unwrap_or(Role::Agent),
-                agent_id,
-                channels,
-                sources,
-                &secret,
-            )
-            .await?;
-        tracing::info!(key_id = %record.id, role = %record.role, "api key created");
-        Ok((record, secret))
-    }
-
-    async fn insert(
-        &self,
-        name: &str,
-        role: Role,
-        agent_id: Option<Uuid>,
-        channels: Vec<Channel>,
-        sources: Vec<String>,
-        secret: &str,
-    ) -> ServiceResult<ApiKeyRecord> {
         let record = ApiKeyRecord {
-            id: Uuid::now_v7(),
-            name: name.to_owned(),
-            role,
-            agent_id,
             channels,
             sources,
-            prefix: prefix_of(secret),
-            secret_hash: hash(secret),
-            created_at: now(),
-            revoked_at: None,
+            ..new_key(name.trim(), role.unwrap_or(Role::Agent), agent_id, &secret)
         };
-        if !self.store.insert_api_key(&record).await? {
-            // Only a configured bootstrap secret can collide: another replica stored it.
-            tracing::debug!("api key already present");
-        }
-        Ok(record)
-    }
-
-    /// Stores `secret` as the unscoped admin key named `bootstrap`.
-    async fn insert_bootstrap(&self, secret: &str) -> ServiceResult<ApiKeyRecord> {
-        self.insert(
-            "bootstrap",
-            Role::Admin,
+        let audit = AuditEntry::of(
+            actor.clone(),
+            AuditAction::Create,
             None,
-            Vec::new(),
-            Vec::new(),
-            secret,
-        )
-        .await
+            Some(&record),
+            record.created_at,
+        );
+        if !self.store.insert_api_key(&record, &audit).await? {
+            // A fresh 256-bit secret cannot collide; a stored one was generated twice.
+            return Err(ServiceError::Contended("a new key's secret collided; retry".into()));
+        }
+        tracing::info!(key_id = %record.id, role = %record.role, "api key created");
+        Ok((record, secret))
     }
 
     /// Drops a key from the caches.
@@ -251,11 +219,22 @@ impl ApiKeyService {
         });
     }
 
-    pub async fn revoke(&self, id: Uuid) -> ServiceResult<ApiKeyRecord> {
+    pub async fn revoke(&self, actor: &Actor, id: Uuid) -> ServiceResult<ApiKeyRecord> {
         self.forget(id);
+        let before = self
+            .store
+            .api_key_by_id(id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("api key {id}")))?;
+        let at = now();
+        let after = ApiKeyRecord {
+            revoked_at: before.revoked_at.or(Some(at)),
+            ..before.clone()
+        };
+        let audit = AuditEntry::of(actor.clone(), AuditAction::Revoke, Some(&before), Some(&after), at);
         let record = self
             .store
-            .revoke_api_key(id, now())
+            .revoke_api_key(id, at, &audit)
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("api key {id}")))?;
         // Again after the write: a lookup racing with the revocation may have cached the key.
@@ -297,19 +276,60 @@ impl ApiKeyService {
     /// Makes sure an administrator can get in. With `configured`, that secret becomes an
     /// admin key unless it already is one. Without it, and with no active admin key at
     /// all, a random admin key is created and its secret returned, to be shown once.
-    pub async fn bootstrap(&self, configured: Option<&str>) -> ServiceResult<Option<String>> {
+    ///
+    /// Replicas starting together on an empty database make one key between them: the
+    /// check and the insert hold the store's key lock. With `may_generate` false (JSON
+    /// logs, which collectors keep), no secret is generated and a warning says how to
+    /// configure one.
+    pub async fn bootstrap(
+        &self,
+        configured: Option<&str>,
+        may_generate: bool,
+    ) -> ServiceResult<Option<String>> {
+        let system = Actor::system(BOOTSTRAP_NAME);
         if let Some(secret) = configured {
             if self.store.api_key_by_hash(&hash(secret)).await?.is_none() {
-                self.insert_bootstrap(secret).await?;
+                let record = new_key(BOOTSTRAP_NAME, Role::Admin, None, secret);
+                let audit = AuditEntry::of(system, AuditAction::Create, None, Some(&record), record.created_at);
+                // `false`: another replica stored the same secret first.
+                self.store.insert_api_key(&record, &audit).await?;
             }
             return Ok(None);
         }
         if self.store.has_active_admin_key().await? {
             return Ok(None);
         }
+        if !may_generate {
+            tracing::warn!(
+                "no admin API key exists and none is configured; set TICKETD_BOOTSTRAP_KEY \
+                 (a generated one is not printed into JSON logs)"
+            );
+            return Ok(None);
+        }
         let secret = new_secret();
-        self.insert_bootstrap(&secret).await?;
-        Ok(Some(secret))
+        let record = new_key(BOOTSTRAP_NAME, Role::Admin, None, &secret);
+        let audit = AuditEntry::of(system, AuditAction::Create, None, Some(&record), record.created_at);
+        let created = self.store.insert_first_admin_key(&record, &audit).await?;
+        Ok(created.then_some(secret))
+    }
+}
+
+/// The name of the admin key made at start-up.
+const BOOTSTRAP_NAME: &str = "bootstrap";
+
+/// A key for `secret`, unscoped, created now.
+fn new_key(name: &str, role: Role, agent_id: Option<Uuid>, secret: &str) -> ApiKeyRecord {
+    ApiKeyRecord {
+        id: Uuid::now_v7(),
+        name: name.to_owned(),
+        role,
+        agent_id,
+        channels: Vec::new(),
+        sources: Vec::new(),
+        prefix: prefix_of(secret),
+        secret_hash: hash(secret),
+        created_at: now(),
+        revoked_at: None,
     }
 }
 

@@ -2,6 +2,7 @@
 //! service layer owns the meaning of transactions; the store only makes them atomic.
 
 pub mod api_keys;
+pub mod audit;
 mod cache;
 pub mod delivery;
 pub mod escalation;
@@ -24,6 +25,7 @@ use crate::events::Bus;
 use crate::store::{Store, StoreError};
 
 pub use api_keys::{ApiKeyService, StreamLimitSettings, StreamPermit};
+pub use audit::AuditService;
 pub use delivery::{DeliveryService, DeliverySettings};
 pub use escalation::EscalationService;
 pub use request_ids::RequestIds;
@@ -134,6 +136,7 @@ pub struct ServiceSettings {
 pub struct Services {
     pub tickets: TicketService,
     pub api_keys: ApiKeyService,
+    pub audit: AuditService,
     pub escalation: EscalationService,
     pub delivery: DeliveryService,
     pub watch: WatchService,
@@ -165,6 +168,7 @@ impl Services {
                 request_ids.clone(),
             ),
             api_keys: ApiKeyService::new(store.clone(), settings.stream_limits),
+            audit: AuditService::new(store.clone()),
             escalation: EscalationService::new(
                 store.clone(),
                 writer,

@@ -15,7 +15,8 @@ use super::cache::{CONFIG_TTL, Cached};
 use super::sla::Writer;
 use super::{MAX_ATTEMPTS, ServiceError, ServiceResult, back_off, now};
 use crate::domain::auth::{Principal, Role};
-use crate::domain::event::{EventKind, EventPayload, NewEvent, Visibility};
+use crate::domain::audit::{AuditAction, AuditEntry};
+use crate::domain::event::{Actor, EventKind, EventPayload, NewEvent, Visibility};
 use crate::domain::routing::{
     Agent, Availability, Needs, Queue, RoutingRule, Strategy, TOP_TIER, TicketFacts, choose,
     first_match, raised,
@@ -101,6 +102,7 @@ impl RoutingService {
     /// Creates a queue (`id` None) or replaces its fields.
     pub async fn save_queue(
         &self,
+        actor: &Actor,
         id: Option<Uuid>,
         name: &str,
         tier: i32,
@@ -116,7 +118,7 @@ impl RoutingService {
         }
         v.finish()?;
         let at = now();
-        let (queue, expected) = match id {
+        let (queue, before) = match id {
             None => (
                 Queue {
                     id: Uuid::now_v7(),
@@ -139,11 +141,19 @@ impl RoutingService {
                         updated_at: at,
                         ..current.clone()
                     },
-                    Some(current.version),
+                    Some(current),
                 )
             }
         };
-        let saved = self.store.save_queue(&queue, expected).await;
+        let expected = before.as_ref().map(|b| b.version);
+        let audit = AuditEntry::of(
+            actor.clone(),
+            if before.is_some() { AuditAction::Update } else { AuditAction::Create },
+            before.as_ref(),
+            Some(&queue),
+            at,
+        );
+        let saved = self.store.save_queue(&queue, expected, &audit).await;
         self.queues.invalidate();
         if !saved? {
             return Err(ServiceError::Contended(format!(
@@ -158,10 +168,11 @@ impl RoutingService {
         Ok(saved)
     }
 
-    pub async fn delete_queue(&self, id: Uuid) -> ServiceResult<()> {
-        self.queue(id).await?;
+    pub async fn delete_queue(&self, actor: &Actor, id: Uuid) -> ServiceResult<()> {
+        let queue = self.queue(id).await?;
         self.queues.invalidate();
-        if self.store.delete_queue(id).await? {
+        let audit = AuditEntry::of(actor.clone(), AuditAction::Delete, Some(&queue), None, now());
+        if self.store.delete_queue(id, &audit).await? {
             Ok(())
         } else {
             Err(ServiceError::FailedPrecondition(format!(
@@ -187,6 +198,7 @@ impl RoutingService {
     /// hand it waiting work.
     pub async fn save_agent(
         &self,
+        actor: &Actor,
         mut agent: Agent,
         current: Option<&Agent>,
     ) -> ServiceResult<Agent> {
@@ -210,9 +222,16 @@ impl RoutingService {
             }
         }
         agent.updated_at = now();
+        let audit = AuditEntry::of(
+            actor.clone(),
+            if current.is_some() { AuditAction::Update } else { AuditAction::Create },
+            current,
+            Some(&agent),
+            agent.updated_at,
+        );
         if !self
             .store
-            .save_agent(&agent, current.map(|c| c.version))
+            .save_agent(&agent, current.map(|c| c.version), &audit)
             .await?
         {
             return Err(ServiceError::Contended(format!(
@@ -243,7 +262,7 @@ impl RoutingService {
                 availability,
                 ..current.clone()
             };
-            match self.save_agent(next, Some(&current)).await {
+            match self.save_agent(&principal.actor(), next, Some(&current)).await {
                 Err(ServiceError::Contended(_)) => continue,
                 other => return other,
             }
@@ -253,9 +272,10 @@ impl RoutingService {
         )))
     }
 
-    pub async fn delete_agent(&self, id: Uuid) -> ServiceResult<()> {
-        self.agent(id).await?;
-        if self.store.delete_agent(id).await? {
+    pub async fn delete_agent(&self, actor: &Actor, id: Uuid) -> ServiceResult<()> {
+        let agent = self.agent(id).await?;
+        let audit = AuditEntry::of(actor.clone(), AuditAction::Delete, Some(&agent), None, now());
+        if self.store.delete_agent(id, &audit).await? {
             Ok(())
         } else {
             Err(ServiceError::FailedPrecondition(format!(
@@ -272,6 +292,7 @@ impl RoutingService {
 
     pub async fn save_rule(
         &self,
+        actor: &Actor,
         mut rule: RoutingRule,
         insert: bool,
     ) -> ServiceResult<RoutingRule> {
@@ -293,22 +314,37 @@ impl RoutingService {
         if let Some(queue_id) = rule.actions.queue_id {
             self.queue(queue_id).await?;
         }
-        if !insert && !self.store.rules().await?.iter().any(|r| r.id == rule.id) {
-            // (read from the database, not the cache: the rule may be brand new elsewhere)
-            return Err(ServiceError::NotFound(format!("routing rule {}", rule.id)));
-        }
+        // (read from the database, not the cache: the rule may be brand new elsewhere)
+        let before = if insert {
+            None
+        } else {
+            let found = self.store.rules().await?.into_iter().find(|r| r.id == rule.id);
+            Some(found.ok_or_else(|| ServiceError::NotFound(format!("routing rule {}", rule.id)))?)
+        };
         rule.updated_at = now();
-        if insert {
+        if let Some(before) = &before {
+            rule.created_at = before.created_at;
+        } else {
             rule.created_at = rule.updated_at;
         }
-        self.store.save_rule(&rule, insert).await?;
+        let action = if insert { AuditAction::Create } else { AuditAction::Update };
+        let audit = AuditEntry::of(actor.clone(), action, before.as_ref(), Some(&rule), rule.updated_at);
+        self.store.save_rule(&rule, insert, &audit).await?;
         self.rules.invalidate();
         Ok(rule)
     }
 
-    pub async fn delete_rule(&self, id: Uuid) -> ServiceResult<()> {
+    pub async fn delete_rule(&self, actor: &Actor, id: Uuid) -> ServiceResult<()> {
         self.rules.invalidate();
-        if self.store.delete_rule(id).await? {
+        let rule = self
+            .store
+            .rules()
+            .await?
+            .into_iter()
+            .find(|r| r.id == id)
+            .ok_or_else(|| ServiceError::NotFound(format!("routing rule {id}")))?;
+        let audit = AuditEntry::of(actor.clone(), AuditAction::Delete, Some(&rule), None, now());
+        if self.store.delete_rule(id, &audit).await? {
             Ok(())
         } else {
             Err(ServiceError::NotFound(format!("routing rule {id}")))
@@ -417,11 +453,7 @@ impl RoutingService {
             let event = NewEvent::about(
                 &next,
                 EventKind::Assigned,
-                crate::domain::event::Actor {
-                    kind: crate::domain::event::ActorKind::System,
-                    id: None,
-                    name: "routing".into(),
-                },
+                Actor::system("routing"),
                 Visibility::Internal,
                 EventPayload::Routed {
                     queue_id: Some(queue_id),

@@ -11,7 +11,8 @@ use super::cache::{CONFIG_TTL, Cached};
 use super::sla_timer::{DeadlineHints, next_alert};
 use super::{ServiceError, ServiceResult, now};
 use crate::domain::calendar::BusinessCalendar;
-use crate::domain::event::{EventKind, EventPayload, NewEvent};
+use crate::domain::audit::{AuditAction, AuditEntry};
+use crate::domain::event::{Actor, EventKind, EventPayload, NewEvent};
 use crate::domain::sla::{
     Clock, ClockState, Metric, Plan, Signal, SlaFacts, SlaPolicy, follow_plan, plan_for, react,
 };
@@ -255,6 +256,7 @@ impl SlaService {
     /// their due times to the new hours.
     pub async fn save_calendar(
         &self,
+        actor: &Actor,
         cal: BusinessCalendar,
         insert: bool,
     ) -> ServiceResult<BusinessCalendar> {
@@ -271,7 +273,9 @@ impl SlaService {
         v.line("calendar.name", &cal.name, true, 200);
         v.finish()?;
         let at = now();
-        self.store.save_calendar(&cal, insert, at).await?;
+        let action = if insert { AuditAction::Create } else { AuditAction::Update };
+        let audit = AuditEntry::of(actor.clone(), action, old.as_ref(), Some(&cal), at);
+        self.store.save_calendar(&cal, insert, at, &audit).await?;
         self.calendars.invalidate();
         if let (Some(old), false) = (old, insert) {
             let mut clocks = self.store.open_clocks_on_calendar(cal.id).await?;
@@ -291,11 +295,16 @@ impl SlaService {
         Ok(cal)
     }
 
-    pub async fn delete_calendar(&self, id: Uuid) -> ServiceResult<()> {
-        if !self.store.calendars().await?.iter().any(|c| c.id == id) {
-            return Err(ServiceError::NotFound(format!("calendar {id}")));
-        }
-        if self.store.delete_calendar(id).await? {
+    pub async fn delete_calendar(&self, actor: &Actor, id: Uuid) -> ServiceResult<()> {
+        let calendar = self
+            .store
+            .calendars()
+            .await?
+            .into_iter()
+            .find(|c| c.id == id)
+            .ok_or_else(|| ServiceError::NotFound(format!("calendar {id}")))?;
+        let audit = AuditEntry::of(actor.clone(), AuditAction::Delete, Some(&calendar), None, now());
+        if self.store.delete_calendar(id, &audit).await? {
             Ok(())
         } else {
             Err(ServiceError::FailedPrecondition(format!(
@@ -311,6 +320,7 @@ impl SlaService {
 
     pub async fn save_policy(
         &self,
+        actor: &Actor,
         mut policy: SlaPolicy,
         insert: bool,
     ) -> ServiceResult<SlaPolicy> {
@@ -351,28 +361,36 @@ impl SlaService {
         {
             return Err(ServiceError::NotFound(format!("calendar {calendar}")));
         }
-        if !insert
-            && !self
-                .store
-                .policies()
-                .await?
-                .iter()
-                .any(|p| p.id == policy.id)
-        {
-            return Err(ServiceError::NotFound(format!("SLA policy {}", policy.id)));
-        }
+        let before = if insert {
+            None
+        } else {
+            let found = self.store.policies().await?.into_iter().find(|p| p.id == policy.id);
+            Some(found.ok_or_else(|| ServiceError::NotFound(format!("SLA policy {}", policy.id)))?)
+        };
         policy.updated_at = now();
-        if insert {
+        if let Some(before) = &before {
+            policy.created_at = before.created_at;
+        } else {
             policy.created_at = policy.updated_at;
         }
-        self.store.save_policy(&policy, insert).await?;
+        let action = if insert { AuditAction::Create } else { AuditAction::Update };
+        let audit = AuditEntry::of(actor.clone(), action, before.as_ref(), Some(&policy), policy.updated_at);
+        self.store.save_policy(&policy, insert, &audit).await?;
         self.policies.invalidate();
         Ok(policy)
     }
 
-    pub async fn delete_policy(&self, id: Uuid) -> ServiceResult<()> {
+    pub async fn delete_policy(&self, actor: &Actor, id: Uuid) -> ServiceResult<()> {
         self.policies.invalidate();
-        if self.store.delete_policy(id).await? {
+        let policy = self
+            .store
+            .policies()
+            .await?
+            .into_iter()
+            .find(|p| p.id == id)
+            .ok_or_else(|| ServiceError::NotFound(format!("SLA policy {id}")))?;
+        let audit = AuditEntry::of(actor.clone(), AuditAction::Delete, Some(&policy), None, now());
+        if self.store.delete_policy(id, &audit).await? {
             Ok(())
         } else {
             Err(ServiceError::NotFound(format!("SLA policy {id}")))

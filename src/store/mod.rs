@@ -5,6 +5,40 @@
 //! ticket update is conditional on the version the caller read, so lost updates surface as
 //! [`StoreError::Conflict`] instead of silently overwriting.
 
+/// Appends an audit entry inside the transaction of the change it records.
+macro_rules! insert_audit {
+    ($conn:expr, $entry:expr) => {{
+        let entry: &$crate::domain::audit::AuditEntry = $entry;
+        sqlx::query($crate::store::INSERT_AUDIT)
+            .bind(entry.id)
+            .bind(entry.actor.kind.as_str())
+            .bind(entry.actor.id)
+            .bind(&entry.actor.name)
+            .bind(entry.action.as_str())
+            .bind(entry.resource.as_str())
+            .bind(entry.resource_id)
+            .bind(sqlx::types::Json(&entry.changes))
+            .bind(entry.created_at)
+            .execute($conn)
+            .await
+    }};
+}
+
+/// Ends an administrative write's transaction: with its audit entry when the write
+/// `done`, rolled back when it changed nothing. Evaluates to `Ok(done)`.
+macro_rules! commit_audited {
+    ($tx:ident, $done:expr, $audit:expr) => {{
+        let done: bool = $done;
+        if done {
+            insert_audit!(&mut *$tx, $audit)?;
+            $tx.commit().await?;
+        } else {
+            $tx.rollback().await?;
+        }
+        Ok::<bool, $crate::store::StoreError>(done)
+    }};
+}
+
 mod pg_notify;
 mod postgres;
 mod routing_sql;
@@ -22,7 +56,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::domain::auth::Role;
+use crate::domain::audit::{AuditEntry, AuditFilter};
 use crate::domain::calendar::BusinessCalendar;
 use crate::domain::conversation::Conversation;
 use crate::domain::delivery::{DeliveryOutcome, DeliveryStatus, LeasedMessage, OutboundMessage};
@@ -380,21 +414,12 @@ pub struct TicketQuery {
     pub now: DateTime<Utc>,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ApiKeyRecord {
-    pub id: Uuid,
-    pub name: String,
-    pub role: Role,
-    pub agent_id: Option<Uuid>,
-    /// Channels a gateway key is limited to; empty means all.
-    pub channels: Vec<Channel>,
-    /// Conversation sources a bot key speaks for; empty means any.
-    pub sources: Vec<String>,
-    pub prefix: String,
-    pub secret_hash: Vec<u8>,
-    pub created_at: DateTime<Utc>,
-    pub revoked_at: Option<DateTime<Utc>>,
-}
+pub(crate) const INSERT_AUDIT: &str = "INSERT INTO audit_log \
+    (id, actor_kind, actor_id, actor_name, action, resource, resource_id, changes, created_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+/// API keys as stored: the domain's [`ApiKey`](crate::domain::auth::ApiKey).
+pub use crate::domain::auth::ApiKey as ApiKeyRecord;
 
 /// Pool sizes and timeouts.
 #[derive(Debug, Clone)]
@@ -407,19 +432,34 @@ pub struct PoolSettings {
 #[async_trait]
 pub trait RoutingStore: Send + Sync {
     /// Inserts (`expected_version` None) or updates a queue; false on a stale version.
-    async fn save_queue(&self, queue: &Queue, expected_version: Option<i64>) -> StoreResult<bool>;
+    async fn save_queue(
+        &self,
+        queue: &Queue,
+        expected_version: Option<i64>,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool>;
     async fn queues(&self) -> StoreResult<Vec<Queue>>;
     /// False if the queue does not exist or tickets still name it.
-    async fn delete_queue(&self, id: Uuid) -> StoreResult<bool>;
+    async fn delete_queue(&self, id: Uuid, audit: &AuditEntry) -> StoreResult<bool>;
     /// Inserts or updates an agent with its queue memberships.
-    async fn save_agent(&self, agent: &Agent, expected_version: Option<i64>) -> StoreResult<bool>;
+    async fn save_agent(
+        &self,
+        agent: &Agent,
+        expected_version: Option<i64>,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool>;
     async fn agents(&self) -> StoreResult<Vec<Agent>>;
     async fn agent(&self, id: Uuid) -> StoreResult<Option<Agent>>;
     /// False if the agent does not exist or still holds active tickets.
-    async fn delete_agent(&self, id: Uuid) -> StoreResult<bool>;
-    async fn save_rule(&self, rule: &RoutingRule, insert: bool) -> StoreResult<bool>;
+    async fn delete_agent(&self, id: Uuid, audit: &AuditEntry) -> StoreResult<bool>;
+    async fn save_rule(
+        &self,
+        rule: &RoutingRule,
+        insert: bool,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool>;
     async fn rules(&self) -> StoreResult<Vec<RoutingRule>>;
-    async fn delete_rule(&self, id: Uuid) -> StoreResult<bool>;
+    async fn delete_rule(&self, id: Uuid, audit: &AuditEntry) -> StoreResult<bool>;
     /// A queue's members with their current load.
     async fn candidates(&self, queue_id: Uuid) -> StoreResult<Vec<Candidate>>;
     /// Unassigned active tickets of a queue, most urgent first, then oldest.
@@ -436,13 +476,19 @@ pub trait SlaStore: Send + Sync {
         cal: &BusinessCalendar,
         insert: bool,
         at: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> StoreResult<bool>;
     async fn calendars(&self) -> StoreResult<Vec<BusinessCalendar>>;
     /// False if the calendar does not exist or a policy uses it.
-    async fn delete_calendar(&self, id: Uuid) -> StoreResult<bool>;
-    async fn save_policy(&self, policy: &SlaPolicy, insert: bool) -> StoreResult<bool>;
+    async fn delete_calendar(&self, id: Uuid, audit: &AuditEntry) -> StoreResult<bool>;
+    async fn save_policy(
+        &self,
+        policy: &SlaPolicy,
+        insert: bool,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool>;
     async fn policies(&self) -> StoreResult<Vec<SlaPolicy>>;
-    async fn delete_policy(&self, id: Uuid) -> StoreResult<bool>;
+    async fn delete_policy(&self, id: Uuid, audit: &AuditEntry) -> StoreResult<bool>;
     async fn clocks(&self, ticket_ids: &[Uuid]) -> StoreResult<Vec<Clock>>;
     /// Clocks not yet stopped that count on a calendar.
     async fn open_clocks_on_calendar(&self, calendar_id: Uuid) -> StoreResult<Vec<Clock>>;
@@ -576,7 +622,24 @@ pub trait Store: RoutingStore + SlaStore + Send + Sync + 'static {
         receipt: NewEvent,
     ) -> StoreResult<Option<AckOutcome>>;
 
-    async fn insert_api_key(&self, key: &ApiKeyRecord) -> StoreResult<bool>;
+    /// Stores a key; `false` if its secret is stored already.
+    async fn insert_api_key(&self, key: &ApiKeyRecord, audit: &AuditEntry) -> StoreResult<bool>;
+
+    /// Stores `key` if no active admin key exists, atomically across replicas; `false`
+    /// if one does.
+    async fn insert_first_admin_key(
+        &self,
+        key: &ApiKeyRecord,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool>;
+
+    /// Audit entries matching `filter`, newest first, older than `before` if given.
+    async fn audit_entries(
+        &self,
+        filter: &AuditFilter,
+        before: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Vec<AuditEntry>>;
 
     async fn api_key_by_hash(&self, secret_hash: &[u8]) -> StoreResult<Option<ApiKeyRecord>>;
 
@@ -601,6 +664,7 @@ pub trait Store: RoutingStore + SlaStore + Send + Sync + 'static {
         &self,
         id: Uuid,
         at: DateTime<Utc>,
+        audit: &AuditEntry,
     ) -> StoreResult<Option<ApiKeyRecord>>;
 
     async fn has_active_admin_key(&self) -> StoreResult<bool>;

@@ -72,5 +72,6 @@ impl_store!(
     horizon = " AND e.position < (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20)",
     skip_locked = " FOR UPDATE SKIP LOCKED",
     lock_agent = "SELECT 1 FROM agents WHERE id = $1 FOR UPDATE",
+    lock_api_keys = "SELECT pg_advisory_xact_lock(7460211)",
     migrator = sqlx::migrate!("./migrations/postgres"),
 );

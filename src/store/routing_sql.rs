@@ -82,8 +82,10 @@ macro_rules! impl_routing_store {
                 &self,
                 queue: &$crate::domain::routing::Queue,
                 expected_version: Option<i64>,
+                audit: &$crate::domain::audit::AuditEntry,
             ) -> $crate::store::StoreResult<bool> {
                 use $crate::store::routing_sql::*;
+                let mut tx = self.writer.begin().await?;
                 let query = match expected_version {
                     None => sqlx::query(INSERT_QUEUE)
                         .bind(queue.id)
@@ -100,10 +102,10 @@ macro_rules! impl_routing_store {
                         .bind(version),
                 };
                 let done = query
-                    .execute(&self.writer)
+                    .execute(&mut *tx)
                     .await
                     .map_err(|e| $crate::store::unique_violation(e, "a queue with this name"))?;
-                Ok(done.rows_affected() == 1)
+                commit_audited!(tx, done.rows_affected() == 1, audit)
             }
 
             async fn queues(
@@ -120,19 +122,25 @@ macro_rules! impl_routing_store {
                 $crate::store::rows::convert_all(rows)
             }
 
-            async fn delete_queue(&self, id: uuid::Uuid) -> $crate::store::StoreResult<bool> {
-                Ok(sqlx::query($crate::store::routing_sql::DELETE_QUEUE)
+            async fn delete_queue(
+                &self,
+                id: uuid::Uuid,
+                audit: &$crate::domain::audit::AuditEntry,
+            ) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.writer.begin().await?;
+                let deleted = sqlx::query($crate::store::routing_sql::DELETE_QUEUE)
                     .bind(id)
-                    .execute(&self.writer)
+                    .execute(&mut *tx)
                     .await?
-                    .rows_affected()
-                    == 1)
+                    .rows_affected();
+                commit_audited!(tx, deleted == 1, audit)
             }
 
             async fn save_agent(
                 &self,
                 agent: &$crate::domain::routing::Agent,
                 expected_version: Option<i64>,
+                audit: &$crate::domain::audit::AuditEntry,
             ) -> $crate::store::StoreResult<bool> {
                 use $crate::store::routing_sql::*;
                 let mut tx = self.writer.begin().await?;
@@ -181,8 +189,7 @@ macro_rules! impl_routing_store {
                         .execute(&mut *tx)
                         .await?;
                 }
-                tx.commit().await?;
-                Ok(true)
+                commit_audited!(tx, true, audit)
             }
 
             async fn agents(
@@ -227,19 +234,25 @@ macro_rules! impl_routing_store {
                 Ok(Some(agent))
             }
 
-            async fn delete_agent(&self, id: uuid::Uuid) -> $crate::store::StoreResult<bool> {
-                Ok(sqlx::query($crate::store::routing_sql::DELETE_AGENT)
+            async fn delete_agent(
+                &self,
+                id: uuid::Uuid,
+                audit: &$crate::domain::audit::AuditEntry,
+            ) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.writer.begin().await?;
+                let deleted = sqlx::query($crate::store::routing_sql::DELETE_AGENT)
                     .bind(id)
-                    .execute(&self.writer)
+                    .execute(&mut *tx)
                     .await?
-                    .rows_affected()
-                    == 1)
+                    .rows_affected();
+                commit_audited!(tx, deleted == 1, audit)
             }
 
             async fn save_rule(
                 &self,
                 rule: &$crate::domain::routing::RoutingRule,
                 insert: bool,
+                audit: &$crate::domain::audit::AuditEntry,
             ) -> $crate::store::StoreResult<bool> {
                 use $crate::store::routing_sql::*;
                 let query = if insert {
@@ -259,7 +272,9 @@ macro_rules! impl_routing_store {
                 } else {
                     query.bind(rule.updated_at)
                 };
-                Ok(query.execute(&self.writer).await?.rows_affected() == 1)
+                let mut tx = self.writer.begin().await?;
+                let saved = query.execute(&mut *tx).await?.rows_affected();
+                commit_audited!(tx, saved == 1, audit)
             }
 
             async fn rules(
@@ -276,13 +291,18 @@ macro_rules! impl_routing_store {
                 $crate::store::rows::convert_all(rows)
             }
 
-            async fn delete_rule(&self, id: uuid::Uuid) -> $crate::store::StoreResult<bool> {
-                Ok(sqlx::query($crate::store::routing_sql::DELETE_RULE)
+            async fn delete_rule(
+                &self,
+                id: uuid::Uuid,
+                audit: &$crate::domain::audit::AuditEntry,
+            ) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.writer.begin().await?;
+                let deleted = sqlx::query($crate::store::routing_sql::DELETE_RULE)
                     .bind(id)
-                    .execute(&self.writer)
+                    .execute(&mut *tx)
                     .await?
-                    .rows_affected()
-                    == 1)
+                    .rows_affected();
+                commit_audited!(tx, deleted == 1, audit)
             }
 
             async fn candidates(

@@ -11,9 +11,10 @@ use crate::domain::auth::Role;
 use crate::domain::calendar::{BusinessCalendar, WEEKDAYS, format_minute};
 use crate::domain::conversation::Conversation;
 use crate::domain::delivery::OutboundMessage;
+use crate::domain::audit::{AuditAction, AuditEntry, AuditResource};
 use crate::domain::event::{
-    Actor, ActorKind, AttachmentMeta, DeliveryView, Event, EventKind, EventPayload, NewEvent,
-    TicketSnapshot, Visibility,
+    Actor, ActorKind, AttachmentMeta, DeliveryView, Event, EventKind, EventPayload, FieldChange,
+    NewEvent, TicketSnapshot, Visibility,
 };
 use crate::domain::routing::{
     Agent, Availability, Candidate, Queue, RoutingRule, RuleActions, RuleConditions, Strategy,
@@ -545,6 +546,39 @@ impl TryFrom<ClockRow> for Clock {
             breach_fired: row.breach_fired,
             started_at: row.started_at,
             stopped_at: row.stopped_at,
+        })
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(super) struct AuditRow {
+    id: Uuid,
+    actor_kind: String,
+    actor_id: Option<Uuid>,
+    actor_name: String,
+    action: String,
+    resource: String,
+    resource_id: Uuid,
+    changes: Json<Vec<FieldChange>>,
+    created_at: DateTime<Utc>,
+}
+
+impl TryFrom<AuditRow> for AuditEntry {
+    type Error = StoreError;
+
+    fn try_from(row: AuditRow) -> StoreResult<AuditEntry> {
+        Ok(AuditEntry {
+            id: row.id,
+            actor: Actor {
+                kind: parse_text("actor kind", &row.actor_kind, ActorKind::parse)?,
+                id: row.actor_id,
+                name: row.actor_name,
+            },
+            action: parse_text("audit action", &row.action, AuditAction::parse)?,
+            resource: parse_text("audit resource", &row.resource, AuditResource::parse)?,
+            resource_id: row.resource_id,
+            changes: row.changes.0,
+            created_at: row.created_at,
         })
     }
 }

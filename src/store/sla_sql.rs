@@ -84,8 +84,10 @@ macro_rules! impl_sla_store {
                 cal: &$crate::domain::calendar::BusinessCalendar,
                 insert: bool,
                 at: chrono::DateTime<chrono::Utc>,
+                audit: &$crate::domain::audit::AuditEntry,
             ) -> $crate::store::StoreResult<bool> {
                 use $crate::store::sla_sql::*;
+                let mut tx = self.writer.begin().await?;
                 let row = $crate::store::rows::CalendarRow::from(cal);
                 let query = if insert {
                     sqlx::query(INSERT_CALENDAR)
@@ -100,10 +102,10 @@ macro_rules! impl_sla_store {
                     .bind(&row.holidays)
                     .bind(&row.yearly_holidays)
                     .bind(at)
-                    .execute(&self.writer)
+                    .execute(&mut *tx)
                     .await
                     .map_err(|e| $crate::store::unique_violation(e, "a calendar with this name"))?;
-                Ok(done.rows_affected() == 1)
+                commit_audited!(tx, done.rows_affected() == 1, audit)
             }
 
             async fn calendars(
@@ -116,19 +118,25 @@ macro_rules! impl_sla_store {
                 $crate::store::rows::convert_all(rows)
             }
 
-            async fn delete_calendar(&self, id: uuid::Uuid) -> $crate::store::StoreResult<bool> {
-                Ok(sqlx::query($crate::store::sla_sql::DELETE_CALENDAR)
+            async fn delete_calendar(
+                &self,
+                id: uuid::Uuid,
+                audit: &$crate::domain::audit::AuditEntry,
+            ) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.writer.begin().await?;
+                let deleted = sqlx::query($crate::store::sla_sql::DELETE_CALENDAR)
                     .bind(id)
-                    .execute(&self.writer)
+                    .execute(&mut *tx)
                     .await?
-                    .rows_affected()
-                    == 1)
+                    .rows_affected();
+                commit_audited!(tx, deleted == 1, audit)
             }
 
             async fn save_policy(
                 &self,
                 policy: &$crate::domain::sla::SlaPolicy,
                 insert: bool,
+                audit: &$crate::domain::audit::AuditEntry,
             ) -> $crate::store::StoreResult<bool> {
                 use $crate::store::sla_sql::*;
                 let query = if insert {
@@ -149,7 +157,9 @@ macro_rules! impl_sla_store {
                 } else {
                     query.bind(policy.updated_at)
                 };
-                Ok(query.execute(&self.writer).await?.rows_affected() == 1)
+                let mut tx = self.writer.begin().await?;
+                let saved = query.execute(&mut *tx).await?.rows_affected();
+                commit_audited!(tx, saved == 1, audit)
             }
 
             async fn policies(
@@ -162,13 +172,18 @@ macro_rules! impl_sla_store {
                 $crate::store::rows::convert_all(rows)
             }
 
-            async fn delete_policy(&self, id: uuid::Uuid) -> $crate::store::StoreResult<bool> {
-                Ok(sqlx::query($crate::store::sla_sql::DELETE_POLICY)
+            async fn delete_policy(
+                &self,
+                id: uuid::Uuid,
+                audit: &$crate::domain::audit::AuditEntry,
+            ) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.writer.begin().await?;
+                let deleted = sqlx::query($crate::store::sla_sql::DELETE_POLICY)
                     .bind(id)
-                    .execute(&self.writer)
+                    .execute(&mut *tx)
                     .await?
-                    .rows_affected()
-                    == 1)
+                    .rows_affected();
+                commit_audited!(tx, deleted == 1, audit)
             }
 
             async fn clocks(
@@ -222,7 +237,7 @@ macro_rules! impl_sla_store {
                 limit: i64,
             ) -> $crate::store::StoreResult<Vec<$crate::domain::event::Event>> {
                 use $crate::domain::event::{
-                    Actor, ActorKind, EventKind, EventPayload, NewEvent, Visibility,
+                    Actor, EventKind, EventPayload, NewEvent, Visibility,
                 };
                 use $crate::store::sla_sql::*;
                 let due: Vec<(uuid::Uuid, String, String)> = sqlx::query_as(DUE_ALERTS)
@@ -261,11 +276,7 @@ macro_rules! impl_sla_store {
                     } else {
                         EventKind::SlaWarning
                     };
-                    let system = Actor {
-                        kind: ActorKind::System,
-                        id: None,
-                        name: "sla".into(),
-                    };
+                    let system = Actor::system("sla");
                     let event = NewEvent::about(
                         &ticket,
                         event_kind,

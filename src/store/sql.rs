@@ -243,6 +243,9 @@ pub(super) fn revoke_api_key() -> String {
     )
 }
 
+pub(super) const SELECT_AUDIT: &str = "SELECT id, actor_kind, actor_id, actor_name, action, \
+    resource, resource_id, changes, created_at FROM audit_log";
+
 pub(super) const HAS_ACTIVE_ADMIN_KEY: &str =
     "SELECT COUNT(*) FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL";
 
@@ -268,6 +271,7 @@ macro_rules! impl_store {
         horizon = $horizon:expr,
         skip_locked = $skip_locked:expr,
         lock_agent = $lock_agent:expr,
+        lock_api_keys = $lock_api_keys:expr,
         migrator = $migrator:expr $(,)?
     ) => {
         $crate::store::routing_sql::impl_routing_store!($store, $db);
@@ -801,24 +805,31 @@ macro_rules! impl_store {
             async fn insert_api_key(
                 &self,
                 key: &$crate::store::ApiKeyRecord,
+                audit: &$crate::domain::audit::AuditEntry,
             ) -> $crate::store::StoreResult<bool> {
-                let inserted = sqlx::query($crate::store::sql::INSERT_API_KEY)
-                    .bind(key.id)
-                    .bind(&key.name)
-                    .bind(key.role.as_str())
-                    .bind(key.agent_id)
-                    .bind(&key.prefix)
-                    .bind(&key.secret_hash)
-                    .bind(key.created_at)
-                    .bind(key.revoked_at)
-                    .bind(sqlx::types::Json(
-                        key.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
-                    ))
-                    .bind(sqlx::types::Json(&key.sources))
-                    .execute(&self.writer)
-                    .await?
-                    .rows_affected();
-                Ok(inserted == 1)
+                let mut tx = self.writer.begin().await?;
+                let inserted = insert_key(&mut tx, key).await?;
+                commit_audited!(tx, inserted, audit)
+            }
+
+            async fn insert_first_admin_key(
+                &self,
+                key: &$crate::store::ApiKeyRecord,
+                audit: &$crate::domain::audit::AuditEntry,
+            ) -> $crate::store::StoreResult<bool> {
+                let mut tx = self.writer.begin().await?;
+                // Held to the end of the transaction: concurrent bootstraps take turns.
+                sqlx::query($lock_api_keys).execute(&mut *tx).await?;
+                let (admins,): (i64,) =
+                    sqlx::query_as($crate::store::sql::HAS_ACTIVE_ADMIN_KEY)
+                        .fetch_one(&mut *tx)
+                        .await?;
+                if admins > 0 {
+                    tx.rollback().await?;
+                    return Ok(false);
+                }
+                let inserted = insert_key(&mut tx, key).await?;
+                commit_audited!(tx, inserted, audit)
             }
 
             async fn api_key_by_hash(
@@ -899,14 +910,55 @@ macro_rules! impl_store {
                 &self,
                 id: uuid::Uuid,
                 at: chrono::DateTime<chrono::Utc>,
+                audit: &$crate::domain::audit::AuditEntry,
             ) -> $crate::store::StoreResult<Option<$crate::store::ApiKeyRecord>> {
+                let mut tx = self.writer.begin().await?;
                 let row: Option<$crate::store::rows::ApiKeyRow> =
                     sqlx::query_as(sqlx::AssertSqlSafe($crate::store::sql::revoke_api_key()))
                         .bind(id)
                         .bind(at)
-                        .fetch_optional(&self.writer)
+                        .fetch_optional(&mut *tx)
                         .await?;
-                row.map($crate::store::ApiKeyRecord::try_from).transpose()
+                let record = row.map($crate::store::ApiKeyRecord::try_from).transpose()?;
+                // Revoking a revoked key changes nothing, and records nothing.
+                let revoked_now = record.as_ref().is_some_and(|k| k.revoked_at == Some(at));
+                let _: bool = commit_audited!(tx, revoked_now, audit)?;
+                Ok(record)
+            }
+
+            async fn audit_entries(
+                &self,
+                filter: &$crate::domain::audit::AuditFilter,
+                before: Option<uuid::Uuid>,
+                limit: i64,
+            ) -> $crate::store::StoreResult<Vec<$crate::domain::audit::AuditEntry>> {
+                let mut q = sqlx::QueryBuilder::<$db>::new($crate::store::sql::SELECT_AUDIT);
+                q.push(" WHERE 1 = 1");
+                if let Some(resource) = filter.resource {
+                    q.push(" AND resource = ").push_bind(resource.as_str());
+                }
+                if let Some(id) = filter.resource_id {
+                    q.push(" AND resource_id = ").push_bind(id);
+                }
+                if let Some(action) = filter.action {
+                    q.push(" AND action = ").push_bind(action.as_str());
+                }
+                if let Some(id) = filter.actor_id {
+                    q.push(" AND actor_id = ").push_bind(id);
+                }
+                if let Some(since) = filter.since {
+                    q.push(" AND created_at >= ").push_bind(since);
+                }
+                if let Some(until) = filter.until {
+                    q.push(" AND created_at < ").push_bind(until);
+                }
+                if let Some(before) = before {
+                    q.push(" AND id < ").push_bind(before);
+                }
+                q.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
+                let rows: Vec<$crate::store::rows::AuditRow> =
+                    q.build_query_as().fetch_all(&self.reader).await?;
+                $crate::store::rows::convert_all(rows)
             }
 
             async fn has_active_admin_key(&self) -> $crate::store::StoreResult<bool> {
@@ -916,6 +968,30 @@ macro_rules! impl_store {
                         .await?;
                 Ok(count > 0)
             }
+        }
+
+        /// Inserts `key` in `tx`; `false` if its secret is stored already.
+        async fn insert_key(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            key: &$crate::store::ApiKeyRecord,
+        ) -> $crate::store::StoreResult<bool> {
+            let inserted = sqlx::query($crate::store::sql::INSERT_API_KEY)
+                .bind(key.id)
+                .bind(&key.name)
+                .bind(key.role.as_str())
+                .bind(key.agent_id)
+                .bind(&key.prefix)
+                .bind(&key.secret_hash)
+                .bind(key.created_at)
+                .bind(key.revoked_at)
+                .bind(sqlx::types::Json(
+                    key.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+                ))
+                .bind(sqlx::types::Json(&key.sources))
+                .execute(&mut **tx)
+                .await?
+                .rows_affected();
+            Ok(inserted == 1)
         }
 
         /// The ticket `create_ticket` inserted in the current transaction.

@@ -64,5 +64,6 @@ impl_store!(
     horizon = "",
     skip_locked = "",
     lock_agent = "SELECT 1 FROM agents WHERE id = $1",
+    lock_api_keys = "UPDATE api_keys SET name = name WHERE 0 = 1",
     migrator = sqlx::migrate!("./migrations/sqlite"),
 );

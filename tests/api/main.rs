@@ -1,6 +1,7 @@
 //! The integration suite: a real ticketd over gRPC, on SQLite and on PostgreSQL.
 
 mod activity;
+mod audit;
 mod auth;
 mod bridge;
 mod delivery;
@@ -112,6 +113,10 @@ harness::conformance! {
         policies_use_business_hours_calendars,
         next_response_restarts_per_customer_message_and_merges_stop_clocks,
     ],
+    audit: [
+        admin_changes_are_audited_and_outlive_their_objects,
+        routing_and_sla_settings_are_audited,
+    ],
     security: [
         an_escalation_retried_with_its_request_id_returns_the_first_ticket,
         request_ids_belong_to_the_key_that_sent_them,
@@ -128,6 +133,7 @@ harness::conformance! {
         bots_fill_contact_details_but_never_redirect_them,
         gateways_reach_only_conversations_on_their_channels,
         time_for_another_agent_needs_an_admin_and_a_real_agent,
+        replicas_starting_together_make_one_bootstrap_key,
     ],
     watch: [
         a_watch_replays_from_its_cursor_then_goes_live,

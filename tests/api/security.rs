@@ -569,3 +569,48 @@ pub async fn time_for_another_agent_needs_an_admin_and_a_real_agent(backend: Bac
         .await
         .expect("own time");
 }
+
+pub async fn replicas_starting_together_make_one_bootstrap_key(backend: Backend) {
+    use ticketd::app::App;
+    use ticketd::config::LogFormat;
+
+    let database = crate::harness::TestDatabase::create(&backend).await;
+    let unkeyed = |format: LogFormat| {
+        let mut settings = crate::harness::settings_for(&database);
+        settings.bootstrap_key = None;
+        settings.log_format = format;
+        settings
+    };
+    // JSON logs end up in collectors: no secret is generated to be printed there.
+    let quiet = App::build(unkeyed(LogFormat::Json)).await.expect("build");
+    assert_eq!(quiet.bootstrap_secret(), None);
+    drop(quiet);
+
+    let (a, b, c, d) = tokio::join!(
+        App::build(unkeyed(LogFormat::Pretty)),
+        App::build(unkeyed(LogFormat::Pretty)),
+        App::build(unkeyed(LogFormat::Pretty)),
+        App::build(unkeyed(LogFormat::Pretty)),
+    );
+    let replicas = [a, b, c, d];
+    let secrets: Vec<String> = replicas
+        .iter()
+        .map(|r| r.as_ref().expect("build"))
+        .filter_map(|app| app.bootstrap_secret().map(str::to_owned))
+        .collect();
+    assert_eq!(secrets.len(), 1, "one replica made the key: {secrets:?}");
+    drop(replicas);
+
+    let mut settings = unkeyed(LogFormat::Pretty);
+    settings.bootstrap_key = Some(secrets[0].parse().expect("a generated secret is valid"));
+    let app = crate::harness::start(settings, database).await;
+    let keys = app
+        .admin()
+        .list_api_keys(pb::ListApiKeysRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .api_keys;
+    assert_eq!(keys.len(), 1, "{keys:?}");
+    assert_eq!(keys[0].role(), pb::Role::Admin);
+}
