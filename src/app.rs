@@ -15,6 +15,7 @@ use crate::events::Bus;
 use crate::grpc::{self, EdgeLayer, GateLayer, GateSettings, GrpcLimits, pb};
 use crate::service::{ServiceError, Services, StreamGauge};
 use crate::store::{self, PoolSettings, StoreError};
+use crate::tls::TlsServer;
 
 #[derive(Debug, thiserror::Error)]
 pub enum AppError {
@@ -32,6 +33,8 @@ pub enum AppError {
     Telemetry(#[from] crate::telemetry::TelemetryError),
     #[error("{0} is not an address to serve metrics on")]
     MetricsAddress(String),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
 }
 
 pub struct App {
@@ -40,6 +43,7 @@ pub struct App {
     services: Services,
     bootstrap_secret: Option<String>,
     shutdown: tokio::sync::watch::Sender<bool>,
+    tls: Option<TlsServer>,
 }
 
 /// Opens and migrates the store a settings object names.
@@ -60,6 +64,8 @@ impl App {
     /// Opens the store, runs migrations, installs the bootstrap key and binds the
     /// listener (port 0 picks a free one; see [`App::local_addr`]).
     pub async fn build(settings: Settings) -> Result<App, AppError> {
+        // Unreadable certificates stop the start here, before anything else happens.
+        let tls = settings.tls().map(TlsServer::new).transpose()?;
         let bus = Bus::new();
         let store = open_store(&settings, bus.clone()).await?;
         let (shutdown, streams_stop) = tokio::sync::watch::channel(false);
@@ -86,6 +92,7 @@ impl App {
             services,
             bootstrap_secret,
             shutdown,
+            tls,
         })
     }
 
@@ -166,13 +173,7 @@ impl App {
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let addr = self.local_addr().ok();
-        // Small gRPC frames must not wait for Nagle's algorithm: with several calls in
-        // flight on one connection it adds tens of milliseconds to each.
-        let incoming =
-            tokio_stream::StreamExt::map(TcpListenerStream::new(self.listener), |conn| {
-                conn.and_then(|stream| stream.set_nodelay(true).map(|()| stream))
-            });
-        let server = Server::builder()
+        let router = Server::builder()
             .timeout(limits.request_timeout)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
@@ -189,12 +190,26 @@ impl App {
             .add_routes(grpc::routes(&self.services, &limits))
             .add_service(health_service)
             .add_service(reflection_v1)
-            .add_service(reflection_v1alpha)
-            .serve_with_incoming_shutdown(incoming, async {
-                let _ = stopped.await;
-            });
-        let mut server = tokio::spawn(server);
-        tracing::info!(addr = ?addr, database = %redact(&self.settings.database_url), "ticketd serving");
+            .add_service(reflection_v1alpha);
+        let stopped = async {
+            let _ = stopped.await;
+        };
+        let tls = self.tls.is_some();
+        let mut server = match self.tls {
+            Some(tls) => tokio::spawn(
+                router.serve_with_incoming_shutdown(tls.incoming(self.listener), stopped),
+            ),
+            None => {
+                // Small gRPC frames must not wait for Nagle's algorithm: with several
+                // calls in flight on one connection it adds tens of milliseconds to each.
+                let incoming =
+                    tokio_stream::StreamExt::map(TcpListenerStream::new(self.listener), |conn| {
+                        conn.and_then(|stream| stream.set_nodelay(true).map(|()| stream))
+                    });
+                tokio::spawn(router.serve_with_incoming_shutdown(incoming, stopped))
+            }
+        };
+        tracing::info!(addr = ?addr, tls, database = %redact(&self.settings.database_url), "ticketd serving");
 
         tokio::select! {
             () = shutdown => {}

@@ -144,6 +144,24 @@ pub struct Settings {
     #[arg(long, env = "TICKETD_MAX_CONCURRENT_REQUESTS", default_value_t = 512)]
     pub max_concurrent_requests: usize,
 
+    /// PEM certificate chain to serve gRPC over TLS with (with `TICKETD_TLS_KEY`). Read
+    /// again when the file changes.
+    #[arg(long, env = "TICKETD_TLS_CERT", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+
+    /// PEM private key of `TICKETD_TLS_CERT`.
+    #[arg(long, env = "TICKETD_TLS_KEY", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
+
+    /// PEM CA certificates: when set, clients must present a certificate one of them
+    /// signed (mutual TLS).
+    #[arg(long, env = "TICKETD_TLS_CLIENT_CA", requires = "tls_cert")]
+    pub tls_client_ca: Option<std::path::PathBuf>,
+
+    /// How often the certificate and key files are checked for changes.
+    #[arg(long, env = "TICKETD_TLS_RELOAD_SECONDS", default_value_t = 60)]
+    pub tls_reload_seconds: u64,
+
     /// HTTP/2 streams (calls) one connection may have open at once.
     #[arg(
         long,
@@ -208,6 +226,10 @@ impl Settings {
             rate_limit_gateway_per_second: 1000,
             max_concurrent_requests: 512,
             max_concurrent_streams_per_connection: 256,
+            tls_cert: None,
+            tls_key: None,
+            tls_client_ca: None,
+            tls_reload_seconds: 60,
             max_streams_per_key: 100,
             max_streams: 5_000,
             stream_buffer: 1024,
@@ -237,6 +259,16 @@ impl Settings {
             },
             idempotency_window: Duration::from_secs(self.idempotency_hours.max(1) * 3600),
         }
+    }
+
+    /// TLS for the gRPC listener, if a certificate is configured.
+    pub fn tls(&self) -> Option<crate::tls::TlsSettings> {
+        Some(crate::tls::TlsSettings {
+            cert: self.tls_cert.clone()?,
+            key: self.tls_key.clone()?,
+            client_ca: self.tls_client_ca.clone(),
+            reload_every: Duration::from_secs(self.tls_reload_seconds.max(1)),
+        })
     }
 
     /// Requests per second per key, by role.

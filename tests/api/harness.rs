@@ -154,6 +154,7 @@ pub fn with_database(server_url: &str, name: &str) -> String {
 
 pub struct TestApp {
     pub admin_secret: String,
+    pub addr: std::net::SocketAddr,
     pub channel: Channel,
     pub gauge: std::sync::Arc<StreamGauge>,
     stop: Option<oneshot::Sender<()>>,
@@ -346,6 +347,21 @@ pub async fn start(settings: Settings, database: TestDatabase) -> TestApp {
 
 /// Builds and runs an app over a database that something else owns.
 pub async fn start_replica(settings: Settings) -> TestApp {
+    launch(settings, None).await
+}
+
+/// Like [`start`] for a server that speaks TLS: clients connect with `client`.
+pub async fn start_tls(
+    settings: Settings,
+    database: TestDatabase,
+    client: tonic::transport::ClientTlsConfig,
+) -> TestApp {
+    let mut app = launch(settings, Some(client)).await;
+    app.database = Some(database);
+    app
+}
+
+async fn launch(settings: Settings, tls: Option<tonic::transport::ClientTlsConfig>) -> TestApp {
     let admin_secret = settings
         .bootstrap_key
         .as_ref()
@@ -358,14 +374,17 @@ pub async fn start_replica(settings: Settings) -> TestApp {
     let server = tokio::spawn(app.run(async {
         let _ = stopped.await;
     }));
-    let channel = Channel::from_shared(format!("http://{addr}"))
+    let scheme = if tls.is_some() { "https" } else { "http" };
+    let mut endpoint = Channel::from_shared(format!("{scheme}://{addr}"))
         .expect("uri")
-        .connect_timeout(Duration::from_secs(5))
-        .connect()
-        .await
-        .expect("connect to test server");
+        .connect_timeout(Duration::from_secs(5));
+    if let Some(tls) = tls {
+        endpoint = endpoint.tls_config(tls).expect("client TLS");
+    }
+    let channel = endpoint.connect().await.expect("connect to test server");
     TestApp {
         admin_secret,
+        addr,
         channel,
         gauge,
         stop: Some(stop),

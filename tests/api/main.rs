@@ -4,6 +4,7 @@ mod activity;
 mod audit;
 mod auth;
 mod bridge;
+mod certs;
 mod delivery;
 mod errors;
 mod harness;
@@ -11,10 +12,12 @@ mod lifecycle;
 mod merge;
 mod postgres_only;
 mod postgres_restart;
+mod private_cluster;
 mod routing;
 mod security;
 mod sla;
 mod tickets;
+mod tls;
 mod updates;
 mod watch;
 
@@ -135,6 +138,10 @@ harness::conformance! {
         time_for_another_agent_needs_an_admin_and_a_real_agent,
         replicas_starting_together_make_one_bootstrap_key,
     ],
+    tls: [
+        grpc_over_tls_serves_calls_and_takes_up_renewed_certificates,
+        mutual_tls_admits_only_clients_of_the_client_ca,
+    ],
     watch: [
         a_watch_replays_from_its_cursor_then_goes_live,
         watch_filters_select_by_event_ticket_and_assignee,
@@ -179,6 +186,14 @@ mod postgres_server {
         if crate::harness::Backend::postgres().is_some() {
             crate::postgres_restart::a_restarted_database_is_unavailable_then_recovers_without_a_restart()
                 .await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn postgres_over_tls_verifies_the_server() {
+        // A cluster of its own with TLS on; the configured server says "run it".
+        if crate::harness::Backend::postgres().is_some() {
+            crate::tls::postgres_over_tls_verifies_the_server().await;
         }
     }
 

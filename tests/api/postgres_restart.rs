@@ -6,8 +6,6 @@
 //! server the other tests use is never stopped.
 
 use std::collections::HashSet;
-use std::path::PathBuf;
-use std::process::Command;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -15,127 +13,11 @@ use std::time::Duration;
 use ticketd::grpc::pb;
 use tokio_stream::StreamExt;
 use tonic::Code;
-use uuid::Uuid;
 
 use crate::harness::{
     Backend, TestDatabase, Tickets, all_ticket_ids, new_ticket, settings_for, start,
 };
-
-/// A PostgreSQL cluster in a temporary directory, on its own port, removed on drop.
-struct PrivateCluster {
-    bin: PathBuf,
-    dir: PathBuf,
-    port: u16,
-}
-
-impl PrivateCluster {
-    /// The server programs: `TICKETD_TEST_PG_BIN`, else the newest under
-    /// `/usr/lib/postgresql/*/bin`, else whatever directory `pg_config --bindir` names.
-    fn bin_dir() -> PathBuf {
-        if let Ok(dir) = std::env::var("TICKETD_TEST_PG_BIN") {
-            return PathBuf::from(dir);
-        }
-        // Debian keeps each major version in a directory named after it ("15", "9.6").
-        let newest = std::fs::read_dir("/usr/lib/postgresql")
-            .into_iter()
-            .flatten()
-            .flatten()
-            .filter_map(|entry| {
-                let version: f64 = entry.file_name().to_str()?.parse().ok()?;
-                let bin = entry.path().join("bin");
-                bin.join("initdb").exists().then_some((version, bin))
-            })
-            .max_by(|a, b| a.0.total_cmp(&b.0));
-        if let Some((_, bin)) = newest {
-            return bin;
-        }
-        let output = Command::new("pg_config")
-            .arg("--bindir")
-            .output()
-            .expect("PostgreSQL server programs (initdb, pg_ctl): set TICKETD_TEST_PG_BIN");
-        PathBuf::from(String::from_utf8_lossy(&output.stdout).trim())
-    }
-
-    fn start() -> PrivateCluster {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
-        let cluster = PrivateCluster {
-            bin: Self::bin_dir(),
-            dir: std::env::temp_dir().join(format!("ticketd-pg-{}", Uuid::new_v4().simple())),
-            port,
-        };
-        let dir = cluster.dir.display().to_string();
-        cluster.run(
-            "initdb",
-            &["-D", &dir, "-U", "postgres", "-A", "trust", "--no-sync"],
-        );
-        cluster.pg_ctl(&["start"]);
-        cluster
-    }
-
-    /// One of the server programs; as root it runs as `postgres`, because PostgreSQL
-    /// refuses to run as root.
-    fn command(&self, program: &str) -> Command {
-        let program = self.bin.join(program);
-        if is_root() {
-            let mut c = Command::new("runuser");
-            c.args(["-u", "postgres", "--"]).arg(program);
-            c
-        } else {
-            Command::new(program)
-        }
-    }
-
-    fn run(&self, program: &str, args: &[&str]) {
-        let output = self
-            .command(program)
-            .args(args)
-            .output()
-            .expect("run a PostgreSQL program");
-        assert!(
-            output.status.success(),
-            "{program} {args:?} failed: {}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-    }
-
-    fn pg_ctl(&self, action: &[&str]) {
-        let dir = self.dir.display().to_string();
-        let log = self.dir.join("server.log").display().to_string();
-        let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -c unix_socket_directories={dir} -c max_connections=40",
-            self.port
-        );
-        let mut args = vec!["-D", &dir, "-l", &log, "-o", &options, "-w"];
-        args.extend_from_slice(action);
-        self.run("pg_ctl", &args);
-    }
-
-    fn url(&self) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
-    }
-}
-
-impl Drop for PrivateCluster {
-    fn drop(&mut self) {
-        let dir = self.dir.display().to_string();
-        let _ = self
-            .command("pg_ctl")
-            .args(["-D", &dir, "-m", "immediate", "stop"])
-            .output();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
-fn is_root() -> bool {
-    Command::new("id")
-        .arg("-u")
-        .output()
-        .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
-}
+use crate::private_cluster::PrivateCluster;
 
 /// What one writer saw: acknowledged ticket ids, and the codes of failed calls.
 #[derive(Default)]
