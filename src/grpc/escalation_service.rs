@@ -136,6 +136,7 @@ impl EscalationService for EscalationApi {
                         .map(convert::attachment_from_pb)
                         .collect(),
                     external_message_id: r.external_message_id.trim().to_owned(),
+                    request_id: r.request_id,
                 },
             )
             .await?;

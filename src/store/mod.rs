@@ -232,8 +232,9 @@ pub enum CreateOutcome {
         ticket: Ticket,
         committed: Committed,
     },
-    /// The request id was seen before with the same body: the first result.
-    Replayed(Ticket),
+    /// The request id was claimed before, with the same body, by the request that made
+    /// this resource (whatever the claim named: a ticket, or a message's event).
+    Replayed(Uuid),
 }
 
 /// A new state for one ticket, applied only if the ticket is still at `expected_version`.

@@ -306,19 +306,10 @@ macro_rules! impl_store {
                 use $crate::store::sql::*;
                 let mut tx = self.writer.begin().await?;
                 if let Some(claim) = &claim
-                    && let Some(ticket_id) = claim_request_id(&mut tx, claim).await?
+                    && let Some(resource) = claim_request_id(&mut tx, claim).await?
                 {
                     tx.rollback().await?;
-                    let ticket = self
-                        .ticket($crate::store::TicketKey::Id(ticket_id))
-                        .await?
-                        .ok_or_else(|| {
-                            $crate::store::StoreError::Corrupt(format!(
-                                "request id {:?} names missing ticket {ticket_id}",
-                                claim.request_id
-                            ))
-                        })?;
-                    return Ok($crate::store::CreateOutcome::Replayed(ticket));
+                    return Ok($crate::store::CreateOutcome::Replayed(resource));
                 }
                 let contact =
                     upsert_contact(&mut tx, &draft.contact, draft.created_at).await?;

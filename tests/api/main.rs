@@ -137,6 +137,7 @@ harness::conformance! {
         gateways_reach_only_conversations_on_their_channels,
         time_for_another_agent_needs_an_admin_and_a_real_agent,
         replicas_starting_together_make_one_bootstrap_key,
+        a_retried_customer_message_lands_once,
     ],
     tls: [
         grpc_over_tls_serves_calls_and_takes_up_renewed_certificates,

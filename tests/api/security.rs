@@ -614,3 +614,85 @@ pub async fn replicas_starting_together_make_one_bootstrap_key(backend: Backend)
     assert_eq!(keys.len(), 1, "{keys:?}");
     assert_eq!(keys[0].role(), pb::Role::Admin);
 }
+
+pub async fn a_retried_customer_message_lands_once(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let gateway = app.key(pb::Role::Gateway, None).await;
+    let mut gw = app.escalation_as(&gateway);
+    let mut tickets = app.tickets();
+    let (ticket, _) = escalate(&mut app.escalation(), escalation("conv-rid", 1)).await;
+    let message = |text: &str, request_id: &str| pb::PostCustomerMessageRequest {
+        request_id: request_id.into(),
+        ..customer_message("conv-rid", text, "")
+    };
+
+    let first = gw
+        .post_customer_message(message("Still broken", "retry-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!first.duplicate);
+    let again = gw
+        .post_customer_message(message("Still broken", "retry-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(again.duplicate, "a retry is reported as one");
+    assert_eq!(again.entry.unwrap().id, first.entry.unwrap().id);
+    let landed = feed(&mut tickets, &ticket.id)
+        .await
+        .into_iter()
+        .filter(|e| matches!(&e.detail, Some(pb::activity_entry::Detail::CustomerMessage(m)) if m.text == "Still broken"))
+        .count();
+    assert_eq!(landed, 1, "the message landed once");
+
+    let reused = gw
+        .post_customer_message(message("Something else", "retry-1"))
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&reused), vec!["request_id"]);
+    // Another key's request id is another request.
+    let other = app.key(pb::Role::Gateway, None).await;
+    let theirs = app
+        .escalation_as(&other)
+        .post_customer_message(message("Still broken", "retry-1"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(!theirs.duplicate);
+
+    // On a closed ticket the message opens one follow-up, however often it is retried.
+    crate::harness::set_status(&mut tickets, &ticket.id, pb::TicketStatus::Closed)
+        .await
+        .unwrap();
+    let opened = gw
+        .post_customer_message(message("It broke again", "retry-2"))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(opened.follow_up);
+    let follow_up = opened.ticket.unwrap();
+    for _ in 0..2 {
+        let retried = gw
+            .post_customer_message(message("It broke again", "retry-2"))
+            .await
+            .unwrap()
+            .into_inner();
+        assert!(retried.duplicate);
+        assert_eq!(retried.ticket.unwrap().id, follow_up.id);
+        assert_eq!(
+            retried.entry.unwrap().id,
+            opened.entry.as_ref().unwrap().id
+        );
+    }
+    let follow_ups = tickets
+        .list_tickets(pb::ListTicketsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .tickets
+        .into_iter()
+        .filter(|t| t.follow_up_of_id == ticket.id)
+        .count();
+    assert_eq!(follow_ups, 1, "one follow-up");
+}

@@ -19,6 +19,8 @@ pub struct CustomerMessageInput {
     pub text: String,
     pub attachments: Vec<AttachmentInput>,
     pub external_message_id: String,
+    /// The caller's retry key; see `RequestIds`.
+    pub request_id: String,
 }
 
 /// What became of a customer message.
@@ -55,6 +57,12 @@ impl EscalationService {
             &input.external_message_id,
             false,
             MAX_NAME_CHARS,
+        );
+        v.line(
+            "request_id",
+            &input.request_id,
+            false,
+            crate::service::tickets::MAX_REQUEST_ID_CHARS,
         );
         validate_attachments("attachments", &input.attachments, &mut v);
         if let MessageTarget::Conversation {
@@ -117,9 +125,10 @@ impl EscalationService {
                 ensure_channel(principal, on)?;
             }
             let result = if ticket.status == Status::Closed {
-                self.follow_up(&input, channel, conversation, ticket).await
+                self.follow_up(principal, &input, channel, conversation, ticket)
+                    .await
             } else {
-                self.add_to_ticket(&input, channel, ticket).await
+                self.add_to_ticket(principal, &input, channel, ticket).await
             };
             match result {
                 Err(ServiceError::Contended(_)) => continue,
@@ -163,6 +172,59 @@ impl EscalationService {
             duplicate: true,
             follow_up: false,
         }))
+    }
+
+    /// The result of a request replayed by its `request_id`: the message it stored.
+    async fn replayed(&self, event_id: Uuid) -> ServiceResult<CustomerMessageOutcome> {
+        let entry = self
+            .store
+            .event(event_id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("event {event_id}")))?;
+        let ticket = self
+            .store
+            .ticket(TicketKey::Id(entry.event.ticket_id))
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("ticket {}", entry.event.ticket_id)))?;
+        Ok(CustomerMessageOutcome {
+            ticket,
+            entry,
+            duplicate: true,
+            follow_up: false,
+        })
+    }
+
+    /// A claim on the request's `request_id` for the message event `event_id`.
+    fn request_claim(
+        &self,
+        principal: &Principal,
+        input: &CustomerMessageInput,
+        channel: Channel,
+        event_id: Uuid,
+    ) -> Option<crate::store::IdempotencyClaim> {
+        let target = match &input.target {
+            MessageTarget::Conversation {
+                source,
+                external_id,
+            } => format!("{source}/{external_id}"),
+            MessageTarget::Ticket(id) => id.to_string(),
+        };
+        let mut body = Fingerprint::new()
+            .part(target)
+            .part(channel.as_str())
+            .part(&input.sender)
+            .part(&input.text)
+            .part(&input.external_message_id);
+        for a in &input.attachments {
+            body = body.part(&a.name).part(&a.content_type).part(&a.content);
+        }
+        self.request_ids.claim(
+            "post_customer_message",
+            principal,
+            &input.request_id,
+            body,
+            event_id,
+        )
     }
 
     fn customer_event(
@@ -210,6 +272,7 @@ impl EscalationService {
 
     async fn add_to_ticket(
         &self,
+        principal: &Principal,
         input: &CustomerMessageInput,
         channel: Channel,
         ticket: Ticket,
@@ -244,10 +307,15 @@ impl EscalationService {
             events,
             attachments: files,
             inbound: Self::inbound_claim(input, channel, ticket.id, message_id),
+            claim: self.request_claim(principal, input, channel, message_id),
             ..Changeset::default()
         };
         let ticket_id = ticket.id;
         match self.writer.commit(changes).await {
+            Ok(crate::store::Committed {
+                replayed: Some(event_id),
+                ..
+            }) => self.replayed(event_id).await,
             Ok(mut committed) => {
                 let entry = committed.events.pop();
                 let ticket = committed.tickets.pop();
@@ -270,6 +338,7 @@ impl EscalationService {
 
     async fn follow_up(
         &self,
+        principal: &Principal,
         input: &CustomerMessageInput,
         channel: Channel,
         conversation: Option<Conversation>,
@@ -341,7 +410,8 @@ impl EscalationService {
             }),
             ..Changeset::default()
         };
-        match self.writer.create_ticket(draft, changes, None).await {
+        let claim = self.request_claim(principal, input, channel, message_id);
+        match self.writer.create_ticket(draft, changes, claim).await {
             Ok(CreateOutcome::Created {
                 ticket,
                 mut committed,
@@ -358,9 +428,10 @@ impl EscalationService {
                     follow_up: true,
                 })
             }
-            Ok(CreateOutcome::Replayed(_)) | Err(StoreError::DuplicateInbound(_)) => Err(
-                ServiceError::Contended("message stored concurrently".into()),
-            ),
+            Ok(CreateOutcome::Replayed(event_id)) => self.replayed(event_id).await,
+            Err(StoreError::DuplicateInbound(_)) => Err(ServiceError::Contended(
+                "message stored concurrently".into(),
+            )),
             Err(other) => Err(other.into()),
         }
     }

@@ -361,7 +361,10 @@ impl EscalationService {
                 let routed = self.routing.route(ticket.id, &plan, true).await?;
                 Ok((routed, true))
             }
-            Ok(CreateOutcome::Replayed(ticket)) => Ok((ticket, false)),
+            Ok(CreateOutcome::Replayed(id)) => {
+                let ticket = self.store.ticket(TicketKey::Id(id)).await?;
+                Ok((ticket.ok_or_else(|| ServiceError::NotFound(format!("ticket {id}")))?, false))
+            }
             Err(StoreError::ConversationExists(_)) => Err(ServiceError::Contended(
                 "conversation created concurrently".into(),
             )),

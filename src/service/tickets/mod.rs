@@ -255,7 +255,7 @@ impl TicketService {
                 let routed = self.routing.route(ticket.id, &plan, true).await?;
                 Ok((routed, true))
             }
-            CreateOutcome::Replayed(ticket) => Ok((ticket, false)),
+            CreateOutcome::Replayed(id) => Ok((self.get(TicketKey::Id(id)).await?, false)),
         }
     }
 
