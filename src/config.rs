@@ -253,6 +253,9 @@ impl Settings {
                 group_idle: Duration::from_secs(self.consumer_group_idle_hours.max(1) * 3600),
             },
             streams,
+            // Half the message limit leaves room for encoding overhead the estimate
+            // does not count.
+            page_bytes: self.max_message_bytes / 2,
             stream_limits: crate::service::StreamLimitSettings {
                 per_key: self.max_streams_per_key.max(1),
                 total: self.max_streams.max(1),

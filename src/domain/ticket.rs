@@ -242,6 +242,29 @@ impl Ticket {
     pub fn etag(&self) -> String {
         etag_for(self.version)
     }
+
+    /// Roughly what the ticket takes in a response, in bytes: its text plus a fixed
+    /// allowance per field for ids, numbers, times and framing.
+    pub fn approximate_size(&self) -> usize {
+        const PER_FIELD: usize = 16;
+        const FIXED: usize = 512;
+        let text = |s: &String| s.len() + PER_FIELD;
+        FIXED
+            + text(&self.subject)
+            + text(&self.description)
+            + self.tags.iter().map(text).sum::<usize>()
+            + self
+                .custom_fields
+                .iter()
+                .map(|(k, v)| text(k) + text(v))
+                .sum::<usize>()
+            + text(&self.contact.external_id)
+            + text(&self.contact.name)
+            + text(&self.contact.email)
+            + text(&self.contact.phone)
+            + self.required_skills.iter().map(text).sum::<usize>()
+            + self.sla_clocks.len() * 128
+    }
 }
 
 /// The etag of a version: its decimal digits, with no quotes to escape in JSON or shells.

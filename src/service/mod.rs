@@ -126,6 +126,8 @@ pub fn now() -> DateTime<Utc> {
 pub struct ServiceSettings {
     pub streams: StreamSettings,
     pub delivery: DeliverySettings,
+    /// What one page of tickets may hold, in bytes: pages end early past it.
+    pub page_bytes: usize,
     /// How long a request id is remembered.
     pub idempotency_window: std::time::Duration,
     pub stream_limits: StreamLimitSettings,
@@ -166,6 +168,7 @@ impl Services {
                 writer.clone(),
                 routing.clone(),
                 request_ids.clone(),
+                settings.page_bytes,
             ),
             api_keys: ApiKeyService::new(store.clone(), settings.stream_limits),
             audit: AuditService::new(store.clone()),

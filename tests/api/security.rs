@@ -696,3 +696,46 @@ pub async fn a_retried_customer_message_lands_once(backend: Backend) {
         .count();
     assert_eq!(follow_ups, 1, "one follow-up");
 }
+
+pub async fn a_page_of_large_tickets_is_cut_short_instead_of_failing(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.max_message_bytes = 1024 * 1024).await;
+    let mut tickets = app.tickets();
+    // 65,536 three-byte characters: 192 KiB a ticket, 2.3 MiB for the twelve.
+    let large = "€".repeat(65_536);
+    let mut made = std::collections::HashSet::new();
+    for i in 0..12 {
+        let ticket = create(
+            &mut tickets,
+            pb::CreateTicketRequest {
+                description: large.clone(),
+                ..new_ticket(&format!("large {i}"))
+            },
+        )
+        .await;
+        made.insert(ticket.id);
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut token = String::new();
+    let mut pages = 0;
+    loop {
+        let page = tickets
+            .list_tickets(pb::ListTicketsRequest {
+                page_token: token.clone(),
+                ..Default::default()
+            })
+            .await
+            .expect("a page within the response budget")
+            .into_inner();
+        pages += 1;
+        assert!(!page.tickets.is_empty(), "every page holds at least one ticket");
+        for t in page.tickets {
+            assert!(seen.insert(t.id), "no ticket twice");
+        }
+        if page.next_page_token.is_empty() {
+            break;
+        }
+        token = page.next_page_token;
+    }
+    assert_eq!(seen, made, "every ticket, over several pages");
+    assert!(pages >= 3, "{pages} pages");
+}

@@ -151,6 +151,8 @@ pub struct TicketService {
     writer: Writer,
     routing: RoutingService,
     request_ids: RequestIds,
+    /// What one `ListTickets` page may hold, in bytes.
+    page_bytes: usize,
 }
 
 impl TicketService {
@@ -159,12 +161,14 @@ impl TicketService {
         writer: Writer,
         routing: RoutingService,
         request_ids: RequestIds,
+        page_bytes: usize,
     ) -> Self {
         Self {
             store,
             writer,
             routing,
             request_ids,
+            page_bytes,
         }
     }
 
@@ -328,8 +332,19 @@ impl TicketService {
             now: now(),
         };
         let mut tickets = self.store.list_tickets(&query).await?;
-        let next = if tickets.len() as i64 > limit {
-            tickets.truncate(limit as usize);
+        // A page ends early when its tickets would outgrow the response budget; it always
+        // holds at least one (a single ticket is bounded well below the budget).
+        let mut kept = 0;
+        let mut bytes = 0;
+        for ticket in tickets.iter().take(limit as usize) {
+            bytes += ticket.approximate_size();
+            if kept > 0 && bytes > self.page_bytes {
+                break;
+            }
+            kept += 1;
+        }
+        let next = if tickets.len() > kept {
+            tickets.truncate(kept);
             tickets.last().map(|last| {
                 let v = match sort {
                     SortField::CreatedAt => last.created_at.timestamp_micros(),
