@@ -99,6 +99,22 @@ impl RoutingService {
             .ok_or_else(|| ServiceError::NotFound(format!("queue {id}")))
     }
 
+    /// Checks that the agent and queue a request names exist: `NOT_FOUND` otherwise, so
+    /// a ticket never waits on someone or somewhere that is not there.
+    pub async fn ensure_targets(
+        &self,
+        assignee_id: Option<Uuid>,
+        queue_id: Option<Uuid>,
+    ) -> ServiceResult<()> {
+        if let Some(queue_id) = queue_id {
+            self.queue(queue_id).await?;
+        }
+        if let Some(agent_id) = assignee_id {
+            self.agent(agent_id).await?;
+        }
+        Ok(())
+    }
+
     /// Creates a queue (`id` None) or replaces its fields.
     pub async fn save_queue(
         &self,

@@ -209,6 +209,28 @@ impl TestApp {
             .secret
     }
 
+    /// Creates an agent (online, no queues) and returns its id: for tickets that name an
+    /// assignee, which must exist.
+    pub async fn agent(&self, name: &str) -> Uuid {
+        let agent = self
+            .admin()
+            .create_agent(pb::CreateAgentRequest {
+                agent: Some(pb::Agent {
+                    name: name.into(),
+                    email: format!("{}@example.com", Uuid::new_v4().simple()),
+                    capacity: 100,
+                    availability: pb::AgentAvailability::Online as i32,
+                    ..Default::default()
+                }),
+            })
+            .await
+            .expect("create agent")
+            .into_inner()
+            .agent
+            .expect("agent");
+        agent.id.parse().expect("agent id")
+    }
+
     /// Runs one statement on the app's database: for setting up what no call can, such
     /// as a request id claimed long ago.
     pub async fn execute_sql(&self, sql: &str) {

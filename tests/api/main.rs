@@ -139,6 +139,7 @@ harness::conformance! {
         replicas_starting_together_make_one_bootstrap_key,
         a_retried_customer_message_lands_once,
         a_page_of_large_tickets_is_cut_short_instead_of_failing,
+        assignees_and_queues_must_exist,
     ],
     tls: [
         grpc_over_tls_serves_calls_and_takes_up_renewed_certificates,

@@ -739,3 +739,67 @@ pub async fn a_page_of_large_tickets_is_cut_short_instead_of_failing(backend: Ba
     assert_eq!(seen, made, "every ticket, over several pages");
     assert!(pages >= 3, "{pages} pages");
 }
+
+pub async fn assignees_and_queues_must_exist(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut tickets = app.tickets();
+    let nobody = Uuid::now_v7().to_string();
+    let made_up = tickets
+        .create_ticket(pb::CreateTicketRequest {
+            assignee_id: nobody.clone(),
+            ..new_ticket("for nobody")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(made_up.code(), Code::NotFound, "{made_up:?}");
+    let nowhere = tickets
+        .create_ticket(pb::CreateTicketRequest {
+            queue_id: nobody.clone(),
+            ..new_ticket("for nowhere")
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(nowhere.code(), Code::NotFound);
+
+    let ticket = create(&mut tickets, new_ticket("real")).await;
+    let update = |field: &str, value: &str| pb::UpdateTicketRequest {
+        ticket: Some(pb::Ticket {
+            id: ticket.id.clone(),
+            assignee_id: if field == "assignee_id" { value.into() } else { String::new() },
+            queue_id: if field == "queue_id" { value.into() } else { String::new() },
+            ..Default::default()
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: vec![field.into()],
+        }),
+        ..Default::default()
+    };
+    for field in ["assignee_id", "queue_id"] {
+        let refused = tickets.update_ticket(update(field, &nobody)).await.unwrap_err();
+        assert_eq!(refused.code(), Code::NotFound, "{field}: {refused:?}");
+    }
+    assert_eq!(get_ticket(&mut tickets, &ticket.id).await.etag, ticket.etag, "nothing changed");
+    let ada = app.agent("Ada").await.to_string();
+    let assigned = tickets
+        .update_ticket(update("assignee_id", &ada))
+        .await
+        .expect("a real agent")
+        .into_inner()
+        .ticket
+        .unwrap();
+    assert_eq!(assigned.assignee_id, ada);
+    tickets
+        .update_ticket(update("assignee_id", ""))
+        .await
+        .expect("unassigning needs no agent");
+
+    let escalated = app
+        .escalation()
+        .escalate_conversation(pb::EscalateConversationRequest {
+            assignee_id: nobody,
+            ..escalation("conv-nobody", 1)
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(escalated.code(), Code::NotFound);
+}

@@ -213,8 +213,8 @@ pub async fn contacts_are_upserted_by_external_id_keeping_known_details(backend:
     assert_eq!(b.vip, Some(true), "an unset vip keeps the stored flag");
 }
 
-async fn seed(tickets: &mut crate::harness::Tickets) -> Vec<pb::Ticket> {
-    let agent = Uuid::new_v4().to_string();
+async fn seed(app: &crate::harness::TestApp, tickets: &mut crate::harness::Tickets) -> Vec<pb::Ticket> {
+    let agent = app.agent("Ada").await.to_string();
     let specs = [
         (
             "Login broken",
@@ -291,7 +291,7 @@ async fn subjects(tickets: &mut crate::harness::Tickets, filter: &str) -> Vec<St
 pub async fn filters_select_tickets_by_field(backend: Backend) {
     let app = spawn_app(backend).await;
     let mut tickets = app.tickets();
-    let seeded = seed(&mut tickets).await;
+    let seeded = seed(&app, &mut tickets).await;
     let agent = seeded[0].assignee_id.clone();
     let contact = seeded[1].contact.clone().unwrap().id;
 
@@ -353,7 +353,7 @@ pub async fn filters_select_tickets_by_field(backend: Backend) {
 
 pub async fn assignee_me_lists_the_calling_agents_tickets(backend: Backend) {
     let app = spawn_app(backend).await;
-    let agent = Uuid::new_v4();
+    let agent = app.agent("Ada").await;
     let agent_key = app.key(pb::Role::Agent, Some(agent)).await;
     let mut tickets = app.tickets();
     create(
@@ -386,8 +386,8 @@ pub async fn assignee_me_lists_the_calling_agents_tickets(backend: Backend) {
 pub async fn pages_cover_every_ticket_exactly_once_in_order(backend: Backend) {
     let app = spawn_app(backend).await;
     let mut tickets = app.tickets();
-    seed(&mut tickets).await;
-    seed(&mut tickets).await;
+    seed(&app, &mut tickets).await;
+    seed(&app, &mut tickets).await;
 
     for order_by in [
         "",
@@ -442,7 +442,7 @@ pub async fn pages_cover_every_ticket_exactly_once_in_order(backend: Backend) {
 pub async fn list_arguments_are_checked(backend: Backend) {
     let app = spawn_app(backend).await;
     let mut tickets = app.tickets();
-    seed(&mut tickets).await;
+    seed(&app, &mut tickets).await;
 
     let bad_filter = tickets
         .list_tickets(pb::ListTicketsRequest {

@@ -34,7 +34,7 @@ pub async fn an_update_changes_only_the_masked_fields_and_records_old_and_new(ba
     let app = spawn_app(backend).await;
     let mut tickets = app.tickets();
     let ticket = create(&mut tickets, new_ticket("Printer jams")).await;
-    let agent = Uuid::new_v4().to_string();
+    let agent = app.agent("Ada").await.to_string();
 
     let patch = pb::Ticket {
         id: ticket.id.clone(),

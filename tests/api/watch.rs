@@ -7,7 +7,6 @@ use ticketd::grpc::{RESUME_CURSOR, pb};
 use tokio_stream::StreamExt;
 use tonic::Code;
 use tonic::codec::Streaming;
-use uuid::Uuid;
 
 use crate::harness::{Backend, Tickets, create, new_ticket, spawn_app, spawn_app_with};
 
@@ -88,7 +87,7 @@ pub async fn a_watch_replays_from_its_cursor_then_goes_live(backend: Backend) {
 
 pub async fn watch_filters_select_by_event_ticket_and_assignee(backend: Backend) {
     let app = spawn_app(backend).await;
-    let agent = Uuid::new_v4();
+    let agent = app.agent("Ada").await;
     let agent_key = app.key(pb::Role::Agent, Some(agent)).await;
     let mut tickets = app.tickets();
     let mine = create(

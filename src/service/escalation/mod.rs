@@ -183,6 +183,9 @@ impl EscalationService {
         let tags = ticket::normalize_tags("tags", &input.tags, &mut v);
         v.finish()?;
         ensure_source(principal, &input.conversation.source)?;
+        self.routing
+            .ensure_targets(input.assignee_id, input.queue_id)
+            .await?;
         if let Some(contact) = &mut input.contact {
             contact.fill_only = !principal.may_edit_contacts();
         }

@@ -196,9 +196,9 @@ impl TicketService {
         }
         v.finish()?;
 
-        if let Some(queue_id) = input.queue_id {
-            self.routing.queue(queue_id).await?;
-        }
+        self.routing
+            .ensure_targets(input.assignee_id, input.queue_id)
+            .await?;
         let at = now();
         let mut draft = TicketDraft {
             id: Uuid::now_v7(),

@@ -92,6 +92,12 @@ impl TicketService {
             None => None,
         };
         v.finish()?;
+        self.routing
+            .ensure_targets(
+                patch.assignee_id.filter(|_| names("assignee_id")),
+                patch.queue_id.filter(|_| names("queue_id")),
+            )
+            .await?;
         if patch.status == Some(Status::Merged) && names("status") {
             return Err(ServiceError::FailedPrecondition(
                 "a ticket becomes MERGED only through MergeTickets".into(),
