@@ -54,6 +54,9 @@ pub async fn open_store(
     let pool = PoolSettings {
         max_connections: settings.database_max_connections,
         acquire_timeout: settings.database_acquire_timeout(),
+        statement_timeout: std::time::Duration::from_secs(
+            settings.database_statement_timeout_seconds,
+        ),
     };
     let store = store::open(&settings.database_url, &pool, bus).await?;
     store.migrate().await?;

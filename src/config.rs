@@ -99,6 +99,11 @@ pub struct Settings {
     )]
     pub database_acquire_timeout_seconds: u64,
 
+    /// PostgreSQL cancels a statement that runs longer, and the call fails with
+    /// DEADLINE_EXCEEDED (0: no limit). Migrations are exempt.
+    #[arg(long, env = "TICKETD_DATABASE_STATEMENT_TIMEOUT_SECONDS", default_value_t = 30)]
+    pub database_statement_timeout_seconds: u64,
+
     /// How long a gateway holds an outbound message before it is offered again.
     #[arg(long, env = "TICKETD_DELIVERY_LEASE_SECONDS", default_value_t = 30)]
     pub delivery_lease_seconds: u64,
@@ -215,6 +220,7 @@ impl Settings {
             shutdown_grace_seconds: 20,
             database_max_connections: 16,
             database_acquire_timeout_seconds: 5,
+            database_statement_timeout_seconds: 30,
             delivery_lease_seconds: 30,
             consumer_group_idle_hours: 168,
             housekeeping_seconds: 600,

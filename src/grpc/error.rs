@@ -37,6 +37,13 @@ impl From<ServiceError> for Status {
                 tracing::warn!(error = %error_chain(cause), "database unavailable");
                 Status::unavailable("the database is unavailable; retry later")
             }
+            ServiceError::TimedOut(ref cause) => {
+                tracing::warn!(error = %error_chain(cause), "statement timeout");
+                Status::deadline_exceeded(
+                    "the database work took longer than the statement timeout; narrow the \
+                     request or retry later",
+                )
+            }
             ServiceError::Internal(ref cause) => {
                 tracing::error!(error = %error_chain(cause), "internal error");
                 Status::internal("internal error")

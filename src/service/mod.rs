@@ -61,6 +61,8 @@ pub enum ServiceError {
     ResourceExhausted(String),
     #[error("the database is unavailable")]
     Unavailable(#[source] StoreError),
+    #[error("the database took too long")]
+    TimedOut(#[source] StoreError),
     #[error("internal error")]
     Internal(#[source] StoreError),
 }
@@ -81,6 +83,7 @@ impl From<StoreError> for ServiceError {
     fn from(err: StoreError) -> Self {
         match err {
             StoreError::Unavailable(_) => ServiceError::Unavailable(err),
+            StoreError::TimedOut(_) => ServiceError::TimedOut(err),
             StoreError::IdempotencyMismatch(id) => ServiceError::invalid(
                 "request_id",
                 format!("{id:?} was already used for a different request"),

@@ -93,6 +93,9 @@ pub enum StoreError {
     /// The database cannot be reached right now; retrying later may succeed.
     #[error("database unavailable")]
     Unavailable(#[source] sqlx::Error),
+    /// A statement ran past the statement timeout and was cancelled.
+    #[error("a statement ran past its timeout")]
+    TimedOut(#[source] sqlx::Error),
     #[error("database error")]
     Database(#[source] sqlx::Error),
     #[error("migration failed")]
@@ -114,6 +117,10 @@ impl From<sqlx::Error> for StoreError {
             | sqlx::Error::Protocol(_) => StoreError::Unavailable(err),
             sqlx::Error::Database(ref db) if is_unavailable_code(db.code().as_deref()) => {
                 StoreError::Unavailable(err)
+            }
+            // query_canceled: the statement timeout fired.
+            sqlx::Error::Database(ref db) if db.code().as_deref() == Some("57014") => {
+                StoreError::TimedOut(err)
             }
             other => StoreError::Database(other),
         }
@@ -427,6 +434,9 @@ pub use crate::domain::auth::ApiKey as ApiKeyRecord;
 pub struct PoolSettings {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
+    /// PostgreSQL cancels any statement running longer (zero: never). Migrations are
+    /// exempt.
+    pub statement_timeout: Duration,
 }
 
 /// Agents, queues and routing rules.

@@ -23,7 +23,11 @@ pub struct PgStore {
 
 impl PgStore {
     pub async fn connect(url: &str, settings: &PoolSettings, bus: Bus) -> StoreResult<Self> {
-        let options = PgConnectOptions::from_str(url)?.application_name("ticketd");
+        let mut options = PgConnectOptions::from_str(url)?.application_name("ticketd");
+        if !settings.statement_timeout.is_zero() {
+            let millis = settings.statement_timeout.as_millis().to_string();
+            options = options.options([("statement_timeout", millis.as_str())]);
+        }
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)
             .acquire_timeout(settings.acquire_timeout)
@@ -73,5 +77,7 @@ impl_store!(
     skip_locked = " FOR UPDATE SKIP LOCKED",
     lock_agent = "SELECT 1 FROM agents WHERE id = $1 FOR UPDATE",
     lock_api_keys = "SELECT pg_advisory_xact_lock(7460211)",
+    // Migrations may take long on big tables: their connection has no statement timeout.
+    migration_session = "SET statement_timeout = 0",
     migrator = sqlx::migrate!("./migrations/postgres"),
 );

@@ -261,7 +261,10 @@ pub(super) const MAX_EVENTS_PER_TRANSACTION: usize = 1 << 20;
 ///   one transaction may be inserted by one statement);
 /// - `horizon`: a condition appended to stream reads (may be empty);
 /// - `skip_locked`: the row-locking clause of lease claims (may be empty);
-/// - `lock_agent`: a statement locking an agent's row (`$1`) until the transaction ends.
+/// - `lock_agent`: a statement locking an agent's row (`$1`) until the transaction ends;
+/// - `lock_api_keys`: a statement that makes concurrent bootstraps take turns until the
+///   transaction ends;
+/// - `migration_session`: a statement preparing the connection migrations run on.
 macro_rules! impl_store {
     (
         $store:ty,
@@ -272,6 +275,7 @@ macro_rules! impl_store {
         skip_locked = $skip_locked:expr,
         lock_agent = $lock_agent:expr,
         lock_api_keys = $lock_api_keys:expr,
+        migration_session = $migration_session:expr,
         migrator = $migrator:expr $(,)?
     ) => {
         $crate::store::routing_sql::impl_routing_store!($store, $db);
@@ -281,7 +285,13 @@ macro_rules! impl_store {
         impl $crate::store::Store for $store {
             #[tracing::instrument(skip_all)]
             async fn migrate(&self) -> $crate::store::StoreResult<()> {
-                $migrator.run(&self.writer).await?;
+                let mut conn = self.writer.acquire().await?;
+                // The session setting must not go back to the pool with the connection.
+                conn.close_on_drop();
+                sqlx::query($migration_session).execute(&mut *conn).await?;
+                // `run` on a pooled connection trips async-trait lifetimes; this is what
+                // it calls.
+                $migrator.run_direct(None, &mut *conn, false).await?;
                 Ok(())
             }
 

@@ -205,5 +205,6 @@ mod postgres_server {
         replicas_starting_together_migrate_once_and_share_numbering,
         a_watcher_never_skips_a_transaction_still_in_flight,
         replicas_share_deliveries_and_watches,
+        a_statement_past_its_timeout_fails_and_frees_its_connection,
     }
 }

@@ -287,3 +287,31 @@ pub async fn replicas_share_deliveries_and_watches(backend: Backend) {
     let ids = collect(&mut watcher_on_b, 1, Duration::from_millis(300)).await;
     assert!(ids.is_empty(), "one reply, one event");
 }
+
+pub async fn a_statement_past_its_timeout_fails_and_frees_its_connection(backend: Backend) {
+    use sqlx::Connection;
+
+    let database = TestDatabase::create(&backend).await;
+    let url = database.url();
+    let mut settings = settings_for(&database);
+    settings.database_statement_timeout_seconds = 1;
+    let app = start(settings, database).await;
+    let mut tickets = app.tickets();
+    create(&mut tickets, new_ticket("before")).await;
+
+    // Another session takes the tickets table and keeps it.
+    let mut blocker = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql("BEGIN; LOCK TABLE tickets IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
+    let blocked = tickets
+        .create_ticket(new_ticket("waits on the lock"))
+        .await
+        .unwrap_err();
+    assert_eq!(blocked.code(), Code::DeadlineExceeded, "{blocked:?}");
+    sqlx::raw_sql("ROLLBACK").execute(&mut blocker).await.unwrap();
+
+    // The cancelled statement left nothing behind: the pool serves the next call.
+    create(&mut tickets, new_ticket("after")).await;
+}
