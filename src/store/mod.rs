@@ -420,6 +420,9 @@ pub struct TicketQuery {
     pub limit: i64,
     /// The moment SLA conditions are judged at.
     pub now: DateTime<Utc>,
+    /// Only tickets linked to a conversation of one of these sources; empty means any
+    /// ticket. (A bot key's scope.)
+    pub sources: Vec<String>,
 }
 
 pub(crate) const INSERT_AUDIT: &str = "INSERT INTO audit_log \

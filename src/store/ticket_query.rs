@@ -157,6 +157,18 @@ pub(super) fn render(query: &TicketQuery) -> (String, Vec<Param>) {
         b.sql.push_str(" AND ");
         b.expr(filter);
     }
+    if !query.sources.is_empty() {
+        let sources: Vec<String> = query
+            .sources
+            .iter()
+            .map(|s| b.param(Param::Text(s.clone())))
+            .collect();
+        b.sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM conversations cv WHERE cv.ticket_id = t.id \
+             AND cv.source IN ({}))",
+            sources.join(", ")
+        ));
+    }
     let column = sort_column(query.sort);
     let (cmp, direction) = if query.descending {
         ("<", "DESC")
@@ -204,6 +216,7 @@ mod tests {
             after: None,
             limit: 10,
             now: Utc::now(),
+            sources: Vec::new(),
         }
     }
 
@@ -229,6 +242,18 @@ mod tests {
             sql.contains("(t.assignee_id IS NULL OR t.assignee_id <> $1)"),
             "{sql}"
         );
+    }
+
+    #[test]
+    fn a_source_scope_is_a_parameterised_conversation_check() {
+        let mut q = query("");
+        q.sources = vec!["helpbot".into(), "x') OR (1=1".into()];
+        let (sql, params) = render(&q);
+        assert!(
+            sql.contains("cv.source IN ($1, $2)"),
+            "{sql}"
+        );
+        assert_eq!(params[..2], [Param::Text("helpbot".into()), Param::Text("x') OR (1=1".into())]);
     }
 
     #[test]

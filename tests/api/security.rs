@@ -461,6 +461,46 @@ pub async fn bots_speak_only_for_their_own_sources(backend: Backend) {
     // Bot A still reads its own.
     get_ticket(&mut app.tickets_as(&bot_a), &ticket.id).await;
 
+    // Lists and feeds follow the same scope; tickets of no conversation are no bot's.
+    create(&mut app.tickets(), new_ticket("made by an agent")).await;
+    let listed = |secret: String| {
+        let mut client = app.tickets_as(&secret);
+        async move {
+            client
+                .list_tickets(pb::ListTicketsRequest::default())
+                .await
+                .unwrap()
+                .into_inner()
+                .tickets
+                .into_iter()
+                .map(|t| t.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(listed(bot_a.clone()).await, vec![ticket.id.clone()]);
+    assert!(listed(bot_b.clone()).await.is_empty());
+    assert_eq!(listed(app.admin_secret.clone()).await.len(), 2);
+    let feed_of_other = app
+        .tickets_as(&bot_b)
+        .list_activity(pb::ListActivityRequest {
+            ticket_id: ticket.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(feed_of_other.code(), Code::NotFound);
+    let own_feed = app
+        .tickets_as(&bot_a)
+        .list_activity(pb::ListActivityRequest {
+            ticket_id: ticket.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert!(!own_feed.is_empty());
+
     let misuse = app
         .admin()
         .create_api_key(pb::CreateApiKeyRequest {

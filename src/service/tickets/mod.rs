@@ -330,6 +330,8 @@ impl TicketService {
             after,
             limit: limit + 1,
             now: now(),
+            // A bot key limited to some sources sees only their conversations' tickets.
+            sources: principal.sources.clone(),
         };
         let mut tickets = self.store.list_tickets(&query).await?;
         // A page ends early when its tickets would outgrow the response budget; it always
@@ -384,7 +386,7 @@ impl TicketService {
             }
             token.c
         };
-        self.get(TicketKey::Id(id)).await?;
+        self.get_as(principal, TicketKey::Id(id)).await?;
         let mut events = self
             .store
             .activity(id, after, principal.sees_internal(), limit + 1)
