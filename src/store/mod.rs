@@ -118,8 +118,9 @@ impl From<sqlx::Error> for StoreError {
             sqlx::Error::Database(ref db) if is_unavailable_code(db.code().as_deref()) => {
                 StoreError::Unavailable(err)
             }
-            // query_canceled: the statement timeout fired.
-            sqlx::Error::Database(ref db) if db.code().as_deref() == Some("57014") => {
+            // PostgreSQL's query_canceled (the statement timeout fired), SQLite's
+            // SQLITE_INTERRUPT (the read time limit did).
+            sqlx::Error::Database(ref db) if matches!(db.code().as_deref(), Some("57014" | "9")) => {
                 StoreError::TimedOut(err)
             }
             other => StoreError::Database(other),
@@ -437,8 +438,8 @@ pub use crate::domain::auth::ApiKey as ApiKeyRecord;
 pub struct PoolSettings {
     pub max_connections: u32,
     pub acquire_timeout: Duration,
-    /// PostgreSQL cancels any statement running longer (zero: never). Migrations are
-    /// exempt.
+    /// PostgreSQL cancels any statement running longer, SQLite any read (zero: never).
+    /// Migrations are exempt.
     pub statement_timeout: Duration,
 }
 
