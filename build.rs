@@ -20,9 +20,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         out_dir.join("ticketd_descriptor.bin"),
         descriptors.encode_to_vec(),
     )?;
+    // Messages name themselves (`prost::Name`), so the codec can look up their shape.
+    let mut config = tonic_prost_build::Config::new();
+    config.enable_type_names();
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
-        .compile_fds(descriptors)?;
+        .codec_path("crate::grpc::codec::BoundedCodec")
+        .compile_fds_with_config(descriptors, config)?;
     Ok(())
 }

@@ -4,6 +4,7 @@
 mod admin_service;
 mod admin_sla;
 mod auth;
+mod codec;
 mod convert;
 mod convert_routing;
 mod edge;

@@ -140,6 +140,7 @@ harness::conformance! {
         a_retried_customer_message_lands_once,
         a_page_of_large_tickets_is_cut_short_instead_of_failing,
         assignees_and_queues_must_exist,
+        a_message_that_would_balloon_when_decoded_is_refused_unread,
     ],
     tls: [
         grpc_over_tls_serves_calls_and_takes_up_renewed_certificates,

@@ -843,3 +843,22 @@ pub async fn assignees_and_queues_must_exist(backend: Backend) {
         .unwrap_err();
     assert_eq!(escalated.code(), Code::NotFound);
 }
+
+pub async fn a_message_that_would_balloon_when_decoded_is_refused_unread(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let bot = app.key(pb::Role::Bot, None).await;
+    // Two bytes each on the wire, a whole struct each in memory.
+    let mut request = escalation("balloon", 1);
+    if let Some(conversation) = request.conversation.as_mut() {
+        conversation.transcript = vec![pb::TranscriptMessage::default(); 1_000_000];
+    }
+    let refused = app
+        .escalation_as(&bot)
+        .escalate_conversation(request)
+        .await
+        .unwrap_err();
+    assert_eq!(refused.code(), Code::ResourceExhausted, "{refused:?}");
+
+    // An ordinary escalation right after is served.
+    escalate(&mut app.escalation_as(&bot), escalation("ordinary", 3)).await;
+}
