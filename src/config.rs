@@ -101,7 +101,11 @@ pub struct Settings {
 
     /// PostgreSQL cancels a statement that runs longer, and the call fails with
     /// DEADLINE_EXCEEDED (0: no limit). Migrations are exempt.
-    #[arg(long, env = "TICKETD_DATABASE_STATEMENT_TIMEOUT_SECONDS", default_value_t = 30)]
+    #[arg(
+        long,
+        env = "TICKETD_DATABASE_STATEMENT_TIMEOUT_SECONDS",
+        default_value_t = 30
+    )]
     pub database_statement_timeout_seconds: u64,
 
     /// How long a gateway holds an outbound message before it is offered again.
@@ -319,7 +323,11 @@ mod tests {
     fn configured_secrets_must_be_long_and_plain() {
         assert!("short".parse::<Secret>().is_err());
         assert!("x".repeat(MIN_SECRET_CHARS - 1).parse::<Secret>().is_err());
-        assert!(format!("{} ", "x".repeat(MIN_SECRET_CHARS)).parse::<Secret>().is_err());
+        assert!(
+            format!("{} ", "x".repeat(MIN_SECRET_CHARS))
+                .parse::<Secret>()
+                .is_err()
+        );
         let secret: Secret = "x".repeat(MIN_SECRET_CHARS).parse().unwrap();
         assert_eq!(format!("{secret:?}"), "Secret(***)");
     }

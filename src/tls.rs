@@ -72,7 +72,11 @@ fn load_key(settings: &TlsSettings, provider: &CryptoProvider) -> Result<Certifi
         .collect::<Result<_, _>>()
         .map_err(|e| error(&settings.cert, "not a PEM certificate chain", e))?;
     if chain.is_empty() {
-        return Err(error(&settings.cert, "no certificate", "the file holds none"));
+        return Err(error(
+            &settings.cert,
+            "no certificate",
+            "the file holds none",
+        ));
     }
     let key = PrivateKeyDer::from_pem_file(&settings.key)
         .map_err(|e| error(&settings.key, "not a PEM private key", e))?;
@@ -162,7 +166,10 @@ impl TlsServer {
 
     /// Accepts connections on `listener` and hands over those whose handshake
     /// succeeded. Stops when the stream is dropped.
-    pub fn incoming(self, listener: TcpListener) -> ReceiverStream<std::io::Result<TlsStream<TcpStream>>> {
+    pub fn incoming(
+        self,
+        listener: TcpListener,
+    ) -> ReceiverStream<std::io::Result<TlsStream<TcpStream>>> {
         let (sender, receiver) = mpsc::channel(64);
         let reload_every = self.cert.settings.reload_every;
         let cert = self.cert.clone();
@@ -262,6 +269,9 @@ mod tests {
         assert_eq!(served(&server), renewed);
 
         std::fs::remove_dir_all(&dir).unwrap();
-        assert!(TlsServer::new(settings).is_err(), "missing files fail at start-up");
+        assert!(
+            TlsServer::new(settings).is_err(),
+            "missing files fail at start-up"
+        );
     }
 }

@@ -494,10 +494,22 @@ async fn in_turns(with: &Server, without: &Server, args: &Args) -> (f64, f64, f6
     let mut withs = Vec::new();
     let mut withouts = Vec::new();
     for _ in 0..ROUNDS {
-        withouts.push(create_throughput(without, args.clients, args.seconds, None).await.0);
-        withs.push(create_throughput(with, args.clients, args.seconds, None).await.0);
+        withouts.push(
+            create_throughput(without, args.clients, args.seconds, None)
+                .await
+                .0,
+        );
+        withs.push(
+            create_throughput(with, args.clients, args.seconds, None)
+                .await
+                .0,
+        );
     }
-    withouts.push(create_throughput(without, args.clients, args.seconds, None).await.0);
+    withouts.push(
+        create_throughput(without, args.clients, args.seconds, None)
+            .await
+            .0,
+    );
     let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
     let low = withouts.iter().copied().fold(f64::INFINITY, f64::min);
     let high = withouts.iter().copied().fold(0.0, f64::max);
@@ -541,7 +553,13 @@ fn openssl(dir: &std::path::Path, args: &[&str]) -> bool {
 
 /// A CA and a server certificate for localhost made with the `openssl` tool, in `dir`.
 fn make_certificates(dir: &std::path::Path) -> bool {
-    let ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"];
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
     std::fs::write(
         dir.join("server.ext"),
         "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
@@ -549,17 +567,56 @@ fn make_certificates(dir: &std::path::Path) -> bool {
     .is_ok()
         && openssl(
             dir,
-            &[&["req", "-x509"][..], &ec, &["-keyout", "ca.key", "-out", "ca.crt", "-days", "1", "-subj", "/CN=bench CA"]].concat(),
-        )
-        && openssl(
-            dir,
-            &[&["req"][..], &ec, &["-keyout", "server.key", "-out", "server.csr", "-subj", "/CN=localhost"]].concat(),
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.crt",
+                    "-days",
+                    "1",
+                    "-subj",
+                    "/CN=bench CA",
+                ],
+            ]
+            .concat(),
         )
         && openssl(
             dir,
             &[
-                "x509", "-req", "-in", "server.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
-                "-CAcreateserial", "-out", "server.crt", "-days", "1", "-extfile", "server.ext",
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    "/CN=localhost",
+                ],
+            ]
+            .concat(),
+        )
+        && openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.crt",
+                "-days",
+                "1",
+                "-extfile",
+                "server.ext",
             ],
         )
 }

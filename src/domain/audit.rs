@@ -131,9 +131,7 @@ impl AuditFilter {
         if field != "created_at" && c.op != Op::Eq {
             return Err(fail(format!("{field} supports only =")));
         }
-        let uuid = || {
-            Uuid::parse_str(&text).map_err(|_| fail(format!("{field} must be a UUID")))
-        };
+        let uuid = || Uuid::parse_str(&text).map_err(|_| fail(format!("{field} must be a UUID")));
         match field {
             "resource" => {
                 let names: Vec<&str> = AuditResource::ALL.iter().map(|r| r.as_str()).collect();
@@ -143,9 +141,10 @@ impl AuditFilter {
             }
             "action" => {
                 let names: Vec<&str> = AuditAction::ALL.iter().map(|a| a.as_str()).collect();
-                self.action = Some(AuditAction::parse(&text).ok_or_else(|| {
-                    fail(format!("action must be one of {}", names.join(", ")))
-                })?);
+                self.action =
+                    Some(AuditAction::parse(&text).ok_or_else(|| {
+                        fail(format!("action must be one of {}", names.join(", ")))
+                    })?);
             }
             "resource_id" => self.resource_id = Some(uuid()?),
             "actor_id" => self.actor_id = Some(uuid()?),
@@ -365,9 +364,17 @@ mod tests {
         let object = map(json!({"name": "Billing", "tier": 1}));
         let created = changes(&Map::new(), &object);
         assert_eq!(created.len(), 2);
-        assert!(created.iter().all(|c| c.old.is_empty() && !c.new.is_empty()));
+        assert!(
+            created
+                .iter()
+                .all(|c| c.old.is_empty() && !c.new.is_empty())
+        );
         let deleted = changes(&object, &Map::new());
-        assert!(deleted.iter().all(|c| c.new.is_empty() && !c.old.is_empty()));
+        assert!(
+            deleted
+                .iter()
+                .all(|c| c.new.is_empty() && !c.old.is_empty())
+        );
         assert!(changes(&object, &object).is_empty());
     }
 }

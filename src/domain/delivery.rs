@@ -33,6 +33,18 @@ impl DeliveryOutcome {
     }
 }
 
+/// A gateway's report on one delivery, as checked: who held it and how it went.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Acknowledgement {
+    pub message_id: Uuid,
+    pub consumer_group: String,
+    /// The lease the message was delivered under.
+    pub lease_id: Uuid,
+    pub outcome: DeliveryOutcome,
+    pub provider_message_id: String,
+    pub error: String,
+}
+
 /// The consumer group of subscribers that name none.
 pub const DEFAULT_CONSUMER_GROUP: &str = "default";
 

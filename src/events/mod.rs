@@ -39,7 +39,10 @@ fn bit(channel: Channel) -> u32 {
 
 /// The channels named by a set of bits.
 pub fn channels_of(bits: u32) -> impl Iterator<Item = Channel> {
-    Channel::ALL.iter().copied().filter(move |c| bits & bit(*c) != 0)
+    Channel::ALL
+        .iter()
+        .copied()
+        .filter(move |c| bits & bit(*c) != 0)
 }
 
 /// The bits naming every channel.
@@ -142,7 +145,10 @@ mod tests {
         assert!(sms.has_changed().unwrap());
         assert!(!email.has_changed().unwrap());
         sms.mark_unchanged();
-        assert_eq!(channels_of(bus.take_unannounced()).collect::<Vec<_>>(), [Channel::Sms]);
+        assert_eq!(
+            channels_of(bus.take_unannounced()).collect::<Vec<_>>(),
+            [Channel::Sms]
+        );
         assert_eq!(bus.take_unannounced(), 0);
         bus.publish_remote(all_channels());
         assert!(sms.has_changed().unwrap() && email.has_changed().unwrap());

@@ -69,7 +69,14 @@ impl AdminService for AdminApi {
         let (key, secret) = self
             .services
             .api_keys
-            .create(&principal.actor(), &r.name, role, agent_id, channels, r.sources)
+            .create(
+                &principal.actor(),
+                &r.name,
+                role,
+                agent_id,
+                channels,
+                r.sources,
+            )
             .await?;
         Ok(Response::new(pb::CreateApiKeyResponse {
             api_key: Some(api_key_to_pb(key)),
@@ -83,7 +90,11 @@ impl AdminService for AdminApi {
     ) -> Reply<pb::RevokeApiKeyResponse> {
         let principal = authorize(&request, "RevokeApiKey", ADMIN).await?;
         let id = convert::required_uuid("id", &request.into_inner().id)?;
-        let key = self.services.api_keys.revoke(&principal.actor(), id).await?;
+        let key = self
+            .services
+            .api_keys
+            .revoke(&principal.actor(), id)
+            .await?;
         Ok(Response::new(pb::RevokeApiKeyResponse {
             api_key: Some(api_key_to_pb(key)),
         }))
@@ -450,7 +461,10 @@ impl AdminService for AdminApi {
             .list(&r.filter, r.page_size, &r.page_token)
             .await?;
         Ok(Response::new(pb::ListAuditEntriesResponse {
-            entries: entries.into_iter().map(convert::audit_entry_to_pb).collect(),
+            entries: entries
+                .into_iter()
+                .map(convert::audit_entry_to_pb)
+                .collect(),
             next_page_token,
         }))
     }

@@ -102,11 +102,20 @@ fn varint(bytes: &mut &[u8]) -> Option<u64> {
 
 /// Adds what decoding `bytes` as `type_name` would allocate to `cost`; stops early once
 /// `cost` passes `limit`. Bytes that do not parse end the walk: prost will reject them.
-fn estimate(schema: &Schema, type_name: &str, mut bytes: &[u8], depth: u32, cost: &mut usize, limit: usize) {
+fn estimate(
+    schema: &Schema,
+    type_name: &str,
+    mut bytes: &[u8],
+    depth: u32,
+    cost: &mut usize,
+    limit: usize,
+) {
     *cost += MESSAGE_COST;
     let fields = schema.get(type_name);
     while !bytes.is_empty() && *cost <= limit {
-        let Some(key) = varint(&mut bytes) else { return };
+        let Some(key) = varint(&mut bytes) else {
+            return;
+        };
         let number = u32::try_from(key >> 3).unwrap_or(0);
         let kind = fields.and_then(|f| f.get(&number));
         match key & 0x7 {
@@ -118,7 +127,9 @@ fn estimate(schema: &Schema, type_name: &str, mut bytes: &[u8], depth: u32, cost
             }
             1 | 5 => {
                 let width = if key & 0x7 == 1 { 8 } else { 4 };
-                let Some(rest) = bytes.get(width..) else { return };
+                let Some(rest) = bytes.get(width..) else {
+                    return;
+                };
                 bytes = rest;
                 *cost += 8;
             }
@@ -126,7 +137,9 @@ fn estimate(schema: &Schema, type_name: &str, mut bytes: &[u8], depth: u32, cost
                 let Some(len) = varint(&mut bytes).and_then(|l| usize::try_from(l).ok()) else {
                     return;
                 };
-                let Some(payload) = bytes.get(..len) else { return };
+                let Some(payload) = bytes.get(..len) else {
+                    return;
+                };
                 bytes = &bytes[len..];
                 match kind {
                     Some(Kind::Message(inner)) if depth < MAX_DEPTH => {
@@ -145,7 +158,10 @@ fn estimate(schema: &Schema, type_name: &str, mut bytes: &[u8], depth: u32, cost
 
 /// Whether a message of `type_name` with these bytes may be decoded.
 fn within_bounds(type_name: &str, bytes: &[u8]) -> Result<(), Status> {
-    let limit = bytes.len().saturating_mul(AMPLIFICATION).saturating_add(SLACK);
+    let limit = bytes
+        .len()
+        .saturating_mul(AMPLIFICATION)
+        .saturating_add(SLACK);
     let mut cost = 0;
     estimate(schema(), type_name, bytes, 0, &mut cost, limit);
     if cost > limit {
@@ -197,9 +213,9 @@ impl<U: Message + Default + Name> Decoder for BoundedDecoder<U> {
         // A whole message sits in one contiguous buffer; were it ever split, the check
         // would see a prefix, which only undercounts.
         within_bounds(&U::full_name(), buf.chunk())?;
-        U::decode(buf)
-            .map(Some)
-            .map_err(|err| Status::invalid_argument(format!("not a valid {}: {err}", U::full_name())))
+        U::decode(buf).map(Some).map_err(|err| {
+            Status::invalid_argument(format!("not a valid {}: {err}", U::full_name()))
+        })
     }
 }
 
@@ -224,9 +240,13 @@ mod tests {
     #[test]
     fn the_schema_knows_nested_messages_and_maps() {
         let conversation = &schema()["ticketd.v1.Conversation"];
-        assert!(matches!(&conversation[&4], Kind::Message(t) if t == "ticketd.v1.TranscriptMessage"));
+        assert!(
+            matches!(&conversation[&4], Kind::Message(t) if t == "ticketd.v1.TranscriptMessage")
+        );
         assert!(matches!(&conversation[&1], Kind::Text));
-        assert!(matches!(&conversation[&7], Kind::Message(t) if t == "ticketd.v1.Conversation.MetadataEntry"));
+        assert!(
+            matches!(&conversation[&7], Kind::Message(t) if t == "ticketd.v1.Conversation.MetadataEntry")
+        );
         assert!(schema().contains_key("ticketd.v1.Conversation.MetadataEntry"));
     }
 
@@ -253,8 +273,8 @@ mod tests {
     fn empty_submessages_by_the_million_are_refused() {
         let bytes = escalation_with(vec![pb::TranscriptMessage::default(); 1_000_000]);
         assert!(bytes.len() < 3 * 1024 * 1024);
-        let refused = within_bounds(&pb::EscalateConversationRequest::full_name(), &bytes)
-            .unwrap_err();
+        let refused =
+            within_bounds(&pb::EscalateConversationRequest::full_name(), &bytes).unwrap_err();
         assert_eq!(refused.code(), tonic::Code::ResourceExhausted);
         let attachments = pb::AddReplyRequest {
             attachments: vec![pb::Attachment::default(); 500_000],

@@ -347,10 +347,7 @@ fn detail_to_pb(
             follow_up_of_id: optional_id(follow_up_of),
         }),
         EventPayload::FieldsChanged { changes } => Detail::FieldsChanged(pb::FieldsChanged {
-            changes: changes
-                .into_iter()
-                .map(field_change_to_pb)
-                .collect(),
+            changes: changes.into_iter().map(field_change_to_pb).collect(),
         }),
         EventPayload::Reply {
             body,

@@ -10,7 +10,7 @@ use crate::domain::conversation::ConversationInput;
 use crate::domain::validation::Violations;
 use crate::service::escalation::{CustomerMessageInput, EscalateInput, MessageTarget};
 use crate::service::sla::CalendarSet;
-use crate::service::{ServiceError, Services};
+use crate::service::{AckInput, ServiceError, Services};
 
 pub struct EscalationApi {
     services: Services,
@@ -186,12 +186,14 @@ impl EscalationService for EscalationApi {
             .delivery
             .acknowledge(
                 &principal,
-                message_id,
-                &r.consumer_group,
-                lease_id,
-                outcome,
-                &r.provider_message_id,
-                &r.error,
+                AckInput {
+                    message_id,
+                    consumer_group: r.consumer_group,
+                    lease_id,
+                    outcome,
+                    provider_message_id: r.provider_message_id,
+                    error: r.error,
+                },
             )
             .await?;
         Ok(Response::new(pb::AckDeliveryResponse {

@@ -20,8 +20,8 @@ use super::paging::{self, decode, encode};
 use super::{ServiceError, ServiceResult, now};
 use crate::domain::audit::{AuditAction, AuditEntry};
 use crate::domain::auth::{Principal, Role};
-use crate::domain::event::Actor;
 use crate::domain::conversation::MAX_NAME_CHARS;
+use crate::domain::event::Actor;
 use crate::domain::ticket::Channel;
 use crate::domain::validation::Violations;
 use crate::store::{ApiKeyRecord, Store};
@@ -204,7 +204,9 @@ impl ApiKeyService {
         );
         if !self.store.insert_api_key(&record, &audit).await? {
             // A fresh 256-bit secret cannot collide; a stored one was generated twice.
-            return Err(ServiceError::Contended("a new key's secret collided; retry".into()));
+            return Err(ServiceError::Contended(
+                "a new key's secret collided; retry".into(),
+            ));
         }
         tracing::info!(key_id = %record.id, role = %record.role, "api key created");
         Ok((record, secret))
@@ -231,7 +233,13 @@ impl ApiKeyService {
             revoked_at: before.revoked_at.or(Some(at)),
             ..before.clone()
         };
-        let audit = AuditEntry::of(actor.clone(), AuditAction::Revoke, Some(&before), Some(&after), at);
+        let audit = AuditEntry::of(
+            actor.clone(),
+            AuditAction::Revoke,
+            Some(&before),
+            Some(&after),
+            at,
+        );
         let record = self
             .store
             .revoke_api_key(id, at, &audit)
@@ -290,7 +298,13 @@ impl ApiKeyService {
         if let Some(secret) = configured {
             if self.store.api_key_by_hash(&hash(secret)).await?.is_none() {
                 let record = new_key(BOOTSTRAP_NAME, Role::Admin, None, secret);
-                let audit = AuditEntry::of(system, AuditAction::Create, None, Some(&record), record.created_at);
+                let audit = AuditEntry::of(
+                    system,
+                    AuditAction::Create,
+                    None,
+                    Some(&record),
+                    record.created_at,
+                );
                 // `false`: another replica stored the same secret first.
                 self.store.insert_api_key(&record, &audit).await?;
             }
@@ -308,7 +322,13 @@ impl ApiKeyService {
         }
         let secret = new_secret();
         let record = new_key(BOOTSTRAP_NAME, Role::Admin, None, &secret);
-        let audit = AuditEntry::of(system, AuditAction::Create, None, Some(&record), record.created_at);
+        let audit = AuditEntry::of(
+            system,
+            AuditAction::Create,
+            None,
+            Some(&record),
+            record.created_at,
+        );
         let created = self.store.insert_first_admin_key(&record, &audit).await?;
         Ok(created.then_some(secret))
     }

@@ -16,7 +16,7 @@ use super::watch::StreamSettings;
 use super::{ServiceError, ServiceResult, now};
 use crate::domain::auth::Principal;
 use crate::domain::delivery::{
-    DEFAULT_CONSUMER_GROUP, DeliveryOutcome, DeliveryStatus, LeasedMessage,
+    Acknowledgement, DEFAULT_CONSUMER_GROUP, DeliveryOutcome, DeliveryStatus, LeasedMessage,
 };
 use crate::domain::event::{EventKind, EventPayload, NewEvent, Visibility};
 use crate::domain::ticket::Channel;
@@ -142,36 +142,45 @@ impl DeliveryService {
         Ok(output)
     }
 
-    /// Records a gateway's outcome for a message. Repeating an acknowledgement is harmless:
-    /// the first outcome stands and the current status is returned.
+    /// Records a gateway's outcome for a message, if the caller holds its lease.
+    /// Repeating an acknowledgement is harmless: the first outcome stands and the current
+    /// status is returned.
     pub async fn acknowledge(
         &self,
         principal: &Principal,
-        message_id: Uuid,
-        group: &str,
-        lease_id: Option<Uuid>,
-        outcome: Option<DeliveryOutcome>,
-        provider_message_id: &str,
-        error: &str,
+        input: AckInput,
     ) -> ServiceResult<DeliveryStatus> {
         let mut v = Violations::new();
-        let group = group_name(group, &mut v);
-        if outcome.is_none() {
+        let group = group_name(&input.consumer_group, &mut v);
+        if input.outcome.is_none() {
             v.add("outcome", "is required");
         }
-        if lease_id.is_none() {
-            v.add("lease_id", "is required: the lease_id the message was delivered with");
+        if input.lease_id.is_none() {
+            v.add(
+                "lease_id",
+                "is required: the lease_id the message was delivered with",
+            );
         }
         v.line(
             "provider_message_id",
-            provider_message_id,
+            &input.provider_message_id,
             false,
             MAX_PROVIDER_TEXT_CHARS,
         );
-        v.text("error", error, false, MAX_PROVIDER_TEXT_CHARS);
+        v.text("error", &input.error, false, MAX_PROVIDER_TEXT_CHARS);
         v.finish()?;
-        let outcome = outcome.unwrap_or(DeliveryOutcome::Delivered);
-        let lease_id = lease_id.unwrap_or_default();
+        let (Some(outcome), Some(lease_id)) = (input.outcome, input.lease_id) else {
+            return Err(ServiceError::invalid("outcome", "is required"));
+        };
+        let ack = Acknowledgement {
+            message_id: input.message_id,
+            consumer_group: group,
+            lease_id,
+            outcome,
+            provider_message_id: input.provider_message_id,
+            error: input.error,
+        };
+        let message_id = ack.message_id;
         let message = self
             .store
             .outbound_message(message_id)
@@ -190,26 +199,19 @@ impl DeliveryService {
             Visibility::Internal,
             EventPayload::DeliveryReceipt {
                 message_id,
-                consumer_group: group.clone(),
+                consumer_group: ack.consumer_group.clone(),
                 outcome: outcome.as_str().to_owned(),
-                provider_message_id: provider_message_id.to_owned(),
-                error: error.to_owned(),
+                provider_message_id: ack.provider_message_id.clone(),
+                error: ack.error.clone(),
                 attempts: 0,
             },
             now(),
         );
         receipt.ticket.channel = Some(message.channel);
+        let group = &ack.consumer_group;
         let acked = self
             .store
-            .ack_delivery(
-                message_id,
-                &group,
-                lease_id,
-                outcome,
-                provider_message_id,
-                error,
-                receipt,
-            )
+            .ack_delivery(&ack, receipt)
             .await?
             .ok_or_else(|| {
                 ServiceError::NotFound(format!(
@@ -240,6 +242,18 @@ impl DeliveryService {
         }
         Ok(acked.status)
     }
+}
+
+/// An acknowledgement as a gateway sends it.
+#[derive(Debug, Clone)]
+pub struct AckInput {
+    pub message_id: Uuid,
+    /// Empty means the default group.
+    pub consumer_group: String,
+    pub lease_id: Option<Uuid>,
+    pub outcome: Option<DeliveryOutcome>,
+    pub provider_message_id: String,
+    pub error: String,
 }
 
 /// Gateway keys may be limited to some channels.

@@ -26,7 +26,7 @@ use crate::store::{Store, StoreError};
 
 pub use api_keys::{ApiKeyService, StreamLimitSettings, StreamPermit};
 pub use audit::AuditService;
-pub use delivery::{DeliveryService, DeliverySettings};
+pub use delivery::{AckInput, DeliveryService, DeliverySettings};
 pub use escalation::EscalationService;
 pub use request_ids::RequestIds;
 pub use routing::RoutingService;

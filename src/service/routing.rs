@@ -14,8 +14,8 @@ use uuid::Uuid;
 use super::cache::{CONFIG_TTL, Cached};
 use super::sla::Writer;
 use super::{MAX_ATTEMPTS, ServiceError, ServiceResult, back_off, now};
-use crate::domain::auth::{Principal, Role};
 use crate::domain::audit::{AuditAction, AuditEntry};
+use crate::domain::auth::{Principal, Role};
 use crate::domain::event::{Actor, EventKind, EventPayload, NewEvent, Visibility};
 use crate::domain::routing::{
     Agent, Availability, Needs, Queue, RoutingRule, Strategy, TOP_TIER, TicketFacts, choose,
@@ -164,7 +164,11 @@ impl RoutingService {
         let expected = before.as_ref().map(|b| b.version);
         let audit = AuditEntry::of(
             actor.clone(),
-            if before.is_some() { AuditAction::Update } else { AuditAction::Create },
+            if before.is_some() {
+                AuditAction::Update
+            } else {
+                AuditAction::Create
+            },
             before.as_ref(),
             Some(&queue),
             at,
@@ -187,7 +191,13 @@ impl RoutingService {
     pub async fn delete_queue(&self, actor: &Actor, id: Uuid) -> ServiceResult<()> {
         let queue = self.queue(id).await?;
         self.queues.invalidate();
-        let audit = AuditEntry::of(actor.clone(), AuditAction::Delete, Some(&queue), None, now());
+        let audit = AuditEntry::of(
+            actor.clone(),
+            AuditAction::Delete,
+            Some(&queue),
+            None,
+            now(),
+        );
         if self.store.delete_queue(id, &audit).await? {
             Ok(())
         } else {
@@ -240,7 +250,11 @@ impl RoutingService {
         agent.updated_at = now();
         let audit = AuditEntry::of(
             actor.clone(),
-            if current.is_some() { AuditAction::Update } else { AuditAction::Create },
+            if current.is_some() {
+                AuditAction::Update
+            } else {
+                AuditAction::Create
+            },
             current,
             Some(&agent),
             agent.updated_at,
@@ -278,7 +292,10 @@ impl RoutingService {
                 availability,
                 ..current.clone()
             };
-            match self.save_agent(&principal.actor(), next, Some(&current)).await {
+            match self
+                .save_agent(&principal.actor(), next, Some(&current))
+                .await
+            {
                 Err(ServiceError::Contended(_)) => continue,
                 other => return other,
             }
@@ -290,7 +307,13 @@ impl RoutingService {
 
     pub async fn delete_agent(&self, actor: &Actor, id: Uuid) -> ServiceResult<()> {
         let agent = self.agent(id).await?;
-        let audit = AuditEntry::of(actor.clone(), AuditAction::Delete, Some(&agent), None, now());
+        let audit = AuditEntry::of(
+            actor.clone(),
+            AuditAction::Delete,
+            Some(&agent),
+            None,
+            now(),
+        );
         if self.store.delete_agent(id, &audit).await? {
             Ok(())
         } else {
@@ -334,7 +357,12 @@ impl RoutingService {
         let before = if insert {
             None
         } else {
-            let found = self.store.rules().await?.into_iter().find(|r| r.id == rule.id);
+            let found = self
+                .store
+                .rules()
+                .await?
+                .into_iter()
+                .find(|r| r.id == rule.id);
             Some(found.ok_or_else(|| ServiceError::NotFound(format!("routing rule {}", rule.id)))?)
         };
         rule.updated_at = now();
@@ -343,8 +371,18 @@ impl RoutingService {
         } else {
             rule.created_at = rule.updated_at;
         }
-        let action = if insert { AuditAction::Create } else { AuditAction::Update };
-        let audit = AuditEntry::of(actor.clone(), action, before.as_ref(), Some(&rule), rule.updated_at);
+        let action = if insert {
+            AuditAction::Create
+        } else {
+            AuditAction::Update
+        };
+        let audit = AuditEntry::of(
+            actor.clone(),
+            action,
+            before.as_ref(),
+            Some(&rule),
+            rule.updated_at,
+        );
         self.store.save_rule(&rule, insert, &audit).await?;
         self.rules.invalidate();
         Ok(rule)

@@ -10,8 +10,8 @@ use uuid::Uuid;
 use super::cache::{CONFIG_TTL, Cached};
 use super::sla_timer::{DeadlineHints, next_alert};
 use super::{ServiceError, ServiceResult, now};
-use crate::domain::calendar::BusinessCalendar;
 use crate::domain::audit::{AuditAction, AuditEntry};
+use crate::domain::calendar::BusinessCalendar;
 use crate::domain::event::{Actor, EventKind, EventPayload, NewEvent};
 use crate::domain::sla::{
     Clock, ClockState, Metric, Plan, Signal, SlaFacts, SlaPolicy, follow_plan, plan_for, react,
@@ -273,7 +273,11 @@ impl SlaService {
         v.line("calendar.name", &cal.name, true, 200);
         v.finish()?;
         let at = now();
-        let action = if insert { AuditAction::Create } else { AuditAction::Update };
+        let action = if insert {
+            AuditAction::Create
+        } else {
+            AuditAction::Update
+        };
         let audit = AuditEntry::of(actor.clone(), action, old.as_ref(), Some(&cal), at);
         self.store.save_calendar(&cal, insert, at, &audit).await?;
         self.calendars.invalidate();
@@ -303,7 +307,13 @@ impl SlaService {
             .into_iter()
             .find(|c| c.id == id)
             .ok_or_else(|| ServiceError::NotFound(format!("calendar {id}")))?;
-        let audit = AuditEntry::of(actor.clone(), AuditAction::Delete, Some(&calendar), None, now());
+        let audit = AuditEntry::of(
+            actor.clone(),
+            AuditAction::Delete,
+            Some(&calendar),
+            None,
+            now(),
+        );
         if self.store.delete_calendar(id, &audit).await? {
             Ok(())
         } else {
@@ -364,7 +374,12 @@ impl SlaService {
         let before = if insert {
             None
         } else {
-            let found = self.store.policies().await?.into_iter().find(|p| p.id == policy.id);
+            let found = self
+                .store
+                .policies()
+                .await?
+                .into_iter()
+                .find(|p| p.id == policy.id);
             Some(found.ok_or_else(|| ServiceError::NotFound(format!("SLA policy {}", policy.id)))?)
         };
         policy.updated_at = now();
@@ -373,8 +388,18 @@ impl SlaService {
         } else {
             policy.created_at = policy.updated_at;
         }
-        let action = if insert { AuditAction::Create } else { AuditAction::Update };
-        let audit = AuditEntry::of(actor.clone(), action, before.as_ref(), Some(&policy), policy.updated_at);
+        let action = if insert {
+            AuditAction::Create
+        } else {
+            AuditAction::Update
+        };
+        let audit = AuditEntry::of(
+            actor.clone(),
+            action,
+            before.as_ref(),
+            Some(&policy),
+            policy.updated_at,
+        );
         self.store.save_policy(&policy, insert, &audit).await?;
         self.policies.invalidate();
         Ok(policy)
@@ -389,7 +414,13 @@ impl SlaService {
             .into_iter()
             .find(|p| p.id == id)
             .ok_or_else(|| ServiceError::NotFound(format!("SLA policy {id}")))?;
-        let audit = AuditEntry::of(actor.clone(), AuditAction::Delete, Some(&policy), None, now());
+        let audit = AuditEntry::of(
+            actor.clone(),
+            AuditAction::Delete,
+            Some(&policy),
+            None,
+            now(),
+        );
         if self.store.delete_policy(id, &audit).await? {
             Ok(())
         } else {

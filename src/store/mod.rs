@@ -59,7 +59,7 @@ use uuid::Uuid;
 use crate::domain::audit::{AuditEntry, AuditFilter};
 use crate::domain::calendar::BusinessCalendar;
 use crate::domain::conversation::Conversation;
-use crate::domain::delivery::{DeliveryOutcome, DeliveryStatus, LeasedMessage, OutboundMessage};
+use crate::domain::delivery::{Acknowledgement, DeliveryStatus, LeasedMessage, OutboundMessage};
 use crate::domain::event::{Event, NewEvent};
 use crate::domain::filter::TicketFilter;
 use crate::domain::routing::{Agent, Candidate, Queue, RoutingRule};
@@ -120,7 +120,9 @@ impl From<sqlx::Error> for StoreError {
             }
             // PostgreSQL's query_canceled (the statement timeout fired), SQLite's
             // SQLITE_INTERRUPT (the read time limit did).
-            sqlx::Error::Database(ref db) if matches!(db.code().as_deref(), Some("57014" | "9")) => {
+            sqlx::Error::Database(ref db)
+                if matches!(db.code().as_deref(), Some("57014" | "9")) =>
+            {
                 StoreError::TimedOut(err)
             }
             other => StoreError::Database(other),
@@ -237,7 +239,7 @@ impl IdempotencyClaim {
 #[derive(Debug)]
 pub enum CreateOutcome {
     Created {
-        ticket: Ticket,
+        ticket: Box<Ticket>,
         committed: Committed,
     },
     /// The request id was claimed before, with the same body, by the request that made
@@ -624,16 +626,11 @@ pub trait Store: RoutingStore + SlaStore + Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> StoreResult<u64>;
 
-    /// Finishes a delivery held under `lease_id`. Appends `receipt` only if the delivery
-    /// was still leased to it; `None` if the group never received the message.
+    /// Finishes a delivery held under `ack.lease_id`. Appends `receipt` only if the
+    /// delivery was still leased to it; `None` if the group never received the message.
     async fn ack_delivery(
         &self,
-        message_id: Uuid,
-        group: &str,
-        lease_id: Uuid,
-        outcome: DeliveryOutcome,
-        provider_message_id: &str,
-        error: &str,
+        ack: &Acknowledgement,
         receipt: NewEvent,
     ) -> StoreResult<Option<AckOutcome>>;
 

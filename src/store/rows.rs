@@ -7,11 +7,11 @@ use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::{ApiKeyRecord, StoreError, StoreResult};
+use crate::domain::audit::{AuditAction, AuditEntry, AuditResource};
 use crate::domain::auth::Role;
 use crate::domain::calendar::{BusinessCalendar, WEEKDAYS, format_minute};
 use crate::domain::conversation::Conversation;
 use crate::domain::delivery::OutboundMessage;
-use crate::domain::audit::{AuditAction, AuditEntry, AuditResource};
 use crate::domain::event::{
     Actor, ActorKind, AttachmentMeta, DeliveryView, Event, EventKind, EventPayload, FieldChange,
     NewEvent, TicketSnapshot, Visibility,

@@ -236,9 +236,7 @@ macro_rules! impl_sla_store {
                 now: chrono::DateTime<chrono::Utc>,
                 limit: i64,
             ) -> $crate::store::StoreResult<Vec<$crate::domain::event::Event>> {
-                use $crate::domain::event::{
-                    Actor, EventKind, EventPayload, NewEvent, Visibility,
-                };
+                use $crate::domain::event::{Actor, EventKind, EventPayload, NewEvent, Visibility};
                 use $crate::store::sla_sql::*;
                 let due: Vec<(uuid::Uuid, String, String)> = sqlx::query_as(DUE_ALERTS)
                     .bind(now)

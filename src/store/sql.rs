@@ -379,7 +379,10 @@ macro_rules! impl_store {
                 // number and the stored contact came back from the database.
                 let ticket = draft.into_ticket(number, contact, clocks);
                 self.bus.publish_queued(committed.queued.iter().copied());
-                Ok($crate::store::CreateOutcome::Created { ticket, committed })
+                Ok($crate::store::CreateOutcome::Created {
+                    ticket: Box::new(ticket),
+                    committed,
+                })
             }
 
             async fn ticket(
@@ -735,32 +738,35 @@ macro_rules! impl_store {
                 Ok(released)
             }
 
-            #[tracing::instrument(skip_all, fields(message_id = %message_id, group))]
+            #[tracing::instrument(skip_all, fields(message_id = %ack.message_id, group = %ack.consumer_group))]
             async fn ack_delivery(
                 &self,
-                message_id: uuid::Uuid,
-                group: &str,
-                lease_id: uuid::Uuid,
-                outcome: $crate::domain::delivery::DeliveryOutcome,
-                provider_message_id: &str,
-                error: &str,
+                ack: &$crate::domain::delivery::Acknowledgement,
                 mut receipt: $crate::domain::event::NewEvent,
             ) -> $crate::store::StoreResult<Option<$crate::store::AckOutcome>> {
                 use $crate::domain::delivery::DeliveryStatus;
                 use $crate::store::sql::*;
+                let $crate::domain::delivery::Acknowledgement {
+                    message_id,
+                    consumer_group: group,
+                    lease_id,
+                    outcome,
+                    provider_message_id,
+                    error,
+                } = ack;
                 let mut tx = self.writer.begin().await?;
                 let at = receipt.created_at;
                 let acked: Option<(i32,)> = sqlx::query_as(ACK_DELIVERY)
-                    .bind(message_id)
+                    .bind(*message_id)
                     .bind(group)
                     .bind(outcome.status().as_str())
                     .bind(at)
-                    .bind(lease_id)
+                    .bind(*lease_id)
                     .fetch_optional(&mut *tx)
                     .await?;
                 let Some((attempts,)) = acked else {
                     let state: Option<(String, i32)> = sqlx::query_as(DELIVERY_STATE)
-                        .bind(message_id)
+                        .bind(*message_id)
                         .bind(group)
                         .fetch_optional(&mut *tx)
                         .await?;
@@ -780,7 +786,7 @@ macro_rules! impl_store {
                         .transpose();
                 };
                 sqlx::query(SUM_UP_MESSAGE)
-                    .bind(message_id)
+                    .bind(*message_id)
                     .bind(outcome.status().as_str())
                     .bind(provider_message_id)
                     .bind(error)

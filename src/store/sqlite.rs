@@ -109,7 +109,9 @@ mod tests {
             acquire_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_millis(50),
         };
-        let store = SqliteStore::connect(&url, &settings, Bus::new()).await.unwrap();
+        let store = SqliteStore::connect(&url, &settings, Bus::new())
+            .await
+            .unwrap();
         let endless = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) \
                        SELECT count(*) FROM n";
         let err: StoreError = sqlx::query_scalar::<_, i64>(endless)
@@ -119,7 +121,10 @@ mod tests {
             .into();
         assert!(matches!(err, StoreError::TimedOut(_)), "{err:?}");
         // The same (only) connection answers the next read at once.
-        let one: i64 = sqlx::query_scalar("SELECT 1").fetch_one(&store.reader).await.unwrap();
+        let one: i64 = sqlx::query_scalar("SELECT 1")
+            .fetch_one(&store.reader)
+            .await
+            .unwrap();
         assert_eq!(one, 1);
         std::fs::remove_dir_all(&dir).unwrap();
     }

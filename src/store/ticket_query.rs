@@ -249,11 +249,14 @@ mod tests {
         let mut q = query("");
         q.sources = vec!["helpbot".into(), "x') OR (1=1".into()];
         let (sql, params) = render(&q);
-        assert!(
-            sql.contains("cv.source IN ($1, $2)"),
-            "{sql}"
+        assert!(sql.contains("cv.source IN ($1, $2)"), "{sql}");
+        assert_eq!(
+            params[..2],
+            [
+                Param::Text("helpbot".into()),
+                Param::Text("x') OR (1=1".into())
+            ]
         );
-        assert_eq!(params[..2], [Param::Text("helpbot".into()), Param::Text("x') OR (1=1".into())]);
     }
 
     #[test]

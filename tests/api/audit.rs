@@ -38,7 +38,14 @@ pub async fn admin_changes_are_audited_and_outlive_their_objects(backend: Backen
         .expect("the test's admin key");
 
     // An agent's whole life: created, changed, deleted.
-    let ada = agent(&mut admin, AgentSpec { name: "Ada", ..Default::default() }).await;
+    let ada = agent(
+        &mut admin,
+        AgentSpec {
+            name: "Ada",
+            ..Default::default()
+        },
+    )
+    .await;
     admin
         .update_agent(pb::UpdateAgentRequest {
             agent: Some(pb::Agent {
@@ -58,7 +65,11 @@ pub async fn admin_changes_are_audited_and_outlive_their_objects(backend: Backen
         .await
         .unwrap();
 
-    let life = entries(&mut admin, &format!(r#"resource = "agent" AND resource_id = "{}""#, ada.id)).await;
+    let life = entries(
+        &mut admin,
+        &format!(r#"resource = "agent" AND resource_id = "{}""#, ada.id),
+    )
+    .await;
     let actions: Vec<&str> = life.iter().map(|e| e.action.as_str()).collect();
     assert_eq!(actions, ["delete", "update", "create"], "newest first");
     for entry in &life {
@@ -70,13 +81,24 @@ pub async fn admin_changes_are_audited_and_outlive_their_objects(backend: Backen
     let [deleted, updated, created] = &life[..] else {
         unreachable!()
     };
-    assert_eq!(updated.changes.len(), 1, "only what changed: {:?}", updated.changes);
+    assert_eq!(
+        updated.changes.len(),
+        1,
+        "only what changed: {:?}",
+        updated.changes
+    );
     let tier = change(updated, "tier").unwrap();
-    assert_eq!((tier.old_value.as_str(), tier.new_value.as_str()), ("1", "2"));
+    assert_eq!(
+        (tier.old_value.as_str(), tier.new_value.as_str()),
+        ("1", "2")
+    );
     assert_eq!(change(created, "name").unwrap().new_value, r#""Ada""#);
     assert!(created.changes.iter().all(|c| c.old_value.is_empty()));
     let name = change(deleted, "name").expect("a deletion keeps what was deleted");
-    assert_eq!((name.old_value.as_str(), name.new_value.as_str()), (r#""Ada""#, ""));
+    assert_eq!(
+        (name.old_value.as_str(), name.new_value.as_str()),
+        (r#""Ada""#, "")
+    );
 
     // Keys: created and revoked once; no secret is ever recorded.
     let key = admin
@@ -98,12 +120,22 @@ pub async fn admin_changes_are_audited_and_outlive_their_objects(backend: Backen
     }
     let key_life = entries(&mut admin, &format!(r#"resource_id = "{key_id}""#)).await;
     let actions: Vec<&str> = key_life.iter().map(|e| e.action.as_str()).collect();
-    assert_eq!(actions, ["revoke", "create"], "a second revocation changes nothing");
+    assert_eq!(
+        actions,
+        ["revoke", "create"],
+        "a second revocation changes nothing"
+    );
     let revoked = change(&key_life[0], "revoked").unwrap();
-    assert_eq!((revoked.old_value.as_str(), revoked.new_value.as_str()), ("false", "true"));
+    assert_eq!(
+        (revoked.old_value.as_str(), revoked.new_value.as_str()),
+        ("false", "true")
+    );
     for entry in &key_life {
         for c in &entry.changes {
-            assert!(!c.field.contains("secret") && !c.field.contains("hash"), "{c:?}");
+            assert!(
+                !c.field.contains("secret") && !c.field.contains("hash"),
+                "{c:?}"
+            );
             assert!(!c.new_value.contains(&key.secret) && !c.old_value.contains(&key.secret));
         }
     }
@@ -114,7 +146,9 @@ pub async fn admin_changes_are_audited_and_outlive_their_objects(backend: Backen
     ticket.queue_id = billing.id.clone();
     create(&mut app.tickets(), ticket).await;
     let refused = admin
-        .delete_queue(pb::DeleteQueueRequest { id: billing.id.clone() })
+        .delete_queue(pb::DeleteQueueRequest {
+            id: billing.id.clone(),
+        })
         .await
         .unwrap_err();
     assert_eq!(refused.code(), Code::FailedPrecondition);
@@ -199,7 +233,9 @@ pub async fn routing_and_sla_settings_are_audited(backend: Backend) {
         .rule
         .unwrap();
     admin
-        .delete_routing_rule(pb::DeleteRoutingRuleRequest { id: rule.id.clone() })
+        .delete_routing_rule(pb::DeleteRoutingRuleRequest {
+            id: rule.id.clone(),
+        })
         .await
         .unwrap();
     let calendar = admin
@@ -240,11 +276,15 @@ pub async fn routing_and_sla_settings_are_audited(backend: Backend) {
         .policy
         .unwrap();
     admin
-        .delete_sla_policy(pb::DeleteSlaPolicyRequest { id: policy.id.clone() })
+        .delete_sla_policy(pb::DeleteSlaPolicyRequest {
+            id: policy.id.clone(),
+        })
         .await
         .unwrap();
     admin
-        .delete_calendar(pb::DeleteCalendarRequest { id: calendar.id.clone() })
+        .delete_calendar(pb::DeleteCalendarRequest {
+            id: calendar.id.clone(),
+        })
         .await
         .unwrap();
 
@@ -261,7 +301,11 @@ pub async fn routing_and_sla_settings_are_audited(backend: Backend) {
             ("routing_rule".into(), rule.id.clone(), "delete".into()),
         ]
     );
-    let created = entries(&mut admin, r#"resource = "sla_policy" AND action = "create""#).await;
+    let created = entries(
+        &mut admin,
+        r#"resource = "sla_policy" AND action = "create""#,
+    )
+    .await;
     assert_eq!(created.len(), 1);
     let calendar_id = change(&created[0], "calendar_id").unwrap();
     assert_eq!(calendar_id.new_value, format!("{:?}", calendar.id));

@@ -62,7 +62,10 @@ async fn ack(
         .status()
 }
 
-fn ack_request(message: &pb::OutboundMessage, outcome: pb::DeliveryOutcome) -> pb::AckDeliveryRequest {
+fn ack_request(
+    message: &pb::OutboundMessage,
+    outcome: pb::DeliveryOutcome,
+) -> pb::AckDeliveryRequest {
     pb::AckDeliveryRequest {
         message_id: message.message_id.clone(),
         outcome: outcome as i32,
@@ -145,7 +148,10 @@ pub async fn an_unacknowledged_message_comes_back_after_its_lease(backend: Backe
         .expect("redelivered after the lease");
     assert_eq!(again.message_id, first.message_id);
     assert_eq!(again.attempt, 2);
-    assert_eq!(again.lease_id, first.lease_id, "the same subscriber holds it");
+    assert_eq!(
+        again.lease_id, first.lease_id,
+        "the same subscriber holds it"
+    );
     ack(&mut gw, &again, pb::DeliveryOutcome::Delivered).await;
     assert!(
         next(&mut stream, Duration::from_millis(2500))
@@ -261,7 +267,10 @@ pub async fn acknowledgements_show_on_the_reply_and_in_the_feed(backend: Backend
         })
         .await
         .unwrap_err();
-    assert_eq!(crate::harness::violated_fields(&no_outcome), vec!["outcome"]);
+    assert_eq!(
+        crate::harness::violated_fields(&no_outcome),
+        vec!["outcome"]
+    );
     let no_lease = gw
         .ack_delivery(pb::AckDeliveryRequest {
             lease_id: String::new(),

@@ -310,7 +310,10 @@ pub async fn a_statement_past_its_timeout_fails_and_frees_its_connection(backend
         .await
         .unwrap_err();
     assert_eq!(blocked.code(), Code::DeadlineExceeded, "{blocked:?}");
-    sqlx::raw_sql("ROLLBACK").execute(&mut blocker).await.unwrap();
+    sqlx::raw_sql("ROLLBACK")
+        .execute(&mut blocker)
+        .await
+        .unwrap();
 
     // The cancelled statement left nothing behind: the pool serves the next call.
     create(&mut tickets, new_ticket("after")).await;

@@ -76,8 +76,7 @@ impl PrivateCluster {
         use std::os::unix::fs::PermissionsExt;
         let path = self.dir.join(name);
         std::fs::write(&path, contents).expect("write a cluster file");
-        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
-            .expect("chmod");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).expect("chmod");
         if is_root() {
             let status = Command::new("chown")
                 .arg("postgres")
@@ -154,4 +153,3 @@ fn is_root() -> bool {
         .output()
         .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).trim() == "0")
 }
-

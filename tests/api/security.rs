@@ -720,10 +720,7 @@ pub async fn a_retried_customer_message_lands_once(backend: Backend) {
             .into_inner();
         assert!(retried.duplicate);
         assert_eq!(retried.ticket.unwrap().id, follow_up.id);
-        assert_eq!(
-            retried.entry.unwrap().id,
-            opened.entry.as_ref().unwrap().id
-        );
+        assert_eq!(retried.entry.unwrap().id, opened.entry.as_ref().unwrap().id);
     }
     let follow_ups = tickets
         .list_tickets(pb::ListTicketsRequest::default())
@@ -767,7 +764,10 @@ pub async fn a_page_of_large_tickets_is_cut_short_instead_of_failing(backend: Ba
             .expect("a page within the response budget")
             .into_inner();
         pages += 1;
-        assert!(!page.tickets.is_empty(), "every page holds at least one ticket");
+        assert!(
+            !page.tickets.is_empty(),
+            "every page holds at least one ticket"
+        );
         for t in page.tickets {
             assert!(seen.insert(t.id), "no ticket twice");
         }
@@ -805,8 +805,16 @@ pub async fn assignees_and_queues_must_exist(backend: Backend) {
     let update = |field: &str, value: &str| pb::UpdateTicketRequest {
         ticket: Some(pb::Ticket {
             id: ticket.id.clone(),
-            assignee_id: if field == "assignee_id" { value.into() } else { String::new() },
-            queue_id: if field == "queue_id" { value.into() } else { String::new() },
+            assignee_id: if field == "assignee_id" {
+                value.into()
+            } else {
+                String::new()
+            },
+            queue_id: if field == "queue_id" {
+                value.into()
+            } else {
+                String::new()
+            },
             ..Default::default()
         }),
         update_mask: Some(prost_types::FieldMask {
@@ -815,10 +823,17 @@ pub async fn assignees_and_queues_must_exist(backend: Backend) {
         ..Default::default()
     };
     for field in ["assignee_id", "queue_id"] {
-        let refused = tickets.update_ticket(update(field, &nobody)).await.unwrap_err();
+        let refused = tickets
+            .update_ticket(update(field, &nobody))
+            .await
+            .unwrap_err();
         assert_eq!(refused.code(), Code::NotFound, "{field}: {refused:?}");
     }
-    assert_eq!(get_ticket(&mut tickets, &ticket.id).await.etag, ticket.etag, "nothing changed");
+    assert_eq!(
+        get_ticket(&mut tickets, &ticket.id).await.etag,
+        ticket.etag,
+        "nothing changed"
+    );
     let ada = app.agent("Ada").await.to_string();
     let assigned = tickets
         .update_ticket(update("assignee_id", &ada))

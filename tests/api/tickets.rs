@@ -213,7 +213,10 @@ pub async fn contacts_are_upserted_by_external_id_keeping_known_details(backend:
     assert_eq!(b.vip, Some(true), "an unset vip keeps the stored flag");
 }
 
-async fn seed(app: &crate::harness::TestApp, tickets: &mut crate::harness::Tickets) -> Vec<pb::Ticket> {
+async fn seed(
+    app: &crate::harness::TestApp,
+    tickets: &mut crate::harness::Tickets,
+) -> Vec<pb::Ticket> {
     let agent = app.agent("Ada").await.to_string();
     let specs = [
         (

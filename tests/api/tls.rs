@@ -133,8 +133,7 @@ pub async fn mutual_tls_admits_only_clients_of_the_client_ca(backend: Backend) {
     settings.tls_key = Some(key);
     settings.tls_client_ca = Some(files.put("clients.pem", &client_ca.pem()));
     let gateway = client_ca.issue(&["sms-gateway"]);
-    let admitted =
-        trusting(&server_ca).identity(Identity::from_pem(&gateway.cert, &gateway.key));
+    let admitted = trusting(&server_ca).identity(Identity::from_pem(&gateway.cert, &gateway.key));
     let app = start_tls(settings, database, admitted).await;
 
     app.tickets()
@@ -208,7 +207,10 @@ pub async fn postgres_over_tls_verifies_the_server() {
         "a server certificate from an unknown CA is refused"
     );
 
-    let verified = url_with(&cluster, &format!("sslmode=verify-full&sslrootcert={trusted}"));
+    let verified = url_with(
+        &cluster,
+        &format!("sslmode=verify-full&sslrootcert={trusted}"),
+    );
     let app = crate::harness::spawn_app(Backend::Postgres(verified)).await;
     let ticket = crate::harness::create(&mut app.tickets(), new_ticket("stored over TLS")).await;
     assert_eq!(ticket.subject, "stored over TLS");

@@ -422,7 +422,7 @@ impl EscalationService {
                     .pop()
                     .ok_or_else(|| ServiceError::NotFound("customer message".into()))?;
                 Ok(CustomerMessageOutcome {
-                    ticket,
+                    ticket: *ticket,
                     entry,
                     duplicate: false,
                     follow_up: true,

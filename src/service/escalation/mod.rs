@@ -359,14 +359,17 @@ impl EscalationService {
                 .increment(1);
                 metrics::counter!("ticketd_escalations_total", "outcome" => "created").increment(1);
                 if ticket.queue_id.is_none() || ticket.assignee_id.is_some() {
-                    return Ok((ticket, true));
+                    return Ok((*ticket, true));
                 }
                 let routed = self.routing.route(ticket.id, &plan, true).await?;
                 Ok((routed, true))
             }
             Ok(CreateOutcome::Replayed(id)) => {
                 let ticket = self.store.ticket(TicketKey::Id(id)).await?;
-                Ok((ticket.ok_or_else(|| ServiceError::NotFound(format!("ticket {id}")))?, false))
+                Ok((
+                    ticket.ok_or_else(|| ServiceError::NotFound(format!("ticket {id}")))?,
+                    false,
+                ))
             }
             Err(StoreError::ConversationExists(_)) => Err(ServiceError::Contended(
                 "conversation created concurrently".into(),

@@ -254,7 +254,7 @@ impl TicketService {
                 )
                 .increment(1);
                 if ticket.queue_id.is_none() || ticket.assignee_id.is_some() {
-                    return Ok((ticket, true));
+                    return Ok((*ticket, true));
                 }
                 let routed = self.routing.route(ticket.id, &plan, true).await?;
                 Ok((routed, true))
