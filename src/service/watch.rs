@@ -120,6 +120,10 @@ fn resolve_me(filter: WatchFilter, principal: &Principal) -> ServiceResult<Watch
     })
 }
 
+/// The first pause before looking again at events held back behind a transaction in
+/// flight; it doubles up to the stream's poll interval.
+const HELD_BACK_FIRST_WAIT: Duration = Duration::from_millis(50);
+
 struct Producer {
     store: Arc<dyn Store>,
     reads: Arc<SharedReads>,
@@ -147,6 +151,7 @@ impl Producer {
         // After a wake-up, rows of a transaction that committed may still be held back
         // behind an older one in flight (PostgreSQL); look again a few times, quickly.
         let mut eager = 0u32;
+        let mut held_back_wait = HELD_BACK_FIRST_WAIT;
         loop {
             self.commits.mark_unchanged();
             let batch = match self
@@ -190,8 +195,25 @@ impl Producer {
                 tokio::time::sleep(Duration::from_millis(20)).await;
                 continue;
             }
+            // Still held back: a transaction in flight somewhere in the cluster keeps the
+            // horizon below committed events. Keep looking, slower each time, rather than
+            // wait for a wake-up that already came.
+            if !found && held_back_wait <= self.poll {
+                match self.store.events_held_back(self.cursor).await {
+                    Ok(true) => {
+                        tokio::time::sleep(held_back_wait).await;
+                        held_back_wait *= 2;
+                        continue;
+                    }
+                    Ok(false) => {}
+                    Err(err) => tracing::debug!(error = %err, "held-back check failed"),
+                }
+            }
             match streams::wait(&mut self.commits, &mut self.shutdown, &sender, self.poll).await {
-                Wake::Look => eager = 10,
+                Wake::Look => {
+                    eager = 10;
+                    held_back_wait = HELD_BACK_FIRST_WAIT;
+                }
                 Wake::ShuttingDown => {
                     sender.finish(StreamEnd::ShuttingDown {
                         cursor: self.cursor,

@@ -566,6 +566,10 @@ pub trait Store: RoutingStore + SlaStore + Send + Sync + 'static {
         limit: i64,
     ) -> StoreResult<Vec<Event>>;
 
+    /// Whether committed events after `after` exist that `events_after` does not return
+    /// yet (held back behind a transaction still in flight). Always false on SQLite.
+    async fn events_held_back(&self, after: i64) -> StoreResult<bool>;
+
     async fn event(&self, id: Uuid) -> StoreResult<Option<Event>>;
 
     async fn conversation(

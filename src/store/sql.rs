@@ -488,6 +488,22 @@ macro_rules! impl_store {
                 $crate::store::rows::convert_all(query.fetch_all(&self.reader).await?)
             }
 
+            async fn events_held_back(&self, after: i64) -> $crate::store::StoreResult<bool> {
+                if $horizon.is_empty() {
+                    return Ok(false);
+                }
+                let sql = format!(
+                    "SELECT EXISTS (SELECT 1 FROM ticket_events e WHERE e.position > $1 \
+                     AND NOT (TRUE{}))",
+                    $horizon
+                );
+                let (held,): (bool,) = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                    .bind(after)
+                    .fetch_one(&self.reader)
+                    .await?;
+                Ok(held)
+            }
+
             async fn event(
                 &self,
                 id: uuid::Uuid,

@@ -207,5 +207,6 @@ mod postgres_server {
         a_watcher_never_skips_a_transaction_still_in_flight,
         replicas_share_deliveries_and_watches,
         a_statement_past_its_timeout_fails_and_frees_its_connection,
+        a_watcher_finds_events_held_back_by_a_long_transaction,
     }
 }

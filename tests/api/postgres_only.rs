@@ -318,3 +318,48 @@ pub async fn a_statement_past_its_timeout_fails_and_frees_its_connection(backend
     // The cancelled statement left nothing behind: the pool serves the next call.
     create(&mut tickets, new_ticket("after")).await;
 }
+
+pub async fn a_watcher_finds_events_held_back_by_a_long_transaction(backend: Backend) {
+    use sqlx::Connection;
+
+    let database = TestDatabase::create(&backend).await;
+    let url = database.url();
+    let mut settings = settings_for(&database);
+    // No fallback poll to lean on: only the wake-up and what follows it.
+    settings.stream_poll_millis = 60_000;
+    let app = start(settings, database).await;
+    let mut tickets = app.tickets();
+    let ticket = create(&mut tickets, new_ticket("watched")).await;
+    let mut watcher = watch(
+        &mut tickets,
+        &format!(r#"ticket_id = "{}" AND event_type = note_added"#, ticket.id),
+        0,
+    )
+    .await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+
+    // A transaction that started earlier (it holds a transaction id) and stays open for
+    // well past the quick re-reads after a wake-up keeps the horizon below the note.
+    let mut long = sqlx::PgConnection::connect(&url).await.unwrap();
+    sqlx::raw_sql("BEGIN; SELECT pg_current_xact_id()")
+        .execute(&mut long)
+        .await
+        .unwrap();
+    tickets
+        .add_note(pb::AddNoteRequest {
+            ticket_id: ticket.id.clone(),
+            body: "behind a long transaction".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let release = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(1500)).await;
+        sqlx::raw_sql("COMMIT").execute(&mut long).await.unwrap();
+    });
+    let seen = next_event(&mut watcher, Duration::from_secs(10))
+        .await
+        .expect("the note arrives once the long transaction ends");
+    assert_eq!(seen.ticket_id, ticket.id);
+    release.await.unwrap();
+}
