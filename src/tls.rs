@@ -6,9 +6,12 @@
 //! and the previous certificate stays. With a client CA, every connection must present
 //! a certificate that CA signed (mutual TLS); API keys still say who the caller is.
 //!
-//! Handshakes run beside the accept loop, each with a deadline and at most
-//! [`MAX_HANDSHAKES`] at once, so a slow or silent client holds up nobody.
+//! Handshakes run beside the accept loop, each with a deadline, at most
+//! [`MAX_HANDSHAKES`] at once and [`MAX_HANDSHAKES_PER_PEER`] from one address, so a slow
+//! or silent client holds up nobody.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, SystemTime};
@@ -26,9 +29,49 @@ use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 
 /// Handshakes in progress at once; connections beyond are closed at once.
-pub const MAX_HANDSHAKES: usize = 256;
+pub const MAX_HANDSHAKES: usize = 1024;
+/// Handshakes in progress at once from one address, so one host cannot take all slots.
+pub const MAX_HANDSHAKES_PER_PEER: usize = 32;
 /// A client that has not finished its handshake by then is dropped.
-const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Handshakes in progress per peer address.
+#[derive(Default)]
+struct PeerCounts(std::sync::Mutex<HashMap<IpAddr, usize>>);
+
+/// One handshake's place in its peer's count, given back when dropped.
+struct PeerSlot {
+    counts: Arc<PeerCounts>,
+    peer: IpAddr,
+}
+
+impl PeerCounts {
+    fn take(self: &Arc<Self>, peer: IpAddr) -> Option<PeerSlot> {
+        let mut counts = self.0.lock().ok()?;
+        let count = counts.entry(peer).or_default();
+        if *count >= MAX_HANDSHAKES_PER_PEER {
+            return None;
+        }
+        *count += 1;
+        Some(PeerSlot {
+            counts: self.clone(),
+            peer,
+        })
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        if let Ok(mut counts) = self.counts.0.lock()
+            && let Some(count) = counts.get_mut(&self.peer)
+        {
+            *count -= 1;
+            if *count == 0 {
+                counts.remove(&self.peer);
+            }
+        }
+    }
+}
 
 #[derive(Debug, Clone)]
 pub struct TlsSettings {
@@ -177,6 +220,7 @@ impl TlsServer {
             let mut ticks = tokio::time::interval(reload_every);
             ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             let handshakes = Arc::new(Semaphore::new(MAX_HANDSHAKES));
+            let peers = Arc::new(PeerCounts::default());
             loop {
                 let accepted = tokio::select! {
                     accepted = listener.accept() => accepted,
@@ -186,14 +230,18 @@ impl TlsServer {
                     }
                     () = sender.closed() => return,
                 };
-                let stream = match accepted {
-                    Ok((stream, _)) => stream,
+                let (stream, peer) = match accepted {
+                    Ok(accepted) => accepted,
                     Err(err) => {
                         // Out of file descriptors, usually: let some close.
                         tracing::warn!(error = %err, "accept failed");
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     }
+                };
+                let Some(slot) = peers.take(peer.ip()) else {
+                    tracing::debug!(%peer, "too many TLS handshakes from one address; closed");
+                    continue;
                 };
                 let Ok(permit) = handshakes.clone().try_acquire_owned() else {
                     tracing::debug!("too many TLS handshakes in progress; connection closed");
@@ -204,7 +252,7 @@ impl TlsServer {
                 let acceptor = self.acceptor.clone();
                 let sender = sender.clone();
                 tokio::spawn(async move {
-                    let _permit = permit;
+                    let _held = (permit, slot);
                     match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(stream)).await {
                         Ok(Ok(tls)) => {
                             let _ = sender.send(Ok(tls)).await;
@@ -235,6 +283,26 @@ mod tests {
     fn served(server: &TlsServer) -> Vec<u8> {
         let current = server.cert.current.read().unwrap().clone();
         current.cert[0].as_ref().to_vec()
+    }
+
+    #[test]
+    fn one_address_cannot_take_every_handshake_slot() {
+        let counts = Arc::new(PeerCounts::default());
+        let loud: IpAddr = "192.0.2.1".parse().unwrap();
+        let slots: Vec<PeerSlot> = (0..MAX_HANDSHAKES_PER_PEER)
+            .map(|_| counts.take(loud).unwrap())
+            .collect();
+        assert!(counts.take(loud).is_none());
+        assert!(
+            counts.take("192.0.2.2".parse().unwrap()).is_some(),
+            "others still get in"
+        );
+        drop(slots);
+        assert!(counts.take(loud).is_some(), "slots come back");
+        assert!(
+            counts.0.lock().unwrap().is_empty(),
+            "no address is remembered once its handshakes end"
+        );
     }
 
     #[tokio::test]

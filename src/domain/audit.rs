@@ -74,6 +74,38 @@ impl AuditEntry {
     }
 }
 
+impl AuditEntry {
+    /// Roughly what the entry takes in a response, in bytes.
+    pub fn approximate_size(&self) -> usize {
+        256 + self.actor.name.len()
+            + self
+                .changes
+                .iter()
+                .map(|c| 32 + c.field.len() + c.old.len() + c.new.len())
+                .sum::<usize>()
+    }
+
+    /// `after` created (no `before`) or changed from `before`.
+    pub fn saved<T: Audited>(
+        actor: Actor,
+        before: Option<&T>,
+        after: &T,
+        at: DateTime<Utc>,
+    ) -> Self {
+        let action = if before.is_some() {
+            AuditAction::Update
+        } else {
+            AuditAction::Create
+        };
+        Self::of(actor, action, before, Some(after), at)
+    }
+
+    /// `object` deleted.
+    pub fn deleted<T: Audited>(actor: Actor, object: &T, at: DateTime<Utc>) -> Self {
+        Self::of(actor, AuditAction::Delete, Some(object), None, at)
+    }
+}
+
 /// Which entries `ListAuditEntries` returns: every condition set must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct AuditFilter {
@@ -206,105 +238,74 @@ fn fields(value: Value) -> Map<String, Value> {
     }
 }
 
-impl Audited for ApiKey {
-    const RESOURCE: AuditResource = AuditResource::ApiKey;
-    fn audit_id(&self) -> Uuid {
-        self.id
-    }
-    fn audit_fields(&self) -> Map<String, Value> {
-        fields(json!({
-            "name": self.name,
-            "role": self.role.as_str(),
-            "agent_id": self.agent_id,
-            "channels": self.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
-            "sources": self.sources,
-            "prefix": self.prefix,
-            "revoked": self.revoked_at.is_some(),
-        }))
-    }
+/// Declares what a type records of itself: its resource name, and its settings as JSON
+/// (`$this` names the object).
+macro_rules! audited {
+    ($type:ty, $resource:expr, |$this:ident| $fields:expr) => {
+        impl Audited for $type {
+            const RESOURCE: AuditResource = $resource;
+            fn audit_id(&self) -> Uuid {
+                self.id
+            }
+            fn audit_fields(&self) -> Map<String, Value> {
+                let $this = self;
+                fields($fields)
+            }
+        }
+    };
 }
 
-impl Audited for Agent {
-    const RESOURCE: AuditResource = AuditResource::Agent;
-    fn audit_id(&self) -> Uuid {
-        self.id
-    }
-    fn audit_fields(&self) -> Map<String, Value> {
-        fields(json!({
-            "name": self.name,
-            "email": self.email,
-            "skills": self.skills,
-            "tier": self.tier,
-            "capacity": self.capacity,
-            "availability": self.availability.as_str(),
-            "queue_ids": self.queue_ids,
-            "vip_handler": self.vip_handler,
-        }))
-    }
-}
+audited!(ApiKey, AuditResource::ApiKey, |it| json!({
+    "name": it.name,
+    "role": it.role.as_str(),
+    "agent_id": it.agent_id,
+    "channels": it.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
+    "sources": it.sources,
+    "prefix": it.prefix,
+    "revoked": it.revoked_at.is_some(),
+}));
 
-impl Audited for Queue {
-    const RESOURCE: AuditResource = AuditResource::Queue;
-    fn audit_id(&self) -> Uuid {
-        self.id
-    }
-    fn audit_fields(&self) -> Map<String, Value> {
-        fields(json!({
-            "name": self.name,
-            "tier": self.tier,
-            "strategy": self.strategy.as_str(),
-        }))
-    }
-}
+audited!(Agent, AuditResource::Agent, |it| json!({
+    "name": it.name,
+    "email": it.email,
+    "skills": it.skills,
+    "tier": it.tier,
+    "capacity": it.capacity,
+    "availability": it.availability.as_str(),
+    "queue_ids": it.queue_ids,
+    "vip_handler": it.vip_handler,
+}));
 
-impl Audited for RoutingRule {
-    const RESOURCE: AuditResource = AuditResource::RoutingRule;
-    fn audit_id(&self) -> Uuid {
-        self.id
-    }
-    fn audit_fields(&self) -> Map<String, Value> {
-        fields(json!({
-            "name": self.name,
-            "position": self.position,
-            "enabled": self.enabled,
-            "conditions": self.conditions,
-            "actions": self.actions,
-        }))
-    }
-}
+audited!(Queue, AuditResource::Queue, |it| json!({
+    "name": it.name,
+    "tier": it.tier,
+    "strategy": it.strategy.as_str(),
+}));
 
-impl Audited for SlaPolicy {
-    const RESOURCE: AuditResource = AuditResource::SlaPolicy;
-    fn audit_id(&self) -> Uuid {
-        self.id
-    }
-    fn audit_fields(&self) -> Map<String, Value> {
-        fields(json!({
-            "name": self.name,
-            "position": self.position,
-            "conditions": self.conditions,
-            "targets": self.targets,
-            "calendar_id": self.calendar_id,
-            "warning": self.warning,
-        }))
-    }
-}
+audited!(RoutingRule, AuditResource::RoutingRule, |it| json!({
+    "name": it.name,
+    "position": it.position,
+    "enabled": it.enabled,
+    "conditions": it.conditions,
+    "actions": it.actions,
+}));
 
-impl Audited for BusinessCalendar {
-    const RESOURCE: AuditResource = AuditResource::Calendar;
-    fn audit_id(&self) -> Uuid {
-        self.id
-    }
-    fn audit_fields(&self) -> Map<String, Value> {
-        fields(json!({
-            "name": self.name,
-            "time_zone": self.time_zone.name(),
-            "weekly": self.weekly,
-            "holidays": self.holidays.iter().map(ToString::to_string).collect::<Vec<_>>(),
-            "yearly_holidays": self.yearly_holidays,
-        }))
-    }
-}
+audited!(SlaPolicy, AuditResource::SlaPolicy, |it| json!({
+    "name": it.name,
+    "position": it.position,
+    "conditions": it.conditions,
+    "targets": it.targets,
+    "calendar_id": it.calendar_id,
+    "warning": it.warning,
+}));
+
+audited!(BusinessCalendar, AuditResource::Calendar, |it| json!({
+    "name": it.name,
+    "time_zone": it.time_zone.name(),
+    "weekly": it.weekly,
+    "holidays": it.holidays.iter().map(ToString::to_string).collect::<Vec<_>>(),
+    "yearly_holidays": it.yearly_holidays,
+}));
 
 #[cfg(test)]
 mod tests {

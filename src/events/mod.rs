@@ -97,6 +97,11 @@ impl Bus {
         self.unannounced.swap(0, Ordering::AcqRel)
     }
 
+    /// Puts back channels a notifier failed to announce, to go with its next try.
+    pub fn restore_unannounced(&self, bits: u32) {
+        self.unannounced.fetch_or(bits, Ordering::AcqRel);
+    }
+
     /// Wakes on every commit, local or remote.
     pub fn subscribe(&self) -> watch::Receiver<u64> {
         self.any.subscribe()

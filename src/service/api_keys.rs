@@ -195,13 +195,7 @@ impl ApiKeyService {
             sources,
             ..new_key(name.trim(), role.unwrap_or(Role::Agent), agent_id, &secret)
         };
-        let audit = AuditEntry::of(
-            actor.clone(),
-            AuditAction::Create,
-            None,
-            Some(&record),
-            record.created_at,
-        );
+        let audit = AuditEntry::saved(actor.clone(), None, &record, record.created_at);
         if !self.store.insert_api_key(&record, &audit).await? {
             // A fresh 256-bit secret cannot collide; a stored one was generated twice.
             return Err(ServiceError::Contended(
@@ -298,13 +292,7 @@ impl ApiKeyService {
         if let Some(secret) = configured {
             if self.store.api_key_by_hash(&hash(secret)).await?.is_none() {
                 let record = new_key(BOOTSTRAP_NAME, Role::Admin, None, secret);
-                let audit = AuditEntry::of(
-                    system,
-                    AuditAction::Create,
-                    None,
-                    Some(&record),
-                    record.created_at,
-                );
+                let audit = AuditEntry::saved(system, None, &record, record.created_at);
                 // `false`: another replica stored the same secret first.
                 self.store.insert_api_key(&record, &audit).await?;
             }
@@ -322,13 +310,7 @@ impl ApiKeyService {
         }
         let secret = new_secret();
         let record = new_key(BOOTSTRAP_NAME, Role::Admin, None, &secret);
-        let audit = AuditEntry::of(
-            system,
-            AuditAction::Create,
-            None,
-            Some(&record),
-            record.created_at,
-        );
+        let audit = AuditEntry::saved(system, None, &record, record.created_at);
         let created = self.store.insert_first_admin_key(&record, &audit).await?;
         Ok(created.then_some(secret))
     }

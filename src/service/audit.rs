@@ -14,6 +14,8 @@ use crate::store::Store;
 #[derive(Clone)]
 pub struct AuditService {
     store: Arc<dyn Store>,
+    /// What one page may hold, in bytes.
+    page_bytes: usize,
 }
 
 /// Where the next page starts, and the filter it belongs to.
@@ -24,8 +26,8 @@ struct AuditPageToken {
 }
 
 impl AuditService {
-    pub fn new(store: Arc<dyn Store>) -> Self {
-        Self { store }
+    pub fn new(store: Arc<dyn Store>, page_bytes: usize) -> Self {
+        Self { store, page_bytes }
     }
 
     /// Entries matching `filter`, newest first.
@@ -52,9 +54,19 @@ impl AuditService {
             Some(token.before)
         };
         let mut entries = self.store.audit_entries(&parsed, before, limit + 1).await?;
+        // Entries carry whole old and new values: a page ends early within the budget.
+        let mut kept = 0;
+        let mut bytes = 0;
+        for entry in entries.iter().take(limit as usize) {
+            bytes += entry.approximate_size();
+            if kept > 0 && bytes > self.page_bytes {
+                break;
+            }
+            kept += 1;
+        }
         let mut next = String::new();
-        if entries.len() as i64 > limit {
-            entries.truncate(limit as usize);
+        if entries.len() > kept {
+            entries.truncate(kept);
             if let Some(last) = entries.last() {
                 next = encode(&AuditPageToken {
                     before: last.id,

@@ -34,7 +34,8 @@ pub const MAX_GROUPS_PER_CHANNEL: i64 = 64;
 /// An idle stream looks at the queue this often even without a wake-up (a lost
 /// cross-replica notification only delays it this much).
 const IDLE_RECHECK: Duration = Duration::from_secs(30);
-/// An open stream marks its group as seen this often, so it never expires while used.
+/// An open stream marks its group as seen this often at most, and at least four times
+/// within the idle window, so the group never expires while a stream is open.
 const SEEN_EVERY: TimeDelta = TimeDelta::hours(1);
 
 #[derive(Clone)]
@@ -81,11 +82,19 @@ impl DeliveryService {
         }
     }
 
+    fn group_idle(&self) -> TimeDelta {
+        TimeDelta::from_std(self.settings.group_idle).unwrap_or(TimeDelta::days(7))
+    }
+
     /// Forgets consumer groups that stayed idle past their window, with what was still
     /// queued for them.
     pub async fn expire_idle_groups(&self) {
-        let idle = TimeDelta::from_std(self.settings.group_idle).unwrap_or(TimeDelta::days(7));
-        match self.store.expire_consumer_groups(now() - idle).await {
+        let at = now();
+        match self
+            .store
+            .expire_consumer_groups(at - self.group_idle(), at)
+            .await
+        {
             Ok(0) => {}
             Ok(expired) => tracing::info!(expired, "idle consumer groups expired"),
             Err(err) => tracing::warn!(error = %err, "idle consumer groups not expired"),
@@ -130,6 +139,7 @@ impl DeliveryService {
             lease_id: Uuid::now_v7(),
             lease: TimeDelta::from_std(self.settings.lease).unwrap_or(TimeDelta::seconds(30)),
             seen_at: now(),
+            seen_every: (self.group_idle() / 4).min(SEEN_EVERY),
             poll: settings.poll,
             _gauge: GaugeGuard::new(self.gauge.clone(), StreamKind::Delivery),
         };
@@ -276,8 +286,9 @@ struct Producer {
     group: String,
     lease_id: Uuid,
     lease: TimeDelta,
-    /// When this stream last marked its group as seen.
+    /// When this stream last marked its group as seen, and how often it does.
     seen_at: chrono::DateTime<chrono::Utc>,
+    seen_every: TimeDelta,
     /// How soon to look again when another subscriber is claiming at the same time.
     poll: Duration,
     _gauge: GaugeGuard,
@@ -306,6 +317,18 @@ impl Producer {
                 return;
             }
             let at = now();
+            if at - self.seen_at >= self.seen_every {
+                // Registering again marks the group seen (and brings it back if it
+                // expired meanwhile; it held its place, so the cap does not apply).
+                match self
+                    .store
+                    .register_consumer(self.channel, &self.group, at, i64::MAX)
+                    .await
+                {
+                    Ok(_) => self.seen_at = at,
+                    Err(err) => tracing::warn!(error = %err, "consumer group not marked seen"),
+                }
+            }
             let due = match self.store.delivery_due(self.channel, &self.group).await {
                 Ok(due) => due,
                 Err(err) => {
@@ -322,18 +345,6 @@ impl Producer {
                     // Another subscriber is claiming the same messages: look again soon.
                     Some(0) => wait = self.poll,
                     Some(_) => continue,
-                }
-            }
-            if at - self.seen_at >= SEEN_EVERY {
-                // Registering again marks the group seen (and brings it back if it
-                // expired while this stream was open).
-                match self
-                    .store
-                    .register_consumer(self.channel, &self.group, at, i64::MAX)
-                    .await
-                {
-                    Ok(_) => self.seen_at = at,
-                    Err(err) => tracing::warn!(error = %err, "consumer group not marked seen"),
                 }
             }
             if let Some(until_expiry) = expiry.and_then(|t| (t - at).to_std().ok()) {
@@ -375,7 +386,6 @@ impl Producer {
                 return None;
             }
         };
-        self.seen_at = at;
         if !leased.is_empty() {
             metrics::counter!(
                 "ticketd_outbound_messages_total",

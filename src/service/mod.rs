@@ -129,7 +129,8 @@ pub fn now() -> DateTime<Utc> {
 pub struct ServiceSettings {
     pub streams: StreamSettings,
     pub delivery: DeliverySettings,
-    /// What one page of tickets may hold, in bytes: pages end early past it.
+    /// What one page of tickets or audit entries may hold, in bytes: pages end early
+    /// past it.
     pub page_bytes: usize,
     /// How long a request id is remembered.
     pub idempotency_window: std::time::Duration,
@@ -174,7 +175,7 @@ impl Services {
                 settings.page_bytes,
             ),
             api_keys: ApiKeyService::new(store.clone(), settings.stream_limits),
-            audit: AuditService::new(store.clone()),
+            audit: AuditService::new(store.clone(), settings.page_bytes),
             escalation: EscalationService::new(
                 store.clone(),
                 writer,

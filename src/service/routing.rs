@@ -14,7 +14,7 @@ use uuid::Uuid;
 use super::cache::{CONFIG_TTL, Cached};
 use super::sla::Writer;
 use super::{MAX_ATTEMPTS, ServiceError, ServiceResult, back_off, now};
-use crate::domain::audit::{AuditAction, AuditEntry};
+use crate::domain::audit::AuditEntry;
 use crate::domain::auth::{Principal, Role};
 use crate::domain::event::{Actor, EventKind, EventPayload, NewEvent, Visibility};
 use crate::domain::routing::{
@@ -162,17 +162,7 @@ impl RoutingService {
             }
         };
         let expected = before.as_ref().map(|b| b.version);
-        let audit = AuditEntry::of(
-            actor.clone(),
-            if before.is_some() {
-                AuditAction::Update
-            } else {
-                AuditAction::Create
-            },
-            before.as_ref(),
-            Some(&queue),
-            at,
-        );
+        let audit = AuditEntry::saved(actor.clone(), before.as_ref(), &queue, at);
         let saved = self.store.save_queue(&queue, expected, &audit).await;
         self.queues.invalidate();
         if !saved? {
@@ -191,13 +181,7 @@ impl RoutingService {
     pub async fn delete_queue(&self, actor: &Actor, id: Uuid) -> ServiceResult<()> {
         let queue = self.queue(id).await?;
         self.queues.invalidate();
-        let audit = AuditEntry::of(
-            actor.clone(),
-            AuditAction::Delete,
-            Some(&queue),
-            None,
-            now(),
-        );
+        let audit = AuditEntry::deleted(actor.clone(), &queue, now());
         if self.store.delete_queue(id, &audit).await? {
             Ok(())
         } else {
@@ -248,17 +232,7 @@ impl RoutingService {
             }
         }
         agent.updated_at = now();
-        let audit = AuditEntry::of(
-            actor.clone(),
-            if current.is_some() {
-                AuditAction::Update
-            } else {
-                AuditAction::Create
-            },
-            current,
-            Some(&agent),
-            agent.updated_at,
-        );
+        let audit = AuditEntry::saved(actor.clone(), current, &agent, agent.updated_at);
         if !self
             .store
             .save_agent(&agent, current.map(|c| c.version), &audit)
@@ -307,13 +281,7 @@ impl RoutingService {
 
     pub async fn delete_agent(&self, actor: &Actor, id: Uuid) -> ServiceResult<()> {
         let agent = self.agent(id).await?;
-        let audit = AuditEntry::of(
-            actor.clone(),
-            AuditAction::Delete,
-            Some(&agent),
-            None,
-            now(),
-        );
+        let audit = AuditEntry::deleted(actor.clone(), &agent, now());
         if self.store.delete_agent(id, &audit).await? {
             Ok(())
         } else {
@@ -371,19 +339,10 @@ impl RoutingService {
         } else {
             rule.created_at = rule.updated_at;
         }
-        let action = if insert {
-            AuditAction::Create
-        } else {
-            AuditAction::Update
-        };
-        let audit = AuditEntry::of(
-            actor.clone(),
-            action,
-            before.as_ref(),
-            Some(&rule),
-            rule.updated_at,
-        );
-        self.store.save_rule(&rule, insert, &audit).await?;
+        let audit = AuditEntry::saved(actor.clone(), before.as_ref(), &rule, rule.updated_at);
+        if !self.store.save_rule(&rule, insert, &audit).await? {
+            return Err(ServiceError::NotFound(format!("routing rule {}", rule.id)));
+        }
         self.rules.invalidate();
         Ok(rule)
     }
@@ -397,7 +356,7 @@ impl RoutingService {
             .into_iter()
             .find(|r| r.id == id)
             .ok_or_else(|| ServiceError::NotFound(format!("routing rule {id}")))?;
-        let audit = AuditEntry::of(actor.clone(), AuditAction::Delete, Some(&rule), None, now());
+        let audit = AuditEntry::deleted(actor.clone(), &rule, now());
         if self.store.delete_rule(id, &audit).await? {
             Ok(())
         } else {

@@ -10,7 +10,7 @@ use uuid::Uuid;
 use super::cache::{CONFIG_TTL, Cached};
 use super::sla_timer::{DeadlineHints, next_alert};
 use super::{ServiceError, ServiceResult, now};
-use crate::domain::audit::{AuditAction, AuditEntry};
+use crate::domain::audit::AuditEntry;
 use crate::domain::calendar::BusinessCalendar;
 use crate::domain::event::{Actor, EventKind, EventPayload, NewEvent};
 use crate::domain::sla::{
@@ -273,13 +273,10 @@ impl SlaService {
         v.line("calendar.name", &cal.name, true, 200);
         v.finish()?;
         let at = now();
-        let action = if insert {
-            AuditAction::Create
-        } else {
-            AuditAction::Update
-        };
-        let audit = AuditEntry::of(actor.clone(), action, old.as_ref(), Some(&cal), at);
-        self.store.save_calendar(&cal, insert, at, &audit).await?;
+        let audit = AuditEntry::saved(actor.clone(), old.as_ref(), &cal, at);
+        if !self.store.save_calendar(&cal, insert, at, &audit).await? {
+            return Err(ServiceError::NotFound(format!("calendar {}", cal.id)));
+        }
         self.calendars.invalidate();
         if let (Some(old), false) = (old, insert) {
             let mut clocks = self.store.open_clocks_on_calendar(cal.id).await?;
@@ -307,13 +304,7 @@ impl SlaService {
             .into_iter()
             .find(|c| c.id == id)
             .ok_or_else(|| ServiceError::NotFound(format!("calendar {id}")))?;
-        let audit = AuditEntry::of(
-            actor.clone(),
-            AuditAction::Delete,
-            Some(&calendar),
-            None,
-            now(),
-        );
+        let audit = AuditEntry::deleted(actor.clone(), &calendar, now());
         if self.store.delete_calendar(id, &audit).await? {
             Ok(())
         } else {
@@ -388,19 +379,10 @@ impl SlaService {
         } else {
             policy.created_at = policy.updated_at;
         }
-        let action = if insert {
-            AuditAction::Create
-        } else {
-            AuditAction::Update
-        };
-        let audit = AuditEntry::of(
-            actor.clone(),
-            action,
-            before.as_ref(),
-            Some(&policy),
-            policy.updated_at,
-        );
-        self.store.save_policy(&policy, insert, &audit).await?;
+        let audit = AuditEntry::saved(actor.clone(), before.as_ref(), &policy, policy.updated_at);
+        if !self.store.save_policy(&policy, insert, &audit).await? {
+            return Err(ServiceError::NotFound(format!("SLA policy {}", policy.id)));
+        }
         self.policies.invalidate();
         Ok(policy)
     }
@@ -414,13 +396,7 @@ impl SlaService {
             .into_iter()
             .find(|p| p.id == id)
             .ok_or_else(|| ServiceError::NotFound(format!("SLA policy {id}")))?;
-        let audit = AuditEntry::of(
-            actor.clone(),
-            AuditAction::Delete,
-            Some(&policy),
-            None,
-            now(),
-        );
+        let audit = AuditEntry::deleted(actor.clone(), &policy, now());
         if self.store.delete_policy(id, &audit).await? {
             Ok(())
         } else {

@@ -606,8 +606,13 @@ pub trait Store: RoutingStore + SlaStore + Send + Sync + 'static {
     async fn delivery_due(&self, channel: Channel, group: &str) -> StoreResult<DeliveryDue>;
 
     /// Forgets consumer groups no subscriber has shown up for since `before`, with
-    /// their pending deliveries; finished deliveries stay as history.
-    async fn expire_consumer_groups(&self, before: DateTime<Utc>) -> StoreResult<u64>;
+    /// their pending deliveries; finished deliveries stay as history. Messages from before
+    /// `before` that no remaining group has pending are marked FAILED at `now`.
+    async fn expire_consumer_groups(
+        &self,
+        before: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<u64>;
 
     /// Leases up to `limit` messages of `channel` to one subscriber of `group` until
     /// `until`: queued ones, and leased ones whose lease has expired, oldest first.

@@ -39,6 +39,9 @@ async fn notify_loop(pool: PgPool, bus: Bus) {
             .execute(&pool)
             .await
         {
+            // The channels go with the next notification; until then other replicas'
+            // delivery streams find the messages on their own slower look.
+            bus.restore_unannounced(queued);
             tracing::debug!(error = %err, "notify failed; other replicas will poll");
         }
     }

@@ -77,6 +77,7 @@ impl_store!(
     skip_locked = " FOR UPDATE SKIP LOCKED",
     lock_agent = "SELECT 1 FROM agents WHERE id = $1 FOR UPDATE",
     lock_api_keys = "SELECT pg_advisory_xact_lock(7460211)",
+    lock_channel = "SELECT pg_advisory_xact_lock(7460212, hashtext($1))",
     // Migrations may take long on big tables: their connection has no statement timeout.
     migration_session = "SET statement_timeout = 0",
     migrator = sqlx::migrate!("./migrations/postgres"),

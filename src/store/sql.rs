@@ -180,6 +180,14 @@ pub(super) const DROP_PENDING_DELIVERIES: &str = "DELETE FROM deliveries \
 pub(super) const DROP_CONSUMER: &str = "DELETE FROM channel_consumers \
     WHERE channel = $1 AND consumer_group = $2 AND last_seen_at < $3";
 
+/// Messages older than the idle window that no remaining group has pending: nobody will
+/// deliver them, and a group subscribing later must not send them weeks late.
+pub(super) const ABANDON_STALE_MESSAGES: &str = "UPDATE outbound_messages SET status = 'FAILED', \
+    error = 'no consumer group delivered it before its groups expired', updated_at = $3 \
+    WHERE channel = $1 AND status = 'QUEUED' AND created_at < $2 AND NOT EXISTS ( \
+      SELECT 1 FROM deliveries d WHERE d.message_id = outbound_messages.id \
+        AND d.status IN ('QUEUED', 'LEASED'))";
+
 /// Queues for a group every message of the channel that no group has finished yet and
 /// that the group lacks: covers a group's first subscription, and a message committed
 /// while the group was registering.
@@ -190,14 +198,19 @@ pub(super) const BACKFILL_GROUP: &str = "INSERT INTO deliveries \
       SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.consumer_group = $2) \
     ON CONFLICT (message_id, consumer_group) DO NOTHING";
 
+/// The message goes back to the queue; `lease_id` stays until another lease replaces it,
+/// so the subscriber that had it may still acknowledge a delivery it made before its
+/// stream dropped.
 pub(super) const RELEASE_LEASE: &str = "UPDATE deliveries SET status = 'QUEUED', \
-    lease_id = NULL, lease_expires_at = NULL, updated_at = $2 \
+    lease_expires_at = NULL, updated_at = $2 \
     WHERE lease_id = $1 AND status = 'LEASED'";
 
-/// Only the subscriber holding the lease may finish a delivery.
+/// Only the subscriber holding the lease, or the last one to hold it while nobody else
+/// took it since, may finish a delivery.
 pub(super) const ACK_DELIVERY: &str = "UPDATE deliveries SET status = $3, lease_id = NULL, \
     lease_expires_at = NULL, updated_at = $4 \
-    WHERE message_id = $1 AND consumer_group = $2 AND status = 'LEASED' AND lease_id = $5 \
+    WHERE message_id = $1 AND consumer_group = $2 AND status IN ('QUEUED', 'LEASED') \
+      AND lease_id = $5 \
     RETURNING attempts";
 
 pub(super) const DELIVERY_STATE: &str = "SELECT status, attempts FROM deliveries \
@@ -264,6 +277,8 @@ pub(super) const MAX_EVENTS_PER_TRANSACTION: usize = 1 << 20;
 /// - `lock_agent`: a statement locking an agent's row (`$1`) until the transaction ends;
 /// - `lock_api_keys`: a statement that makes concurrent bootstraps take turns until the
 ///   transaction ends;
+/// - `lock_channel`: a statement that makes consumer-group registrations on one channel
+///   (`$1`) take turns until the transaction ends;
 /// - `migration_session`: a statement preparing the connection migrations run on.
 macro_rules! impl_store {
     (
@@ -275,6 +290,7 @@ macro_rules! impl_store {
         skip_locked = $skip_locked:expr,
         lock_agent = $lock_agent:expr,
         lock_api_keys = $lock_api_keys:expr,
+        lock_channel = $lock_channel:expr,
         migration_session = $migration_session:expr,
         migrator = $migrator:expr $(,)?
     ) => {
@@ -584,18 +600,9 @@ macro_rules! impl_store {
             ) -> $crate::store::StoreResult<Vec<$crate::domain::delivery::LeasedMessage>> {
                 use $crate::store::sql::*;
                 let mut tx = self.writer.begin().await?;
-                sqlx::query(TOUCH_CONSUMER)
-                    .bind(channel.as_str())
-                    .bind(group)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
-                sqlx::query(BACKFILL_GROUP)
-                    .bind(channel.as_str())
-                    .bind(group)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?;
+                // (The group's row is not touched here: that would serialise the group's
+                // subscribers on it. Open streams mark it seen on their own schedule.)
+                for_group(&mut tx, BACKFILL_GROUP, channel, group, now).await?;
                 let claim = format!(
                     "UPDATE deliveries SET status = 'LEASED', lease_id = $3, \
                      lease_expires_at = $5, attempts = attempts + 1, updated_at = $4 \
@@ -654,14 +661,14 @@ macro_rules! impl_store {
             ) -> $crate::store::StoreResult<bool> {
                 use $crate::store::sql::*;
                 let mut tx = self.writer.begin().await?;
-                let seen = sqlx::query(TOUCH_CONSUMER)
-                    .bind(channel.as_str())
-                    .bind(group)
-                    .bind(now)
-                    .execute(&mut *tx)
-                    .await?
-                    .rows_affected();
+                let seen = for_group(&mut tx, TOUCH_CONSUMER, channel, group, now).await?;
                 if seen == 0 {
+                    // Registrations on one channel take turns, so two cannot both take
+                    // the last place.
+                    sqlx::query($lock_channel)
+                        .bind(channel.as_str())
+                        .execute(&mut *tx)
+                        .await?;
                     let (groups,): (i64,) = sqlx::query_as(COUNT_CONSUMERS)
                         .bind(channel.as_str())
                         .fetch_one(&mut *tx)
@@ -670,18 +677,8 @@ macro_rules! impl_store {
                         tx.rollback().await?;
                         return Ok(false);
                     }
-                    sqlx::query(INSERT_CONSUMER)
-                        .bind(channel.as_str())
-                        .bind(group)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
-                    sqlx::query(BACKFILL_GROUP)
-                        .bind(channel.as_str())
-                        .bind(group)
-                        .bind(now)
-                        .execute(&mut *tx)
-                        .await?;
+                    for_group(&mut tx, INSERT_CONSUMER, channel, group, now).await?;
+                    for_group(&mut tx, BACKFILL_GROUP, channel, group, now).await?;
                 }
                 tx.commit().await?;
                 Ok(true)
@@ -704,6 +701,7 @@ macro_rules! impl_store {
             async fn expire_consumer_groups(
                 &self,
                 before: chrono::DateTime<chrono::Utc>,
+                now: chrono::DateTime<chrono::Utc>,
             ) -> $crate::store::StoreResult<u64> {
                 use $crate::store::sql::*;
                 let idle: Vec<(String, String)> = sqlx::query_as(IDLE_CONSUMERS)
@@ -726,6 +724,12 @@ macro_rules! impl_store {
                         sqlx::query(DROP_PENDING_DELIVERIES)
                             .bind(&channel)
                             .bind(&group)
+                            .execute(&mut *tx)
+                            .await?;
+                        sqlx::query(ABANDON_STALE_MESSAGES)
+                            .bind(&channel)
+                            .bind(before)
+                            .bind(now)
                             .execute(&mut *tx)
                             .await?;
                     }
@@ -991,6 +995,24 @@ macro_rules! impl_store {
                         .await?;
                 Ok(count > 0)
             }
+        }
+
+        /// Runs a consumer-group statement bound to (`$1` channel, `$2` group, `$3` now);
+        /// returns the rows it touched.
+        async fn for_group(
+            tx: &mut sqlx::Transaction<'static, $db>,
+            sql: &'static str,
+            channel: $crate::domain::ticket::Channel,
+            group: &str,
+            now: chrono::DateTime<chrono::Utc>,
+        ) -> $crate::store::StoreResult<u64> {
+            Ok(sqlx::query(sql)
+                .bind(channel.as_str())
+                .bind(group)
+                .bind(now)
+                .execute(&mut **tx)
+                .await?
+                .rows_affected())
         }
 
         /// Inserts `key` in `tx`; `false` if its secret is stored already.

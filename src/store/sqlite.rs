@@ -90,6 +90,8 @@ impl_store!(
     skip_locked = "",
     lock_agent = "SELECT 1 FROM agents WHERE id = $1",
     lock_api_keys = "UPDATE api_keys SET name = name WHERE 0 = 1",
+    // One writer connection: registrations take turns already.
+    lock_channel = "SELECT $1",
     migration_session = "SELECT 1",
     migrator = sqlx::migrate!("./migrations/sqlite"),
 );

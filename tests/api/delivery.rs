@@ -523,3 +523,78 @@ pub async fn consumer_groups_are_bounded_and_idle_ones_expire(backend: Backend) 
     let message = next(&mut kept, Duration::from_secs(5)).await.unwrap();
     assert_eq!(message.message_id, sent.message_id);
 }
+
+pub async fn a_delivery_made_before_the_stream_dropped_may_still_be_acknowledged(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut gw = app.escalation();
+    let (ticket, _) = escalate(&mut gw, escalation("conv-d9", 1)).await;
+    reply(
+        &mut app.tickets(),
+        &ticket.id,
+        "sent just before a reconnect",
+    )
+    .await;
+    let mut stream = subscribe(&mut gw, "g").await;
+    let message = next(&mut stream, Duration::from_secs(5)).await.unwrap();
+    drop(stream);
+    // The stream's end hands the message back to the queue; nobody has taken it since.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        ack(&mut gw, &message, pb::DeliveryOutcome::Delivered).await,
+        pb::DeliveryStatus::Delivered,
+        "the gateway that sent it reports it"
+    );
+    let mut again = subscribe(&mut gw, "g").await;
+    assert!(
+        next(&mut again, Duration::from_millis(1500))
+            .await
+            .is_none(),
+        "an acknowledged message is not offered again"
+    );
+}
+
+pub async fn messages_left_by_expired_groups_are_not_sent_weeks_late(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.housekeeping_seconds = 1).await;
+    let mut gw = app.escalation();
+    let (ticket, _) = escalate(&mut gw, escalation("conv-d10", 1)).await;
+    drop(subscribe(&mut gw, "solo").await);
+    let entry = reply(&mut app.tickets(), &ticket.id, "nobody will read this").await;
+    let Some(pb::activity_entry::Detail::Reply(sent)) = entry.detail else {
+        panic!("reply detail expected");
+    };
+    // Long ago: the message, and the last time anyone subscribed as "solo".
+    app.execute_sql(
+        "UPDATE outbound_messages SET created_at = '2000-01-01T00:00:00+00:00'; \
+         UPDATE channel_consumers SET last_seen_at = '2000-01-01T00:00:00+00:00'",
+    )
+    .await;
+    let mut tickets = app.tickets();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let shown = feed(&mut tickets, &ticket.id)
+            .await
+            .into_iter()
+            .find_map(|e| match e.detail {
+                Some(pb::activity_entry::Detail::Reply(r)) if r.message_id == sent.message_id => {
+                    Some(r)
+                }
+                _ => None,
+            })
+            .unwrap();
+        if shown.delivery_status() == pb::DeliveryStatus::Failed {
+            assert!(
+                shown.delivery_error.contains("expired"),
+                "{}",
+                shown.delivery_error
+            );
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never given up");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let mut back = subscribe(&mut gw, "solo").await;
+    assert!(
+        next(&mut back, Duration::from_millis(1500)).await.is_none(),
+        "a group that comes back is not sent what was abandoned"
+    );
+}

@@ -93,6 +93,8 @@ harness::conformance! {
         gateway_keys_can_be_limited_to_channels,
         only_the_lease_holder_may_acknowledge,
         consumer_groups_are_bounded_and_idle_ones_expire,
+        a_delivery_made_before_the_stream_dropped_may_still_be_acknowledged,
+        messages_left_by_expired_groups_are_not_sent_weeks_late,
     ],
     routing: [
         round_robin_shares_tickets_evenly,
