@@ -64,11 +64,16 @@ pub async fn open_store(
 }
 
 impl App {
-    /// Opens the store, runs migrations, installs the bootstrap key and binds the
-    /// listener (port 0 picks a free one; see [`App::local_addr`]).
+    /// Binds the listener (port 0 picks a free one; see [`App::local_addr`]), opens the
+    /// store, runs migrations and installs the bootstrap key.
     pub async fn build(settings: Settings) -> Result<App, AppError> {
-        // Unreadable certificates stop the start here, before anything else happens.
+        // Unreadable certificates and a taken port stop the start before anything is
+        // written: a generated admin key is only ever made by a start that goes on to
+        // print it.
         let tls = settings.tls().map(TlsServer::new).transpose()?;
+        let listener = TcpListener::bind(&settings.listen)
+            .await
+            .map_err(|e| AppError::Bind(settings.listen.clone(), e))?;
         let bus = Bus::new();
         let store = open_store(&settings, bus.clone()).await?;
         let (shutdown, streams_stop) = tokio::sync::watch::channel(false);
@@ -86,9 +91,6 @@ impl App {
                 .map_err(|_| AppError::MetricsAddress(addr.clone()))?;
             crate::telemetry::install_metrics(addr)?;
         }
-        let listener = TcpListener::bind(&settings.listen)
-            .await
-            .map_err(|e| AppError::Bind(settings.listen.clone(), e))?;
         Ok(App {
             settings,
             listener,

@@ -139,6 +139,7 @@ harness::conformance! {
         gateways_reach_only_conversations_on_their_channels,
         time_for_another_agent_needs_an_admin_and_a_real_agent,
         replicas_starting_together_make_one_bootstrap_key,
+        a_start_that_cannot_listen_makes_no_admin_key,
         a_retried_customer_message_lands_once,
         a_page_of_large_tickets_is_cut_short_instead_of_failing,
         assignees_and_queues_must_exist,

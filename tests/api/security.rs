@@ -480,25 +480,21 @@ pub async fn bots_speak_only_for_their_own_sources(backend: Backend) {
     assert_eq!(listed(bot_a.clone()).await, vec![ticket.id.clone()]);
     assert!(listed(bot_b.clone()).await.is_empty());
     assert_eq!(listed(app.admin_secret.clone()).await.len(), 2);
-    let feed_of_other = app
-        .tickets_as(&bot_b)
-        .list_activity(pb::ListActivityRequest {
-            ticket_id: ticket.id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap_err();
+    let activity = |secret: &str| {
+        let mut client = app.tickets_as(secret);
+        let ticket_id = ticket.id.clone();
+        async move {
+            client
+                .list_activity(pb::ListActivityRequest {
+                    ticket_id,
+                    ..Default::default()
+                })
+                .await
+        }
+    };
+    let feed_of_other = activity(&bot_b).await.unwrap_err();
     assert_eq!(feed_of_other.code(), Code::NotFound);
-    let own_feed = app
-        .tickets_as(&bot_a)
-        .list_activity(pb::ListActivityRequest {
-            ticket_id: ticket.id.clone(),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .entries;
+    let own_feed = activity(&bot_a).await.unwrap().into_inner().entries;
     assert!(!own_feed.is_empty());
 
     let misuse = app
@@ -876,4 +872,24 @@ pub async fn a_message_that_would_balloon_when_decoded_is_refused_unread(backend
 
     // An ordinary escalation right after is served.
     escalate(&mut app.escalation_as(&bot), escalation("ordinary", 3)).await;
+}
+
+pub async fn a_start_that_cannot_listen_makes_no_admin_key(backend: Backend) {
+    use ticketd::app::App;
+
+    let database = crate::harness::TestDatabase::create(&backend).await;
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let mut settings = crate::harness::settings_for(&database);
+    settings.bootstrap_key = None;
+    settings.listen = taken.local_addr().unwrap().to_string();
+    assert!(
+        App::build(settings.clone()).await.is_err(),
+        "the port is taken"
+    );
+    settings.listen = "127.0.0.1:0".into();
+    let app = App::build(settings).await.expect("build");
+    assert!(
+        app.bootstrap_secret().is_some(),
+        "the first start that serves makes the key, and shows it"
+    );
 }
