@@ -196,6 +196,12 @@ pub async fn postgres_over_tls_verifies_the_server() {
         ticketd::app::App::build(plain).await.is_err(),
         "the server refuses unencrypted connections"
     );
+    // Without `sslmode` ticketd does not encrypt (the driver's `prefer` would, unverified).
+    let unsaid = ticketd::config::Settings::with_database(cluster.url());
+    assert!(
+        ticketd::app::App::build(unsaid).await.is_err(),
+        "no sslmode, no TLS"
+    );
     let wrong = Scratch::new();
     let untrusted = ca_file(&wrong.0, &TestCa::new("someone else"));
     let spoofed = ticketd::config::Settings::with_database(url_with(
