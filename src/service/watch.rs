@@ -151,7 +151,9 @@ impl Producer {
         // After a wake-up, rows of a transaction that committed may still be held back
         // behind an older one in flight (PostgreSQL); look again a few times, quickly.
         let mut eager = 0u32;
-        let mut held_back_wait = HELD_BACK_FIRST_WAIT;
+        // Only after a wake-up: a stream just opened leaves held-back events to its poll,
+        // rather than add a query to every open.
+        let mut held_back_wait = self.poll + Duration::from_millis(1);
         loop {
             self.commits.mark_unchanged();
             let batch = match self
