@@ -55,15 +55,7 @@ impl AuditService {
         };
         let mut entries = self.store.audit_entries(&parsed, before, limit + 1).await?;
         // Entries carry whole old and new values: a page ends early within the budget.
-        let mut kept = 0;
-        let mut bytes = 0;
-        for entry in entries.iter().take(limit as usize) {
-            bytes += entry.approximate_size();
-            if kept > 0 && bytes > self.page_bytes {
-                break;
-            }
-            kept += 1;
-        }
+        let kept = paging::fitting(&entries, limit, self.page_bytes, |t| t.approximate_size());
         let mut next = String::new();
         if entries.len() > kept {
             entries.truncate(kept);

@@ -23,6 +23,26 @@ pub(crate) fn page_size(requested: i32, default: i64) -> ServiceResult<i64> {
     }
 }
 
+/// How many of `items` (at most `limit`) fit in a page of `budget` bytes, by `size`;
+/// always at least one, so a page never comes back empty while items remain.
+pub(crate) fn fitting<T>(
+    items: &[T],
+    limit: i64,
+    budget: usize,
+    size: impl Fn(&T) -> usize,
+) -> usize {
+    let mut kept = 0;
+    let mut bytes = 0;
+    for item in items.iter().take(usize::try_from(limit).unwrap_or(0)) {
+        bytes += size(item);
+        if kept > 0 && bytes > budget {
+            break;
+        }
+        kept += 1;
+    }
+    kept
+}
+
 /// A short digest of the query a token belongs to.
 pub(crate) fn query_digest(parts: &[&str]) -> String {
     let mut hash = Sha256::new();
@@ -46,4 +66,22 @@ pub(crate) fn decode<T: DeserializeOwned>(token: &str) -> ServiceResult<T> {
         .ok()
         .and_then(|bytes| serde_json::from_slice(&bytes).ok())
         .ok_or_else(|| ServiceError::invalid("page_token", "is not a token this server issued"))
+}
+
+#[cfg(test)]
+mod budget_tests {
+    use super::fitting;
+
+    #[test]
+    fn a_page_ends_within_its_budget_and_is_never_empty() {
+        let sizes = [40, 40, 40, 40];
+        assert_eq!(fitting(&sizes, 10, 100, |s| *s), 2);
+        assert_eq!(fitting(&sizes, 3, 1_000, |s| *s), 3, "the limit holds");
+        assert_eq!(
+            fitting(&[500], 10, 100, |s| *s),
+            1,
+            "one oversized item still comes"
+        );
+        assert_eq!(fitting::<usize>(&[], 10, 100, |s| *s), 0);
+    }
 }

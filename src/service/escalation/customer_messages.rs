@@ -90,13 +90,7 @@ impl EscalationService {
                     source,
                     external_id,
                 } => {
-                    let conversation = self
-                        .store
-                        .conversation(source, external_id)
-                        .await?
-                        .ok_or_else(|| {
-                            ServiceError::NotFound(format!("conversation {source}/{external_id}"))
-                        })?;
+                    let conversation = self.known_conversation(source, external_id).await?;
                     if conversation.channel != channel {
                         return Err(ServiceError::invalid(
                             "channel",

@@ -497,14 +497,20 @@ impl EscalationService {
         external_id: &str,
     ) -> ServiceResult<Ticket> {
         ensure_source(principal, source)?;
-        let conversation = self
-            .store
+        let conversation = self.known_conversation(source, external_id).await?;
+        self.live_ticket(conversation.ticket_id).await
+    }
+
+    /// The conversation `source`/`external_id`, or NOT_FOUND.
+    async fn known_conversation(
+        &self,
+        source: &str,
+        external_id: &str,
+    ) -> ServiceResult<Conversation> {
+        self.store
             .conversation(source, external_id)
             .await?
-            .ok_or_else(|| {
-                ServiceError::NotFound(format!("conversation {source}/{external_id}"))
-            })?;
-        self.live_ticket(conversation.ticket_id).await
+            .ok_or_else(|| ServiceError::NotFound(format!("conversation {source}/{external_id}")))
     }
 }
 

@@ -336,15 +336,7 @@ impl TicketService {
         let mut tickets = self.store.list_tickets(&query).await?;
         // A page ends early when its tickets would outgrow the response budget; it always
         // holds at least one (a single ticket is bounded well below the budget).
-        let mut kept = 0;
-        let mut bytes = 0;
-        for ticket in tickets.iter().take(limit as usize) {
-            bytes += ticket.approximate_size();
-            if kept > 0 && bytes > self.page_bytes {
-                break;
-            }
-            kept += 1;
-        }
+        let kept = paging::fitting(&tickets, limit, self.page_bytes, |t| t.approximate_size());
         let next = if tickets.len() > kept {
             tickets.truncate(kept);
             tickets.last().map(|last| {
