@@ -149,33 +149,47 @@ impl BusinessCalendar {
         )
     }
 
-    /// Stretches `[from, to)` of constant UTC offset covering `[lo, hi)`.
+    /// Stretches `[from, to)` of constant UTC offset covering `[lo, hi)`, both whole
+    /// seconds. Every zone changes offset on a whole second, so the search runs on whole
+    /// seconds too: a boundary found between two seconds would make business time
+    /// fractional (a due time some milliseconds before the hour it belongs to).
     fn segments(
         &self,
         lo: DateTime<Utc>,
         hi: DateTime<Utc>,
     ) -> Vec<(DateTime<Utc>, DateTime<Utc>, i64)> {
+        let offset_at = |second: i64| {
+            DateTime::from_timestamp(second, 0).map_or(0, |at| self.offset_seconds(at))
+        };
+        let (lo, hi) = (lo.timestamp(), hi.timestamp());
         let mut out = Vec::new();
         let mut start = lo;
         while start < hi {
-            let offset = self.offset_seconds(start);
-            if self.offset_seconds(hi - Duration::seconds(1)) == offset {
+            let offset = offset_at(start);
+            let next = if offset_at(hi - 1) == offset {
                 // The window is shorter than the gap between two transitions.
-                out.push((start, hi, offset));
-                break;
-            }
-            // Bisect for the first second with another offset.
-            let (mut same, mut other) = (start, hi - Duration::seconds(1));
-            while other - same > Duration::seconds(1) {
-                let mid = same + (other - same) / 2;
-                if self.offset_seconds(mid) == offset {
-                    same = mid;
-                } else {
-                    other = mid;
+                hi
+            } else {
+                // The first second with another offset: `same` keeps the old offset,
+                // `other` does not.
+                let (mut same, mut other) = (start, hi - 1);
+                while other - same > 1 {
+                    let mid = same + (other - same) / 2;
+                    if offset_at(mid) == offset {
+                        same = mid;
+                    } else {
+                        other = mid;
+                    }
                 }
+                other
+            };
+            if let (Some(from), Some(to)) = (
+                DateTime::from_timestamp(start, 0),
+                DateTime::from_timestamp(next, 0),
+            ) {
+                out.push((from, to, offset));
             }
-            out.push((start, other, offset));
-            start = other;
+            start = next;
         }
         out
     }
@@ -447,6 +461,14 @@ mod tests {
         }
     }
 
+    const ZONES: [&str; 5] = [
+        "America/New_York",
+        "Europe/Berlin",
+        "Australia/Sydney",
+        "Asia/Kolkata",
+        "UTC",
+    ];
+
     fn zones() -> impl Strategy<Value = &'static str> {
         prop_oneof![
             Just("America/New_York"),
@@ -482,6 +504,71 @@ mod tests {
         .unwrap()
     }
 
+    /// Every offset change of `zone` from 2020 to 2035, to the second, found by an hourly
+    /// scan and a bisection of chrono-tz's own offsets (independent of `segments`).
+    fn transitions(zone: &str) -> Vec<DateTime<Utc>> {
+        let tz: Tz = zone.parse().unwrap();
+        let offset = |second: i64| {
+            let at = DateTime::from_timestamp(second, 0).unwrap();
+            tz.offset_from_utc_datetime(&at.naive_utc())
+                .fix()
+                .local_minus_utc()
+        };
+        let (first, last) = (
+            at("2020-01-01T00:00:00Z").timestamp(),
+            at("2036-01-01T00:00:00Z").timestamp(),
+        );
+        let mut found = Vec::new();
+        let mut hour = first;
+        while hour < last {
+            let (mut before, mut after) = (hour, hour + 3600);
+            if offset(before) != offset(after) {
+                while after - before > 1 {
+                    let mid = (before + after) / 2;
+                    if offset(mid) == offset(before) {
+                        before = mid;
+                    } else {
+                        after = mid;
+                    }
+                }
+                found.push(DateTime::from_timestamp(after, 0).unwrap());
+            }
+            hour += 3600;
+        }
+        found
+    }
+
+    #[test]
+    fn the_transition_scan_finds_each_years_changes() {
+        // Two a year where daylight saving applies, none where it does not.
+        assert_eq!(transitions("America/New_York").len(), 32);
+        assert_eq!(transitions("Europe/Berlin").len(), 32);
+        assert_eq!(transitions("Australia/Sydney").len(), 32);
+        assert!(transitions("Asia/Kolkata").is_empty());
+        assert!(transitions("UTC").is_empty());
+        assert!(transitions("Europe/Berlin").contains(&at("2026-03-29T01:00:00Z")));
+    }
+
+    /// A zone with its transitions, each starting point within two days of one of them
+    /// (or anywhere in the range for zones without any).
+    fn around_a_transition() -> impl Strategy<Value = (&'static str, DateTime<Utc>)> {
+        static CHANGES: std::sync::LazyLock<Vec<(&str, Vec<DateTime<Utc>>)>> =
+            std::sync::LazyLock::new(|| ZONES.iter().map(|z| (*z, transitions(z))).collect());
+        (0..ZONES.len()).prop_flat_map(|z| {
+            let (zone, changes) = CHANGES[z].clone();
+            let count = changes.len().max(1);
+            (Just(zone), 0..count, -2 * 86_400i64..2 * 86_400).prop_map(
+                move |(zone, index, shift)| {
+                    let base = changes
+                        .get(index)
+                        .copied()
+                        .unwrap_or_else(|| at("2028-06-15T00:00:00Z"));
+                    (zone, base + Duration::seconds(shift))
+                },
+            )
+        })
+    }
+
     proptest! {
         // Around 2026's daylight-saving changes in both hemispheres.
         #[test]
@@ -496,6 +583,22 @@ mod tests {
             let due = cal.add(start, seconds).unwrap();
             prop_assert!(due >= start);
             prop_assert_eq!(cal.between(start, due), seconds);
+        }
+
+        #[test]
+        fn whole_seconds_stay_whole_and_add_agrees_with_between_at_every_change(
+            (zone, start) in around_a_transition(),
+            night in any::<bool>(),
+            seconds in 0i64..(30 * 3600),
+        ) {
+            let cal = if night { night_shift(zone) } else { office(zone) };
+            let due = cal.add(start, seconds).unwrap();
+            prop_assert_eq!(due.timestamp_subsec_nanos(), 0, "{} + {}s = {}", start, seconds, due);
+            prop_assert_eq!(cal.between(start, due), seconds);
+            if seconds > 0 {
+                // The earliest such instant: a second less falls short.
+                prop_assert_eq!(cal.between(start, due - Duration::seconds(1)), seconds - 1);
+            }
         }
 
         #[test]
