@@ -10,6 +10,7 @@ use tokio_stream::wrappers::TcpListenerStream;
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
+use crate::clock::Clock;
 use crate::config::Settings;
 use crate::events::Bus;
 use crate::grpc::{self, EdgeLayer, GateLayer, GateSettings, GrpcLimits, pb};
@@ -67,6 +68,12 @@ impl App {
     /// Binds the listener (port 0 picks a free one; see [`App::local_addr`]), opens the
     /// store, runs migrations and installs the bootstrap key.
     pub async fn build(settings: Settings) -> Result<App, AppError> {
+        Self::build_with_clock(settings, Clock::system()).await
+    }
+
+    /// [`App::build`] with the clock every use case and timer reads (tests pass one
+    /// they move by hand).
+    pub async fn build_with_clock(settings: Settings, clock: Clock) -> Result<App, AppError> {
         // Unreadable certificates and a taken port stop the start before anything is
         // written: a generated admin key is only ever made by a start that goes on to
         // print it.
@@ -77,7 +84,7 @@ impl App {
         let bus = Bus::new();
         let store = open_store(&settings, bus.clone()).await?;
         let (shutdown, streams_stop) = tokio::sync::watch::channel(false);
-        let services = Services::new(store, bus, settings.service_settings(), streams_stop);
+        let services = Services::new(store, bus, settings.service_settings(), streams_stop, clock);
         let bootstrap_secret = services
             .api_keys
             .bootstrap(
@@ -149,6 +156,7 @@ impl App {
                 self.services.store.clone(),
                 self.services.sla.deadline_hints(),
                 Duration::from_millis(self.settings.stream_poll_millis.max(10)),
+                self.services.clock.clone(),
             )
             .run(self.shutdown.subscribe()),
         );

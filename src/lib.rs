@@ -6,6 +6,7 @@
 //! module that knows about tonic and the generated protobuf types.
 
 pub mod app;
+pub mod clock;
 pub mod config;
 pub mod domain;
 pub mod events;

@@ -124,7 +124,8 @@ impl AdminService for AdminApi {
         let principal = authorize(&request, "CreateAgent", ADMIN).await?;
         let a = request.into_inner().agent.unwrap_or_default();
         let mut v = Violations::new();
-        let at = crate::service::now();
+        // Stamped by the service as it saves.
+        let at = chrono::DateTime::UNIX_EPOCH;
         let agent = Agent {
             id: Uuid::now_v7(),
             availability: availability_from_pb(a.availability, "agent.availability", &mut v)
@@ -478,7 +479,8 @@ fn rule_from_pb(r: pb::RoutingRule, id: Option<Uuid>) -> Result<RoutingRule, Sta
         &mut v,
     );
     v.finish().map_err(ServiceError::Invalid)?;
-    let at = crate::service::now();
+    // Stamped by the service as it saves.
+    let at = chrono::DateTime::UNIX_EPOCH;
     Ok(RoutingRule {
         id: id.unwrap_or_else(Uuid::now_v7),
         name: r.name.trim().to_owned(),

@@ -187,7 +187,8 @@ fn policy_from_pb(p: pb::SlaPolicy, id: Uuid) -> Result<SlaPolicy, Status> {
         parse_uuid(&mut v, "policy.calendar_id", &p.calendar_id)
     };
     v.finish().map_err(ServiceError::Invalid)?;
-    let at = crate::service::now();
+    // Stamped by the service as it saves.
+    let at = chrono::DateTime::UNIX_EPOCH;
     Ok(SlaPolicy {
         id,
         name: p.name.trim().to_owned(),

@@ -19,7 +19,7 @@ use crate::domain::event::{
 use crate::domain::sla::{ClockState, Metric};
 use crate::domain::ticket::{Channel, ContactInput, Priority, Status, Ticket, TicketType};
 use crate::domain::validation::{Violations, parse_optional_uuid};
-use crate::service::sla::{CalendarSet, ClockView};
+use crate::service::sla::{ClockView, SlaReadings};
 use crate::store::ApiKeyRecord;
 
 pub(crate) fn timestamp(at: DateTime<Utc>) -> Timestamp {
@@ -199,11 +199,10 @@ fn clock_to_pb(view: ClockView) -> pb::SlaClock {
 }
 
 /// A ticket with its SLA clocks as of now, measured on their calendars.
-pub(crate) fn ticket_to_pb(calendars: &CalendarSet, mut t: Ticket) -> pb::Ticket {
-    let at = crate::service::now();
+pub(crate) fn ticket_to_pb(readings: &SlaReadings, mut t: Ticket) -> pb::Ticket {
     let clocks = std::mem::take(&mut t.sla_clocks)
         .iter()
-        .map(|c| clock_to_pb(calendars.view(c, at)))
+        .map(|c| clock_to_pb(readings.view(c)))
         .collect();
     let mut ticket = ticket_fields_to_pb(t);
     ticket.sla_clocks = clocks;

@@ -9,7 +9,7 @@ use super::streams::{GrpcStream, to_grpc};
 use crate::domain::conversation::ConversationInput;
 use crate::domain::validation::Violations;
 use crate::service::escalation::{CustomerMessageInput, EscalateInput, MessageTarget};
-use crate::service::sla::CalendarSet;
+use crate::service::sla::SlaReadings;
 use crate::service::{AckInput, ServiceError, Services};
 
 pub struct EscalationApi {
@@ -22,8 +22,8 @@ impl EscalationApi {
     }
 
     /// The calendars SLA clocks are measured on, for rendering tickets.
-    async fn cals(&self) -> Result<std::sync::Arc<CalendarSet>, Status> {
-        Ok(self.services.sla.calendar_set().await?)
+    async fn cals(&self) -> Result<SlaReadings, Status> {
+        Ok(self.services.sla.readings().await?)
     }
 }
 
@@ -70,7 +70,7 @@ impl EscalationService for EscalationApi {
         v.finish().map_err(ServiceError::Invalid)?;
         let (ticket, created) = self.services.escalation.escalate(&principal, input).await?;
         Ok(Response::new(pb::EscalateConversationResponse {
-            ticket: Some(ticket_to_pb(&*self.cals().await?, ticket)),
+            ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
             created,
         }))
     }
@@ -91,7 +91,7 @@ impl EscalationService for EscalationApi {
             .conversation_ticket(&principal, r.source.trim(), r.conversation_id.trim())
             .await?;
         Ok(Response::new(pb::GetConversationTicketResponse {
-            ticket: Some(ticket_to_pb(&*self.cals().await?, ticket)),
+            ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
         }))
     }
 
@@ -141,7 +141,7 @@ impl EscalationService for EscalationApi {
             )
             .await?;
         Ok(Response::new(pb::PostCustomerMessageResponse {
-            ticket: Some(ticket_to_pb(&*self.cals().await?, outcome.ticket)),
+            ticket: Some(ticket_to_pb(&self.cals().await?, outcome.ticket)),
             entry: Some(event_to_pb(outcome.entry)),
             duplicate: outcome.duplicate,
             follow_up: outcome.follow_up,

@@ -8,7 +8,7 @@ use super::pb::{self, ticket_service_server::TicketService};
 use super::streams::{GrpcStream, to_grpc};
 use crate::domain::validation::Violations;
 use crate::service::routing::AssignTarget;
-use crate::service::sla::CalendarSet;
+use crate::service::sla::SlaReadings;
 use crate::service::tickets::{
     AttachmentInput, CreateTicketInput, ListTicketsInput, TicketPatch, TicketView,
 };
@@ -25,8 +25,8 @@ impl TicketApi {
     }
 
     /// The calendars SLA clocks are measured on, for rendering tickets.
-    async fn cals(&self) -> Result<std::sync::Arc<CalendarSet>, Status> {
-        Ok(self.services.sla.calendar_set().await?)
+    async fn cals(&self) -> Result<SlaReadings, Status> {
+        Ok(self.services.sla.readings().await?)
     }
 }
 
@@ -61,7 +61,7 @@ impl TicketService for TicketApi {
         let input = checked(v, input)?;
         let (ticket, _created) = self.services.tickets.create(&principal, input).await?;
         Ok(Response::new(pb::CreateTicketResponse {
-            ticket: Some(ticket_to_pb(&*self.cals().await?, ticket)),
+            ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
         }))
     }
 
@@ -92,7 +92,7 @@ impl TicketService for TicketApi {
         }
         let ticket = self.services.tickets.get_as(&principal, key).await?;
         Ok(Response::new(pb::GetTicketResponse {
-            ticket: Some(ticket_to_pb(&*self.cals().await?, ticket)),
+            ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
         }))
     }
 
@@ -165,7 +165,7 @@ impl TicketService for TicketApi {
             .update(&principal, id, patch, mask, etag)
             .await?;
         Ok(Response::new(pb::UpdateTicketResponse {
-            ticket: Some(ticket_to_pb(&*self.cals().await?, ticket)),
+            ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
         }))
     }
 
@@ -197,7 +197,7 @@ impl TicketService for TicketApi {
             .await?;
         Ok(Response::new(pb::AddReplyResponse {
             entry: Some(event_to_pb(entry)),
-            ticket: Some(ticket_to_pb(&*self.cals().await?, ticket)),
+            ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
         }))
     }
 
@@ -216,7 +216,7 @@ impl TicketService for TicketApi {
             .await?;
         Ok(Response::new(pb::AddNoteResponse {
             entry: Some(event_to_pb(entry)),
-            ticket: Some(ticket_to_pb(&*self.cals().await?, ticket)),
+            ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
         }))
     }
 
@@ -247,7 +247,7 @@ impl TicketService for TicketApi {
             .await?;
         Ok(Response::new(pb::LogTimeResponse {
             entry: Some(event_to_pb(entry)),
-            ticket: Some(ticket_to_pb(&*self.cals().await?, ticket)),
+            ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
         }))
     }
 
@@ -337,7 +337,7 @@ impl TicketService for TicketApi {
         };
         let ticket = self.services.routing.assign(&principal, id, target).await?;
         Ok(Response::new(pb::AssignTicketResponse {
-            ticket: Some(ticket_to_pb(&*self.cals().await?, ticket)),
+            ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
         }))
     }
 
@@ -359,7 +359,7 @@ impl TicketService for TicketApi {
             .escalate_tier(&principal, id, r.target_tier, queue, &r.reason)
             .await?;
         Ok(Response::new(pb::EscalateTicketResponse {
-            ticket: Some(ticket_to_pb(&*self.cals().await?, ticket)),
+            ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
         }))
     }
 

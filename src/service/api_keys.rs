@@ -17,7 +17,8 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use super::paging::{self, decode, encode};
-use super::{ServiceError, ServiceResult, now};
+use super::{ServiceError, ServiceResult};
+use crate::clock::Clock;
 use crate::domain::audit::{AuditAction, AuditEntry};
 use crate::domain::auth::{Principal, Role};
 use crate::domain::conversation::MAX_NAME_CHARS;
@@ -56,6 +57,7 @@ pub struct ApiKeyService {
     /// Whether a key is still valid, by key id, for open streams.
     active: Cache<Uuid, bool>,
     streams: Arc<StreamLimits>,
+    clock: Clock,
 }
 
 fn hash(secret: &str) -> Vec<u8> {
@@ -75,9 +77,10 @@ fn prefix_of(secret: &str) -> String {
 }
 
 impl ApiKeyService {
-    pub fn new(store: Arc<dyn Store>, stream_limits: StreamLimitSettings) -> Self {
+    pub fn new(store: Arc<dyn Store>, stream_limits: StreamLimitSettings, clock: Clock) -> Self {
         Self {
             store,
+            clock,
             by_secret: Cache::builder()
                 .max_capacity(KEY_CACHE_SIZE)
                 .time_to_live(KEY_CACHE_TTL)
@@ -193,7 +196,13 @@ impl ApiKeyService {
         let record = ApiKeyRecord {
             channels,
             sources,
-            ..new_key(name.trim(), role.unwrap_or(Role::Agent), agent_id, &secret)
+            ..new_key(
+                name.trim(),
+                role.unwrap_or(Role::Agent),
+                agent_id,
+                &secret,
+                self.clock.now(),
+            )
         };
         let audit = AuditEntry::saved(actor.clone(), None, &record, record.created_at);
         if !self.store.insert_api_key(&record, &audit).await? {
@@ -222,7 +231,7 @@ impl ApiKeyService {
             .api_key_by_id(id)
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("api key {id}")))?;
-        let at = now();
+        let at = self.clock.now();
         let after = ApiKeyRecord {
             revoked_at: before.revoked_at.or(Some(at)),
             ..before.clone()
@@ -291,7 +300,7 @@ impl ApiKeyService {
         let system = Actor::system(BOOTSTRAP_NAME);
         if let Some(secret) = configured {
             if self.store.api_key_by_hash(&hash(secret)).await?.is_none() {
-                let record = new_key(BOOTSTRAP_NAME, Role::Admin, None, secret);
+                let record = new_key(BOOTSTRAP_NAME, Role::Admin, None, secret, self.clock.now());
                 let audit = AuditEntry::saved(system, None, &record, record.created_at);
                 // `false`: another replica stored the same secret first.
                 self.store.insert_api_key(&record, &audit).await?;
@@ -309,7 +318,7 @@ impl ApiKeyService {
             return Ok(None);
         }
         let secret = new_secret();
-        let record = new_key(BOOTSTRAP_NAME, Role::Admin, None, &secret);
+        let record = new_key(BOOTSTRAP_NAME, Role::Admin, None, &secret, self.clock.now());
         let audit = AuditEntry::saved(system, None, &record, record.created_at);
         let created = self.store.insert_first_admin_key(&record, &audit).await?;
         Ok(created.then_some(secret))
@@ -320,7 +329,13 @@ impl ApiKeyService {
 const BOOTSTRAP_NAME: &str = "bootstrap";
 
 /// A key for `secret`, unscoped, created now.
-fn new_key(name: &str, role: Role, agent_id: Option<Uuid>, secret: &str) -> ApiKeyRecord {
+fn new_key(
+    name: &str,
+    role: Role,
+    agent_id: Option<Uuid>,
+    secret: &str,
+    created_at: DateTime<Utc>,
+) -> ApiKeyRecord {
     ApiKeyRecord {
         id: Uuid::now_v7(),
         name: name.to_owned(),
@@ -330,7 +345,7 @@ fn new_key(name: &str, role: Role, agent_id: Option<Uuid>, secret: &str) -> ApiK
         sources: Vec::new(),
         prefix: prefix_of(secret),
         secret_hash: hash(secret),
-        created_at: now(),
+        created_at,
         revoked_at: None,
     }
 }

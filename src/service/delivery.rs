@@ -13,7 +13,8 @@ use super::streams::{
     self, GaugeGuard, Sent, StreamEnd, StreamGauge, StreamKind, StreamOutput, Wake,
 };
 use super::watch::StreamSettings;
-use super::{ServiceError, ServiceResult, now};
+use super::{ServiceError, ServiceResult};
+use crate::clock::Clock;
 use crate::domain::auth::Principal;
 use crate::domain::delivery::{
     Acknowledgement, DEFAULT_CONSUMER_GROUP, DeliveryOutcome, DeliveryStatus, LeasedMessage,
@@ -45,6 +46,7 @@ pub struct DeliveryService {
     shutdown: watch::Receiver<bool>,
     gauge: Arc<StreamGauge>,
     settings: DeliverySettings,
+    clock: Clock,
 }
 
 #[derive(Debug, Clone)]
@@ -72,8 +74,10 @@ impl DeliveryService {
         shutdown: watch::Receiver<bool>,
         gauge: Arc<StreamGauge>,
         settings: DeliverySettings,
+        clock: Clock,
     ) -> Self {
         Self {
+            clock,
             store,
             bus,
             shutdown,
@@ -89,7 +93,7 @@ impl DeliveryService {
     /// Forgets consumer groups that stayed idle past their window, with what was still
     /// queued for them.
     pub async fn expire_idle_groups(&self) {
-        let at = now();
+        let at = self.clock.now();
         match self
             .store
             .expire_consumer_groups(at - self.group_idle(), at)
@@ -120,7 +124,7 @@ impl DeliveryService {
         ensure_channel(principal, channel)?;
         let registered = self
             .store
-            .register_consumer(channel, &group, now(), MAX_GROUPS_PER_CHANNEL)
+            .register_consumer(channel, &group, self.clock.now(), MAX_GROUPS_PER_CHANNEL)
             .await?;
         if !registered {
             return Err(ServiceError::ResourceExhausted(format!(
@@ -132,13 +136,14 @@ impl DeliveryService {
         let (sender, output) = streams::channel(settings.buffer.min(64), settings.stall);
         let producer = Producer {
             store: self.store.clone(),
+            clock: self.clock.clone(),
             queued: self.bus.subscribe_queued(channel),
             shutdown: self.shutdown.clone(),
             channel,
             group,
             lease_id: Uuid::now_v7(),
             lease: TimeDelta::from_std(self.settings.lease).unwrap_or(TimeDelta::seconds(30)),
-            seen_at: now(),
+            seen_at: self.clock.now(),
             seen_every: (self.group_idle() / 4).min(SEEN_EVERY),
             poll: settings.poll,
             _gauge: GaugeGuard::new(self.gauge.clone(), StreamKind::Delivery),
@@ -215,7 +220,7 @@ impl DeliveryService {
                 error: ack.error.clone(),
                 attempts: 0,
             },
-            now(),
+            self.clock.now(),
         );
         receipt.ticket.channel = Some(message.channel);
         let group = &ack.consumer_group;
@@ -246,7 +251,9 @@ impl DeliveryService {
                 "channel" => message.channel.as_str()
             )
             .increment(1);
-            let latency = (now() - message.created_at).to_std().unwrap_or_default();
+            let latency = (self.clock.now() - message.created_at)
+                .to_std()
+                .unwrap_or_default();
             metrics::histogram!("ticketd_delivery_latency_seconds", "channel" => message.channel.as_str())
                 .record(latency.as_secs_f64());
         }
@@ -279,6 +286,7 @@ pub(crate) fn ensure_channel(principal: &Principal, channel: Channel) -> Service
 
 struct Producer {
     store: Arc<dyn Store>,
+    clock: Clock,
     /// Wakes when messages of this channel may have become claimable.
     queued: watch::Receiver<u64>,
     shutdown: watch::Receiver<bool>,
@@ -300,7 +308,7 @@ impl Producer {
         // Whatever this subscriber still holds goes back to the queue for the others.
         if let Err(err) = self
             .store
-            .release_lease(self.lease_id, self.channel, now())
+            .release_lease(self.lease_id, self.channel, self.clock.now())
             .await
         {
             tracing::warn!(error = %err, "leases not released; they expire on their own");
@@ -316,7 +324,7 @@ impl Producer {
             if sender.is_closed() {
                 return;
             }
-            let at = now();
+            let at = self.clock.now();
             if at - self.seen_at >= self.seen_every {
                 // Registering again marks the group seen (and brings it back if it
                 // expired meanwhile; it held its place, so the cap does not apply).
@@ -347,10 +355,23 @@ impl Producer {
                     Some(_) => continue,
                 }
             }
-            if let Some(until_expiry) = expiry.and_then(|t| (t - at).to_std().ok()) {
-                wait = wait.min(until_expiry);
-            }
-            match streams::wait(&mut self.queued, &mut self.shutdown, sender, wait).await {
+            // A lease this group may take over runs out: look again then.
+            let clock = self.clock.clone();
+            let lease_runs_out = async move {
+                match expiry {
+                    Some(at) => clock.sleep_until(at).await,
+                    None => std::future::pending().await,
+                }
+            };
+            match streams::wait(
+                &mut self.queued,
+                &mut self.shutdown,
+                sender,
+                wait,
+                lease_runs_out,
+            )
+            .await
+            {
                 Wake::Look => {}
                 Wake::ShuttingDown => {
                     sender.finish(StreamEnd::ShuttingDown { cursor: 0 });

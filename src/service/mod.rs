@@ -18,8 +18,7 @@ pub mod watch;
 
 use std::sync::Arc;
 
-use chrono::{DateTime, SubsecRound, Utc};
-
+use crate::clock::Clock;
 use crate::domain::validation::FieldViolation;
 use crate::events::Bus;
 use crate::store::{Store, StoreError};
@@ -118,12 +117,6 @@ async fn back_off(attempt: usize) {
     }
 }
 
-/// The current time at the precision both databases store (microseconds), so that a
-/// value read back equals the value written.
-pub fn now() -> DateTime<Utc> {
-    Utc::now().trunc_subsecs(6)
-}
-
 /// Settings the use cases need.
 #[derive(Debug, Clone)]
 pub struct ServiceSettings {
@@ -151,6 +144,8 @@ pub struct Services {
     pub store: Arc<dyn Store>,
     pub gauge: Arc<StreamGauge>,
     pub request_ids: RequestIds,
+    /// Where every use case reads the time.
+    pub clock: Clock,
 }
 
 impl Services {
@@ -160,12 +155,14 @@ impl Services {
         bus: Bus,
         settings: ServiceSettings,
         shutdown: tokio::sync::watch::Receiver<bool>,
+        clock: Clock,
     ) -> Self {
         let gauge = Arc::new(StreamGauge::default());
-        let sla = SlaService::new(store.clone());
+        let sla = SlaService::new(store.clone(), clock.clone());
         let writer = Writer::new(store.clone(), sla.clone());
-        let routing = RoutingService::new(store.clone(), writer.clone());
-        let request_ids = RequestIds::new(store.clone(), settings.idempotency_window);
+        let routing = RoutingService::new(store.clone(), writer.clone(), clock.clone());
+        let request_ids =
+            RequestIds::new(store.clone(), settings.idempotency_window, clock.clone());
         Self {
             tickets: TicketService::new(
                 store.clone(),
@@ -173,14 +170,16 @@ impl Services {
                 routing.clone(),
                 request_ids.clone(),
                 settings.page_bytes,
+                clock.clone(),
             ),
-            api_keys: ApiKeyService::new(store.clone(), settings.stream_limits),
+            api_keys: ApiKeyService::new(store.clone(), settings.stream_limits, clock.clone()),
             audit: AuditService::new(store.clone(), settings.page_bytes),
             escalation: EscalationService::new(
                 store.clone(),
                 writer,
                 routing.clone(),
                 request_ids.clone(),
+                clock.clone(),
             ),
             delivery: DeliveryService::new(
                 store.clone(),
@@ -188,6 +187,7 @@ impl Services {
                 shutdown.clone(),
                 gauge.clone(),
                 settings.delivery.clone(),
+                clock.clone(),
             ),
             watch: WatchService::new(
                 store.clone(),
@@ -201,6 +201,7 @@ impl Services {
             store,
             gauge,
             request_ids,
+            clock,
         }
     }
 }

@@ -12,7 +12,7 @@ use chrono::TimeDelta;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::now;
+use crate::clock::Clock;
 use crate::domain::auth::Principal;
 use crate::store::{IdempotencyClaim, Store};
 
@@ -22,12 +22,14 @@ use crate::store::{IdempotencyClaim, Store};
 pub struct RequestIds {
     store: Arc<dyn Store>,
     window: TimeDelta,
+    clock: Clock,
 }
 
 impl RequestIds {
-    pub fn new(store: Arc<dyn Store>, window: Duration) -> Self {
+    pub fn new(store: Arc<dyn Store>, window: Duration, clock: Clock) -> Self {
         Self {
             store,
+            clock,
             window: TimeDelta::from_std(window).unwrap_or(TimeDelta::hours(24)),
         }
     }
@@ -35,7 +37,11 @@ impl RequestIds {
     /// Deletes the claims whose window has passed (a claim past its window is taken
     /// over anyway; this only keeps the table small).
     pub async fn purge_expired(&self) {
-        match self.store.purge_request_ids(now() - self.window).await {
+        match self
+            .store
+            .purge_request_ids(self.clock.now() - self.window)
+            .await
+        {
             Ok(0) => {}
             Ok(purged) => tracing::debug!(purged, "expired request ids purged"),
             Err(err) => tracing::warn!(error = %err, "request ids not purged"),
@@ -56,7 +62,7 @@ impl RequestIds {
         if request_id.is_empty() {
             return None;
         }
-        let at = now();
+        let at = self.clock.now();
         Some(IdempotencyClaim {
             scope: format!("{operation}/{}", principal.key_id),
             request_id: request_id.to_owned(),

@@ -13,7 +13,8 @@ use uuid::Uuid;
 
 use super::cache::{CONFIG_TTL, Cached};
 use super::sla::Writer;
-use super::{MAX_ATTEMPTS, ServiceError, ServiceResult, back_off, now};
+use super::{MAX_ATTEMPTS, ServiceError, ServiceResult, back_off};
+use crate::clock::Clock;
 use crate::domain::audit::AuditEntry;
 use crate::domain::auth::{Principal, Role};
 use crate::domain::event::{Actor, EventKind, EventPayload, NewEvent, Visibility};
@@ -49,6 +50,7 @@ pub enum AssignTarget {
 #[derive(Clone)]
 pub struct RoutingService {
     store: Arc<dyn Store>,
+    clock: Clock,
     writer: Writer,
     rules: Arc<Cached<Vec<RoutingRule>>>,
     queues: Arc<Cached<Vec<Queue>>>,
@@ -66,9 +68,10 @@ fn validate_skills(field: &str, skills: &[String], v: &mut Violations) -> Vec<St
 }
 
 impl RoutingService {
-    pub fn new(store: Arc<dyn Store>, writer: Writer) -> Self {
+    pub fn new(store: Arc<dyn Store>, writer: Writer, clock: Clock) -> Self {
         Self {
             store,
+            clock,
             writer,
             rules: Arc::new(Cached::new(CONFIG_TTL)),
             queues: Arc::new(Cached::new(CONFIG_TTL)),
@@ -133,7 +136,7 @@ impl RoutingService {
             v.add("strategy", "is required");
         }
         v.finish()?;
-        let at = now();
+        let at = self.clock.now();
         let (queue, before) = match id {
             None => (
                 Queue {
@@ -181,7 +184,7 @@ impl RoutingService {
     pub async fn delete_queue(&self, actor: &Actor, id: Uuid) -> ServiceResult<()> {
         let queue = self.queue(id).await?;
         self.queues.invalidate();
-        let audit = AuditEntry::deleted(actor.clone(), &queue, now());
+        let audit = AuditEntry::deleted(actor.clone(), &queue, self.clock.now());
         if self.store.delete_queue(id, &audit).await? {
             Ok(())
         } else {
@@ -231,7 +234,10 @@ impl RoutingService {
                 return Err(ServiceError::NotFound(format!("queue {id}")));
             }
         }
-        agent.updated_at = now();
+        agent.updated_at = self.clock.now();
+        if current.is_none() {
+            agent.created_at = agent.updated_at;
+        }
         let audit = AuditEntry::saved(actor.clone(), current, &agent, agent.updated_at);
         if !self
             .store
@@ -281,7 +287,7 @@ impl RoutingService {
 
     pub async fn delete_agent(&self, actor: &Actor, id: Uuid) -> ServiceResult<()> {
         let agent = self.agent(id).await?;
-        let audit = AuditEntry::deleted(actor.clone(), &agent, now());
+        let audit = AuditEntry::deleted(actor.clone(), &agent, self.clock.now());
         if self.store.delete_agent(id, &audit).await? {
             Ok(())
         } else {
@@ -333,7 +339,7 @@ impl RoutingService {
                 .find(|r| r.id == rule.id);
             Some(found.ok_or_else(|| ServiceError::NotFound(format!("routing rule {}", rule.id)))?)
         };
-        rule.updated_at = now();
+        rule.updated_at = self.clock.now();
         if let Some(before) = &before {
             rule.created_at = before.created_at;
         } else {
@@ -356,7 +362,7 @@ impl RoutingService {
             .into_iter()
             .find(|r| r.id == id)
             .ok_or_else(|| ServiceError::NotFound(format!("routing rule {id}")))?;
-        let audit = AuditEntry::deleted(actor.clone(), &rule, now());
+        let audit = AuditEntry::deleted(actor.clone(), &rule, self.clock.now());
         if self.store.delete_rule(id, &audit).await? {
             Ok(())
         } else {
@@ -459,7 +465,7 @@ impl RoutingService {
             if decision.chosen.is_none() && !record_waiting {
                 return Ok(ticket);
             }
-            let at = now();
+            let at = self.clock.now();
             let mut next = ticket.clone();
             next.assignee_id = decision.chosen;
             next.updated_at = at;
@@ -601,7 +607,7 @@ impl RoutingService {
             back_off(attempt).await;
             let ticket = self.ticket(ticket_id).await?;
             ensure_open(&ticket)?;
-            let at = now();
+            let at = self.clock.now();
             let mut next = ticket.clone();
             next.updated_at = at;
             let reason = match target {
@@ -706,7 +712,7 @@ impl RoutingService {
                     queue.name, queue.tier
                 )));
             }
-            let at = now();
+            let at = self.clock.now();
             let mut next = ticket.clone();
             next.tier = to;
             next.queue_id = Some(queue.id);

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::cache::{CONFIG_TTL, Cached};
 use super::sla_timer::{DeadlineHints, next_alert};
-use super::{ServiceError, ServiceResult, now};
+use super::{ServiceError, ServiceResult};
 use crate::domain::audit::AuditEntry;
 use crate::domain::calendar::BusinessCalendar;
 use crate::domain::event::{Actor, EventKind, EventPayload, NewEvent};
@@ -26,6 +26,19 @@ use crate::store::{
 pub struct CalendarSet {
     always: BusinessCalendar,
     by_id: HashMap<Uuid, BusinessCalendar>,
+}
+
+/// What SLA clocks are measured with when a ticket is shown: the calendars, and the
+/// moment of showing.
+pub struct SlaReadings {
+    calendars: Arc<CalendarSet>,
+    at: DateTime<Utc>,
+}
+
+impl SlaReadings {
+    pub fn view(&self, clock: &Clock) -> ClockView {
+        self.calendars.view(clock, self.at)
+    }
 }
 
 impl CalendarSet {
@@ -73,6 +86,7 @@ impl CalendarSet {
 #[derive(Clone)]
 pub struct SlaService {
     store: Arc<dyn Store>,
+    clock: crate::clock::Clock,
     policies: Arc<Cached<Vec<SlaPolicy>>>,
     calendars: Arc<Cached<CalendarSet>>,
     hints: DeadlineHints,
@@ -116,9 +130,10 @@ fn may_move_clocks(event: &NewEvent) -> bool {
 }
 
 impl SlaService {
-    pub fn new(store: Arc<dyn Store>) -> Self {
+    pub fn new(store: Arc<dyn Store>, clock: crate::clock::Clock) -> Self {
         Self {
             store,
+            clock,
             policies: Arc::new(Cached::new(CONFIG_TTL)),
             calendars: Arc::new(Cached::new(CONFIG_TTL)),
             hints: DeadlineHints::default(),
@@ -142,8 +157,12 @@ impl SlaService {
             .await
     }
 
-    pub async fn calendar_set(&self) -> ServiceResult<Arc<CalendarSet>> {
-        Ok(self.cached_calendars().await?)
+    /// The calendars with the time to read SLA clocks at: now.
+    pub async fn readings(&self) -> ServiceResult<SlaReadings> {
+        Ok(SlaReadings {
+            calendars: self.cached_calendars().await?,
+            at: self.clock.now(),
+        })
     }
 
     /// Whether any policy looks at the contact's VIP flag.
@@ -237,7 +256,7 @@ impl SlaService {
                 .filter(|e| e.ticket_id == ticket_id)
                 .map(|e| e.created_at)
                 .max()
-                .unwrap_or_else(now);
+                .unwrap_or_else(|| self.clock.now());
             follow_plan(&mut clocks, &plan, &lookup, at);
             changes
                 .clocks
@@ -272,7 +291,7 @@ impl SlaService {
         let mut v = Violations::new();
         v.line("calendar.name", &cal.name, true, 200);
         v.finish()?;
-        let at = now();
+        let at = self.clock.now();
         let audit = AuditEntry::saved(actor.clone(), old.as_ref(), &cal, at);
         if !self.store.save_calendar(&cal, insert, at, &audit).await? {
             return Err(ServiceError::NotFound(format!("calendar {}", cal.id)));
@@ -304,7 +323,7 @@ impl SlaService {
             .into_iter()
             .find(|c| c.id == id)
             .ok_or_else(|| ServiceError::NotFound(format!("calendar {id}")))?;
-        let audit = AuditEntry::deleted(actor.clone(), &calendar, now());
+        let audit = AuditEntry::deleted(actor.clone(), &calendar, self.clock.now());
         if self.store.delete_calendar(id, &audit).await? {
             Ok(())
         } else {
@@ -373,7 +392,7 @@ impl SlaService {
                 .find(|p| p.id == policy.id);
             Some(found.ok_or_else(|| ServiceError::NotFound(format!("SLA policy {}", policy.id)))?)
         };
-        policy.updated_at = now();
+        policy.updated_at = self.clock.now();
         if let Some(before) = &before {
             policy.created_at = before.created_at;
         } else {
@@ -396,7 +415,7 @@ impl SlaService {
             .into_iter()
             .find(|p| p.id == id)
             .ok_or_else(|| ServiceError::NotFound(format!("SLA policy {id}")))?;
-        let audit = AuditEntry::deleted(actor.clone(), &policy, now());
+        let audit = AuditEntry::deleted(actor.clone(), &policy, self.clock.now());
         if self.store.delete_policy(id, &audit).await? {
             Ok(())
         } else {

@@ -9,7 +9,6 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use tokio::sync::{Notify, watch};
 
-use super::now;
 use crate::domain::sla::Clock;
 use crate::store::{Store, StoreResult};
 
@@ -79,19 +78,31 @@ impl DeadlineHints {
 pub struct SlaTimer {
     store: Arc<dyn Store>,
     hints: DeadlineHints,
-    /// The longest sleep without looking.
+    /// The longest sleep without looking, in real time (deadlines another replica set
+    /// are found this way even while a test holds the clock still).
     poll: Duration,
+    clock: crate::clock::Clock,
 }
 
 impl SlaTimer {
-    pub fn new(store: Arc<dyn Store>, hints: DeadlineHints, poll: Duration) -> Self {
-        Self { store, hints, poll }
+    pub fn new(
+        store: Arc<dyn Store>,
+        hints: DeadlineHints,
+        poll: Duration,
+        clock: crate::clock::Clock,
+    ) -> Self {
+        Self {
+            store,
+            hints,
+            poll,
+            clock,
+        }
     }
 
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
         loop {
             self.hints.reading();
-            let latest = Utc::now() + self.poll;
+            let latest = self.clock.now() + self.poll;
             let next = match self.tick().await {
                 Ok(Some(next)) => next.min(latest),
                 Ok(None) => latest,
@@ -101,9 +112,9 @@ impl SlaTimer {
                 }
             };
             let wake_at = self.hints.plan(next);
-            let sleep = (wake_at - Utc::now()).to_std().unwrap_or_default();
             tokio::select! {
-                _ = tokio::time::sleep(sleep) => {}
+                _ = self.clock.sleep_until(wake_at) => {}
+                _ = tokio::time::sleep(self.poll) => {}
                 _ = self.hints.wake.notified() => {}
                 _ = shutdown.changed() => return,
             }
@@ -116,7 +127,7 @@ impl SlaTimer {
     /// Fires what is due and returns the next deadline.
     async fn tick(&self) -> StoreResult<Option<DateTime<Utc>>> {
         loop {
-            let fired = self.store.fire_sla_alerts(now(), 100).await?;
+            let fired = self.store.fire_sla_alerts(self.clock.now(), 100).await?;
             for event in &fired {
                 tracing::info!(ticket_id = %event.event.ticket_id, kind = %event.event.kind, "sla alert");
                 metrics::counter!("ticketd_sla_alerts_total", "kind" => event.event.kind.as_str())

@@ -148,13 +148,14 @@ pub(crate) enum Wake {
     ClientGone,
 }
 
-/// Waits for a commit (local or from another replica), the fallback poll, shutdown or the
-/// client leaving, whichever comes first.
+/// Waits for a commit (local or from another replica), the fallback poll, the `alarm`,
+/// shutdown or the client leaving, whichever comes first.
 pub(crate) async fn wait<T>(
     commits: &mut watch::Receiver<u64>,
     shutdown: &mut watch::Receiver<bool>,
     sender: &StreamSender<T>,
     poll: Duration,
+    alarm: impl Future<Output = ()>,
 ) -> Wake {
     if *shutdown.borrow() {
         return Wake::ShuttingDown;
@@ -168,6 +169,7 @@ pub(crate) async fn wait<T>(
             Wake::Look
         }
         _ = tokio::time::sleep(poll) => Wake::Look,
+        () = alarm => Wake::Look,
         _ = shutdown.changed() => Wake::ShuttingDown,
         _ = sender.closed() => Wake::ClientGone,
     }

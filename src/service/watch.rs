@@ -211,7 +211,15 @@ impl Producer {
                     Err(err) => tracing::debug!(error = %err, "held-back check failed"),
                 }
             }
-            match streams::wait(&mut self.commits, &mut self.shutdown, &sender, self.poll).await {
+            match streams::wait(
+                &mut self.commits,
+                &mut self.shutdown,
+                &sender,
+                self.poll,
+                std::future::pending(),
+            )
+            .await
+            {
                 Wake::Look => {
                     eager = 10;
                     held_back_wait = HELD_BACK_FIRST_WAIT;

@@ -295,9 +295,9 @@ pub struct NewAttachment {
 pub enum ConversationWrite {
     /// A new conversation; fails with [`StoreError::ConversationExists`] if another
     /// transaction created it first.
-    Insert(Conversation),
-    /// New ticket link and context for a stored conversation.
-    Update(Conversation),
+    Insert(Conversation, DateTime<Utc>),
+    /// New ticket link and context for a stored conversation, at a time.
+    Update(Conversation, DateTime<Utc>),
 }
 
 /// A transcript message: its event is appended only if the conversation does not hold a

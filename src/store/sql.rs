@@ -1181,7 +1181,7 @@ macro_rules! impl_store {
                 }
             }
             match &conversation {
-                Some($crate::store::ConversationWrite::Insert(c)) => {
+                Some($crate::store::ConversationWrite::Insert(c, at)) => {
                     let inserted = sqlx::query(INSERT_CONVERSATION)
                         .bind(c.id)
                         .bind(&c.source)
@@ -1191,7 +1191,7 @@ macro_rules! impl_store {
                         .bind(&c.summary)
                         .bind(&c.intent)
                         .bind(sqlx::types::Json(&c.metadata))
-                        .bind(chrono::Utc::now())
+                        .bind(at)
                         .execute(&mut **tx)
                         .await?
                         .rows_affected();
@@ -1201,7 +1201,7 @@ macro_rules! impl_store {
                         ));
                     }
                 }
-                Some($crate::store::ConversationWrite::Update(c)) => {
+                Some($crate::store::ConversationWrite::Update(c, at)) => {
                     sqlx::query(UPDATE_CONVERSATION)
                         .bind(c.id)
                         .bind(c.channel.as_str())
@@ -1209,7 +1209,7 @@ macro_rules! impl_store {
                         .bind(&c.summary)
                         .bind(&c.intent)
                         .bind(sqlx::types::Json(&c.metadata))
-                        .bind(chrono::Utc::now())
+                        .bind(at)
                         .execute(&mut **tx)
                         .await?;
                 }

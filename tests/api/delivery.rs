@@ -10,7 +10,9 @@ use tonic::codec::Streaming;
 
 use crate::bridge::{escalate, escalation};
 use crate::harness::feed;
-use crate::harness::{Backend, Escalation, Tickets, spawn_app, spawn_app_with};
+use crate::harness::{
+    Backend, Escalation, Tickets, spawn_app, spawn_app_with, spawn_app_with_manual_clock,
+};
 
 async fn subscribe(client: &mut Escalation, group: &str) -> Streaming<pb::OutboundMessage> {
     client
@@ -132,7 +134,8 @@ pub async fn each_reply_reaches_one_subscriber_per_group(backend: Backend) {
 }
 
 pub async fn an_unacknowledged_message_comes_back_after_its_lease(backend: Backend) {
-    let app = spawn_app_with(backend, |s| s.delivery_lease_seconds = 1).await;
+    // The default lease: 30 seconds.
+    let app = spawn_app_with_manual_clock(backend).await;
     let mut gw = app.escalation();
     let (ticket, _) = escalate(&mut gw, escalation("conv-d2", 1)).await;
     let mut stream = subscribe(&mut gw, "").await;
@@ -143,6 +146,14 @@ pub async fn an_unacknowledged_message_comes_back_after_its_lease(backend: Backe
         .expect("delivered");
     assert_eq!(first.attempt, 1);
     assert_eq!(first.consumer_group, "default");
+    app.clock.advance(chrono::Duration::seconds(29));
+    assert!(
+        next(&mut stream, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "not offered again while the lease holds"
+    );
+    app.clock.advance(chrono::Duration::seconds(1));
     let again = next(&mut stream, Duration::from_secs(5))
         .await
         .expect("redelivered after the lease");
@@ -153,8 +164,9 @@ pub async fn an_unacknowledged_message_comes_back_after_its_lease(backend: Backe
         "the same subscriber holds it"
     );
     ack(&mut gw, &again, pb::DeliveryOutcome::Delivered).await;
+    app.clock.advance(chrono::Duration::minutes(5));
     assert!(
-        next(&mut stream, Duration::from_millis(2500))
+        next(&mut stream, Duration::from_millis(1000))
             .await
             .is_none(),
         "acked messages stay acked"

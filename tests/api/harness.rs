@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use sqlx::Connection;
 use ticketd::app::App;
+use ticketd::clock::Clock;
 use ticketd::config::Settings;
 use ticketd::grpc::pb::{
     self, admin_service_client::AdminServiceClient,
@@ -157,6 +158,9 @@ pub struct TestApp {
     pub addr: std::net::SocketAddr,
     pub channel: Channel,
     pub gauge: std::sync::Arc<StreamGauge>,
+    /// The server's clock: the system clock, or one the test moves (see
+    /// [`spawn_app_with_manual_clock`]).
+    pub clock: Clock,
     stop: Option<oneshot::Sender<()>>,
     server: Option<JoinHandle<Result<(), ticketd::app::AppError>>>,
     // Declared last: dropped after the server has stopped. `None` for a second replica
@@ -360,16 +364,35 @@ pub async fn spawn_app_with(backend: Backend, adjust: impl FnOnce(&mut Settings)
     start(settings, database).await
 }
 
+/// Like [`spawn_app`], on a clock that stands still (at the current whole second) until
+/// the test moves it with `app.clock.advance(…)`.
+pub async fn spawn_app_with_manual_clock(backend: Backend) -> TestApp {
+    let database = TestDatabase::create(&backend).await;
+    let settings = settings_for(&database);
+    start_with_clock(settings, database, manual_clock()).await
+}
+
+/// A manual clock reading the current whole second.
+pub fn manual_clock() -> Clock {
+    let now = chrono::Utc::now();
+    Clock::manual(chrono::DateTime::from_timestamp(now.timestamp(), 0).unwrap_or(now))
+}
+
 /// Builds and runs an app that owns `database`, returning once it accepts calls.
 pub async fn start(settings: Settings, database: TestDatabase) -> TestApp {
-    let mut app = start_replica(settings).await;
+    start_with_clock(settings, database, Clock::system()).await
+}
+
+/// Like [`start`], on `clock`.
+pub async fn start_with_clock(settings: Settings, database: TestDatabase, clock: Clock) -> TestApp {
+    let mut app = launch(settings, None, clock).await;
     app.database = Some(database);
     app
 }
 
 /// Builds and runs an app over a database that something else owns.
 pub async fn start_replica(settings: Settings) -> TestApp {
-    launch(settings, None).await
+    launch(settings, None, Clock::system()).await
 }
 
 /// Like [`start`] for a server that speaks TLS: clients connect with `client`.
@@ -378,18 +401,24 @@ pub async fn start_tls(
     database: TestDatabase,
     client: tonic::transport::ClientTlsConfig,
 ) -> TestApp {
-    let mut app = launch(settings, Some(client)).await;
+    let mut app = launch(settings, Some(client), Clock::system()).await;
     app.database = Some(database);
     app
 }
 
-async fn launch(settings: Settings, tls: Option<tonic::transport::ClientTlsConfig>) -> TestApp {
+async fn launch(
+    settings: Settings,
+    tls: Option<tonic::transport::ClientTlsConfig>,
+    clock: Clock,
+) -> TestApp {
     let admin_secret = settings
         .bootstrap_key
         .as_ref()
         .map(|s| s.expose().to_owned())
         .expect("test settings carry a bootstrap key");
-    let app = App::build(settings).await.expect("build app");
+    let app = App::build_with_clock(settings, clock.clone())
+        .await
+        .expect("build app");
     let addr = app.local_addr().expect("local addr");
     let gauge = app.stream_gauge();
     let (stop, stopped) = oneshot::channel::<()>();
@@ -409,6 +438,7 @@ async fn launch(settings: Settings, tls: Option<tonic::transport::ClientTlsConfi
         addr,
         channel,
         gauge,
+        clock,
         stop: Some(stop),
         server: Some(server),
         database: None,

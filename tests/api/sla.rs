@@ -8,8 +8,9 @@ use ticketd::grpc::pb;
 use tonic::Code;
 
 use crate::harness::{
-    Admin, Backend, TestDatabase, Tickets, create, feed, get_ticket as get, new_ticket, set_status,
-    settings_for, spawn_app, spawn_app_with, start,
+    Admin, Backend, TestDatabase, Tickets, create, feed, get_ticket as get, manual_clock,
+    new_ticket, set_status, settings_for, spawn_app, spawn_app_with_manual_clock, start,
+    start_with_clock,
 };
 use crate::watch::{next_event, watch};
 
@@ -161,11 +162,11 @@ pub async fn only_a_public_reply_meets_first_response(backend: Backend) {
 }
 
 pub async fn waiting_pauses_the_clocks_and_keeps_the_time_left(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let app = spawn_app_with_manual_clock(backend).await;
     fast_policy(&mut app.admin(), 600, 3600, 80).await;
     let mut tickets = app.tickets();
     let ticket = create(&mut tickets, new_ticket("Need logs")).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.clock.advance(chrono::Duration::seconds(90));
     set_status(&mut tickets, &ticket.id, pb::TicketStatus::Waiting)
         .await
         .unwrap();
@@ -176,9 +177,9 @@ pub async fn waiting_pauses_the_clocks_and_keeps_the_time_left(backend: Backend)
     assert_eq!(paused.state(), pb::SlaClockState::Paused);
     assert!(paused.due_at.is_none());
     let used = paused.used.unwrap().seconds;
-    assert!(used >= 1);
+    assert_eq!(used, 90);
 
-    tokio::time::sleep(Duration::from_millis(2100)).await;
+    app.clock.advance(chrono::Duration::days(3));
     let still = clock(
         &get(&mut tickets, &ticket.id).await,
         pb::SlaMetric::FirstResponse,
@@ -207,10 +208,10 @@ pub async fn waiting_pauses_the_clocks_and_keeps_the_time_left(backend: Backend)
 }
 
 pub async fn reopening_resumes_resolution_and_a_new_priority_retargets(backend: Backend) {
-    let app = spawn_app(backend).await;
+    let app = spawn_app_with_manual_clock(backend).await;
     let mut tickets = app.tickets();
     let ticket = create(&mut tickets, new_ticket("Flaky login")).await;
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    app.clock.advance(chrono::Duration::minutes(30));
     set_status(&mut tickets, &ticket.id, pb::TicketStatus::Resolved)
         .await
         .unwrap();
@@ -220,6 +221,9 @@ pub async fn reopening_resumes_resolution_and_a_new_priority_retargets(backend: 
     );
     assert_eq!(resolved.state(), pb::SlaClockState::Met);
     let used = resolved.used.unwrap().seconds;
+    assert_eq!(used, 30 * 60);
+    // Resolved for a day: the clock does not run.
+    app.clock.advance(chrono::Duration::days(1));
 
     set_status(&mut tickets, &ticket.id, pb::TicketStatus::Open)
         .await
@@ -229,9 +233,10 @@ pub async fn reopening_resumes_resolution_and_a_new_priority_retargets(backend: 
         pb::SlaMetric::Resolution,
     );
     assert_eq!(reopened.state(), pb::SlaClockState::Running);
-    assert!(
-        reopened.used.unwrap().seconds >= used,
-        "time already used is kept"
+    assert_eq!(
+        reopened.used.unwrap().seconds,
+        used,
+        "time already used is kept, the day resolved is not counted"
     );
 
     // MEDIUM -> URGENT: the 72 h resolution target becomes 4 h, keeping what was used.
@@ -254,7 +259,7 @@ pub async fn reopening_resumes_resolution_and_a_new_priority_retargets(backend: 
         .unwrap();
     let retargeted = clock(&urgent, pb::SlaMetric::Resolution);
     assert_eq!(retargeted.target.unwrap().seconds, 4 * 3600);
-    assert!(retargeted.used.unwrap().seconds >= used);
+    assert_eq!(retargeted.used.unwrap().seconds, used);
     assert_eq!(
         clock(&urgent, pb::SlaMetric::FirstResponse)
             .target
@@ -265,32 +270,49 @@ pub async fn reopening_resumes_resolution_and_a_new_priority_retargets(backend: 
 }
 
 /// The timer does not poll for deadlines this process writes: a new ticket's deadline
-/// wakes it even when its fallback poll is a minute away.
+/// wakes it when the clock reaches it, though its fallback poll is a minute away.
 pub async fn a_new_deadline_wakes_the_timer_before_its_next_poll(backend: Backend) {
-    let app = spawn_app_with(backend, |s| s.stream_poll_millis = 60_000).await;
-    fast_policy(&mut app.admin(), 2, 3600, 50).await;
+    let database = TestDatabase::create(&backend).await;
+    let mut settings = settings_for(&database);
+    settings.stream_poll_millis = 60_000;
+    let app = start_with_clock(settings, database, manual_clock()).await;
+    fast_policy(&mut app.admin(), 3600, 8 * 3600, 90).await;
     let mut tickets = app.tickets();
     let mut breaches = watch(&mut tickets, "event_type = sla_breached", 0).await;
-    create(&mut tickets, new_ticket("Due in two seconds")).await;
+    let ticket = create(&mut tickets, new_ticket("Due in an hour")).await;
+    let due = time(
+        clock(&ticket, pb::SlaMetric::FirstResponse)
+            .due_at
+            .as_ref()
+            .unwrap(),
+    );
 
+    app.clock.advance(chrono::Duration::minutes(59));
+    assert!(
+        next_event(&mut breaches, Duration::from_millis(500))
+            .await
+            .is_none(),
+        "a minute early nothing fires"
+    );
+    app.clock.advance(chrono::Duration::minutes(1));
     let breach = next_event(&mut breaches, Duration::from_secs(10))
         .await
         .expect("the breach fires long before the poll");
     let Some(pb::activity_entry::Detail::SlaAlert(alert)) = breach.detail else {
         panic!("sla alert detail expected");
     };
-    let due = time(alert.due_at.as_ref().unwrap());
-    let fired = time(breach.created_at.as_ref().unwrap());
-    assert!(fired >= due, "never early");
-    assert!(
-        fired - due < chrono::Duration::seconds(5),
-        "on time, not at the next poll: due {due}, fired {fired}"
+    assert_eq!(time(alert.due_at.as_ref().unwrap()), due);
+    assert_eq!(
+        time(breach.created_at.as_ref().unwrap()),
+        due,
+        "fired at its due second"
     );
 }
 
 pub async fn warning_and_breach_fire_once_each_on_the_watch_stream(backend: Backend) {
-    let app = spawn_app(backend).await;
-    fast_policy(&mut app.admin(), 2, 3600, 50).await;
+    let app = spawn_app_with_manual_clock(backend).await;
+    // First response within an hour, warned at 80 %: 48 minutes in.
+    fast_policy(&mut app.admin(), 3600, 8 * 3600, 80).await;
     let mut tickets = app.tickets();
     let mut alerts = watch(
         &mut tickets,
@@ -299,11 +321,24 @@ pub async fn warning_and_breach_fire_once_each_on_the_watch_stream(backend: Back
     )
     .await;
     let ticket = create(&mut tickets, new_ticket("Waiting for a human")).await;
+    let created = time(ticket.created_at.as_ref().unwrap());
 
+    app.clock.advance(chrono::Duration::minutes(48));
     let warning = next_event(&mut alerts, Duration::from_secs(10))
         .await
         .expect("warning");
     assert_eq!(warning.r#type(), pb::EventType::SlaWarning);
+    assert_eq!(
+        time(warning.created_at.as_ref().unwrap()),
+        created + chrono::Duration::minutes(48)
+    );
+    assert!(
+        next_event(&mut alerts, Duration::from_millis(300))
+            .await
+            .is_none(),
+        "no breach before the hour is up"
+    );
+    app.clock.advance(chrono::Duration::minutes(12));
     let breach = next_event(&mut alerts, Duration::from_secs(10))
         .await
         .expect("breach");
@@ -314,10 +349,11 @@ pub async fn warning_and_breach_fire_once_each_on_the_watch_stream(backend: Back
     };
     assert_eq!(alert.metric(), pb::SlaMetric::FirstResponse);
     let due = time(alert.due_at.as_ref().unwrap());
-    let fired = time(breach.created_at.as_ref().unwrap());
-    assert!(fired >= due, "never early");
+    assert_eq!(due, created + chrono::Duration::hours(1));
+    assert_eq!(time(breach.created_at.as_ref().unwrap()), due, "on time");
+    app.clock.advance(chrono::Duration::hours(2));
     assert!(
-        next_event(&mut alerts, Duration::from_millis(2500))
+        next_event(&mut alerts, Duration::from_millis(1000))
             .await
             .is_none(),
         "each fires once"
@@ -347,7 +383,7 @@ pub async fn warning_and_breach_fire_once_each_on_the_watch_stream(backend: Back
         .into_inner()
         .tickets;
     assert_eq!(breached.len(), 1);
-    let later = (Utc::now() + chrono::Duration::hours(1))
+    let later = (app.clock.now() + chrono::Duration::hours(1))
         .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let due_soon = tickets
         .list_tickets(list(
@@ -389,8 +425,9 @@ pub async fn warning_and_breach_fire_once_each_on_the_watch_stream(backend: Back
 pub async fn a_breach_that_passed_while_down_fires_after_a_restart(backend: Backend) {
     let database = TestDatabase::create(&backend).await;
     let settings = settings_for(&database);
-    let app = start(settings.clone(), database).await;
-    fast_policy(&mut app.admin(), 2, 3600, 90).await;
+    let time_now = manual_clock();
+    let app = start_with_clock(settings.clone(), database, time_now.clone()).await;
+    fast_policy(&mut app.admin(), 3600, 8 * 3600, 90).await;
     let ticket = create(&mut app.tickets(), new_ticket("Nobody home")).await;
     let database = {
         let mut app = app;
@@ -398,9 +435,11 @@ pub async fn a_breach_that_passed_while_down_fires_after_a_restart(backend: Back
         app.shutdown().await.unwrap();
         database.unwrap()
     };
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    // Down for two hours; the first-response breach came due an hour in (resolution,
+    // eight hours, is not due yet).
+    time_now.advance(chrono::Duration::hours(2));
 
-    let app = start(settings, database).await;
+    let app = start_with_clock(settings, database, time_now).await;
     let mut tickets = app.tickets();
     let mut alerts = watch(
         &mut tickets,

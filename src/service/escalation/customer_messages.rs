@@ -254,13 +254,14 @@ impl EscalationService {
         channel: Channel,
         ticket_id: Uuid,
         event_id: Uuid,
+        at: chrono::DateTime<chrono::Utc>,
     ) -> Option<InboundClaim> {
         (!input.external_message_id.is_empty()).then(|| InboundClaim {
             channel,
             external_message_id: input.external_message_id.clone(),
             ticket_id,
             event_id,
-            at: now(),
+            at,
         })
     }
 
@@ -271,7 +272,7 @@ impl EscalationService {
         channel: Channel,
         ticket: Ticket,
     ) -> ServiceResult<CustomerMessageOutcome> {
-        let at = now();
+        let at = self.clock.now();
         let mut next = ticket.clone();
         next.updated_at = at;
         let customer = Actor {
@@ -300,7 +301,7 @@ impl EscalationService {
             updates: vec![TicketUpdate::fields_only(next, ticket.version)],
             events,
             attachments: files,
-            inbound: Self::inbound_claim(input, channel, ticket.id, message_id),
+            inbound: Self::inbound_claim(input, channel, ticket.id, message_id, at),
             claim: self.request_claim(principal, input, channel, message_id),
             ..Changeset::default()
         };
@@ -338,7 +339,7 @@ impl EscalationService {
         conversation: Option<Conversation>,
         closed: Ticket,
     ) -> ServiceResult<CustomerMessageOutcome> {
-        let at = now();
+        let at = self.clock.now();
         let draft = TicketDraft {
             id: Uuid::now_v7(),
             subject: headline(&format!("Re: {}", closed.subject), MAX_SUBJECT_CHARS),
@@ -397,10 +398,10 @@ impl EscalationService {
         let changes = Changeset {
             events: vec![created, message],
             attachments: files,
-            inbound: Self::inbound_claim(input, channel, draft.id, message_id),
+            inbound: Self::inbound_claim(input, channel, draft.id, message_id, at),
             conversation: conversation.map(|mut c| {
                 c.ticket_id = draft.id;
-                ConversationWrite::Update(c)
+                ConversationWrite::Update(c, at)
             }),
             ..Changeset::default()
         };

@@ -15,7 +15,8 @@ use super::request_ids::{Fingerprint, RequestIds};
 use super::routing::RoutingService;
 use super::sla::Writer;
 use super::tickets::{attachment_meta, draft_event, stored_attachments, validate_attachments};
-use super::{MAX_ATTEMPTS, ServiceError, ServiceResult, back_off, now};
+use super::{MAX_ATTEMPTS, ServiceError, ServiceResult, back_off};
+use crate::clock::Clock;
 use crate::domain::auth::Principal;
 use crate::domain::conversation::{
     AttachmentInput, Conversation, ConversationInput, MAX_MESSAGE_CHARS, MAX_METADATA_ENTRIES,
@@ -57,6 +58,7 @@ pub struct EscalationService {
     writer: Writer,
     routing: RoutingService,
     request_ids: RequestIds,
+    clock: Clock,
 }
 
 fn transcript_actor(role: MessageRole, author: &str) -> Actor {
@@ -142,8 +144,10 @@ impl EscalationService {
         writer: Writer,
         routing: RoutingService,
         request_ids: RequestIds,
+        clock: Clock,
     ) -> Self {
         Self {
+            clock,
             store,
             writer,
             routing,
@@ -236,7 +240,7 @@ impl EscalationService {
     ) -> ServiceResult<(Ticket, bool)> {
         let conversation = &input.conversation;
         let channel = conversation.channel.unwrap_or(Channel::Chat);
-        let at = now();
+        let at = self.clock.now();
         let subject = [
             input.subject.as_str(),
             conversation.summary.as_str(),
@@ -320,9 +324,9 @@ impl EscalationService {
         let changes = Changeset {
             events: vec![created, escalated],
             conversation: Some(if previous.is_some() {
-                ConversationWrite::Update(record)
+                ConversationWrite::Update(record, at)
             } else {
-                ConversationWrite::Insert(record)
+                ConversationWrite::Insert(record, at)
             }),
             transcript,
             ..Changeset::default()
@@ -388,7 +392,7 @@ impl EscalationService {
         ticket: Ticket,
     ) -> ServiceResult<Ticket> {
         let conversation = &input.conversation;
-        let at = now();
+        let at = self.clock.now();
         let mut next = ticket.clone();
         next.updated_at = at;
         let mut events = Vec::new();
@@ -435,7 +439,7 @@ impl EscalationService {
         let changes = Changeset {
             updates: vec![TicketUpdate::fields_only(next, ticket.version)],
             events,
-            conversation: Some(ConversationWrite::Update(record)),
+            conversation: Some(ConversationWrite::Update(record, at)),
             transcript,
             ..Changeset::default()
         };

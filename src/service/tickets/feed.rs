@@ -215,7 +215,7 @@ impl TicketService {
         for attempt in 0..MAX_ATTEMPTS {
             back_off(attempt).await;
             let current = self.get(TicketKey::Id(id)).await?;
-            let at = now();
+            let at = self.clock.now();
             let Entry {
                 event_id,
                 kind,

@@ -73,7 +73,7 @@ impl TicketService {
                     _ => sources.push(source),
                 }
             }
-            let at = now();
+            let at = self.clock.now();
             let payload = EventPayload::Merged {
                 target_id,
                 target_number: target.number,

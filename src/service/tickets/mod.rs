@@ -10,6 +10,8 @@ pub(crate) use attachments::{attachment_meta, stored_attachments, validate_attac
 pub use update::{TicketPatch, UPDATABLE_PATHS};
 
 use std::collections::{BTreeMap, HashSet};
+
+use chrono::{DateTime, Utc};
 use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
@@ -20,7 +22,8 @@ use super::paging::{self, DEFAULT_PAGE_SIZE};
 use super::request_ids::{Fingerprint, RequestIds};
 use super::routing::RoutingService;
 use super::sla::Writer;
-use super::{MAX_ATTEMPTS, ServiceError, ServiceResult, back_off, now};
+use super::{MAX_ATTEMPTS, ServiceError, ServiceResult, back_off};
+use crate::clock::Clock;
 use crate::domain::auth::{Principal, Role};
 pub use crate::domain::conversation::AttachmentInput;
 use crate::domain::conversation::Conversation;
@@ -99,8 +102,8 @@ pub enum TicketView {
 }
 
 impl TicketView {
-    /// The view as a filter, ANDed with the caller's.
-    fn filter(self) -> TicketFilter {
+    /// The view as a filter at `now`, ANDed with the caller's.
+    fn filter(self, now: DateTime<Utc>) -> TicketFilter {
         let active = Expr::Or(
             [Status::Open, Status::InProgress, Status::Waiting]
                 .into_iter()
@@ -113,7 +116,7 @@ impl TicketView {
             TicketView::Unassigned => Expr::And(vec![assignee(AssigneeRef::Nobody), active]),
             TicketView::AllOpen => active,
             TicketView::Overdue => Expr::And(vec![
-                Expr::Cond(TicketPredicate::SlaDueAt(Op::Le, now())),
+                Expr::Cond(TicketPredicate::SlaDueAt(Op::Le, now)),
                 active,
             ]),
         }
@@ -153,6 +156,7 @@ pub struct TicketService {
     request_ids: RequestIds,
     /// What one `ListTickets` page may hold, in bytes.
     page_bytes: usize,
+    clock: Clock,
 }
 
 impl TicketService {
@@ -162,8 +166,10 @@ impl TicketService {
         routing: RoutingService,
         request_ids: RequestIds,
         page_bytes: usize,
+        clock: Clock,
     ) -> Self {
         Self {
+            clock,
             store,
             writer,
             routing,
@@ -199,7 +205,7 @@ impl TicketService {
         self.routing
             .ensure_targets(input.assignee_id, input.queue_id)
             .await?;
-        let at = now();
+        let at = self.clock.now();
         let mut draft = TicketDraft {
             id: Uuid::now_v7(),
             subject: input.subject.trim().to_owned(),
@@ -289,7 +295,7 @@ impl TicketService {
         let limit = paging::page_size(input.page_size, DEFAULT_PAGE_SIZE)?;
         let filter = TicketFilter::parse_text(&input.filter)
             .map_err(|e| ServiceError::invalid("filter", e.to_string()))?;
-        let filter = match (filter, input.view.map(TicketView::filter)) {
+        let filter = match (filter, input.view.map(|view| view.filter(self.clock.now()))) {
             (Some(f), Some(view)) => Some(Expr::And(vec![view, f])),
             (f, view) => f.or(view),
         };
@@ -329,7 +335,7 @@ impl TicketService {
             descending,
             after,
             limit: limit + 1,
-            now: now(),
+            now: self.clock.now(),
             // A bot key limited to some sources sees only their conversations' tickets.
             sources: principal.sources.clone(),
         };

@@ -241,7 +241,7 @@ impl TicketService {
             if changes.is_empty() && status_change.is_none() && assignment.is_empty() {
                 return Ok(current);
             }
-            let at = now();
+            let at = self.clock.now();
             next.updated_at = at;
             let actor = principal.actor();
             let mut events = Vec::new();
