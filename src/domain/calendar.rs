@@ -552,7 +552,8 @@ mod tests {
     /// A zone with its transitions, each starting point within two days of one of them
     /// (or anywhere in the range for zones without any).
     fn around_a_transition() -> impl Strategy<Value = (&'static str, DateTime<Utc>)> {
-        static CHANGES: std::sync::LazyLock<Vec<(&str, Vec<DateTime<Utc>>)>> =
+        type ZoneChanges = Vec<(&'static str, Vec<DateTime<Utc>>)>;
+        static CHANGES: std::sync::LazyLock<ZoneChanges> =
             std::sync::LazyLock::new(|| ZONES.iter().map(|z| (*z, transitions(z))).collect());
         (0..ZONES.len()).prop_flat_map(|z| {
             let (zone, changes) = CHANGES[z].clone();
