@@ -28,6 +28,11 @@ enum Command {
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    let json_logs = match &cli.command {
+        Command::Serve(s) | Command::Migrate(s) => {
+            s.log_format == ticketd::config::LogFormat::Json
+        }
+    };
     let result = match cli.command {
         Command::Serve(settings) => serve(settings).await,
         Command::Migrate(settings) => {
@@ -45,12 +50,21 @@ async fn main() -> ExitCode {
             let mut text = err.to_string();
             let mut source = std::error::Error::source(&err);
             while let Some(cause) = source {
-                text.push_str(": ");
-                text.push_str(&cause.to_string());
+                // Some errors repeat their cause in their own message already.
+                let cause_text = cause.to_string();
+                if !text.ends_with(&cause_text) {
+                    text.push_str(": ");
+                    text.push_str(&cause_text);
+                }
                 source = cause.source();
             }
-            tracing::error!(error = %text, "ticketd failed");
-            eprintln!("ticketd: {text}");
+            // Once: as a structured log line for collectors, or plainly for a person at
+            // a terminal.
+            if json_logs {
+                tracing::error!(error = %text, "ticketd failed");
+            } else {
+                eprintln!("ticketd: {text}");
+            }
             ExitCode::FAILURE
         }
     }

@@ -103,6 +103,14 @@ pub enum StoreError {
     /// A stored value does not fit the domain (a bug or a hand-edited row).
     #[error("stored data is invalid: {0}")]
     Corrupt(String),
+    /// The first connection at start-up failed: names the server, with the driver's
+    /// reason as the source.
+    #[error("cannot connect to PostgreSQL at {target}")]
+    Connect {
+        target: String,
+        #[source]
+        source: sqlx::Error,
+    },
     #[error("unsupported database url {0:?}: use postgres://… or sqlite://…")]
     UnsupportedUrl(String),
 }

@@ -6,7 +6,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions, PgSslMode};
 use tokio::task::JoinHandle;
 
 use super::sql::impl_store;
-use super::{PoolSettings, StoreResult, pg_notify};
+use super::{PoolSettings, StoreError, StoreResult, pg_notify};
 use crate::events::Bus;
 
 /// How long a pooled connection may sit idle before it is checked again before use.
@@ -34,6 +34,34 @@ impl PgStore {
         if !settings.statement_timeout.is_zero() {
             let millis = settings.statement_timeout.as_millis().to_string();
             options = options.options([("statement_timeout", millis.as_str())]);
+        }
+        // One connection straight away, so that a wrong host, port or password is
+        // reported at once, by name and with its cause, rather than as a pool that
+        // timed out.
+        let first = tokio::time::timeout(
+            settings.acquire_timeout,
+            sqlx::ConnectOptions::connect(&options),
+        )
+        .await;
+        let target = match options.get_socket() {
+            Some(socket) => socket.display().to_string(),
+            None => format!("{}:{}", options.get_host(), options.get_port()),
+        };
+        match first {
+            Ok(Ok(conn)) => {
+                let _ = sqlx::Connection::close(conn).await;
+            }
+            Ok(Err(source)) => return Err(StoreError::Connect { target, source }),
+            Err(_) => {
+                let waited = settings.acquire_timeout.as_secs_f32();
+                return Err(StoreError::Connect {
+                    target,
+                    source: sqlx::Error::Io(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        format!("no answer within {waited} s"),
+                    )),
+                });
+            }
         }
         let pool = PgPoolOptions::new()
             .max_connections(settings.max_connections)

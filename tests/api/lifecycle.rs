@@ -10,6 +10,8 @@ use tonic_reflection::pb::v1alpha::{
     ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
     server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
 };
+use ticketd::app::App;
+use ticketd::config::Settings;
 use uuid::Uuid;
 
 use crate::harness::{
@@ -374,4 +376,35 @@ pub async fn an_unauthenticated_flood_costs_no_memory_and_keys_are_served_meanwh
     );
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// A wrong PostgreSQL address fails the start within moments, naming the server and the
+/// cause, instead of waiting for a pool to time out.
+pub async fn an_unreachable_postgres_server_is_named_at_once() {
+    // A port nothing listens on: bound, then released.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut settings = Settings::with_database(format!("postgres://postgres@127.0.0.1:{port}/x"));
+    settings.listen = "127.0.0.1:0".into();
+    settings.database_acquire_timeout_seconds = 30;
+    let started = std::time::Instant::now();
+    let err = match App::build(settings).await {
+        Ok(_) => panic!("started without a database"),
+        Err(err) => err,
+    };
+    assert!(started.elapsed() < Duration::from_secs(10), "failed at once");
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    assert!(
+        text.contains(&format!("127.0.0.1:{port}")) && text.contains("refused"),
+        "{text}"
+    );
 }

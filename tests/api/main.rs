@@ -159,6 +159,14 @@ harness::conformance! {
     ],
 }
 
+/// Start-up, without a database of its own.
+mod start {
+    #[tokio::test]
+    async fn an_unreachable_postgres_server_is_named_at_once() {
+        crate::lifecycle::an_unreachable_postgres_server_is_named_at_once().await;
+    }
+}
+
 /// Tests that need a PostgreSQL server (several replicas, a database outage).
 mod postgres_server {
     macro_rules! postgres_only {
