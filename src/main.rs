@@ -29,9 +29,7 @@ enum Command {
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     let json_logs = match &cli.command {
-        Command::Serve(s) | Command::Migrate(s) => {
-            s.log_format == ticketd::config::LogFormat::Json
-        }
+        Command::Serve(s) | Command::Migrate(s) => s.log_format == ticketd::config::LogFormat::Json,
     };
     let result = match cli.command {
         Command::Serve(settings) => serve(settings).await,

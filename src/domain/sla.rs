@@ -717,3 +717,42 @@ mod tests {
         assert_eq!(Warning::Lead { seconds: 600 }.threshold(3600), 3000);
     }
 }
+
+/// What a clock announces when its moment comes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Alert {
+    Warning,
+    Breach,
+}
+
+impl Alert {
+    /// The feed entry announcing the alert for `metric` of `ticket` at `at`: internal, by
+    /// the SLA system actor, with the clock's target and due time.
+    pub fn event(
+        self,
+        ticket: &crate::domain::ticket::Ticket,
+        metric: &str,
+        target_seconds: i64,
+        due_at: Option<DateTime<Utc>>,
+        at: DateTime<Utc>,
+    ) -> crate::domain::event::NewEvent {
+        use crate::domain::event::{Actor, EventKind, EventPayload, NewEvent, Visibility};
+        let kind = match self {
+            Alert::Warning => EventKind::SlaWarning,
+            Alert::Breach => EventKind::SlaBreached,
+        };
+        let payload = EventPayload::Sla {
+            metric: metric.to_owned(),
+            target_seconds,
+            due_at,
+        };
+        NewEvent::about(
+            ticket,
+            kind,
+            Actor::system("sla"),
+            Visibility::Internal,
+            payload,
+            at,
+        )
+    }
+}

@@ -5,48 +5,22 @@
 //! ticket update is conditional on the version the caller read, so lost updates surface as
 //! [`StoreError::Conflict`] instead of silently overwriting.
 
-/// Appends an audit entry inside the transaction of the change it records.
-macro_rules! insert_audit {
-    ($conn:expr, $entry:expr) => {{
-        let entry: &$crate::domain::audit::AuditEntry = $entry;
-        sqlx::query($crate::store::INSERT_AUDIT)
-            .bind(entry.id)
-            .bind(entry.actor.kind.as_str())
-            .bind(entry.actor.id)
-            .bind(&entry.actor.name)
-            .bind(entry.action.as_str())
-            .bind(entry.resource.as_str())
-            .bind(entry.resource_id)
-            .bind(sqlx::types::Json(&entry.changes))
-            .bind(entry.created_at)
-            .execute($conn)
-            .await
-    }};
-}
-
-/// Ends an administrative write's transaction: with its audit entry when the write
-/// `done`, rolled back when it changed nothing. Evaluates to `Ok(done)`.
-macro_rules! commit_audited {
-    ($tx:ident, $done:expr, $audit:expr) => {{
-        let done: bool = $done;
-        if done {
-            insert_audit!(&mut *$tx, $audit)?;
-            $tx.commit().await?;
-        } else {
-            $tx.rollback().await?;
-        }
-        Ok::<bool, $crate::store::StoreError>(done)
-    }};
-}
-
+mod audit;
+mod changeset;
+mod conversations;
+mod database;
+mod delivery;
+mod events;
+mod idempotency;
+mod keys;
 mod pg_notify;
 mod postgres;
-mod routing_sql;
+mod routing;
 mod rows;
-mod sla_sql;
-mod sql;
+mod sla;
 mod sqlite;
 mod ticket_query;
+mod tickets;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -56,19 +30,24 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use crate::domain::audit::{AuditEntry, AuditFilter};
-use crate::domain::calendar::BusinessCalendar;
 use crate::domain::conversation::Conversation;
-use crate::domain::delivery::{Acknowledgement, DeliveryStatus, LeasedMessage, OutboundMessage};
+use crate::domain::delivery::{DeliveryStatus, OutboundMessage};
 use crate::domain::event::{Event, NewEvent};
 use crate::domain::filter::TicketFilter;
-use crate::domain::routing::{Agent, Candidate, Queue, RoutingRule};
-use crate::domain::sla::{Clock, SlaPolicy};
+use crate::domain::sla::Clock;
 use crate::domain::ticket::{Channel, Contact, ContactInput, Priority, Status, Ticket, TicketType};
 use crate::events::Bus;
+use database::{Pools, Statement};
 
-pub use postgres::PgStore;
-pub use sqlite::SqliteStore;
+pub use audit::AuditStore;
+pub use conversations::ConversationStore;
+pub use delivery::DeliveryStore;
+pub use events::EventLog;
+pub use idempotency::RequestIdStore;
+pub use keys::KeyStore;
+pub use routing::RoutingStore;
+pub use sla::SlaStore;
+pub use tickets::TicketStore;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -150,12 +129,14 @@ fn is_unavailable_code(code: Option<&str>) -> bool {
 pub type StoreResult<T> = Result<T, StoreError>;
 
 /// Maps a unique-key violation to [`StoreError::AlreadyExists`].
-pub(crate) fn unique_violation(err: sqlx::Error, what: &'static str) -> StoreError {
+pub(crate) fn unique_violation(err: StoreError, what: &'static str) -> StoreError {
     match &err {
-        sqlx::Error::Database(db) if db.kind() == sqlx::error::ErrorKind::UniqueViolation => {
+        StoreError::Database(sqlx::Error::Database(db))
+            if db.kind() == sqlx::error::ErrorKind::UniqueViolation =>
+        {
             StoreError::AlreadyExists(what)
         }
-        _ => StoreError::from(err),
+        _ => err,
     }
 }
 
@@ -436,10 +417,6 @@ pub struct TicketQuery {
     pub sources: Vec<String>,
 }
 
-pub(crate) const INSERT_AUDIT: &str = "INSERT INTO audit_log \
-    (id, actor_kind, actor_id, actor_name, action, resource, resource_id, changes, created_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
-
 /// API keys as stored: the domain's [`ApiKey`](crate::domain::auth::ApiKey).
 pub use crate::domain::auth::ApiKey as ApiKeyRecord;
 
@@ -453,81 +430,24 @@ pub struct PoolSettings {
     pub statement_timeout: Duration,
 }
 
-/// Agents, queues and routing rules.
+/// Everything ticketd keeps, by aggregate: each trait names one, in its own module.
 #[async_trait]
-pub trait RoutingStore: Send + Sync {
-    /// Inserts (`expected_version` None) or updates a queue; false on a stale version.
-    async fn save_queue(
-        &self,
-        queue: &Queue,
-        expected_version: Option<i64>,
-        audit: &AuditEntry,
-    ) -> StoreResult<bool>;
-    async fn queues(&self) -> StoreResult<Vec<Queue>>;
-    /// False if the queue does not exist or tickets still name it.
-    async fn delete_queue(&self, id: Uuid, audit: &AuditEntry) -> StoreResult<bool>;
-    /// Inserts or updates an agent with its queue memberships.
-    async fn save_agent(
-        &self,
-        agent: &Agent,
-        expected_version: Option<i64>,
-        audit: &AuditEntry,
-    ) -> StoreResult<bool>;
-    async fn agents(&self) -> StoreResult<Vec<Agent>>;
-    async fn agent(&self, id: Uuid) -> StoreResult<Option<Agent>>;
-    /// False if the agent does not exist or still holds active tickets.
-    async fn delete_agent(&self, id: Uuid, audit: &AuditEntry) -> StoreResult<bool>;
-    async fn save_rule(
-        &self,
-        rule: &RoutingRule,
-        insert: bool,
-        audit: &AuditEntry,
-    ) -> StoreResult<bool>;
-    async fn rules(&self) -> StoreResult<Vec<RoutingRule>>;
-    async fn delete_rule(&self, id: Uuid, audit: &AuditEntry) -> StoreResult<bool>;
-    /// A queue's members with their current load.
-    async fn candidates(&self, queue_id: Uuid) -> StoreResult<Vec<Candidate>>;
-    /// Unassigned active tickets of a queue, most urgent first, then oldest.
-    async fn waiting_tickets(&self, queue_id: Uuid, limit: i64) -> StoreResult<Vec<Uuid>>;
-    /// The stored VIP flag of a contact, if the contact is known.
-    async fn contact_vip(&self, external_id: &str) -> StoreResult<Option<bool>>;
-}
-
-/// SLA calendars, policies, clocks and their timers.
-#[async_trait]
-pub trait SlaStore: Send + Sync {
-    async fn save_calendar(
-        &self,
-        cal: &BusinessCalendar,
-        insert: bool,
-        at: DateTime<Utc>,
-        audit: &AuditEntry,
-    ) -> StoreResult<bool>;
-    async fn calendars(&self) -> StoreResult<Vec<BusinessCalendar>>;
-    /// False if the calendar does not exist or a policy uses it.
-    async fn delete_calendar(&self, id: Uuid, audit: &AuditEntry) -> StoreResult<bool>;
-    async fn save_policy(
-        &self,
-        policy: &SlaPolicy,
-        insert: bool,
-        audit: &AuditEntry,
-    ) -> StoreResult<bool>;
-    async fn policies(&self) -> StoreResult<Vec<SlaPolicy>>;
-    async fn delete_policy(&self, id: Uuid, audit: &AuditEntry) -> StoreResult<bool>;
-    async fn clocks(&self, ticket_ids: &[Uuid]) -> StoreResult<Vec<Clock>>;
-    /// Clocks not yet stopped that count on a calendar.
-    async fn open_clocks_on_calendar(&self, calendar_id: Uuid) -> StoreResult<Vec<Clock>>;
-    /// Writes clocks outside any ticket change (after a calendar changed).
-    async fn save_clocks(&self, clocks: &[Clock]) -> StoreResult<()>;
-    /// The next moment a warning or breach is due, if any clock is running.
-    async fn next_sla_deadline(&self) -> StoreResult<Option<DateTime<Utc>>>;
-    /// Sends every warning and breach whose moment has come, each exactly once across
-    /// replicas, and returns the events appended.
-    async fn fire_sla_alerts(&self, now: DateTime<Utc>, limit: i64) -> StoreResult<Vec<Event>>;
-}
-
-#[async_trait]
-pub trait Store: RoutingStore + SlaStore + Send + Sync + 'static {
+pub trait Store:
+    TicketStore
+    + EventLog
+    + ConversationStore
+    + DeliveryStore
+    + RoutingStore
+    + SlaStore
+    + KeyStore
+    + AuditStore
+    + RequestIdStore
+    + Send
+    + Sync
+    + 'static
+{
+    /// Applies pending migrations (on PostgreSQL under sqlx's advisory lock, so replicas
+    /// that start together apply each exactly once).
     async fn migrate(&self) -> StoreResult<()>;
 
     /// Cheap round trip used by readiness checks.
@@ -535,168 +455,61 @@ pub trait Store: RoutingStore + SlaStore + Send + Sync + 'static {
 
     /// Open connections and how many of them are idle, over all pools.
     fn pool_stats(&self) -> (u32, u32);
+}
 
-    /// Inserts a ticket, upserting its contact, and applies `changes` in the same
-    /// transaction (events about the new ticket get its assigned number). With a claim, a request id
-    /// seen before returns the first ticket if the fingerprint matches and
-    /// [`StoreError::IdempotencyMismatch`] if not.
-    async fn create_ticket(
-        &self,
-        draft: TicketDraft,
-        changes: Changeset,
-        claim: Option<IdempotencyClaim>,
-    ) -> StoreResult<CreateOutcome>;
+/// The store over either backend: one implementation of every aggregate, with the
+/// backend's connections in [`Pools`] and its SQL differences in `database::Dialect`.
+pub struct SqlStore {
+    pools: Pools,
+    bus: Bus,
+    /// Background tasks that live as long as the store (PostgreSQL's LISTEN/NOTIFY).
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
 
-    async fn ticket(&self, key: TicketKey) -> StoreResult<Option<Ticket>>;
+impl Drop for SqlStore {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
 
-    async fn list_tickets(&self, query: &TicketQuery) -> StoreResult<Vec<Ticket>>;
+#[async_trait]
+impl Store for SqlStore {
+    #[tracing::instrument(skip_all)]
+    async fn migrate(&self) -> StoreResult<()> {
+        // `run` on a pooled connection trips async-trait lifetimes; `run_direct` is what
+        // it calls. The session setting must not go back to the pool with the connection.
+        match &self.pools {
+            Pools::Postgres(pool) => {
+                let mut conn = pool.acquire().await?;
+                conn.close_on_drop();
+                // Migrations may take long on big tables: no statement timeout for them.
+                sqlx::query("SET statement_timeout = 0")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::migrate!("./migrations/postgres")
+                    .run_direct(None, &mut *conn, false)
+                    .await?;
+            }
+            Pools::Sqlite { writer, .. } => {
+                let mut conn = writer.acquire().await?;
+                sqlx::migrate!("./migrations/sqlite")
+                    .run_direct(None, &mut *conn, false)
+                    .await?;
+            }
+        }
+        Ok(())
+    }
 
-    /// Applies a changeset in one transaction, or nothing of it.
-    async fn commit(&self, changes: Changeset) -> StoreResult<Committed>;
+    async fn ping(&self) -> StoreResult<()> {
+        let _: (i32,) = self.pools.fetch_one(Statement::new("SELECT 1")).await?;
+        Ok(())
+    }
 
-    /// Events of a ticket and of every ticket merged into it (transitively), oldest first.
-    async fn activity(
-        &self,
-        ticket_id: Uuid,
-        after_cursor: i64,
-        include_internal: bool,
-        limit: i64,
-    ) -> StoreResult<Vec<Event>>;
-
-    /// Inserts a key; `false` if a key with the same secret already exists.
-    /// Events after `after` in log order, for streams. On PostgreSQL only events below the
-    /// horizon of running transactions are returned, so a reader never skips a position
-    /// that a transaction still in flight will fill.
-    async fn events_after(
-        &self,
-        after: i64,
-        ticket_id: Option<Uuid>,
-        limit: i64,
-    ) -> StoreResult<Vec<Event>>;
-
-    /// Whether committed events after `after` exist that `events_after` does not return
-    /// yet (held back behind a transaction still in flight). Always false on SQLite.
-    async fn events_held_back(&self, after: i64) -> StoreResult<bool>;
-
-    async fn event(&self, id: Uuid) -> StoreResult<Option<Event>>;
-
-    async fn conversation(
-        &self,
-        source: &str,
-        external_id: &str,
-    ) -> StoreResult<Option<Conversation>>;
-
-    /// The conversation most recently linked to a ticket.
-    async fn conversation_of_ticket(&self, ticket_id: Uuid) -> StoreResult<Option<Conversation>>;
-
-    /// The ticket and event a gateway's message id was stored with.
-    async fn inbound_message(
-        &self,
-        channel: Channel,
-        external_message_id: &str,
-    ) -> StoreResult<Option<(Uuid, Uuid)>>;
-
-    async fn outbound_message(&self, id: Uuid) -> StoreResult<Option<OutboundMessage>>;
-
-    /// Registers `group` as a consumer of `channel` (it gets every message queued from
-    /// now on, and the pending ones it lacks), or marks it seen if it is registered.
-    /// `false` when the channel already has `max_groups` other groups.
-    async fn register_consumer(
-        &self,
-        channel: Channel,
-        group: &str,
-        now: DateTime<Utc>,
-        max_groups: i64,
-    ) -> StoreResult<bool>;
-
-    /// Whether `group` has anything to claim on `channel` now, and when the earliest
-    /// lease it holds runs out. Reads only.
-    async fn delivery_due(&self, channel: Channel, group: &str) -> StoreResult<DeliveryDue>;
-
-    /// Forgets consumer groups no subscriber has shown up for since `before`, with
-    /// their pending deliveries; finished deliveries stay as history. Messages from before
-    /// `before` that no remaining group has pending are marked FAILED at `now`.
-    async fn expire_consumer_groups(
-        &self,
-        before: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> StoreResult<u64>;
-
-    /// Leases up to `limit` messages of `channel` to one subscriber of `group` until
-    /// `until`: queued ones, and leased ones whose lease has expired, oldest first.
-    async fn lease_messages(
-        &self,
-        channel: Channel,
-        group: &str,
-        lease_id: Uuid,
-        now: DateTime<Utc>,
-        until: DateTime<Utc>,
-        limit: i64,
-    ) -> StoreResult<Vec<LeasedMessage>>;
-
-    /// Hands back every message of `channel` still leased under `lease_id` (its stream
-    /// ended).
-    async fn release_lease(
-        &self,
-        lease_id: Uuid,
-        channel: Channel,
-        now: DateTime<Utc>,
-    ) -> StoreResult<u64>;
-
-    /// Finishes a delivery held under `ack.lease_id`. Appends `receipt` only if the
-    /// delivery was still leased to it; `None` if the group never received the message.
-    async fn ack_delivery(
-        &self,
-        ack: &Acknowledgement,
-        receipt: NewEvent,
-    ) -> StoreResult<Option<AckOutcome>>;
-
-    /// Stores a key; `false` if its secret is stored already.
-    async fn insert_api_key(&self, key: &ApiKeyRecord, audit: &AuditEntry) -> StoreResult<bool>;
-
-    /// Stores `key` if no active admin key exists, atomically across replicas; `false`
-    /// if one does.
-    async fn insert_first_admin_key(
-        &self,
-        key: &ApiKeyRecord,
-        audit: &AuditEntry,
-    ) -> StoreResult<bool>;
-
-    /// Audit entries matching `filter`, newest first, older than `before` if given.
-    async fn audit_entries(
-        &self,
-        filter: &AuditFilter,
-        before: Option<Uuid>,
-        limit: i64,
-    ) -> StoreResult<Vec<AuditEntry>>;
-
-    async fn api_key_by_hash(&self, secret_hash: &[u8]) -> StoreResult<Option<ApiKeyRecord>>;
-
-    async fn api_key_by_id(&self, id: Uuid) -> StoreResult<Option<ApiKeyRecord>>;
-
-    /// What a live claim on the request id made, if one exists: `Some(resource)` for
-    /// the same body, [`StoreError::IdempotencyMismatch`] for another.
-    async fn claimed_request(&self, claim: &IdempotencyClaim) -> StoreResult<Option<Uuid>>;
-
-    /// Forgets request ids claimed before `before`; returns how many.
-    async fn purge_request_ids(&self, before: DateTime<Utc>) -> StoreResult<u64>;
-
-    /// Newest first; `before` continues after the last key of the previous page.
-    async fn list_api_keys(
-        &self,
-        before: Option<(DateTime<Utc>, Uuid)>,
-        limit: i64,
-    ) -> StoreResult<Vec<ApiKeyRecord>>;
-
-    /// Marks a key revoked (idempotent); `None` if there is no such key.
-    async fn revoke_api_key(
-        &self,
-        id: Uuid,
-        at: DateTime<Utc>,
-        audit: &AuditEntry,
-    ) -> StoreResult<Option<ApiKeyRecord>>;
-
-    async fn has_active_admin_key(&self) -> StoreResult<bool>;
+    fn pool_stats(&self) -> (u32, u32) {
+        self.pools.stats()
+    }
 }
 
 /// Opens the store a URL names: `postgres://` or `postgresql://` for PostgreSQL,
@@ -704,9 +517,9 @@ pub trait Store: RoutingStore + SlaStore + Send + Sync + 'static {
 /// Commits that append events or change deliveries are announced on `bus`.
 pub async fn open(url: &str, pool: &PoolSettings, bus: Bus) -> StoreResult<Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(PgStore::connect(url, pool, bus).await?))
+        Ok(Arc::new(postgres::connect(url, pool, bus).await?))
     } else if url.starts_with("sqlite:") {
-        Ok(Arc::new(SqliteStore::connect(url, pool, bus).await?))
+        Ok(Arc::new(sqlite::connect(url, pool, bus).await?))
     } else {
         Err(StoreError::UnsupportedUrl(url.to_owned()))
     }

@@ -4,66 +4,54 @@ use std::str::FromStr;
 use std::time::{Duration, Instant};
 
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteSynchronous,
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
 
-use super::sql::impl_store;
-use super::{PoolSettings, StoreResult};
+use super::database::Pools;
+use super::{PoolSettings, SqlStore, StoreResult};
 use crate::events::Bus;
 
 /// Virtual-machine steps between checks of a read's time limit.
 const PROGRESS_STEPS: i32 = 10_000;
 
-pub struct SqliteStore {
-    /// Several connections: WAL lets readers run beside the writer.
-    reader: SqlitePool,
-    /// Exactly one connection. SQLite admits one writer at a time anyway; queueing
-    /// writers in the pool instead of in SQLite's busy handler avoids SQLITE_BUSY
-    /// failures when a read transaction would have to upgrade to a write.
-    writer: SqlitePool,
-    bus: Bus,
-}
-
-impl SqliteStore {
-    pub async fn connect(url: &str, settings: &PoolSettings, bus: Bus) -> StoreResult<Self> {
-        let options = SqliteConnectOptions::from_str(url)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            // With WAL, NORMAL survives a process crash; only an OS crash or power loss
-            // can drop the last commits.
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(Duration::from_secs(5));
-        // A file cannot hang up: connections need no liveness check before use (sqlx still
-        // checks each one as it returns to the pool).
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .test_before_acquire(false)
-            .acquire_timeout(settings.acquire_timeout)
-            .connect_with(options.clone())
-            .await?;
-        let limit = settings.statement_timeout;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(settings.max_connections.clamp(1, 8))
-            .test_before_acquire(false)
-            .acquire_timeout(settings.acquire_timeout)
-            // SQLite has no statement timeout: each time a read connection is taken, a
-            // progress handler starts counting, and interrupts the statement once the
-            // connection has been out longer than the limit. A slow filter thus frees
-            // its reader instead of holding it for every other caller.
-            // (A new connection is handed out without passing `before_acquire`.)
-            .after_connect(move |conn, _| Box::pin(start_read_clock(conn, limit)))
-            .before_acquire(move |conn, _| {
-                Box::pin(async move { start_read_clock(conn, limit).await.map(|()| true) })
-            })
-            .connect_lazy_with(options);
-        Ok(Self {
-            reader,
-            writer,
-            bus,
+/// Opens (creating if need be) the SQLite database file `url` names.
+pub async fn connect(url: &str, settings: &PoolSettings, bus: Bus) -> StoreResult<SqlStore> {
+    let options = SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        // With WAL, NORMAL survives a process crash; only an OS crash or power loss
+        // can drop the last commits.
+        .synchronous(SqliteSynchronous::Normal)
+        .foreign_keys(true)
+        .busy_timeout(Duration::from_secs(5));
+    // A file cannot hang up: connections need no liveness check before use (sqlx still
+    // checks each one as it returns to the pool).
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .test_before_acquire(false)
+        .acquire_timeout(settings.acquire_timeout)
+        .connect_with(options.clone())
+        .await?;
+    let limit = settings.statement_timeout;
+    let reader = SqlitePoolOptions::new()
+        .max_connections(settings.max_connections.clamp(1, 8))
+        .test_before_acquire(false)
+        .acquire_timeout(settings.acquire_timeout)
+        // SQLite has no statement timeout: each time a read connection is taken, a
+        // progress handler starts counting, and interrupts the statement once the
+        // connection has been out longer than the limit. A slow filter thus frees
+        // its reader instead of holding it for every other caller.
+        // (A new connection is handed out without passing `before_acquire`.)
+        .after_connect(move |conn, _| Box::pin(start_read_clock(conn, limit)))
+        .before_acquire(move |conn, _| {
+            Box::pin(async move { start_read_clock(conn, limit).await.map(|()| true) })
         })
-    }
+        .connect_lazy_with(options);
+    Ok(SqlStore {
+        pools: Pools::Sqlite { reader, writer },
+        bus,
+        tasks: Vec::new(),
+    })
 }
 
 /// Makes SQLite interrupt what `conn` runs once `limit` has passed from now.
@@ -76,25 +64,6 @@ async fn start_read_clock(conn: &mut SqliteConnection, limit: Duration) -> sqlx:
     }
     Ok(())
 }
-
-// The single writer makes max + 1 a commit-ordered log position; adding the ordinal keeps
-// the rows of one multi-row insert apart whether or not SQLite lets a row's subquery see
-// the rows inserted before it by the same statement. Every committed event is visible to
-// stream reads, and leases need no row locks.
-impl_store!(
-    SqliteStore,
-    sqlx::Sqlite,
-    next_number = "(SELECT COALESCE(MAX(number), 0) + 1 FROM tickets)",
-    event_position = "((SELECT COALESCE(MAX(position), 0) + 1 FROM ticket_events) + {ordinal})",
-    horizon = "",
-    skip_locked = "",
-    lock_agent = "SELECT 1 FROM agents WHERE id = $1",
-    lock_api_keys = "UPDATE api_keys SET name = name WHERE 0 = 1",
-    // One writer connection: registrations take turns already.
-    lock_channel = "SELECT $1",
-    migration_session = "SELECT 1",
-    migrator = sqlx::migrate!("./migrations/sqlite"),
-);
 
 #[cfg(test)]
 mod tests {
@@ -111,20 +80,21 @@ mod tests {
             acquire_timeout: Duration::from_secs(5),
             statement_timeout: Duration::from_millis(50),
         };
-        let store = SqliteStore::connect(&url, &settings, Bus::new())
-            .await
-            .unwrap();
+        let store = connect(&url, &settings, Bus::new()).await.unwrap();
+        let Pools::Sqlite { reader, .. } = &store.pools else {
+            unreachable!("a SQLite store")
+        };
         let endless = "WITH RECURSIVE n(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM n) \
                        SELECT count(*) FROM n";
         let err: StoreError = sqlx::query_scalar::<_, i64>(endless)
-            .fetch_one(&store.reader)
+            .fetch_one(reader)
             .await
             .unwrap_err()
             .into();
         assert!(matches!(err, StoreError::TimedOut(_)), "{err:?}");
         // The same (only) connection answers the next read at once.
         let one: i64 = sqlx::query_scalar("SELECT 1")
-            .fetch_one(&store.reader)
+            .fetch_one(reader)
             .await
             .unwrap();
         assert_eq!(one, 1);

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::sql::SELECT_TICKETS;
+use super::tickets::SELECT_TICKETS;
 use super::{SortField, SortValue, TicketQuery};
 use crate::domain::filter::{AssigneeRef, Expr, Op, TicketPredicate};
 

@@ -1,0 +1,117 @@
+//! Writing a [`Changeset`]: everything one action changes, in one transaction. The order
+//! follows the foreign keys: the request id claim first (a replay writes nothing), then
+//! tickets, the conversation, time entries, events, and what refers to events
+//! (attachments, outbound messages), and the SLA clocks last.
+
+use uuid::Uuid;
+
+use super::conversations::{claim_inbound, claim_transcript_keys, write_conversation};
+use super::database::Tx;
+use super::delivery::queue_outbound;
+use super::events::{MAX_EVENTS_PER_TRANSACTION, insert_events};
+use super::idempotency::claim_request_id;
+use super::routing::guard_assignment;
+use super::sla::upsert_clocks;
+use super::tickets::{insert_attachment, insert_time_entry, ticket_in, update_ticket};
+use super::{Changeset, Committed, StoreError, StoreResult};
+use crate::domain::event::NewEvent;
+
+/// The ticket `create_ticket` inserted in the current transaction.
+pub(super) struct NewTicket {
+    pub id: Uuid,
+    pub number: i64,
+    pub contact_id: Uuid,
+}
+
+/// Writes a changeset inside `tx`. Events about `new_ticket` get its number and contact.
+/// Returns what was written; the caller commits.
+pub(super) async fn apply(
+    tx: &mut Tx,
+    changes: Changeset,
+    new_ticket: Option<NewTicket>,
+) -> StoreResult<Committed> {
+    let Changeset {
+        guard,
+        clocks,
+        updates,
+        events,
+        time_entries,
+        attachments,
+        conversation,
+        transcript,
+        inbound,
+        outbound,
+        claim,
+    } = changes;
+    if let Some(claim) = &claim
+        && let Some(resource) = claim_request_id(tx, claim).await?
+    {
+        return Ok(Committed {
+            replayed: Some(resource),
+            ..Default::default()
+        });
+    }
+    if events.len() + transcript.len() >= MAX_EVENTS_PER_TRANSACTION {
+        return Err(StoreError::Corrupt(
+            "too many events for one transaction".into(),
+        ));
+    }
+    if let Some(guard) = &guard {
+        guard_assignment(tx, guard).await?;
+    }
+    if let Some(claim) = &inbound {
+        claim_inbound(tx, claim).await?;
+    }
+    for update in &updates {
+        update_ticket(tx, update).await?;
+    }
+    if let Some(write) = &conversation {
+        write_conversation(tx, write).await?;
+    }
+    for entry in &time_entries {
+        insert_time_entry(tx, entry).await?;
+    }
+    let fill = |mut event: NewEvent| {
+        if let Some(t) = &new_ticket
+            && event.ticket_id == t.id
+        {
+            event.ticket_number = t.number;
+            event.ticket.contact_id = t.contact_id;
+        }
+        event
+    };
+    let mut pending: Vec<NewEvent> = Vec::with_capacity(events.len() + transcript.len());
+    pending.extend(events.into_iter().map(fill));
+    let mut files = attachments;
+    let mut transcript_added = 0;
+    // One statement claims every message key; only the messages it could claim
+    // (the ones the conversation did not hold yet) become events.
+    let mut fresh = claim_transcript_keys(tx, &transcript).await?;
+    for message in transcript {
+        if fresh.remove(&message.key) {
+            pending.push(fill(message.event));
+            transcript_added += 1;
+            files.extend(message.attachments);
+        }
+    }
+    // Attachments and outbound messages reference their event, so they follow it.
+    let stored = insert_events(tx, pending, 0).await?;
+    for file in &files {
+        insert_attachment(tx, file).await?;
+    }
+    for message in &outbound {
+        queue_outbound(tx, message).await?;
+    }
+    upsert_clocks(tx, &clocks).await?;
+    let mut tickets = Vec::with_capacity(updates.len());
+    for update in &updates {
+        tickets.push(ticket_in(tx, update.ticket.id).await?);
+    }
+    Ok(Committed {
+        tickets,
+        events: stored,
+        transcript_added,
+        replayed: None,
+        queued: outbound.iter().map(|m| m.channel).collect(),
+    })
+}

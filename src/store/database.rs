@@ -1,0 +1,601 @@
+//! The two backends behind one small interface: a [`Statement`] (SQL and the values bound
+//! to it) runs on the read pool, the write pool or an open [`Tx`], whichever backend holds
+//! them. Store code is therefore plain Rust written once; the backend is chosen in this
+//! file only, and the few places where the SQL itself differs are the [`Dialect`]
+//! fragments below.
+//!
+//! Both drivers accept `$N` placeholders. Values are bound by position; statements with
+//! many columns are built with [`Statement::columns`] and [`Statement::assignments`],
+//! which keep each column next to its value so that a reordered line cannot write a value
+//! into the wrong column.
+
+use std::borrow::Cow;
+use std::fmt::Write as _;
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use serde_json::value::RawValue;
+use sqlx::error::BoxDynError;
+use sqlx::postgres::{PgPool, PgRow};
+use sqlx::sqlite::{SqlitePool, SqliteRow};
+use sqlx::{Arguments, Database, Encode, FromRow, Postgres, Sqlite, Type};
+use uuid::Uuid;
+
+use super::{StoreError, StoreResult};
+
+/// A value bound to one statement parameter; `None` binds SQL NULL.
+#[derive(Debug, Clone)]
+pub enum Value<'q> {
+    Uuid(Option<Uuid>),
+    Text(Option<Cow<'q, str>>),
+    Int(Option<i64>),
+    Int32(Option<i32>),
+    Bool(Option<bool>),
+    Time(Option<DateTime<Utc>>),
+    Json(Box<RawValue>),
+    Bytes(Option<Cow<'q, [u8]>>),
+}
+
+impl From<Uuid> for Value<'_> {
+    fn from(v: Uuid) -> Self {
+        Value::Uuid(Some(v))
+    }
+}
+impl From<&Uuid> for Value<'_> {
+    fn from(v: &Uuid) -> Self {
+        Value::Uuid(Some(*v))
+    }
+}
+impl From<&DateTime<Utc>> for Value<'_> {
+    fn from(v: &DateTime<Utc>) -> Self {
+        Value::Time(Some(*v))
+    }
+}
+impl From<Option<Uuid>> for Value<'_> {
+    fn from(v: Option<Uuid>) -> Self {
+        Value::Uuid(v)
+    }
+}
+impl<'q> From<&'q str> for Value<'q> {
+    fn from(v: &'q str) -> Self {
+        Value::Text(Some(Cow::Borrowed(v)))
+    }
+}
+impl<'q> From<&'q String> for Value<'q> {
+    fn from(v: &'q String) -> Self {
+        Value::Text(Some(Cow::Borrowed(v.as_str())))
+    }
+}
+impl From<String> for Value<'_> {
+    fn from(v: String) -> Self {
+        Value::Text(Some(Cow::Owned(v)))
+    }
+}
+impl<'q> From<Option<&'q str>> for Value<'q> {
+    fn from(v: Option<&'q str>) -> Self {
+        Value::Text(v.map(Cow::Borrowed))
+    }
+}
+impl From<i64> for Value<'_> {
+    fn from(v: i64) -> Self {
+        Value::Int(Some(v))
+    }
+}
+impl From<Option<i64>> for Value<'_> {
+    fn from(v: Option<i64>) -> Self {
+        Value::Int(v)
+    }
+}
+impl From<i32> for Value<'_> {
+    fn from(v: i32) -> Self {
+        Value::Int32(Some(v))
+    }
+}
+impl From<Option<i32>> for Value<'_> {
+    fn from(v: Option<i32>) -> Self {
+        Value::Int32(v)
+    }
+}
+impl From<bool> for Value<'_> {
+    fn from(v: bool) -> Self {
+        Value::Bool(Some(v))
+    }
+}
+impl From<Option<bool>> for Value<'_> {
+    fn from(v: Option<bool>) -> Self {
+        Value::Bool(v)
+    }
+}
+impl From<DateTime<Utc>> for Value<'_> {
+    fn from(v: DateTime<Utc>) -> Self {
+        Value::Time(Some(v))
+    }
+}
+impl From<Option<DateTime<Utc>>> for Value<'_> {
+    fn from(v: Option<DateTime<Utc>>) -> Self {
+        Value::Time(v)
+    }
+}
+impl<'q> From<&'q [u8]> for Value<'q> {
+    fn from(v: &'q [u8]) -> Self {
+        Value::Bytes(Some(Cow::Borrowed(v)))
+    }
+}
+impl<'q> From<&'q Vec<u8>> for Value<'q> {
+    fn from(v: &'q Vec<u8>) -> Self {
+        Value::Bytes(Some(Cow::Borrowed(v.as_slice())))
+    }
+}
+
+/// `value` as a JSON parameter.
+pub fn json(value: &impl Serialize) -> StoreResult<Value<'static>> {
+    serde_json::value::to_raw_value(value)
+        .map(Value::Json)
+        .map_err(|e| StoreError::Corrupt(format!("cannot encode JSON: {e}")))
+}
+
+/// SQL text with the values of its parameters.
+#[derive(Debug, Clone)]
+pub struct Statement<'q> {
+    sql: Cow<'static, str>,
+    values: Vec<Value<'q>>,
+}
+
+impl<'q> Statement<'q> {
+    /// A named statement whose `$N` parameters are bound in order with [`Statement::bind`].
+    pub fn new(sql: &'static str) -> Self {
+        Self {
+            sql: Cow::Borrowed(sql),
+            values: Vec::new(),
+        }
+    }
+
+    /// SQL assembled at run time (from trusted pieces only: never from input).
+    pub fn owned(sql: String) -> Self {
+        Self {
+            sql: Cow::Owned(sql),
+            values: Vec::new(),
+        }
+    }
+
+    pub fn bind(mut self, value: impl Into<Value<'q>>) -> Self {
+        self.values.push(value.into());
+        self
+    }
+
+    /// Appends SQL text.
+    pub fn push(&mut self, sql: &str) -> &mut Self {
+        self.sql.to_mut().push_str(sql);
+        self
+    }
+
+    /// Appends the placeholder of a new parameter bound to `value`.
+    pub fn push_bind(&mut self, value: impl Into<Value<'q>>) -> &mut Self {
+        self.values.push(value.into());
+        let n = self.values.len();
+        let _ = write!(self.sql.to_mut(), "${n}");
+        self
+    }
+
+    /// Binds `value` to a new parameter without writing it into the SQL; returns its
+    /// placeholder, for SQL that wraps it in an expression.
+    pub fn add_param(&mut self, value: impl Into<Value<'q>>) -> String {
+        self.values.push(value.into());
+        format!("${}", self.values.len())
+    }
+
+    /// Puts `sql` before the text so far (placeholders keep their numbers).
+    pub fn prepend(&mut self, sql: &str) -> &mut Self {
+        self.sql.to_mut().insert_str(0, sql);
+        self
+    }
+
+    /// Appends `(v1, v2, …)`: an `IN` list of new parameters (`(NULL)` when empty, which
+    /// matches nothing).
+    pub fn push_list<V: Into<Value<'q>>>(&mut self, values: impl IntoIterator<Item = V>) {
+        self.push("(");
+        let mut first = true;
+        for value in values {
+            if !first {
+                self.push(", ");
+            }
+            first = false;
+            self.push_bind(value);
+        }
+        if first {
+            self.push("NULL");
+        }
+        self.push(")");
+    }
+
+    /// `INSERT INTO table (a, b, …) VALUES ($1, $2, …)` from (column, value) pairs,
+    /// followed by `tail` (`ON CONFLICT …`, `RETURNING …`). A column given as
+    /// [`Column::Sql`] takes a SQL expression instead of a parameter.
+    pub fn insert(table: &str, columns: Vec<(&str, Column<'q>)>, tail: &str) -> Self {
+        let mut names = String::new();
+        let mut statement = Statement::owned(String::new());
+        let mut values = String::new();
+        for (i, (name, column)) in columns.into_iter().enumerate() {
+            if i > 0 {
+                names.push_str(", ");
+                values.push_str(", ");
+            }
+            names.push_str(name);
+            match column {
+                Column::Value(value) => {
+                    statement.values.push(value);
+                    let _ = write!(values, "${}", statement.values.len());
+                }
+                Column::Sql(sql) => values.push_str(&sql),
+            }
+        }
+        statement.sql = Cow::Owned(format!(
+            "INSERT INTO {table} ({names}) VALUES ({values}){tail}"
+        ));
+        statement
+    }
+
+    /// `UPDATE table SET a = $1, b = $2, … ` from (column, value) pairs, followed by
+    /// `tail`, whose parameters follow the assignments' (bind them with
+    /// [`Statement::push_bind`]).
+    pub fn update(table: &str, columns: Vec<(&str, Column<'q>)>) -> Self {
+        let mut statement = Statement::owned(format!("UPDATE {table} SET "));
+        for (i, (name, column)) in columns.into_iter().enumerate() {
+            if i > 0 {
+                statement.push(", ");
+            }
+            statement.push(name).push(" = ");
+            match column {
+                Column::Value(value) => {
+                    statement.push_bind(value);
+                }
+                Column::Sql(sql) => {
+                    statement.push(&sql);
+                }
+            }
+        }
+        statement
+    }
+
+    /// Runs the statement for its effect; returns the rows it touched. On [`Pools`] it
+    /// runs on the writer, committed alone.
+    pub async fn execute(self, on: impl Into<On<'_>>) -> StoreResult<u64> {
+        match on.into() {
+            On::Pools(pools) => pools.write(self).await,
+            On::Tx(tx) => tx.execute(self).await,
+        }
+    }
+
+    /// Every row; on [`Pools`] from a reader.
+    pub async fn fetch_all<R: RowType>(self, on: impl Into<On<'_>>) -> StoreResult<Vec<R>> {
+        match on.into() {
+            On::Pools(pools) => pools.fetch_all(self).await,
+            On::Tx(tx) => tx.fetch_all(self).await,
+        }
+    }
+
+    pub async fn fetch_optional<R: RowType>(self, on: impl Into<On<'_>>) -> StoreResult<Option<R>> {
+        match on.into() {
+            On::Pools(pools) => pools.fetch_optional(self).await,
+            On::Tx(tx) => tx.fetch_optional(self).await,
+        }
+    }
+
+    pub async fn fetch_one<R: RowType>(self, on: impl Into<On<'_>>) -> StoreResult<R> {
+        match on.into() {
+            On::Pools(pools) => pools.fetch_one(self).await,
+            On::Tx(tx) => tx.fetch_one(self).await,
+        }
+    }
+
+    fn arguments<DB>(&self) -> Result<DB::Arguments, BoxDynError>
+    where
+        DB: Database,
+        Option<Uuid>: for<'t> Encode<'t, DB> + Type<DB>,
+        for<'s> Option<&'s str>: Encode<'s, DB> + Type<DB>,
+        Option<i64>: for<'t> Encode<'t, DB> + Type<DB>,
+        Option<i32>: for<'t> Encode<'t, DB> + Type<DB>,
+        Option<bool>: for<'t> Encode<'t, DB> + Type<DB>,
+        Option<DateTime<Utc>>: for<'t> Encode<'t, DB> + Type<DB>,
+        for<'s> sqlx::types::Json<&'s RawValue>: Encode<'s, DB> + Type<DB>,
+        for<'s> Option<&'s [u8]>: Encode<'s, DB> + Type<DB>,
+    {
+        let mut args = DB::Arguments::default();
+        for value in &self.values {
+            match value {
+                Value::Uuid(v) => args.add(*v)?,
+                Value::Text(v) => args.add(v.as_deref())?,
+                Value::Int(v) => args.add(*v)?,
+                Value::Int32(v) => args.add(*v)?,
+                Value::Bool(v) => args.add(*v)?,
+                Value::Time(v) => args.add(*v)?,
+                Value::Json(v) => args.add(sqlx::types::Json(&**v))?,
+                Value::Bytes(v) => args.add(v.as_deref())?,
+            }
+        }
+        Ok(args)
+    }
+}
+
+/// What an [`Statement::insert`] or [`Statement::update`] column receives.
+pub enum Column<'q> {
+    Value(Value<'q>),
+    /// A SQL expression, such as a backend's way of drawing the next number.
+    Sql(String),
+}
+
+/// `column` receives `value`.
+pub fn col<'q>(name: &'static str, value: impl Into<Value<'q>>) -> (&'static str, Column<'q>) {
+    (name, Column::Value(value.into()))
+}
+
+/// A row type both backends can decode (derived `FromRow` structs and tuples).
+pub trait RowType:
+    for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin
+{
+}
+impl<T> RowType for T where
+    T: for<'r> FromRow<'r, PgRow> + for<'r> FromRow<'r, SqliteRow> + Send + Unpin
+{
+}
+
+fn bad_arguments(err: BoxDynError) -> StoreError {
+    StoreError::Database(sqlx::Error::Encode(err))
+}
+
+/// Runs `$statement` as `$method` (a sqlx query method) on `$on` with the backend's
+/// argument type: one arm per backend, the same code in each.
+macro_rules! run {
+    ($db:ty, $statement:expr, $on:expr, execute) => {{
+        let statement = $statement;
+        let args = statement.arguments::<$db>().map_err(bad_arguments)?;
+        sqlx::query_with(sqlx::AssertSqlSafe(statement.sql), args)
+            .execute($on)
+            .await?
+            .rows_affected()
+    }};
+    ($db:ty, $statement:expr, $on:expr, $method:ident) => {{
+        let statement = $statement;
+        let args = statement.arguments::<$db>().map_err(bad_arguments)?;
+        sqlx::query_as_with(sqlx::AssertSqlSafe(statement.sql), args)
+            .$method($on)
+            .await?
+    }};
+}
+
+/// Where a statement runs: the store's pools (reads on a reader, writes on the writer),
+/// or an open transaction.
+pub enum On<'a> {
+    Pools(&'a Pools),
+    Tx(&'a mut Tx),
+}
+
+impl<'a> From<&'a Pools> for On<'a> {
+    fn from(pools: &'a Pools) -> Self {
+        On::Pools(pools)
+    }
+}
+
+impl<'a> From<&'a mut Tx> for On<'a> {
+    fn from(tx: &'a mut Tx) -> Self {
+        On::Tx(tx)
+    }
+}
+
+/// The connections of one store.
+#[derive(Debug, Clone)]
+pub enum Pools {
+    /// One pool: PostgreSQL handles concurrent writers itself.
+    Postgres(PgPool),
+    /// Several readers beside exactly one writer: SQLite admits one writer at a time
+    /// anyway, and queueing writers in the pool instead of in SQLite's busy handler
+    /// avoids SQLITE_BUSY when a read transaction would have to upgrade to a write.
+    Sqlite {
+        reader: SqlitePool,
+        writer: SqlitePool,
+    },
+}
+
+impl Pools {
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Pools::Postgres(_) => Dialect::Postgres,
+            Pools::Sqlite { .. } => Dialect::Sqlite,
+        }
+    }
+
+    /// Starts a write transaction.
+    pub async fn begin(&self) -> StoreResult<Tx> {
+        Ok(match self {
+            Pools::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+            Pools::Sqlite { writer, .. } => Tx::Sqlite(writer.begin().await?),
+        })
+    }
+
+    /// Runs a write outside any transaction of ours (one statement, committed alone).
+    pub async fn write(&self, statement: Statement<'_>) -> StoreResult<u64> {
+        Ok(match self {
+            Pools::Postgres(pool) => run!(Postgres, statement, pool, execute),
+            Pools::Sqlite { writer, .. } => run!(Sqlite, statement, writer, execute),
+        })
+    }
+
+    pub async fn fetch_all<R: RowType>(&self, statement: Statement<'_>) -> StoreResult<Vec<R>> {
+        Ok(match self {
+            Pools::Postgres(pool) => run!(Postgres, statement, pool, fetch_all),
+            Pools::Sqlite { reader, .. } => run!(Sqlite, statement, reader, fetch_all),
+        })
+    }
+
+    pub async fn fetch_optional<R: RowType>(
+        &self,
+        statement: Statement<'_>,
+    ) -> StoreResult<Option<R>> {
+        Ok(match self {
+            Pools::Postgres(pool) => run!(Postgres, statement, pool, fetch_optional),
+            Pools::Sqlite { reader, .. } => run!(Sqlite, statement, reader, fetch_optional),
+        })
+    }
+
+    pub async fn fetch_one<R: RowType>(&self, statement: Statement<'_>) -> StoreResult<R> {
+        Ok(match self {
+            Pools::Postgres(pool) => run!(Postgres, statement, pool, fetch_one),
+            Pools::Sqlite { reader, .. } => run!(Sqlite, statement, reader, fetch_one),
+        })
+    }
+
+    /// Connections open and idle, over all pools.
+    pub fn stats(&self) -> (u32, u32) {
+        match self {
+            Pools::Postgres(pool) => (pool.size(), pool.num_idle() as u32),
+            Pools::Sqlite { reader, writer } => (
+                reader.size() + writer.size(),
+                (reader.num_idle() + writer.num_idle()) as u32,
+            ),
+        }
+    }
+}
+
+/// An open write transaction; dropped without [`Tx::commit`], it rolls back.
+pub enum Tx {
+    Postgres(sqlx::Transaction<'static, Postgres>),
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+}
+
+impl Tx {
+    pub fn dialect(&self) -> Dialect {
+        match self {
+            Tx::Postgres(_) => Dialect::Postgres,
+            Tx::Sqlite(_) => Dialect::Sqlite,
+        }
+    }
+
+    pub async fn execute(&mut self, statement: Statement<'_>) -> StoreResult<u64> {
+        Ok(match self {
+            Tx::Postgres(tx) => run!(Postgres, statement, &mut **tx, execute),
+            Tx::Sqlite(tx) => run!(Sqlite, statement, &mut **tx, execute),
+        })
+    }
+
+    pub async fn fetch_all<R: RowType>(&mut self, statement: Statement<'_>) -> StoreResult<Vec<R>> {
+        Ok(match self {
+            Tx::Postgres(tx) => run!(Postgres, statement, &mut **tx, fetch_all),
+            Tx::Sqlite(tx) => run!(Sqlite, statement, &mut **tx, fetch_all),
+        })
+    }
+
+    pub async fn fetch_optional<R: RowType>(
+        &mut self,
+        statement: Statement<'_>,
+    ) -> StoreResult<Option<R>> {
+        Ok(match self {
+            Tx::Postgres(tx) => run!(Postgres, statement, &mut **tx, fetch_optional),
+            Tx::Sqlite(tx) => run!(Sqlite, statement, &mut **tx, fetch_optional),
+        })
+    }
+
+    pub async fn fetch_one<R: RowType>(&mut self, statement: Statement<'_>) -> StoreResult<R> {
+        Ok(match self {
+            Tx::Postgres(tx) => run!(Postgres, statement, &mut **tx, fetch_one),
+            Tx::Sqlite(tx) => run!(Sqlite, statement, &mut **tx, fetch_one),
+        })
+    }
+
+    pub async fn commit(self) -> StoreResult<()> {
+        match self {
+            Tx::Postgres(tx) => tx.commit().await?,
+            Tx::Sqlite(tx) => tx.commit().await?,
+        }
+        Ok(())
+    }
+
+    pub async fn rollback(self) -> StoreResult<()> {
+        match self {
+            Tx::Postgres(tx) => tx.rollback().await?,
+            Tx::Sqlite(tx) => tx.rollback().await?,
+        }
+        Ok(())
+    }
+}
+
+/// Where the two backends' SQL differs. Everything else is shared text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
+impl Dialect {
+    /// The expression drawing the next ticket number. SQLite's single writer makes
+    /// `MAX + 1` safe.
+    pub fn next_ticket_number(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "nextval('ticket_number_seq')",
+            Dialect::Sqlite => "(SELECT COALESCE(MAX(number), 0) + 1 FROM tickets)",
+        }
+    }
+
+    /// The expression for a new event's log position, given the placeholder of its index
+    /// within the transaction.
+    ///
+    /// PostgreSQL: (transaction id << 20) | index, so that stream reads can stay below the
+    /// oldest running transaction (see migrations/postgres/0001_tickets.sql). SQLite: the
+    /// single writer makes max + 1 a commit-ordered position; adding the index keeps the
+    /// rows of one multi-row insert apart whether or not a row's subquery sees the rows
+    /// inserted before it by the same statement.
+    pub fn event_position(self, ordinal: &str) -> String {
+        match self {
+            Dialect::Postgres => {
+                format!("((pg_current_xact_id()::text::bigint << 20) | {ordinal})")
+            }
+            Dialect::Sqlite => {
+                format!("((SELECT COALESCE(MAX(position), 0) + 1 FROM ticket_events) + {ordinal})")
+            }
+        }
+    }
+
+    /// A condition on `e.position` that keeps stream reads below positions a transaction
+    /// still running may yet fill. SQLite commits in position order: nothing to add.
+    pub fn read_horizon(self) -> &'static str {
+        match self {
+            Dialect::Postgres => {
+                " AND e.position < (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20)"
+            }
+            Dialect::Sqlite => "",
+        }
+    }
+
+    /// The row-locking clause of lease claims: concurrent claimers skip each other's
+    /// rows. SQLite's single writer needs none.
+    pub fn skip_locked(self) -> &'static str {
+        match self {
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        }
+    }
+
+    /// Locks an agent's row (`$1`) to the end of the transaction.
+    pub fn lock_agent(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "SELECT 1 FROM agents WHERE id = $1 FOR UPDATE",
+            Dialect::Sqlite => "SELECT 1 FROM agents WHERE id = $1",
+        }
+    }
+
+    /// Makes concurrent bootstraps take turns to the end of the transaction.
+    pub fn lock_api_keys(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "SELECT pg_advisory_xact_lock(7460211)",
+            Dialect::Sqlite => "UPDATE api_keys SET name = name WHERE 0 = 1",
+        }
+    }
+
+    /// Makes consumer-group registrations on one channel (`$1`) take turns to the end of
+    /// the transaction (SQLite's one writer connection does that already).
+    pub fn lock_channel(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "SELECT pg_advisory_xact_lock(7460212, hashtext($1))",
+            Dialect::Sqlite => "SELECT $1",
+        }
+    }
+}

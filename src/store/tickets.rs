@@ -1,0 +1,345 @@
+//! Tickets: creating one with its contact, reading them, listing them by filter, and
+//! committing a changeset (see [`super::changeset`]).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use uuid::Uuid;
+
+use super::changeset::{NewTicket, apply};
+use super::database::{Column, Statement, Tx, col, json};
+use super::idempotency::claim_request_id;
+use super::rows::{self, TicketRow};
+use super::sla::attach_clocks;
+use super::{
+    Changeset, Committed, CreateOutcome, IdempotencyClaim, NewAttachment, SqlStore, StoreError,
+    StoreResult, TicketDraft, TicketKey, TicketQuery, TicketUpdate, TimeEntry,
+};
+use crate::domain::sla::Clock;
+use crate::domain::ticket::{Contact, ContactInput, Ticket};
+
+/// The columns of a ticket row joined with its contact; see `rows::TicketRow`.
+macro_rules! select_tickets {
+    () => {
+        "SELECT t.id, t.number, t.subject, t.description, t.status, t.priority, \
+         t.ticket_type, t.tags, t.custom_fields, t.assignee_id, t.queue_id, t.merged_into_id, \
+         t.channel, t.follow_up_of_id, t.tier, t.required_skills, t.vip_handlers_only, \
+         t.version, t.time_spent_seconds, t.created_at, \
+         t.updated_at, t.contact_id, c.external_id AS contact_external_id, \
+         c.name AS contact_name, c.email AS contact_email, c.phone AS contact_phone, \
+         c.vip AS contact_vip \
+         FROM tickets t JOIN contacts c ON c.id = t.contact_id"
+    };
+}
+
+pub(super) const SELECT_TICKETS: &str = select_tickets!();
+
+pub(super) const TICKET_BY_ID: &str = concat!(select_tickets!(), " WHERE t.id = $1");
+
+pub(super) const TICKET_BY_NUMBER: &str = concat!(select_tickets!(), " WHERE t.number = $1");
+
+/// Empty strings and a NULL `vip` keep what is stored: a caller that knows only the
+/// external id must not erase the name and email another caller supplied. With `$8`
+/// (fill only) stored values win over new ones and `vip` is set only on insert.
+pub(super) const UPSERT_CONTACT: &str = "INSERT INTO contacts \
+    (id, external_id, name, email, phone, vip, created_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, COALESCE($6, FALSE), $7, $7) \
+    ON CONFLICT (external_id) DO UPDATE SET \
+    name = CASE WHEN excluded.name = '' OR ($8 AND contacts.name <> '') \
+      THEN contacts.name ELSE excluded.name END, \
+    email = CASE WHEN excluded.email = '' OR ($8 AND contacts.email <> '') \
+      THEN contacts.email ELSE excluded.email END, \
+    phone = CASE WHEN excluded.phone = '' OR ($8 AND contacts.phone <> '') \
+      THEN contacts.phone ELSE excluded.phone END, \
+    vip = CASE WHEN $6 IS NULL OR $8 THEN contacts.vip ELSE excluded.vip END, \
+    updated_at = excluded.updated_at \
+    RETURNING id, external_id, name, email, phone, vip";
+
+pub(super) const INSERT_TAG: &str = "INSERT INTO ticket_tags (ticket_id, tag) VALUES ($1, $2)";
+
+pub(super) const DELETE_TAGS: &str = "DELETE FROM ticket_tags WHERE ticket_id = $1";
+
+/// Tickets and changesets.
+pub(super) const INSERT_TIME_ENTRY: &str = "INSERT INTO time_entries \
+    (id, ticket_id, agent_id, seconds, note, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
+
+pub(super) const INSERT_ATTACHMENT: &str = "INSERT INTO attachments \
+    (id, ticket_id, event_id, name, content_type, size_bytes, content, created_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+
+/// Tickets and changesets.
+#[async_trait]
+pub trait TicketStore: Send + Sync {
+    /// Inserts a ticket, upserting its contact, and applies `changes` in the same
+    /// transaction (events about the new ticket get its assigned number). With a claim, a request id
+    /// seen before returns the first ticket if the fingerprint matches and
+    /// [`StoreError::IdempotencyMismatch`] if not.
+    async fn create_ticket(
+        &self,
+        draft: TicketDraft,
+        changes: Changeset,
+        claim: Option<IdempotencyClaim>,
+    ) -> StoreResult<CreateOutcome>;
+
+    async fn ticket(&self, key: TicketKey) -> StoreResult<Option<Ticket>>;
+
+    async fn list_tickets(&self, query: &TicketQuery) -> StoreResult<Vec<Ticket>>;
+
+    /// Applies a changeset in one transaction, or nothing of it.
+    async fn commit(&self, changes: Changeset) -> StoreResult<Committed>;
+}
+
+#[async_trait]
+impl TicketStore for SqlStore {
+    #[tracing::instrument(skip_all, fields(ticket_id = %draft.id))]
+    async fn create_ticket(
+        &self,
+        draft: TicketDraft,
+        changes: Changeset,
+        claim: Option<IdempotencyClaim>,
+    ) -> StoreResult<CreateOutcome> {
+        let mut tx = self.pools.begin().await?;
+        if let Some(claim) = &claim
+            && let Some(resource) = claim_request_id(&mut tx, claim).await?
+        {
+            tx.rollback().await?;
+            return Ok(CreateOutcome::Replayed(resource));
+        }
+        let contact = upsert_contact(&mut tx, &draft.contact, draft.created_at).await?;
+        let contact_id = contact.id;
+        let number_expr = tx.dialect().next_ticket_number().to_owned();
+        let insert = Statement::insert(
+            "tickets",
+            vec![
+                col("id", draft.id),
+                ("number", Column::Sql(number_expr)),
+                col("subject", &draft.subject),
+                col("description", &draft.description),
+                col("status", draft.status.as_str()),
+                col("priority", draft.priority.as_str()),
+                col("priority_rank", draft.priority.rank()),
+                col("ticket_type", draft.ticket_type.as_str()),
+                ("tags", Column::Value(json(&draft.tags)?)),
+                ("custom_fields", Column::Value(json(&draft.custom_fields)?)),
+                col("contact_id", contact_id),
+                col("assignee_id", draft.assignee_id),
+                col("queue_id", draft.queue_id),
+                col("channel", draft.channel.map(|c| c.as_str())),
+                col("follow_up_of_id", draft.follow_up_of_id),
+                col("tier", draft.tier),
+                (
+                    "required_skills",
+                    Column::Value(json(&draft.required_skills)?),
+                ),
+                col("vip_handlers_only", draft.vip_handlers_only),
+                ("version", Column::Sql("1".into())),
+                ("time_spent_seconds", Column::Sql("0".into())),
+                col("created_at", draft.created_at),
+                col("updated_at", draft.created_at),
+            ],
+            " RETURNING number",
+        );
+        let (number,): (i64,) = insert.fetch_one(&mut tx).await?;
+        for tag in &draft.tags {
+            Statement::new(INSERT_TAG)
+                .bind(draft.id)
+                .bind(tag)
+                .execute(&mut tx)
+                .await?;
+        }
+        let new_ticket = NewTicket {
+            id: draft.id,
+            number,
+            contact_id,
+        };
+        let mut clocks: Vec<Clock> = changes
+            .clocks
+            .iter()
+            .filter(|c| c.ticket_id == draft.id)
+            .cloned()
+            .collect();
+        clocks.sort_by_key(|c| c.metric.as_str());
+        let committed = apply(&mut tx, changes, Some(new_ticket)).await?;
+        tx.commit().await?;
+        // Everything the ticket holds was just written from the draft; only the
+        // number and the stored contact came back from the database.
+        let ticket = draft.into_ticket(number, contact, clocks);
+        self.bus.publish_queued(committed.queued.iter().copied());
+        Ok(CreateOutcome::Created {
+            ticket: Box::new(ticket),
+            committed,
+        })
+    }
+
+    async fn ticket(&self, key: TicketKey) -> StoreResult<Option<Ticket>> {
+        let row: Option<TicketRow> = match key {
+            TicketKey::Id(id) => {
+                Statement::new(TICKET_BY_ID)
+                    .bind(id)
+                    .fetch_optional(&self.pools)
+                    .await?
+            }
+            TicketKey::Number(n) => {
+                Statement::new(TICKET_BY_NUMBER)
+                    .bind(n)
+                    .fetch_optional(&self.pools)
+                    .await?
+            }
+        };
+        let Some(row) = row else { return Ok(None) };
+        let mut tickets = [Ticket::try_from(row)?];
+        attach_clocks(&self.pools, &mut tickets).await?;
+        let [ticket] = tickets;
+        Ok(Some(ticket))
+    }
+
+    #[tracing::instrument(skip_all)]
+    async fn list_tickets(&self, query: &TicketQuery) -> StoreResult<Vec<Ticket>> {
+        use crate::store::ticket_query::{Param, render};
+        let (sql, params) = render(query);
+        let mut q = Statement::owned(sql);
+        for param in params {
+            q = match param {
+                Param::Text(s) => q.bind(s),
+                Param::Int(i) => q.bind(i),
+                Param::Uuid(u) => q.bind(u),
+                Param::Time(t) => q.bind(t),
+            };
+        }
+        let rows: Vec<TicketRow> = q.fetch_all(&self.pools).await?;
+        let mut tickets: Vec<Ticket> = rows::convert_all(rows)?;
+        attach_clocks(&self.pools, &mut tickets).await?;
+        Ok(tickets)
+    }
+
+    #[tracing::instrument(skip_all, fields(updates = changes.updates.len(), events = changes.events.len()))]
+    async fn commit(&self, changes: Changeset) -> StoreResult<Committed> {
+        let mut tx = self.pools.begin().await?;
+        let committed = apply(&mut tx, changes, None).await?;
+        tx.commit().await?;
+        self.bus.publish_queued(committed.queued.iter().copied());
+        Ok(committed)
+    }
+}
+
+/// Inserts or refreshes a contact by external id; returns it as stored.
+pub(super) async fn upsert_contact(
+    tx: &mut Tx,
+    contact: &ContactInput,
+    at: DateTime<Utc>,
+) -> StoreResult<Contact> {
+    let (id, external_id, name, email, phone, vip): (Uuid, String, String, String, String, bool) =
+        Statement::new(UPSERT_CONTACT)
+            .bind(Uuid::now_v7())
+            .bind(&contact.external_id)
+            .bind(&contact.name)
+            .bind(&contact.email)
+            .bind(&contact.phone)
+            .bind(contact.vip)
+            .bind(at)
+            .bind(contact.fill_only)
+            .fetch_one(&mut *tx)
+            .await?;
+    Ok(Contact {
+        id,
+        external_id,
+        name,
+        email,
+        phone,
+        vip,
+    })
+}
+
+pub(super) async fn ticket_in(tx: &mut Tx, id: Uuid) -> StoreResult<Ticket> {
+    let row: TicketRow = Statement::new(TICKET_BY_ID)
+        .bind(id)
+        .fetch_one(&mut *tx)
+        .await?;
+    let mut tickets = [Ticket::try_from(row)?];
+    attach_clocks(&mut *tx, &mut tickets).await?;
+    let [ticket] = tickets;
+    Ok(ticket)
+}
+
+/// Writes an updated ticket, if it is still at the version its writer read; otherwise
+/// [`StoreError::Conflict`]. Each column is named beside its value.
+pub(super) async fn update_ticket(tx: &mut Tx, update: &TicketUpdate) -> StoreResult<()> {
+    let t = &update.ticket;
+    let contact_id = match &update.contact {
+        Some(contact) => upsert_contact(tx, contact, t.updated_at).await?.id,
+        None => t.contact.id,
+    };
+    let mut statement = Statement::update(
+        "tickets",
+        vec![
+            col("subject", &t.subject),
+            col("description", &t.description),
+            col("status", t.status.as_str()),
+            col("priority", t.priority.as_str()),
+            col("priority_rank", t.priority.rank()),
+            col("ticket_type", t.ticket_type.as_str()),
+            ("tags", Column::Value(json(&t.tags)?)),
+            ("custom_fields", Column::Value(json(&t.custom_fields)?)),
+            col("contact_id", contact_id),
+            col("assignee_id", t.assignee_id),
+            col("queue_id", t.queue_id),
+            col("merged_into_id", t.merged_into_id),
+            col("time_spent_seconds", t.time_spent_seconds),
+            col("updated_at", t.updated_at),
+            col("channel", t.channel.map(|c| c.as_str())),
+            col("follow_up_of_id", t.follow_up_of_id),
+            col("tier", t.tier),
+            ("required_skills", Column::Value(json(&t.required_skills)?)),
+            col("vip_handlers_only", t.vip_handlers_only),
+            ("version", Column::Sql("version + 1".into())),
+        ],
+    );
+    statement.push(" WHERE id = ").push_bind(t.id);
+    statement
+        .push(" AND version = ")
+        .push_bind(update.expected_version);
+    if statement.execute(&mut *tx).await? == 0 {
+        return Err(StoreError::Conflict(t.id));
+    }
+    if update.tags_changed {
+        Statement::new(DELETE_TAGS)
+            .bind(t.id)
+            .execute(&mut *tx)
+            .await?;
+        for tag in &t.tags {
+            Statement::new(INSERT_TAG)
+                .bind(t.id)
+                .bind(tag)
+                .execute(&mut *tx)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+pub(super) async fn insert_time_entry(tx: &mut Tx, entry: &TimeEntry) -> StoreResult<()> {
+    Statement::new(INSERT_TIME_ENTRY)
+        .bind(entry.id)
+        .bind(entry.ticket_id)
+        .bind(entry.agent_id)
+        .bind(entry.seconds)
+        .bind(&entry.note)
+        .bind(entry.created_at)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
+
+pub(super) async fn insert_attachment(tx: &mut Tx, file: &NewAttachment) -> StoreResult<()> {
+    Statement::new(INSERT_ATTACHMENT)
+        .bind(file.id)
+        .bind(file.ticket_id)
+        .bind(file.event_id)
+        .bind(&file.name)
+        .bind(&file.content_type)
+        .bind(file.content.len() as i64)
+        .bind(&file.content)
+        .bind(file.created_at)
+        .execute(tx)
+        .await?;
+    Ok(())
+}
