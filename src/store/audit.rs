@@ -8,7 +8,7 @@ use super::rows::{self, AuditRow};
 use super::{SqlStore, StoreResult};
 use crate::domain::audit::{AuditEntry, AuditFilter};
 
-pub(super) const SELECT_AUDIT: &str = "SELECT id, actor_kind, actor_id, actor_name, action, \
+const SELECT_AUDIT: &str = "SELECT id, actor_kind, actor_id, actor_name, action, \
     resource, resource_id, changes, created_at FROM audit_log";
 
 const INSERT_AUDIT: &str = "INSERT INTO audit_log \
@@ -16,7 +16,7 @@ const INSERT_AUDIT: &str = "INSERT INTO audit_log \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
 
 /// Appends an audit entry inside the transaction of the change it records.
-pub(super) async fn insert_audit(tx: &mut Tx, entry: &AuditEntry) -> StoreResult<()> {
+async fn insert_audit(tx: &mut Tx, entry: &AuditEntry) -> StoreResult<()> {
     tx.execute(
         Statement::new(INSERT_AUDIT)
             .bind(entry.id)

@@ -17,28 +17,28 @@ macro_rules! select_conversations {
     };
 }
 
-pub(super) const CONVERSATION_BY_KEY: &str = concat!(
+const CONVERSATION_BY_KEY: &str = concat!(
     select_conversations!(),
     " WHERE source = $1 AND external_id = $2"
 );
 
-pub(super) const CONVERSATION_OF_TICKET: &str = concat!(
+const CONVERSATION_OF_TICKET: &str = concat!(
     select_conversations!(),
     " WHERE ticket_id = $1 ORDER BY updated_at DESC LIMIT 1"
 );
 
-pub(super) const INBOUND_BY_ID: &str = "SELECT ticket_id, event_id FROM inbound_messages \
+const INBOUND_BY_ID: &str = "SELECT ticket_id, event_id FROM inbound_messages \
     WHERE channel = $1 AND external_message_id = $2";
 
-pub(super) const INSERT_CONVERSATION: &str = "INSERT INTO conversations \
+const INSERT_CONVERSATION: &str = "INSERT INTO conversations \
     (id, source, external_id, channel, ticket_id, summary, intent, metadata, created_at, \
     updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
     ON CONFLICT (source, external_id) DO NOTHING";
 
-pub(super) const UPDATE_CONVERSATION: &str = "UPDATE conversations SET channel = $2, \
+const UPDATE_CONVERSATION: &str = "UPDATE conversations SET channel = $2, \
     ticket_id = $3, summary = $4, intent = $5, metadata = $6, updated_at = $7 WHERE id = $1";
 
-pub(super) const INSERT_INBOUND: &str = "INSERT INTO inbound_messages \
+const INSERT_INBOUND: &str = "INSERT INTO inbound_messages \
     (channel, external_message_id, ticket_id, event_id, created_at) VALUES ($1, $2, $3, $4, $5) \
     ON CONFLICT (channel, external_message_id) DO NOTHING";
 

@@ -22,23 +22,22 @@ macro_rules! select_outbound {
     };
 }
 
-pub(super) const OUTBOUND_BY_ID: &str = concat!(select_outbound!(), " WHERE m.id = $1");
+const OUTBOUND_BY_ID: &str = concat!(select_outbound!(), " WHERE m.id = $1");
 
-pub(super) const ATTACHMENT_CONTENT: &str = "SELECT content FROM attachments WHERE id = $1";
+const ATTACHMENT_CONTENT: &str = "SELECT content FROM attachments WHERE id = $1";
 
-pub(super) const TOUCH_CONSUMER: &str = "UPDATE channel_consumers SET last_seen_at = $3 \
+const TOUCH_CONSUMER: &str = "UPDATE channel_consumers SET last_seen_at = $3 \
     WHERE channel = $1 AND consumer_group = $2";
 
-pub(super) const COUNT_CONSUMERS: &str =
-    "SELECT COUNT(*) FROM channel_consumers WHERE channel = $1";
+const COUNT_CONSUMERS: &str = "SELECT COUNT(*) FROM channel_consumers WHERE channel = $1";
 
-pub(super) const INSERT_CONSUMER: &str = "INSERT INTO channel_consumers \
+const INSERT_CONSUMER: &str = "INSERT INTO channel_consumers \
     (channel, consumer_group, created_at, last_seen_at) VALUES ($1, $2, $3, $3) \
     ON CONFLICT (channel, consumer_group) DO UPDATE SET last_seen_at = excluded.last_seen_at";
 
 /// Something queued for the group (or queued for the channel and not yet for the group),
 /// and the earliest lease it holds.
-pub(super) const DELIVERY_DUE: &str = "SELECT \
+const DELIVERY_DUE: &str = "SELECT \
     EXISTS (SELECT 1 FROM deliveries WHERE channel = $1 AND consumer_group = $2 \
       AND status = 'QUEUED') \
     OR EXISTS (SELECT 1 FROM outbound_messages m WHERE m.channel = $1 AND m.status = 'QUEUED' \
@@ -47,18 +46,18 @@ pub(super) const DELIVERY_DUE: &str = "SELECT \
     (SELECT lease_expires_at FROM deliveries WHERE channel = $1 AND consumer_group = $2 \
       AND status = 'LEASED' ORDER BY lease_expires_at LIMIT 1)";
 
-pub(super) const IDLE_CONSUMERS: &str =
+const IDLE_CONSUMERS: &str =
     "SELECT channel, consumer_group FROM channel_consumers WHERE last_seen_at < $1 LIMIT 1000";
 
-pub(super) const DROP_PENDING_DELIVERIES: &str = "DELETE FROM deliveries \
+const DROP_PENDING_DELIVERIES: &str = "DELETE FROM deliveries \
     WHERE channel = $1 AND consumer_group = $2 AND status IN ('QUEUED', 'LEASED')";
 
-pub(super) const DROP_CONSUMER: &str = "DELETE FROM channel_consumers \
+const DROP_CONSUMER: &str = "DELETE FROM channel_consumers \
     WHERE channel = $1 AND consumer_group = $2 AND last_seen_at < $3";
 
 /// Messages older than the idle window that no remaining group has pending: nobody will
 /// deliver them, and a group subscribing later must not send them weeks late.
-pub(super) const ABANDON_STALE_MESSAGES: &str = "UPDATE outbound_messages SET status = 'FAILED', \
+const ABANDON_STALE_MESSAGES: &str = "UPDATE outbound_messages SET status = 'FAILED', \
     error = 'no consumer group delivered it before its groups expired', updated_at = $3 \
     WHERE channel = $1 AND status = 'QUEUED' AND created_at < $2 AND NOT EXISTS ( \
       SELECT 1 FROM deliveries d WHERE d.message_id = outbound_messages.id \
@@ -67,7 +66,7 @@ pub(super) const ABANDON_STALE_MESSAGES: &str = "UPDATE outbound_messages SET st
 /// Queues for a group every message of the channel that no group has finished yet and
 /// that the group lacks: covers a group's first subscription, and a message committed
 /// while the group was registering.
-pub(super) const BACKFILL_GROUP: &str = "INSERT INTO deliveries \
+const BACKFILL_GROUP: &str = "INSERT INTO deliveries \
     (message_id, consumer_group, channel, status, attempts, created_at, updated_at) \
     SELECT m.id, $2, m.channel, 'QUEUED', 0, m.created_at, $3 FROM outbound_messages m \
     WHERE m.channel = $1 AND m.status = 'QUEUED' AND NOT EXISTS ( \
@@ -77,33 +76,33 @@ pub(super) const BACKFILL_GROUP: &str = "INSERT INTO deliveries \
 /// The message goes back to the queue; `lease_id` stays until another lease replaces it,
 /// so the subscriber that had it may still acknowledge a delivery it made before its
 /// stream dropped.
-pub(super) const RELEASE_LEASE: &str = "UPDATE deliveries SET status = 'QUEUED', \
+const RELEASE_LEASE: &str = "UPDATE deliveries SET status = 'QUEUED', \
     lease_expires_at = NULL, updated_at = $2 \
     WHERE lease_id = $1 AND status = 'LEASED'";
 
 /// Only the subscriber holding the lease, or the last one to hold it while nobody else
 /// took it since, may finish a delivery.
-pub(super) const ACK_DELIVERY: &str = "UPDATE deliveries SET status = $3, lease_id = NULL, \
+const ACK_DELIVERY: &str = "UPDATE deliveries SET status = $3, lease_id = NULL, \
     lease_expires_at = NULL, updated_at = $4 \
     WHERE message_id = $1 AND consumer_group = $2 AND status IN ('QUEUED', 'LEASED') \
       AND lease_id = $5 \
     RETURNING attempts";
 
-pub(super) const DELIVERY_STATE: &str = "SELECT status, attempts FROM deliveries \
+const DELIVERY_STATE: &str = "SELECT status, attempts FROM deliveries \
     WHERE message_id = $1 AND consumer_group = $2";
 
 /// A message counts as delivered once any group delivered it.
-pub(super) const SUM_UP_MESSAGE: &str = "UPDATE outbound_messages SET status = $2, \
+const SUM_UP_MESSAGE: &str = "UPDATE outbound_messages SET status = $2, \
     provider_message_id = $3, error = $4, updated_at = $5 \
     WHERE id = $1 AND status <> 'DELIVERED'";
 
-pub(super) const INSERT_OUTBOUND: &str = "INSERT INTO outbound_messages \
+const INSERT_OUTBOUND: &str = "INSERT INTO outbound_messages \
     (id, ticket_id, event_id, conversation_id, channel, recipient, subject, body, attachments, \
     status, created_at, updated_at) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'QUEUED', $10, $10)";
 
 /// A new message is queued for every consumer group that has subscribed to its channel.
-pub(super) const QUEUE_FOR_GROUPS: &str = "INSERT INTO deliveries \
+const QUEUE_FOR_GROUPS: &str = "INSERT INTO deliveries \
     (message_id, consumer_group, channel, status, attempts, created_at, updated_at) \
     SELECT $1, consumer_group, channel, 'QUEUED', 0, $2, $2 FROM channel_consumers \
     WHERE channel = $3";

@@ -24,12 +24,12 @@ macro_rules! select_events {
     };
 }
 
-pub(super) const SELECT_EVENTS: &str = select_events!();
+const SELECT_EVENTS: &str = select_events!();
 
-pub(super) const EVENT_BY_ID: &str = concat!(select_events!(), " WHERE e.id = $1");
+const EVENT_BY_ID: &str = concat!(select_events!(), " WHERE e.id = $1");
 
 /// A ticket's events and those of every ticket merged into it, at any depth.
-pub(super) const ACTIVITY: &str = concat!(
+const ACTIVITY: &str = concat!(
     "WITH RECURSIVE family (id) AS ( \
        SELECT id FROM tickets WHERE id = $1 \
        UNION SELECT t.id FROM tickets t JOIN family f ON t.merged_into_id = f.id) ",

@@ -8,16 +8,16 @@ use super::database::{Statement, Tx};
 use super::{IdempotencyClaim, SqlStore, StoreError, StoreResult};
 
 /// Claims a request id, or takes over a claim that has expired (older than `$6`).
-pub(super) const CLAIM_REQUEST_ID: &str = "INSERT INTO idempotency_keys \
+const CLAIM_REQUEST_ID: &str = "INSERT INTO idempotency_keys \
     (scope, request_id, fingerprint, resource_id, created_at) VALUES ($1, $2, $3, $4, $5) \
     ON CONFLICT (scope, request_id) DO UPDATE SET fingerprint = excluded.fingerprint, \
     resource_id = excluded.resource_id, created_at = excluded.created_at \
     WHERE idempotency_keys.created_at < $6";
 
-pub(super) const LIVE_REQUEST_ID: &str = "SELECT fingerprint, resource_id \
+const LIVE_REQUEST_ID: &str = "SELECT fingerprint, resource_id \
     FROM idempotency_keys WHERE scope = $1 AND request_id = $2 AND created_at >= $3";
 
-pub(super) const PURGE_REQUEST_IDS: &str = "DELETE FROM idempotency_keys WHERE created_at < $1";
+const PURGE_REQUEST_IDS: &str = "DELETE FROM idempotency_keys WHERE created_at < $1";
 
 /// Idempotency claims.
 #[async_trait]

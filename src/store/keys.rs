@@ -15,11 +15,11 @@ const API_KEY_COLUMNS: &str =
 
 /// A secret already stored is left alone, so replicas that start together with the same
 /// bootstrap key do not trip over each other.
-pub(super) const INSERT_API_KEY: &str = "INSERT INTO api_keys \
+const INSERT_API_KEY: &str = "INSERT INTO api_keys \
     (id, name, role, agent_id, prefix, secret_hash, created_at, revoked_at, channels, sources) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (secret_hash) DO NOTHING";
 
-pub(super) const HAS_ACTIVE_ADMIN_KEY: &str =
+const HAS_ACTIVE_ADMIN_KEY: &str =
     "SELECT COUNT(*) FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL";
 
 /// API keys.
@@ -154,26 +154,26 @@ impl KeyStore for SqlStore {
     }
 }
 
-pub(super) fn select_key_by_id() -> String {
+fn select_key_by_id() -> String {
     format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE id = $1")
 }
 
-pub(super) fn select_key_by_hash() -> String {
+fn select_key_by_hash() -> String {
     format!("SELECT {API_KEY_COLUMNS} FROM api_keys WHERE secret_hash = $1")
 }
 
-pub(super) fn select_keys_first_page() -> String {
+fn select_keys_first_page() -> String {
     format!("SELECT {API_KEY_COLUMNS} FROM api_keys ORDER BY created_at DESC, id DESC LIMIT $1")
 }
 
-pub(super) fn select_keys_next_page() -> String {
+fn select_keys_next_page() -> String {
     format!(
         "SELECT {API_KEY_COLUMNS} FROM api_keys WHERE (created_at, id) < ($2, $3) \
          ORDER BY created_at DESC, id DESC LIMIT $1"
     )
 }
 
-pub(super) fn revoke_key_returning() -> String {
+fn revoke_key_returning() -> String {
     format!(
         "UPDATE api_keys SET revoked_at = COALESCE(revoked_at, $2) WHERE id = $1 \
          RETURNING {API_KEY_COLUMNS}"

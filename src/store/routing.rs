@@ -11,57 +11,57 @@ use super::{AssignmentGuard, SqlStore, StoreError, StoreResult, unique_violation
 use crate::domain::audit::AuditEntry;
 use crate::domain::routing::{Agent, Candidate, Queue, RoutingRule};
 
-pub(super) const SELECT_QUEUES: &str =
+const SELECT_QUEUES: &str =
     "SELECT id, name, tier, strategy, version, created_at, updated_at FROM queues";
 
-pub(super) const INSERT_QUEUE: &str = "INSERT INTO queues \
+const INSERT_QUEUE: &str = "INSERT INTO queues \
     (id, name, tier, strategy, version, created_at, updated_at) VALUES ($1, $2, $3, $4, 1, $5, $5)";
 
-pub(super) const UPDATE_QUEUE: &str = "UPDATE queues SET name = $2, tier = $3, strategy = $4, \
+const UPDATE_QUEUE: &str = "UPDATE queues SET name = $2, tier = $3, strategy = $4, \
     updated_at = $5, version = version + 1 WHERE id = $1 AND version = $6";
 
 /// Refuses to delete a queue that any ticket still names.
-pub(super) const DELETE_QUEUE: &str = "DELETE FROM queues WHERE id = $1 \
+const DELETE_QUEUE: &str = "DELETE FROM queues WHERE id = $1 \
     AND NOT EXISTS (SELECT 1 FROM tickets WHERE queue_id = $1)";
 
-pub(super) const SELECT_AGENTS: &str = "SELECT id, name, email, skills, tier, capacity, \
+const SELECT_AGENTS: &str = "SELECT id, name, email, skills, tier, capacity, \
     availability, vip_handler, version, created_at, updated_at FROM agents";
 
-pub(super) const AGENT_QUEUES: &str =
+const AGENT_QUEUES: &str =
     "SELECT queue_id FROM queue_members WHERE agent_id = $1 ORDER BY queue_id";
 
-pub(super) const INSERT_AGENT: &str = "INSERT INTO agents (id, name, email, skills, tier, \
+const INSERT_AGENT: &str = "INSERT INTO agents (id, name, email, skills, tier, \
     capacity, availability, vip_handler, version, created_at, updated_at) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9)";
 
-pub(super) const UPDATE_AGENT: &str = "UPDATE agents SET name = $2, email = $3, skills = $4, \
+const UPDATE_AGENT: &str = "UPDATE agents SET name = $2, email = $3, skills = $4, \
     tier = $5, capacity = $6, availability = $7, vip_handler = $8, updated_at = $9, \
     version = version + 1 WHERE id = $1 AND version = $10";
 
-pub(super) const ADD_MEMBER: &str = "INSERT INTO queue_members (queue_id, agent_id) \
+const ADD_MEMBER: &str = "INSERT INTO queue_members (queue_id, agent_id) \
     VALUES ($1, $2) ON CONFLICT (queue_id, agent_id) DO NOTHING";
 
-pub(super) const DROP_MEMBERS: &str = "DELETE FROM queue_members WHERE agent_id = $1";
+const DROP_MEMBERS: &str = "DELETE FROM queue_members WHERE agent_id = $1";
 
 /// Refuses to delete an agent who still holds active tickets.
-pub(super) const DELETE_AGENT: &str = "DELETE FROM agents WHERE id = $1 AND NOT EXISTS ( \
+const DELETE_AGENT: &str = "DELETE FROM agents WHERE id = $1 AND NOT EXISTS ( \
     SELECT 1 FROM tickets WHERE assignee_id = $1 \
     AND status IN ('OPEN', 'IN_PROGRESS', 'WAITING'))";
 
-pub(super) const SELECT_RULES: &str = "SELECT id, name, position, enabled, conditions, actions, \
+const SELECT_RULES: &str = "SELECT id, name, position, enabled, conditions, actions, \
     created_at, updated_at FROM routing_rules";
 
-pub(super) const INSERT_RULE: &str = "INSERT INTO routing_rules (id, name, position, enabled, \
+const INSERT_RULE: &str = "INSERT INTO routing_rules (id, name, position, enabled, \
     conditions, actions, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)";
 
-pub(super) const UPDATE_RULE: &str = "UPDATE routing_rules SET name = $2, position = $3, \
+const UPDATE_RULE: &str = "UPDATE routing_rules SET name = $2, position = $3, \
     enabled = $4, conditions = $5, actions = $6, updated_at = $7 WHERE id = $1";
 
-pub(super) const DELETE_RULE: &str = "DELETE FROM routing_rules WHERE id = $1";
+const DELETE_RULE: &str = "DELETE FROM routing_rules WHERE id = $1";
 
 /// A queue's members with their load: OPEN and IN_PROGRESS tickets (WAITING ones do not
 /// count: the customer has the ball).
-pub(super) const CANDIDATES: &str = "SELECT a.id, a.name, a.availability, a.capacity, \
+const CANDIDATES: &str = "SELECT a.id, a.name, a.availability, a.capacity, \
     a.skills, a.tier, a.vip_handler, m.last_assigned_at, \
     (SELECT COUNT(*) FROM tickets t WHERE t.assignee_id = a.id \
        AND t.status IN ('OPEN', 'IN_PROGRESS')) AS load \
@@ -69,18 +69,18 @@ pub(super) const CANDIDATES: &str = "SELECT a.id, a.name, a.availability, a.capa
     ORDER BY a.id";
 
 /// Unassigned active tickets of a queue, most urgent first, then oldest.
-pub(super) const WAITING_TICKETS: &str = "SELECT id FROM tickets WHERE queue_id = $1 \
+const WAITING_TICKETS: &str = "SELECT id FROM tickets WHERE queue_id = $1 \
     AND assignee_id IS NULL AND status IN ('OPEN', 'IN_PROGRESS') \
     ORDER BY priority_rank DESC, created_at, number LIMIT $2";
 
 /// The agent's load apart from the ticket being assigned, read after the agent row is
 /// locked so that concurrent assignments to one agent are counted one after the other.
-pub(super) const AGENT_LOAD: &str = "SELECT a.capacity, a.availability, \
+const AGENT_LOAD: &str = "SELECT a.capacity, a.availability, \
     (SELECT COUNT(*) FROM tickets t WHERE t.assignee_id = a.id AND t.id <> $2 \
        AND t.status IN ('OPEN', 'IN_PROGRESS')) AS load \
     FROM agents a WHERE a.id = $1";
 
-pub(super) const TOUCH_MEMBER: &str =
+const TOUCH_MEMBER: &str =
     "UPDATE queue_members SET last_assigned_at = $3 WHERE queue_id = $1 AND agent_id = $2";
 
 /// Agents, queues and routing rules.

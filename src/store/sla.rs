@@ -17,7 +17,7 @@ use crate::domain::event::Event;
 use crate::domain::sla::{Alert, Clock, SlaPolicy};
 use crate::domain::ticket::Ticket;
 
-pub(super) const CLOCK_COLUMNS: &str = "ticket_id, metric, policy_id, calendar_id, warning, \
+const CLOCK_COLUMNS: &str = "ticket_id, metric, policy_id, calendar_id, warning, \
     target_seconds, used_seconds, running_since, stopped, breached, due_at, warn_at, warned, \
     breach_fired, started_at, stopped_at";
 
@@ -26,12 +26,12 @@ pub(super) const CLOCK_COLUMNS: &str = "ticket_id, metric, policy_id, calendar_i
 /// Writes clocks by (ticket, metric): one row of 16 values per clock follows, then
 /// [`UPSERT_CLOCKS_CONFLICT`]. A clock that restarts (a new `started_at`) forgets its old
 /// warning and breach; one that keeps running never un-fires them.
-pub(super) const UPSERT_CLOCKS: &str = "INSERT INTO sla_clocks (ticket_id, metric, policy_id, \
+const UPSERT_CLOCKS: &str = "INSERT INTO sla_clocks (ticket_id, metric, policy_id, \
     calendar_id, warning, target_seconds, used_seconds, running_since, stopped, breached, due_at, \
     warn_at, warned, breach_fired, started_at, stopped_at) VALUES ";
 
 /// Follows the rows of [`UPSERT_CLOCKS`].
-pub(super) const UPSERT_CLOCKS_CONFLICT: &str = " \
+const UPSERT_CLOCKS_CONFLICT: &str = " \
     ON CONFLICT (ticket_id, metric) DO UPDATE SET policy_id = excluded.policy_id, \
     calendar_id = excluded.calendar_id, warning = excluded.warning, \
     target_seconds = excluded.target_seconds, used_seconds = excluded.used_seconds, \
@@ -46,49 +46,49 @@ pub(super) const UPSERT_CLOCKS_CONFLICT: &str = " \
       THEN sla_clocks.breach_fired OR excluded.breach_fired ELSE excluded.breach_fired END";
 
 /// Clocks whose warning or breach moment has come and not been announced.
-pub(super) const DUE_ALERTS: &str = "SELECT ticket_id, metric, 'warning' FROM sla_clocks \
+const DUE_ALERTS: &str = "SELECT ticket_id, metric, 'warning' FROM sla_clocks \
     WHERE running_since IS NOT NULL AND NOT stopped AND NOT warned AND warn_at <= $1 \
     UNION ALL SELECT ticket_id, metric, 'breach' FROM sla_clocks \
     WHERE running_since IS NOT NULL AND NOT stopped AND NOT breach_fired AND due_at <= $1 \
     LIMIT $2";
 
-pub(super) const CLAIM_WARNING: &str = "UPDATE sla_clocks SET warned = TRUE \
+const CLAIM_WARNING: &str = "UPDATE sla_clocks SET warned = TRUE \
     WHERE ticket_id = $1 AND metric = $2 AND running_since IS NOT NULL AND NOT stopped \
     AND NOT warned AND warn_at <= $3 RETURNING target_seconds, due_at";
 
-pub(super) const CLAIM_BREACH: &str = "UPDATE sla_clocks SET breach_fired = TRUE, breached = TRUE, \
+const CLAIM_BREACH: &str = "UPDATE sla_clocks SET breach_fired = TRUE, breached = TRUE, \
     warned = TRUE WHERE ticket_id = $1 AND metric = $2 AND running_since IS NOT NULL \
     AND NOT stopped AND NOT breach_fired AND due_at <= $3 RETURNING target_seconds, due_at";
 
-pub(super) const NEXT_DEADLINE: &str = "SELECT MIN(at) FROM ( \
+const NEXT_DEADLINE: &str = "SELECT MIN(at) FROM ( \
     SELECT MIN(warn_at) AS at FROM sla_clocks \
       WHERE running_since IS NOT NULL AND NOT stopped AND NOT warned \
     UNION ALL SELECT MIN(due_at) AS at FROM sla_clocks \
       WHERE running_since IS NOT NULL AND NOT stopped AND NOT breach_fired) AS deadlines";
 
-pub(super) const SELECT_CALENDARS: &str = "SELECT id, name, time_zone, weekly, holidays, \
+const SELECT_CALENDARS: &str = "SELECT id, name, time_zone, weekly, holidays, \
     yearly_holidays FROM calendars ORDER BY created_at, id";
 
-pub(super) const INSERT_CALENDAR: &str = "INSERT INTO calendars (id, name, time_zone, weekly, \
+const INSERT_CALENDAR: &str = "INSERT INTO calendars (id, name, time_zone, weekly, \
     holidays, yearly_holidays, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)";
 
-pub(super) const UPDATE_CALENDAR: &str = "UPDATE calendars SET name = $2, time_zone = $3, \
+const UPDATE_CALENDAR: &str = "UPDATE calendars SET name = $2, time_zone = $3, \
     weekly = $4, holidays = $5, yearly_holidays = $6, updated_at = $7 WHERE id = $1";
 
-pub(super) const DELETE_CALENDAR: &str = "DELETE FROM calendars WHERE id = $1 \
+const DELETE_CALENDAR: &str = "DELETE FROM calendars WHERE id = $1 \
     AND NOT EXISTS (SELECT 1 FROM sla_policies WHERE calendar_id = $1)";
 
-pub(super) const SELECT_POLICIES: &str = "SELECT id, name, position, conditions, targets, \
+const SELECT_POLICIES: &str = "SELECT id, name, position, conditions, targets, \
     calendar_id, warning, created_at, updated_at FROM sla_policies \
     ORDER BY position, created_at, id";
 
-pub(super) const INSERT_POLICY: &str = "INSERT INTO sla_policies (id, name, position, conditions, \
+const INSERT_POLICY: &str = "INSERT INTO sla_policies (id, name, position, conditions, \
     targets, calendar_id, warning, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)";
 
-pub(super) const UPDATE_POLICY: &str = "UPDATE sla_policies SET name = $2, position = $3, \
+const UPDATE_POLICY: &str = "UPDATE sla_policies SET name = $2, position = $3, \
     conditions = $4, targets = $5, calendar_id = $6, warning = $7, updated_at = $8 WHERE id = $1";
 
-pub(super) const DELETE_POLICY: &str = "DELETE FROM sla_policies WHERE id = $1";
+const DELETE_POLICY: &str = "DELETE FROM sla_policies WHERE id = $1";
 
 /// SLA calendars, policies, clocks and their timers.
 #[async_trait]

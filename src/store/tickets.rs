@@ -33,14 +33,14 @@ macro_rules! select_tickets {
 
 pub(super) const SELECT_TICKETS: &str = select_tickets!();
 
-pub(super) const TICKET_BY_ID: &str = concat!(select_tickets!(), " WHERE t.id = $1");
+const TICKET_BY_ID: &str = concat!(select_tickets!(), " WHERE t.id = $1");
 
-pub(super) const TICKET_BY_NUMBER: &str = concat!(select_tickets!(), " WHERE t.number = $1");
+const TICKET_BY_NUMBER: &str = concat!(select_tickets!(), " WHERE t.number = $1");
 
 /// Empty strings and a NULL `vip` keep what is stored: a caller that knows only the
 /// external id must not erase the name and email another caller supplied. With `$8`
 /// (fill only) stored values win over new ones and `vip` is set only on insert.
-pub(super) const UPSERT_CONTACT: &str = "INSERT INTO contacts \
+const UPSERT_CONTACT: &str = "INSERT INTO contacts \
     (id, external_id, name, email, phone, vip, created_at, updated_at) \
     VALUES ($1, $2, $3, $4, $5, COALESCE($6, FALSE), $7, $7) \
     ON CONFLICT (external_id) DO UPDATE SET \
@@ -54,15 +54,15 @@ pub(super) const UPSERT_CONTACT: &str = "INSERT INTO contacts \
     updated_at = excluded.updated_at \
     RETURNING id, external_id, name, email, phone, vip";
 
-pub(super) const INSERT_TAG: &str = "INSERT INTO ticket_tags (ticket_id, tag) VALUES ($1, $2)";
+const INSERT_TAG: &str = "INSERT INTO ticket_tags (ticket_id, tag) VALUES ($1, $2)";
 
-pub(super) const DELETE_TAGS: &str = "DELETE FROM ticket_tags WHERE ticket_id = $1";
+const DELETE_TAGS: &str = "DELETE FROM ticket_tags WHERE ticket_id = $1";
 
 /// Tickets and changesets.
-pub(super) const INSERT_TIME_ENTRY: &str = "INSERT INTO time_entries \
+const INSERT_TIME_ENTRY: &str = "INSERT INTO time_entries \
     (id, ticket_id, agent_id, seconds, note, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
 
-pub(super) const INSERT_ATTACHMENT: &str = "INSERT INTO attachments \
+const INSERT_ATTACHMENT: &str = "INSERT INTO attachments \
     (id, ticket_id, event_id, name, content_type, size_bytes, content, created_at) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
 
@@ -222,7 +222,7 @@ impl TicketStore for SqlStore {
 }
 
 /// Inserts or refreshes a contact by external id; returns it as stored.
-pub(super) async fn upsert_contact(
+async fn upsert_contact(
     tx: &mut Tx,
     contact: &ContactInput,
     at: DateTime<Utc>,

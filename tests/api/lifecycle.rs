@@ -4,14 +4,14 @@ use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
+use ticketd::app::App;
+use ticketd::config::Settings;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::{HealthCheckRequest, health_client::HealthClient};
 use tonic_reflection::pb::v1alpha::{
     ServerReflectionRequest, server_reflection_client::ServerReflectionClient,
     server_reflection_request::MessageRequest, server_reflection_response::MessageResponse,
 };
-use ticketd::app::App;
-use ticketd::config::Settings;
 use uuid::Uuid;
 
 use crate::harness::{
@@ -395,7 +395,10 @@ pub async fn an_unreachable_postgres_server_is_named_at_once() {
         Ok(_) => panic!("started without a database"),
         Err(err) => err,
     };
-    assert!(started.elapsed() < Duration::from_secs(10), "failed at once");
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "failed at once"
+    );
     let mut text = err.to_string();
     let mut source = std::error::Error::source(&err);
     while let Some(cause) = source {

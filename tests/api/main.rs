@@ -16,6 +16,7 @@ mod private_cluster;
 mod routing;
 mod security;
 mod sla;
+mod store;
 mod tickets;
 mod tls;
 mod updates;
@@ -149,6 +150,15 @@ harness::conformance! {
         grpc_over_tls_serves_calls_and_takes_up_renewed_certificates,
         mutual_tls_admits_only_clients_of_the_client_ca,
     ],
+    store: [
+        a_lease_holds_until_it_expires_and_then_passes_on,
+        concurrent_claimers_never_lease_one_message_twice,
+        each_alert_is_claimed_exactly_once_by_racing_timers,
+        stream_reads_see_every_committed_event_in_log_order,
+        a_request_id_is_claimed_once_per_body_until_it_expires,
+        the_capacity_guard_admits_one_of_two_racing_assignments,
+        a_stale_version_writes_nothing,
+    ],
     watch: [
         a_watch_replays_from_its_cursor_then_goes_live,
         watch_filters_select_by_event_ticket_and_assignee,
@@ -209,6 +219,13 @@ mod postgres_server {
         // A cluster of its own with TLS on; the configured server says "run it".
         if crate::harness::Backend::postgres().is_some() {
             crate::tls::postgres_over_tls_verifies_the_server().await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn store_a_transaction_in_flight_holds_back_later_events() {
+        if let Some(backend) = crate::harness::Backend::postgres() {
+            crate::store::a_transaction_in_flight_holds_back_later_events(backend).await;
         }
     }
 

@@ -1,0 +1,577 @@
+//! The store on its own, below gRPC: the guarantees the use cases build on, each checked
+//! on both backends (lease claims and expiry, the exactly-once alert claim, the read
+//! horizon, request-id claims, the capacity guard).
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ticketd::domain::audit::AuditEntry;
+use ticketd::domain::calendar::BusinessCalendar;
+use ticketd::domain::delivery::{Acknowledgement, DeliveryOutcome, OutboundMessage};
+use ticketd::domain::event::{Actor, EventKind, EventPayload, NewEvent, Visibility};
+use ticketd::domain::routing::{Agent, Availability, Queue, Strategy};
+use ticketd::domain::sla::{Clock, Metric, Plan};
+use ticketd::domain::ticket::{Channel, ContactInput, Priority, Status, Ticket, TicketType};
+use ticketd::events::Bus;
+use ticketd::store::{
+    AssignmentGuard, Changeset, CreateOutcome, IdempotencyClaim, PoolSettings, Store, StoreError,
+    TicketDraft, TicketKey, TicketUpdate,
+};
+use uuid::Uuid;
+
+use crate::harness::{Backend, TestDatabase};
+
+/// A migrated store over a fresh database, kept alive with it.
+struct TestStore {
+    store: Arc<dyn Store>,
+    _database: TestDatabase,
+}
+
+async fn open(backend: &Backend) -> TestStore {
+    let database = TestDatabase::create(backend).await;
+    let settings = PoolSettings {
+        max_connections: 5,
+        acquire_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(30),
+    };
+    let store = ticketd::store::open(&database.url(), &settings, Bus::new())
+        .await
+        .expect("open store");
+    store.migrate().await.expect("migrate");
+    TestStore {
+        store,
+        _database: database,
+    }
+}
+
+fn at(second: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp(1_800_000_000 + second, 0).unwrap()
+}
+
+fn draft(subject: &str, created_at: DateTime<Utc>) -> TicketDraft {
+    TicketDraft {
+        id: Uuid::now_v7(),
+        subject: subject.into(),
+        description: String::new(),
+        status: Status::Open,
+        priority: Priority::Medium,
+        ticket_type: TicketType::Question,
+        tags: Vec::new(),
+        custom_fields: BTreeMap::new(),
+        contact: ContactInput {
+            external_id: format!("crm-{}", Uuid::now_v7().simple()),
+            name: "Ada".into(),
+            email: "ada@example.com".into(),
+            phone: String::new(),
+            vip: None,
+            fill_only: false,
+        },
+        assignee_id: None,
+        queue_id: None,
+        channel: Some(Channel::Email),
+        follow_up_of_id: None,
+        tier: 1,
+        required_skills: Vec::new(),
+        vip_handlers_only: false,
+        created_at,
+    }
+}
+
+async fn create(store: &dyn Store, draft: TicketDraft, changes: Changeset) -> Ticket {
+    match store.create_ticket(draft, changes, None).await {
+        Ok(CreateOutcome::Created { ticket, .. }) => *ticket,
+        Ok(CreateOutcome::Replayed(id)) => panic!("replayed {id}"),
+        Err(err) => panic!("create failed: {err:?}"),
+    }
+}
+
+fn note(ticket: &Ticket, at: DateTime<Utc>) -> NewEvent {
+    NewEvent::about(
+        ticket,
+        EventKind::NoteAdded,
+        Actor::system("test"),
+        Visibility::Internal,
+        EventPayload::Note {
+            body: "a note".into(),
+        },
+        at,
+    )
+}
+
+/// A ticket with one outbound email queued for the `gw` consumer group.
+async fn ticket_with_a_queued_message(store: &dyn Store) -> OutboundMessage {
+    assert!(
+        store
+            .register_consumer(Channel::Email, "gw", at(0), 64)
+            .await
+            .unwrap()
+    );
+    let ticket = create(store, draft("Reply pending", at(0)), Changeset::default()).await;
+    let event = note(&ticket, at(1));
+    let message = OutboundMessage {
+        id: Uuid::now_v7(),
+        ticket_id: ticket.id,
+        ticket_number: ticket.number,
+        event_id: event.id,
+        conversation_id: String::new(),
+        channel: Channel::Email,
+        recipient: "ada@example.com".into(),
+        subject: "Re: Reply pending".into(),
+        body: "Here you go".into(),
+        attachments: Vec::new(),
+        created_at: at(1),
+    };
+    store
+        .commit(Changeset {
+            events: vec![event],
+            outbound: vec![message.clone()],
+            ..Changeset::default()
+        })
+        .await
+        .expect("queue the message");
+    message
+}
+
+pub async fn a_lease_holds_until_it_expires_and_then_passes_on(backend: Backend) {
+    let t = open(&backend).await;
+    let store = &*t.store;
+    let message = ticket_with_a_queued_message(store).await;
+    let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
+
+    let leased = store
+        .lease_messages(Channel::Email, "gw", first, at(10), at(40), 10)
+        .await
+        .unwrap();
+    assert_eq!(leased.len(), 1);
+    assert_eq!(leased[0].message.id, message.id);
+    assert_eq!((leased[0].attempt, leased[0].lease_id), (1, first));
+
+    // Another subscriber finds nothing while the lease holds, even a second before it
+    // runs out.
+    let held = store
+        .lease_messages(Channel::Email, "gw", second, at(39), at(69), 10)
+        .await
+        .unwrap();
+    assert!(held.is_empty(), "{held:?}");
+    let due = store.delivery_due(Channel::Email, "gw").await.unwrap();
+    assert!(!due.ready);
+    assert_eq!(due.next_expiry, Some(at(40)));
+
+    // At the second it runs out, the message passes on, as a second attempt.
+    let taken = store
+        .lease_messages(Channel::Email, "gw", second, at(40), at(70), 10)
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!((taken[0].attempt, taken[0].lease_id), (2, second));
+
+    // The first holder's acknowledgement no longer finishes it; the second's does.
+    let ack = |lease_id| Acknowledgement {
+        message_id: message.id,
+        consumer_group: "gw".into(),
+        lease_id,
+        outcome: DeliveryOutcome::Delivered,
+        provider_message_id: "p-1".into(),
+        error: String::new(),
+    };
+    let ticket = store
+        .ticket(TicketKey::Id(message.ticket_id))
+        .await
+        .unwrap()
+        .unwrap();
+    let receipt = |_| {
+        let mut e = note(&ticket, at(50));
+        e.kind = EventKind::DeliveryReceipt;
+        e
+    };
+    let late = store
+        .ack_delivery(&ack(first), receipt(message.ticket_id))
+        .await
+        .unwrap()
+        .expect("the group received the message");
+    assert!(late.receipt.is_none(), "a stale lease finishes nothing");
+    let done = store
+        .ack_delivery(&ack(second), receipt(message.ticket_id))
+        .await
+        .unwrap()
+        .expect("the group received the message");
+    assert!(done.receipt.is_some());
+    let after = store
+        .lease_messages(Channel::Email, "gw", first, at(500), at(530), 10)
+        .await
+        .unwrap();
+    assert!(
+        after.is_empty(),
+        "a delivered message is never leased again"
+    );
+}
+
+pub async fn concurrent_claimers_never_lease_one_message_twice(backend: Backend) {
+    let t = open(&backend).await;
+    let store = t.store.clone();
+    for _ in 0..10 {
+        ticket_with_a_queued_message(&*store).await;
+    }
+    let claimers: Vec<_> = (0..4)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                let lease = Uuid::now_v7();
+                let mut mine = Vec::new();
+                for _ in 0..10 {
+                    let got = store
+                        .lease_messages(Channel::Email, "gw", lease, at(10), at(40), 2)
+                        .await
+                        .unwrap();
+                    mine.extend(got.into_iter().map(|l| l.message.id));
+                }
+                mine
+            })
+        })
+        .collect();
+    let mut all = Vec::new();
+    for claimer in claimers {
+        all.extend(claimer.await.unwrap());
+    }
+    let distinct: std::collections::HashSet<_> = all.iter().collect();
+    assert_eq!(all.len(), 10, "every message leased: {all:?}");
+    assert_eq!(distinct.len(), 10, "none twice");
+}
+
+/// A running first-response clock on a new ticket, due at `due`, warned at `warn`.
+async fn ticket_with_a_clock(store: &dyn Store, due: i64) -> Ticket {
+    let draft = draft("Clocked", at(0));
+    let plan = Plan {
+        policy_id: None,
+        targets: Default::default(),
+        calendar_id: None,
+        warning: Default::default(),
+    };
+    let calendar = BusinessCalendar::always(Uuid::nil(), "24/7");
+    let clock = Clock::start(
+        draft.id,
+        Metric::FirstResponse,
+        due,
+        &plan,
+        &calendar,
+        at(0),
+    );
+    create(
+        store,
+        draft,
+        Changeset {
+            clocks: vec![clock],
+            ..Changeset::default()
+        },
+    )
+    .await
+}
+
+pub async fn each_alert_is_claimed_exactly_once_by_racing_timers(backend: Backend) {
+    let t = open(&backend).await;
+    let ticket = ticket_with_a_clock(&*t.store, 600).await;
+    assert_eq!(
+        t.store.next_sla_deadline().await.unwrap(),
+        t.store.clocks(&[ticket.id]).await.unwrap()[0].warn_at,
+        "the warning comes first"
+    );
+    assert!(t.store.fire_sla_alerts(at(599), 100).await.unwrap().len() <= 1);
+
+    let timers: Vec<_> = (0..4)
+        .map(|_| {
+            let store = t.store.clone();
+            tokio::spawn(async move { store.fire_sla_alerts(at(600), 100).await.unwrap() })
+        })
+        .collect();
+    let mut fired = Vec::new();
+    for timer in timers {
+        fired.extend(timer.await.unwrap());
+    }
+    let breaches: Vec<_> = fired
+        .iter()
+        .filter(|e| e.event.kind == EventKind::SlaBreached)
+        .collect();
+    assert_eq!(breaches.len(), 1, "{fired:?}");
+    assert_eq!(breaches[0].event.ticket_id, ticket.id);
+    assert!(
+        t.store
+            .fire_sla_alerts(at(9_999), 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(t.store.next_sla_deadline().await.unwrap(), None);
+}
+
+pub async fn stream_reads_see_every_committed_event_in_log_order(backend: Backend) {
+    let t = open(&backend).await;
+    let store = &*t.store;
+    let ticket = create(store, draft("Logged", at(0)), Changeset::default()).await;
+    for i in 1..=3 {
+        store
+            .commit(Changeset {
+                events: vec![note(&ticket, at(i))],
+                ..Changeset::default()
+            })
+            .await
+            .unwrap();
+    }
+    let events = store.events_after(0, None, 100).await.unwrap();
+    assert_eq!(
+        events.len(),
+        3,
+        "created events come from the service, not the store"
+    );
+    assert!(events.windows(2).all(|w| w[0].cursor < w[1].cursor));
+    let rest = store
+        .events_after(events[0].cursor, None, 100)
+        .await
+        .unwrap();
+    assert_eq!(rest.len(), 2);
+    assert!(!store.events_held_back(events[2].cursor).await.unwrap());
+}
+
+pub async fn a_request_id_is_claimed_once_per_body_until_it_expires(backend: Backend) {
+    let t = open(&backend).await;
+    let store = &*t.store;
+    let claim = |fingerprint: &str, resource_id, at_second, expired_before| IdempotencyClaim {
+        scope: "create:key-1".into(),
+        request_id: "form-42".into(),
+        fingerprint: fingerprint.into(),
+        resource_id,
+        at: at(at_second),
+        expired_before: at(expired_before),
+    };
+    let first = draft("Once", at(0));
+    let first_id = first.id;
+    let made = store
+        .create_ticket(
+            first,
+            Changeset::default(),
+            Some(claim("a", first_id, 0, -100)),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(made, CreateOutcome::Created { .. }));
+
+    let again = draft("Once", at(5));
+    let replay = store
+        .create_ticket(
+            again,
+            Changeset::default(),
+            Some(claim("a", Uuid::now_v7(), 5, -100)),
+        )
+        .await
+        .unwrap();
+    assert!(
+        matches!(replay, CreateOutcome::Replayed(id) if id == first_id),
+        "{replay:?}"
+    );
+
+    let other = store
+        .create_ticket(
+            draft("Other body", at(6)),
+            Changeset::default(),
+            Some(claim("b", Uuid::now_v7(), 6, -100)),
+        )
+        .await;
+    assert!(
+        matches!(other, Err(StoreError::IdempotencyMismatch(_))),
+        "{other:?}"
+    );
+    assert_eq!(
+        store
+            .claimed_request(&claim("a", Uuid::now_v7(), 7, -100))
+            .await
+            .unwrap(),
+        Some(first_id)
+    );
+
+    // Once the window has passed, the id is free for a new request.
+    let later = draft("Much later", at(10_000));
+    let later_id = later.id;
+    let fresh = store
+        .create_ticket(
+            later,
+            Changeset::default(),
+            Some(claim("b", later_id, 10_000, 9_000)),
+        )
+        .await
+        .unwrap();
+    assert!(matches!(fresh, CreateOutcome::Created { .. }), "{fresh:?}");
+    assert_eq!(store.purge_request_ids(at(20_000)).await.unwrap(), 1);
+}
+
+async fn agent_with_capacity(store: &dyn Store, capacity: i32) -> (Agent, Queue) {
+    let queue = Queue {
+        id: Uuid::now_v7(),
+        name: format!("q-{}", Uuid::now_v7().simple()),
+        tier: 1,
+        strategy: Strategy::Manual,
+        version: 1,
+        created_at: at(0),
+        updated_at: at(0),
+    };
+    let actor = Actor::system("test");
+    store
+        .save_queue(
+            &queue,
+            None,
+            &AuditEntry::saved(actor.clone(), None, &queue, at(0)),
+        )
+        .await
+        .unwrap();
+    let agent = Agent {
+        id: Uuid::now_v7(),
+        name: "Grace".into(),
+        email: format!("grace-{}@example.com", Uuid::now_v7().simple()),
+        skills: Vec::new(),
+        tier: 1,
+        capacity,
+        availability: Availability::Online,
+        queue_ids: vec![queue.id],
+        vip_handler: false,
+        version: 1,
+        created_at: at(0),
+        updated_at: at(0),
+    };
+    store
+        .save_agent(&agent, None, &AuditEntry::saved(actor, None, &agent, at(0)))
+        .await
+        .unwrap();
+    (agent, queue)
+}
+
+/// Assigns `ticket` to `agent` under the capacity guard.
+async fn assign_guarded(
+    store: &dyn Store,
+    ticket: &Ticket,
+    agent: &Agent,
+    queue: &Queue,
+) -> Result<(), StoreError> {
+    let mut assigned = ticket.clone();
+    assigned.assignee_id = Some(agent.id);
+    assigned.queue_id = Some(queue.id);
+    store
+        .commit(Changeset {
+            guard: Some(AssignmentGuard {
+                agent_id: agent.id,
+                ticket_id: ticket.id,
+                queue_id: queue.id,
+                at: at(1),
+            }),
+            updates: vec![TicketUpdate::fields_only(assigned, ticket.version)],
+            ..Changeset::default()
+        })
+        .await
+        .map(|_| ())
+}
+
+pub async fn the_capacity_guard_admits_one_of_two_racing_assignments(backend: Backend) {
+    let t = open(&backend).await;
+    let (agent, queue) = agent_with_capacity(&*t.store, 1).await;
+    let a = create(&*t.store, draft("A", at(0)), Changeset::default()).await;
+    let b = create(&*t.store, draft("B", at(0)), Changeset::default()).await;
+    let race = |ticket: Ticket| {
+        let (store, agent, queue) = (t.store.clone(), agent.clone(), queue.clone());
+        tokio::spawn(async move { assign_guarded(&*store, &ticket, &agent, &queue).await })
+    };
+    let (first, second) = (race(a.clone()), race(b.clone()));
+    let results = [first.await.unwrap(), second.await.unwrap()];
+    let admitted = results.iter().filter(|r| r.is_ok()).count();
+    assert_eq!(admitted, 1, "{results:?}");
+    assert!(
+        results
+            .iter()
+            .any(|r| matches!(r, Err(StoreError::AgentUnavailable(id)) if *id == agent.id)),
+        "{results:?}"
+    );
+
+    // Full stays full; re-assigning the ticket the agent holds is fine.
+    let held = if results[0].is_ok() { &a } else { &b };
+    let held = t
+        .store
+        .ticket(TicketKey::Id(held.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assign_guarded(&*t.store, &held, &agent, &queue)
+        .await
+        .expect("a ticket the agent holds does not count against it");
+}
+
+pub async fn a_stale_version_writes_nothing(backend: Backend) {
+    let t = open(&backend).await;
+    let ticket = create(&*t.store, draft("Versioned", at(0)), Changeset::default()).await;
+    let mut first = ticket.clone();
+    first.subject = "First".into();
+    t.store
+        .commit(Changeset {
+            updates: vec![TicketUpdate::fields_only(first, ticket.version)],
+            events: vec![note(&ticket, at(1))],
+            ..Changeset::default()
+        })
+        .await
+        .unwrap();
+    let mut stale = ticket.clone();
+    stale.subject = "Stale".into();
+    let before = t.store.events_after(0, None, 100).await.unwrap().len();
+    let err = t
+        .store
+        .commit(Changeset {
+            updates: vec![TicketUpdate::fields_only(stale, ticket.version)],
+            events: vec![note(&ticket, at(2))],
+            ..Changeset::default()
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, StoreError::Conflict(id) if id == ticket.id),
+        "{err:?}"
+    );
+    let now = t
+        .store
+        .ticket(TicketKey::Id(ticket.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(now.subject, "First");
+    assert_eq!(
+        t.store.events_after(0, None, 100).await.unwrap().len(),
+        before,
+        "the events of a failed changeset are not written either"
+    );
+}
+
+/// PostgreSQL: a transaction that took its id before a later one committed holds the
+/// later one's events back from stream reads until it ends, so no reader can pass a
+/// position it may still fill.
+pub async fn a_transaction_in_flight_holds_back_later_events(backend: Backend) {
+    use sqlx::Connection;
+    let t = open(&backend).await;
+    let ticket = create(&*t.store, draft("Held", at(0)), Changeset::default()).await;
+    let mut early = sqlx::PgConnection::connect(&t._database.url())
+        .await
+        .unwrap();
+    sqlx::query("BEGIN").execute(&mut early).await.unwrap();
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&mut early)
+        .await
+        .unwrap();
+
+    t.store
+        .commit(Changeset {
+            events: vec![note(&ticket, at(1))],
+            ..Changeset::default()
+        })
+        .await
+        .unwrap();
+    assert!(t.store.events_after(0, None, 100).await.unwrap().is_empty());
+    assert!(t.store.events_held_back(0).await.unwrap());
+
+    sqlx::query("COMMIT").execute(&mut early).await.unwrap();
+    assert_eq!(t.store.events_after(0, None, 100).await.unwrap().len(), 1);
+    assert!(!t.store.events_held_back(0).await.unwrap());
+}
