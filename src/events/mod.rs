@@ -9,6 +9,10 @@
 //! wakes the SMS subscribers and nobody else, and a commit that queues nothing wakes no
 //! delivery stream at all.
 
+mod tailer;
+
+pub use tailer::{Follower, Log, LogError, NotHeld, TailState, Tailer, TailerSettings};
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 

@@ -6,6 +6,7 @@ use super::auth::{STAFF, STAFF_OR_BOT, authorize};
 use super::convert::{self, event_to_pb, ticket_to_pb};
 use super::pb::{self, ticket_service_server::TicketService};
 use super::streams::{GrpcStream, to_grpc};
+use crate::domain::event::Event;
 use crate::domain::validation::Violations;
 use crate::service::routing::AssignTarget;
 use crate::service::sla::SlaReadings;
@@ -376,8 +377,9 @@ impl TicketService for TicketApi {
             .services
             .watch
             .watch(&principal, &r.filter, r.after_cursor)?;
-        let convert = |event| pb::WatchTicketsResponse {
-            event: Some(event_to_pb(event)),
+        // The event is shared with every other watcher: the entry copies what it needs.
+        let convert = |event: std::sync::Arc<Event>| pb::WatchTicketsResponse {
+            event: Some(event_to_pb(Event::clone(&event))),
         };
         Ok(Response::new(to_grpc(output, convert, true, permit)))
     }

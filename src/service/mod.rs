@@ -191,7 +191,7 @@ impl Services {
             ),
             watch: WatchService::new(
                 store.clone(),
-                bus,
+                &bus,
                 shutdown,
                 gauge.clone(),
                 settings.streams,

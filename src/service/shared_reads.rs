@@ -16,7 +16,7 @@ use crate::domain::event::Event;
 use crate::store::{Store, StoreResult};
 
 type Key = (i64, Option<Uuid>);
-type Read = Arc<OnceCell<Arc<Vec<Event>>>>;
+type Read = Arc<OnceCell<Arc<Vec<Arc<Event>>>>>;
 
 #[derive(Default)]
 pub struct SharedReads {
@@ -31,7 +31,7 @@ impl SharedReads {
         after: i64,
         ticket: Option<Uuid>,
         limit: i64,
-    ) -> StoreResult<Arc<Vec<Event>>> {
+    ) -> StoreResult<Arc<Vec<Arc<Event>>>> {
         let key = (after, ticket);
         let cell = match self.in_flight.lock() {
             Ok(mut map) => map.entry(key).or_default().clone(),
@@ -43,7 +43,7 @@ impl SharedReads {
             if let Ok(mut map) = self.in_flight.lock() {
                 map.remove(&key);
             }
-            events.map(Arc::new)
+            events.map(|events| Arc::new(events.into_iter().map(Arc::new).collect()))
         })
         .await
         .cloned()

@@ -150,8 +150,8 @@ pub(crate) enum Wake {
 
 /// Waits for a commit (local or from another replica), the fallback poll, the `alarm`,
 /// shutdown or the client leaving, whichever comes first.
-pub(crate) async fn wait<T>(
-    commits: &mut watch::Receiver<u64>,
+pub(crate) async fn wait<T, C>(
+    commits: &mut watch::Receiver<C>,
     shutdown: &mut watch::Receiver<bool>,
     sender: &StreamSender<T>,
     poll: Duration,

@@ -15,13 +15,16 @@ use crate::domain::auth::Principal;
 use crate::domain::event::{Event, Visibility};
 use crate::domain::filter::{AssigneeRef, TicketPredicate};
 use crate::domain::watch::{WatchFilter, WatchPredicate, matches, only_ticket, parse_watch_filter};
-use crate::events::Bus;
-use crate::store::Store;
+use crate::events::{Bus, Follower, Tailer, TailerSettings};
+use crate::store::{Store, StoreError};
 
 use super::shared_reads::SharedReads;
 
 /// Events read per query.
 const BATCH: i64 = 500;
+
+/// Events the tailer keeps in memory for streams; one further behind reads the log.
+const TAIL_CAPACITY: usize = 4096;
 
 /// Stream tuning, from the settings.
 #[derive(Debug, Clone)]
@@ -38,7 +41,7 @@ pub struct StreamSettings {
 pub struct WatchService {
     store: Arc<dyn Store>,
     reads: Arc<SharedReads>,
-    bus: Bus,
+    tailer: Tailer,
     shutdown: watch::Receiver<bool>,
     gauge: Arc<StreamGauge>,
     settings: StreamSettings,
@@ -47,15 +50,24 @@ pub struct WatchService {
 impl WatchService {
     pub fn new(
         store: Arc<dyn Store>,
-        bus: Bus,
+        bus: &Bus,
         shutdown: watch::Receiver<bool>,
         gauge: Arc<StreamGauge>,
         settings: StreamSettings,
     ) -> Self {
+        let tailer = Tailer::spawn(
+            store.clone(),
+            bus,
+            TailerSettings {
+                capacity: TAIL_CAPACITY,
+                poll: settings.poll,
+            },
+            shutdown.clone(),
+        );
         Self {
             store,
             reads: Arc::default(),
-            bus,
+            tailer,
             shutdown,
             gauge,
             settings,
@@ -69,7 +81,7 @@ impl WatchService {
         principal: &Principal,
         filter: &str,
         after_cursor: i64,
-    ) -> ServiceResult<StreamOutput<Event>> {
+    ) -> ServiceResult<StreamOutput<Arc<Event>>> {
         if after_cursor < 0 {
             return Err(ServiceError::invalid(
                 "after_cursor",
@@ -84,7 +96,7 @@ impl WatchService {
         let producer = Producer {
             store: self.store.clone(),
             reads: self.reads.clone(),
-            commits: self.bus.subscribe(),
+            follower: self.tailer.follow(),
             shutdown: self.shutdown.clone(),
             only_ticket: filter.as_ref().and_then(only_ticket),
             filter,
@@ -120,14 +132,10 @@ fn resolve_me(filter: WatchFilter, principal: &Principal) -> ServiceResult<Watch
     })
 }
 
-/// The first pause before looking again at events held back behind a transaction in
-/// flight; it doubles up to the stream's poll interval.
-const HELD_BACK_FIRST_WAIT: Duration = Duration::from_millis(50);
-
 struct Producer {
     store: Arc<dyn Store>,
     reads: Arc<SharedReads>,
-    commits: watch::Receiver<u64>,
+    follower: Follower,
     shutdown: watch::Receiver<bool>,
     filter: Option<WatchFilter>,
     only_ticket: Option<Uuid>,
@@ -136,6 +144,15 @@ struct Producer {
     cursor: i64,
     poll: Duration,
     _gauge: GaugeGuard,
+}
+
+/// Where a batch of events came from.
+enum Source {
+    /// The tailer's memory: everything after the cursor it holds, up to `BATCH`.
+    Memory,
+    /// The log itself, read because memory does not reach back to the cursor;
+    /// `head` is how far the tailer had read before the query started.
+    Log { head: i64 },
 }
 
 impl Producer {
@@ -147,20 +164,24 @@ impl Producer {
                 .is_none_or(|f| matches(f, &event.event))
     }
 
-    async fn run(mut self, sender: streams::StreamSender<Event>) {
-        // After a wake-up, rows of a transaction that committed may still be held back
-        // behind an older one in flight (PostgreSQL); look again a few times, quickly.
-        let mut eager = 0u32;
-        // Only after a wake-up: a stream just opened leaves held-back events to its poll,
-        // rather than add a query to every open.
-        let mut held_back_wait = self.poll + Duration::from_millis(1);
+    /// The next events after the cursor: from the tailer's memory when it reaches back
+    /// that far, else from the log (a replay, or a stream far behind).
+    async fn next_batch(&mut self) -> Result<(Vec<Arc<Event>>, Source), StoreError> {
+        if let Ok(events) = self.follower.after(self.cursor, BATCH as usize) {
+            return Ok((events, Source::Memory));
+        }
+        let head = self.follower.state().head;
+        let events = self
+            .reads
+            .events_after(self.store.as_ref(), self.cursor, self.only_ticket, BATCH)
+            .await?;
+        Ok((events.as_ref().clone(), Source::Log { head }))
+    }
+
+    async fn run(mut self, sender: streams::StreamSender<Arc<Event>>) {
+        let failures = self.follower.state().failures;
         loop {
-            self.commits.mark_unchanged();
-            let batch = match self
-                .reads
-                .events_after(self.store.as_ref(), self.cursor, self.only_ticket, BATCH)
-                .await
-            {
+            let (batch, source) = match self.next_batch().await {
                 Ok(batch) => batch,
                 Err(err) => {
                     tracing::warn!(error = %err, cursor = self.cursor, "watch stream read failed");
@@ -171,11 +192,10 @@ impl Producer {
                 }
             };
             let full = batch.len() as i64 == BATCH;
-            let found = !batch.is_empty();
-            for event in batch.iter() {
+            for event in batch {
                 let cursor = event.cursor;
-                if self.wanted(event) {
-                    match sender.send(event.clone()).await {
+                if self.wanted(&event) {
+                    match sender.send(event).await {
                         Sent::Ok => {}
                         Sent::Closed => return,
                         Sent::Stalled => {
@@ -192,27 +212,18 @@ impl Producer {
             if full {
                 continue;
             }
-            if !found && eager > 0 {
-                eager -= 1;
-                tokio::time::sleep(Duration::from_millis(20)).await;
-                continue;
-            }
-            // Still held back: a transaction in flight somewhere in the cluster keeps the
-            // horizon below committed events. Keep looking, slower each time, rather than
-            // wait for a wake-up that already came.
-            if !found && held_back_wait <= self.poll {
-                match self.store.events_held_back(self.cursor).await {
-                    Ok(true) => {
-                        tokio::time::sleep(held_back_wait).await;
-                        held_back_wait *= 2;
-                        continue;
-                    }
-                    Ok(false) => {}
-                    Err(err) => tracing::debug!(error = %err, "held-back check failed"),
+            if let Source::Log { head } = source {
+                // Everything up to the tailer's head was final before the read began, so
+                // the read saw all of it that this stream wants (it may have filtered by
+                // ticket and stopped short of the head).
+                self.cursor = self.cursor.max(head);
+                if self.follower.after(self.cursor, 0).is_ok() {
+                    continue;
                 }
             }
+            let changes = self.follower.changes();
             match streams::wait(
-                &mut self.commits,
+                changes,
                 &mut self.shutdown,
                 &sender,
                 self.poll,
@@ -221,8 +232,12 @@ impl Producer {
             .await
             {
                 Wake::Look => {
-                    eager = 10;
-                    held_back_wait = HELD_BACK_FIRST_WAIT;
+                    if self.follower.state().failures != failures {
+                        sender.finish(StreamEnd::Unavailable {
+                            cursor: self.cursor,
+                        });
+                        return;
+                    }
                 }
                 Wake::ShuttingDown => {
                     sender.finish(StreamEnd::ShuttingDown {

@@ -10,6 +10,7 @@ use super::database::{Statement, Tx, Value, json};
 use super::rows::{self, EventRow};
 use super::{SqlStore, StoreError, StoreResult};
 use crate::domain::event::{Event, NewEvent};
+use crate::events::{Log, LogError};
 
 /// The columns of an event with the delivery state of its outbound message, if any;
 /// see `rows::EventRow`.
@@ -70,6 +71,9 @@ pub trait EventLog: Send + Sync {
     async fn events_held_back(&self, after: i64) -> StoreResult<bool>;
 
     async fn event(&self, id: Uuid) -> StoreResult<Option<Event>>;
+
+    /// The position of the last event stream reads can see now (0 for an empty log).
+    async fn log_end(&self) -> StoreResult<i64>;
 }
 
 #[async_trait]
@@ -113,6 +117,14 @@ impl EventLog for SqlStore {
         }
         let rows: Vec<EventRow> = query.fetch_all(&self.pools).await?;
         rows::convert_all(rows)
+    }
+
+    async fn log_end(&self) -> StoreResult<i64> {
+        let horizon = self.pools.dialect().read_horizon();
+        let sql =
+            format!("SELECT COALESCE(MAX(e.position), 0) FROM ticket_events e WHERE TRUE{horizon}");
+        let (end,): (i64,) = Statement::owned(sql).fetch_one(&self.pools).await?;
+        Ok(end)
     }
 
     async fn events_held_back(&self, after: i64) -> StoreResult<bool> {
@@ -219,4 +231,24 @@ fn event_columns(event: &NewEvent) -> StoreResult<Vec<(&'static str, Value<'_>)>
         ("channel", snapshot.channel.map(|c| c.as_str()).into()),
         ("tags", json(&snapshot.tags)?),
     ])
+}
+
+/// The tailer reads the log through the store.
+#[async_trait]
+impl Log for SqlStore {
+    async fn read_after(&self, after: i64, limit: i64) -> Result<Vec<Event>, LogError> {
+        self.events_after(after, None, limit)
+            .await
+            .map_err(|e| LogError(Box::new(e)))
+    }
+
+    async fn held_back(&self, after: i64) -> Result<bool, LogError> {
+        self.events_held_back(after)
+            .await
+            .map_err(|e| LogError(Box::new(e)))
+    }
+
+    async fn end(&self) -> Result<i64, LogError> {
+        self.log_end().await.map_err(|e| LogError(Box::new(e)))
+    }
 }

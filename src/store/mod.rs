@@ -442,6 +442,7 @@ pub trait Store:
     + KeyStore
     + AuditStore
     + RequestIdStore
+    + crate::events::Log
     + Send
     + Sync
     + 'static

@@ -1,0 +1,450 @@
+//! The log tailer: one per process, it reads each new stretch of the event log once and
+//! keeps the most recent events in memory, decoded, behind shared references. Streams
+//! follow it instead of the database: a woken stream takes the events after its own
+//! cursor from memory, filters them, and sends the same `Arc<Event>` every other stream
+//! sends. Only a stream whose cursor lies before what memory holds (a replay, or one
+//! that fell far behind) reads the database itself, until it catches up.
+//!
+//! The tailer reads only while someone follows it. Started, it begins at the current end
+//! of the log; stopped (nobody left), it forgets what it held.
+//!
+//! Positions may have gaps (PostgreSQL), and a transaction still in flight may yet fill
+//! a position below the last one read: the [`Log`] only ever returns events below the
+//! horizon of transactions in flight, so everything the tailer holds is final and in
+//! order. After a wake-up whose events are still held back, it looks again a few times,
+//! then at growing intervals, rather than wait for another wake-up.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{Notify, watch};
+
+use super::Bus;
+use crate::domain::event::Event;
+
+/// Why the log could not be read; the stream that asked ends as unavailable.
+#[derive(Debug, thiserror::Error)]
+#[error("the event log cannot be read")]
+pub struct LogError(#[source] pub Box<dyn std::error::Error + Send + Sync>);
+
+/// The event log as the tailer reads it (the store implements it).
+#[async_trait]
+pub trait Log: Send + Sync + 'static {
+    /// Up to `limit` events after position `after` in log order, only below the horizon
+    /// of transactions still in flight.
+    async fn read_after(&self, after: i64, limit: i64) -> Result<Vec<Event>, LogError>;
+
+    /// Whether committed events after `after` are held back behind a transaction in
+    /// flight.
+    async fn held_back(&self, after: i64) -> Result<bool, LogError>;
+
+    /// The position of the last event readable now (0 for an empty log).
+    async fn end(&self) -> Result<i64, LogError>;
+}
+
+/// Events read per query.
+const BATCH: i64 = 500;
+
+/// How the tailer is tuned.
+#[derive(Debug, Clone, Copy)]
+pub struct TailerSettings {
+    /// Most events held in memory; streams further behind read the database.
+    pub capacity: usize,
+    /// Fallback poll when no wake-up arrives (wake-ups from other replicas can be lost).
+    pub poll: Duration,
+}
+
+/// What followers see change: how far the tailer has read, and how many reads failed.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct TailState {
+    pub head: i64,
+    pub failures: u64,
+}
+
+/// The events in memory: every event after `start`, up to the tailer's head, in order.
+#[derive(Default)]
+struct Window {
+    active: bool,
+    start: i64,
+    events: VecDeque<Arc<Event>>,
+}
+
+struct Shared {
+    window: RwLock<Window>,
+    state: watch::Sender<TailState>,
+    /// Rung when a follower arrives, to start an idle tailer.
+    followed: Notify,
+}
+
+/// A handle on the process's tailer; cheap to clone.
+#[derive(Clone)]
+pub struct Tailer {
+    shared: Arc<Shared>,
+}
+
+/// Events after a cursor could not be served from memory: read them from the log.
+#[derive(Debug, PartialEq, Eq)]
+pub struct NotHeld;
+
+impl Tailer {
+    /// Starts the tailer's task; it reads while followed, until `shutdown` turns true.
+    pub fn spawn(
+        log: Arc<dyn Log>,
+        bus: &Bus,
+        settings: TailerSettings,
+        shutdown: watch::Receiver<bool>,
+    ) -> Tailer {
+        let shared = Arc::new(Shared {
+            window: RwLock::new(Window::default()),
+            state: watch::Sender::new(TailState::default()),
+            followed: Notify::new(),
+        });
+        let task = Task {
+            log,
+            shared: shared.clone(),
+            commits: bus.subscribe(),
+            settings,
+            shutdown,
+        };
+        tokio::spawn(task.run());
+        Tailer { shared }
+    }
+
+    /// Follows the tailer: the follower is told whenever new events are in memory.
+    pub fn follow(&self) -> Follower {
+        let changes = self.shared.state.subscribe();
+        self.shared.followed.notify_one();
+        Follower {
+            shared: self.shared.clone(),
+            changes,
+        }
+    }
+}
+
+/// One stream's view of the tailer.
+pub struct Follower {
+    shared: Arc<Shared>,
+    changes: watch::Receiver<TailState>,
+}
+
+impl Follower {
+    /// Up to `limit` events after `cursor` from memory, sharing them with every other
+    /// follower; [`NotHeld`] when memory does not reach back to `cursor`.
+    pub fn after(&self, cursor: i64, limit: usize) -> Result<Vec<Arc<Event>>, NotHeld> {
+        let window = self.shared.window.read().map_err(|_| NotHeld)?;
+        if !window.active || cursor < window.start {
+            return Err(NotHeld);
+        }
+        let first = window.events.partition_point(|e| e.cursor <= cursor);
+        Ok(window.events.range(first..).take(limit).cloned().collect())
+    }
+
+    /// The tailer's state as last seen, marking it seen.
+    pub fn state(&mut self) -> TailState {
+        *self.changes.borrow_and_update()
+    }
+
+    /// Waits for the tailer to read more (or fail); `false` if the tailer is gone.
+    pub async fn changed(&mut self) -> bool {
+        self.changes.changed().await.is_ok()
+    }
+
+    /// The signal [`Follower::changed`] waits on, for waiting on it beside others.
+    pub fn changes(&mut self) -> &mut watch::Receiver<TailState> {
+        &mut self.changes
+    }
+}
+
+/// After a wake-up that found nothing new, quick looks before the slower held-back checks.
+const EAGER_LOOKS: u32 = 10;
+const EAGER_PAUSE: Duration = Duration::from_millis(20);
+/// The first pause before looking again at events held back behind a transaction in
+/// flight; it doubles up to the poll interval.
+const HELD_BACK_FIRST_WAIT: Duration = Duration::from_millis(50);
+/// After a failed read, the pause before the next; it doubles up to the poll interval.
+const RETRY_FIRST_WAIT: Duration = Duration::from_millis(100);
+
+struct Task {
+    log: Arc<dyn Log>,
+    shared: Arc<Shared>,
+    commits: watch::Receiver<u64>,
+    settings: TailerSettings,
+    shutdown: watch::Receiver<bool>,
+}
+
+impl Task {
+    fn followed(&self) -> bool {
+        self.shared.state.receiver_count() > 0
+    }
+
+    /// Shutdown was asked for, or whoever could ask is gone.
+    fn stopping(&self) -> bool {
+        *self.shutdown.borrow() || self.shutdown.has_changed().is_err()
+    }
+
+    async fn run(mut self) {
+        let mut retry_wait = RETRY_FIRST_WAIT;
+        while !self.stopping() {
+            if !self.followed() {
+                self.deactivate();
+                tokio::select! {
+                    () = self.shared.followed.notified() => {}
+                    _ = self.shutdown.changed() => {}
+                }
+                continue;
+            }
+            match self.tail().await {
+                Ok(()) => retry_wait = RETRY_FIRST_WAIT,
+                Err(err) => {
+                    tracing::warn!(error = %err, "event log read failed; retrying");
+                    self.shared.state.send_modify(|s| s.failures += 1);
+                    // Memory may have missed events meanwhile: start afresh once the log
+                    // answers again.
+                    self.deactivate();
+                    tokio::select! {
+                        () = tokio::time::sleep(retry_wait) => {}
+                        _ = self.shutdown.changed() => {}
+                    }
+                    retry_wait = (retry_wait * 2).min(self.settings.poll);
+                }
+            }
+        }
+    }
+
+    fn deactivate(&self) {
+        if let Ok(mut window) = self.shared.window.write() {
+            *window = Window::default();
+        }
+    }
+
+    /// Reads while followed: up to the end of the log, then waits for a wake-up.
+    async fn tail(&mut self) -> Result<(), LogError> {
+        let active = self.shared.window.read().map(|w| w.active).unwrap_or(false);
+        if !active {
+            let end = self.log.end().await?;
+            if let Ok(mut window) = self.shared.window.write() {
+                *window = Window {
+                    active: true,
+                    start: end,
+                    events: VecDeque::new(),
+                };
+            }
+            self.shared.state.send_modify(|s| s.head = end);
+        }
+        let mut eager = 0;
+        let mut held_back_wait = self.settings.poll + Duration::from_millis(1);
+        while self.followed() && !self.stopping() {
+            self.commits.mark_unchanged();
+            let head = self.shared.state.borrow().head;
+            let batch = self.log.read_after(head, BATCH).await?;
+            let full = batch.len() as i64 == BATCH;
+            if !batch.is_empty() {
+                self.hold(batch);
+                eager = 0;
+                if full {
+                    continue;
+                }
+            } else if eager > 0 {
+                eager -= 1;
+                tokio::time::sleep(EAGER_PAUSE).await;
+                continue;
+            } else if held_back_wait <= self.settings.poll && self.log.held_back(head).await? {
+                // A transaction in flight keeps committed events below the horizon:
+                // keep looking, slower each time, rather than wait for a wake-up that
+                // already came.
+                tokio::time::sleep(held_back_wait).await;
+                held_back_wait *= 2;
+                continue;
+            }
+            tokio::select! {
+                _ = self.commits.changed() => {
+                    eager = EAGER_LOOKS;
+                    held_back_wait = HELD_BACK_FIRST_WAIT;
+                }
+                () = tokio::time::sleep(self.settings.poll) => {}
+                // A follower's arrival needs nothing read; listening keeps the signal
+                // from piling up.
+                () = self.shared.followed.notified() => {}
+                _ = self.shutdown.changed() => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts a batch in memory (dropping the oldest past capacity) and tells followers.
+    fn hold(&self, batch: Vec<Event>) {
+        let Some(head) = batch.last().map(|e| e.cursor) else {
+            return;
+        };
+        if let Ok(mut window) = self.shared.window.write() {
+            window.events.extend(batch.into_iter().map(Arc::new));
+            while window.events.len() > self.settings.capacity {
+                if let Some(oldest) = window.events.pop_front() {
+                    window.start = oldest.cursor;
+                }
+            }
+        }
+        self.shared.state.send_modify(|s| s.head = head);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::event::{Actor, EventKind, EventPayload, NewEvent, Visibility};
+    use crate::domain::ticket::{Priority, Status, TicketType};
+    use std::sync::Mutex;
+
+    /// A log in memory: events at the positions given, the first `visible` of them
+    /// readable.
+    #[derive(Default)]
+    struct MemoryLog {
+        events: Mutex<Vec<Event>>,
+        reads: Mutex<u32>,
+    }
+
+    fn event(cursor: i64) -> Event {
+        let ticket = uuid::Uuid::nil();
+        Event {
+            cursor,
+            event: NewEvent {
+                id: uuid::Uuid::now_v7(),
+                ticket_id: ticket,
+                ticket_number: 1,
+                kind: EventKind::NoteAdded,
+                actor: Actor::system("test"),
+                visibility: Visibility::Internal,
+                payload: EventPayload::Note {
+                    body: String::new(),
+                },
+                created_at: chrono::DateTime::UNIX_EPOCH,
+                ticket: crate::domain::event::TicketSnapshot {
+                    status: Status::Open,
+                    priority: Priority::Low,
+                    ticket_type: TicketType::Other,
+                    assignee_id: None,
+                    queue_id: None,
+                    contact_id: ticket,
+                    channel: None,
+                    tags: Vec::new(),
+                },
+            },
+            delivery: None,
+        }
+    }
+
+    #[async_trait]
+    impl Log for MemoryLog {
+        async fn read_after(&self, after: i64, limit: i64) -> Result<Vec<Event>, LogError> {
+            *self.reads.lock().unwrap() += 1;
+            let events = self.events.lock().unwrap();
+            Ok(events
+                .iter()
+                .filter(|e| e.cursor > after)
+                .take(limit as usize)
+                .cloned()
+                .collect())
+        }
+        async fn held_back(&self, _after: i64) -> Result<bool, LogError> {
+            Ok(false)
+        }
+        async fn end(&self) -> Result<i64, LogError> {
+            Ok(self.events.lock().unwrap().last().map_or(0, |e| e.cursor))
+        }
+    }
+
+    fn settings(capacity: usize) -> TailerSettings {
+        TailerSettings {
+            capacity,
+            poll: Duration::from_secs(60),
+        }
+    }
+
+    async fn until_head(follower: &mut Follower, head: i64) {
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while follower.state().head < head {
+                follower.changed().await;
+            }
+        })
+        .await
+        .expect("the tailer reads up to the head");
+    }
+
+    #[tokio::test]
+    async fn followers_share_one_read_of_each_new_event() {
+        let log = Arc::new(MemoryLog::default());
+        log.events.lock().unwrap().extend([event(3), event(7)]);
+        let bus = Bus::new();
+        let (_stop, shutdown) = watch::channel(false);
+        let tailer = Tailer::spawn(log.clone(), &bus, settings(100), shutdown);
+        let mut a = tailer.follow();
+        let b = tailer.follow();
+        until_head(&mut a, 7).await;
+        // It started at the end of the log: older events are not held.
+        assert!(a.after(0, 10).is_err());
+        assert_eq!(a.after(7, 10).unwrap().len(), 0);
+
+        log.events.lock().unwrap().extend([event(9), event(12)]);
+        let reads_before = *log.reads.lock().unwrap();
+        bus.publish_local();
+        until_head(&mut a, 12).await;
+        let from_a = a.after(7, 10).unwrap();
+        let from_b = b.after(9, 10).unwrap();
+        assert_eq!(from_a.iter().map(|e| e.cursor).collect::<Vec<_>>(), [9, 12]);
+        assert_eq!(from_b.iter().map(|e| e.cursor).collect::<Vec<_>>(), [12]);
+        assert!(
+            Arc::ptr_eq(&from_a[1], &from_b[0]),
+            "one decoded event, shared"
+        );
+        assert!(
+            *log.reads.lock().unwrap() - reads_before <= 2,
+            "one read per wake-up, not one per follower"
+        );
+    }
+
+    #[tokio::test]
+    async fn memory_is_bounded_and_older_cursors_are_sent_to_the_log() {
+        let log = Arc::new(MemoryLog::default());
+        let bus = Bus::new();
+        let (_stop, shutdown) = watch::channel(false);
+        let tailer = Tailer::spawn(log.clone(), &bus, settings(3), shutdown);
+        let mut follower = tailer.follow();
+        tokio::time::timeout(Duration::from_secs(5), async {
+            while follower.after(0, 0).is_err() {
+                follower.changed().await;
+            }
+        })
+        .await
+        .expect("the tailer starts");
+        log.events.lock().unwrap().extend((1..=5).map(event));
+        bus.publish_local();
+        until_head(&mut follower, 5).await;
+        assert!(follower.after(1, 10).is_err(), "evicted");
+        let held = follower.after(2, 10).unwrap();
+        assert_eq!(held.iter().map(|e| e.cursor).collect::<Vec<_>>(), [3, 4, 5]);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn an_unfollowed_tailer_reads_nothing() {
+        let log = Arc::new(MemoryLog::default());
+        let bus = Bus::new();
+        let (_stop, shutdown) = watch::channel(false);
+        let tailer = Tailer::spawn(log.clone(), &bus, settings(10), shutdown);
+        let follower = tailer.follow();
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        drop(follower);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        let reads = *log.reads.lock().unwrap();
+        for _ in 0..5 {
+            bus.publish_local();
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert_eq!(
+            *log.reads.lock().unwrap(),
+            reads,
+            "no reads without followers"
+        );
+    }
+}
