@@ -1,6 +1,8 @@
 //! SLA policies and clocks: which targets apply to a ticket, and how its clocks run,
 //! pause, stop and re-target as the ticket changes. Pure rules over a calendar.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, SubsecRound, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
@@ -460,6 +462,54 @@ pub fn follow_plan<'c>(
         if changed && !clock.stopped {
             let old = calendar(clock.calendar_id);
             clock.retarget(target, plan, old, calendar(plan.calendar_id), at);
+        }
+    }
+}
+
+/// Calendars by id, with the round-the-clock calendar for `None`.
+pub struct CalendarSet {
+    always: BusinessCalendar,
+    by_id: HashMap<Uuid, BusinessCalendar>,
+}
+
+impl CalendarSet {
+    pub fn new(calendars: Vec<BusinessCalendar>) -> Self {
+        CalendarSet {
+            always: BusinessCalendar::always(Uuid::nil(), "24/7"),
+            by_id: calendars.into_iter().map(|c| (c.id, c)).collect(),
+        }
+    }
+
+    /// A deleted or unknown calendar counts as round the clock.
+    pub fn get(&self, id: Option<Uuid>) -> &BusinessCalendar {
+        id.and_then(|id| self.by_id.get(&id))
+            .unwrap_or(&self.always)
+    }
+}
+
+/// A clock as callers see it at one moment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClockView {
+    pub metric: Metric,
+    pub target_seconds: i64,
+    pub due_at: Option<DateTime<Utc>>,
+    pub state: ClockState,
+    pub used_seconds: i64,
+    pub remaining_seconds: i64,
+    pub policy_id: Option<Uuid>,
+}
+
+impl CalendarSet {
+    pub fn view(&self, clock: &Clock, at: DateTime<Utc>) -> ClockView {
+        let cal = self.get(clock.calendar_id);
+        ClockView {
+            metric: clock.metric,
+            target_seconds: clock.target_seconds,
+            due_at: clock.due_at,
+            state: clock.state(at),
+            used_seconds: clock.used(cal, at),
+            remaining_seconds: clock.remaining(cal, at),
+            policy_id: clock.policy_id,
         }
     }
 }

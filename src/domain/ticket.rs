@@ -342,6 +342,13 @@ pub fn validate_custom_fields(field: &str, fields: &BTreeMap<String, String>, v:
     }
 }
 
+/// How a ticket is named: by id, or by its number (`#1042`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TicketKey {
+    Id(Uuid),
+    Number(i64),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

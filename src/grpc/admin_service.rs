@@ -8,27 +8,17 @@ use uuid::Uuid;
 use super::admin_sla;
 use super::auth::{ADMIN, STAFF, authorize};
 use super::convert::{self, api_key_to_pb};
-use super::convert_routing::{
+use super::convert::{
     agent_to_pb, availability_from_pb, queue_ids, queue_to_pb, rule_parts_from_pb, rule_to_pb,
     strategy_from_pb,
 };
 use super::pb::{self, admin_service_server::AdminService};
-use crate::domain::routing::{Agent, Availability, RoutingRule};
-use crate::domain::validation::{Violations, check_update_mask};
+use crate::domain::routing::RoutingRule;
+use crate::domain::validation::Violations;
+use crate::service::routing::AgentPatch;
 use crate::service::{ServiceError, Services};
 
 /// The paths `UpdateAgent` accepts in its `update_mask`.
-const AGENT_PATHS: &[&str] = &[
-    "name",
-    "email",
-    "skills",
-    "tier",
-    "capacity",
-    "availability",
-    "queue_ids",
-    "vip_handler",
-];
-
 pub struct AdminApi {
     services: Services,
 }
@@ -122,30 +112,11 @@ impl AdminService for AdminApi {
         request: Request<pb::CreateAgentRequest>,
     ) -> Reply<pb::CreateAgentResponse> {
         let principal = authorize(&request, "CreateAgent", ADMIN).await?;
-        let a = request.into_inner().agent.unwrap_or_default();
-        let mut v = Violations::new();
-        // Stamped by the service as it saves.
-        let at = chrono::DateTime::UNIX_EPOCH;
-        let agent = Agent {
-            id: Uuid::now_v7(),
-            availability: availability_from_pb(a.availability, "agent.availability", &mut v)
-                .unwrap_or(Availability::Offline),
-            queue_ids: queue_ids("agent.queue_ids", &a.queue_ids, &mut v),
-            name: a.name.trim().to_owned(),
-            email: a.email.trim().to_owned(),
-            skills: a.skills,
-            tier: if a.tier == 0 { 1 } else { a.tier },
-            capacity: a.capacity,
-            vip_handler: a.vip_handler,
-            version: 1,
-            created_at: at,
-            updated_at: at,
-        };
-        v.finish().map_err(ServiceError::Invalid)?;
+        let patch = agent_patch(request.into_inner().agent.unwrap_or_default())?;
         let agent = self
             .services
             .routing
-            .save_agent(&principal.actor(), agent, None)
+            .create_agent(&principal.actor(), patch)
             .await?;
         Ok(Response::new(pb::CreateAgentResponse {
             agent: Some(agent_to_pb(agent)),
@@ -159,48 +130,13 @@ impl AdminService for AdminApi {
         let principal = authorize(&request, "UpdateAgent", ADMIN).await?;
         let r = request.into_inner();
         let a = r.agent.unwrap_or_default();
-        let mut v = Violations::new();
-        let id = convert::uuid("agent.id", &a.id, &mut v);
-        let paths = r.update_mask.map(|m| m.paths).unwrap_or_default();
-        check_update_mask(&paths, AGENT_PATHS).map_err(ServiceError::Invalid)?;
-        let availability = availability_from_pb(a.availability, "agent.availability", &mut v);
-        let queues = queue_ids("agent.queue_ids", &a.queue_ids, &mut v);
-        v.finish().map_err(ServiceError::Invalid)?;
-        let id = id.ok_or_else(|| Status::invalid_argument("agent.id is required"))?;
-        let current = self.services.routing.agent(id).await?;
-        if !r.etag.is_empty() && r.etag != current.version.to_string() {
-            return Err(ServiceError::StaleEtag {
-                given: r.etag,
-                current: current.version.to_string(),
-            }
-            .into());
-        }
-        let mut next = current.clone();
-        let mut v = Violations::new();
-        for path in &paths {
-            match path.as_str() {
-                "name" => next.name = a.name.trim().to_owned(),
-                "email" => next.email = a.email.trim().to_owned(),
-                "skills" => next.skills = a.skills.clone(),
-                "tier" => next.tier = a.tier,
-                "capacity" => next.capacity = a.capacity,
-                "availability" => match availability {
-                    Some(value) => next.availability = value,
-                    None => v.add(
-                        "agent.availability",
-                        "must be set when named in update_mask",
-                    ),
-                },
-                "queue_ids" => next.queue_ids = queues.clone(),
-                "vip_handler" => next.vip_handler = a.vip_handler,
-                _ => {}
-            }
-        }
-        v.finish().map_err(ServiceError::Invalid)?;
+        let id = convert::required_uuid("agent.id", &a.id)?;
+        let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
+        let etag = (!r.etag.is_empty()).then_some(r.etag);
         let agent = self
             .services
             .routing
-            .save_agent(&principal.actor(), next, Some(&current))
+            .update_agent(&principal.actor(), id, agent_patch(a)?, mask, etag)
             .await?;
         Ok(Response::new(pb::UpdateAgentResponse {
             agent: Some(agent_to_pb(agent)),
@@ -482,7 +418,8 @@ fn rule_from_pb(r: pb::RoutingRule, id: Option<Uuid>) -> Result<RoutingRule, Sta
     // Stamped by the service as it saves.
     let at = chrono::DateTime::UNIX_EPOCH;
     Ok(RoutingRule {
-        id: id.unwrap_or_else(Uuid::now_v7),
+        // A new rule gets its id from the service.
+        id: id.unwrap_or_default(),
         name: r.name.trim().to_owned(),
         position: r.position,
         enabled: r.enabled,
@@ -491,4 +428,21 @@ fn rule_from_pb(r: pb::RoutingRule, id: Option<Uuid>) -> Result<RoutingRule, Sta
         created_at: at,
         updated_at: at,
     })
+}
+
+/// The fields of an agent as a client sent them; the service applies them.
+fn agent_patch(a: pb::Agent) -> Result<AgentPatch, Status> {
+    let mut v = Violations::new();
+    let patch = AgentPatch {
+        availability: availability_from_pb(a.availability, "agent.availability", &mut v),
+        queue_ids: queue_ids("agent.queue_ids", &a.queue_ids, &mut v),
+        name: a.name,
+        email: a.email,
+        skills: a.skills,
+        tier: a.tier,
+        capacity: a.capacity,
+        vip_handler: a.vip_handler,
+    };
+    v.finish().map_err(ServiceError::Invalid)?;
+    Ok(patch)
 }

@@ -207,7 +207,7 @@ pub(super) async fn create_calendar(
     r: Request<pb::CreateCalendarRequest>,
 ) -> Reply<pb::CreateCalendarResponse> {
     let principal = authorize(&r, "CreateCalendar", ADMIN).await?;
-    let cal = calendar_from_pb(r.into_inner().calendar.unwrap_or_default(), Uuid::now_v7())?;
+    let cal = calendar_from_pb(r.into_inner().calendar.unwrap_or_default(), Uuid::nil())?;
     let cal = s.sla.save_calendar(&principal.actor(), cal, true).await?;
     Ok(Response::new(pb::CreateCalendarResponse {
         calendar: Some(calendar_to_pb(cal)),
@@ -254,7 +254,7 @@ pub(super) async fn create_policy(
     r: Request<pb::CreateSlaPolicyRequest>,
 ) -> Reply<pb::CreateSlaPolicyResponse> {
     let principal = authorize(&r, "CreateSlaPolicy", ADMIN).await?;
-    let policy = policy_from_pb(r.into_inner().policy.unwrap_or_default(), Uuid::now_v7())?;
+    let policy = policy_from_pb(r.into_inner().policy.unwrap_or_default(), Uuid::nil())?;
     let policy = s.sla.save_policy(&principal.actor(), policy, true).await?;
     Ok(Response::new(pb::CreateSlaPolicyResponse {
         policy: Some(policy_to_pb(policy)),

@@ -6,7 +6,6 @@ mod admin_sla;
 mod auth;
 mod codec;
 mod convert;
-mod convert_routing;
 mod edge;
 mod error;
 mod escalation_service;

@@ -7,6 +7,7 @@ use super::convert::{self, event_to_pb, ticket_to_pb};
 use super::pb::{self, ticket_service_server::TicketService};
 use super::streams::{GrpcStream, to_grpc};
 use crate::domain::event::Event;
+use crate::domain::ticket::TicketKey;
 use crate::domain::validation::Violations;
 use crate::service::routing::AssignTarget;
 use crate::service::sla::SlaReadings;
@@ -14,7 +15,6 @@ use crate::service::tickets::{
     AttachmentInput, CreateTicketInput, ListTicketsInput, TicketPatch, TicketView,
 };
 use crate::service::{ServiceError, Services};
-use crate::store::TicketKey;
 
 pub struct TicketApi {
     services: Services,

@@ -107,6 +107,30 @@ pub type ServiceResult<T> = Result<T, ServiceError>;
 /// changed the ticket between its read and its write.
 const MAX_ATTEMPTS: usize = 12;
 
+/// Runs `attempt` until it is not [`ServiceError::Contended`] (a concurrent writer changed
+/// what it read, so it reads again and re-applies itself), at most [`MAX_ATTEMPTS`] times;
+/// then the caller gets `gave_up`. Every try after the first waits a random moment first.
+///
+/// `attempt` is a closure returning a fresh `async move` block each time; what the block
+/// uses from outside is borrowed (`&`), so every try starts from the same inputs. (An
+/// async closure would do, but its future is not provably `Send`.)
+pub(crate) async fn retry_contended<T, Fut>(
+    gave_up: ServiceError,
+    mut attempt: impl FnMut() -> Fut,
+) -> ServiceResult<T>
+where
+    Fut: Future<Output = ServiceResult<T>>,
+{
+    for n in 0..MAX_ATTEMPTS {
+        back_off(n).await;
+        match attempt().await {
+            Err(ServiceError::Contended(_)) => {}
+            other => return other,
+        }
+    }
+    Err(gave_up)
+}
+
 /// Waits before retry number `attempt` (0 = the first try, no wait): a random pause of up
 /// to 2^attempt ms, at most 100 ms, so writers racing for one ticket spread out instead
 /// of colliding again in lockstep.

@@ -1,7 +1,6 @@
 //! SLA use cases: calendars and policies; keeping every ticket's clocks in step with its
 //! changes (in the same transaction); and the timer that announces warnings and breaches.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
@@ -14,19 +13,13 @@ use crate::domain::audit::AuditEntry;
 use crate::domain::calendar::BusinessCalendar;
 use crate::domain::event::{Actor, EventKind, EventPayload, NewEvent};
 use crate::domain::sla::{
-    Clock, ClockState, Metric, Plan, Signal, SlaFacts, SlaPolicy, follow_plan, plan_for, react,
+    CalendarSet, Clock, ClockView, Plan, Signal, SlaFacts, SlaPolicy, follow_plan, plan_for, react,
 };
 use crate::domain::ticket::{Status, Ticket};
 use crate::domain::validation::Violations;
 use crate::store::{
     Changeset, Committed, CreateOutcome, IdempotencyClaim, Store, StoreResult, TicketDraft,
 };
-
-/// Calendars by id, with the round-the-clock calendar for `None`.
-pub struct CalendarSet {
-    always: BusinessCalendar,
-    by_id: HashMap<Uuid, BusinessCalendar>,
-}
 
 /// What SLA clocks are measured with when a ticket is shown: the calendars, and the
 /// moment of showing.
@@ -38,48 +31,6 @@ pub struct SlaReadings {
 impl SlaReadings {
     pub fn view(&self, clock: &Clock) -> ClockView {
         self.calendars.view(clock, self.at)
-    }
-}
-
-impl CalendarSet {
-    pub fn new(calendars: Vec<BusinessCalendar>) -> Self {
-        CalendarSet {
-            always: BusinessCalendar::always(Uuid::nil(), "24/7"),
-            by_id: calendars.into_iter().map(|c| (c.id, c)).collect(),
-        }
-    }
-
-    /// A deleted or unknown calendar counts as round the clock.
-    pub fn get(&self, id: Option<Uuid>) -> &BusinessCalendar {
-        id.and_then(|id| self.by_id.get(&id))
-            .unwrap_or(&self.always)
-    }
-}
-
-/// A clock as callers see it at one moment.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClockView {
-    pub metric: Metric,
-    pub target_seconds: i64,
-    pub due_at: Option<DateTime<Utc>>,
-    pub state: ClockState,
-    pub used_seconds: i64,
-    pub remaining_seconds: i64,
-    pub policy_id: Option<Uuid>,
-}
-
-impl CalendarSet {
-    pub fn view(&self, clock: &Clock, at: DateTime<Utc>) -> ClockView {
-        let cal = self.get(clock.calendar_id);
-        ClockView {
-            metric: clock.metric,
-            target_seconds: clock.target_seconds,
-            due_at: clock.due_at,
-            state: clock.state(at),
-            used_seconds: clock.used(cal, at),
-            remaining_seconds: clock.remaining(cal, at),
-            policy_id: clock.policy_id,
-        }
     }
 }
 
@@ -276,9 +227,12 @@ impl SlaService {
     pub async fn save_calendar(
         &self,
         actor: &Actor,
-        cal: BusinessCalendar,
+        mut cal: BusinessCalendar,
         insert: bool,
     ) -> ServiceResult<BusinessCalendar> {
+        if insert {
+            cal.id = Uuid::now_v7();
+        }
         let old = self
             .store
             .calendars()
@@ -344,6 +298,9 @@ impl SlaService {
         mut policy: SlaPolicy,
         insert: bool,
     ) -> ServiceResult<SlaPolicy> {
+        if insert {
+            policy.id = Uuid::now_v7();
+        }
         let mut v = Violations::new();
         v.line("policy.name", &policy.name, true, 200);
         for (field, target) in [

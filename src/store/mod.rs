@@ -10,6 +10,7 @@ mod changeset;
 mod conversations;
 mod database;
 mod delivery;
+mod dialect;
 mod events;
 mod idempotency;
 mod keys;
@@ -374,11 +375,7 @@ pub struct AckOutcome {
     pub receipt: Option<Event>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TicketKey {
-    Id(Uuid),
-    Number(i64),
-}
+pub use crate::domain::ticket::TicketKey;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SortField {
@@ -459,7 +456,7 @@ pub trait Store:
 }
 
 /// The store over either backend: one implementation of every aggregate, with the
-/// backend's connections in [`Pools`] and its SQL differences in `database::Dialect`.
+/// backend's connections in [`Pools`] and its SQL differences in `dialect::Dialect`.
 pub struct SqlStore {
     pools: Pools,
     bus: Bus,

@@ -305,6 +305,19 @@ pub async fn each_alert_is_claimed_exactly_once_by_racing_timers(backend: Backen
     assert_eq!(t.store.next_sla_deadline().await.unwrap(), None);
 }
 
+/// The log once `count` events are readable. On PostgreSQL the read horizon is the whole
+/// cluster's, so other tests' transactions on the same server may hold it a moment.
+async fn settled_events(store: &dyn Store, count: usize) -> Vec<ticketd::domain::event::Event> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let events = store.events_after(0, None, 100).await.unwrap();
+        if events.len() >= count || tokio::time::Instant::now() >= deadline {
+            return events;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 pub async fn stream_reads_see_every_committed_event_in_log_order(backend: Backend) {
     let t = open(&backend).await;
     let store = &*t.store;
@@ -318,7 +331,7 @@ pub async fn stream_reads_see_every_committed_event_in_log_order(backend: Backen
             .await
             .unwrap();
     }
-    let events = store.events_after(0, None, 100).await.unwrap();
+    let events = settled_events(store, 3).await;
     assert_eq!(
         events.len(),
         3,
@@ -517,7 +530,7 @@ pub async fn a_stale_version_writes_nothing(backend: Backend) {
         .unwrap();
     let mut stale = ticket.clone();
     stale.subject = "Stale".into();
-    let before = t.store.events_after(0, None, 100).await.unwrap().len();
+    let before = settled_events(&*t.store, 1).await.len();
     let err = t
         .store
         .commit(Changeset {

@@ -77,61 +77,64 @@ impl EscalationService {
         let channel = input.channel.unwrap_or(Channel::Chat);
         ensure_channel(principal, channel)?;
 
-        for attempt in 0..MAX_ATTEMPTS {
-            back_off(attempt).await;
-            if let Some(first) = self
-                .first_result(channel, &input.external_message_id)
-                .await?
-            {
-                return Ok(first);
-            }
-            let (conversation, ticket) = match &input.target {
-                MessageTarget::Conversation {
-                    source,
-                    external_id,
-                } => {
-                    let conversation = self.known_conversation(source, external_id).await?;
-                    if conversation.channel != channel {
-                        return Err(ServiceError::invalid(
-                            "channel",
-                            format!(
-                                "conversation {source}/{external_id} is on {}, not {channel}",
-                                conversation.channel
-                            ),
-                        ));
+        let input = &input;
+        retry_contended(
+            ServiceError::Contended(
+                "the ticket kept changing while this message applied; retry".into(),
+            ),
+            || async move {
+                if let Some(first) = self
+                    .first_result(channel, &input.external_message_id)
+                    .await?
+                {
+                    return Ok(first);
+                }
+                let (conversation, ticket) = match &input.target {
+                    MessageTarget::Conversation {
+                        source,
+                        external_id,
+                    } => {
+                        let conversation = self.known_conversation(source, external_id).await?;
+                        if conversation.channel != channel {
+                            return Err(ServiceError::invalid(
+                                "channel",
+                                format!(
+                                    "conversation {source}/{external_id} is on {}, not {channel}",
+                                    conversation.channel
+                                ),
+                            ));
+                        }
+                        let ticket = self.live_ticket(conversation.ticket_id).await?;
+                        (Some(conversation), ticket)
                     }
-                    let ticket = self.live_ticket(conversation.ticket_id).await?;
-                    (Some(conversation), ticket)
+                    MessageTarget::Ticket(id) => {
+                        let ticket = self.live_ticket(*id).await?;
+                        (self.store.conversation_of_ticket(ticket.id).await?, ticket)
+                    }
+                };
+                // A gateway limited to some channels reaches only tickets on them, whatever
+                // channel its request names.
+                for on in conversation
+                    .as_ref()
+                    .map(|c| c.channel)
+                    .into_iter()
+                    .chain(ticket.channel)
+                {
+                    ensure_channel(principal, on)?;
                 }
-                MessageTarget::Ticket(id) => {
-                    let ticket = self.live_ticket(*id).await?;
-                    (self.store.conversation_of_ticket(ticket.id).await?, ticket)
+                let result = if ticket.status == Status::Closed {
+                    self.follow_up(principal, input, channel, conversation, ticket)
+                        .await
+                } else {
+                    self.add_to_ticket(principal, input, channel, ticket).await
+                };
+                match result {
+                    Err(ServiceError::Contended(_)) => Err(ServiceError::Contended(String::new())),
+                    other => other,
                 }
-            };
-            // A gateway limited to some channels reaches only tickets on them, whatever
-            // channel its request names.
-            for on in conversation
-                .as_ref()
-                .map(|c| c.channel)
-                .into_iter()
-                .chain(ticket.channel)
-            {
-                ensure_channel(principal, on)?;
-            }
-            let result = if ticket.status == Status::Closed {
-                self.follow_up(principal, &input, channel, conversation, ticket)
-                    .await
-            } else {
-                self.add_to_ticket(principal, &input, channel, ticket).await
-            };
-            match result {
-                Err(ServiceError::Contended(_)) => continue,
-                other => return other,
-            }
-        }
-        Err(ServiceError::Contended(
-            "the ticket kept changing while this message applied; retry".into(),
-        ))
+            },
+        )
+        .await
     }
 
     /// The stored outcome of a message id seen before.

@@ -15,7 +15,7 @@ use super::request_ids::{Fingerprint, RequestIds};
 use super::routing::RoutingService;
 use super::sla::Writer;
 use super::tickets::{attachment_meta, draft_event, stored_attachments, validate_attachments};
-use super::{MAX_ATTEMPTS, ServiceError, ServiceResult, back_off};
+use super::{ServiceError, ServiceResult, retry_contended};
 use crate::clock::Clock;
 use crate::domain::auth::Principal;
 use crate::domain::conversation::{
@@ -194,39 +194,43 @@ impl EscalationService {
             contact.fill_only = !principal.may_edit_contacts();
         }
 
-        for attempt in 0..MAX_ATTEMPTS {
-            back_off(attempt).await;
-            let existing = self
-                .store
-                .conversation(&input.conversation.source, &input.conversation.external_id)
-                .await?;
-            let result = match existing {
-                None => self.escalate_new(principal, &input, &tags, None).await,
-                Some(conversation) => {
-                    let ticket = self.live_ticket(conversation.ticket_id).await?;
-                    if ticket.status == Status::Closed {
-                        self.escalate_new(principal, &input, &tags, Some((conversation, ticket)))
-                            .await
-                    } else {
-                        self.escalate_again(principal, &input, conversation, ticket)
-                            .await
-                            .map(|t| (t, false))
+        let tags = &tags;
+        let input = &input;
+        retry_contended(
+            ServiceError::Contended(
+                "the conversation kept changing while this escalation applied; retry".into(),
+            ),
+            || async move {
+                let existing = self
+                    .store
+                    .conversation(&input.conversation.source, &input.conversation.external_id)
+                    .await?;
+                let result = match existing {
+                    None => self.escalate_new(principal, input, tags, None).await,
+                    Some(conversation) => {
+                        let ticket = self.live_ticket(conversation.ticket_id).await?;
+                        if ticket.status == Status::Closed {
+                            self.escalate_new(principal, input, tags, Some((conversation, ticket)))
+                                .await
+                        } else {
+                            self.escalate_again(principal, input, conversation, ticket)
+                                .await
+                                .map(|t| (t, false))
+                        }
                     }
+                };
+                match result {
+                    Err(ServiceError::Contended(_)) => Err(ServiceError::Contended(String::new())),
+                    Ok((ticket, false)) => {
+                        metrics::counter!("ticketd_escalations_total", "outcome" => "existing")
+                            .increment(1);
+                        Ok((ticket, false))
+                    }
+                    other => other,
                 }
-            };
-            match result {
-                Err(ServiceError::Contended(_)) => continue,
-                Ok((ticket, false)) => {
-                    metrics::counter!("ticketd_escalations_total", "outcome" => "existing")
-                        .increment(1);
-                    return Ok((ticket, false));
-                }
-                other => return other,
-            }
-        }
-        Err(ServiceError::Contended(
-            "the conversation kept changing while this escalation applied; retry".into(),
-        ))
+            },
+        )
+        .await
     }
 
     /// A new ticket for the conversation; with `previous`, a follow-up of that closed

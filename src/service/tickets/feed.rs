@@ -212,8 +212,9 @@ impl TicketService {
         {
             return self.replayed_entry(first, id).await;
         }
-        for attempt in 0..MAX_ATTEMPTS {
-            back_off(attempt).await;
+        let entry = &entry;
+        let claim = &claim;
+        retry_contended(contended(id), || async move {
             let current = self.get(TicketKey::Id(id)).await?;
             let at = self.clock.now();
             let Entry {
@@ -271,15 +272,15 @@ impl TicketService {
                         e
                     });
                     let ticket = committed.tickets.pop();
-                    return event
+                    event
                         .zip(ticket)
-                        .ok_or_else(|| not_found(TicketKey::Id(id)));
+                        .ok_or_else(|| not_found(TicketKey::Id(id)))
                 }
-                Err(StoreError::Conflict(_)) => continue,
-                Err(other) => return Err(other.into()),
+                Err(StoreError::Conflict(_)) => Err(ServiceError::Contended(String::new())),
+                Err(other) => Err(other.into()),
             }
-        }
-        Err(contended(id))
+        })
+        .await
     }
 }
 

@@ -45,8 +45,9 @@ impl TicketService {
         {
             return self.merged(target_id, &source_ids).await;
         }
-        for attempt in 0..MAX_ATTEMPTS {
-            back_off(attempt).await;
+        let source_ids = &source_ids;
+        let claim = &claim;
+        retry_contended(contended(target_id), || async move {
             let target = self.get(TicketKey::Id(target_id)).await?;
             if target.status.is_final() {
                 return Err(ServiceError::FailedPrecondition(format!(
@@ -55,7 +56,7 @@ impl TicketService {
                 )));
             }
             let mut sources = Vec::with_capacity(source_ids.len());
-            for id in &source_ids {
+            for id in source_ids {
                 let source = self.get(TicketKey::Id(*id)).await?;
                 match (source.status, source.merged_into_id) {
                     (Status::Merged, Some(into)) => {
@@ -113,7 +114,7 @@ impl TicketService {
             match self.writer.commit(changeset).await {
                 Ok(Committed {
                     replayed: Some(_), ..
-                }) => return self.merged(target_id, &source_ids).await,
+                }) => return self.merged(target_id, source_ids).await,
                 Ok(committed) => {
                     for (before, after) in sources.iter().zip(committed.tickets.iter().skip(1)) {
                         self.routing.after_change(before, after.clone()).await;
@@ -122,13 +123,13 @@ impl TicketService {
                     let target = tickets
                         .next()
                         .ok_or_else(|| not_found(TicketKey::Id(target_id)))?;
-                    return Ok((target, tickets.collect()));
+                    Ok((target, tickets.collect()))
                 }
-                Err(StoreError::Conflict(_)) => continue,
-                Err(other) => return Err(other.into()),
+                Err(StoreError::Conflict(_)) => Err(ServiceError::Contended(String::new())),
+                Err(other) => Err(other.into()),
             }
-        }
-        Err(contended(target_id))
+        })
+        .await
     }
 
     /// A finished merge as the tickets are now, for a retry of its request.

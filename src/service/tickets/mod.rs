@@ -22,7 +22,7 @@ use super::paging::{self, DEFAULT_PAGE_SIZE};
 use super::request_ids::{Fingerprint, RequestIds};
 use super::routing::RoutingService;
 use super::sla::Writer;
-use super::{MAX_ATTEMPTS, ServiceError, ServiceResult, back_off};
+use super::{ServiceError, ServiceResult, retry_contended};
 use crate::clock::Clock;
 use crate::domain::auth::{Principal, Role};
 pub use crate::domain::conversation::AttachmentInput;

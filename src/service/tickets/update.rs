@@ -104,8 +104,11 @@ impl TicketService {
             ));
         }
 
-        for attempt in 0..MAX_ATTEMPTS {
-            back_off(attempt).await;
+        let tags = &tags;
+        let mask = &mask;
+        let etag = &etag;
+        let patch = &patch;
+        retry_contended(contended(id), || async move {
             let current = self.get(TicketKey::Id(id)).await?;
             if let (Some(expected), Some(given)) = (expected, &etag)
                 && expected != current.version
@@ -121,7 +124,7 @@ impl TicketService {
             let mut status_change = None;
             let mut assignment: Vec<FieldChange> = Vec::new();
             let mut contact = None;
-            for path in &mask {
+            for path in mask {
                 match path.as_str() {
                     "subject" => {
                         next.subject = patch.subject.trim().to_owned();
@@ -283,18 +286,20 @@ impl TicketService {
                         .ok_or_else(|| not_found(TicketKey::Id(id)))?;
                     return Ok(self.routing.after_change(&current, after).await);
                 }
-                Err(StoreError::Conflict(_)) if etag.is_none() => continue,
+                Err(StoreError::Conflict(_)) if etag.is_none() => {
+                    Err(ServiceError::Contended(String::new()))
+                }
                 Err(StoreError::Conflict(_)) => {
                     let latest = self.get(TicketKey::Id(id)).await?;
-                    return Err(ServiceError::StaleEtag {
-                        given: etag.unwrap_or_default(),
+                    Err(ServiceError::StaleEtag {
+                        given: etag.clone().unwrap_or_default(),
                         current: latest.etag(),
-                    });
+                    })
                 }
-                Err(other) => return Err(other.into()),
+                Err(other) => Err(other.into()),
             }
-        }
-        Err(contended(id))
+        })
+        .await
     }
 }
 

@@ -2,15 +2,15 @@
 
 use uuid::Uuid;
 
-use super::convert::{
+use super::{
     channel_from_pb, channel_to_pb, enum_list, optional_id, priority_from_pb, priority_to_pb,
     type_from_pb, type_to_pb,
 };
-use super::pb;
 use crate::domain::routing::{
     Agent, Availability, Queue, RoutingRule, RuleActions, RuleConditions, Strategy,
 };
 use crate::domain::validation::{Violations, parse_uuid};
+use crate::grpc::pb;
 
 pub(crate) fn availability_to_pb(a: Availability) -> i32 {
     let value = match a {

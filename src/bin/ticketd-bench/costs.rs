@@ -1,0 +1,184 @@
+//! Features measured against the same server without them: rate limits and TLS.
+
+use crate::*;
+
+/// CreateTicket throughput on `with` against `without` (two servers on one database),
+/// run in alternating turns (without, with, without, with, without, with, without) so a
+/// drift in the machine's speed lands on both sides: (mean with, mean without, slowest
+/// and fastest without run).
+pub(crate) async fn in_turns(with: &Server, without: &Server, args: &Args) -> (f64, f64, f64, f64) {
+    const ROUNDS: usize = 3;
+    create_throughput(with, args.clients, 1, None).await;
+    create_throughput(without, args.clients, 1, None).await;
+    let mut withs = Vec::new();
+    let mut withouts = Vec::new();
+    for _ in 0..ROUNDS {
+        withouts.push(
+            create_throughput(without, args.clients, args.seconds, None)
+                .await
+                .0,
+        );
+        withs.push(
+            create_throughput(with, args.clients, args.seconds, None)
+                .await
+                .0,
+        );
+    }
+    withouts.push(
+        create_throughput(without, args.clients, args.seconds, None)
+            .await
+            .0,
+    );
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let low = withouts.iter().copied().fold(f64::INFINITY, f64::min);
+    let high = withouts.iter().copied().fold(0.0, f64::max);
+    (mean(&withs), mean(&withouts), low, high)
+}
+
+/// What per-key rate limiting costs: a server whose key limit sits above the load
+/// against one with limits off.
+pub(crate) async fn rate_limit_cost(url: &str, args: &Args) -> Row {
+    let limited = start(url).await;
+    let open = start_with(
+        url,
+        |s| {
+            s.rate_limit_per_second = 0;
+            s.rate_limit_bot_per_second = 0;
+            s.rate_limit_gateway_per_second = 0;
+        },
+        None,
+    )
+    .await;
+    let (with_limits, without, low, high) = in_turns(&limited, &open, args).await;
+    let _ = limited.app_stop.send(());
+    let _ = open.app_stop.send(());
+    Row {
+        scenario: "CreateTicket with key authentication and a rate limit above the load".into(),
+        value: format!("{with_limits:.0}/s"),
+        baseline: format!("{without:.0}/s, limits off (runs {low:.0} to {high:.0})"),
+        ratio: format!("{:.2}x", with_limits / without),
+        target: ">= 0.95x".into(),
+    }
+}
+
+/// Runs `openssl` with `args` in `dir`.
+pub(crate) fn openssl(dir: &std::path::Path, args: &[&str]) -> bool {
+    std::process::Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// A CA and a server certificate for localhost made with the `openssl` tool, in `dir`.
+pub(crate) fn make_certificates(dir: &std::path::Path) -> bool {
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=DNS:localhost,IP:127.0.0.1\n",
+    )
+    .is_ok()
+        && openssl(
+            dir,
+            &[
+                &["req", "-x509"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "ca.key",
+                    "-out",
+                    "ca.crt",
+                    "-days",
+                    "1",
+                    "-subj",
+                    "/CN=bench CA",
+                ],
+            ]
+            .concat(),
+        )
+        && openssl(
+            dir,
+            &[
+                &["req"][..],
+                &ec,
+                &[
+                    "-keyout",
+                    "server.key",
+                    "-out",
+                    "server.csr",
+                    "-subj",
+                    "/CN=localhost",
+                ],
+            ]
+            .concat(),
+        )
+        && openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                "server.csr",
+                "-CA",
+                "ca.crt",
+                "-CAkey",
+                "ca.key",
+                "-CAcreateserial",
+                "-out",
+                "server.crt",
+                "-days",
+                "1",
+                "-extfile",
+                "server.ext",
+            ],
+        )
+}
+
+/// What TLS costs: CreateTicket over TLS (new connections reuse none: one long-lived
+/// connection, as gateways keep) against plaintext on the same database.
+pub(crate) async fn tls_cost(url: &str, args: &Args) -> Row {
+    let dir = std::env::temp_dir().join(format!("ticketd-bench-tls-{}", uuid::Uuid::new_v4()));
+    let made = std::fs::create_dir_all(&dir).is_ok() && make_certificates(&dir);
+    let ca = std::fs::read_to_string(dir.join("ca.crt")).unwrap_or_default();
+    if !made || ca.is_empty() {
+        let _ = std::fs::remove_dir_all(&dir);
+        return Row {
+            scenario: "CreateTicket over TLS".into(),
+            value: "openssl unavailable".into(),
+            baseline: "-".into(),
+            ratio: "-".into(),
+            target: "report".into(),
+        };
+    }
+    let client = tonic::transport::ClientTlsConfig::new()
+        .ca_certificate(tonic::transport::Certificate::from_pem(ca))
+        .domain_name("localhost");
+    let (cert, key) = (dir.join("server.crt"), dir.join("server.key"));
+    let secure = start_with(
+        url,
+        |s| {
+            s.tls_cert = Some(cert);
+            s.tls_key = Some(key);
+        },
+        Some(client),
+    )
+    .await;
+    let plain = start(url).await;
+    let (over_tls, without, low, high) = in_turns(&secure, &plain, args).await;
+    let _ = secure.app_stop.send(());
+    let _ = plain.app_stop.send(());
+    let _ = std::fs::remove_dir_all(&dir);
+    Row {
+        scenario: "CreateTicket over TLS (TLS 1.3, ECDSA P-256)".into(),
+        value: format!("{over_tls:.0}/s"),
+        baseline: format!("{without:.0}/s plaintext (runs {low:.0} to {high:.0})"),
+        ratio: format!("{:.2}x", over_tls / without),
+        target: "report".into(),
+    }
+}

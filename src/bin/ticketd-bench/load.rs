@@ -1,0 +1,102 @@
+//! Load generation: closed-loop or Poisson arrivals, latency percentiles, throughput.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::sync::Mutex;
+
+use crate::*;
+
+/// Runs `clients` loops of `call` for `seconds`; returns calls per second and the sorted
+/// latencies of the calls that succeeded.
+///
+/// With `per_client_rate`, each client is an open-loop arrival process: calls are scheduled
+/// at exponentially distributed intervals (Poisson arrivals, as `pgbench --rate` schedules
+/// them), and a call's latency counts from its scheduled start, so a server that falls
+/// behind is charged for the wait too. Without it, each client calls back to back.
+pub(crate) async fn load<F, Fut>(
+    clients: usize,
+    seconds: u64,
+    per_client_rate: Option<f64>,
+    call: F,
+) -> (f64, Vec<Duration>)
+where
+    F: Fn(u64) -> Fut + Clone + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let counter = Arc::new(AtomicU64::new(0));
+    let latencies = Arc::new(Mutex::new(Vec::new()));
+    let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut tasks = Vec::new();
+    for _ in 0..clients {
+        let (call, counter, latencies) = (call.clone(), counter.clone(), latencies.clone());
+        tasks.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            let mut next = Instant::now();
+            loop {
+                if let Some(rate) = per_client_rate {
+                    // 1 - U is in (0, 1], so the logarithm is finite.
+                    let gap = -(1.0 - fastrand::f64()).ln() / rate;
+                    next += Duration::from_secs_f64(gap);
+                    tokio::time::sleep_until(next.into()).await;
+                } else {
+                    next = Instant::now();
+                }
+                if next >= deadline {
+                    break;
+                }
+                let i = counter.fetch_add(1, Ordering::Relaxed);
+                if call(i).await {
+                    mine.push(next.elapsed());
+                }
+            }
+            latencies.lock().await.extend(mine);
+        }));
+    }
+    for task in tasks {
+        let _ = task.await;
+    }
+    let mut all = Arc::try_unwrap(latencies)
+        .map(|m| m.into_inner())
+        .unwrap_or_default();
+    all.sort();
+    (all.len() as f64 / seconds as f64, all)
+}
+
+pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let index = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[index].as_secs_f64() * 1000.0
+}
+
+/// The resident set of process `pid`, in KiB.
+pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+pub(crate) struct Row {
+    pub(crate) scenario: String,
+    pub(crate) value: String,
+    pub(crate) baseline: String,
+    pub(crate) ratio: String,
+    pub(crate) target: String,
+}
+
+pub(crate) async fn create_throughput(
+    server: &Server,
+    clients: usize,
+    seconds: u64,
+    rate: Option<f64>,
+) -> (f64, Vec<Duration>) {
+    let client = server.client();
+    load(clients, seconds, rate, move |i| {
+        let mut c = client.clone();
+        async move { c.create_ticket(ticket(i)).await.is_ok() }
+    })
+    .await
+}

@@ -1,0 +1,305 @@
+//! `ticketd-bench`: measures ticketd against baselines taken in the same run, and prints
+//! a table (and `target/bench/results.json`).
+//!
+//! It starts ticketd in process on a fresh PostgreSQL database (created on the server that
+//! `--postgres` names, durable commits) and on a fresh SQLite file, drives it with the
+//! generated gRPC client, and compares with `pgbench` running the same SQL transaction
+//! (`bench/create_ticket.sql`) and with a no-op RPC (a health check) on the same server.
+
+mod costs;
+mod load;
+mod pgbench;
+mod server;
+mod streams;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use clap::Parser;
+use sqlx::Connection;
+use ticketd::grpc::pb::{self};
+
+pub(crate) use costs::*;
+pub(crate) use load::*;
+pub(crate) use pgbench::*;
+pub(crate) use server::*;
+pub(crate) use streams::*;
+
+#[derive(Parser)]
+#[command(about = "Benchmarks ticketd against same-run baselines")]
+struct Args {
+    /// A PostgreSQL server on which a scratch database may be created.
+    #[arg(
+        long,
+        env = "TICKETD_BENCH_POSTGRES",
+        default_value = "postgres://postgres@127.0.0.1:5432/postgres"
+    )]
+    postgres: String,
+    /// Seconds each throughput measurement runs.
+    #[arg(long, default_value_t = 8)]
+    seconds: u64,
+    /// Concurrent clients of the create load.
+    #[arg(long, default_value_t = 16)]
+    clients: usize,
+    /// pgbench binary.
+    #[arg(long, default_value = "/usr/lib/postgresql/15/bin/pgbench")]
+    pgbench: String,
+    /// Internal: only serve the database at this URL, print the address, and exit when
+    /// standard input closes (the memory figure measures such a child on its own).
+    #[arg(long, hide = true)]
+    serve: Option<String>,
+}
+
+#[tokio::main]
+async fn main() {
+    let args = Args::parse();
+    if let Some(url) = &args.serve {
+        serve_until_stdin_closes(url).await;
+        return;
+    }
+    let cores = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1);
+    let mut rows = Vec::new();
+
+    // PostgreSQL, durable commits (synchronous_commit as the server has it).
+    let name = format!("ticketd_bench_{}", uuid::Uuid::new_v4().simple());
+    let mut admin = sqlx::PgConnection::connect(&args.postgres)
+        .await
+        .expect("connect to --postgres");
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let base = args
+        .postgres
+        .rsplit_once('/')
+        .map(|(b, _)| b.to_owned())
+        .unwrap_or(args.postgres.clone());
+    let url = format!("{base}/{name}");
+    let server = start(&url).await;
+    let commit_mode: String = {
+        let mut c = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::query_scalar("SHOW synchronous_commit")
+            .fetch_one(&mut c)
+            .await
+            .unwrap()
+    };
+
+    // Warm up, then CreateTicket throughput against pgbench running the same transaction.
+    create_throughput(&server, args.clients, 2, None).await;
+    let (creates, _) = create_throughput(&server, args.clients, args.seconds, None).await;
+    let baseline = pgbench(&args, &url);
+    rows.push(Row {
+        scenario: format!("CreateTicket, {} clients, PostgreSQL", args.clients),
+        value: format!("{creates:.0}/s"),
+        baseline: baseline.map_or("pgbench unavailable".into(), |b| {
+            format!("pgbench {b:.0} tps")
+        }),
+        ratio: baseline.map_or("-".into(), |b| format!("{:.2}x", creates / b)),
+        target: ">= 0.6x".into(),
+    });
+
+    let half = creates / 2.0;
+    let (_, latencies) = create_throughput(
+        &server,
+        args.clients,
+        args.seconds,
+        Some(half / args.clients as f64),
+    )
+    .await;
+    let (p50, p99) = (percentile(&latencies, 0.5), percentile(&latencies, 0.99));
+    let database_latency = pgbench_latency(&args, &url, half);
+    rows.push(Row {
+        scenario: format!("CreateTicket latency at {half:.0}/s (Poisson arrivals)"),
+        value: format!("p50 {p50:.1} ms, p99 {p99:.1} ms"),
+        baseline: database_latency.map_or("pgbench unavailable".into(), |(b50, b99)| {
+            format!("pgbench at the same rate: p50 {b50:.1} ms, p99 {b99:.1} ms")
+        }),
+        ratio: database_latency.map_or("-".into(), |(b50, b99)| {
+            format!("p50 {:.1}x, p99 {:.1}x", p50 / b50, p99 / b99)
+        }),
+        target: "p50 <= 3 ms, p99 <= 15 ms".into(),
+    });
+
+    // Escalations with a 50-message transcript at 100/s: alone first (the baseline), then
+    // beside the create load at half rate.
+    let escalate = |server: &Server| {
+        let client = pb::escalation_service_client::EscalationServiceClient::with_interceptor(
+            server.channel.clone(),
+            Bearer(format!("Bearer {}", server.secret).parse().unwrap()),
+        );
+        load(8, args.seconds, Some(100.0 / 8.0), move |i| {
+            let mut c = client.clone();
+            async move { c.escalate_conversation(conversation(i)).await.is_ok() }
+        })
+    };
+    let (_, alone) = escalate(&server).await;
+    let creates_beside = {
+        let server_client = server.client();
+        let clients = args.clients;
+        let seconds = args.seconds;
+        tokio::spawn(async move {
+            load(clients, seconds, Some(half / clients as f64), move |i| {
+                let mut c = server_client.clone();
+                async move { c.create_ticket(ticket(i)).await.is_ok() }
+            })
+            .await
+        })
+    };
+    let (_, escalations) = escalate(&server).await;
+    let _ = creates_beside.await;
+    rows.push(Row {
+        scenario: format!("EscalateConversation, 50 messages, 100/s beside {half:.0} creates/s"),
+        value: format!(
+            "p50 {:.1} ms, p99 {:.1} ms ({} calls)",
+            percentile(&escalations, 0.5),
+            percentile(&escalations, 0.99),
+            escalations.len()
+        ),
+        baseline: format!(
+            "alone: p50 {:.1} ms, p99 {:.1} ms",
+            percentile(&alone, 0.5),
+            percentile(&alone, 0.99)
+        ),
+        ratio: format!(
+            "p99 {:.1}x",
+            percentile(&escalations, 0.99) / percentile(&alone, 0.99)
+        ),
+        target: "p99 <= 50 ms".into(),
+    });
+
+    // 100 watchers, first of an agent's own tickets (attached and woken by every commit, but
+    // none of the new events is theirs), then of every event. Each run's baseline is the
+    // load without watchers right before and right after it, so a drift in the machine's
+    // speed does not land on one side of the ratio.
+    let nobody = uuid::Uuid::new_v4();
+    for (label, filter) in [
+        (
+            "an agent's own tickets",
+            format!(r#"assignee_id = "{nobody}""#),
+        ),
+        ("every event", String::new()),
+    ] {
+        let (before, _) = create_throughput(&server, args.clients, args.seconds, None).await;
+        let received = Arc::new(AtomicU64::new(0));
+        let watching = live_watchers(&server, 100, &filter, received.clone()).await;
+        let (with_watchers, _) = create_throughput(&server, args.clients, args.seconds, None).await;
+        for w in watching {
+            w.abort();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (after, _) = create_throughput(&server, args.clients, args.seconds, None).await;
+        let without = (before + after) / 2.0;
+        rows.push(Row {
+            scenario: format!("CreateTicket with 100 watchers of {label}"),
+            value: format!(
+                "{with_watchers:.0}/s ({} deliveries)",
+                received.load(Ordering::Relaxed)
+            ),
+            baseline: format!("{without:.0}/s without ({before:.0} before, {after:.0} after)"),
+            ratio: format!("{:.2}x", with_watchers / without),
+            target: ">= 0.9x".into(),
+        });
+    }
+
+    for (count, rate) in [(100usize, 500.0), (1000, 50.0)] {
+        let (p99, samples) = fan_out(&server, count, rate, args.seconds.min(5)).await;
+        rows.push(Row {
+            scenario: format!("fan-out {count} watchers x {rate:.0} events/s"),
+            value: format!("commit-to-receive p99 {p99:.1} ms ({samples} deliveries)"),
+            baseline: "-".into(),
+            ratio: "-".into(),
+            target: "p99 <= 100 ms".into(),
+        });
+    }
+
+    rows.push(idle_delivery_streams(&server, &args, 200, "PostgreSQL").await);
+
+    const IDLE_STREAMS: usize = 1000;
+    let memory = idle_stream_memory(&url, IDLE_STREAMS).await;
+    rows.push(Row {
+        scenario: format!("idle watch streams, {IDLE_STREAMS}, server process alone"),
+        value: memory.map_or("unavailable".into(), |(before, after)| {
+            format!(
+                "{:.1} KiB per stream",
+                after.saturating_sub(before) as f64 / IDLE_STREAMS as f64
+            )
+        }),
+        baseline: memory.map_or("-".into(), |(before, _)| format!("RSS {before} KiB with 0")),
+        ratio: "-".into(),
+        target: "<= 64 KiB".into(),
+    });
+
+    let health = tonic_health::pb::health_client::HealthClient::new(server.channel.clone());
+    let (checks, _) = load(args.clients, args.seconds, None, move |_| {
+        let mut h = health.clone();
+        async move {
+            h.check(tonic_health::pb::HealthCheckRequest {
+                service: String::new(),
+            })
+            .await
+            .is_ok()
+        }
+    })
+    .await;
+    rows.push(Row {
+        scenario: "gRPC overhead: health check".into(),
+        value: format!("{checks:.0}/s"),
+        baseline: format!("CreateTicket {creates:.0}/s"),
+        ratio: format!("CreateTicket = {:.3}x of a no-op", creates / checks),
+        target: "report".into(),
+    });
+    let _ = server.app_stop.send(());
+    rows.push(rate_limit_cost(&url, &args).await);
+    rows.push(tls_cost(&url, &args).await);
+
+    // SQLite, the embedded default.
+    let dir = std::env::temp_dir().join(format!("ticketd-bench-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let sqlite = start(&format!("sqlite://{}", dir.join("bench.db").display())).await;
+    create_throughput(&sqlite, args.clients, 1, None).await;
+    let (sqlite_creates, _) = create_throughput(&sqlite, args.clients, args.seconds, None).await;
+    rows.push(Row {
+        scenario: format!("CreateTicket, {} clients, SQLite", args.clients),
+        value: format!("{sqlite_creates:.0}/s"),
+        baseline: "-".into(),
+        ratio: "-".into(),
+        target: ">= 1000/s".into(),
+    });
+    rows.push(idle_delivery_streams(&sqlite, &args, 200, "SQLite").await);
+    let _ = sqlite.app_stop.send(());
+    let _ = std::fs::remove_dir_all(&dir);
+    drop(admin);
+    if let Ok(mut c) = sqlx::PgConnection::connect(&args.postgres).await {
+        let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+            "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
+        )))
+        .execute(&mut c)
+        .await;
+    }
+
+    println!(
+        "\nticketd-bench: {cores} cores, PostgreSQL synchronous_commit={commit_mode}, {} clients, {} s per run\n",
+        args.clients, args.seconds
+    );
+    println!("| scenario | result | baseline (same run) | ratio | target |");
+    println!("|---|---|---|---|---|");
+    for r in &rows {
+        println!(
+            "| {} | {} | {} | {} | {} |",
+            r.scenario, r.value, r.baseline, r.ratio, r.target
+        );
+    }
+    let json: Vec<serde_json::Value> = rows
+        .iter()
+        .map(|r| serde_json::json!({"scenario": r.scenario, "result": r.value, "baseline": r.baseline, "ratio": r.ratio, "target": r.target}))
+        .collect();
+    let _ = std::fs::create_dir_all("target/bench");
+    let report = serde_json::json!({"cores": cores, "synchronous_commit": commit_mode, "clients": args.clients, "seconds": args.seconds, "rows": json});
+    let _ = std::fs::write(
+        "target/bench/results.json",
+        serde_json::to_string_pretty(&report).unwrap_or_default(),
+    );
+}

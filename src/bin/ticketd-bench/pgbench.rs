@@ -1,0 +1,57 @@
+//! The baseline: pgbench running the same transaction against the same server.
+
+use std::time::Duration;
+
+use crate::*;
+
+/// `pgbench` running `bench/create_ticket.sql` with the create load's clients for the
+/// run's length, plus `extra` options.
+pub(crate) fn pgbench_command(args: &Args, url: &str, extra: &[&str]) -> std::process::Command {
+    let mut command = std::process::Command::new(&args.pgbench);
+    command
+        .args(["-n", "-c", &args.clients.to_string(), "-j", "2"])
+        .args(["-T", &args.seconds.to_string(), "-M", "prepared"])
+        .args(extra)
+        .args(["-f", "bench/create_ticket.sql", url]);
+    command
+}
+
+pub(crate) fn pgbench(args: &Args, url: &str) -> Option<f64> {
+    let output = pgbench_command(args, url, &[]).output().ok()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .find(|l| l.starts_with("tps = "))
+        .and_then(|l| l.split_whitespace().nth(2))
+        .and_then(|v| v.parse().ok())
+}
+
+/// `pgbench` running the same transaction at `rate` per second in all (Poisson arrivals,
+/// latency from the scheduled start): the p50 and p99 in milliseconds.
+pub(crate) fn pgbench_latency(args: &Args, url: &str, rate: f64) -> Option<(f64, f64)> {
+    let dir = std::env::temp_dir().join(format!("ticketd-bench-log-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).ok()?;
+    let prefix = dir.join("tx").display().to_string();
+    let rate = format!("{rate:.0}");
+    let status = pgbench_command(args, url, &["-R", &rate, "-l", "--log-prefix", &prefix])
+        .output()
+        .ok()?
+        .status;
+    // One line per transaction: client, number, latency in microseconds, ...
+    let mut latencies: Vec<Duration> = std::fs::read_dir(&dir)
+        .ok()?
+        .flatten()
+        .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
+        .flat_map(|text| {
+            text.lines()
+                .filter_map(|line| line.split_whitespace().nth(2)?.parse::<u64>().ok())
+                .map(Duration::from_micros)
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    let _ = std::fs::remove_dir_all(&dir);
+    if !status.success() || latencies.is_empty() {
+        return None;
+    }
+    latencies.sort();
+    Some((percentile(&latencies, 0.5), percentile(&latencies, 0.99)))
+}

@@ -1,0 +1,247 @@
+//! Streams under load: live watchers, idle delivery streams, fan-out latency.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::Duration;
+
+use ticketd::grpc::pb::{self};
+use tokio::sync::Mutex;
+use tokio_stream::StreamExt;
+use tonic::metadata::MetadataValue;
+
+use crate::*;
+
+/// A WatchTickets client that counts responses without decoding them. The bench's watchers
+/// stand in for remote clients; decoding every message here would spend the two cores the
+/// server is being measured on.
+#[derive(Clone, Copy)]
+pub(crate) struct CountingCodec;
+
+pub(crate) struct RequestEncoder;
+
+pub(crate) struct SkippingDecoder;
+
+impl tonic::codec::Encoder for RequestEncoder {
+    type Item = pb::WatchTicketsRequest;
+    type Error = tonic::Status;
+
+    fn encode(
+        &mut self,
+        item: Self::Item,
+        dst: &mut tonic::codec::EncodeBuf<'_>,
+    ) -> Result<(), Self::Error> {
+        prost::Message::encode(&item, dst).map_err(|e| tonic::Status::internal(e.to_string()))
+    }
+}
+
+impl tonic::codec::Decoder for SkippingDecoder {
+    type Item = usize;
+    type Error = tonic::Status;
+
+    fn decode(
+        &mut self,
+        src: &mut tonic::codec::DecodeBuf<'_>,
+    ) -> Result<Option<Self::Item>, Self::Error> {
+        use prost::bytes::Buf;
+        let length = src.remaining();
+        src.advance(length);
+        Ok(Some(length))
+    }
+}
+
+impl tonic::codec::Codec for CountingCodec {
+    type Encode = pb::WatchTicketsRequest;
+    type Decode = usize;
+    type Encoder = RequestEncoder;
+    type Decoder = SkippingDecoder;
+
+    fn encoder(&mut self) -> Self::Encoder {
+        RequestEncoder
+    }
+
+    fn decoder(&mut self) -> Self::Decoder {
+        SkippingDecoder
+    }
+}
+
+/// `count` watchers that follow the log from its current end with `filter`, counting what
+/// they receive into `received`.
+pub(crate) async fn live_watchers(
+    server: &Server,
+    count: usize,
+    filter: &str,
+    received: Arc<AtomicU64>,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    // The newest event's cursor: the activity of a ticket created just now.
+    let mut client = server.client();
+    let marker = client.create_ticket(ticket(0)).await.expect("create");
+    let marker_id = marker.into_inner().ticket.expect("ticket").id;
+    let from = client
+        .list_activity(pb::ListActivityRequest {
+            ticket_id: marker_id,
+            ..Default::default()
+        })
+        .await
+        .expect("activity")
+        .into_inner()
+        .entries
+        .last()
+        .map_or(0, |e| e.cursor);
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static(
+        "/ticketd.v1.TicketService/WatchTickets",
+    );
+    let bearer: MetadataValue<tonic::metadata::Ascii> =
+        format!("Bearer {}", server.secret).parse().unwrap();
+    let mut handles = Vec::new();
+    for _ in 0..count {
+        let mut grpc = tonic::client::Grpc::new(server.channel.clone());
+        grpc.ready().await.expect("channel ready");
+        let mut request = tonic::Request::new(pb::WatchTicketsRequest {
+            filter: filter.to_owned(),
+            after_cursor: from,
+        });
+        request
+            .metadata_mut()
+            .insert("authorization", bearer.clone());
+        let mut stream = grpc
+            .server_streaming(request, path.clone(), CountingCodec)
+            .await
+            .expect("watch")
+            .into_inner();
+        let received = received.clone();
+        handles.push(tokio::spawn(async move {
+            while let Some(Ok(_)) = stream.next().await {
+                received.fetch_add(1, Ordering::Relaxed);
+            }
+        }));
+    }
+    handles
+}
+
+/// CreateTicket throughput with `count` idle `SubscribeChannel` streams open (nothing is
+/// ever queued for them), against the same load without them right before and after.
+pub(crate) async fn idle_delivery_streams(
+    server: &Server,
+    args: &Args,
+    count: usize,
+    backend: &str,
+) -> Row {
+    // A short run first lets whatever the previous scenario left behind settle (the
+    // fan-out's thousand watchers take a moment to go).
+    create_throughput(server, args.clients, 2, None).await;
+    let (before, _) = create_throughput(server, args.clients, args.seconds, None).await;
+    let gateway = pb::escalation_service_client::EscalationServiceClient::with_interceptor(
+        server.channel.clone(),
+        Bearer(format!("Bearer {}", server.secret).parse().unwrap()),
+    );
+    let mut streams = Vec::with_capacity(count);
+    for i in 0..count {
+        let mut c = gateway.clone();
+        let stream = c
+            .subscribe_channel(pb::SubscribeChannelRequest {
+                channel: pb::Channel::Sms as i32,
+                // A few gateway deployments, each with several subscribers.
+                consumer_group: format!("gateway-{}", i % 8),
+            })
+            .await
+            .expect("subscribe")
+            .into_inner();
+        streams.push(tokio::spawn(async move {
+            let mut stream = stream;
+            while let Some(Ok(_)) = stream.next().await {}
+        }));
+    }
+    let (with_streams, _) = create_throughput(server, args.clients, args.seconds, None).await;
+    for s in streams {
+        s.abort();
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (after, _) = create_throughput(server, args.clients, args.seconds, None).await;
+    let without = (before + after) / 2.0;
+    Row {
+        scenario: format!("CreateTicket with {count} idle SubscribeChannel streams, {backend}"),
+        value: format!("{with_streams:.0}/s"),
+        baseline: format!("{without:.0}/s without ({before:.0} before, {after:.0} after)"),
+        ratio: format!("{:.2}x", with_streams / without),
+        target: ">= 0.95x".into(),
+    }
+}
+
+/// Commit-to-receive latency: writers add notes at `rate` per second in total while
+/// `count` watchers follow; each watcher measures now - event.created_at.
+pub(crate) async fn fan_out(
+    server: &Server,
+    count: usize,
+    rate: f64,
+    seconds: u64,
+) -> (f64, usize) {
+    let mut client = server.client();
+    let ticket = client
+        .create_ticket(ticket(0))
+        .await
+        .unwrap()
+        .into_inner()
+        .ticket
+        .unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let samples = Arc::new(Mutex::new(Vec::new()));
+    let filter = format!(r#"ticket_id = "{}" AND event_type = note_added"#, ticket.id);
+    let mut handles = Vec::new();
+    for _ in 0..count {
+        let mut c = server.client();
+        let mut stream = c
+            .watch_tickets(pb::WatchTicketsRequest {
+                filter: filter.clone(),
+                after_cursor: 0,
+            })
+            .await
+            .unwrap()
+            .into_inner();
+        let (done, samples) = (done.clone(), samples.clone());
+        handles.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while !done.load(Ordering::Relaxed) {
+                match tokio::time::timeout(Duration::from_millis(200), stream.next()).await {
+                    Ok(Some(Ok(r))) => {
+                        if let Some(ts) = r.event.and_then(|e| e.created_at) {
+                            let sent =
+                                chrono::DateTime::from_timestamp(ts.seconds, ts.nanos as u32)
+                                    .unwrap();
+                            mine.push((chrono::Utc::now() - sent).to_std().unwrap_or_default());
+                        }
+                    }
+                    Ok(_) => break,
+                    Err(_) => {}
+                }
+            }
+            samples.lock().await.extend(mine);
+        }));
+    }
+    let writers = 4usize;
+    let id = ticket.id.clone();
+    let client = server.client();
+    load(writers, seconds, Some(rate / writers as f64), move |i| {
+        let mut c = client.clone();
+        let id = id.clone();
+        async move {
+            c.add_note(pb::AddNoteRequest {
+                ticket_id: id,
+                body: format!("n{i}"),
+                request_id: String::new(),
+            })
+            .await
+            .is_ok()
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    done.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.await;
+    }
+    let mut all = Arc::try_unwrap(samples)
+        .map(|m| m.into_inner())
+        .unwrap_or_default();
+    all.sort();
+    (percentile(&all, 0.99), all.len())
+}

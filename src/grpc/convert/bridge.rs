@@ -1,0 +1,99 @@
+//! The conversation bridge: transcripts, attachments and outbound deliveries.
+
+use chrono::DateTime;
+
+use super::*;
+use crate::grpc::pb;
+
+/// `None` for the unspecified value; a violation for a number the enum lacks.
+pub(crate) fn outcome_from_pb(
+    value: i32,
+    field: &str,
+    v: &mut Violations,
+) -> Option<DeliveryOutcome> {
+    match pb::DeliveryOutcome::try_from(value) {
+        Ok(pb::DeliveryOutcome::Delivered) => Some(DeliveryOutcome::Delivered),
+        Ok(pb::DeliveryOutcome::Failed) => Some(DeliveryOutcome::Failed),
+        Ok(pb::DeliveryOutcome::Unspecified) => None,
+        Err(_) => {
+            v.add(field, format!("{value} is not a valid DeliveryOutcome"));
+            None
+        }
+    }
+}
+
+pub(crate) fn delivery_status_from_domain(status: DeliveryStatus) -> i32 {
+    delivery_status_to_pb(status.as_str())
+}
+
+pub(crate) fn attachment_from_pb(a: pb::Attachment) -> AttachmentInput {
+    AttachmentInput {
+        name: a.name,
+        content_type: a.content_type,
+        content: a.content,
+    }
+}
+
+/// A transcript message; `sent_at` is required.
+pub(crate) fn transcript_from_pb(
+    field: &str,
+    m: pb::TranscriptMessage,
+    v: &mut Violations,
+) -> Option<TranscriptMessage> {
+    let role = role_of_message_from_pb(m.role, &format!("{field}.role"), v);
+    if role.is_none() && m.role == 0 {
+        v.add(format!("{field}.role"), "is required");
+    }
+    let sent_at = match m.sent_at {
+        Some(ts) => match DateTime::from_timestamp(ts.seconds, ts.nanos.max(0) as u32) {
+            Some(at) => Some(at),
+            None => {
+                v.add(format!("{field}.sent_at"), "is not a valid time");
+                None
+            }
+        },
+        None => {
+            v.add(format!("{field}.sent_at"), "is required");
+            None
+        }
+    };
+    Some(TranscriptMessage {
+        id: m.id,
+        role: role?,
+        author: m.author,
+        text: m.text,
+        sent_at: sent_at?,
+        attachments: m.attachments.into_iter().map(attachment_from_pb).collect(),
+    })
+}
+
+pub(crate) fn leased_to_pb(leased: LeasedMessage) -> pb::OutboundMessage {
+    let m = leased.message;
+    let attachments = m
+        .attachments
+        .into_iter()
+        .zip(leased.contents)
+        .map(|(meta, content)| pb::Attachment {
+            id: meta.id.to_string(),
+            name: meta.name,
+            content_type: meta.content_type,
+            content,
+            size_bytes: meta.size_bytes,
+        })
+        .collect();
+    pb::OutboundMessage {
+        message_id: m.id.to_string(),
+        ticket_id: m.ticket_id.to_string(),
+        ticket_number: m.ticket_number,
+        conversation_id: m.conversation_id,
+        channel: channel_to_pb(m.channel),
+        recipient: m.recipient,
+        subject: m.subject,
+        body: m.body,
+        attachments,
+        attempt: leased.attempt,
+        lease_expires_at: Some(timestamp(leased.lease_expires_at)),
+        consumer_group: leased.consumer_group,
+        lease_id: leased.lease_id.to_string(),
+    }
+}

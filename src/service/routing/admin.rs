@@ -1,0 +1,412 @@
+//! Routing administration: queues, agents and routing rules, saved with an audit entry
+//! and cached for the routing decisions in the parent module.
+
+use uuid::Uuid;
+
+use super::{MAX_NAME_CHARS, RoutingService, validate_skills};
+use crate::domain::audit::AuditEntry;
+use crate::domain::auth::{Principal, Role};
+use crate::domain::event::Actor;
+use crate::domain::routing::{Agent, Availability, Queue, RoutingRule, Strategy, TOP_TIER};
+use crate::domain::ticket;
+use crate::domain::validation::{Violations, check_update_mask};
+use crate::service::{ServiceError, ServiceResult, retry_contended};
+
+/// An agent's fields as a caller sends them, for [`RoutingService::create_agent`] and
+/// [`RoutingService::update_agent`].
+#[derive(Debug, Clone, Default)]
+pub struct AgentPatch {
+    pub name: String,
+    pub email: String,
+    pub skills: Vec<String>,
+    /// 0 means tier 1 on create.
+    pub tier: i32,
+    pub capacity: i32,
+    /// `None` when unspecified: OFFLINE on create, an error when an update names it.
+    pub availability: Option<Availability>,
+    pub queue_ids: Vec<Uuid>,
+    pub vip_handler: bool,
+}
+
+/// The paths `UpdateAgent` accepts in its `update_mask`.
+pub const AGENT_PATHS: &[&str] = &[
+    "name",
+    "email",
+    "skills",
+    "tier",
+    "capacity",
+    "availability",
+    "queue_ids",
+    "vip_handler",
+];
+
+impl RoutingService {
+    /// Creates an agent: a new id, version 1, stamped now.
+    pub async fn create_agent(&self, actor: &Actor, patch: AgentPatch) -> ServiceResult<Agent> {
+        let at = self.clock.now();
+        let agent = Agent {
+            id: Uuid::now_v7(),
+            name: patch.name.trim().to_owned(),
+            email: patch.email.trim().to_owned(),
+            skills: patch.skills,
+            tier: if patch.tier == 0 { 1 } else { patch.tier },
+            capacity: patch.capacity,
+            availability: patch.availability.unwrap_or(Availability::Offline),
+            queue_ids: patch.queue_ids,
+            vip_handler: patch.vip_handler,
+            version: 1,
+            created_at: at,
+            updated_at: at,
+        };
+        self.save_agent(actor, agent, None).await
+    }
+
+    /// Changes the fields `mask` names. With an `etag`, only if the agent is still at that
+    /// version (else [`ServiceError::StaleEtag`]); without one, a concurrent change is
+    /// re-read and the mask applied again.
+    pub async fn update_agent(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        patch: AgentPatch,
+        mask: Vec<String>,
+        etag: Option<String>,
+    ) -> ServiceResult<Agent> {
+        check_update_mask(&mask, AGENT_PATHS)?;
+        if mask.iter().any(|p| p == "availability") && patch.availability.is_none() {
+            return Err(ServiceError::invalid(
+                "agent.availability",
+                "must be set when named in update_mask",
+            ));
+        }
+        let mask = &mask;
+        let etag = &etag;
+        let patch = &patch;
+        retry_contended(
+            ServiceError::Contended(format!("agent {id} kept changing")),
+            || async move {
+                let current = self.agent(id).await?;
+                let stale = |current: &Agent| ServiceError::StaleEtag {
+                    given: etag.clone().unwrap_or_default(),
+                    current: current.version.to_string(),
+                };
+                if etag
+                    .as_ref()
+                    .is_some_and(|e| *e != current.version.to_string())
+                {
+                    return Err(stale(&current));
+                }
+                let mut next = current.clone();
+                for path in mask {
+                    match path.as_str() {
+                        "name" => next.name = patch.name.trim().to_owned(),
+                        "email" => next.email = patch.email.trim().to_owned(),
+                        "skills" => next.skills = patch.skills.clone(),
+                        "tier" => next.tier = patch.tier,
+                        "capacity" => next.capacity = patch.capacity,
+                        "availability" => {
+                            next.availability = patch.availability.unwrap_or(next.availability)
+                        }
+                        "queue_ids" => next.queue_ids = patch.queue_ids.clone(),
+                        "vip_handler" => next.vip_handler = patch.vip_handler,
+                        _ => {}
+                    }
+                }
+                match self.save_agent(actor, next, Some(&current)).await {
+                    Err(ServiceError::Contended(_)) if etag.is_some() => {
+                        let latest = self.agent(id).await?;
+                        Err(stale(&latest))
+                    }
+                    other => other,
+                }
+            },
+        )
+        .await
+    }
+    // ---- queues -------------------------------------------------------------------------
+
+    pub async fn queues(&self) -> ServiceResult<Vec<Queue>> {
+        Ok(self.store.queues().await?)
+    }
+
+    /// A queue by id; `NOT_FOUND` if there is none.
+    pub async fn queue(&self, id: Uuid) -> ServiceResult<Queue> {
+        self.cached_queues()
+            .await?
+            .iter()
+            .find(|q| q.id == id)
+            .cloned()
+            .ok_or_else(|| ServiceError::NotFound(format!("queue {id}")))
+    }
+
+    /// Checks that the agent and queue a request names exist: `NOT_FOUND` otherwise, so
+    /// a ticket never waits on someone or somewhere that is not there.
+    pub async fn ensure_targets(
+        &self,
+        assignee_id: Option<Uuid>,
+        queue_id: Option<Uuid>,
+    ) -> ServiceResult<()> {
+        if let Some(queue_id) = queue_id {
+            self.queue(queue_id).await?;
+        }
+        if let Some(agent_id) = assignee_id {
+            self.agent(agent_id).await?;
+        }
+        Ok(())
+    }
+
+    /// Creates a queue (`id` None) or replaces its fields.
+    pub async fn save_queue(
+        &self,
+        actor: &Actor,
+        id: Option<Uuid>,
+        name: &str,
+        tier: i32,
+        strategy: Option<Strategy>,
+    ) -> ServiceResult<Queue> {
+        let mut v = Violations::new();
+        v.line("name", name, true, MAX_NAME_CHARS);
+        if !(1..=TOP_TIER).contains(&tier) {
+            v.add("tier", format!("must be between 1 and {TOP_TIER}"));
+        }
+        if strategy.is_none() {
+            v.add("strategy", "is required");
+        }
+        v.finish()?;
+        let at = self.clock.now();
+        let (queue, before) = match id {
+            None => (
+                Queue {
+                    id: Uuid::now_v7(),
+                    name: name.trim().to_owned(),
+                    tier,
+                    strategy: strategy.unwrap_or(Strategy::Manual),
+                    version: 1,
+                    created_at: at,
+                    updated_at: at,
+                },
+                None,
+            ),
+            Some(id) => {
+                let current = self.queue(id).await?;
+                (
+                    Queue {
+                        name: name.trim().to_owned(),
+                        tier,
+                        strategy: strategy.unwrap_or(current.strategy),
+                        updated_at: at,
+                        ..current.clone()
+                    },
+                    Some(current),
+                )
+            }
+        };
+        let expected = before.as_ref().map(|b| b.version);
+        let audit = AuditEntry::saved(actor.clone(), before.as_ref(), &queue, at);
+        let saved = self.store.save_queue(&queue, expected, &audit).await;
+        self.queues.invalidate();
+        if !saved? {
+            return Err(ServiceError::Contended(format!(
+                "queue {} changed concurrently",
+                queue.id
+            )));
+        }
+        let saved = self.queue(queue.id).await?;
+        if expected.is_some() {
+            self.drain(saved.id).await?;
+        }
+        Ok(saved)
+    }
+
+    pub async fn delete_queue(&self, actor: &Actor, id: Uuid) -> ServiceResult<()> {
+        let queue = self.queue(id).await?;
+        self.queues.invalidate();
+        let audit = AuditEntry::deleted(actor.clone(), &queue, self.clock.now());
+        if self.store.delete_queue(id, &audit).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::FailedPrecondition(format!(
+                "queue {id} still has tickets; move them first"
+            )))
+        }
+    }
+
+    // ---- agents -------------------------------------------------------------------------
+
+    pub async fn agents(&self) -> ServiceResult<Vec<Agent>> {
+        Ok(self.store.agents().await?)
+    }
+
+    pub async fn agent(&self, id: Uuid) -> ServiceResult<Agent> {
+        self.store
+            .agent(id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("agent {id}")))
+    }
+
+    /// Creates an agent (`current` None) or saves a changed one; then lets its queues
+    /// hand it waiting work.
+    pub async fn save_agent(
+        &self,
+        actor: &Actor,
+        mut agent: Agent,
+        current: Option<&Agent>,
+    ) -> ServiceResult<Agent> {
+        let mut v = Violations::new();
+        v.line("agent.name", &agent.name, true, MAX_NAME_CHARS);
+        v.line("agent.email", &agent.email, false, MAX_NAME_CHARS);
+        if !(1..=TOP_TIER).contains(&agent.tier) {
+            v.add("agent.tier", format!("must be between 1 and {TOP_TIER}"));
+        }
+        if agent.capacity < 0 || agent.capacity > 10_000 {
+            v.add("agent.capacity", "must be between 0 and 10000");
+        }
+        agent.skills = validate_skills("agent.skills", &agent.skills, &mut v);
+        agent.queue_ids.sort();
+        agent.queue_ids.dedup();
+        v.finish()?;
+        let queues = self.store.queues().await?;
+        for id in &agent.queue_ids {
+            if !queues.iter().any(|q| q.id == *id) {
+                return Err(ServiceError::NotFound(format!("queue {id}")));
+            }
+        }
+        agent.updated_at = self.clock.now();
+        if current.is_none() {
+            agent.created_at = agent.updated_at;
+        }
+        let audit = AuditEntry::saved(actor.clone(), current, &agent, agent.updated_at);
+        if !self
+            .store
+            .save_agent(&agent, current.map(|c| c.version), &audit)
+            .await?
+        {
+            return Err(ServiceError::Contended(format!(
+                "agent {} changed concurrently",
+                agent.id
+            )));
+        }
+        self.drain_for_agent(agent.id).await?;
+        self.agent(agent.id).await
+    }
+
+    /// Admins set anyone's availability; an agent key sets its own agent's.
+    pub async fn set_availability(
+        &self,
+        principal: &Principal,
+        agent_id: Uuid,
+        availability: Availability,
+    ) -> ServiceResult<Agent> {
+        if principal.role != Role::Admin && principal.agent_id != Some(agent_id) {
+            return Err(ServiceError::PermissionDenied(
+                "agents may set only their own availability".into(),
+            ));
+        }
+        retry_contended(
+            ServiceError::Contended(format!("agent {agent_id} kept changing")),
+            || async move {
+                let current = self.agent(agent_id).await?;
+                let next = Agent {
+                    availability,
+                    ..current.clone()
+                };
+                match self
+                    .save_agent(&principal.actor(), next, Some(&current))
+                    .await
+                {
+                    Err(ServiceError::Contended(_)) => Err(ServiceError::Contended(String::new())),
+                    other => other,
+                }
+            },
+        )
+        .await
+    }
+
+    pub async fn delete_agent(&self, actor: &Actor, id: Uuid) -> ServiceResult<()> {
+        let agent = self.agent(id).await?;
+        let audit = AuditEntry::deleted(actor.clone(), &agent, self.clock.now());
+        if self.store.delete_agent(id, &audit).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::FailedPrecondition(format!(
+                "agent {id} still holds open tickets; reassign them first"
+            )))
+        }
+    }
+
+    // ---- rules --------------------------------------------------------------------------
+
+    pub async fn rules(&self) -> ServiceResult<Vec<RoutingRule>> {
+        Ok(self.store.rules().await?)
+    }
+
+    pub async fn save_rule(
+        &self,
+        actor: &Actor,
+        mut rule: RoutingRule,
+        insert: bool,
+    ) -> ServiceResult<RoutingRule> {
+        if insert {
+            rule.id = Uuid::now_v7();
+        }
+        let mut v = Violations::new();
+        v.line("rule.name", &rule.name, true, MAX_NAME_CHARS);
+        rule.actions.add_tags =
+            ticket::normalize_tags("rule.actions.add_tags", &rule.actions.add_tags, &mut v);
+        rule.actions.required_skills = validate_skills(
+            "rule.actions.required_skills",
+            &rule.actions.required_skills,
+            &mut v,
+        );
+        rule.conditions.any_tags = ticket::normalize_tags(
+            "rule.conditions.any_tags",
+            &rule.conditions.any_tags,
+            &mut v,
+        );
+        v.finish()?;
+        if let Some(queue_id) = rule.actions.queue_id {
+            self.queue(queue_id).await?;
+        }
+        // (read from the database, not the cache: the rule may be brand new elsewhere)
+        let before = if insert {
+            None
+        } else {
+            let found = self
+                .store
+                .rules()
+                .await?
+                .into_iter()
+                .find(|r| r.id == rule.id);
+            Some(found.ok_or_else(|| ServiceError::NotFound(format!("routing rule {}", rule.id)))?)
+        };
+        rule.updated_at = self.clock.now();
+        if let Some(before) = &before {
+            rule.created_at = before.created_at;
+        } else {
+            rule.created_at = rule.updated_at;
+        }
+        let audit = AuditEntry::saved(actor.clone(), before.as_ref(), &rule, rule.updated_at);
+        if !self.store.save_rule(&rule, insert, &audit).await? {
+            return Err(ServiceError::NotFound(format!("routing rule {}", rule.id)));
+        }
+        self.rules.invalidate();
+        Ok(rule)
+    }
+
+    pub async fn delete_rule(&self, actor: &Actor, id: Uuid) -> ServiceResult<()> {
+        self.rules.invalidate();
+        let rule = self
+            .store
+            .rules()
+            .await?
+            .into_iter()
+            .find(|r| r.id == id)
+            .ok_or_else(|| ServiceError::NotFound(format!("routing rule {id}")))?;
+        let audit = AuditEntry::deleted(actor.clone(), &rule, self.clock.now());
+        if self.store.delete_rule(id, &audit).await? {
+            Ok(())
+        } else {
+            Err(ServiceError::NotFound(format!("routing rule {id}")))
+        }
+    }
+}

@@ -1,0 +1,84 @@
+//! Where the SQL of the two backends differs: a handful of fragments, each named for what
+//! it does. Every other statement is the same text on both.
+
+/// Where the two backends' SQL differs. Everything else is shared text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Postgres,
+    Sqlite,
+}
+
+impl Dialect {
+    /// The expression drawing the next ticket number. SQLite's single writer makes
+    /// `MAX + 1` safe.
+    pub fn next_ticket_number(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "nextval('ticket_number_seq')",
+            Dialect::Sqlite => "(SELECT COALESCE(MAX(number), 0) + 1 FROM tickets)",
+        }
+    }
+
+    /// The expression for a new event's log position, given the placeholder of its index
+    /// within the transaction.
+    ///
+    /// PostgreSQL: (transaction id << 20) | index, so that stream reads can stay below the
+    /// oldest running transaction (see migrations/postgres/0001_tickets.sql). SQLite: the
+    /// single writer makes max + 1 a commit-ordered position; adding the index keeps the
+    /// rows of one multi-row insert apart whether or not a row's subquery sees the rows
+    /// inserted before it by the same statement.
+    pub fn event_position(self, ordinal: &str) -> String {
+        match self {
+            Dialect::Postgres => {
+                format!("((pg_current_xact_id()::text::bigint << 20) | {ordinal})")
+            }
+            Dialect::Sqlite => {
+                format!("((SELECT COALESCE(MAX(position), 0) + 1 FROM ticket_events) + {ordinal})")
+            }
+        }
+    }
+
+    /// A condition on `e.position` that keeps stream reads below positions a transaction
+    /// still running may yet fill. SQLite commits in position order: nothing to add.
+    pub fn read_horizon(self) -> &'static str {
+        match self {
+            Dialect::Postgres => {
+                " AND e.position < (pg_snapshot_xmin(pg_current_snapshot())::text::bigint << 20)"
+            }
+            Dialect::Sqlite => "",
+        }
+    }
+
+    /// The row-locking clause of lease claims: concurrent claimers skip each other's
+    /// rows. SQLite's single writer needs none.
+    pub fn skip_locked(self) -> &'static str {
+        match self {
+            Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            Dialect::Sqlite => "",
+        }
+    }
+
+    /// Locks an agent's row (`$1`) to the end of the transaction.
+    pub fn lock_agent(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "SELECT 1 FROM agents WHERE id = $1 FOR UPDATE",
+            Dialect::Sqlite => "SELECT 1 FROM agents WHERE id = $1",
+        }
+    }
+
+    /// Makes concurrent bootstraps take turns to the end of the transaction.
+    pub fn lock_api_keys(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "SELECT pg_advisory_xact_lock(7460211)",
+            Dialect::Sqlite => "UPDATE api_keys SET name = name WHERE 0 = 1",
+        }
+    }
+
+    /// Makes consumer-group registrations on one channel (`$1`) take turns to the end of
+    /// the transaction (SQLite's one writer connection does that already).
+    pub fn lock_channel(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "SELECT pg_advisory_xact_lock(7460212, hashtext($1))",
+            Dialect::Sqlite => "SELECT $1",
+        }
+    }
+}
