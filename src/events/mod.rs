@@ -11,7 +11,10 @@
 
 mod tailer;
 
-pub use tailer::{Follower, Log, LogError, NotHeld, TailState, Tailer, TailerSettings};
+pub use tailer::{
+    Ended, Follower, Interest, Log, LogError, NotHeld, Subscription, TailState, Tailer,
+    TailerFailed, TailerSettings,
+};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};

@@ -19,7 +19,9 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::{Notify, watch};
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use tokio::sync::{Notify, mpsc, watch};
 
 use super::Bus;
 use crate::domain::event::Event;
@@ -63,12 +65,28 @@ pub struct TailState {
     pub failures: u64,
 }
 
-/// The events in memory: every event after `start`, up to the tailer's head, in order.
+/// The events in memory: every event after `start`, up to `head`, in order; and the
+/// subscribers the tailer hands new events to.
 #[derive(Default)]
 struct Window {
     active: bool,
     start: i64,
+    head: i64,
     events: VecDeque<Arc<Event>>,
+    subscribers: Vec<Subscriber>,
+}
+
+/// Decides, in the tailer, whether a subscriber wants an event: a subscriber is woken only
+/// for events it wants.
+pub trait Interest: Send + Sync + 'static {
+    fn wants(&self, event: &Event) -> bool;
+}
+
+struct Subscriber {
+    interest: Box<dyn Interest>,
+    queue: mpsc::Sender<Arc<Event>>,
+    /// Set when the queue was full: the subscriber was dropped and must catch up itself.
+    overflowed: Arc<AtomicBool>,
 }
 
 struct Shared {
@@ -82,6 +100,60 @@ struct Shared {
 #[derive(Clone)]
 pub struct Tailer {
     shared: Arc<Shared>,
+}
+
+/// The tailer could not read the log (or stopped) while a subscriber depended on it.
+#[derive(Debug, thiserror::Error)]
+#[error("the event log cannot be read")]
+pub struct TailerFailed;
+
+/// A subscriber's queue of the new events it wants, after [`Subscription::from`].
+pub struct Subscription {
+    /// The tailer's head when the subscription began: every wanted event after it is
+    /// queued; events up to it are the subscriber's to read (from memory or the log).
+    pub from: i64,
+    follower: Follower,
+    queue: mpsc::Receiver<Arc<Event>>,
+    overflowed: Arc<AtomicBool>,
+    failures: u64,
+}
+
+/// Why a subscription's queue ended.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Ended {
+    /// The subscriber fell too far behind: it reads on from its cursor and subscribes
+    /// again.
+    Overflowed,
+    /// The log could not be read, or the tailer stopped.
+    Failed,
+}
+
+impl Subscription {
+    /// The next queued event.
+    pub async fn next(&mut self) -> Result<Arc<Event>, Ended> {
+        match self.queue.recv().await {
+            Some(event) => Ok(event),
+            None if self.overflowed.load(Ordering::Acquire) => Err(Ended::Overflowed),
+            None => Err(Ended::Failed),
+        }
+    }
+
+    /// Memory and the tailer's state, for catching up to [`Subscription::from`].
+    pub fn follower(&mut self) -> &mut Follower {
+        &mut self.follower
+    }
+
+    /// The position this subscriber has seen everything up to, given the last event it
+    /// took: the tailer's head when nothing is queued for it (its events up to the head
+    /// were queued before the head was announced), else `cursor`.
+    pub fn settled(&mut self, cursor: i64) -> i64 {
+        let state = self.follower.state();
+        if self.queue.is_empty() && state.failures == self.failures {
+            cursor.max(state.head)
+        } else {
+            cursor
+        }
+    }
 }
 
 /// Events after a cursor could not be served from memory: read them from the log.
@@ -110,6 +182,43 @@ impl Tailer {
         };
         tokio::spawn(task.run());
         Tailer { shared }
+    }
+
+    /// Subscribes to the events `interest` wants from the tailer's current head on; each is
+    /// queued for the subscriber as it is read (at most `queue` waiting). Starts an idle
+    /// tailer and waits for it; an error if the log cannot be read meanwhile.
+    pub async fn subscribe(
+        &self,
+        interest: Box<dyn Interest>,
+        queue: usize,
+    ) -> Result<Subscription, TailerFailed> {
+        let mut follower = self.follow();
+        let failures = follower.state().failures;
+        let (sender, receiver) = mpsc::channel(queue.max(1));
+        let overflowed = Arc::new(AtomicBool::new(false));
+        let mut interest = Some(interest);
+        loop {
+            if let Ok(mut window) = self.shared.window.write()
+                && window.active
+                && let Some(interest) = interest.take()
+            {
+                window.subscribers.push(Subscriber {
+                    interest,
+                    queue: sender,
+                    overflowed: overflowed.clone(),
+                });
+                return Ok(Subscription {
+                    from: window.head,
+                    follower,
+                    queue: receiver,
+                    overflowed,
+                    failures,
+                });
+            }
+            if !follower.changed().await || follower.state().failures != failures {
+                return Err(TailerFailed);
+            }
+        }
     }
 
     /// Follows the tailer: the follower is told whenever new events are in memory.
@@ -228,7 +337,8 @@ impl Task {
                 *window = Window {
                     active: true,
                     start: end,
-                    events: VecDeque::new(),
+                    head: end,
+                    ..Window::default()
                 };
             }
             self.shared.state.send_modify(|s| s.head = end);
@@ -278,16 +388,39 @@ impl Task {
         let Some(head) = batch.last().map(|e| e.cursor) else {
             return;
         };
+        let batch: Vec<Arc<Event>> = batch.into_iter().map(Arc::new).collect();
         if let Ok(mut window) = self.shared.window.write() {
-            window.events.extend(batch.into_iter().map(Arc::new));
+            // Under the lock: a subscriber that registers sees either all of this batch in
+            // memory (up to its `from`) or all of it queued, never part of it.
+            window.subscribers.retain(|s| dispatch(s, &batch));
+            window.events.extend(batch);
             while window.events.len() > self.settings.capacity {
                 if let Some(oldest) = window.events.pop_front() {
                     window.start = oldest.cursor;
                 }
             }
+            window.head = head;
         }
         self.shared.state.send_modify(|s| s.head = head);
     }
+}
+
+/// Queues the events of `batch` that `subscriber` wants; `false` drops the subscriber
+/// (it went away, or its queue is full and it must catch up by itself).
+fn dispatch(subscriber: &Subscriber, batch: &[Arc<Event>]) -> bool {
+    for event in batch {
+        if subscriber.interest.wants(event) {
+            match subscriber.queue.try_send(event.clone()) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    subscriber.overflowed.store(true, Ordering::Release);
+                    return false;
+                }
+                Err(mpsc::error::TrySendError::Closed(_)) => return false,
+            }
+        }
+    }
+    true
 }
 
 #[cfg(test)]
@@ -446,5 +579,58 @@ mod tests {
             reads,
             "no reads without followers"
         );
+    }
+
+    struct Even;
+    impl Interest for Even {
+        fn wants(&self, event: &Event) -> bool {
+            event.cursor % 2 == 0
+        }
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_is_handed_only_what_it_wants_after_it_subscribed() {
+        let log = Arc::new(MemoryLog::default());
+        log.events.lock().unwrap().push(event(2));
+        let bus = Bus::new();
+        let (_stop, shutdown) = watch::channel(false);
+        let tailer = Tailer::spawn(log.clone(), &bus, settings(100), shutdown);
+        let mut subscription = tailer.subscribe(Box::new(Even), 10).await.unwrap();
+        assert_eq!(subscription.from, 2, "it starts at the end of the log");
+
+        log.events.lock().unwrap().extend((3..=6).map(event));
+        bus.publish_local();
+        let got = [
+            subscription.next().await.unwrap().cursor,
+            subscription.next().await.unwrap().cursor,
+        ];
+        assert_eq!(got, [4, 6]);
+        assert_eq!(subscription.settled(6), 6);
+    }
+
+    #[tokio::test]
+    async fn a_subscriber_whose_queue_fills_is_told_to_catch_up_itself() {
+        let log = Arc::new(MemoryLog::default());
+        let bus = Bus::new();
+        let (_stop, shutdown) = watch::channel(false);
+        let tailer = Tailer::spawn(log.clone(), &bus, settings(100), shutdown);
+        let mut subscription = tailer.subscribe(Box::new(Even), 2).await.unwrap();
+        log.events.lock().unwrap().extend((1..=10).map(event));
+        bus.publish_local();
+        let mut taken = Vec::new();
+        let ended = loop {
+            match tokio::time::timeout(Duration::from_secs(5), subscription.next())
+                .await
+                .expect("the queue ends")
+            {
+                Ok(event) => taken.push(event.cursor),
+                Err(ended) => break ended,
+            }
+        };
+        assert_eq!(ended, Ended::Overflowed);
+        assert_eq!(taken, [2, 4], "what fitted, then the end");
+        // Memory still holds the rest for it.
+        let rest = subscription.follower().after(4, 10).unwrap();
+        assert_eq!(rest.first().map(|e| e.cursor), Some(5));
     }
 }

@@ -8,15 +8,15 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 use super::streams::{
-    self, GaugeGuard, Sent, StreamEnd, StreamGauge, StreamKind, StreamOutput, Wake,
+    self, GaugeGuard, Sent, StreamEnd, StreamGauge, StreamKind, StreamOutput, StreamSender,
 };
 use super::{ServiceError, ServiceResult};
 use crate::domain::auth::Principal;
 use crate::domain::event::{Event, Visibility};
 use crate::domain::filter::{AssigneeRef, TicketPredicate};
 use crate::domain::watch::{WatchFilter, WatchPredicate, matches, only_ticket, parse_watch_filter};
-use crate::events::{Bus, Follower, Tailer, TailerSettings};
-use crate::store::{Store, StoreError};
+use crate::events::{Bus, Ended, Interest, Subscription, Tailer, TailerSettings};
+use crate::store::Store;
 
 use super::shared_reads::SharedReads;
 
@@ -96,13 +96,15 @@ impl WatchService {
         let producer = Producer {
             store: self.store.clone(),
             reads: self.reads.clone(),
-            follower: self.tailer.follow(),
+            tailer: self.tailer.clone(),
             shutdown: self.shutdown.clone(),
             only_ticket: filter.as_ref().and_then(only_ticket),
-            filter,
-            internal: principal.sees_internal(),
+            wants: Arc::new(Wants {
+                filter,
+                internal: principal.sees_internal(),
+            }),
             cursor: after_cursor,
-            poll: self.settings.poll,
+            queue: self.settings.buffer.max(1) * 4,
             _gauge: GaugeGuard::new(self.gauge.clone(), StreamKind::Watch),
         };
         tokio::spawn(
@@ -132,120 +134,181 @@ fn resolve_me(filter: WatchFilter, principal: &Principal) -> ServiceResult<Watch
     })
 }
 
-struct Producer {
-    store: Arc<dyn Store>,
-    reads: Arc<SharedReads>,
-    follower: Follower,
-    shutdown: watch::Receiver<bool>,
+/// What one watch stream wants: decided in the tailer for live events, so a stream is
+/// woken only for its own.
+struct Wants {
     filter: Option<WatchFilter>,
-    only_ticket: Option<Uuid>,
     internal: bool,
-    /// The position of the last event read (sent or filtered out).
-    cursor: i64,
-    poll: Duration,
-    _gauge: GaugeGuard,
 }
 
-/// Where a batch of events came from.
-enum Source {
-    /// The tailer's memory: everything after the cursor it holds, up to `BATCH`.
-    Memory,
-    /// The log itself, read because memory does not reach back to the cursor;
-    /// `head` is how far the tailer had read before the query started.
-    Log { head: i64 },
-}
-
-impl Producer {
-    fn wanted(&self, event: &Event) -> bool {
+impl Interest for Arc<Wants> {
+    fn wants(&self, event: &Event) -> bool {
         (self.internal || event.event.visibility == Visibility::Public)
             && self
                 .filter
                 .as_ref()
                 .is_none_or(|f| matches(f, &event.event))
     }
+}
 
-    /// The next events after the cursor: from the tailer's memory when it reaches back
-    /// that far, else from the log (a replay, or a stream far behind).
-    async fn next_batch(&mut self) -> Result<(Vec<Arc<Event>>, Source), StoreError> {
-        if let Ok(events) = self.follower.after(self.cursor, BATCH as usize) {
-            return Ok((events, Source::Memory));
-        }
-        let head = self.follower.state().head;
-        let events = self
-            .reads
-            .events_after(self.store.as_ref(), self.cursor, self.only_ticket, BATCH)
-            .await?;
-        Ok((events.as_ref().clone(), Source::Log { head }))
-    }
+struct Producer {
+    store: Arc<dyn Store>,
+    reads: Arc<SharedReads>,
+    tailer: Tailer,
+    shutdown: watch::Receiver<bool>,
+    wants: Arc<Wants>,
+    only_ticket: Option<Uuid>,
+    /// The position of the last event read (sent or filtered out).
+    cursor: i64,
+    /// Most live events queued for this stream in the tailer before it must catch up by
+    /// itself.
+    queue: usize,
+    _gauge: GaugeGuard,
+}
 
-    async fn run(mut self, sender: streams::StreamSender<Arc<Event>>) {
-        let failures = self.follower.state().failures;
+/// How a stream's catch-up or live phase ended.
+enum Next {
+    /// Read on from the cursor and subscribe again.
+    Resubscribe,
+    Stop,
+}
+
+impl Producer {
+    async fn run(mut self, sender: StreamSender<Arc<Event>>) {
         loop {
-            let (batch, source) = match self.next_batch().await {
-                Ok(batch) => batch,
+            let mut subscription = match self
+                .tailer
+                .subscribe(Box::new(self.wants.clone()), self.queue)
+                .await
+            {
+                Ok(subscription) => subscription,
                 Err(err) => {
-                    tracing::warn!(error = %err, cursor = self.cursor, "watch stream read failed");
+                    tracing::warn!(error = %err, cursor = self.cursor, "watch stream cannot follow the log");
                     sender.finish(StreamEnd::Unavailable {
                         cursor: self.cursor,
                     });
                     return;
                 }
             };
-            let full = batch.len() as i64 == BATCH;
-            for event in batch {
-                let cursor = event.cursor;
-                if self.wanted(&event) {
-                    match sender.send(event).await {
-                        Sent::Ok => {}
-                        Sent::Closed => return,
-                        Sent::Stalled => {
-                            tracing::info!(cursor = self.cursor, "watcher fell behind");
-                            sender.finish(StreamEnd::FellBehind {
-                                cursor: self.cursor,
-                            });
-                            return;
-                        }
-                    }
-                }
-                self.cursor = cursor;
+            if let Next::Stop = self.catch_up(&mut subscription, &sender).await {
+                return;
             }
-            if full {
-                continue;
+            if let Next::Stop = self.live(&mut subscription, &sender).await {
+                return;
             }
-            if let Source::Log { head } = source {
-                // Everything up to the tailer's head was final before the read began, so
-                // the read saw all of it that this stream wants (it may have filtered by
-                // ticket and stopped short of the head).
-                self.cursor = self.cursor.max(head);
-                if self.follower.after(self.cursor, 0).is_ok() {
-                    continue;
-                }
+        }
+    }
+
+    /// Sends what this stream wants up to the subscription's start, from the tailer's
+    /// memory where it reaches back far enough, else from the log.
+    async fn catch_up(
+        &mut self,
+        subscription: &mut Subscription,
+        sender: &StreamSender<Arc<Event>>,
+    ) -> Next {
+        let from = subscription.from;
+        while self.cursor < from {
+            if *self.shutdown.borrow() {
+                sender.finish(StreamEnd::ShuttingDown {
+                    cursor: self.cursor,
+                });
+                return Next::Stop;
             }
-            let changes = self.follower.changes();
-            match streams::wait(
-                changes,
-                &mut self.shutdown,
-                &sender,
-                self.poll,
-                std::future::pending(),
-            )
-            .await
-            {
-                Wake::Look => {
-                    if self.follower.state().failures != failures {
+            let memory = subscription.follower().after(self.cursor, BATCH as usize);
+            let batch = match memory {
+                Ok(events) => events,
+                Err(_) => match self
+                    .reads
+                    .events_after(self.store.as_ref(), self.cursor, self.only_ticket, BATCH)
+                    .await
+                {
+                    Ok(events) => events.as_ref().clone(),
+                    Err(err) => {
+                        tracing::warn!(error = %err, cursor = self.cursor, "watch stream read failed");
                         sender.finish(StreamEnd::Unavailable {
                             cursor: self.cursor,
                         });
-                        return;
+                        return Next::Stop;
                     }
+                },
+            };
+            let full = batch.len() as i64 == BATCH;
+            for event in batch {
+                if event.cursor > from {
+                    // Queued for this stream already.
+                    break;
                 }
-                Wake::ShuttingDown => {
+                let cursor = event.cursor;
+                if self.wants.wants(&event) && !self.send(sender, event).await {
+                    return Next::Stop;
+                }
+                self.cursor = cursor;
+            }
+            if !full {
+                // Everything up to `from` was final before this read began: nothing this
+                // stream wants lies between its cursor and `from` any more.
+                self.cursor = self.cursor.max(from);
+            }
+        }
+        Next::Resubscribe
+    }
+
+    /// Sends queued events as the tailer reads them, until the stream ends or falls too
+    /// far behind for its queue.
+    async fn live(
+        &mut self,
+        subscription: &mut Subscription,
+        sender: &StreamSender<Arc<Event>>,
+    ) -> Next {
+        loop {
+            if *self.shutdown.borrow() {
+                sender.finish(StreamEnd::ShuttingDown {
+                    cursor: subscription.settled(self.cursor),
+                });
+                return Next::Stop;
+            }
+            tokio::select! {
+                next = subscription.next() => match next {
+                    // (A stream that resumed from a cursor ahead of the tailer has these.)
+                    Ok(event) if event.cursor <= self.cursor => {}
+                    Ok(event) => {
+                        let cursor = event.cursor;
+                        if !self.send(sender, event).await {
+                            return Next::Stop;
+                        }
+                        self.cursor = cursor;
+                    }
+                    Err(Ended::Overflowed) => return Next::Resubscribe,
+                    Err(Ended::Failed) => {
+                        sender.finish(StreamEnd::Unavailable {
+                            cursor: self.cursor,
+                        });
+                        return Next::Stop;
+                    }
+                },
+                _ = self.shutdown.changed() => {
                     sender.finish(StreamEnd::ShuttingDown {
-                        cursor: self.cursor,
+                        cursor: subscription.settled(self.cursor),
                     });
-                    return;
+                    return Next::Stop;
                 }
-                Wake::ClientGone => return,
+                () = sender.closed() => return Next::Stop,
+            }
+        }
+    }
+
+    /// Sends one event; `false` when the stream is over (the client left, or fell behind
+    /// and was told where to resume).
+    async fn send(&self, sender: &StreamSender<Arc<Event>>, event: Arc<Event>) -> bool {
+        match sender.send(event).await {
+            Sent::Ok => true,
+            Sent::Closed => false,
+            Sent::Stalled => {
+                tracing::info!(cursor = self.cursor, "watcher fell behind");
+                sender.finish(StreamEnd::FellBehind {
+                    cursor: self.cursor,
+                });
+                false
             }
         }
     }
