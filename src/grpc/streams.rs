@@ -30,7 +30,13 @@ where
         loop {
             tokio::select! {
                 item = output.items.recv() => match item {
-                    Some(item) => yield Ok(convert(item)),
+                    Some(item) => {
+                        yield Ok(convert(item));
+                        // Whatever else is buffered goes out without another select.
+                        while let Ok(item) = output.items.try_recv() {
+                            yield Ok(convert(item));
+                        }
+                    }
                     None => break,
                 },
                 () = &mut revoked => {

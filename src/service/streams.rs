@@ -116,6 +116,12 @@ pub(crate) enum Sent {
 
 impl<T> StreamSender<T> {
     pub(crate) async fn send(&self, item: T) -> Sent {
+        // Room in the buffer is the common case: no timer for it.
+        let item = match self.items.try_send(item) {
+            Ok(()) => return Sent::Ok,
+            Err(mpsc::error::TrySendError::Closed(_)) => return Sent::Closed,
+            Err(mpsc::error::TrySendError::Full(item)) => item,
+        };
         match tokio::time::timeout(self.stall, self.items.send(item)).await {
             Ok(Ok(())) => Sent::Ok,
             Ok(Err(_)) => Sent::Closed,

@@ -58,7 +58,6 @@ const INSERT_TAG: &str = "INSERT INTO ticket_tags (ticket_id, tag) VALUES ($1, $
 
 const DELETE_TAGS: &str = "DELETE FROM ticket_tags WHERE ticket_id = $1";
 
-/// Tickets and changesets.
 const INSERT_TIME_ENTRY: &str = "INSERT INTO time_entries \
     (id, ticket_id, agent_id, seconds, note, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
 
