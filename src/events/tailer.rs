@@ -266,6 +266,9 @@ impl Follower {
     }
 }
 
+/// The shortest time between two reads of the log (bounds reads to 500 a second; adds at
+/// most this much to a live event's way to its streams).
+const READ_GAP: Duration = Duration::from_millis(2);
 /// After a wake-up that found nothing new, quick looks before the slower held-back checks.
 const EAGER_LOOKS: u32 = 10;
 const EAGER_PAUSE: Duration = Duration::from_millis(20);
@@ -345,7 +348,12 @@ impl Task {
         }
         let mut eager = 0;
         let mut held_back_wait = self.settings.poll + Duration::from_millis(1);
+        let mut last_read = tokio::time::Instant::now() - READ_GAP;
         while self.followed() && !self.stopping() {
+            // Under a steady stream of commits, one read per short gap gathers many of
+            // them, instead of one read per commit.
+            tokio::time::sleep_until(last_read + READ_GAP).await;
+            last_read = tokio::time::Instant::now();
             self.commits.mark_unchanged();
             let head = self.shared.state.borrow().head;
             let batch = self.log.read_after(head, BATCH).await?;
