@@ -4,6 +4,9 @@
 //! wire it is exactly the generated message (one optional `ActivityEntry`, field 1), and it
 //! decodes like one.
 
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+
 use bytes::{Buf, BufMut, Bytes};
 use prost::encoding::{DecodeContext, WireType, message, skip_field};
 use prost::{DecodeError, Message, Name};
@@ -88,21 +91,25 @@ impl Name for WatchTicketsResponse {
 }
 
 /// The encodings of recent events, by log position, shared by every watch stream of the
-/// process. Bounded: an event no stream has asked for in a while is encoded again if one
-/// does.
-#[derive(Clone)]
+/// process. Holds the last [`SHARED_ENCODINGS`] (first in, first out): the streams of live
+/// watchers ask for the same few newest events, and an older one asked for again is simply
+/// encoded again.
+#[derive(Clone, Default)]
 pub(crate) struct SharedEncodings {
-    by_cursor: moka::sync::Cache<i64, Bytes>,
+    recent: Arc<Mutex<Recent>>,
+}
+
+const SHARED_ENCODINGS: usize = 4096;
+
+#[derive(Default)]
+struct Recent {
+    by_cursor: HashMap<i64, Bytes>,
+    order: VecDeque<i64>,
 }
 
 impl SharedEncodings {
     pub(crate) fn new() -> Self {
-        Self {
-            by_cursor: moka::sync::Cache::builder()
-                .max_capacity(8192)
-                .time_to_idle(std::time::Duration::from_secs(30))
-                .build(),
-        }
+        Self::default()
     }
 
     /// The response for the event at `cursor`, encoding it with `entry` the first time.
@@ -111,9 +118,23 @@ impl SharedEncodings {
         cursor: i64,
         entry: impl FnOnce() -> pb::ActivityEntry,
     ) -> WatchTicketsResponse {
-        let encoded = self
-            .by_cursor
-            .get_with(cursor, || WatchTicketsResponse::encode_shared(&entry()));
+        if let Ok(recent) = self.recent.lock()
+            && let Some(encoded) = recent.by_cursor.get(&cursor)
+        {
+            return WatchTicketsResponse::from_shared(encoded.clone());
+        }
+        // Encoded outside the lock; two streams that race here both encode, harmlessly.
+        let encoded = WatchTicketsResponse::encode_shared(&entry());
+        if let Ok(mut recent) = self.recent.lock()
+            && recent.by_cursor.insert(cursor, encoded.clone()).is_none()
+        {
+            recent.order.push_back(cursor);
+            while recent.order.len() > SHARED_ENCODINGS {
+                if let Some(oldest) = recent.order.pop_front() {
+                    recent.by_cursor.remove(&oldest);
+                }
+            }
+        }
         WatchTicketsResponse::from_shared(encoded)
     }
 }
