@@ -12,7 +12,6 @@ mod escalation_service;
 mod gate;
 mod streams;
 mod ticket_service;
-mod watch_response;
 
 use std::time::Duration;
 
@@ -31,8 +30,6 @@ use crate::service::Services;
 pub mod pb {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("ticketd.v1");
-
-    pub use super::watch_response::WatchTicketsResponse;
 
     /// The encoded descriptors of every ticketd proto file, for server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =

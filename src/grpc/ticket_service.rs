@@ -6,7 +6,6 @@ use super::auth::{STAFF, STAFF_OR_BOT, authorize};
 use super::convert::{self, event_to_pb, ticket_to_pb};
 use super::pb::{self, ticket_service_server::TicketService};
 use super::streams::{GrpcStream, to_grpc};
-use super::watch_response::SharedEncodings;
 use crate::domain::event::Event;
 use crate::domain::ticket::TicketKey;
 use crate::domain::validation::Violations;
@@ -19,16 +18,11 @@ use crate::service::{ServiceError, Services};
 
 pub struct TicketApi {
     services: Services,
-    /// Each live event encoded once for all its watchers.
-    encodings: SharedEncodings,
 }
 
 impl TicketApi {
     pub fn new(services: Services) -> Self {
-        Self {
-            services,
-            encodings: SharedEncodings::new(),
-        }
+        Self { services }
     }
 
     /// The calendars SLA clocks are measured on, for rendering tickets.
@@ -383,10 +377,9 @@ impl TicketService for TicketApi {
             .services
             .watch
             .watch(&principal, &r.filter, r.after_cursor)?;
-        // The event is shared with every other watcher, and so is its encoding.
-        let encodings = self.encodings.clone();
-        let convert = move |event: std::sync::Arc<Event>| {
-            encodings.response(event.cursor, || event_to_pb(Event::clone(&event)))
+        // The event is shared with every other watcher: the entry copies what it needs.
+        let convert = |event: std::sync::Arc<Event>| pb::WatchTicketsResponse {
+            event: Some(event_to_pb(Event::clone(&event))),
         };
         Ok(Response::new(to_grpc(output, convert, true, permit)))
     }
