@@ -94,6 +94,8 @@ struct Shared {
     state: watch::Sender<TailState>,
     /// Rung when a follower arrives, to start an idle tailer.
     followed: Notify,
+    /// The tailer's task has ended (shutdown): nothing will be read any more.
+    stopped: AtomicBool,
 }
 
 /// A handle on the process's tailer; cheap to clone.
@@ -148,7 +150,9 @@ impl Subscription {
     /// were queued before the head was announced), else `cursor`.
     pub fn settled(&mut self, cursor: i64) -> i64 {
         let state = self.follower.state();
-        if self.queue.is_empty() && state.failures == self.failures {
+        // A subscriber dropped for overflowing has not been queued what came after.
+        let dropped = self.overflowed.load(Ordering::Acquire) || self.queue.is_closed();
+        if self.queue.is_empty() && !dropped && state.failures == self.failures {
             cursor.max(state.head)
         } else {
             cursor
@@ -172,6 +176,7 @@ impl Tailer {
             window: RwLock::new(Window::default()),
             state: watch::Sender::new(TailState::default()),
             followed: Notify::new(),
+            stopped: AtomicBool::new(false),
         });
         let task = Task {
             log,
@@ -198,6 +203,9 @@ impl Tailer {
         let overflowed = Arc::new(AtomicBool::new(false));
         let mut interest = Some(interest);
         loop {
+            if self.shared.stopped.load(Ordering::Acquire) {
+                return Err(TailerFailed);
+            }
             if let Ok(mut window) = self.shared.window.write()
                 && window.active
                 && let Some(interest) = interest.take()
@@ -300,7 +308,7 @@ impl Task {
         let mut retry_wait = RETRY_FIRST_WAIT;
         while !self.stopping() {
             if !self.followed() {
-                self.deactivate();
+                self.deactivate_if_unfollowed();
                 tokio::select! {
                     () = self.shared.followed.notified() => {}
                     _ = self.shutdown.changed() => {}
@@ -323,11 +331,37 @@ impl Task {
                 }
             }
         }
+        // Stopped: whoever still waits on the tailer learns it, rather than wait forever.
+        self.shared.stopped.store(true, Ordering::Release);
+        self.deactivate();
+        self.shared.state.send_modify(|s| s.failures += 1);
     }
 
     fn deactivate(&self) {
         if let Ok(mut window) = self.shared.window.write() {
             *window = Window::default();
+        }
+    }
+
+    /// Forgets memory if still nobody follows (checked under the lock: a subscriber counts
+    /// as a follower before it takes the lock to register).
+    fn deactivate_if_unfollowed(&self) {
+        if let Ok(mut window) = self.shared.window.write()
+            && !self.followed()
+        {
+            *window = Window::default();
+        }
+    }
+
+    /// Whether events are held back; a failed check counts as no (the next wake-up or
+    /// poll looks again).
+    async fn held_back(&self, head: i64) -> bool {
+        match self.log.held_back(head).await {
+            Ok(held) => held,
+            Err(err) => {
+                tracing::debug!(error = %err, "held-back check failed");
+                false
+            }
         }
     }
 
@@ -368,7 +402,7 @@ impl Task {
                 eager -= 1;
                 tokio::time::sleep(EAGER_PAUSE).await;
                 continue;
-            } else if held_back_wait <= self.settings.poll && self.log.held_back(head).await? {
+            } else if held_back_wait <= self.settings.poll && self.held_back(head).await {
                 // A transaction in flight keeps committed events below the horizon:
                 // keep looking, slower each time, rather than wait for a wake-up that
                 // already came.
@@ -416,6 +450,9 @@ impl Task {
 /// Queues the events of `batch` that `subscriber` wants; `false` drops the subscriber
 /// (it went away, or its queue is full and it must catch up by itself).
 fn dispatch(subscriber: &Subscriber, batch: &[Arc<Event>]) -> bool {
+    if subscriber.queue.is_closed() {
+        return false;
+    }
     for event in batch {
         if subscriber.interest.wants(event) {
             match subscriber.queue.try_send(event.clone()) {
@@ -637,8 +674,27 @@ mod tests {
         };
         assert_eq!(ended, Ended::Overflowed);
         assert_eq!(taken, [2, 4], "what fitted, then the end");
+        assert_eq!(
+            subscription.settled(4),
+            4,
+            "a dropped subscriber resumes after what it took, not at the head"
+        );
         // Memory still holds the rest for it.
         let rest = subscription.follower().after(4, 10).unwrap();
         assert_eq!(rest.first().map(|e| e.cursor), Some(5));
+    }
+
+    #[tokio::test]
+    async fn subscribing_to_a_stopped_tailer_fails_at_once() {
+        let log = Arc::new(MemoryLog::default());
+        let bus = Bus::new();
+        let (stop, shutdown) = watch::channel(false);
+        let tailer = Tailer::spawn(log, &bus, settings(10), shutdown);
+        stop.send_replace(true);
+        let subscribed =
+            tokio::time::timeout(Duration::from_secs(5), tailer.subscribe(Box::new(Even), 10))
+                .await
+                .expect("no wait on a stopped tailer");
+        assert!(subscribed.is_err());
     }
 }

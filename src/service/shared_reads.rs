@@ -15,7 +15,10 @@ use uuid::Uuid;
 use crate::domain::event::Event;
 use crate::store::{Store, StoreResult};
 
-type Key = (i64, Option<Uuid>);
+/// (after, ticket, the subscription start the reader jumps to once caught up): a read is
+/// shared only by streams whose subscriptions began at the same point, so it started
+/// after each of them subscribed.
+type Key = (i64, Option<Uuid>, i64);
 type Read = Arc<OnceCell<Arc<Vec<Arc<Event>>>>>;
 
 #[derive(Default)]
@@ -31,8 +34,9 @@ impl SharedReads {
         after: i64,
         ticket: Option<Uuid>,
         limit: i64,
+        from: i64,
     ) -> StoreResult<Arc<Vec<Arc<Event>>>> {
-        let key = (after, ticket);
+        let key = (after, ticket, from);
         let cell = match self.in_flight.lock() {
             Ok(mut map) => map.entry(key).or_default().clone(),
             Err(_) => Read::default(),

@@ -182,6 +182,12 @@ impl Producer {
                 .await
             {
                 Ok(subscription) => subscription,
+                Err(_) if *self.shutdown.borrow() => {
+                    sender.finish(StreamEnd::ShuttingDown {
+                        cursor: self.cursor,
+                    });
+                    return;
+                }
                 Err(err) => {
                     tracing::warn!(error = %err, cursor = self.cursor, "watch stream cannot follow the log");
                     sender.finish(StreamEnd::Unavailable {
@@ -219,7 +225,13 @@ impl Producer {
                 Ok(events) => events,
                 Err(_) => match self
                     .reads
-                    .events_after(self.store.as_ref(), self.cursor, self.only_ticket, BATCH)
+                    .events_after(
+                        self.store.as_ref(),
+                        self.cursor,
+                        self.only_ticket,
+                        BATCH,
+                        from,
+                    )
                     .await
                 {
                     Ok(events) => events.as_ref().clone(),
@@ -233,9 +245,11 @@ impl Producer {
                 },
             };
             let full = batch.len() as i64 == BATCH;
+            let mut reached = !full;
             for event in batch {
                 if event.cursor > from {
                     // Queued for this stream already.
+                    reached = true;
                     break;
                 }
                 let cursor = event.cursor;
@@ -244,9 +258,11 @@ impl Producer {
                 }
                 self.cursor = cursor;
             }
-            if !full {
-                // Everything up to `from` was final before this read began: nothing this
-                // stream wants lies between its cursor and `from` any more.
+            if reached {
+                // Everything up to `from` was final before this read began, and the read
+                // went past it or to the end: nothing this stream wants lies between its
+                // cursor and `from` any more. (A read of one ticket's events skips the
+                // positions of others, so the cursor may not have reached `from` itself.)
                 self.cursor = self.cursor.max(from);
             }
         }

@@ -286,7 +286,11 @@ impl RoutingService {
                 agent.id
             )));
         }
-        self.drain_for_agent(agent.id).await?;
+        // The agent is saved: a queue that cannot hand it work right now (a busy ticket,
+        // a database hiccup) does not make the save fail, or a retry save it twice.
+        if let Err(err) = self.drain_for_agent(agent.id).await {
+            tracing::warn!(agent_id = %agent.id, error = %err, "queues not drained after an agent change");
+        }
         self.agent(agent.id).await
     }
 
