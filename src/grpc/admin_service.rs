@@ -15,7 +15,7 @@ use super::convert::{
 use super::pb::{self, admin_service_server::AdminService};
 use crate::domain::routing::RoutingRule;
 use crate::domain::validation::Violations;
-use crate::service::routing::AgentPatch;
+use crate::service::routing::{AgentPatch, QueuePatch};
 use crate::service::{ServiceError, Services};
 
 /// The paths `UpdateAgent` accepts in its `update_mask`.
@@ -232,16 +232,24 @@ impl AdminService for AdminApi {
         request: Request<pb::UpdateQueueRequest>,
     ) -> Reply<pb::UpdateQueueResponse> {
         let principal = authorize(&request, "UpdateQueue", ADMIN).await?;
-        let q = request.into_inner().queue.unwrap_or_default();
+        let r = request.into_inner();
+        let q = r.queue.unwrap_or_default();
         let mut v = Violations::new();
         let id = convert::uuid("queue.id", &q.id, &mut v);
         let strategy = strategy_from_pb(q.strategy, "queue.strategy", &mut v);
         v.finish().map_err(ServiceError::Invalid)?;
-        let tier = if q.tier == 0 { 1 } else { q.tier };
+        let id = id.ok_or_else(|| Status::invalid_argument("queue.id is required"))?;
+        let patch = QueuePatch {
+            name: q.name,
+            tier: q.tier,
+            strategy,
+        };
+        let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
+        let etag = (!r.etag.is_empty()).then_some(r.etag);
         let queue = self
             .services
             .routing
-            .save_queue(&principal.actor(), id, &q.name, tier, strategy)
+            .update_queue(&principal.actor(), id, patch, mask, etag)
             .await?;
         Ok(Response::new(pb::UpdateQueueResponse {
             queue: Some(queue_to_pb(queue)),

@@ -107,6 +107,7 @@ harness::conformance! {
         queues_and_agents_are_administered_with_guards,
         views_show_my_tickets_and_unassigned_ones,
         agents_watch_their_new_assignments_live,
+        a_queue_update_changes_the_masked_fields_and_a_stale_etag_is_aborted,
     ],
     sla: [
         new_tickets_get_the_default_targets_of_their_priority,

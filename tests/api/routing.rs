@@ -918,3 +918,90 @@ async fn assert_loads(app: &TestApp, agents: &[(String, i32)], queue_id: &str, t
         "the rest waits"
     );
 }
+
+pub async fn a_queue_update_changes_the_masked_fields_and_a_stale_etag_is_aborted(
+    backend: Backend,
+) {
+    let app = spawn_app(backend).await;
+    let mut admin = app.admin();
+    let support = queue(&mut admin, "Support", 1, pb::AssignmentStrategy::RoundRobin).await;
+    assert_eq!(support.etag, "1");
+    let update = |queue: pb::Queue, paths: &[&str], etag: &str| pb::UpdateQueueRequest {
+        queue: Some(queue),
+        update_mask: Some(prost_types::FieldMask {
+            paths: paths.iter().map(|p| p.to_string()).collect(),
+        }),
+        etag: etag.into(),
+    };
+    // Only the tier changes: the name and strategy sent along are not named.
+    let tier_two = admin
+        .update_queue(update(
+            pb::Queue {
+                id: support.id.clone(),
+                name: "ignored".into(),
+                tier: 2,
+                ..Default::default()
+            },
+            &["tier"],
+            "1",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .queue
+        .unwrap();
+    assert_eq!(tier_two.name, "Support");
+    assert_eq!(tier_two.tier, 2);
+    assert_eq!(tier_two.strategy(), pb::AssignmentStrategy::RoundRobin);
+    assert_eq!(tier_two.etag, "2");
+
+    // The etag read before that change is stale now, and changes nothing.
+    let stale = admin
+        .update_queue(update(
+            pb::Queue {
+                id: support.id.clone(),
+                name: "Helpdesk".into(),
+                ..Default::default()
+            },
+            &["name"],
+            "1",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted, "{stale:?}");
+
+    // No mask replaces every field, as before masks existed; an unknown path is refused.
+    let replaced = admin
+        .update_queue(update(
+            pb::Queue {
+                id: support.id.clone(),
+                name: "Helpdesk".into(),
+                tier: 1,
+                strategy: pb::AssignmentStrategy::Manual as i32,
+                ..Default::default()
+            },
+            &[],
+            "",
+        ))
+        .await
+        .unwrap()
+        .into_inner()
+        .queue
+        .unwrap();
+    assert_eq!(
+        (replaced.name.as_str(), replaced.tier, replaced.strategy()),
+        ("Helpdesk", 1, pb::AssignmentStrategy::Manual)
+    );
+    let unknown = admin
+        .update_queue(update(
+            pb::Queue {
+                id: support.id.clone(),
+                ..Default::default()
+            },
+            &["members"],
+            "",
+        ))
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::InvalidArgument);
+}

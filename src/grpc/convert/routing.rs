@@ -91,6 +91,7 @@ pub(crate) fn queue_to_pb(q: Queue) -> pb::Queue {
         name: q.name,
         tier: q.tier,
         strategy: strategy_to_pb(q.strategy),
+        etag: q.version.to_string(),
     }
 }
 

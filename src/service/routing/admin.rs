@@ -28,6 +28,18 @@ pub struct AgentPatch {
     pub vip_handler: bool,
 }
 
+/// A queue's fields as a caller sends them, for [`RoutingService::update_queue`].
+#[derive(Debug, Clone, Default)]
+pub struct QueuePatch {
+    pub name: String,
+    /// 0 means tier 1.
+    pub tier: i32,
+    pub strategy: Option<Strategy>,
+}
+
+/// The paths `UpdateQueue` accepts in its `update_mask`.
+pub const QUEUE_PATHS: &[&str] = &["name", "tier", "strategy"];
+
 /// The paths `UpdateAgent` accepts in its `update_mask`.
 pub const AGENT_PATHS: &[&str] = &[
     "name",
@@ -155,11 +167,88 @@ impl RoutingService {
         Ok(())
     }
 
-    /// Creates a queue (`id` None) or replaces its fields.
+    /// Changes the fields `mask` names (all of them when it is empty). With an `etag`, only
+    /// if the queue is still at that version (else [`ServiceError::StaleEtag`]); without
+    /// one, a concurrent change is re-read and the mask applied again.
+    pub async fn update_queue(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        patch: QueuePatch,
+        mask: Vec<String>,
+        etag: Option<String>,
+    ) -> ServiceResult<Queue> {
+        if !mask.is_empty() {
+            check_update_mask(&mask, QUEUE_PATHS)?;
+        }
+        let names = |path: &str| mask.is_empty() || mask.iter().any(|m| m == path);
+        let (patch, etag, names) = (&patch, &etag, &names);
+        retry_contended(
+            ServiceError::Contended(format!("queue {id} kept changing")),
+            || async move {
+                // From the database, not the cache: the etag is checked against this read.
+                let current = self
+                    .store
+                    .queues()
+                    .await?
+                    .into_iter()
+                    .find(|q| q.id == id)
+                    .ok_or_else(|| ServiceError::NotFound(format!("queue {id}")))?;
+                let stale = |current: &Queue| ServiceError::StaleEtag {
+                    given: etag.clone().unwrap_or_default(),
+                    current: current.version.to_string(),
+                };
+                if etag
+                    .as_ref()
+                    .is_some_and(|e| *e != current.version.to_string())
+                {
+                    return Err(stale(&current));
+                }
+                let name = if names("name") {
+                    patch.name.clone()
+                } else {
+                    current.name.clone()
+                };
+                let tier = match (names("tier"), patch.tier) {
+                    (false, _) => current.tier,
+                    (true, 0) => 1,
+                    (true, tier) => tier,
+                };
+                let strategy = if names("strategy") {
+                    patch.strategy
+                } else {
+                    Some(current.strategy)
+                };
+                match self
+                    .save_queue(actor, Some(current.clone()), &name, tier, strategy)
+                    .await
+                {
+                    Err(ServiceError::Contended(_)) if etag.is_some() => {
+                        let latest = self.queue_from_store(id).await?;
+                        Err(stale(&latest))
+                    }
+                    other => other,
+                }
+            },
+        )
+        .await
+    }
+
+    async fn queue_from_store(&self, id: Uuid) -> ServiceResult<Queue> {
+        self.store
+            .queues()
+            .await?
+            .into_iter()
+            .find(|q| q.id == id)
+            .ok_or_else(|| ServiceError::NotFound(format!("queue {id}")))
+    }
+
+    /// Creates a queue (`current` None) or replaces the fields of `current` as read, if it
+    /// is still at that version (else [`ServiceError::Contended`]).
     pub async fn save_queue(
         &self,
         actor: &Actor,
-        id: Option<Uuid>,
+        current: Option<Queue>,
         name: &str,
         tier: i32,
         strategy: Option<Strategy>,
@@ -174,7 +263,7 @@ impl RoutingService {
         }
         v.finish()?;
         let at = self.clock.now();
-        let (queue, before) = match id {
+        let (queue, before) = match current {
             None => (
                 Queue {
                     id: Uuid::now_v7(),
@@ -187,19 +276,16 @@ impl RoutingService {
                 },
                 None,
             ),
-            Some(id) => {
-                let current = self.queue(id).await?;
-                (
-                    Queue {
-                        name: name.trim().to_owned(),
-                        tier,
-                        strategy: strategy.unwrap_or(current.strategy),
-                        updated_at: at,
-                        ..current.clone()
-                    },
-                    Some(current),
-                )
-            }
+            Some(current) => (
+                Queue {
+                    name: name.trim().to_owned(),
+                    tier,
+                    strategy: strategy.unwrap_or(current.strategy),
+                    updated_at: at,
+                    ..current.clone()
+                },
+                Some(current),
+            ),
         };
         let expected = before.as_ref().map(|b| b.version);
         let audit = AuditEntry::saved(actor.clone(), before.as_ref(), &queue, at);

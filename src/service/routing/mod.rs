@@ -8,7 +8,7 @@
 
 mod admin;
 
-pub use admin::{AGENT_PATHS, AgentPatch};
+pub use admin::{AGENT_PATHS, AgentPatch, QUEUE_PATHS, QueuePatch};
 
 use std::sync::Arc;
 
