@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::database::{Statement, Tx, json};
+use super::database::{Pools, Statement, Tx, json};
 use super::rows::{self, AuditRow};
 use super::{SqlStore, StoreResult};
 use crate::domain::audit::{AuditEntry, AuditFilter};
@@ -47,6 +47,19 @@ pub(super) async fn commit_audited(
         tx.rollback().await?;
     }
     Ok(done)
+}
+
+/// Deletes the row `sql` names by `id` (`$1`), with its audit entry; `false` when nothing
+/// was deleted (no such row, or one still in use), and then nothing is recorded.
+pub(super) async fn delete_audited(
+    pools: &Pools,
+    sql: &'static str,
+    id: Uuid,
+    audit: &AuditEntry,
+) -> StoreResult<bool> {
+    let mut tx = pools.begin().await?;
+    let deleted = Statement::new(sql).bind(id).execute(&mut tx).await?;
+    commit_audited(tx, deleted == 1, audit).await
 }
 
 /// Audit entries.

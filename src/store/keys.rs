@@ -194,7 +194,7 @@ async fn insert_key(tx: &mut Tx, key: &ApiKeyRecord) -> StoreResult<bool> {
         .bind(json(
             &key.channels.iter().map(|c| c.as_str()).collect::<Vec<_>>(),
         )?)
-        .bind(json(&&key.sources)?)
+        .bind(json(&key.sources)?)
         .execute(&mut *tx)
         .await?;
     Ok(inserted == 1)

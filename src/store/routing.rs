@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::audit::commit_audited;
+use super::audit::{commit_audited, delete_audited};
 use super::database::{Statement, Tx, json};
 use super::rows::{self, AgentRow, CandidateRow, QueueRow, RuleRow};
 use super::{AssignmentGuard, SqlStore, StoreError, StoreResult, unique_violation};
@@ -161,12 +161,7 @@ impl RoutingStore for SqlStore {
     }
 
     async fn delete_queue(&self, id: Uuid, audit: &AuditEntry) -> StoreResult<bool> {
-        let mut tx = self.pools.begin().await?;
-        let deleted = Statement::new(DELETE_QUEUE)
-            .bind(id)
-            .execute(&mut tx)
-            .await?;
-        commit_audited(tx, deleted == 1, audit).await
+        delete_audited(&self.pools, DELETE_QUEUE, id, audit).await
     }
 
     async fn save_agent(
@@ -184,7 +179,7 @@ impl RoutingStore for SqlStore {
             .bind(agent.id)
             .bind(&agent.name)
             .bind(&agent.email)
-            .bind(json(&&agent.skills)?)
+            .bind(json(&agent.skills)?)
             .bind(agent.tier)
             .bind(agent.capacity)
             .bind(agent.availability.as_str())
@@ -254,12 +249,7 @@ impl RoutingStore for SqlStore {
     }
 
     async fn delete_agent(&self, id: Uuid, audit: &AuditEntry) -> StoreResult<bool> {
-        let mut tx = self.pools.begin().await?;
-        let deleted = Statement::new(DELETE_AGENT)
-            .bind(id)
-            .execute(&mut tx)
-            .await?;
-        commit_audited(tx, deleted == 1, audit).await
+        delete_audited(&self.pools, DELETE_AGENT, id, audit).await
     }
 
     async fn save_rule(
@@ -278,8 +268,8 @@ impl RoutingStore for SqlStore {
             .bind(&rule.name)
             .bind(rule.position)
             .bind(rule.enabled)
-            .bind(json(&&rule.conditions)?)
-            .bind(json(&&rule.actions)?);
+            .bind(json(&rule.conditions)?)
+            .bind(json(&rule.actions)?);
         let query = if insert {
             query.bind(rule.created_at)
         } else {
@@ -297,12 +287,7 @@ impl RoutingStore for SqlStore {
     }
 
     async fn delete_rule(&self, id: Uuid, audit: &AuditEntry) -> StoreResult<bool> {
-        let mut tx = self.pools.begin().await?;
-        let deleted = Statement::new(DELETE_RULE)
-            .bind(id)
-            .execute(&mut tx)
-            .await?;
-        commit_audited(tx, deleted == 1, audit).await
+        delete_audited(&self.pools, DELETE_RULE, id, audit).await
     }
 
     async fn candidates(&self, queue_id: Uuid) -> StoreResult<Vec<Candidate>> {

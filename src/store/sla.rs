@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::audit::commit_audited;
+use super::audit::{commit_audited, delete_audited};
 use super::database::{On, Statement, Tx, Value, json};
 use super::events::insert_event;
 use super::rows::{self, CalendarRow, ClockRow, PolicyRow};
@@ -161,12 +161,7 @@ impl SlaStore for SqlStore {
     }
 
     async fn delete_calendar(&self, id: Uuid, audit: &AuditEntry) -> StoreResult<bool> {
-        let mut tx = self.pools.begin().await?;
-        let deleted = Statement::new(DELETE_CALENDAR)
-            .bind(id)
-            .execute(&mut tx)
-            .await?;
-        commit_audited(tx, deleted == 1, audit).await
+        delete_audited(&self.pools, DELETE_CALENDAR, id, audit).await
     }
 
     async fn save_policy(
@@ -184,10 +179,10 @@ impl SlaStore for SqlStore {
             .bind(policy.id)
             .bind(&policy.name)
             .bind(policy.position)
-            .bind(json(&&policy.conditions)?)
-            .bind(json(&&policy.targets)?)
+            .bind(json(&policy.conditions)?)
+            .bind(json(&policy.targets)?)
             .bind(policy.calendar_id)
-            .bind(json(&&policy.warning)?);
+            .bind(json(&policy.warning)?);
         let query = if insert {
             query.bind(policy.created_at)
         } else {
@@ -206,12 +201,7 @@ impl SlaStore for SqlStore {
     }
 
     async fn delete_policy(&self, id: Uuid, audit: &AuditEntry) -> StoreResult<bool> {
-        let mut tx = self.pools.begin().await?;
-        let deleted = Statement::new(DELETE_POLICY)
-            .bind(id)
-            .execute(&mut tx)
-            .await?;
-        commit_audited(tx, deleted == 1, audit).await
+        delete_audited(&self.pools, DELETE_POLICY, id, audit).await
     }
 
     async fn clocks(&self, ticket_ids: &[Uuid]) -> StoreResult<Vec<Clock>> {

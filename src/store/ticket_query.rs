@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::database::Value;
 use super::tickets::SELECT_TICKETS;
 use super::{SortField, SortValue, TicketQuery};
 use crate::domain::filter::{AssigneeRef, Expr, Op, TicketPredicate};
@@ -15,6 +16,17 @@ pub(super) enum Param {
     Int(i64),
     Uuid(Uuid),
     Time(DateTime<Utc>),
+}
+
+impl From<Param> for Value<'static> {
+    fn from(param: Param) -> Self {
+        match param {
+            Param::Text(s) => s.into(),
+            Param::Int(i) => i.into(),
+            Param::Uuid(u) => u.into(),
+            Param::Time(t) => t.into(),
+        }
+    }
 }
 
 struct Builder {

@@ -193,17 +193,10 @@ impl TicketStore for SqlStore {
 
     #[tracing::instrument(skip_all)]
     async fn list_tickets(&self, query: &TicketQuery) -> StoreResult<Vec<Ticket>> {
-        use crate::store::ticket_query::{Param, render};
-        let (sql, params) = render(query);
-        let mut q = Statement::owned(sql);
-        for param in params {
-            q = match param {
-                Param::Text(s) => q.bind(s),
-                Param::Int(i) => q.bind(i),
-                Param::Uuid(u) => q.bind(u),
-                Param::Time(t) => q.bind(t),
-            };
-        }
+        let (sql, params) = super::ticket_query::render(query);
+        let q = params
+            .into_iter()
+            .fold(Statement::owned(sql), Statement::bind);
         let rows: Vec<TicketRow> = q.fetch_all(&self.pools).await?;
         let mut tickets: Vec<Ticket> = rows::convert_all(rows)?;
         attach_clocks(&self.pools, &mut tickets).await?;

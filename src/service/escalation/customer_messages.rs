@@ -122,15 +122,11 @@ impl EscalationService {
                 {
                     ensure_channel(principal, on)?;
                 }
-                let result = if ticket.status == Status::Closed {
+                if ticket.status == Status::Closed {
                     self.follow_up(principal, input, channel, conversation, ticket)
                         .await
                 } else {
                     self.add_to_ticket(principal, input, channel, ticket).await
-                };
-                match result {
-                    Err(ServiceError::Contended(_)) => Err(ServiceError::Contended(String::new())),
-                    other => other,
                 }
             },
         )

@@ -220,7 +220,6 @@ impl EscalationService {
                     }
                 };
                 match result {
-                    Err(ServiceError::Contended(_)) => Err(ServiceError::Contended(String::new())),
                     Ok((ticket, false)) => {
                         metrics::counter!("ticketd_escalations_total", "outcome" => "existing")
                             .increment(1);

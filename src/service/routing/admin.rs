@@ -52,6 +52,21 @@ pub const AGENT_PATHS: &[&str] = &[
     "vip_handler",
 ];
 
+/// `ABORTED` when the caller's etag (if it sent one) is not the resource's `version`.
+fn ensure_etag(etag: &Option<String>, version: i64) -> ServiceResult<()> {
+    match etag {
+        Some(given) if *given != version.to_string() => Err(stale_etag(etag, version)),
+        _ => Ok(()),
+    }
+}
+
+fn stale_etag(etag: &Option<String>, version: i64) -> ServiceError {
+    ServiceError::StaleEtag {
+        given: etag.clone().unwrap_or_default(),
+        current: version.to_string(),
+    }
+}
+
 impl RoutingService {
     /// Creates an agent: a new id, version 1, stamped now.
     pub async fn create_agent(&self, actor: &Actor, patch: AgentPatch) -> ServiceResult<Agent> {
@@ -98,16 +113,7 @@ impl RoutingService {
             ServiceError::Contended(format!("agent {id} kept changing")),
             || async move {
                 let current = self.agent(id).await?;
-                let stale = |current: &Agent| ServiceError::StaleEtag {
-                    given: etag.clone().unwrap_or_default(),
-                    current: current.version.to_string(),
-                };
-                if etag
-                    .as_ref()
-                    .is_some_and(|e| *e != current.version.to_string())
-                {
-                    return Err(stale(&current));
-                }
+                ensure_etag(etag, current.version)?;
                 let mut next = current.clone();
                 for path in mask {
                     match path.as_str() {
@@ -127,7 +133,7 @@ impl RoutingService {
                 match self.save_agent(actor, next, Some(&current)).await {
                     Err(ServiceError::Contended(_)) if etag.is_some() => {
                         let latest = self.agent(id).await?;
-                        Err(stale(&latest))
+                        Err(stale_etag(etag, latest.version))
                     }
                     other => other,
                 }
@@ -187,23 +193,8 @@ impl RoutingService {
             ServiceError::Contended(format!("queue {id} kept changing")),
             || async move {
                 // From the database, not the cache: the etag is checked against this read.
-                let current = self
-                    .store
-                    .queues()
-                    .await?
-                    .into_iter()
-                    .find(|q| q.id == id)
-                    .ok_or_else(|| ServiceError::NotFound(format!("queue {id}")))?;
-                let stale = |current: &Queue| ServiceError::StaleEtag {
-                    given: etag.clone().unwrap_or_default(),
-                    current: current.version.to_string(),
-                };
-                if etag
-                    .as_ref()
-                    .is_some_and(|e| *e != current.version.to_string())
-                {
-                    return Err(stale(&current));
-                }
+                let current = self.queue_from_store(id).await?;
+                ensure_etag(etag, current.version)?;
                 let name = if names("name") {
                     patch.name.clone()
                 } else {
@@ -225,7 +216,7 @@ impl RoutingService {
                 {
                     Err(ServiceError::Contended(_)) if etag.is_some() => {
                         let latest = self.queue_from_store(id).await?;
-                        Err(stale(&latest))
+                        Err(stale_etag(etag, latest.version))
                     }
                     other => other,
                 }
@@ -400,13 +391,8 @@ impl RoutingService {
                     availability,
                     ..current.clone()
                 };
-                match self
-                    .save_agent(&principal.actor(), next, Some(&current))
+                self.save_agent(&principal.actor(), next, Some(&current))
                     .await
-                {
-                    Err(ServiceError::Contended(_)) => Err(ServiceError::Contended(String::new())),
-                    other => other,
-                }
             },
         )
         .await

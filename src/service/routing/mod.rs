@@ -224,7 +224,7 @@ impl RoutingService {
                         .pop()
                         .ok_or_else(|| ServiceError::NotFound(format!("ticket {ticket_id}")))
                 }
-                Err(StoreError::Conflict(_) | StoreError::AgentUnavailable(_)) => Err(ServiceError::Contended(String::new())),
+                // A concurrent change or a full agent is Contended: decide again.
                 Err(other) => Err(other.into()),
             }
         })
@@ -369,11 +369,8 @@ impl RoutingService {
                     },
                     at,
                 );
-                match self.commit_one(&ticket, next, event).await {
-                    Ok(after) => return Ok(self.after_change(&ticket, after).await),
-                    Err(ServiceError::Contended(_)) => Err(ServiceError::Contended(String::new())),
-                    Err(other) => Err(other),
-                }
+                let after = self.commit_one(&ticket, next, event).await?;
+                Ok(self.after_change(&ticket, after).await)
             },
         )
         .await
@@ -450,11 +447,8 @@ impl RoutingService {
                     },
                     at,
                 );
-                match self.commit_one(&ticket, next, event).await {
-                    Ok(after) => return Ok(self.after_change(&ticket, after).await),
-                    Err(ServiceError::Contended(_)) => Err(ServiceError::Contended(String::new())),
-                    Err(other) => Err(other),
-                }
+                let after = self.commit_one(&ticket, next, event).await?;
+                Ok(self.after_change(&ticket, after).await)
             },
         )
         .await

@@ -276,7 +276,7 @@ impl TicketService {
                         .zip(ticket)
                         .ok_or_else(|| not_found(TicketKey::Id(id)))
                 }
-                Err(StoreError::Conflict(_)) => Err(ServiceError::Contended(String::new())),
+                // A concurrent change is Contended: read again and re-apply.
                 Err(other) => Err(other.into()),
             }
         })

@@ -125,7 +125,7 @@ impl TicketService {
                         .ok_or_else(|| not_found(TicketKey::Id(target_id)))?;
                     Ok((target, tickets.collect()))
                 }
-                Err(StoreError::Conflict(_)) => Err(ServiceError::Contended(String::new())),
+                // A concurrent change is Contended: read again and re-apply.
                 Err(other) => Err(other.into()),
             }
         })

@@ -286,10 +286,8 @@ impl TicketService {
                         .ok_or_else(|| not_found(TicketKey::Id(id)))?;
                     return Ok(self.routing.after_change(&current, after).await);
                 }
-                Err(StoreError::Conflict(_)) if etag.is_none() => {
-                    Err(ServiceError::Contended(String::new()))
-                }
-                Err(StoreError::Conflict(_)) => {
+                // Without an etag, a concurrent change is Contended (below): re-apply.
+                Err(StoreError::Conflict(_)) if etag.is_some() => {
                     let latest = self.get(TicketKey::Id(id)).await?;
                     Err(ServiceError::StaleEtag {
                         given: etag.clone().unwrap_or_default(),
