@@ -34,6 +34,8 @@ pub struct BusinessCalendar {
     pub holidays: BTreeSet<NaiveDate>,
     /// Holidays every year on these (month, day).
     pub yearly_holidays: BTreeSet<(u32, u32)>,
+    /// Goes up by one with every saved change; 0 before the first save.
+    pub version: i64,
 }
 
 /// Why a calendar definition is unusable.
@@ -86,6 +88,7 @@ impl BusinessCalendar {
             weekly: std::array::from_fn(|_| vec![(0, 1440)]),
             holidays: BTreeSet::new(),
             yearly_holidays: BTreeSet::new(),
+            version: 0,
         }
     }
 
@@ -133,7 +136,25 @@ impl BusinessCalendar {
             weekly: days,
             holidays,
             yearly_holidays,
+            version: 0,
         })
+    }
+
+    /// The opening hours as text, the way [`BusinessCalendar::parse`] takes them: each
+    /// weekday that opens, Monday first, with its `HH:MM` intervals.
+    pub fn weekly_text(&self) -> Vec<(String, Vec<(String, String)>)> {
+        WEEKDAYS
+            .iter()
+            .zip(self.weekly.iter())
+            .filter(|(_, intervals)| !intervals.is_empty())
+            .map(|(day, intervals)| {
+                let text = intervals
+                    .iter()
+                    .map(|(s, e)| (format_minute(*s), format_minute(*e)))
+                    .collect();
+                (day.to_string(), text)
+            })
+            .collect()
     }
 
     fn is_holiday(&self, date: NaiveDate) -> bool {

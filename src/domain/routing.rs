@@ -110,6 +110,8 @@ pub struct RoutingRule {
     pub enabled: bool,
     pub conditions: RuleConditions,
     pub actions: RuleActions,
+    /// Goes up by one with every saved change.
+    pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -432,6 +434,7 @@ mod tests {
             enabled,
             conditions,
             actions: RuleActions::default(),
+            version: 1,
             created_at: DateTime::from_timestamp(0, 0).unwrap(),
             updated_at: DateTime::from_timestamp(0, 0).unwrap(),
         };

@@ -115,6 +115,8 @@ pub struct SlaPolicy {
     /// `None`: round the clock.
     pub calendar_id: Option<Uuid>,
     pub warning: Warning,
+    /// Goes up by one with every saved change.
+    pub version: i64,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

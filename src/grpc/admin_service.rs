@@ -18,7 +18,7 @@ use crate::domain::validation::Violations;
 use crate::service::routing::{AgentPatch, QueuePatch};
 use crate::service::{ServiceError, Services};
 
-/// The paths `UpdateAgent` accepts in its `update_mask`.
+/// `ticketd.v1.AdminService`.
 pub struct AdminApi {
     services: Services,
 }
@@ -131,8 +131,7 @@ impl AdminService for AdminApi {
         let r = request.into_inner();
         let a = r.agent.unwrap_or_default();
         let id = convert::required_uuid("agent.id", &a.id)?;
-        let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
-        let etag = (!r.etag.is_empty()).then_some(r.etag);
+        let (mask, etag) = (convert::mask_paths(r.update_mask), convert::etag(r.etag));
         let agent = self
             .services
             .routing
@@ -244,12 +243,16 @@ impl AdminService for AdminApi {
             tier: q.tier,
             strategy,
         };
-        let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
-        let etag = (!r.etag.is_empty()).then_some(r.etag);
         let queue = self
             .services
             .routing
-            .update_queue(&principal.actor(), id, patch, mask, etag)
+            .update_queue(
+                &principal.actor(),
+                id,
+                patch,
+                convert::mask_paths(r.update_mask),
+                convert::etag(r.etag),
+            )
             .await?;
         Ok(Response::new(pb::UpdateQueueResponse {
             queue: Some(queue_to_pb(queue)),
@@ -289,7 +292,7 @@ impl AdminService for AdminApi {
         let rule = self
             .services
             .routing
-            .save_rule(&principal.actor(), rule, true)
+            .create_rule(&principal.actor(), rule)
             .await?;
         Ok(Response::new(pb::CreateRoutingRuleResponse {
             rule: Some(rule_to_pb(rule)),
@@ -301,13 +304,20 @@ impl AdminService for AdminApi {
         request: Request<pb::UpdateRoutingRuleRequest>,
     ) -> Reply<pb::UpdateRoutingRuleResponse> {
         let principal = authorize(&request, "UpdateRoutingRule", ADMIN).await?;
-        let r = request.into_inner().rule.unwrap_or_default();
-        let id = convert::required_uuid("rule.id", &r.id)?;
-        let rule = rule_from_pb(r, Some(id))?;
+        let r = request.into_inner();
+        let rule = r.rule.unwrap_or_default();
+        let id = convert::required_uuid("rule.id", &rule.id)?;
+        let patch = rule_from_pb(rule, Some(id))?;
         let rule = self
             .services
             .routing
-            .save_rule(&principal.actor(), rule, false)
+            .update_rule(
+                &principal.actor(),
+                id,
+                patch,
+                convert::mask_paths(r.update_mask),
+                convert::etag(r.etag),
+            )
             .await?;
         Ok(Response::new(pb::UpdateRoutingRuleResponse {
             rule: Some(rule_to_pb(rule)),
@@ -433,6 +443,7 @@ fn rule_from_pb(r: pb::RoutingRule, id: Option<Uuid>) -> Result<RoutingRule, Sta
         enabled: r.enabled,
         conditions,
         actions,
+        version: 0,
         created_at: at,
         updated_at: at,
     })

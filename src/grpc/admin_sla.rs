@@ -12,30 +12,27 @@ use super::convert::{
     self, channel_to_pb, duration_from_seconds, optional_id, priority_to_pb, type_to_pb,
 };
 use super::pb;
-use crate::domain::calendar::{BusinessCalendar, WEEKDAYS, format_minute};
+use crate::domain::calendar::BusinessCalendar;
 use crate::domain::sla::{PolicyConditions, SlaPolicy, Targets, Warning};
 use crate::domain::validation::{Violations, parse_uuid};
+use crate::service::sla::CalendarPatch;
 use crate::service::{ServiceError, Services};
 
 type Reply<T> = Result<Response<T>, Status>;
 
 fn calendar_to_pb(cal: BusinessCalendar) -> pb::Calendar {
+    let weekly = cal.weekly_text();
     pb::Calendar {
         id: cal.id.to_string(),
         name: cal.name,
         time_zone: cal.time_zone.name().to_owned(),
-        weekly: WEEKDAYS
-            .iter()
-            .zip(cal.weekly.iter())
-            .filter(|(_, intervals)| !intervals.is_empty())
+        weekly: weekly
+            .into_iter()
             .map(|(day, intervals)| pb::DayHours {
-                day: day.to_string(),
+                day,
                 intervals: intervals
-                    .iter()
-                    .map(|(s, e)| pb::TimeInterval {
-                        start: format_minute(*s),
-                        end: format_minute(*e),
-                    })
+                    .into_iter()
+                    .map(|(start, end)| pb::TimeInterval { start, end })
                     .collect(),
             })
             .collect(),
@@ -45,10 +42,12 @@ fn calendar_to_pb(cal: BusinessCalendar) -> pb::Calendar {
             .iter()
             .map(|(m, d)| format!("{m:02}-{d:02}"))
             .collect(),
+        etag: cal.version.to_string(),
     }
 }
 
-fn calendar_from_pb(c: pb::Calendar, id: Uuid) -> Result<BusinessCalendar, Status> {
+/// The fields of a calendar as a client sent them; the service checks them as a whole.
+fn calendar_patch(c: pb::Calendar) -> Result<CalendarPatch, Status> {
     let mut v = Violations::new();
     let holidays: BTreeSet<NaiveDate> = c
         .holidays
@@ -83,7 +82,6 @@ fn calendar_from_pb(c: pb::Calendar, id: Uuid) -> Result<BusinessCalendar, Statu
             parsed
         })
         .collect();
-    v.line("calendar.name", &c.name, true, 200);
     v.finish().map_err(ServiceError::Invalid)?;
     let weekly: Vec<(String, Vec<(String, String)>)> = c
         .weekly
@@ -95,8 +93,13 @@ fn calendar_from_pb(c: pb::Calendar, id: Uuid) -> Result<BusinessCalendar, Statu
             )
         })
         .collect();
-    BusinessCalendar::parse(id, c.name.trim(), &c.time_zone, &weekly, holidays, yearly)
-        .map_err(|e| ServiceError::invalid("calendar", e.to_string()).into())
+    Ok(CalendarPatch {
+        name: c.name,
+        time_zone: c.time_zone,
+        weekly,
+        holidays,
+        yearly_holidays: yearly,
+    })
 }
 
 fn seconds(field: &str, d: Option<prost_types::Duration>, v: &mut Violations) -> Option<i64> {
@@ -132,6 +135,7 @@ fn policy_to_pb(p: SlaPolicy) -> pb::SlaPolicy {
         resolution: p.targets.resolution.map(duration_from_seconds),
         calendar_id: optional_id(p.calendar_id),
         warning: Some(warning),
+        etag: p.version.to_string(),
     }
 }
 
@@ -197,6 +201,7 @@ fn policy_from_pb(p: pb::SlaPolicy, id: Uuid) -> Result<SlaPolicy, Status> {
         targets,
         calendar_id,
         warning,
+        version: 0,
         created_at: at,
         updated_at: at,
     })
@@ -207,8 +212,8 @@ pub(super) async fn create_calendar(
     r: Request<pb::CreateCalendarRequest>,
 ) -> Reply<pb::CreateCalendarResponse> {
     let principal = authorize(&r, "CreateCalendar", ADMIN).await?;
-    let cal = calendar_from_pb(r.into_inner().calendar.unwrap_or_default(), Uuid::nil())?;
-    let cal = s.sla.save_calendar(&principal.actor(), cal, true).await?;
+    let patch = calendar_patch(r.into_inner().calendar.unwrap_or_default())?;
+    let cal = s.sla.create_calendar(&principal.actor(), patch).await?;
     Ok(Response::new(pb::CreateCalendarResponse {
         calendar: Some(calendar_to_pb(cal)),
     }))
@@ -219,10 +224,15 @@ pub(super) async fn update_calendar(
     r: Request<pb::UpdateCalendarRequest>,
 ) -> Reply<pb::UpdateCalendarResponse> {
     let principal = authorize(&r, "UpdateCalendar", ADMIN).await?;
-    let c = r.into_inner().calendar.unwrap_or_default();
+    let r = r.into_inner();
+    let c = r.calendar.unwrap_or_default();
     let id = convert::required_uuid("calendar.id", &c.id)?;
-    let cal = calendar_from_pb(c, id)?;
-    let cal = s.sla.save_calendar(&principal.actor(), cal, false).await?;
+    let patch = calendar_patch(c)?;
+    let (mask, etag) = (convert::mask_paths(r.update_mask), convert::etag(r.etag));
+    let cal = s
+        .sla
+        .update_calendar(&principal.actor(), id, patch, mask, etag)
+        .await?;
     Ok(Response::new(pb::UpdateCalendarResponse {
         calendar: Some(calendar_to_pb(cal)),
     }))
@@ -255,7 +265,7 @@ pub(super) async fn create_policy(
 ) -> Reply<pb::CreateSlaPolicyResponse> {
     let principal = authorize(&r, "CreateSlaPolicy", ADMIN).await?;
     let policy = policy_from_pb(r.into_inner().policy.unwrap_or_default(), Uuid::nil())?;
-    let policy = s.sla.save_policy(&principal.actor(), policy, true).await?;
+    let policy = s.sla.create_policy(&principal.actor(), policy).await?;
     Ok(Response::new(pb::CreateSlaPolicyResponse {
         policy: Some(policy_to_pb(policy)),
     }))
@@ -266,10 +276,15 @@ pub(super) async fn update_policy(
     r: Request<pb::UpdateSlaPolicyRequest>,
 ) -> Reply<pb::UpdateSlaPolicyResponse> {
     let principal = authorize(&r, "UpdateSlaPolicy", ADMIN).await?;
-    let p = r.into_inner().policy.unwrap_or_default();
+    let r = r.into_inner();
+    let p = r.policy.unwrap_or_default();
     let id = convert::required_uuid("policy.id", &p.id)?;
-    let policy = policy_from_pb(p, id)?;
-    let policy = s.sla.save_policy(&principal.actor(), policy, false).await?;
+    let patch = policy_from_pb(p, id)?;
+    let (mask, etag) = (convert::mask_paths(r.update_mask), convert::etag(r.etag));
+    let policy = s
+        .sla
+        .update_policy(&principal.actor(), id, patch, mask, etag)
+        .await?;
     Ok(Response::new(pb::UpdateSlaPolicyResponse {
         policy: Some(policy_to_pb(policy)),
     }))

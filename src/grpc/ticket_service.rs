@@ -155,8 +155,7 @@ impl TicketService for TicketApi {
             tags: ticket.tags,
             custom_fields: ticket.custom_fields.into_iter().collect(),
         };
-        let mask = r.update_mask.map(|m| m.paths).unwrap_or_default();
-        let etag = (!r.etag.is_empty()).then_some(r.etag);
+        let (mask, etag) = (convert::mask_paths(r.update_mask), convert::etag(r.etag));
         let id =
             checked(v, id)?.ok_or_else(|| Status::invalid_argument("ticket.id is required"))?;
         super::trace_ticket(&id);

@@ -14,6 +14,7 @@ pub mod sla;
 mod sla_timer;
 pub mod streams;
 pub mod tickets;
+mod versioned;
 pub mod watch;
 
 use std::sync::Arc;

@@ -1,13 +1,15 @@
 //! SLA use cases: calendars and policies; keeping every ticket's clocks in step with its
 //! changes (in the same transaction); and the timer that announces warnings and breaches.
 
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, NaiveDate, SubsecRound, Utc};
 use uuid::Uuid;
 
 use super::cache::{CONFIG_TTL, Cached};
 use super::sla_timer::{DeadlineHints, next_alert};
+use super::versioned::{Mask, update_versioned};
 use super::{ServiceError, ServiceResult};
 use crate::domain::audit::AuditEntry;
 use crate::domain::calendar::BusinessCalendar;
@@ -20,6 +22,63 @@ use crate::domain::validation::Violations;
 use crate::store::{
     Changeset, Committed, CreateOutcome, IdempotencyClaim, Store, StoreResult, TicketDraft,
 };
+
+/// The paths `UpdateCalendar` accepts in its `update_mask`.
+pub const CALENDAR_PATHS: &[&str] = &["name", "time_zone", "weekly", "holidays", "yearly_holidays"];
+
+/// The paths `UpdateSlaPolicy` accepts in its `update_mask`.
+pub const POLICY_PATHS: &[&str] = &[
+    "name",
+    "position",
+    "conditions",
+    "first_response",
+    "next_response",
+    "resolution",
+    "calendar_id",
+    "warning",
+    "warning_percent",
+    "warning_lead",
+];
+
+/// A calendar's fields as a caller sends them: text, checked as a whole by
+/// [`CalendarPatch::build`] once merged with what is kept.
+#[derive(Debug, Clone, Default)]
+pub struct CalendarPatch {
+    pub name: String,
+    pub time_zone: String,
+    /// Weekday name and its `HH:MM` intervals.
+    pub weekly: Vec<(String, Vec<(String, String)>)>,
+    pub holidays: BTreeSet<NaiveDate>,
+    pub yearly_holidays: BTreeSet<(u32, u32)>,
+}
+
+impl CalendarPatch {
+    /// A saved calendar's fields, as a patch that changes nothing.
+    fn of(cal: &BusinessCalendar) -> Self {
+        CalendarPatch {
+            name: cal.name.clone(),
+            time_zone: cal.time_zone.name().to_owned(),
+            weekly: cal.weekly_text(),
+            holidays: cal.holidays.clone(),
+            yearly_holidays: cal.yearly_holidays.clone(),
+        }
+    }
+
+    fn build(&self, id: Uuid) -> ServiceResult<BusinessCalendar> {
+        let mut v = Violations::new();
+        v.line("calendar.name", &self.name, true, 200);
+        v.finish()?;
+        BusinessCalendar::parse(
+            id,
+            self.name.trim(),
+            &self.time_zone,
+            &self.weekly,
+            self.holidays.clone(),
+            self.yearly_holidays.clone(),
+        )
+        .map_err(|e| ServiceError::invalid("calendar", e.to_string()))
+    }
+}
 
 /// What SLA clocks are measured with when a ticket is shown: the calendars, and the
 /// moment of showing.
@@ -222,36 +281,90 @@ impl SlaService {
         Ok(self.store.calendars().await?)
     }
 
-    /// Saves a calendar. Changing one keeps the business time its clocks used and moves
-    /// their due times to the new hours.
-    pub async fn save_calendar(
+    /// Creates a calendar from the caller's text.
+    pub async fn create_calendar(
         &self,
         actor: &Actor,
-        mut cal: BusinessCalendar,
-        insert: bool,
+        patch: CalendarPatch,
     ) -> ServiceResult<BusinessCalendar> {
-        if insert {
-            cal.id = Uuid::now_v7();
-        }
-        let old = self
-            .store
+        let cal = patch.build(Uuid::now_v7())?;
+        self.save_calendar(actor, cal, None).await
+    }
+
+    /// Changes the fields `mask` names (all of them when it is empty), under the caller's
+    /// etag if it sent one. The calendar is checked as a whole after the change.
+    pub async fn update_calendar(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        patch: CalendarPatch,
+        mask: Vec<String>,
+        etag: Option<String>,
+    ) -> ServiceResult<BusinessCalendar> {
+        let mask = Mask::new(mask, CALENDAR_PATHS)?;
+        let (mask, patch) = (&mask, &patch);
+        update_versioned(
+            &format!("calendar {id}"),
+            etag.as_deref(),
+            || self.calendar_from_store(id),
+            |current| async move {
+                let mut next = CalendarPatch::of(&current);
+                if mask.names("name") {
+                    next.name = patch.name.clone();
+                }
+                if mask.names("time_zone") {
+                    next.time_zone = patch.time_zone.clone();
+                }
+                if mask.names("weekly") {
+                    next.weekly = patch.weekly.clone();
+                }
+                if mask.names("holidays") {
+                    next.holidays = patch.holidays.clone();
+                }
+                if mask.names("yearly_holidays") {
+                    next.yearly_holidays = patch.yearly_holidays.clone();
+                }
+                let next = next.build(id)?;
+                self.save_calendar(actor, next, Some(&current)).await
+            },
+        )
+        .await
+    }
+
+    async fn calendar_from_store(&self, id: Uuid) -> ServiceResult<BusinessCalendar> {
+        self.store
             .calendars()
             .await?
             .into_iter()
-            .find(|c| c.id == cal.id);
-        if !insert && old.is_none() {
-            return Err(ServiceError::NotFound(format!("calendar {}", cal.id)));
-        }
-        let mut v = Violations::new();
-        v.line("calendar.name", &cal.name, true, 200);
-        v.finish()?;
+            .find(|c| c.id == id)
+            .ok_or_else(|| ServiceError::NotFound(format!("calendar {id}")))
+    }
+
+    /// Saves a new calendar (`old` None) or a changed one if `old` is still the stored
+    /// version (else [`ServiceError::Contended`]). Changing one keeps the business time its
+    /// clocks used and moves their due times to the new hours.
+    async fn save_calendar(
+        &self,
+        actor: &Actor,
+        cal: BusinessCalendar,
+        old: Option<&BusinessCalendar>,
+    ) -> ServiceResult<BusinessCalendar> {
         let at = self.clock.now();
-        let audit = AuditEntry::saved(actor.clone(), old.as_ref(), &cal, at);
-        if !self.store.save_calendar(&cal, insert, at, &audit).await? {
-            return Err(ServiceError::NotFound(format!("calendar {}", cal.id)));
-        }
+        let audit = AuditEntry::saved(actor.clone(), old, &cal, at);
+        let expected = old.map(|o| o.version);
+        let saved = self.store.save_calendar(&cal, expected, at, &audit).await?;
         self.calendars.invalidate();
-        if let (Some(old), false) = (old, insert) {
+        if !saved {
+            return Err(ServiceError::Contended(format!(
+                "calendar {} changed concurrently",
+                cal.id
+            )));
+        }
+        let cal = BusinessCalendar {
+            version: expected.map_or(1, |v| v + 1),
+            ..cal
+        };
+        if let Some(old) = old {
             let mut clocks = self.store.open_clocks_on_calendar(cal.id).await?;
             for clock in &mut clocks {
                 let plan = Plan {
@@ -261,7 +374,7 @@ impl SlaService {
                     warning: clock.warning,
                 };
                 let target = clock.target_seconds;
-                clock.retarget(target, &plan, &old, &cal, at.trunc_subsecs(0));
+                clock.retarget(target, &plan, old, &cal, at.trunc_subsecs(0));
             }
             self.store.save_clocks(&clocks).await?;
             self.hints.wrote(next_alert(&clocks));
@@ -292,15 +405,92 @@ impl SlaService {
         Ok(self.store.policies().await?)
     }
 
-    pub async fn save_policy(
+    /// Creates an SLA policy: a new id, version 1, stamped now.
+    pub async fn create_policy(
         &self,
         actor: &Actor,
-        mut policy: SlaPolicy,
-        insert: bool,
+        policy: SlaPolicy,
     ) -> ServiceResult<SlaPolicy> {
-        if insert {
-            policy.id = Uuid::now_v7();
-        }
+        let at = self.clock.now();
+        let policy = SlaPolicy {
+            id: Uuid::now_v7(),
+            version: 1,
+            created_at: at,
+            updated_at: at,
+            ..policy
+        };
+        self.save_policy(actor, policy, None).await
+    }
+
+    /// Changes the fields `mask` names (all of them when it is empty), under the caller's
+    /// etag if it sent one.
+    pub async fn update_policy(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        patch: SlaPolicy,
+        mask: Vec<String>,
+        etag: Option<String>,
+    ) -> ServiceResult<SlaPolicy> {
+        let mask = Mask::new(mask, POLICY_PATHS)?;
+        let (mask, patch) = (&mask, &patch);
+        update_versioned(
+            &format!("SLA policy {id}"),
+            etag.as_deref(),
+            || self.policy_from_store(id),
+            |current| async move {
+                let mut next = current.clone();
+                if mask.names("name") {
+                    next.name = patch.name.clone();
+                }
+                if mask.names("position") {
+                    next.position = patch.position;
+                }
+                if mask.names("conditions") {
+                    next.conditions = patch.conditions.clone();
+                }
+                if mask.names("first_response") {
+                    next.targets.first_response = patch.targets.first_response;
+                }
+                if mask.names("next_response") {
+                    next.targets.next_response = patch.targets.next_response;
+                }
+                if mask.names("resolution") {
+                    next.targets.resolution = patch.targets.resolution;
+                }
+                if mask.names("calendar_id") {
+                    next.calendar_id = patch.calendar_id;
+                }
+                if ["warning", "warning_percent", "warning_lead"]
+                    .iter()
+                    .any(|path| mask.names(path))
+                {
+                    next.warning = patch.warning;
+                }
+                next.updated_at = self.clock.now();
+                self.save_policy(actor, next, Some(&current)).await
+            },
+        )
+        .await
+    }
+
+    async fn policy_from_store(&self, id: Uuid) -> ServiceResult<SlaPolicy> {
+        self.store
+            .policies()
+            .await?
+            .into_iter()
+            .find(|p| p.id == id)
+            .ok_or_else(|| ServiceError::NotFound(format!("SLA policy {id}")))
+    }
+
+    /// Checks and saves a new policy (`current` None) or a changed one if `current` is
+    /// still the stored version (else [`ServiceError::Contended`]).
+    async fn save_policy(
+        &self,
+        actor: &Actor,
+        policy: SlaPolicy,
+        current: Option<&SlaPolicy>,
+    ) -> ServiceResult<SlaPolicy> {
         let mut v = Violations::new();
         v.line("policy.name", &policy.name, true, 200);
         for (field, target) in [
@@ -338,29 +528,20 @@ impl SlaService {
         {
             return Err(ServiceError::NotFound(format!("calendar {calendar}")));
         }
-        let before = if insert {
-            None
-        } else {
-            let found = self
-                .store
-                .policies()
-                .await?
-                .into_iter()
-                .find(|p| p.id == policy.id);
-            Some(found.ok_or_else(|| ServiceError::NotFound(format!("SLA policy {}", policy.id)))?)
-        };
-        policy.updated_at = self.clock.now();
-        if let Some(before) = &before {
-            policy.created_at = before.created_at;
-        } else {
-            policy.created_at = policy.updated_at;
-        }
-        let audit = AuditEntry::saved(actor.clone(), before.as_ref(), &policy, policy.updated_at);
-        if !self.store.save_policy(&policy, insert, &audit).await? {
-            return Err(ServiceError::NotFound(format!("SLA policy {}", policy.id)));
-        }
+        let audit = AuditEntry::saved(actor.clone(), current, &policy, policy.updated_at);
+        let expected = current.map(|c| c.version);
+        let saved = self.store.save_policy(&policy, expected, &audit).await?;
         self.policies.invalidate();
-        Ok(policy)
+        if !saved {
+            return Err(ServiceError::Contended(format!(
+                "SLA policy {} changed concurrently",
+                policy.id
+            )));
+        }
+        Ok(SlaPolicy {
+            version: expected.map_or(1, |v| v + 1),
+            ..policy
+        })
     }
 
     pub async fn delete_policy(&self, actor: &Actor, id: Uuid) -> ServiceResult<()> {

@@ -49,13 +49,14 @@ const DELETE_AGENT: &str = "DELETE FROM agents WHERE id = $1 AND NOT EXISTS ( \
     AND status IN ('OPEN', 'IN_PROGRESS', 'WAITING'))";
 
 const SELECT_RULES: &str = "SELECT id, name, position, enabled, conditions, actions, \
-    created_at, updated_at FROM routing_rules";
+    version, created_at, updated_at FROM routing_rules";
 
 const INSERT_RULE: &str = "INSERT INTO routing_rules (id, name, position, enabled, \
     conditions, actions, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)";
 
 const UPDATE_RULE: &str = "UPDATE routing_rules SET name = $2, position = $3, \
-    enabled = $4, conditions = $5, actions = $6, updated_at = $7 WHERE id = $1";
+    enabled = $4, conditions = $5, actions = $6, updated_at = $7, version = version + 1 \
+    WHERE id = $1 AND version = $8";
 
 const DELETE_RULE: &str = "DELETE FROM routing_rules WHERE id = $1";
 
@@ -110,7 +111,7 @@ pub trait RoutingStore: Send + Sync {
     async fn save_rule(
         &self,
         rule: &RoutingRule,
-        insert: bool,
+        expected_version: Option<i64>,
         audit: &AuditEntry,
     ) -> StoreResult<bool>;
     async fn rules(&self) -> StoreResult<Vec<RoutingRule>>;
@@ -255,25 +256,22 @@ impl RoutingStore for SqlStore {
     async fn save_rule(
         &self,
         rule: &RoutingRule,
-        insert: bool,
+        expected_version: Option<i64>,
         audit: &AuditEntry,
     ) -> StoreResult<bool> {
-        let query = if insert {
-            Statement::new(INSERT_RULE)
-        } else {
-            Statement::new(UPDATE_RULE)
-        };
-        let query = query
-            .bind(rule.id)
-            .bind(&rule.name)
-            .bind(rule.position)
-            .bind(rule.enabled)
-            .bind(json(&rule.conditions)?)
-            .bind(json(&rule.actions)?);
-        let query = if insert {
-            query.bind(rule.created_at)
-        } else {
-            query.bind(rule.updated_at)
+        let query = Statement::new(match expected_version {
+            None => INSERT_RULE,
+            Some(_) => UPDATE_RULE,
+        })
+        .bind(rule.id)
+        .bind(&rule.name)
+        .bind(rule.position)
+        .bind(rule.enabled)
+        .bind(json(&rule.conditions)?)
+        .bind(json(&rule.actions)?);
+        let query = match expected_version {
+            None => query.bind(rule.created_at),
+            Some(version) => query.bind(rule.updated_at).bind(version),
         };
         let mut tx = self.pools.begin().await?;
         let saved = query.execute(&mut tx).await?;

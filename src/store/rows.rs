@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::{ApiKeyRecord, StoreError, StoreResult};
 use crate::domain::audit::{AuditAction, AuditEntry, AuditResource};
 use crate::domain::auth::Role;
-use crate::domain::calendar::{BusinessCalendar, WEEKDAYS, format_minute};
+use crate::domain::calendar::BusinessCalendar;
 use crate::domain::conversation::Conversation;
 use crate::domain::delivery::OutboundMessage;
 use crate::domain::event::{
@@ -354,6 +354,7 @@ pub(super) struct RuleRow {
     enabled: bool,
     conditions: Json<RuleConditions>,
     actions: Json<RuleActions>,
+    version: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -369,6 +370,7 @@ impl TryFrom<RuleRow> for RoutingRule {
             enabled: row.enabled,
             conditions: row.conditions.0,
             actions: row.actions.0,
+            version: row.version,
             created_at: row.created_at,
             updated_at: row.updated_at,
         })
@@ -415,22 +417,12 @@ pub(super) struct CalendarRow {
     pub(super) holidays: Json<Vec<NaiveDate>>,
     /// `MM-DD`.
     pub(super) yearly_holidays: Json<Vec<String>>,
+    pub(super) version: i64,
 }
 
 impl From<&BusinessCalendar> for CalendarRow {
     fn from(cal: &BusinessCalendar) -> Self {
-        let weekly = WEEKDAYS
-            .iter()
-            .zip(cal.weekly.iter())
-            .filter(|(_, intervals)| !intervals.is_empty())
-            .map(|(day, intervals)| {
-                let pairs = intervals
-                    .iter()
-                    .map(|(s, e)| (format_minute(*s), format_minute(*e)))
-                    .collect();
-                (day.to_string(), pairs)
-            })
-            .collect();
+        let weekly = cal.weekly_text().into_iter().collect();
         CalendarRow {
             id: cal.id,
             name: cal.name.clone(),
@@ -443,6 +435,7 @@ impl From<&BusinessCalendar> for CalendarRow {
                     .map(|(m, d)| format!("{m:02}-{d:02}"))
                     .collect(),
             ),
+            version: cal.version,
         }
     }
 }
@@ -470,6 +463,10 @@ impl TryFrom<CalendarRow> for BusinessCalendar {
             row.holidays.0.into_iter().collect(),
             yearly,
         )
+        .map(|cal| BusinessCalendar {
+            version: row.version,
+            ..cal
+        })
         .map_err(|e| StoreError::Corrupt(format!("calendar {}: {e}", row.id)))
     }
 }
@@ -483,6 +480,7 @@ pub(super) struct PolicyRow {
     targets: Json<Targets>,
     calendar_id: Option<Uuid>,
     warning: Json<Warning>,
+    version: i64,
     created_at: DateTime<Utc>,
     updated_at: DateTime<Utc>,
 }
@@ -499,6 +497,7 @@ impl TryFrom<PolicyRow> for SlaPolicy {
             targets: row.targets.0,
             calendar_id: row.calendar_id,
             warning: row.warning.0,
+            version: row.version,
             created_at: row.created_at,
             updated_at: row.updated_at,
         })

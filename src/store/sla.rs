@@ -67,26 +67,28 @@ const NEXT_DEADLINE: &str = "SELECT MIN(at) FROM ( \
       WHERE running_since IS NOT NULL AND NOT stopped AND NOT breach_fired) AS deadlines";
 
 const SELECT_CALENDARS: &str = "SELECT id, name, time_zone, weekly, holidays, \
-    yearly_holidays FROM calendars ORDER BY created_at, id";
+    yearly_holidays, version FROM calendars ORDER BY created_at, id";
 
 const INSERT_CALENDAR: &str = "INSERT INTO calendars (id, name, time_zone, weekly, \
     holidays, yearly_holidays, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $7)";
 
 const UPDATE_CALENDAR: &str = "UPDATE calendars SET name = $2, time_zone = $3, \
-    weekly = $4, holidays = $5, yearly_holidays = $6, updated_at = $7 WHERE id = $1";
+    weekly = $4, holidays = $5, yearly_holidays = $6, updated_at = $7, version = version + 1 \
+    WHERE id = $1 AND version = $8";
 
 const DELETE_CALENDAR: &str = "DELETE FROM calendars WHERE id = $1 \
     AND NOT EXISTS (SELECT 1 FROM sla_policies WHERE calendar_id = $1)";
 
 const SELECT_POLICIES: &str = "SELECT id, name, position, conditions, targets, \
-    calendar_id, warning, created_at, updated_at FROM sla_policies \
+    calendar_id, warning, version, created_at, updated_at FROM sla_policies \
     ORDER BY position, created_at, id";
 
 const INSERT_POLICY: &str = "INSERT INTO sla_policies (id, name, position, conditions, \
     targets, calendar_id, warning, created_at, updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)";
 
 const UPDATE_POLICY: &str = "UPDATE sla_policies SET name = $2, position = $3, \
-    conditions = $4, targets = $5, calendar_id = $6, warning = $7, updated_at = $8 WHERE id = $1";
+    conditions = $4, targets = $5, calendar_id = $6, warning = $7, updated_at = $8, \
+    version = version + 1 WHERE id = $1 AND version = $9";
 
 const DELETE_POLICY: &str = "DELETE FROM sla_policies WHERE id = $1";
 
@@ -96,7 +98,7 @@ pub trait SlaStore: Send + Sync {
     async fn save_calendar(
         &self,
         cal: &BusinessCalendar,
-        insert: bool,
+        expected_version: Option<i64>,
         at: DateTime<Utc>,
         audit: &AuditEntry,
     ) -> StoreResult<bool>;
@@ -106,7 +108,7 @@ pub trait SlaStore: Send + Sync {
     async fn save_policy(
         &self,
         policy: &SlaPolicy,
-        insert: bool,
+        expected_version: Option<i64>,
         audit: &AuditEntry,
     ) -> StoreResult<bool>;
     async fn policies(&self) -> StoreResult<Vec<SlaPolicy>>;
@@ -128,25 +130,28 @@ impl SlaStore for SqlStore {
     async fn save_calendar(
         &self,
         cal: &BusinessCalendar,
-        insert: bool,
+        expected_version: Option<i64>,
         at: DateTime<Utc>,
         audit: &AuditEntry,
     ) -> StoreResult<bool> {
         let mut tx = self.pools.begin().await?;
         let row = CalendarRow::from(cal);
-        let query = if insert {
-            Statement::new(INSERT_CALENDAR)
-        } else {
-            Statement::new(UPDATE_CALENDAR)
+        let query = Statement::new(match expected_version {
+            None => INSERT_CALENDAR,
+            Some(_) => UPDATE_CALENDAR,
+        })
+        .bind(cal.id)
+        .bind(&cal.name)
+        .bind(&row.time_zone)
+        .bind(json(&row.weekly.0)?)
+        .bind(json(&row.holidays.0)?)
+        .bind(json(&row.yearly_holidays.0)?)
+        .bind(at);
+        let query = match expected_version {
+            None => query,
+            Some(version) => query.bind(version),
         };
         let done = query
-            .bind(cal.id)
-            .bind(&cal.name)
-            .bind(&row.time_zone)
-            .bind(json(&row.weekly.0)?)
-            .bind(json(&row.holidays.0)?)
-            .bind(json(&row.yearly_holidays.0)?)
-            .bind(at)
             .execute(&mut tx)
             .await
             .map_err(|e| unique_violation(e, "a calendar with this name"))?;
@@ -167,26 +172,23 @@ impl SlaStore for SqlStore {
     async fn save_policy(
         &self,
         policy: &SlaPolicy,
-        insert: bool,
+        expected_version: Option<i64>,
         audit: &AuditEntry,
     ) -> StoreResult<bool> {
-        let query = if insert {
-            Statement::new(INSERT_POLICY)
-        } else {
-            Statement::new(UPDATE_POLICY)
-        };
-        let query = query
-            .bind(policy.id)
-            .bind(&policy.name)
-            .bind(policy.position)
-            .bind(json(&policy.conditions)?)
-            .bind(json(&policy.targets)?)
-            .bind(policy.calendar_id)
-            .bind(json(&policy.warning)?);
-        let query = if insert {
-            query.bind(policy.created_at)
-        } else {
-            query.bind(policy.updated_at)
+        let query = Statement::new(match expected_version {
+            None => INSERT_POLICY,
+            Some(_) => UPDATE_POLICY,
+        })
+        .bind(policy.id)
+        .bind(&policy.name)
+        .bind(policy.position)
+        .bind(json(&policy.conditions)?)
+        .bind(json(&policy.targets)?)
+        .bind(policy.calendar_id)
+        .bind(json(&policy.warning)?);
+        let query = match expected_version {
+            None => query.bind(policy.created_at),
+            Some(version) => query.bind(policy.updated_at).bind(version),
         };
         let mut tx = self.pools.begin().await?;
         let saved = query.execute(&mut tx).await?;

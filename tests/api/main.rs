@@ -1,6 +1,7 @@
 //! The integration suite: a real ticketd over gRPC, on SQLite and on PostgreSQL.
 
 mod activity;
+mod admin_updates;
 mod audit;
 mod auth;
 mod bridge;
@@ -96,6 +97,11 @@ harness::conformance! {
         consumer_groups_are_bounded_and_idle_ones_expire,
         a_delivery_made_before_the_stream_dropped_may_still_be_acknowledged,
         messages_left_by_expired_groups_are_not_sent_weeks_late,
+    ],
+    admin_updates: [
+        a_rule_update_changes_the_masked_fields_under_its_etag,
+        a_calendar_update_changes_the_masked_fields_under_its_etag,
+        a_policy_update_changes_the_masked_fields_under_its_etag,
     ],
     routing: [
         round_robin_shares_tickets_evenly,

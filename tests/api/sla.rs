@@ -588,6 +588,7 @@ pub async fn policies_use_business_hours_calendars(backend: Backend) {
                     .collect(),
                 ..Default::default()
             }),
+            ..Default::default()
         })
         .await
         .unwrap();

@@ -47,6 +47,16 @@ pub(crate) fn duration_from_seconds(seconds: i64) -> PbDuration {
     PbDuration { seconds, nanos: 0 }
 }
 
+/// The paths of a request's `update_mask`; none when it is unset.
+pub(crate) fn mask_paths(mask: Option<prost_types::FieldMask>) -> Vec<String> {
+    mask.map(|m| m.paths).unwrap_or_default()
+}
+
+/// A request's `etag`; `None` when empty (the update applies whatever the version).
+pub(crate) fn etag(etag: String) -> Option<String> {
+    (!etag.is_empty()).then_some(etag)
+}
+
 pub(crate) fn optional_id(id: Option<Uuid>) -> String {
     id.map(|id| id.to_string()).unwrap_or_default()
 }

@@ -120,6 +120,7 @@ pub(crate) fn rule_to_pb(r: RoutingRule) -> pb::RoutingRule {
             required_skills: a.required_skills,
             vip_handlers_only: a.vip_handlers_only,
         }),
+        etag: r.version.to_string(),
     }
 }
 

@@ -9,7 +9,8 @@ use crate::domain::auth::{Principal, Role};
 use crate::domain::event::Actor;
 use crate::domain::routing::{Agent, Availability, Queue, RoutingRule, Strategy, TOP_TIER};
 use crate::domain::ticket;
-use crate::domain::validation::{Violations, check_update_mask};
+use crate::domain::validation::Violations;
+use crate::service::versioned::{Mask, update_versioned};
 use crate::service::{ServiceError, ServiceResult, retry_contended};
 
 /// An agent's fields as a caller sends them, for [`RoutingService::create_agent`] and
@@ -40,6 +41,9 @@ pub struct QueuePatch {
 /// The paths `UpdateQueue` accepts in its `update_mask`.
 pub const QUEUE_PATHS: &[&str] = &["name", "tier", "strategy"];
 
+/// The paths `UpdateRoutingRule` accepts in its `update_mask`.
+pub const RULE_PATHS: &[&str] = &["name", "position", "enabled", "conditions", "actions"];
+
 /// The paths `UpdateAgent` accepts in its `update_mask`.
 pub const AGENT_PATHS: &[&str] = &[
     "name",
@@ -51,21 +55,6 @@ pub const AGENT_PATHS: &[&str] = &[
     "queue_ids",
     "vip_handler",
 ];
-
-/// `ABORTED` when the caller's etag (if it sent one) is not the resource's `version`.
-fn ensure_etag(etag: &Option<String>, version: i64) -> ServiceResult<()> {
-    match etag {
-        Some(given) if *given != version.to_string() => Err(stale_etag(etag, version)),
-        _ => Ok(()),
-    }
-}
-
-fn stale_etag(etag: &Option<String>, version: i64) -> ServiceError {
-    ServiceError::StaleEtag {
-        given: etag.clone().unwrap_or_default(),
-        current: version.to_string(),
-    }
-}
 
 impl RoutingService {
     /// Creates an agent: a new id, version 1, stamped now.
@@ -99,44 +88,46 @@ impl RoutingService {
         mask: Vec<String>,
         etag: Option<String>,
     ) -> ServiceResult<Agent> {
-        check_update_mask(&mask, AGENT_PATHS)?;
-        if mask.iter().any(|p| p == "availability") && patch.availability.is_none() {
+        let mask = Mask::required(mask, AGENT_PATHS)?;
+        if mask.names("availability") && patch.availability.is_none() {
             return Err(ServiceError::invalid(
                 "agent.availability",
                 "must be set when named in update_mask",
             ));
         }
-        let mask = &mask;
-        let etag = &etag;
-        let patch = &patch;
-        retry_contended(
-            ServiceError::Contended(format!("agent {id} kept changing")),
-            || async move {
-                let current = self.agent(id).await?;
-                ensure_etag(etag, current.version)?;
+        let (mask, patch) = (&mask, &patch);
+        update_versioned(
+            &format!("agent {id}"),
+            etag.as_deref(),
+            || self.agent(id),
+            |current| async move {
                 let mut next = current.clone();
-                for path in mask {
-                    match path.as_str() {
-                        "name" => next.name = patch.name.trim().to_owned(),
-                        "email" => next.email = patch.email.trim().to_owned(),
-                        "skills" => next.skills = patch.skills.clone(),
-                        "tier" => next.tier = patch.tier,
-                        "capacity" => next.capacity = patch.capacity,
-                        "availability" => {
-                            next.availability = patch.availability.unwrap_or(next.availability)
-                        }
-                        "queue_ids" => next.queue_ids = patch.queue_ids.clone(),
-                        "vip_handler" => next.vip_handler = patch.vip_handler,
-                        _ => {}
-                    }
+                let set = |path| mask.names(path);
+                if set("name") {
+                    next.name = patch.name.trim().to_owned();
                 }
-                match self.save_agent(actor, next, Some(&current)).await {
-                    Err(ServiceError::Contended(_)) if etag.is_some() => {
-                        let latest = self.agent(id).await?;
-                        Err(stale_etag(etag, latest.version))
-                    }
-                    other => other,
+                if set("email") {
+                    next.email = patch.email.trim().to_owned();
                 }
+                if set("skills") {
+                    next.skills = patch.skills.clone();
+                }
+                if set("tier") {
+                    next.tier = patch.tier;
+                }
+                if set("capacity") {
+                    next.capacity = patch.capacity;
+                }
+                if let (true, Some(availability)) = (set("availability"), patch.availability) {
+                    next.availability = availability;
+                }
+                if set("queue_ids") {
+                    next.queue_ids = patch.queue_ids.clone();
+                }
+                if set("vip_handler") {
+                    next.vip_handler = patch.vip_handler;
+                }
+                self.save_agent(actor, next, Some(&current)).await
             },
         )
         .await
@@ -184,42 +175,31 @@ impl RoutingService {
         mask: Vec<String>,
         etag: Option<String>,
     ) -> ServiceResult<Queue> {
-        if !mask.is_empty() {
-            check_update_mask(&mask, QUEUE_PATHS)?;
-        }
-        let names = |path: &str| mask.is_empty() || mask.iter().any(|m| m == path);
-        let (patch, etag, names) = (&patch, &etag, &names);
-        retry_contended(
-            ServiceError::Contended(format!("queue {id} kept changing")),
-            || async move {
-                // From the database, not the cache: the etag is checked against this read.
-                let current = self.queue_from_store(id).await?;
-                ensure_etag(etag, current.version)?;
-                let name = if names("name") {
+        let mask = Mask::new(mask, QUEUE_PATHS)?;
+        let (mask, patch) = (&mask, &patch);
+        update_versioned(
+            &format!("queue {id}"),
+            etag.as_deref(),
+            // From the database, not the cache: the etag is checked against this read.
+            || self.queue_from_store(id),
+            |current| async move {
+                let name = if mask.names("name") {
                     patch.name.clone()
                 } else {
                     current.name.clone()
                 };
-                let tier = match (names("tier"), patch.tier) {
+                let tier = match (mask.names("tier"), patch.tier) {
                     (false, _) => current.tier,
                     (true, 0) => 1,
                     (true, tier) => tier,
                 };
-                let strategy = if names("strategy") {
+                let strategy = if mask.names("strategy") {
                     patch.strategy
                 } else {
                     Some(current.strategy)
                 };
-                match self
-                    .save_queue(actor, Some(current.clone()), &name, tier, strategy)
+                self.save_queue(actor, Some(current), &name, tier, strategy)
                     .await
-                {
-                    Err(ServiceError::Contended(_)) if etag.is_some() => {
-                        let latest = self.queue_from_store(id).await?;
-                        Err(stale_etag(etag, latest.version))
-                    }
-                    other => other,
-                }
             },
         )
         .await
@@ -416,16 +396,83 @@ impl RoutingService {
         Ok(self.store.rules().await?)
     }
 
-    pub async fn save_rule(
+    /// Creates a routing rule: a new id, version 1, stamped now.
+    pub async fn create_rule(
+        &self,
+        actor: &Actor,
+        rule: RoutingRule,
+    ) -> ServiceResult<RoutingRule> {
+        let at = self.clock.now();
+        let rule = RoutingRule {
+            id: Uuid::now_v7(),
+            version: 1,
+            created_at: at,
+            updated_at: at,
+            ..rule
+        };
+        self.save_rule(actor, rule, None).await
+    }
+
+    /// Changes the fields `mask` names (all of them when it is empty), under the caller's
+    /// etag if it sent one.
+    pub async fn update_rule(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        patch: RoutingRule,
+        mask: Vec<String>,
+        etag: Option<String>,
+    ) -> ServiceResult<RoutingRule> {
+        let mask = Mask::new(mask, RULE_PATHS)?;
+        let (mask, patch) = (&mask, &patch);
+        update_versioned(
+            &format!("routing rule {id}"),
+            etag.as_deref(),
+            || self.rule_from_store(id),
+            |current| async move {
+                let mut next = current.clone();
+                if mask.names("name") {
+                    next.name = patch.name.clone();
+                }
+                if mask.names("position") {
+                    next.position = patch.position;
+                }
+                if mask.names("enabled") {
+                    next.enabled = patch.enabled;
+                }
+                if mask.names("conditions") {
+                    next.conditions = patch.conditions.clone();
+                }
+                if mask.names("actions") {
+                    next.actions = patch.actions.clone();
+                }
+                next.updated_at = self.clock.now();
+                self.save_rule(actor, next, Some(&current)).await
+            },
+        )
+        .await
+    }
+
+    /// A rule as stored now (not cached), or `NOT_FOUND`.
+    async fn rule_from_store(&self, id: Uuid) -> ServiceResult<RoutingRule> {
+        self.store
+            .rules()
+            .await?
+            .into_iter()
+            .find(|r| r.id == id)
+            .ok_or_else(|| ServiceError::NotFound(format!("routing rule {id}")))
+    }
+
+    /// Checks and saves a new rule (`current` None) or a changed one, if `current` is still
+    /// the stored version (else [`ServiceError::Contended`]).
+    async fn save_rule(
         &self,
         actor: &Actor,
         mut rule: RoutingRule,
-        insert: bool,
+        current: Option<&RoutingRule>,
     ) -> ServiceResult<RoutingRule> {
-        if insert {
-            rule.id = Uuid::now_v7();
-        }
         let mut v = Violations::new();
+        rule.name = rule.name.trim().to_owned();
         v.line("rule.name", &rule.name, true, MAX_NAME_CHARS);
         rule.actions.add_tags =
             ticket::normalize_tags("rule.actions.add_tags", &rule.actions.add_tags, &mut v);
@@ -443,30 +490,17 @@ impl RoutingService {
         if let Some(queue_id) = rule.actions.queue_id {
             self.queue(queue_id).await?;
         }
-        // (read from the database, not the cache: the rule may be brand new elsewhere)
-        let before = if insert {
-            None
-        } else {
-            let found = self
-                .store
-                .rules()
-                .await?
-                .into_iter()
-                .find(|r| r.id == rule.id);
-            Some(found.ok_or_else(|| ServiceError::NotFound(format!("routing rule {}", rule.id)))?)
-        };
-        rule.updated_at = self.clock.now();
-        if let Some(before) = &before {
-            rule.created_at = before.created_at;
-        } else {
-            rule.created_at = rule.updated_at;
-        }
-        let audit = AuditEntry::saved(actor.clone(), before.as_ref(), &rule, rule.updated_at);
-        if !self.store.save_rule(&rule, insert, &audit).await? {
-            return Err(ServiceError::NotFound(format!("routing rule {}", rule.id)));
-        }
+        let audit = AuditEntry::saved(actor.clone(), current, &rule, rule.updated_at);
+        let expected = current.map(|c| c.version);
+        let saved = self.store.save_rule(&rule, expected, &audit).await?;
         self.rules.invalidate();
-        Ok(rule)
+        if !saved {
+            return Err(ServiceError::Contended(format!(
+                "routing rule {} changed concurrently",
+                rule.id
+            )));
+        }
+        self.rule_from_store(rule.id).await
     }
 
     pub async fn delete_rule(&self, actor: &Actor, id: Uuid) -> ServiceResult<()> {
