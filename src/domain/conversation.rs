@@ -6,7 +6,7 @@ use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::ticket::{Channel, text_enum};
+use super::ticket::{Channel, ConversationRef, text_enum};
 use super::validation::Violations;
 
 /// Most transcript messages one escalation may carry.
@@ -203,6 +203,17 @@ pub struct Conversation {
     pub summary: String,
     pub intent: String,
     pub metadata: BTreeMap<String, String>,
+}
+
+impl Conversation {
+    /// The link a ticket keeps to this conversation.
+    pub fn link(&self) -> ConversationRef {
+        ConversationRef {
+            source: self.source.clone(),
+            external_id: self.external_id.clone(),
+            channel: self.channel,
+        }
+    }
 }
 
 /// Shortens text to at most `max` characters on a word boundary, for subjects.

@@ -8,7 +8,7 @@ use uuid::Uuid;
 use std::collections::BTreeMap;
 
 use super::routing::Considered;
-use super::ticket::{Channel, Priority, Status, Ticket, TicketType, text_enum};
+use super::ticket::{Channel, ConversationRef, Priority, Status, Ticket, TicketType, text_enum};
 
 text_enum!(
     /// The kind of an event, as stored and as named in watch filters.
@@ -223,6 +223,8 @@ pub struct TicketSnapshot {
     /// The event's own channel for messages, else the ticket's.
     pub channel: Option<Channel>,
     pub tags: Vec<String>,
+    /// The conversation the ticket answers, for updates to its bot or gateway.
+    pub conversation: Option<ConversationRef>,
 }
 
 impl TicketSnapshot {
@@ -236,6 +238,7 @@ impl TicketSnapshot {
             contact_id: ticket.contact.id,
             channel: ticket.channel,
             tags: ticket.tags.clone(),
+            conversation: ticket.conversation.clone(),
         }
     }
 }

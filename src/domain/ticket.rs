@@ -204,6 +204,15 @@ fn looks_like_email(text: &str) -> bool {
     }
 }
 
+/// The conversation a ticket is linked to: the bot's or gateway's thread it came from,
+/// most recently linked first. Updates about the ticket go back to it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConversationRef {
+    pub source: String,
+    pub external_id: String,
+    pub channel: Channel,
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ticket {
     pub id: Uuid,
@@ -223,6 +232,8 @@ pub struct Ticket {
     pub channel: Option<Channel>,
     /// The closed ticket this one follows up on.
     pub follow_up_of_id: Option<Uuid>,
+    /// The conversation the ticket answers, if it came from one.
+    pub conversation: Option<ConversationRef>,
     /// Support tier, 1 to 3: the tier of its queue.
     pub tier: i32,
     /// Skills an agent needs to take the ticket in a skill-based queue.

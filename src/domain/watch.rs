@@ -197,6 +197,7 @@ mod tests {
                 contact_id: Uuid::nil(),
                 channel,
                 tags: vec!["vip".into()],
+                conversation: None,
             },
         }
     }

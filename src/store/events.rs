@@ -19,7 +19,8 @@ macro_rules! select_events {
         "SELECT e.position, e.id, e.ticket_id, e.ticket_number, e.event_type, e.actor_kind, \
          e.actor_id, e.actor_name, e.visibility, e.payload, e.created_at, e.ticket_status, \
          e.priority, e.ticket_type, e.assignee_id, e.queue_id, e.contact_id, e.channel, \
-         e.tags, om.id AS delivery_message_id, om.status AS delivery_status, \
+         e.tags, e.conversation_source, e.conversation_id, e.conversation_channel, \
+         om.id AS delivery_message_id, om.status AS delivery_status, \
          om.provider_message_id AS delivery_provider_id, om.error AS delivery_error \
          FROM ticket_events e LEFT JOIN outbound_messages om ON om.event_id = e.id"
     };
@@ -211,6 +212,7 @@ pub(super) async fn insert_events(
 /// An event's columns (besides its position) with their values.
 fn event_columns(event: &NewEvent) -> StoreResult<Vec<(&'static str, Value<'_>)>> {
     let snapshot = &event.ticket;
+    let conversation = snapshot.conversation.as_ref();
     Ok(vec![
         ("id", event.id.into()),
         ("ticket_id", event.ticket_id.into()),
@@ -230,6 +232,9 @@ fn event_columns(event: &NewEvent) -> StoreResult<Vec<(&'static str, Value<'_>)>
         ("contact_id", snapshot.contact_id.into()),
         ("channel", snapshot.channel.map(|c| c.as_str()).into()),
         ("tags", json(&snapshot.tags)?),
+        ("conversation_source", conversation.map(|c| c.source.as_str()).into()),
+        ("conversation_id", conversation.map(|c| c.external_id.as_str()).into()),
+        ("conversation_channel", conversation.map(|c| c.channel.as_str()).into()),
     ])
 }
 

@@ -36,7 +36,9 @@ use crate::domain::delivery::{DeliveryStatus, OutboundMessage};
 use crate::domain::event::{Event, NewEvent};
 use crate::domain::filter::TicketFilter;
 use crate::domain::sla::Clock;
-use crate::domain::ticket::{Channel, Contact, ContactInput, Priority, Status, Ticket, TicketType};
+use crate::domain::ticket::{
+    Channel, Contact, ContactInput, ConversationRef, Priority, Status, Ticket, TicketType,
+};
 use crate::events::Bus;
 use database::{Pools, Statement};
 
@@ -157,6 +159,7 @@ pub struct TicketDraft {
     pub queue_id: Option<Uuid>,
     pub channel: Option<Channel>,
     pub follow_up_of_id: Option<Uuid>,
+    pub conversation: Option<ConversationRef>,
     pub tier: i32,
     pub required_skills: Vec<String>,
     pub vip_handlers_only: bool,
@@ -182,6 +185,7 @@ impl TicketDraft {
             merged_into_id: None,
             channel: self.channel,
             follow_up_of_id: self.follow_up_of_id,
+            conversation: self.conversation,
             tier: self.tier,
             required_skills: self.required_skills,
             vip_handlers_only: self.vip_handlers_only,

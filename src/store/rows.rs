@@ -20,7 +20,7 @@ use crate::domain::routing::{
     Agent, Availability, Candidate, Queue, RoutingRule, RuleActions, RuleConditions, Strategy,
 };
 use crate::domain::sla::{Clock, Metric, PolicyConditions, SlaPolicy, Targets, Warning};
-use crate::domain::ticket::{Channel, Contact, Priority, Status, Ticket, TicketType};
+use crate::domain::ticket::{Channel, ConversationRef, Contact, Priority, Status, Ticket, TicketType};
 
 #[derive(sqlx::FromRow)]
 pub(super) struct TicketRow {
@@ -38,6 +38,8 @@ pub(super) struct TicketRow {
     merged_into_id: Option<Uuid>,
     channel: Option<String>,
     follow_up_of_id: Option<Uuid>,
+    conversation_source: Option<String>,
+    conversation_external_id: Option<String>,
     tier: i32,
     required_skills: Json<Vec<String>>,
     vip_handlers_only: bool,
@@ -62,10 +64,27 @@ fn optional_channel(text: Option<&str>) -> StoreResult<Option<Channel>> {
         .transpose()
 }
 
+/// A conversation link from its columns: all of them set, or none.
+fn conversation_ref(
+    source: Option<String>,
+    external_id: Option<String>,
+    channel: Option<Channel>,
+) -> Option<ConversationRef> {
+    match (source, external_id, channel) {
+        (Some(source), Some(external_id), Some(channel)) => Some(ConversationRef {
+            source,
+            external_id,
+            channel,
+        }),
+        _ => None,
+    }
+}
+
 impl TryFrom<TicketRow> for Ticket {
     type Error = StoreError;
 
     fn try_from(row: TicketRow) -> StoreResult<Ticket> {
+        let channel = optional_channel(row.channel.as_deref())?;
         Ok(Ticket {
             id: row.id,
             number: row.number,
@@ -87,8 +106,13 @@ impl TryFrom<TicketRow> for Ticket {
             assignee_id: row.assignee_id,
             queue_id: row.queue_id,
             merged_into_id: row.merged_into_id,
-            channel: optional_channel(row.channel.as_deref())?,
+            channel,
             follow_up_of_id: row.follow_up_of_id,
+            conversation: conversation_ref(
+                row.conversation_source,
+                row.conversation_external_id,
+                channel,
+            ),
             tier: row.tier,
             required_skills: row.required_skills.0,
             vip_handlers_only: row.vip_handlers_only,
@@ -122,6 +146,9 @@ pub(super) struct EventRow {
     contact_id: Uuid,
     channel: Option<String>,
     tags: Json<Vec<String>>,
+    conversation_source: Option<String>,
+    conversation_id: Option<String>,
+    conversation_channel: Option<String>,
     delivery_message_id: Option<Uuid>,
     delivery_status: Option<String>,
     delivery_provider_id: Option<String>,
@@ -165,6 +192,11 @@ impl TryFrom<EventRow> for Event {
                     contact_id: row.contact_id,
                     channel: optional_channel(row.channel.as_deref())?,
                     tags: row.tags.0,
+                    conversation: conversation_ref(
+                        row.conversation_source,
+                        row.conversation_id,
+                        optional_channel(row.conversation_channel.as_deref())?,
+                    ),
                 },
             },
             delivery,

@@ -22,7 +22,8 @@ macro_rules! select_tickets {
     () => {
         "SELECT t.id, t.number, t.subject, t.description, t.status, t.priority, \
          t.ticket_type, t.tags, t.custom_fields, t.assignee_id, t.queue_id, t.merged_into_id, \
-         t.channel, t.follow_up_of_id, t.tier, t.required_skills, t.vip_handlers_only, \
+         t.channel, t.follow_up_of_id, t.conversation_source, t.conversation_external_id, \
+         t.tier, t.required_skills, t.vip_handlers_only, \
          t.version, t.time_spent_seconds, t.created_at, \
          t.updated_at, t.contact_id, c.external_id AS contact_external_id, \
          c.name AS contact_name, c.email AS contact_email, c.phone AS contact_phone, \
@@ -124,6 +125,14 @@ impl TicketStore for SqlStore {
                 col("queue_id", draft.queue_id),
                 col("channel", draft.channel.map(|c| c.as_str())),
                 col("follow_up_of_id", draft.follow_up_of_id),
+                col(
+                    "conversation_source",
+                    draft.conversation.as_ref().map(|c| c.source.as_str()),
+                ),
+                col(
+                    "conversation_external_id",
+                    draft.conversation.as_ref().map(|c| c.external_id.as_str()),
+                ),
                 col("tier", draft.tier),
                 (
                     "required_skills",
@@ -279,6 +288,14 @@ pub(super) async fn update_ticket(tx: &mut Tx, update: &TicketUpdate) -> StoreRe
             col("updated_at", t.updated_at),
             col("channel", t.channel.map(|c| c.as_str())),
             col("follow_up_of_id", t.follow_up_of_id),
+            col(
+                "conversation_source",
+                t.conversation.as_ref().map(|c| c.source.as_str()),
+            ),
+            col(
+                "conversation_external_id",
+                t.conversation.as_ref().map(|c| c.external_id.as_str()),
+            ),
             col("tier", t.tier),
             ("required_skills", Column::Value(json(&t.required_skills)?)),
             col("vip_handlers_only", t.vip_handlers_only),

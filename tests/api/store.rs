@@ -72,6 +72,7 @@ fn draft(subject: &str, created_at: DateTime<Utc>) -> TicketDraft {
         queue_id: None,
         channel: Some(Channel::Email),
         follow_up_of_id: None,
+        conversation: None,
         tier: 1,
         required_skills: Vec::new(),
         vip_handlers_only: false,

@@ -35,6 +35,7 @@ fn event(cursor: i64) -> Event {
                 contact_id: ticket,
                 channel: None,
                 tags: Vec::new(),
+                conversation: None,
             },
         },
         delivery: None,

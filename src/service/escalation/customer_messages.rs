@@ -356,6 +356,7 @@ impl EscalationService {
             queue_id: closed.queue_id,
             channel: Some(channel),
             follow_up_of_id: Some(closed.id),
+            conversation: conversation.as_ref().map(Conversation::link),
             tier: closed.tier,
             required_skills: closed.required_skills.clone(),
             vip_handlers_only: closed.vip_handlers_only,

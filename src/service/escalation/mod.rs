@@ -26,7 +26,7 @@ use crate::domain::event::{
     Actor, ActorKind, Event, EventKind, EventPayload, FieldChange, NewEvent, Visibility,
 };
 use crate::domain::ticket::{
-    self, Channel, ContactInput, MAX_SUBJECT_CHARS, Priority, Status, Ticket, TicketType,
+    self, Channel, ContactInput, ConversationRef, MAX_SUBJECT_CHARS, Priority, Status, Ticket, TicketType,
 };
 use crate::domain::validation::Violations;
 use crate::store::{
@@ -272,6 +272,11 @@ impl EscalationService {
             queue_id: input.queue_id,
             channel: Some(channel),
             follow_up_of_id: previous.as_ref().map(|(_, t)| t.id),
+            conversation: Some(ConversationRef {
+                source: conversation.source.clone(),
+                external_id: conversation.external_id.clone(),
+                channel,
+            }),
             tier: 1,
             required_skills: Vec::new(),
             vip_handlers_only: false,
@@ -398,6 +403,9 @@ impl EscalationService {
         let at = self.clock.now();
         let mut next = ticket.clone();
         next.updated_at = at;
+        // The conversation may come from a ticket merged into this one: it is this
+        // ticket's now, and updates go back to it.
+        next.conversation = Some(record.link());
         let mut events = Vec::new();
         events.extend(reopen(&ticket, &mut next, principal.actor(), at));
         events.push(NewEvent::about(

@@ -223,6 +223,7 @@ impl TicketService {
             queue_id: input.queue_id,
             channel: None,
             follow_up_of_id: None,
+            conversation: None,
             tier: 1,
             required_skills: Vec::new(),
             vip_handlers_only: false,
@@ -453,6 +454,7 @@ pub(crate) fn draft_event(
         contact_id: Uuid::nil(),
         channel: draft.channel,
         tags: draft.tags.clone(),
+        conversation: draft.conversation.clone(),
     };
     if let Some(channel) = payload.channel() {
         ticket.channel = Some(channel);
