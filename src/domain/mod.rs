@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod calendar;
 pub mod conversation;
+pub mod conversation_update;
 pub mod delivery;
 pub mod event;
 pub mod filter;

@@ -82,6 +82,14 @@ pub trait Interest: Send + Sync + 'static {
     fn wants(&self, event: &Event) -> bool;
 }
 
+/// A stream keeps its interest to check what it reads itself while the tailer holds a
+/// copy for live events.
+impl<T: Interest + ?Sized> Interest for Arc<T> {
+    fn wants(&self, event: &Event) -> bool {
+        T::wants(self, event)
+    }
+}
+
 struct Subscriber {
     interest: Box<dyn Interest>,
     queue: mpsc::Sender<Arc<Event>>,

@@ -15,6 +15,8 @@ pub(crate) const STAFF: &[Role] = &[Role::Admin, Role::Agent];
 pub(crate) const STAFF_OR_BOT: &[Role] = &[Role::Admin, Role::Agent, Role::Bot];
 pub(crate) const BOTS: &[Role] = &[Role::Admin, Role::Bot];
 pub(crate) const GATEWAYS: &[Role] = &[Role::Admin, Role::Gateway];
+/// The two ends of the conversation bridge.
+pub(crate) const BRIDGE: &[Role] = &[Role::Admin, Role::Bot, Role::Gateway];
 
 /// The secret of an `authorization: Bearer <secret>` header.
 pub(crate) fn bearer_secret(headers: &HeaderMap) -> Result<&str, Status> {

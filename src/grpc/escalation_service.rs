@@ -2,14 +2,15 @@
 
 use tonic::{Request, Response, Status};
 
-use super::auth::{BOTS, GATEWAYS, authorize};
-use super::convert::{self, event_to_pb, leased_to_pb, ticket_to_pb};
+use super::auth::{BOTS, BRIDGE, GATEWAYS, authorize};
+use super::convert::{self, conversation_update_to_pb, event_to_pb, leased_to_pb, ticket_to_pb};
 use super::pb::{self, escalation_service_server::EscalationService};
 use super::streams::{GrpcStream, to_grpc};
 use crate::domain::conversation::ConversationInput;
 use crate::domain::validation::Violations;
 use crate::service::escalation::{CustomerMessageInput, EscalateInput, MessageTarget};
 use crate::service::sla::SlaReadings;
+use crate::service::watch::ConversationFilter;
 use crate::service::{AckInput, ServiceError, Services};
 
 pub struct EscalationApi {
@@ -199,5 +200,36 @@ impl EscalationService for EscalationApi {
         Ok(Response::new(pb::AckDeliveryResponse {
             status: convert::delivery_status_from_domain(status),
         }))
+    }
+
+    type WatchConversationsStream = GrpcStream<pb::WatchConversationsResponse>;
+
+    async fn watch_conversations(
+        &self,
+        request: Request<pb::WatchConversationsRequest>,
+    ) -> Reply<Self::WatchConversationsStream> {
+        let principal = authorize(&request, "WatchConversations", BRIDGE).await?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let channel = if r.channel == 0 {
+            None
+        } else {
+            convert::channel_from_pb(r.channel, "channel", &mut v)
+        };
+        v.finish().map_err(ServiceError::Invalid)?;
+        let filter = ConversationFilter {
+            source: (!r.source.is_empty()).then_some(r.source),
+            channel,
+            conversation_id: (!r.conversation_id.is_empty()).then_some(r.conversation_id),
+        };
+        let permit = self.services.api_keys.open_stream(&principal)?;
+        let output = self
+            .services
+            .watch
+            .watch_conversations(&principal, filter, r.after_cursor)?;
+        let convert = |update| pb::WatchConversationsResponse {
+            update: Some(conversation_update_to_pb(update)),
+        };
+        Ok(Response::new(to_grpc(output, convert, true, permit)))
     }
 }

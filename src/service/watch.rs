@@ -1,8 +1,11 @@
-//! `WatchTickets`: replay the event log from a cursor, then follow it live.
+//! `WatchTickets` and `WatchConversations`: replay the event log from a cursor, then follow
+//! it live. Both are one producer over the tailer; they differ in what they want of the
+//! log and how an event is rendered for the client.
 
 use std::sync::Arc;
 use std::time::Duration;
 
+use async_trait::async_trait;
 use tokio::sync::watch;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -12,8 +15,10 @@ use super::streams::{
 };
 use super::{ServiceError, ServiceResult};
 use crate::domain::auth::Principal;
+use crate::domain::conversation_update::{ConversationUpdate, conversation_update, update_kind};
 use crate::domain::event::{Event, Visibility};
 use crate::domain::filter::{AssigneeRef, TicketPredicate};
+use crate::domain::ticket::Channel;
 use crate::domain::watch::{WatchFilter, WatchPredicate, matches, only_ticket, parse_watch_filter};
 use crate::events::{Bus, Ended, Interest, Subscription, Tailer, TailerSettings};
 use crate::store::Store;
@@ -45,10 +50,11 @@ pub struct WatchService {
     shutdown: watch::Receiver<bool>,
     gauge: Arc<StreamGauge>,
     settings: StreamSettings,
+    agent_names: Arc<AgentNames>,
 }
 
 impl WatchService {
-    pub fn new(
+    pub(crate) fn new(
         store: Arc<dyn Store>,
         bus: &Bus,
         shutdown: watch::Receiver<bool>,
@@ -65,6 +71,7 @@ impl WatchService {
             shutdown.clone(),
         );
         Self {
+            agent_names: Arc::new(AgentNames::new(store.clone())),
             store,
             reads: Arc::default(),
             tailer,
@@ -92,27 +99,214 @@ impl WatchService {
             .map_err(|e| ServiceError::invalid("filter", e.to_string()))?
             .map(|f| resolve_me(f, principal))
             .transpose()?;
+        let only_ticket = filter.as_ref().and_then(only_ticket);
+        let wants = Arc::new(Wants {
+            filter,
+            internal: principal.sees_internal(),
+        });
+        Ok(self.start(
+            wants,
+            AsIs,
+            only_ticket,
+            after_cursor,
+            tracing::info_span!("watch_stream"),
+        ))
+    }
+
+    /// Starts a stream of updates about the tickets of conversations, after
+    /// `after_cursor`, narrowed to those `filter` names and to what the caller's key may
+    /// see (a bot key its sources, a gateway key its channels).
+    pub fn watch_conversations(
+        &self,
+        principal: &Principal,
+        filter: ConversationFilter,
+        after_cursor: i64,
+    ) -> ServiceResult<StreamOutput<ConversationUpdateView>> {
+        if after_cursor < 0 {
+            return Err(ServiceError::invalid(
+                "after_cursor",
+                "must not be negative",
+            ));
+        }
+        let mut v = crate::domain::validation::Violations::new();
+        let longest = crate::domain::conversation::MAX_NAME_CHARS;
+        v.line(
+            "source",
+            filter.source.as_deref().unwrap_or(""),
+            false,
+            longest,
+        );
+        v.line(
+            "conversation_id",
+            filter.conversation_id.as_deref().unwrap_or(""),
+            false,
+            longest,
+        );
+        v.finish()?;
+        if let Some(source) = &filter.source
+            && !principal.may_speak_for(source)
+        {
+            return Err(ServiceError::PermissionDenied(format!(
+                "this key may not watch conversations of source {source:?}"
+            )));
+        }
+        if let Some(channel) = filter.channel {
+            crate::service::delivery::ensure_channel(principal, channel)?;
+        }
+        let wants = Arc::new(ConversationWants {
+            filter,
+            sources: principal.sources.clone(),
+            channels: principal.channels.clone(),
+        });
+        let render = RenderUpdates {
+            names: self.agent_names.clone(),
+        };
+        Ok(self.start(
+            wants,
+            render,
+            None,
+            after_cursor,
+            tracing::info_span!("conversation_stream"),
+        ))
+    }
+
+    fn start<R: Render>(
+        &self,
+        wants: Arc<dyn Interest>,
+        render: R,
+        only_ticket: Option<Uuid>,
+        after_cursor: i64,
+        span: tracing::Span,
+    ) -> StreamOutput<R::Item> {
         let (sender, output) = streams::channel(self.settings.buffer, self.settings.stall);
         let producer = Producer {
             store: self.store.clone(),
             reads: self.reads.clone(),
             tailer: self.tailer.clone(),
             shutdown: self.shutdown.clone(),
-            only_ticket: filter.as_ref().and_then(only_ticket),
-            wants: Arc::new(Wants {
-                filter,
-                internal: principal.sees_internal(),
-            }),
+            only_ticket,
+            wants,
+            render,
             cursor: after_cursor,
             queue: self.settings.buffer.max(1) * 4,
             _gauge: GaugeGuard::new(self.gauge.clone(), StreamKind::Watch),
         };
-        tokio::spawn(
-            producer
-                .run(sender)
-                .instrument(tracing::info_span!("watch_stream")),
-        );
-        Ok(output)
+        tokio::spawn(producer.run(sender).instrument(span));
+        output
+    }
+}
+
+/// How a stream turns an event it wants into what it sends.
+#[async_trait]
+trait Render: Send + Sync + 'static {
+    type Item: Send + 'static;
+    /// `None`: the event is skipped (its cursor still counts as read).
+    async fn render(&self, event: Arc<Event>) -> Option<Self::Item>;
+}
+
+/// `WatchTickets` sends the events themselves, shared with every other watcher.
+struct AsIs;
+
+#[async_trait]
+impl Render for AsIs {
+    type Item = Arc<Event>;
+    async fn render(&self, event: Arc<Event>) -> Option<Arc<Event>> {
+        Some(event)
+    }
+}
+
+/// Which conversations' updates a `WatchConversations` call asks for; unset parts match
+/// everything.
+#[derive(Debug, Clone, Default)]
+pub struct ConversationFilter {
+    pub source: Option<String>,
+    pub channel: Option<Channel>,
+    pub conversation_id: Option<String>,
+}
+
+/// A conversation update with the agent's display name looked up.
+#[derive(Debug, Clone)]
+pub struct ConversationUpdateView {
+    pub update: ConversationUpdate,
+    /// Empty when no agent is named, or the agent is gone.
+    pub agent_name: String,
+}
+
+struct ConversationWants {
+    filter: ConversationFilter,
+    /// The key's sources and channels; empty means any.
+    sources: Vec<String>,
+    channels: Vec<Channel>,
+}
+
+impl Interest for ConversationWants {
+    fn wants(&self, event: &Event) -> bool {
+        let Some(c) = &event.event.ticket.conversation else {
+            return false;
+        };
+        let f = &self.filter;
+        f.source.as_ref().is_none_or(|s| *s == c.source)
+            && f.channel.is_none_or(|ch| ch == c.channel)
+            && f.conversation_id
+                .as_ref()
+                .is_none_or(|id| *id == c.external_id)
+            && (self.sources.is_empty() || self.sources.contains(&c.source))
+            && (self.channels.is_empty() || self.channels.contains(&c.channel))
+            && update_kind(&event.event).is_some()
+    }
+}
+
+struct RenderUpdates {
+    names: Arc<AgentNames>,
+}
+
+#[async_trait]
+impl Render for RenderUpdates {
+    type Item = ConversationUpdateView;
+    async fn render(&self, event: Arc<Event>) -> Option<ConversationUpdateView> {
+        let update = conversation_update(&event)?;
+        let agent_name = match update.agent_id {
+            Some(id) => self.names.name(id).await,
+            None => String::new(),
+        };
+        Some(ConversationUpdateView { update, agent_name })
+    }
+}
+
+/// Agents' display names, shared by every conversation stream and kept a minute.
+struct AgentNames {
+    store: Arc<dyn Store>,
+    cache: moka::sync::Cache<Uuid, String>,
+}
+
+impl AgentNames {
+    fn new(store: Arc<dyn Store>) -> Self {
+        AgentNames {
+            store,
+            cache: moka::sync::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(Duration::from_secs(60))
+                .build(),
+        }
+    }
+
+    /// The agent's name; empty if the agent is gone or the database cannot say now (an
+    /// update without a name beats a stream that stops).
+    async fn name(&self, id: Uuid) -> String {
+        if let Some(name) = self.cache.get(&id) {
+            return name;
+        }
+        match self.store.agent(id).await {
+            Ok(agent) => {
+                let name = agent.map(|a| a.name).unwrap_or_default();
+                self.cache.insert(id, name.clone());
+                name
+            }
+            Err(err) => {
+                tracing::warn!(agent_id = %id, error = %err, "agent name not read for a conversation update");
+                String::new()
+            }
+        }
     }
 }
 
@@ -141,7 +335,7 @@ struct Wants {
     internal: bool,
 }
 
-impl Interest for Arc<Wants> {
+impl Interest for Wants {
     fn wants(&self, event: &Event) -> bool {
         (self.internal || event.event.visibility == Visibility::Public)
             && self
@@ -151,12 +345,13 @@ impl Interest for Arc<Wants> {
     }
 }
 
-struct Producer {
+struct Producer<R> {
     store: Arc<dyn Store>,
     reads: Arc<SharedReads>,
     tailer: Tailer,
     shutdown: watch::Receiver<bool>,
-    wants: Arc<Wants>,
+    wants: Arc<dyn Interest>,
+    render: R,
     only_ticket: Option<Uuid>,
     /// The position of the last event read (sent or filtered out).
     cursor: i64,
@@ -173,8 +368,8 @@ enum Next {
     Stop,
 }
 
-impl Producer {
-    async fn run(mut self, sender: StreamSender<Arc<Event>>) {
+impl<R: Render> Producer<R> {
+    async fn run(mut self, sender: StreamSender<R::Item>) {
         loop {
             let mut subscription = match self
                 .tailer
@@ -210,7 +405,7 @@ impl Producer {
     async fn catch_up(
         &mut self,
         subscription: &mut Subscription,
-        sender: &StreamSender<Arc<Event>>,
+        sender: &StreamSender<R::Item>,
     ) -> Next {
         let from = subscription.from;
         while self.cursor < from {
@@ -274,7 +469,7 @@ impl Producer {
     async fn live(
         &mut self,
         subscription: &mut Subscription,
-        sender: &StreamSender<Arc<Event>>,
+        sender: &StreamSender<R::Item>,
     ) -> Next {
         loop {
             if *self.shutdown.borrow() {
@@ -315,8 +510,11 @@ impl Producer {
 
     /// Sends one event; `false` when the stream is over (the client left, or fell behind
     /// and was told where to resume).
-    async fn send(&self, sender: &StreamSender<Arc<Event>>, event: Arc<Event>) -> bool {
-        match sender.send(event).await {
+    async fn send(&self, sender: &StreamSender<R::Item>, event: Arc<Event>) -> bool {
+        let Some(item) = self.render.render(event).await else {
+            return true;
+        };
+        match sender.send(item).await {
             Sent::Ok => true,
             Sent::Closed => false,
             Sent::Stalled => {

@@ -232,9 +232,18 @@ fn event_columns(event: &NewEvent) -> StoreResult<Vec<(&'static str, Value<'_>)>
         ("contact_id", snapshot.contact_id.into()),
         ("channel", snapshot.channel.map(|c| c.as_str()).into()),
         ("tags", json(&snapshot.tags)?),
-        ("conversation_source", conversation.map(|c| c.source.as_str()).into()),
-        ("conversation_id", conversation.map(|c| c.external_id.as_str()).into()),
-        ("conversation_channel", conversation.map(|c| c.channel.as_str()).into()),
+        (
+            "conversation_source",
+            conversation.map(|c| c.source.as_str()).into(),
+        ),
+        (
+            "conversation_id",
+            conversation.map(|c| c.external_id.as_str()).into(),
+        ),
+        (
+            "conversation_channel",
+            conversation.map(|c| c.channel.as_str()).into(),
+        ),
     ])
 }
 

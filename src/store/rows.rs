@@ -20,7 +20,9 @@ use crate::domain::routing::{
     Agent, Availability, Candidate, Queue, RoutingRule, RuleActions, RuleConditions, Strategy,
 };
 use crate::domain::sla::{Clock, Metric, PolicyConditions, SlaPolicy, Targets, Warning};
-use crate::domain::ticket::{Channel, ConversationRef, Contact, Priority, Status, Ticket, TicketType};
+use crate::domain::ticket::{
+    Channel, Contact, ConversationRef, Priority, Status, Ticket, TicketType,
+};
 
 #[derive(sqlx::FromRow)]
 pub(super) struct TicketRow {

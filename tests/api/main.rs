@@ -6,6 +6,7 @@ mod audit;
 mod auth;
 mod bridge;
 mod certs;
+mod conversation_updates;
 mod delivery;
 mod errors;
 mod harness;
@@ -102,6 +103,11 @@ harness::conformance! {
         a_rule_update_changes_the_masked_fields_under_its_etag,
         a_calendar_update_changes_the_masked_fields_under_its_etag,
         a_policy_update_changes_the_masked_fields_under_its_etag,
+    ],
+    conversation_updates: [
+        a_bot_hears_assignment_reply_and_resolution_and_resumes_without_loss,
+        keys_hear_only_their_own_sources_and_channels,
+        merges_follow_ups_and_tier_escalations_are_told,
     ],
     routing: [
         round_robin_shares_tickets_evenly,

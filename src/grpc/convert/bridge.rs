@@ -97,3 +97,40 @@ pub(crate) fn leased_to_pb(leased: LeasedMessage) -> pb::OutboundMessage {
         lease_id: leased.lease_id.to_string(),
     }
 }
+
+pub(crate) fn conversation_update_to_pb(view: ConversationUpdateView) -> pb::ConversationUpdate {
+    use crate::domain::conversation_update::UpdateKind;
+    use pb::ConversationUpdateKind as Kind;
+    let u = view.update;
+    let kind = match u.kind {
+        UpdateKind::TicketOpened => Kind::TicketOpened,
+        UpdateKind::AgentAssigned => Kind::AgentAssigned,
+        UpdateKind::StatusChanged => Kind::StatusChanged,
+        UpdateKind::AgentReplied => Kind::AgentReplied,
+        UpdateKind::WaitingForCustomer => Kind::WaitingForCustomer,
+        UpdateKind::Resolved => Kind::Resolved,
+        UpdateKind::Closed => Kind::Closed,
+        UpdateKind::Merged => Kind::Merged,
+        UpdateKind::FollowUpOpened => Kind::FollowUpOpened,
+        UpdateKind::TierEscalated => Kind::TierEscalated,
+    };
+    let (merged_into_ticket_id, merged_into_ticket_number) = u
+        .merged_into
+        .map(|(id, number)| (id.to_string(), number))
+        .unwrap_or_default();
+    pb::ConversationUpdate {
+        cursor: u.cursor,
+        source: u.conversation.source,
+        conversation_id: u.conversation.external_id,
+        channel: channel_to_pb(u.conversation.channel),
+        ticket_id: u.ticket_id.to_string(),
+        ticket_number: u.ticket_number,
+        kind: kind as i32,
+        status: status_to_pb(u.status),
+        agent_name: view.agent_name,
+        body: u.body,
+        occurred_at: Some(timestamp(u.occurred_at)),
+        merged_into_ticket_id,
+        merged_into_ticket_number,
+    }
+}

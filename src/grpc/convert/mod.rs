@@ -35,6 +35,7 @@ use crate::domain::sla::{ClockState, Metric};
 use crate::domain::ticket::{Channel, ContactInput, Priority, Status, Ticket, TicketType};
 use crate::domain::validation::{Violations, parse_optional_uuid};
 use crate::service::sla::SlaReadings;
+use crate::service::watch::ConversationUpdateView;
 
 pub(crate) fn timestamp(at: DateTime<Utc>) -> Timestamp {
     Timestamp {

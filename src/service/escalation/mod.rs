@@ -26,7 +26,8 @@ use crate::domain::event::{
     Actor, ActorKind, Event, EventKind, EventPayload, FieldChange, NewEvent, Visibility,
 };
 use crate::domain::ticket::{
-    self, Channel, ContactInput, ConversationRef, MAX_SUBJECT_CHARS, Priority, Status, Ticket, TicketType,
+    self, Channel, ContactInput, ConversationRef, MAX_SUBJECT_CHARS, Priority, Status, Ticket,
+    TicketType,
 };
 use crate::domain::validation::Violations;
 use crate::store::{
