@@ -117,6 +117,16 @@ pub struct Settings {
     #[arg(long, env = "TICKETD_CONSUMER_GROUP_IDLE_HOURS", default_value_t = 168)]
     pub consumer_group_idle_hours: u64,
 
+    /// The support mailbox: outbound email answers from it (plus-addressed with the
+    /// ticket's reply token) and ticketd's Message-IDs use its domain. Set it to the
+    /// address customers write to.
+    #[arg(
+        long,
+        env = "TICKETD_EMAIL_ADDRESS",
+        default_value = "support@ticketd.invalid"
+    )]
+    pub email_address: crate::domain::email::Mailbox,
+
     /// How often expired request ids and idle consumer groups are cleaned up.
     #[arg(long, env = "TICKETD_HOUSEKEEPING_SECONDS", default_value_t = 600)]
     pub housekeeping_seconds: u64,
@@ -227,6 +237,9 @@ impl Settings {
             database_statement_timeout_seconds: 30,
             delivery_lease_seconds: 30,
             consumer_group_idle_hours: 168,
+            email_address: "support@ticketd.invalid"
+                .parse()
+                .expect("the default mailbox is valid"),
             housekeeping_seconds: 600,
             idempotency_hours: 24,
             rate_limit_per_second: 200,
@@ -261,6 +274,7 @@ impl Settings {
                 streams: streams.clone(),
                 lease: Duration::from_secs(self.delivery_lease_seconds.max(1)),
                 group_idle: Duration::from_secs(self.consumer_group_idle_hours.max(1) * 3600),
+                mailbox: self.email_address.clone(),
             },
             streams,
             // Half the message limit leaves room for encoding overhead the estimate

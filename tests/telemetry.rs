@@ -182,6 +182,8 @@ async fn traces_carry_the_callers_trace_id_and_metrics_count_calls() {
     let message = tokio_stream::StreamExt::next(&mut stream)
         .await
         .unwrap()
+        .unwrap()
+        .message
         .unwrap();
     escalation
         .ack_delivery(pb::AckDeliveryRequest {

@@ -3,6 +3,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::email::EmailThreading;
 use super::event::AttachmentMeta;
 use super::ticket::{Channel, text_enum};
 
@@ -45,6 +46,17 @@ pub struct Acknowledgement {
     pub error: String,
 }
 
+text_enum!(
+    /// What an outbound message is, for gateways that treat them differently: an agent's
+    /// public reply, an automatic response sent on the team's behalf (acknowledgement,
+    /// after-hours), or a notice about the ticket rather than an answer.
+    OutboundKind {
+        Reply = "REPLY",
+        AutoResponse = "AUTO_RESPONSE",
+        Notification = "NOTIFICATION",
+    }
+);
+
 /// The consumer group of subscribers that name none.
 pub const DEFAULT_CONSUMER_GROUP: &str = "default";
 
@@ -64,6 +76,9 @@ pub struct OutboundMessage {
     pub subject: String,
     pub body: String,
     pub attachments: Vec<AttachmentMeta>,
+    pub kind: OutboundKind,
+    /// The bot or platform of the linked conversation, or empty.
+    pub source: String,
     pub created_at: DateTime<Utc>,
 }
 
@@ -78,4 +93,6 @@ pub struct LeasedMessage {
     pub lease_expires_at: DateTime<Utc>,
     /// The attachments' bytes, in the order of `message.attachments`.
     pub contents: Vec<Vec<u8>>,
+    /// For email: the headers that thread it with the ticket's other messages.
+    pub email: Option<EmailThreading>,
 }

@@ -7,6 +7,7 @@ pub mod calendar;
 pub mod conversation;
 pub mod conversation_update;
 pub mod delivery;
+pub mod email;
 pub mod event;
 pub mod filter;
 pub mod routing;

@@ -149,7 +149,7 @@ impl EscalationService for EscalationApi {
         }))
     }
 
-    type SubscribeChannelStream = GrpcStream<pb::OutboundMessage>;
+    type SubscribeChannelStream = GrpcStream<pb::SubscribeChannelResponse>;
 
     async fn subscribe_channel(
         &self,

@@ -19,6 +19,7 @@ use crate::domain::auth::Principal;
 use crate::domain::delivery::{
     Acknowledgement, DEFAULT_CONSUMER_GROUP, DeliveryOutcome, DeliveryStatus, LeasedMessage,
 };
+use crate::domain::email::Mailbox;
 use crate::domain::event::{EventKind, EventPayload, NewEvent, Visibility};
 use crate::domain::ticket::Channel;
 use crate::domain::validation::Violations;
@@ -56,6 +57,8 @@ pub struct DeliverySettings {
     pub lease: Duration,
     /// A consumer group no subscriber has opened for this long expires.
     pub group_idle: Duration,
+    /// The support mailbox outbound email threads under.
+    pub mailbox: Mailbox,
 }
 
 fn group_name(group: &str, v: &mut Violations) -> String {
@@ -146,6 +149,7 @@ impl DeliveryService {
             seen_at: self.clock.now(),
             seen_every: (self.group_idle() / 4).min(SEEN_EVERY),
             poll: settings.poll,
+            mailbox: self.settings.mailbox.clone(),
             _gauge: GaugeGuard::new(self.gauge.clone(), StreamKind::Delivery),
         };
         // The stream's span is a child of the call's, so deliveries join its trace.
@@ -299,6 +303,7 @@ struct Producer {
     seen_every: TimeDelta,
     /// How soon to look again when another subscriber is claiming at the same time.
     poll: Duration,
+    mailbox: Mailbox,
     _gauge: GaugeGuard,
 }
 
@@ -416,7 +421,11 @@ impl Producer {
             .increment(leased.len() as u64);
         }
         let count = leased.len();
-        for message in leased {
+        for mut message in leased {
+            if message.message.channel == Channel::Email {
+                let m = &message.message;
+                message.email = Some(self.mailbox.threading(m.id, m.ticket_id));
+            }
             let span = tracing::info_span!(
                 "deliver",
                 message_id = %message.message.id,

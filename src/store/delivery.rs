@@ -17,7 +17,8 @@ use crate::domain::ticket::Channel;
 macro_rules! select_outbound {
     () => {
         "SELECT m.id, m.ticket_id, t.number AS ticket_number, m.event_id, m.conversation_id, \
-         m.channel, m.recipient, m.subject, m.body, m.attachments, m.created_at \
+         m.channel, m.recipient, m.subject, m.body, m.attachments, m.kind, m.source, \
+         m.created_at \
          FROM outbound_messages m JOIN tickets t ON t.id = m.ticket_id"
     };
 }
@@ -98,8 +99,8 @@ const SUM_UP_MESSAGE: &str = "UPDATE outbound_messages SET status = $2, \
 
 const INSERT_OUTBOUND: &str = "INSERT INTO outbound_messages \
     (id, ticket_id, event_id, conversation_id, channel, recipient, subject, body, attachments, \
-    status, created_at, updated_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, 'QUEUED', $10, $10)";
+    kind, source, status, created_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, 'QUEUED', $12, $12)";
 
 /// A new message is queued for every consumer group that has subscribed to its channel.
 const QUEUE_FOR_GROUPS: &str = "INSERT INTO deliveries \
@@ -311,6 +312,7 @@ impl DeliveryStore for SqlStore {
                 lease_id,
                 lease_expires_at: until,
                 contents,
+                email: None,
             });
         }
         tx.commit().await?;
@@ -433,6 +435,8 @@ pub(super) async fn queue_outbound(tx: &mut Tx, message: &OutboundMessage) -> St
         .bind(&message.subject)
         .bind(&message.body)
         .bind(json(&message.attachments)?)
+        .bind(message.kind.as_str())
+        .bind(&message.source)
         .bind(message.created_at)
         .execute(&mut *tx)
         .await?;

@@ -11,7 +11,7 @@ use crate::domain::audit::{AuditAction, AuditEntry, AuditResource};
 use crate::domain::auth::Role;
 use crate::domain::calendar::BusinessCalendar;
 use crate::domain::conversation::Conversation;
-use crate::domain::delivery::OutboundMessage;
+use crate::domain::delivery::{OutboundKind, OutboundMessage};
 use crate::domain::event::{
     Actor, ActorKind, AttachmentMeta, DeliveryView, Event, EventKind, EventPayload, FieldChange,
     NewEvent, TicketSnapshot, Visibility,
@@ -247,6 +247,8 @@ pub(super) struct OutboundRow {
     subject: String,
     body: String,
     attachments: Json<Vec<AttachmentMeta>>,
+    kind: String,
+    source: String,
     created_at: DateTime<Utc>,
 }
 
@@ -265,6 +267,8 @@ impl TryFrom<OutboundRow> for OutboundMessage {
             subject: row.subject,
             body: row.body,
             attachments: row.attachments.0,
+            kind: parse_text("outbound kind", &row.kind, OutboundKind::parse)?,
+            source: row.source,
             created_at: row.created_at,
         })
     }

@@ -14,7 +14,10 @@ use crate::harness::{
     Backend, Escalation, Tickets, spawn_app, spawn_app_with, spawn_app_with_manual_clock,
 };
 
-async fn subscribe(client: &mut Escalation, group: &str) -> Streaming<pb::OutboundMessage> {
+async fn subscribe(
+    client: &mut Escalation,
+    group: &str,
+) -> Streaming<pb::SubscribeChannelResponse> {
     client
         .subscribe_channel(pb::SubscribeChannelRequest {
             channel: pb::Channel::Chat as i32,
@@ -26,11 +29,11 @@ async fn subscribe(client: &mut Escalation, group: &str) -> Streaming<pb::Outbou
 }
 
 async fn next(
-    stream: &mut Streaming<pb::OutboundMessage>,
+    stream: &mut Streaming<pb::SubscribeChannelResponse>,
     within: Duration,
 ) -> Option<pb::OutboundMessage> {
     match tokio::time::timeout(within, stream.next()).await {
-        Ok(Some(Ok(message))) => Some(message),
+        Ok(Some(Ok(response))) => response.message,
         Ok(Some(Err(status))) => panic!("stream failed: {status:?}"),
         Ok(None) | Err(_) => None,
     }
@@ -609,4 +612,66 @@ pub async fn messages_left_by_expired_groups_are_not_sent_weeks_late(backend: Ba
         next(&mut back, Duration::from_millis(1500)).await.is_none(),
         "a group that comes back is not sent what was abandoned"
     );
+}
+
+pub async fn outbound_messages_say_what_they_are_and_email_threads(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.email_address = "help@acme.test".parse().unwrap();
+    })
+    .await;
+    let gateway = app.key(pb::Role::Gateway, None).await;
+    let mut gw = app.escalation_as(&gateway);
+    let mut by_mail = escalation("mail-1", 1);
+    by_mail.conversation.as_mut().unwrap().channel = pb::Channel::Email as i32;
+    let (mail_ticket, _) = escalate(&mut app.escalation(), by_mail).await;
+    let (chat_ticket, _) = escalate(&mut app.escalation(), escalation("chat-1", 1)).await;
+    let mut mail = gw
+        .subscribe_channel(pb::SubscribeChannelRequest {
+            channel: pb::Channel::Email as i32,
+            consumer_group: "smtp".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut chat = subscribe(&mut gw, "chat").await;
+    let mut tickets = app.tickets();
+    reply(&mut tickets, &mail_ticket.id, "Your password is reset.").await;
+    reply(&mut tickets, &chat_ticket.id, "Done!").await;
+
+    let email = next(&mut mail, Duration::from_secs(10))
+        .await
+        .expect("the email");
+    assert_eq!(email.kind(), pb::OutboundKind::Reply);
+    assert_eq!(email.source, "helpbot");
+    assert_eq!(email.recipient, "ada@example.com");
+    assert!(
+        email
+            .subject
+            .contains(&format!("[#{}]", mail_ticket.number)),
+        "{}",
+        email.subject
+    );
+    let headers = email.email.expect("threading headers");
+    let message_id = uuid::Uuid::parse_str(&email.message_id).unwrap();
+    let ticket_id = uuid::Uuid::parse_str(&mail_ticket.id).unwrap();
+    assert_eq!(
+        headers.message_id,
+        format!("<{}@acme.test>", message_id.simple())
+    );
+    assert_eq!(
+        headers.in_reply_to,
+        format!("<ticket.{}@acme.test>", ticket_id.simple())
+    );
+    assert_eq!(headers.references, vec![headers.in_reply_to.clone()]);
+    assert_eq!(
+        headers.reply_to,
+        format!("help+t{}@acme.test", ticket_id.simple())
+    );
+
+    let chat_message = next(&mut chat, Duration::from_secs(10))
+        .await
+        .expect("the chat message");
+    assert_eq!(chat_message.kind(), pb::OutboundKind::Reply);
+    assert_eq!(chat_message.source, "helpbot");
+    assert_eq!(chat_message.email, None, "only email has mail headers");
 }

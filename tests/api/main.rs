@@ -98,6 +98,7 @@ harness::conformance! {
         consumer_groups_are_bounded_and_idle_ones_expire,
         a_delivery_made_before_the_stream_dropped_may_still_be_acknowledged,
         messages_left_by_expired_groups_are_not_sent_weeks_late,
+        outbound_messages_say_what_they_are_and_email_threads,
     ],
     admin_updates: [
         a_rule_update_changes_the_masked_fields_under_its_etag,

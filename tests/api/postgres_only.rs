@@ -278,6 +278,8 @@ pub async fn replicas_share_deliveries_and_watches(backend: Backend) {
         .await
         .expect("the gateway on B is woken by A's commit")
         .unwrap()
+        .unwrap()
+        .message
         .unwrap();
     assert_eq!(delivered.body, "from replica A");
     let seen = next_event(&mut watcher_on_b, Duration::from_secs(5))

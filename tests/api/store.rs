@@ -9,7 +9,7 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use ticketd::domain::audit::AuditEntry;
 use ticketd::domain::calendar::BusinessCalendar;
-use ticketd::domain::delivery::{Acknowledgement, DeliveryOutcome, OutboundMessage};
+use ticketd::domain::delivery::{Acknowledgement, DeliveryOutcome, OutboundKind, OutboundMessage};
 use ticketd::domain::event::{Actor, EventKind, EventPayload, NewEvent, Visibility};
 use ticketd::domain::routing::{Agent, Availability, Queue, Strategy};
 use ticketd::domain::sla::{Clock, Metric, Plan};
@@ -122,6 +122,8 @@ async fn ticket_with_a_queued_message(store: &dyn Store) -> OutboundMessage {
         subject: "Re: Reply pending".into(),
         body: "Here you go".into(),
         attachments: Vec::new(),
+        kind: OutboundKind::Reply,
+        source: String::new(),
         created_at: at(1),
     };
     store

@@ -67,7 +67,7 @@ pub(crate) fn transcript_from_pb(
     })
 }
 
-pub(crate) fn leased_to_pb(leased: LeasedMessage) -> pb::OutboundMessage {
+pub(crate) fn leased_to_pb(leased: LeasedMessage) -> pb::SubscribeChannelResponse {
     let m = leased.message;
     let attachments = m
         .attachments
@@ -81,7 +81,18 @@ pub(crate) fn leased_to_pb(leased: LeasedMessage) -> pb::OutboundMessage {
             size_bytes: meta.size_bytes,
         })
         .collect();
-    pb::OutboundMessage {
+    let kind = match m.kind {
+        OutboundKind::Reply => pb::OutboundKind::Reply,
+        OutboundKind::AutoResponse => pb::OutboundKind::AutoResponse,
+        OutboundKind::Notification => pb::OutboundKind::Notification,
+    };
+    let email = leased.email.map(|e| pb::EmailHeaders {
+        message_id: e.message_id,
+        in_reply_to: e.in_reply_to,
+        references: e.references,
+        reply_to: e.reply_to,
+    });
+    let message = pb::OutboundMessage {
         message_id: m.id.to_string(),
         ticket_id: m.ticket_id.to_string(),
         ticket_number: m.ticket_number,
@@ -95,6 +106,12 @@ pub(crate) fn leased_to_pb(leased: LeasedMessage) -> pb::OutboundMessage {
         lease_expires_at: Some(timestamp(leased.lease_expires_at)),
         consumer_group: leased.consumer_group,
         lease_id: leased.lease_id.to_string(),
+        kind: kind as i32,
+        source: m.source,
+        email,
+    };
+    pb::SubscribeChannelResponse {
+        message: Some(message),
     }
 }
 

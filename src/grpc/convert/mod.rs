@@ -25,7 +25,7 @@ use crate::domain::audit::AuditEntry;
 use crate::domain::auth::ApiKey as ApiKeyRecord;
 use crate::domain::auth::Role;
 use crate::domain::conversation::{AttachmentInput, MessageRole, TranscriptMessage};
-use crate::domain::delivery::{DeliveryOutcome, DeliveryStatus, LeasedMessage};
+use crate::domain::delivery::{DeliveryOutcome, DeliveryStatus, LeasedMessage, OutboundKind};
 use crate::domain::event::{
     Actor, ActorKind, AttachmentMeta, DeliveryView, Event, EventKind, EventPayload, FieldChange,
     Visibility,

@@ -61,6 +61,11 @@ impl TicketService {
                 subject: format!("Re: [#{}] {}", ticket.number, ticket.subject),
                 body: body.clone(),
                 attachments: meta.clone(),
+                kind: OutboundKind::Reply,
+                source: conversation
+                    .as_ref()
+                    .map(|c| c.source.clone())
+                    .unwrap_or_default(),
                 created_at: at,
             };
             Ok(Entry {

@@ -27,7 +27,7 @@ use crate::clock::Clock;
 use crate::domain::auth::{Principal, Role};
 pub use crate::domain::conversation::AttachmentInput;
 use crate::domain::conversation::Conversation;
-use crate::domain::delivery::{DeliveryStatus, OutboundMessage};
+use crate::domain::delivery::{DeliveryStatus, OutboundKind, OutboundMessage};
 use crate::domain::event::{
     Actor, AttachmentMeta, DeliveryView, Event, EventKind, EventPayload, FieldChange, NewEvent,
     TicketSnapshot, Visibility,
