@@ -195,7 +195,7 @@ impl ContactInput {
     }
 }
 
-fn looks_like_email(text: &str) -> bool {
+pub(crate) fn looks_like_email(text: &str) -> bool {
     match text.split_once('@') {
         Some((local, domain)) => {
             !local.is_empty() && domain.contains('.') && !text.chars().any(char::is_whitespace)

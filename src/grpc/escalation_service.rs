@@ -138,6 +138,7 @@ impl EscalationService for EscalationApi {
                         .collect(),
                     external_message_id: r.external_message_id.trim().to_owned(),
                     request_id: r.request_id,
+                    contact: r.contact.map(convert::contact_from_pb),
                 },
             )
             .await?;
@@ -146,6 +147,7 @@ impl EscalationService for EscalationApi {
             entry: Some(event_to_pb(outcome.entry)),
             duplicate: outcome.duplicate,
             follow_up: outcome.follow_up,
+            created: outcome.created,
         }))
     }
 

@@ -41,6 +41,12 @@ const TICKET_BY_NUMBER: &str = concat!(select_tickets!(), " WHERE t.number = $1"
 /// Empty strings and a NULL `vip` keep what is stored: a caller that knows only the
 /// external id must not erase the name and email another caller supplied. With `$8`
 /// (fill only) stored values win over new ones and `vip` is set only on insert.
+const CONTACT_BY_EMAIL: &str = "SELECT id, external_id, name, email, phone, vip \
+    FROM contacts WHERE lower(email) = lower($1) AND email <> '' ORDER BY created_at, id LIMIT 1";
+
+const CONTACT_BY_PHONE: &str = "SELECT id, external_id, name, email, phone, vip \
+    FROM contacts WHERE phone = $1 AND phone <> '' ORDER BY created_at, id LIMIT 1";
+
 const UPSERT_CONTACT: &str = "INSERT INTO contacts \
     (id, external_id, name, email, phone, vip, created_at, updated_at) \
     VALUES ($1, $2, $3, $4, $5, COALESCE($6, FALSE), $7, $7) \
@@ -81,6 +87,10 @@ pub trait TicketStore: Send + Sync {
     ) -> StoreResult<CreateOutcome>;
 
     async fn ticket(&self, key: TicketKey) -> StoreResult<Option<Ticket>>;
+
+    /// The contact with this email (any case), else the one with this phone; an empty
+    /// value is not looked for. The oldest contact wins when several share an address.
+    async fn contact_by_address(&self, email: &str, phone: &str) -> StoreResult<Option<Contact>>;
 
     async fn list_tickets(&self, query: &TicketQuery) -> StoreResult<Vec<Ticket>>;
 
@@ -176,6 +186,30 @@ impl TicketStore for SqlStore {
             ticket: Box::new(ticket),
             committed,
         })
+    }
+
+    async fn contact_by_address(&self, email: &str, phone: &str) -> StoreResult<Option<Contact>> {
+        for (statement, value) in [(CONTACT_BY_EMAIL, email), (CONTACT_BY_PHONE, phone)] {
+            if value.is_empty() {
+                continue;
+            }
+            let found: Option<(Uuid, String, String, String, String, bool)> =
+                Statement::new(statement)
+                    .bind(value)
+                    .fetch_optional(&self.pools)
+                    .await?;
+            if let Some((id, external_id, name, email, phone, vip)) = found {
+                return Ok(Some(Contact {
+                    id,
+                    external_id,
+                    name,
+                    email,
+                    phone,
+                    vip,
+                }));
+            }
+        }
+        Ok(None)
     }
 
     async fn ticket(&self, key: TicketKey) -> StoreResult<Option<Ticket>> {

@@ -386,10 +386,19 @@ pub async fn customer_messages_land_on_their_ticket_and_reopen_it(backend: Backe
     assert_eq!(messages, 2);
 
     let unknown = client
-        .post_customer_message(customer_message("no-such-conversation", "hi", ""))
+        .post_customer_message(pb::PostCustomerMessageRequest {
+            source: String::new(),
+            conversation_id: String::new(),
+            ticket_id: Uuid::now_v7().to_string(),
+            ..customer_message("", "hi", "")
+        })
         .await
         .unwrap_err();
-    assert_eq!(unknown.code(), Code::NotFound);
+    assert_eq!(
+        unknown.code(),
+        Code::NotFound,
+        "an unknown ticket is not made up"
+    );
     let nowhere = client
         .post_customer_message(pb::PostCustomerMessageRequest {
             source: String::new(),

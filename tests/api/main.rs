@@ -10,6 +10,7 @@ mod conversation_updates;
 mod delivery;
 mod errors;
 mod harness;
+mod intake;
 mod lifecycle;
 mod merge;
 mod postgres_only;
@@ -109,6 +110,10 @@ harness::conformance! {
         a_bot_hears_assignment_reply_and_resolution_and_resumes_without_loss,
         keys_hear_only_their_own_sources_and_channels,
         merges_follow_ups_and_tier_escalations_are_told,
+    ],
+    intake: [
+        a_text_from_an_unknown_number_opens_a_routed_ticket_and_the_reply_comes_back,
+        intake_finds_contacts_by_address_and_concurrent_first_messages_open_one_ticket,
     ],
     routing: [
         round_robin_shares_tickets_evenly,

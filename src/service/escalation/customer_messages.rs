@@ -1,5 +1,7 @@
 //! Customer messages from gateways: each lands on its conversation's ticket exactly once,
-//! reopening a waiting or resolved ticket and opening a follow-up for a closed one.
+//! reopening a waiting or resolved ticket and opening a follow-up for a closed one. A
+//! message for a conversation ticketd has not seen opens its ticket (intake without a
+//! bot: a new SMS, chat or email thread).
 
 use super::*;
 use crate::service::delivery::ensure_channel;
@@ -21,6 +23,9 @@ pub struct CustomerMessageInput {
     pub external_message_id: String,
     /// The caller's retry key; see `RequestIds`.
     pub request_id: String,
+    /// Who wrote, for a conversation without a ticket yet; see
+    /// [`EscalationService::intake_contact`].
+    pub contact: Option<ContactInput>,
 }
 
 /// What became of a customer message.
@@ -32,6 +37,8 @@ pub struct CustomerMessageOutcome {
     pub duplicate: bool,
     /// The message was for a closed ticket and opened `ticket` as its follow-up.
     pub follow_up: bool,
+    /// The message started a conversation and opened `ticket`.
+    pub created: bool,
 }
 
 impl EscalationService {
@@ -73,6 +80,20 @@ impl EscalationService {
             v.line("source", source, true, MAX_NAME_CHARS);
             v.line("conversation_id", external_id, true, MAX_NAME_CHARS);
         }
+        if let Some(contact) = &input.contact {
+            // Only `external_id` may be left out: intake makes one up from the address.
+            ContactInput {
+                external_id: "-".into(),
+                ..contact.clone()
+            }
+            .validate("contact", &mut v);
+            v.line(
+                "contact.external_id",
+                &contact.external_id,
+                false,
+                crate::domain::ticket::MAX_CONTACT_FIELD_CHARS,
+            );
+        }
         v.finish()?;
         let channel = input.channel.unwrap_or(Channel::Chat);
         ensure_channel(principal, channel)?;
@@ -94,7 +115,13 @@ impl EscalationService {
                         source,
                         external_id,
                     } => {
-                        let conversation = self.known_conversation(source, external_id).await?;
+                        let Some(conversation) =
+                            self.store.conversation(source, external_id).await?
+                        else {
+                            return self
+                                .open_from_message(principal, input, channel, source, external_id)
+                                .await;
+                        };
                         if conversation.channel != channel {
                             return Err(ServiceError::invalid(
                                 "channel",
@@ -164,6 +191,7 @@ impl EscalationService {
             entry,
             duplicate: true,
             follow_up: false,
+            created: false,
         }))
     }
 
@@ -184,6 +212,7 @@ impl EscalationService {
             entry,
             duplicate: true,
             follow_up: false,
+            created: false,
         })
     }
 
@@ -319,6 +348,7 @@ impl EscalationService {
                         entry,
                         duplicate: false,
                         follow_up: false,
+                        created: false,
                     }),
                     _ => Err(ServiceError::NotFound(format!("ticket {ticket_id}"))),
                 }
@@ -421,6 +451,7 @@ impl EscalationService {
                     entry,
                     duplicate: false,
                     follow_up: true,
+                    created: false,
                 })
             }
             Ok(CreateOutcome::Replayed(event_id)) => self.replayed(event_id).await,
@@ -429,5 +460,204 @@ impl EscalationService {
             )),
             Err(other) => Err(other.into()),
         }
+    }
+
+    /// Opens the ticket of a conversation that starts with this message: its contact
+    /// found or created, its subject the message's first line, routed and under SLA like
+    /// any new ticket.
+    async fn open_from_message(
+        &self,
+        principal: &Principal,
+        input: &CustomerMessageInput,
+        channel: Channel,
+        source: &str,
+        external_id: &str,
+    ) -> ServiceResult<CustomerMessageOutcome> {
+        ensure_source(principal, source)?;
+        let mut contact = self
+            .intake_contact(input, channel, source, external_id)
+            .await?;
+        contact.fill_only = !principal.may_edit_contacts();
+        let mut v = Violations::new();
+        contact.validate("contact", &mut v);
+        v.finish()?;
+        let at = self.clock.now();
+        let who = [&contact.name, &input.sender, &contact.email, &contact.phone]
+            .into_iter()
+            .find(|s| !s.is_empty())
+            .cloned()
+            .unwrap_or_else(|| "a customer".to_owned());
+        let subject = match headline(&input.text, MAX_SUBJECT_CHARS) {
+            line if line.is_empty() => {
+                headline(&format!("{channel} message from {who}"), MAX_SUBJECT_CHARS)
+            }
+            line => line,
+        };
+        let link = ConversationRef {
+            source: source.to_owned(),
+            external_id: external_id.to_owned(),
+            channel,
+        };
+        let mut draft = TicketDraft {
+            id: Uuid::now_v7(),
+            subject,
+            description: input.text.clone(),
+            status: Status::Open,
+            priority: Priority::Medium,
+            ticket_type: TicketType::Question,
+            tags: Vec::new(),
+            custom_fields: Default::default(),
+            contact,
+            assignee_id: None,
+            queue_id: None,
+            channel: Some(channel),
+            follow_up_of_id: None,
+            conversation: Some(link),
+            tier: 1,
+            required_skills: Vec::new(),
+            vip_handlers_only: false,
+            created_at: at,
+        };
+        let plan = self.routing.plan(&mut draft, Some(source), false).await?;
+        let record = Conversation {
+            id: Uuid::now_v7(),
+            source: source.to_owned(),
+            external_id: external_id.to_owned(),
+            channel,
+            ticket_id: draft.id,
+            summary: String::new(),
+            intent: String::new(),
+            metadata: Default::default(),
+        };
+        let customer = Actor {
+            kind: ActorKind::Customer,
+            id: None,
+            name: who,
+        };
+        let created = draft_event(
+            &draft,
+            EventKind::TicketCreated,
+            customer.clone(),
+            Visibility::Internal,
+            EventPayload::created(&draft.subject, draft.priority, draft.status, None),
+        );
+        let mut message = draft_event(
+            &draft,
+            EventKind::CustomerMessage,
+            customer.clone(),
+            Visibility::Public,
+            EventPayload::Note {
+                body: String::new(),
+            },
+        );
+        let files = Self::customer_event(input, channel, draft.id, &mut message, &customer.name);
+        message.ticket.channel = Some(channel);
+        let message_id = message.id;
+        let changes = Changeset {
+            events: vec![created, message],
+            attachments: files,
+            inbound: Self::inbound_claim(input, channel, draft.id, message_id, at),
+            conversation: Some(ConversationWrite::Insert(record, at)),
+            ..Changeset::default()
+        };
+        let claim = self.request_claim(principal, input, channel, message_id);
+        match self.writer.create_ticket(draft, changes, claim).await {
+            Ok(CreateOutcome::Created {
+                ticket,
+                mut committed,
+            }) => {
+                tracing::info!(ticket_id = %ticket.id, number = ticket.number, "conversation opened by a customer message");
+                metrics::counter!(
+                    "ticketd_tickets_created_total",
+                    "channel" => channel.as_str(),
+                    "priority" => ticket.priority.as_str()
+                )
+                .increment(1);
+                let entry = committed
+                    .events
+                    .pop()
+                    .ok_or_else(|| ServiceError::NotFound("customer message".into()))?;
+                let ticket = if ticket.queue_id.is_some() && ticket.assignee_id.is_none() {
+                    self.routing.route(ticket.id, &plan, true).await?
+                } else {
+                    *ticket
+                };
+                Ok(CustomerMessageOutcome {
+                    ticket,
+                    entry,
+                    duplicate: false,
+                    follow_up: false,
+                    created: true,
+                })
+            }
+            Ok(CreateOutcome::Replayed(event_id)) => self.replayed(event_id).await,
+            // Another message opened the conversation first: this one joins its ticket.
+            Err(StoreError::ConversationExists(_) | StoreError::DuplicateInbound(_)) => Err(
+                ServiceError::Contended("conversation opened concurrently".into()),
+            ),
+            Err(other) => Err(other.into()),
+        }
+    }
+
+    /// The contact of a conversation's first message: by the external id the gateway
+    /// sent; else the contact with the message's email address or phone number (the
+    /// sender's address on EMAIL and SMS); else a new contact named after that address,
+    /// or after the conversation when there is none.
+    async fn intake_contact(
+        &self,
+        input: &CustomerMessageInput,
+        channel: Channel,
+        source: &str,
+        external_id: &str,
+    ) -> ServiceResult<ContactInput> {
+        let given = input.contact.clone().unwrap_or_default();
+        let sender = input.sender.trim();
+        let email = match (given.email.is_empty(), channel) {
+            (false, _) => given.email.clone(),
+            (true, Channel::Email) if ticket::looks_like_email(sender) => sender.to_owned(),
+            _ => String::new(),
+        };
+        let phone = match (given.phone.is_empty(), channel) {
+            (false, _) => given.phone.clone(),
+            (true, Channel::Sms) => sender.to_owned(),
+            _ => String::new(),
+        };
+        let name = given.name.clone();
+        if !given.external_id.is_empty() {
+            return Ok(ContactInput {
+                email,
+                phone,
+                ..given
+            });
+        }
+        if let Some(found) = self.store.contact_by_address(&email, &phone).await? {
+            return Ok(ContactInput {
+                external_id: found.external_id,
+                name,
+                email,
+                phone,
+                vip: None,
+                fill_only: true,
+            });
+        }
+        let external_id = if !email.is_empty() {
+            format!("email:{}", email.to_lowercase())
+        } else if !phone.is_empty() {
+            format!("phone:{phone}")
+        } else {
+            format!("{source}:{external_id}")
+        };
+        Ok(ContactInput {
+            external_id,
+            name: if name.is_empty() && channel == Channel::Chat {
+                sender.to_owned()
+            } else {
+                name
+            },
+            email,
+            phone,
+            vip: given.vip,
+            fill_only: true,
+        })
     }
 }
