@@ -8,6 +8,7 @@ pub mod conversation;
 pub mod conversation_update;
 pub mod delivery;
 pub mod email;
+pub mod inbound_email;
 pub mod event;
 pub mod filter;
 pub mod routing;
