@@ -149,6 +149,7 @@ impl App {
 
         let limits = GrpcLimits {
             max_message_bytes: self.settings.max_message_bytes,
+            max_email_bytes: self.settings.max_email_bytes,
             request_timeout: self.settings.request_timeout(),
         };
         let timer = tokio::spawn(
@@ -198,6 +199,7 @@ impl App {
                     max_in_flight: self.settings.max_concurrent_requests,
                     rates: self.settings.rate_limits(),
                     max_message_bytes: self.settings.max_message_bytes,
+                    max_email_bytes: self.settings.max_email_bytes,
                 },
             ))
             .add_routes(grpc::routes(&self.services, &limits))

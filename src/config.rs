@@ -127,6 +127,11 @@ pub struct Settings {
     )]
     pub email_address: crate::domain::email::Mailbox,
 
+    /// Largest raw email `IngestEmail` accepts, in bytes. The call's message limit grows
+    /// to fit it.
+    #[arg(long, env = "TICKETD_MAX_EMAIL_BYTES", default_value_t = 25 * 1024 * 1024)]
+    pub max_email_bytes: usize,
+
     /// How often expired request ids and idle consumer groups are cleaned up.
     #[arg(long, env = "TICKETD_HOUSEKEEPING_SECONDS", default_value_t = 600)]
     pub housekeeping_seconds: u64,
@@ -240,6 +245,7 @@ impl Settings {
             email_address: "support@ticketd.invalid"
                 .parse()
                 .expect("the default mailbox is valid"),
+            max_email_bytes: 25 * 1024 * 1024,
             housekeeping_seconds: 600,
             idempotency_hours: 24,
             rate_limit_per_second: 200,
@@ -275,6 +281,10 @@ impl Settings {
                 lease: Duration::from_secs(self.delivery_lease_seconds.max(1)),
                 group_idle: Duration::from_secs(self.consumer_group_idle_hours.max(1) * 3600),
                 mailbox: self.email_address.clone(),
+            },
+            email: crate::service::escalation::EmailSettings {
+                mailbox: self.email_address.clone(),
+                max_bytes: self.max_email_bytes.max(1024),
             },
             streams,
             // Half the message limit leaves room for encoding overhead the estimate

@@ -69,8 +69,7 @@ impl TranscriptMessage {
             hash.update([0u8]);
         }
         let digest = hash.finalize();
-        let hex: String = digest.iter().map(|b| format!("{b:02x}")).collect();
-        format!("sha256:{hex}")
+        format!("sha256:{}", super::hex(&digest))
     }
 
     fn size(&self) -> usize {

@@ -85,6 +85,19 @@ pub struct AttachmentMeta {
     pub size_bytes: i64,
 }
 
+/// What an ingested email adds to its customer message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct EmailFacts {
+    pub subject: String,
+    /// How it found its ticket: `message_id`, `reply_token`, `subject_number` or
+    /// `new_ticket`.
+    pub threaded_by: String,
+    /// The whole text, quoted history included, when the message's text is only what
+    /// stood above it; empty otherwise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub full_text: String,
+}
+
 /// What an event says, stored as JSON beside its kind.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "snake_case")]
@@ -151,6 +164,9 @@ pub enum EventPayload {
         text: String,
         external_message_id: String,
         attachments: Vec<AttachmentMeta>,
+        /// For email taken in by `IngestEmail`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        email: Option<EmailFacts>,
     },
     /// A routing decision: the rule that matched, the queue, and who got the ticket and why.
     Routed {

@@ -5,6 +5,17 @@
 use mail_parser::{HeaderValue, MessageParser, MimeHeaders, PartType};
 
 use super::conversation::AttachmentInput;
+use super::ticket::text_enum;
+
+text_enum!(
+    /// How an inbound email found its ticket, tried in this order.
+    ThreadedBy {
+        MessageId = "message_id",
+        ReplyToken = "reply_token",
+        SubjectNumber = "subject_number",
+        NewTicket = "new_ticket",
+    }
+);
 
 /// An email as ticketd uses it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -83,20 +94,23 @@ pub fn parse(raw: &[u8]) -> Result<InboundEmail, EmailError> {
         })
         .collect();
     let from_address = from.0.trim().to_owned();
-    let header = |name: &str| message.header_raw(name).map(|v| v.trim().to_ascii_lowercase());
-    let report = message
-        .content_type()
-        .is_some_and(|ct| {
-            ct.ctype().eq_ignore_ascii_case("multipart")
-                && ct.subtype().is_some_and(|s| s.eq_ignore_ascii_case("report"))
-                && ct
-                    .attribute("report-type")
-                    .is_some_and(|t| t.eq_ignore_ascii_case("delivery-status"))
-        });
-    let daemon = from_address
-        .split('@')
-        .next()
-        .is_some_and(|local| ["mailer-daemon", "postmaster"].contains(&local.to_ascii_lowercase().as_str()));
+    let header = |name: &str| {
+        message
+            .header_raw(name)
+            .map(|v| v.trim().to_ascii_lowercase())
+    };
+    let report = message.content_type().is_some_and(|ct| {
+        ct.ctype().eq_ignore_ascii_case("multipart")
+            && ct
+                .subtype()
+                .is_some_and(|s| s.eq_ignore_ascii_case("report"))
+            && ct
+                .attribute("report-type")
+                .is_some_and(|t| t.eq_ignore_ascii_case("delivery-status"))
+    });
+    let daemon = from_address.split('@').next().is_some_and(|local| {
+        ["mailer-daemon", "postmaster"].contains(&local.to_ascii_lowercase().as_str())
+    });
     let bounce_of = (report || daemon).then(|| {
         let mut mentioned = answers.clone();
         for part in &message.parts {

@@ -8,11 +8,22 @@ pub mod conversation;
 pub mod conversation_update;
 pub mod delivery;
 pub mod email;
-pub mod inbound_email;
 pub mod event;
 pub mod filter;
+pub mod inbound_email;
 pub mod routing;
 pub mod sla;
 pub mod ticket;
 pub mod validation;
 pub mod watch;
+
+/// Bytes as lower-case hexadecimal, for digests shown as text.
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes
+        .iter()
+        .fold(String::with_capacity(bytes.len() * 2), |mut out, b| {
+            let _ = write!(out, "{b:02x}");
+            out
+        })
+}

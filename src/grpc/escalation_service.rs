@@ -139,6 +139,7 @@ impl EscalationService for EscalationApi {
                     external_message_id: r.external_message_id.trim().to_owned(),
                     request_id: r.request_id,
                     contact: r.contact.map(convert::contact_from_pb),
+                    email: None,
                 },
             )
             .await?;
@@ -233,5 +234,33 @@ impl EscalationService for EscalationApi {
             update: Some(conversation_update_to_pb(update)),
         };
         Ok(Response::new(to_grpc(output, convert, true, permit)))
+    }
+
+    async fn ingest_email(
+        &self,
+        request: Request<pb::IngestEmailRequest>,
+    ) -> Reply<pb::IngestEmailResponse> {
+        let principal = authorize(&request, "IngestEmail", GATEWAYS).await?;
+        let r = request.into_inner();
+        let outcome = self
+            .services
+            .escalation
+            .ingest_email(&principal, &r.raw, r.recipient.trim(), &r.request_id)
+            .await?;
+        let threaded_by = outcome
+            .threaded_by
+            .map_or(0, |rule| convert::threaded_by_to_pb(rule.as_str()));
+        let mut response = pb::IngestEmailResponse {
+            threaded_by,
+            ignored_reason: outcome.ignored_reason,
+            ..Default::default()
+        };
+        if let Some(message) = outcome.message {
+            response.ticket = Some(ticket_to_pb(&self.cals().await?, message.ticket));
+            response.entry = Some(event_to_pb(message.entry));
+            response.created = message.created;
+            response.duplicate = message.duplicate;
+        }
+        Ok(Response::new(response))
     }
 }

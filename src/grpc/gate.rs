@@ -37,6 +37,9 @@ pub const SMALL_MESSAGE_BYTES: usize = 64 * 1024;
 /// Largest message of a call that carries free text (a description, a note, custom
 /// fields): 65,536 characters of four bytes each, with room for the rest.
 pub const TEXT_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
+/// What an `IngestEmail` request holds besides the raw email: recipient, request id,
+/// framing.
+const EMAIL_ENVELOPE_BYTES: usize = 64 * 1024;
 
 /// One value per key role: requests per second, or the rate limiters built from them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -76,6 +79,8 @@ pub struct GateSettings {
     /// Largest message of the calls that carry attachments (replies, customer messages)
     /// or transcripts (escalations); every other call has a smaller limit.
     pub max_message_bytes: usize,
+    /// Largest raw email `IngestEmail` takes.
+    pub max_email_bytes: usize,
 }
 
 #[derive(Clone)]
@@ -124,6 +129,7 @@ impl Gate {
         let large = self.settings.max_message_bytes;
         match method {
             "AddReply" | "PostCustomerMessage" | "EscalateConversation" => large,
+            "IngestEmail" => self.settings.max_email_bytes + EMAIL_ENVELOPE_BYTES,
             "CreateTicket" | "UpdateTicket" | "AddNote" | "LogTime" => {
                 TEXT_MESSAGE_BYTES.min(large)
             }

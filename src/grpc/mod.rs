@@ -46,6 +46,8 @@ pub(crate) fn trace_ticket(id: &uuid::Uuid) {
 pub struct GrpcLimits {
     /// Largest message accepted or sent, in bytes.
     pub max_message_bytes: usize,
+    /// Largest raw email `IngestEmail` takes; its service accepts messages that large.
+    pub max_email_bytes: usize,
     pub request_timeout: Duration,
 }
 
@@ -58,10 +60,14 @@ pub fn routes(services: &Services, limits: &GrpcLimits) -> Routes {
     let admin = pb::admin_service_server::AdminServiceServer::new(AdminApi::new(services.clone()))
         .max_decoding_message_size(limits.max_message_bytes)
         .max_encoding_message_size(limits.max_message_bytes);
+    // The gate holds each method to its own limit; this is the largest of them.
+    let escalation_limit = limits
+        .max_message_bytes
+        .max(limits.max_email_bytes + 64 * 1024);
     let escalation = pb::escalation_service_server::EscalationServiceServer::new(
         EscalationApi::new(services.clone()),
     )
-    .max_decoding_message_size(limits.max_message_bytes)
+    .max_decoding_message_size(escalation_limit)
     .max_encoding_message_size(limits.max_message_bytes);
     Routes::new(tickets)
         .add_service(admin)

@@ -147,6 +147,7 @@ async fn back_off(attempt: usize) {
 pub struct ServiceSettings {
     pub streams: StreamSettings,
     pub delivery: DeliverySettings,
+    pub email: escalation::EmailSettings,
     /// What one page of tickets or audit entries may hold, in bytes: pages end early
     /// past it.
     pub page_bytes: usize,
@@ -205,6 +206,7 @@ impl Services {
                 routing.clone(),
                 request_ids.clone(),
                 clock.clone(),
+                settings.email.clone(),
             ),
             delivery: DeliveryService::new(
                 store.clone(),

@@ -51,7 +51,7 @@ pub(crate) fn query_digest(parts: &[&str]) -> String {
         hash.update([0u8]);
     }
     let digest = hash.finalize();
-    digest[..8].iter().map(|b| format!("{b:02x}")).collect()
+    crate::domain::hex(&digest[..8])
 }
 
 pub(crate) fn encode<T: Serialize>(token: &T) -> String {

@@ -93,11 +93,7 @@ impl Fingerprint {
 
     /// Lower-case hex: plain text that both databases store as it is.
     pub fn finish(self) -> String {
-        self.0
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect()
+        crate::domain::hex(&self.0.finalize())
     }
 }
 

@@ -97,6 +97,10 @@ const SUM_UP_MESSAGE: &str = "UPDATE outbound_messages SET status = $2, \
     provider_message_id = $3, error = $4, updated_at = $5 \
     WHERE id = $1 AND status <> 'DELIVERED'";
 
+/// A repeated bounce (the same report ingested twice) changes nothing.
+const MARK_BOUNCED: &str = "UPDATE outbound_messages SET status = 'FAILED', error = $2, \
+    updated_at = $3 WHERE id = $1 AND NOT (status = 'FAILED' AND error = $2)";
+
 const INSERT_OUTBOUND: &str = "INSERT INTO outbound_messages \
     (id, ticket_id, event_id, conversation_id, channel, recipient, subject, body, attachments, \
     kind, source, status, created_at, updated_at) \
@@ -157,6 +161,16 @@ pub trait DeliveryStore: Send + Sync {
         channel: Channel,
         now: DateTime<Utc>,
     ) -> StoreResult<u64>;
+
+    /// Marks a message FAILED because its email bounced (whatever its gateways reported:
+    /// the mail server accepted it, and the recipient's did not), with `receipt` in the
+    /// feed. `false` if it was already marked bounced with this error.
+    async fn record_bounce(
+        &self,
+        message_id: Uuid,
+        error: &str,
+        receipt: NewEvent,
+    ) -> StoreResult<bool>;
 
     /// Finishes a delivery held under `ack.lease_id`. Appends `receipt` only if the
     /// delivery was still leased to it; `None` if the group never received the message.
@@ -336,6 +350,29 @@ impl DeliveryStore for SqlStore {
             self.bus.publish_queued([channel]);
         }
         Ok(released)
+    }
+
+    async fn record_bounce(
+        &self,
+        message_id: Uuid,
+        error: &str,
+        receipt: NewEvent,
+    ) -> StoreResult<bool> {
+        let mut tx = self.pools.begin().await?;
+        let marked = Statement::new(MARK_BOUNCED)
+            .bind(message_id)
+            .bind(error)
+            .bind(receipt.created_at)
+            .execute(&mut tx)
+            .await?;
+        if marked == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
+        insert_event(&mut tx, receipt, 0).await?;
+        tx.commit().await?;
+        self.bus.publish_local();
+        Ok(true)
     }
 
     #[tracing::instrument(skip_all, fields(message_id = %ack.message_id, group = %ack.consumer_group))]

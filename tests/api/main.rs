@@ -8,6 +8,7 @@ mod bridge;
 mod certs;
 mod conversation_updates;
 mod delivery;
+mod email;
 mod errors;
 mod harness;
 mod intake;
@@ -114,6 +115,11 @@ harness::conformance! {
     intake: [
         a_text_from_an_unknown_number_opens_a_routed_ticket_and_the_reply_comes_back,
         intake_finds_contacts_by_address_and_concurrent_first_messages_open_one_ticket,
+    ],
+    email: [
+        an_email_opens_a_ticket_and_answers_thread_back_by_each_rule,
+        machines_mail_changes_nothing_and_a_bounce_fails_the_delivery,
+        emails_are_bounded_and_checked,
     ],
     routing: [
         round_robin_shares_tickets_evenly,

@@ -89,7 +89,10 @@ fn machines_give_themselves_away() {
         Some("Auto-Submitted: auto-replied")
     );
     assert_eq!(with("Auto-Submitted: no"), None);
-    assert_eq!(with("Precedence: bulk").as_deref(), Some("Precedence: bulk"));
+    assert_eq!(
+        with("Precedence: bulk").as_deref(),
+        Some("Precedence: bulk")
+    );
     assert_eq!(with("Precedence: first-class"), None);
     assert_eq!(with("X-Autoreply: yes").as_deref(), Some("X-Autoreply"));
     assert_eq!(with("X-Autorespond: 1").as_deref(), Some("X-Autoreply"));

@@ -164,13 +164,24 @@ pub(crate) fn detail_to_pb(
             text,
             external_message_id,
             attachments,
-        } => Detail::CustomerMessage(pb::CustomerMessage {
-            channel: stored(&channel, Channel::parse, channel_to_pb),
-            sender,
-            text,
-            external_message_id,
-            attachments: attachments_to_pb(attachments),
-        }),
+            email,
+        } => {
+            let email = email.unwrap_or_else(|| crate::domain::event::EmailFacts {
+                subject: String::new(),
+                threaded_by: String::new(),
+                full_text: String::new(),
+            });
+            Detail::CustomerMessage(pb::CustomerMessage {
+                channel: stored(&channel, Channel::parse, channel_to_pb),
+                sender,
+                text,
+                external_message_id,
+                attachments: attachments_to_pb(attachments),
+                email_subject: email.subject,
+                threaded_by: threaded_by_to_pb(&email.threaded_by),
+                full_text: email.full_text,
+            })
+        }
         EventPayload::Routed {
             queue_id,
             strategy,
@@ -277,4 +288,18 @@ pub(crate) fn field_change_to_pb(change: FieldChange) -> pb::FieldChange {
         old_value: change.old,
         new_value: change.new,
     }
+}
+
+/// The stored name of an email threading rule as its protobuf enum; unspecified for
+/// messages that did not come by email.
+pub(crate) fn threaded_by_to_pb(rule: &str) -> i32 {
+    use crate::domain::inbound_email::ThreadedBy;
+    let rule = match ThreadedBy::parse(rule) {
+        Some(ThreadedBy::MessageId) => pb::ThreadedBy::MessageId,
+        Some(ThreadedBy::ReplyToken) => pb::ThreadedBy::ReplyToken,
+        Some(ThreadedBy::SubjectNumber) => pb::ThreadedBy::SubjectNumber,
+        Some(ThreadedBy::NewTicket) => pb::ThreadedBy::NewTicket,
+        None => pb::ThreadedBy::Unspecified,
+    };
+    rule as i32
 }

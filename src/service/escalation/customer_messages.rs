@@ -26,6 +26,8 @@ pub struct CustomerMessageInput {
     /// Who wrote, for a conversation without a ticket yet; see
     /// [`EscalationService::intake_contact`].
     pub contact: Option<ContactInput>,
+    /// For email: its subject, how it was threaded, its whole text.
+    pub email: Option<crate::domain::event::EmailFacts>,
 }
 
 /// What became of a customer message.
@@ -264,6 +266,7 @@ impl EscalationService {
             text: input.text.clone(),
             external_message_id: input.external_message_id.clone(),
             attachments: attachment_meta(&files),
+            email: input.email.clone(),
         };
         event.actor = Actor {
             kind: ActorKind::Customer,

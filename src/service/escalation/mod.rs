@@ -3,6 +3,7 @@
 //! escalation; `customer_messages` holds the gateways' side.
 
 mod customer_messages;
+mod email;
 
 use std::sync::Arc;
 
@@ -10,6 +11,7 @@ use tracing::instrument;
 use uuid::Uuid;
 
 pub use customer_messages::{CustomerMessageInput, CustomerMessageOutcome, MessageTarget};
+pub use email::{EMAIL_SOURCE, EmailSettings, IngestOutcome};
 
 use super::request_ids::{Fingerprint, RequestIds};
 use super::routing::RoutingService;
@@ -60,6 +62,7 @@ pub struct EscalationService {
     routing: RoutingService,
     request_ids: RequestIds,
     clock: Clock,
+    email: EmailSettings,
 }
 
 fn transcript_actor(role: MessageRole, author: &str) -> Actor {
@@ -146,9 +149,11 @@ impl EscalationService {
         routing: RoutingService,
         request_ids: RequestIds,
         clock: Clock,
+        email: EmailSettings,
     ) -> Self {
         Self {
             clock,
+            email,
             store,
             writer,
             routing,
