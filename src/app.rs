@@ -135,6 +135,9 @@ impl App {
         health
             .set_serving::<pb::escalation_service_server::EscalationServiceServer<grpc::EscalationApi>>()
             .await;
+        health
+            .set_serving::<pb::contact_service_server::ContactServiceServer<grpc::ContactApi>>()
+            .await;
         health.set_service_status("", ServingStatus::Serving).await;
 
         let reflection = || {
@@ -252,6 +255,9 @@ impl App {
             .await;
         health
             .set_not_serving::<pb::escalation_service_server::EscalationServiceServer<grpc::EscalationApi>>()
+            .await;
+        health
+            .set_not_serving::<pb::contact_service_server::ContactServiceServer<grpc::ContactApi>>()
             .await;
         tokio::time::sleep(self.settings.shutdown_delay()).await;
         // Streams end first, each with its resume point, so the drain below is not held

@@ -4,6 +4,7 @@
 pub mod audit;
 pub mod auth;
 pub mod calendar;
+pub mod contact;
 pub mod conversation;
 pub mod conversation_update;
 pub mod delivery;

@@ -5,6 +5,7 @@ mod admin_service;
 mod admin_sla;
 mod auth;
 mod codec;
+mod contact_service;
 mod convert;
 mod edge;
 mod error;
@@ -18,6 +19,7 @@ use std::time::Duration;
 use tonic::service::Routes;
 
 pub use admin_service::AdminApi;
+pub use contact_service::ContactApi;
 pub use edge::EdgeLayer;
 pub use escalation_service::EscalationApi;
 pub use gate::{GateLayer, GateSettings, RateLimits};
@@ -69,7 +71,12 @@ pub fn routes(services: &Services, limits: &GrpcLimits) -> Routes {
     )
     .max_decoding_message_size(escalation_limit)
     .max_encoding_message_size(limits.max_message_bytes);
+    let contacts =
+        pb::contact_service_server::ContactServiceServer::new(ContactApi::new(services.clone()))
+            .max_decoding_message_size(limits.max_message_bytes)
+            .max_encoding_message_size(limits.max_message_bytes);
     Routes::new(tickets)
         .add_service(admin)
+        .add_service(contacts)
         .add_service(escalation)
 }

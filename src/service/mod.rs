@@ -4,6 +4,7 @@
 pub mod api_keys;
 pub mod audit;
 mod cache;
+pub mod contacts;
 pub mod delivery;
 pub mod escalation;
 mod paging;
@@ -162,6 +163,7 @@ pub struct Services {
     pub tickets: TicketService,
     pub api_keys: ApiKeyService,
     pub audit: AuditService,
+    pub contacts: contacts::ContactService,
     pub escalation: EscalationService,
     pub delivery: DeliveryService,
     pub watch: WatchService,
@@ -200,6 +202,7 @@ impl Services {
             ),
             api_keys: ApiKeyService::new(store.clone(), settings.stream_limits, clock.clone()),
             audit: AuditService::new(store.clone(), settings.page_bytes),
+            contacts: contacts::ContactService::new(store.clone(), clock.clone()),
             escalation: EscalationService::new(
                 store.clone(),
                 writer,

@@ -7,6 +7,7 @@
 
 mod audit;
 mod changeset;
+mod contacts;
 mod conversations;
 mod database;
 mod delivery;
@@ -43,6 +44,7 @@ use crate::events::Bus;
 use database::{Pools, Statement};
 
 pub use audit::AuditStore;
+pub use contacts::ContactStore;
 pub use conversations::ConversationStore;
 pub use delivery::DeliveryStore;
 pub use events::EventLog;
@@ -435,6 +437,7 @@ pub struct PoolSettings {
 #[async_trait]
 pub trait Store:
     TicketStore
+    + ContactStore
     + EventLog
     + ConversationStore
     + DeliveryStore

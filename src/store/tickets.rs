@@ -38,28 +38,54 @@ const TICKET_BY_ID: &str = concat!(select_tickets!(), " WHERE t.id = $1");
 
 const TICKET_BY_NUMBER: &str = concat!(select_tickets!(), " WHERE t.number = $1");
 
-/// Empty strings and a NULL `vip` keep what is stored: a caller that knows only the
-/// external id must not erase the name and email another caller supplied. With `$8`
-/// (fill only) stored values win over new ones and `vip` is set only on insert.
-const CONTACT_BY_EMAIL: &str = "SELECT id, external_id, name, email, phone, vip \
-    FROM contacts WHERE lower(email) = lower($1) AND email <> '' ORDER BY created_at, id LIMIT 1";
+/// The value an upsert leaves in a contact column. Empty strings and a NULL `vip` keep
+/// what is stored: a caller that knows only the external id must not erase the name and
+/// email another caller supplied. With `$8` (fill only) stored values win over new ones
+/// and `vip` is set only on insert.
+macro_rules! upserted {
+    (vip) => {
+        "(CASE WHEN $6 IS NULL OR $8 THEN contacts.vip ELSE excluded.vip END)"
+    };
+    ($column:ident) => {
+        concat!(
+            "(CASE WHEN excluded.",
+            stringify!($column),
+            " = '' OR ($8 AND contacts.",
+            stringify!($column),
+            " <> '') THEN contacts.",
+            stringify!($column),
+            " ELSE excluded.",
+            stringify!($column),
+            " END)"
+        )
+    };
+}
 
-const CONTACT_BY_PHONE: &str = "SELECT id, external_id, name, email, phone, vip \
-    FROM contacts WHERE phone = $1 AND phone <> '' ORDER BY created_at, id LIMIT 1";
-
-const UPSERT_CONTACT: &str = "INSERT INTO contacts \
-    (id, external_id, name, email, phone, vip, created_at, updated_at) \
-    VALUES ($1, $2, $3, $4, $5, COALESCE($6, FALSE), $7, $7) \
-    ON CONFLICT (external_id) DO UPDATE SET \
-    name = CASE WHEN excluded.name = '' OR ($8 AND contacts.name <> '') \
-      THEN contacts.name ELSE excluded.name END, \
-    email = CASE WHEN excluded.email = '' OR ($8 AND contacts.email <> '') \
-      THEN contacts.email ELSE excluded.email END, \
-    phone = CASE WHEN excluded.phone = '' OR ($8 AND contacts.phone <> '') \
-      THEN contacts.phone ELSE excluded.phone END, \
-    vip = CASE WHEN $6 IS NULL OR $8 THEN contacts.vip ELSE excluded.vip END, \
-    updated_at = excluded.updated_at \
-    RETURNING id, external_id, name, email, phone, vip";
+/// Inserts a contact or refreshes it by external id; its version goes up only when a
+/// value changed (a ticket for a known contact leaves the contact's etag alone).
+const UPSERT_CONTACT: &str = concat!(
+    "INSERT INTO contacts (id, external_id, name, email, phone, vip, created_at, updated_at) \
+     VALUES ($1, $2, $3, $4, $5, COALESCE($6, FALSE), $7, $7) \
+     ON CONFLICT (external_id) DO UPDATE SET name = ",
+    upserted!(name),
+    ", email = ",
+    upserted!(email),
+    ", phone = ",
+    upserted!(phone),
+    ", vip = ",
+    upserted!(vip),
+    ", updated_at = excluded.updated_at, \
+     version = contacts.version + CASE WHEN ",
+    upserted!(name),
+    " <> contacts.name OR ",
+    upserted!(email),
+    " <> contacts.email OR ",
+    upserted!(phone),
+    " <> contacts.phone OR ",
+    upserted!(vip),
+    " <> contacts.vip THEN 1 ELSE 0 END \
+     RETURNING id, external_id, name, email, phone, vip"
+);
 
 const INSERT_TAG: &str = "INSERT INTO ticket_tags (ticket_id, tag) VALUES ($1, $2)";
 
@@ -87,10 +113,6 @@ pub trait TicketStore: Send + Sync {
     ) -> StoreResult<CreateOutcome>;
 
     async fn ticket(&self, key: TicketKey) -> StoreResult<Option<Ticket>>;
-
-    /// The contact with this email (any case), else the one with this phone; an empty
-    /// value is not looked for. The oldest contact wins when several share an address.
-    async fn contact_by_address(&self, email: &str, phone: &str) -> StoreResult<Option<Contact>>;
 
     async fn list_tickets(&self, query: &TicketQuery) -> StoreResult<Vec<Ticket>>;
 
@@ -188,30 +210,6 @@ impl TicketStore for SqlStore {
         })
     }
 
-    async fn contact_by_address(&self, email: &str, phone: &str) -> StoreResult<Option<Contact>> {
-        for (statement, value) in [(CONTACT_BY_EMAIL, email), (CONTACT_BY_PHONE, phone)] {
-            if value.is_empty() {
-                continue;
-            }
-            let found: Option<(Uuid, String, String, String, String, bool)> =
-                Statement::new(statement)
-                    .bind(value)
-                    .fetch_optional(&self.pools)
-                    .await?;
-            if let Some((id, external_id, name, email, phone, vip)) = found {
-                return Ok(Some(Contact {
-                    id,
-                    external_id,
-                    name,
-                    email,
-                    phone,
-                    vip,
-                }));
-            }
-        }
-        Ok(None)
-    }
-
     async fn ticket(&self, key: TicketKey) -> StoreResult<Option<Ticket>> {
         let row: Option<TicketRow> = match key {
             TicketKey::Id(id) => {
@@ -274,14 +272,16 @@ async fn upsert_contact(
             .bind(contact.fill_only)
             .fetch_one(&mut *tx)
             .await?;
-    Ok(Contact {
+    let contact = Contact {
         id,
         external_id,
         name,
         email,
         phone,
         vip,
-    })
+    };
+    super::contacts::remember_addresses(tx, &contact, at).await?;
+    Ok(contact)
 }
 
 pub(super) async fn ticket_in(tx: &mut Tx, id: Uuid) -> StoreResult<Ticket> {

@@ -13,7 +13,7 @@ use ticketd::app::App;
 use ticketd::clock::Clock;
 use ticketd::config::Settings;
 use ticketd::grpc::pb::{
-    self, admin_service_client::AdminServiceClient,
+    self, admin_service_client::AdminServiceClient, contact_service_client::ContactServiceClient,
     escalation_service_client::EscalationServiceClient, ticket_service_client::TicketServiceClient,
 };
 use ticketd::service::StreamGauge;
@@ -83,6 +83,7 @@ impl Interceptor for Bearer {
 
 pub type Tickets = TicketServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Admin = AdminServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Contacts = ContactServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Escalation = EscalationServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// A database made for one test and removed after it.
@@ -202,6 +203,14 @@ impl TestApp {
 
     pub fn escalation_as(&self, secret: &str) -> Escalation {
         EscalationServiceClient::with_interceptor(self.channel.clone(), bearer(Some(secret)))
+    }
+
+    pub fn contacts(&self) -> Contacts {
+        self.contacts_as(&self.admin_secret)
+    }
+
+    pub fn contacts_as(&self, secret: &str) -> Contacts {
+        ContactServiceClient::with_interceptor(self.channel.clone(), bearer(Some(secret)))
     }
 
     pub fn admin(&self) -> Admin {

@@ -6,6 +6,7 @@ mod audit;
 mod auth;
 mod bridge;
 mod certs;
+mod contacts;
 mod conversation_updates;
 mod delivery;
 mod email;
@@ -115,6 +116,10 @@ harness::conformance! {
     intake: [
         a_text_from_an_unknown_number_opens_a_routed_ticket_and_the_reply_comes_back,
         intake_finds_contacts_by_address_and_concurrent_first_messages_open_one_ticket,
+    ],
+    contacts: [
+        contacts_gain_addresses_under_their_etag_and_intake_finds_them_by_any,
+        contacts_page_and_requests_are_checked,
     ],
     email: [
         an_email_opens_a_ticket_and_answers_thread_back_by_each_rule,

@@ -60,6 +60,7 @@ pub(crate) fn ticket_fields_to_pb(t: Ticket) -> pb::Ticket {
             email: t.contact.email,
             phone: t.contact.phone,
             vip: Some(t.contact.vip),
+            ..Default::default()
         }),
         assignee_id: optional_id(t.assignee_id),
         queue_id: optional_id(t.queue_id),

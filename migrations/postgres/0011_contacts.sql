@@ -1,0 +1,23 @@
+-- Contacts as a resource: a version for etags, and every email address and phone number
+-- a contact is known by (one primary of each, mirrored in contacts.email and .phone).
+-- An address belongs to one contact; intake finds contacts by it.
+ALTER TABLE contacts ADD COLUMN version bigint NOT NULL DEFAULT 1;
+
+CREATE TABLE contact_identities (
+    kind       text NOT NULL CHECK (kind IN ('email', 'phone')),
+    value      text NOT NULL,
+    contact_id uuid NOT NULL REFERENCES contacts (id),
+    created_at timestamptz NOT NULL,
+    PRIMARY KEY (kind, value)
+);
+CREATE INDEX contact_identities_contact_idx ON contact_identities (contact_id);
+
+-- Existing addresses; where two contacts share one, the older keeps it.
+INSERT INTO contact_identities (kind, value, contact_id, created_at)
+SELECT 'email', lower(email), id, created_at FROM contacts WHERE email <> ''
+ORDER BY created_at, id
+ON CONFLICT DO NOTHING;
+INSERT INTO contact_identities (kind, value, contact_id, created_at)
+SELECT 'phone', phone, id, created_at FROM contacts WHERE phone <> ''
+ORDER BY created_at, id
+ON CONFLICT DO NOTHING;
