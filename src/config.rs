@@ -132,6 +132,11 @@ pub struct Settings {
     #[arg(long, env = "TICKETD_MAX_EMAIL_BYTES", default_value_t = 25 * 1024 * 1024)]
     pub max_email_bytes: usize,
 
+    /// Attachments larger than this are sent to gateways by id and size (empty
+    /// `content`) for them to fetch with `GetAttachment`, instead of inline.
+    #[arg(long, env = "TICKETD_INLINE_ATTACHMENT_BYTES", default_value_t = 1024 * 1024)]
+    pub inline_attachment_bytes: usize,
+
     /// How often expired request ids and idle consumer groups are cleaned up.
     #[arg(long, env = "TICKETD_HOUSEKEEPING_SECONDS", default_value_t = 600)]
     pub housekeeping_seconds: u64,
@@ -246,6 +251,7 @@ impl Settings {
                 .parse()
                 .expect("the default mailbox is valid"),
             max_email_bytes: 25 * 1024 * 1024,
+            inline_attachment_bytes: 1024 * 1024,
             housekeeping_seconds: 600,
             idempotency_hours: 24,
             rate_limit_per_second: 200,
@@ -281,6 +287,7 @@ impl Settings {
                 lease: Duration::from_secs(self.delivery_lease_seconds.max(1)),
                 group_idle: Duration::from_secs(self.consumer_group_idle_hours.max(1) * 3600),
                 mailbox: self.email_address.clone(),
+                inline_attachment_bytes: self.inline_attachment_bytes,
             },
             email: crate::service::escalation::EmailSettings {
                 mailbox: self.email_address.clone(),

@@ -15,6 +15,8 @@ pub(crate) const STAFF: &[Role] = &[Role::Admin, Role::Agent];
 pub(crate) const STAFF_OR_BOT: &[Role] = &[Role::Admin, Role::Agent, Role::Bot];
 pub(crate) const BOTS: &[Role] = &[Role::Admin, Role::Bot];
 pub(crate) const GATEWAYS: &[Role] = &[Role::Admin, Role::Gateway];
+/// Every role; the service decides what each may see.
+pub(crate) const ANYONE: &[Role] = &[Role::Admin, Role::Agent, Role::Bot, Role::Gateway];
 /// The two ends of the conversation bridge.
 pub(crate) const BRIDGE: &[Role] = &[Role::Admin, Role::Bot, Role::Gateway];
 

@@ -2,7 +2,7 @@
 
 use tonic::{Request, Response, Status};
 
-use super::auth::{STAFF, STAFF_OR_BOT, authorize};
+use super::auth::{ANYONE, STAFF, STAFF_OR_BOT, authorize};
 use super::convert::{self, event_to_pb, ticket_to_pb};
 use super::pb::{self, ticket_service_server::TicketService};
 use super::streams::{GrpcStream, to_grpc};
@@ -382,4 +382,53 @@ impl TicketService for TicketApi {
         };
         Ok(Response::new(to_grpc(output, convert, true, permit)))
     }
+
+    type GetAttachmentStream = GrpcStream<pb::GetAttachmentResponse>;
+
+    async fn get_attachment(
+        &self,
+        request: Request<pb::GetAttachmentRequest>,
+    ) -> Reply<Self::GetAttachmentStream> {
+        let principal = authorize(&request, "GetAttachment", ANYONE).await?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let ticket_id = convert::uuid("ticket_id", &r.ticket_id, &mut v);
+        let attachment_id = convert::uuid("attachment_id", &r.attachment_id, &mut v);
+        v.finish().map_err(ServiceError::Invalid)?;
+        let (Some(ticket_id), Some(attachment_id)) = (ticket_id, attachment_id) else {
+            return Err(Status::invalid_argument(
+                "ticket_id and attachment_id are required",
+            ));
+        };
+        let file = self
+            .services
+            .tickets
+            .attachment(&principal, ticket_id, attachment_id)
+            .await?;
+        let mut first = Some(pb::GetAttachmentResponse {
+            chunk: Vec::new(),
+            content_type: file.content_type,
+            file_name: file.name,
+            size: file.size_bytes,
+            sha256: file.sha256,
+        });
+        let content = file.content;
+        let stream = async_stream::stream! {
+            let mut chunks = content.chunks(ATTACHMENT_CHUNK_BYTES).peekable();
+            if chunks.peek().is_none() {
+                if let Some(head) = first.take() {
+                    yield Ok(head);
+                }
+            }
+            for chunk in chunks {
+                let mut message = first.take().unwrap_or_default();
+                message.chunk = chunk.to_vec();
+                yield Ok(message);
+            }
+        };
+        Ok(Response::new(Box::pin(stream)))
+    }
 }
+
+/// The most bytes of a file one `GetAttachment` message carries.
+const ATTACHMENT_CHUNK_BYTES: usize = 64 * 1024;

@@ -59,6 +59,8 @@ pub struct DeliverySettings {
     pub group_idle: Duration,
     /// The support mailbox outbound email threads under.
     pub mailbox: Mailbox,
+    /// Attachments larger than this go out by id and size, not inline.
+    pub inline_attachment_bytes: usize,
 }
 
 fn group_name(group: &str, v: &mut Violations) -> String {
@@ -150,6 +152,7 @@ impl DeliveryService {
             seen_every: (self.group_idle() / 4).min(SEEN_EVERY),
             poll: settings.poll,
             mailbox: self.settings.mailbox.clone(),
+            inline_bytes: i64::try_from(self.settings.inline_attachment_bytes).unwrap_or(i64::MAX),
             _gauge: GaugeGuard::new(self.gauge.clone(), StreamKind::Delivery),
         };
         // The stream's span is a child of the call's, so deliveries join its trace.
@@ -304,6 +307,8 @@ struct Producer {
     /// How soon to look again when another subscriber is claiming at the same time.
     poll: Duration,
     mailbox: Mailbox,
+    /// Attachments past this size are sent by reference, for `GetAttachment`.
+    inline_bytes: i64,
     _gauge: GaugeGuard,
 }
 
@@ -402,6 +407,7 @@ impl Producer {
                 at,
                 at + self.lease,
                 BATCH,
+                self.inline_bytes,
             )
             .await
         {

@@ -25,7 +25,10 @@ macro_rules! select_outbound {
 
 const OUTBOUND_BY_ID: &str = concat!(select_outbound!(), " WHERE m.id = $1");
 
-const ATTACHMENT_CONTENT: &str = "SELECT content FROM attachments WHERE id = $1";
+/// An attachment's bytes, or none past `$2` bytes (the gateway fetches those itself).
+const ATTACHMENT_CONTENT: &str = "SELECT CASE WHEN a.size_bytes <= $2 \
+    THEN COALESCE(b.content, a.content) END \
+    FROM attachments a LEFT JOIN attachment_blobs b ON b.sha256 = a.sha256 WHERE a.id = $1";
 
 const TOUCH_CONSUMER: &str = "UPDATE channel_consumers SET last_seen_at = $3 \
     WHERE channel = $1 AND consumer_group = $2";
@@ -151,6 +154,7 @@ pub trait DeliveryStore: Send + Sync {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
         limit: i64,
+        inline_bytes: i64,
     ) -> StoreResult<Vec<LeasedMessage>>;
 
     /// Hands back every message of `channel` still leased under `lease_id` (its stream
@@ -279,6 +283,7 @@ impl DeliveryStore for SqlStore {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
         limit: i64,
+        inline_bytes: i64,
     ) -> StoreResult<Vec<LeasedMessage>> {
         let mut tx = self.pools.begin().await?;
         // (The group's row is not touched here: that would serialise the group's
@@ -313,11 +318,12 @@ impl DeliveryStore for SqlStore {
             let message = OutboundMessage::try_from(row)?;
             let mut contents = Vec::with_capacity(message.attachments.len());
             for attachment in &message.attachments {
-                let (content,): (Vec<u8>,) = Statement::new(ATTACHMENT_CONTENT)
+                let (content,): (Option<Vec<u8>>,) = Statement::new(ATTACHMENT_CONTENT)
                     .bind(attachment.id)
+                    .bind(inline_bytes)
                     .fetch_one(&mut tx)
                     .await?;
-                contents.push(content);
+                contents.push(content.unwrap_or_default());
             }
             leased.push(LeasedMessage {
                 message,

@@ -286,6 +286,22 @@ pub struct NewAttachment {
     pub created_at: DateTime<Utc>,
 }
 
+/// An attachment with its bytes and what decides who may read it.
+#[derive(Debug, Clone)]
+pub struct StoredAttachment {
+    pub id: Uuid,
+    pub ticket_id: Uuid,
+    pub event_id: Uuid,
+    pub name: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+    /// Hex SHA-256 of the content; empty for attachments stored inline before blobs.
+    pub sha256: String,
+    /// Whether the entry carrying it is public.
+    pub public: bool,
+    pub content: Vec<u8>,
+}
+
 /// How a changeset touches a conversation.
 #[derive(Debug, Clone)]
 pub enum ConversationWrite {

@@ -12,10 +12,10 @@ use super::rows::{self, TicketRow};
 use super::sla::attach_clocks;
 use super::{
     Changeset, Committed, CreateOutcome, IdempotencyClaim, NewAttachment, SqlStore, StoreError,
-    StoreResult, TicketDraft, TicketKey, TicketQuery, TicketUpdate, TimeEntry,
+    StoreResult, StoredAttachment, TicketDraft, TicketKey, TicketQuery, TicketUpdate, TimeEntry,
 };
 use crate::domain::sla::Clock;
-use crate::domain::ticket::{Contact, ContactInput, Ticket};
+use crate::domain::ticket::{Channel, Contact, ContactInput, Ticket};
 
 /// The columns of a ticket row joined with its contact; see `rows::TicketRow`.
 macro_rules! select_tickets {
@@ -94,9 +94,22 @@ const DELETE_TAGS: &str = "DELETE FROM ticket_tags WHERE ticket_id = $1";
 const INSERT_TIME_ENTRY: &str = "INSERT INTO time_entries \
     (id, ticket_id, agent_id, seconds, note, created_at) VALUES ($1, $2, $3, $4, $5, $6)";
 
+const ATTACHMENT_BY_ID: &str = "SELECT a.id, a.ticket_id, a.event_id, a.name, \
+    a.content_type, a.size_bytes, COALESCE(a.sha256, ''), e.visibility, \
+    COALESCE(b.content, a.content) FROM attachments a \
+    JOIN ticket_events e ON e.id = a.event_id \
+    LEFT JOIN attachment_blobs b ON b.sha256 = a.sha256 WHERE a.id = $1";
+
+const LEASED_CHANNEL: &str = "SELECT m.channel FROM outbound_messages m WHERE m.event_id = $1 \
+    AND EXISTS (SELECT 1 FROM deliveries d WHERE d.message_id = m.id AND d.attempts > 0)";
+
+/// The bytes go to `attachment_blobs` (once per content); the record names them.
 const INSERT_ATTACHMENT: &str = "INSERT INTO attachments \
-    (id, ticket_id, event_id, name, content_type, size_bytes, content, created_at) \
-    VALUES ($1, $2, $3, $4, $5, $6, $7, $8)";
+    (id, ticket_id, event_id, name, content_type, size_bytes, content, sha256, created_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)";
+
+const INSERT_BLOB: &str = "INSERT INTO attachment_blobs (sha256, size_bytes, content, created_at) \
+    VALUES ($1, $2, $3, $4) ON CONFLICT (sha256) DO NOTHING";
 
 /// Tickets and changesets.
 #[async_trait]
@@ -113,6 +126,13 @@ pub trait TicketStore: Send + Sync {
     ) -> StoreResult<CreateOutcome>;
 
     async fn ticket(&self, key: TicketKey) -> StoreResult<Option<Ticket>>;
+
+    /// An attachment with its bytes.
+    async fn attachment(&self, id: Uuid) -> StoreResult<Option<StoredAttachment>>;
+
+    /// The channel of the outbound message that carries event `event_id`, if it was
+    /// leased to a gateway at least once.
+    async fn leased_channel(&self, event_id: Uuid) -> StoreResult<Option<Channel>>;
 
     async fn list_tickets(&self, query: &TicketQuery) -> StoreResult<Vec<Ticket>>;
 
@@ -208,6 +228,57 @@ impl TicketStore for SqlStore {
             ticket: Box::new(ticket),
             committed,
         })
+    }
+
+    async fn attachment(&self, id: Uuid) -> StoreResult<Option<StoredAttachment>> {
+        type Row = (
+            Uuid,
+            Uuid,
+            Uuid,
+            String,
+            String,
+            i64,
+            String,
+            String,
+            Vec<u8>,
+        );
+        let row: Option<Row> = Statement::new(ATTACHMENT_BY_ID)
+            .bind(id)
+            .fetch_optional(&self.pools)
+            .await?;
+        Ok(row.map(
+            |(
+                id,
+                ticket_id,
+                event_id,
+                name,
+                content_type,
+                size_bytes,
+                sha256,
+                visibility,
+                content,
+            )| {
+                StoredAttachment {
+                    id,
+                    ticket_id,
+                    event_id,
+                    name,
+                    content_type,
+                    size_bytes,
+                    sha256,
+                    public: visibility == "public",
+                    content,
+                }
+            },
+        ))
+    }
+
+    async fn leased_channel(&self, event_id: Uuid) -> StoreResult<Option<Channel>> {
+        let row: Option<(String,)> = Statement::new(LEASED_CHANNEL)
+            .bind(event_id)
+            .fetch_optional(&self.pools)
+            .await?;
+        Ok(row.and_then(|(channel,)| Channel::parse(&channel)))
     }
 
     async fn ticket(&self, key: TicketKey) -> StoreResult<Option<Ticket>> {
@@ -373,6 +444,17 @@ pub(super) async fn insert_time_entry(tx: &mut Tx, entry: &TimeEntry) -> StoreRe
 }
 
 pub(super) async fn insert_attachment(tx: &mut Tx, file: &NewAttachment) -> StoreResult<()> {
+    let sha256 = {
+        use sha2::Digest;
+        crate::domain::hex(&sha2::Sha256::digest(&file.content))
+    };
+    Statement::new(INSERT_BLOB)
+        .bind(sha256.as_str())
+        .bind(file.content.len() as i64)
+        .bind(&file.content)
+        .bind(file.created_at)
+        .execute(&mut *tx)
+        .await?;
     Statement::new(INSERT_ATTACHMENT)
         .bind(file.id)
         .bind(file.ticket_id)
@@ -380,7 +462,8 @@ pub(super) async fn insert_attachment(tx: &mut Tx, file: &NewAttachment) -> Stor
         .bind(&file.name)
         .bind(&file.content_type)
         .bind(file.content.len() as i64)
-        .bind(&file.content)
+        .bind(&[][..])
+        .bind(sha256.as_str())
         .bind(file.created_at)
         .execute(tx)
         .await?;

@@ -2,6 +2,7 @@
 
 mod activity;
 mod admin_updates;
+mod attachments;
 mod audit;
 mod auth;
 mod bridge;
@@ -117,6 +118,7 @@ harness::conformance! {
         a_text_from_an_unknown_number_opens_a_routed_ticket_and_the_reply_comes_back,
         intake_finds_contacts_by_address_and_concurrent_first_messages_open_one_ticket,
     ],
+    attachments: [attachments_come_out_whole_to_those_who_may_read_them],
     contacts: [
         contacts_gain_addresses_under_their_etag_and_intake_finds_them_by_any,
         contacts_page_and_requests_are_checked,

@@ -144,7 +144,7 @@ pub async fn a_lease_holds_until_it_expires_and_then_passes_on(backend: Backend)
     let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
 
     let leased = store
-        .lease_messages(Channel::Email, "gw", first, at(10), at(40), 10)
+        .lease_messages(Channel::Email, "gw", first, at(10), at(40), 10, 1024)
         .await
         .unwrap();
     assert_eq!(leased.len(), 1);
@@ -154,7 +154,7 @@ pub async fn a_lease_holds_until_it_expires_and_then_passes_on(backend: Backend)
     // Another subscriber finds nothing while the lease holds, even a second before it
     // runs out.
     let held = store
-        .lease_messages(Channel::Email, "gw", second, at(39), at(69), 10)
+        .lease_messages(Channel::Email, "gw", second, at(39), at(69), 10, 1024)
         .await
         .unwrap();
     assert!(held.is_empty(), "{held:?}");
@@ -164,7 +164,7 @@ pub async fn a_lease_holds_until_it_expires_and_then_passes_on(backend: Backend)
 
     // At the second it runs out, the message passes on, as a second attempt.
     let taken = store
-        .lease_messages(Channel::Email, "gw", second, at(40), at(70), 10)
+        .lease_messages(Channel::Email, "gw", second, at(40), at(70), 10, 1024)
         .await
         .unwrap();
     assert_eq!(taken.len(), 1);
@@ -202,7 +202,7 @@ pub async fn a_lease_holds_until_it_expires_and_then_passes_on(backend: Backend)
         .expect("the group received the message");
     assert!(done.receipt.is_some());
     let after = store
-        .lease_messages(Channel::Email, "gw", first, at(500), at(530), 10)
+        .lease_messages(Channel::Email, "gw", first, at(500), at(530), 10, 1024)
         .await
         .unwrap();
     assert!(
@@ -225,7 +225,7 @@ pub async fn concurrent_claimers_never_lease_one_message_twice(backend: Backend)
                 let mut mine = Vec::new();
                 for _ in 0..10 {
                     let got = store
-                        .lease_messages(Channel::Email, "gw", lease, at(10), at(40), 2)
+                        .lease_messages(Channel::Email, "gw", lease, at(10), at(40), 2, 1024)
                         .await
                         .unwrap();
                     mine.extend(got.into_iter().map(|l| l.message.id));

@@ -79,3 +79,70 @@ pub(crate) fn validate_attachments(
         }
     }
 }
+
+/// How many merges deep an attachment's ticket is followed to the one asked for.
+const MAX_MERGE_HOPS: usize = 64;
+
+impl TicketService {
+    /// An attachment of ticket `ticket_id` (or of a ticket merged into it), with its
+    /// bytes, if the caller may read it: agents and admins any; bots the attachments of
+    /// public entries on conversations of their sources; gateways the attachments of
+    /// messages that went out to them.
+    pub async fn attachment(
+        &self,
+        principal: &Principal,
+        ticket_id: Uuid,
+        attachment_id: Uuid,
+    ) -> ServiceResult<crate::store::StoredAttachment> {
+        let not_found =
+            || ServiceError::NotFound(format!("attachment {attachment_id} of ticket {ticket_id}"));
+        let attachment = self
+            .store
+            .attachment(attachment_id)
+            .await?
+            .ok_or_else(not_found)?;
+        let owner = self
+            .store
+            .ticket(TicketKey::Id(attachment.ticket_id))
+            .await?
+            .ok_or_else(not_found)?;
+        let mut at = owner.clone();
+        for _ in 0..MAX_MERGE_HOPS {
+            if at.id == ticket_id {
+                break;
+            }
+            let next = at.merged_into_id.ok_or_else(not_found)?;
+            at = self
+                .store
+                .ticket(TicketKey::Id(next))
+                .await?
+                .ok_or_else(not_found)?;
+        }
+        if at.id != ticket_id {
+            return Err(not_found());
+        }
+        let allowed = match principal.role {
+            Role::Admin | Role::Agent => true,
+            Role::Bot => {
+                attachment.public
+                    && (principal.sources.is_empty()
+                        || owner
+                            .conversation
+                            .as_ref()
+                            .is_some_and(|c| principal.may_speak_for(&c.source)))
+            }
+            Role::Gateway => self
+                .store
+                .leased_channel(attachment.event_id)
+                .await?
+                .is_some_and(|channel| principal.may_use(channel)),
+        };
+        if allowed {
+            Ok(attachment)
+        } else {
+            Err(ServiceError::PermissionDenied(format!(
+                "this key may not read attachment {attachment_id}"
+            )))
+        }
+    }
+}
