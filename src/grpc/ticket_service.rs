@@ -415,10 +415,8 @@ impl TicketService for TicketApi {
         let content = file.content;
         let stream = async_stream::stream! {
             let mut chunks = content.chunks(ATTACHMENT_CHUNK_BYTES).peekable();
-            if chunks.peek().is_none() {
-                if let Some(head) = first.take() {
-                    yield Ok(head);
-                }
+            if chunks.peek().is_none() && let Some(head) = first.take() {
+                yield Ok(head);
             }
             for chunk in chunks {
                 let mut message = first.take().unwrap_or_default();

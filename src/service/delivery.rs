@@ -406,8 +406,10 @@ impl Producer {
                 self.lease_id,
                 at,
                 at + self.lease,
-                BATCH,
-                self.inline_bytes,
+                crate::store::LeaseBatch {
+                    limit: BATCH,
+                    inline_bytes: self.inline_bytes,
+                },
             )
             .await
         {

@@ -115,6 +115,14 @@ const QUEUE_FOR_GROUPS: &str = "INSERT INTO deliveries \
     SELECT $1, consumer_group, channel, 'QUEUED', 0, $2, $2 FROM channel_consumers \
     WHERE channel = $3";
 
+/// How much one lease takes: at most `limit` messages, with the bytes of attachments up
+/// to `inline_bytes` each (larger ones go by id and size).
+#[derive(Debug, Clone, Copy)]
+pub struct LeaseBatch {
+    pub limit: i64,
+    pub inline_bytes: i64,
+}
+
 /// Outbound messages and their delivery to consumer groups.
 #[async_trait]
 pub trait DeliveryStore: Send + Sync {
@@ -153,8 +161,7 @@ pub trait DeliveryStore: Send + Sync {
         lease_id: Uuid,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
-        limit: i64,
-        inline_bytes: i64,
+        batch: LeaseBatch,
     ) -> StoreResult<Vec<LeasedMessage>>;
 
     /// Hands back every message of `channel` still leased under `lease_id` (its stream
@@ -282,9 +289,12 @@ impl DeliveryStore for SqlStore {
         lease_id: Uuid,
         now: DateTime<Utc>,
         until: DateTime<Utc>,
-        limit: i64,
-        inline_bytes: i64,
+        batch: LeaseBatch,
     ) -> StoreResult<Vec<LeasedMessage>> {
+        let LeaseBatch {
+            limit,
+            inline_bytes,
+        } = batch;
         let mut tx = self.pools.begin().await?;
         // (The group's row is not touched here: that would serialise the group's
         // subscribers on it. Open streams mark it seen on their own schedule.)

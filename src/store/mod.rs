@@ -46,7 +46,7 @@ use database::{Pools, Statement};
 pub use audit::AuditStore;
 pub use contacts::ContactStore;
 pub use conversations::ConversationStore;
-pub use delivery::DeliveryStore;
+pub use delivery::{DeliveryStore, LeaseBatch};
 pub use events::EventLog;
 pub use idempotency::RequestIdStore;
 pub use keys::KeyStore;

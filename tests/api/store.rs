@@ -16,8 +16,8 @@ use ticketd::domain::sla::{Clock, Metric, Plan};
 use ticketd::domain::ticket::{Channel, ContactInput, Priority, Status, Ticket, TicketType};
 use ticketd::events::Bus;
 use ticketd::store::{
-    AssignmentGuard, Changeset, CreateOutcome, IdempotencyClaim, PoolSettings, Store, StoreError,
-    TicketDraft, TicketKey, TicketUpdate,
+    AssignmentGuard, Changeset, CreateOutcome, IdempotencyClaim, LeaseBatch, PoolSettings, Store,
+    StoreError, TicketDraft, TicketKey, TicketUpdate,
 };
 use uuid::Uuid;
 
@@ -144,7 +144,17 @@ pub async fn a_lease_holds_until_it_expires_and_then_passes_on(backend: Backend)
     let (first, second) = (Uuid::now_v7(), Uuid::now_v7());
 
     let leased = store
-        .lease_messages(Channel::Email, "gw", first, at(10), at(40), 10, 1024)
+        .lease_messages(
+            Channel::Email,
+            "gw",
+            first,
+            at(10),
+            at(40),
+            LeaseBatch {
+                limit: 10,
+                inline_bytes: 1024,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(leased.len(), 1);
@@ -154,7 +164,17 @@ pub async fn a_lease_holds_until_it_expires_and_then_passes_on(backend: Backend)
     // Another subscriber finds nothing while the lease holds, even a second before it
     // runs out.
     let held = store
-        .lease_messages(Channel::Email, "gw", second, at(39), at(69), 10, 1024)
+        .lease_messages(
+            Channel::Email,
+            "gw",
+            second,
+            at(39),
+            at(69),
+            LeaseBatch {
+                limit: 10,
+                inline_bytes: 1024,
+            },
+        )
         .await
         .unwrap();
     assert!(held.is_empty(), "{held:?}");
@@ -164,7 +184,17 @@ pub async fn a_lease_holds_until_it_expires_and_then_passes_on(backend: Backend)
 
     // At the second it runs out, the message passes on, as a second attempt.
     let taken = store
-        .lease_messages(Channel::Email, "gw", second, at(40), at(70), 10, 1024)
+        .lease_messages(
+            Channel::Email,
+            "gw",
+            second,
+            at(40),
+            at(70),
+            LeaseBatch {
+                limit: 10,
+                inline_bytes: 1024,
+            },
+        )
         .await
         .unwrap();
     assert_eq!(taken.len(), 1);
@@ -202,7 +232,17 @@ pub async fn a_lease_holds_until_it_expires_and_then_passes_on(backend: Backend)
         .expect("the group received the message");
     assert!(done.receipt.is_some());
     let after = store
-        .lease_messages(Channel::Email, "gw", first, at(500), at(530), 10, 1024)
+        .lease_messages(
+            Channel::Email,
+            "gw",
+            first,
+            at(500),
+            at(530),
+            LeaseBatch {
+                limit: 10,
+                inline_bytes: 1024,
+            },
+        )
         .await
         .unwrap();
     assert!(
@@ -225,7 +265,17 @@ pub async fn concurrent_claimers_never_lease_one_message_twice(backend: Backend)
                 let mut mine = Vec::new();
                 for _ in 0..10 {
                     let got = store
-                        .lease_messages(Channel::Email, "gw", lease, at(10), at(40), 2, 1024)
+                        .lease_messages(
+                            Channel::Email,
+                            "gw",
+                            lease,
+                            at(10),
+                            at(40),
+                            LeaseBatch {
+                                limit: 2,
+                                inline_bytes: 1024,
+                            },
+                        )
                         .await
                         .unwrap();
                     mine.extend(got.into_iter().map(|l| l.message.id));
