@@ -92,7 +92,10 @@ pub async fn an_email_opens_a_ticket_and_answers_thread_back_by_each_rule(backen
     assert_eq!(first.threaded_by(), pb::ThreadedBy::NewTicket);
     assert_eq!(first.ignored_reason, "");
     let ticket = first.ticket.unwrap();
-    assert_eq!(ticket.subject, "The printer in room 4 is on fire.");
+    assert_eq!(
+        ticket.subject, "Printer on fire",
+        "an email's subject names its ticket"
+    );
     assert_eq!(ticket.channel(), pb::Channel::Email);
     let contact = ticket.contact.clone().unwrap();
     assert_eq!(

@@ -490,12 +490,19 @@ impl EscalationService {
             .find(|s| !s.is_empty())
             .cloned()
             .unwrap_or_else(|| "a customer".to_owned());
-        let subject = match headline(&input.text, MAX_SUBJECT_CHARS) {
-            line if line.is_empty() => {
-                headline(&format!("{channel} message from {who}"), MAX_SUBJECT_CHARS)
-            }
-            line => line,
-        };
+        // An email says what it is about; other messages by their first line.
+        let email_subject = input
+            .email
+            .as_ref()
+            .map(|e| headline(&e.subject, MAX_SUBJECT_CHARS))
+            .filter(|s| !s.is_empty());
+        let subject =
+            match email_subject.unwrap_or_else(|| headline(&input.text, MAX_SUBJECT_CHARS)) {
+                line if line.is_empty() => {
+                    headline(&format!("{channel} message from {who}"), MAX_SUBJECT_CHARS)
+                }
+                line => line,
+            };
         let link = ConversationRef {
             source: source.to_owned(),
             external_id: external_id.to_owned(),
