@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::cache::{CONFIG_TTL, Cached};
 use super::sla_timer::{DeadlineHints, next_alert};
-use super::versioned::{Mask, update_versioned};
+use super::versioned::{Mask, copy_masked, update_versioned};
 use super::{ServiceError, ServiceResult};
 use crate::domain::audit::AuditEntry;
 use crate::domain::calendar::BusinessCalendar;
@@ -309,21 +309,12 @@ impl SlaService {
             || self.calendar_from_store(id),
             |current| async move {
                 let mut next = CalendarPatch::of(&current);
-                if mask.names("name") {
-                    next.name = patch.name.clone();
-                }
-                if mask.names("time_zone") {
-                    next.time_zone = patch.time_zone.clone();
-                }
-                if mask.names("weekly") {
-                    next.weekly = patch.weekly.clone();
-                }
-                if mask.names("holidays") {
-                    next.holidays = patch.holidays.clone();
-                }
-                if mask.names("yearly_holidays") {
-                    next.yearly_holidays = patch.yearly_holidays.clone();
-                }
+                copy_masked!(
+                    mask,
+                    next,
+                    patch,
+                    [name, time_zone, weekly, holidays, yearly_holidays]
+                );
                 let next = next.build(id)?;
                 self.save_calendar(actor, next, Some(&current)).await
             },
@@ -440,27 +431,13 @@ impl SlaService {
             || self.policy_from_store(id),
             |current| async move {
                 let mut next = current.clone();
-                if mask.names("name") {
-                    next.name = patch.name.clone();
-                }
-                if mask.names("position") {
-                    next.position = patch.position;
-                }
-                if mask.names("conditions") {
-                    next.conditions = patch.conditions.clone();
-                }
-                if mask.names("first_response") {
-                    next.targets.first_response = patch.targets.first_response;
-                }
-                if mask.names("next_response") {
-                    next.targets.next_response = patch.targets.next_response;
-                }
-                if mask.names("resolution") {
-                    next.targets.resolution = patch.targets.resolution;
-                }
-                if mask.names("calendar_id") {
-                    next.calendar_id = patch.calendar_id;
-                }
+                copy_masked!(mask, next, patch, [name, position, conditions, calendar_id]);
+                copy_masked!(
+                    mask,
+                    next.targets,
+                    patch.targets,
+                    [first_response, next_response, resolution]
+                );
                 if ["warning", "warning_percent", "warning_lead"]
                     .iter()
                     .any(|path| mask.names(path))

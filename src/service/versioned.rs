@@ -52,6 +52,19 @@ impl Mask {
     }
 }
 
+/// Copies each field the mask names from `$patch` to `$next`, where the field and its
+/// mask path share a name.
+macro_rules! copy_masked {
+    ($mask:expr, $next:expr, $patch:expr, [$($field:ident),* $(,)?]) => {
+        $(
+            if $mask.names(stringify!($field)) {
+                $next.$field = $patch.$field.clone();
+            }
+        )*
+    };
+}
+pub(crate) use copy_masked;
+
 /// `ABORTED` when the caller's etag (if it sent one) is not `version`.
 pub(crate) fn ensure_etag(etag: Option<&str>, version: i64) -> ServiceResult<()> {
     match etag {

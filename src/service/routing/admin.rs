@@ -10,7 +10,7 @@ use crate::domain::event::Actor;
 use crate::domain::routing::{Agent, Availability, Queue, RoutingRule, Strategy, TOP_TIER};
 use crate::domain::ticket;
 use crate::domain::validation::Violations;
-use crate::service::versioned::{Mask, update_versioned};
+use crate::service::versioned::{Mask, copy_masked, update_versioned};
 use crate::service::{ServiceError, ServiceResult, retry_contended};
 
 /// An agent's fields as a caller sends them, for [`RoutingService::create_agent`] and
@@ -109,23 +109,14 @@ impl RoutingService {
                 if set("email") {
                     next.email = patch.email.trim().to_owned();
                 }
-                if set("skills") {
-                    next.skills = patch.skills.clone();
-                }
-                if set("tier") {
-                    next.tier = patch.tier;
-                }
-                if set("capacity") {
-                    next.capacity = patch.capacity;
-                }
+                copy_masked!(
+                    mask,
+                    next,
+                    patch,
+                    [skills, tier, capacity, queue_ids, vip_handler]
+                );
                 if let (true, Some(availability)) = (set("availability"), patch.availability) {
                     next.availability = availability;
-                }
-                if set("queue_ids") {
-                    next.queue_ids = patch.queue_ids.clone();
-                }
-                if set("vip_handler") {
-                    next.vip_handler = patch.vip_handler;
                 }
                 self.save_agent(actor, next, Some(&current)).await
             },
@@ -431,21 +422,12 @@ impl RoutingService {
             || self.rule_from_store(id),
             |current| async move {
                 let mut next = current.clone();
-                if mask.names("name") {
-                    next.name = patch.name.clone();
-                }
-                if mask.names("position") {
-                    next.position = patch.position;
-                }
-                if mask.names("enabled") {
-                    next.enabled = patch.enabled;
-                }
-                if mask.names("conditions") {
-                    next.conditions = patch.conditions.clone();
-                }
-                if mask.names("actions") {
-                    next.actions = patch.actions.clone();
-                }
+                copy_masked!(
+                    mask,
+                    next,
+                    patch,
+                    [name, position, enabled, conditions, actions]
+                );
                 next.updated_at = self.clock.now();
                 self.save_rule(actor, next, Some(&current)).await
             },
