@@ -14,10 +14,10 @@ CREATE INDEX contact_identities_contact_idx ON contact_identities (contact_id);
 
 -- Existing addresses; where two contacts share one, the older keeps it.
 INSERT INTO contact_identities (kind, value, contact_id, created_at)
-SELECT 'email', lower(email), id, created_at FROM contacts WHERE email <> ''
+SELECT 'email', lower(trim(email)), id, created_at FROM contacts WHERE trim(email) <> ''
 ORDER BY created_at, id
 ON CONFLICT DO NOTHING;
 INSERT INTO contact_identities (kind, value, contact_id, created_at)
-SELECT 'phone', phone, id, created_at FROM contacts WHERE phone <> ''
+SELECT 'phone', trim(phone), id, created_at FROM contacts WHERE trim(phone) <> ''
 ORDER BY created_at, id
 ON CONFLICT DO NOTHING;

@@ -68,8 +68,15 @@ pub fn update_kind(event: &NewEvent) -> Option<UpdateKind> {
             Status::Merged => None,
             Status::Open | Status::InProgress => Some(UpdateKind::StatusChanged),
         },
-        (EventKind::ReplyAdded, EventPayload::Reply { .. })
-            if event.visibility == Visibility::Public =>
+        // A reply sent on another channel (by email to a chat customer, say) is that
+        // channel's to deliver: the conversation does not relay it too.
+        (EventKind::ReplyAdded, EventPayload::Reply { channel, .. })
+            if event.visibility == Visibility::Public
+                && event
+                    .ticket
+                    .conversation
+                    .as_ref()
+                    .is_some_and(|c| c.channel.as_str() == channel) =>
         {
             Some(UpdateKind::AgentReplied)
         }
@@ -203,6 +210,17 @@ mod tests {
         assert_eq!(update.body, "Try turning it off and on");
         assert_eq!(update.agent_id, Some(Uuid::from_u128(9)));
         assert_eq!(update.cursor, 7);
+        let by_mail = EventPayload::Reply {
+            body: "Sent by email instead".into(),
+            channel: "EMAIL".into(),
+            attachments: Vec::new(),
+            message_id: None,
+        };
+        assert_eq!(
+            conversation_update(&event(EventKind::ReplyAdded, Status::Open, by_mail)),
+            None,
+            "a reply on another channel is not the chat's to relay"
+        );
         let note = EventPayload::Note {
             body: "customer is angry".into(),
         };

@@ -73,17 +73,36 @@ pub enum ThreadRef {
     Ticket(Uuid),
 }
 
+/// The source of the conversations email opens: one per first message, named by its
+/// Message-ID.
+pub const EMAIL_SOURCE: &str = "email";
+
 const TICKET_PREFIX: &str = "ticket.";
 const TOKEN_PREFIX: &str = "t";
 
 impl Mailbox {
-    /// The headers of outbound message `message_id` about ticket `ticket_id`.
-    pub fn threading(&self, message_id: Uuid, ticket_id: Uuid) -> EmailThreading {
+    /// The headers of outbound message `message_id` about ticket `ticket_id`. When the
+    /// ticket began with the customer's own email (`answering`, its Message-ID), the
+    /// message answers that one, so it lands in the customer's thread too.
+    pub fn threading(
+        &self,
+        message_id: Uuid,
+        ticket_id: Uuid,
+        answering: Option<&str>,
+    ) -> EmailThreading {
         let root = self.thread_root(ticket_id);
+        let theirs = answering
+            .map(|id| id.trim().trim_start_matches('<').trim_end_matches('>'))
+            .filter(|id| id.contains('@') && !id.contains(char::is_whitespace))
+            .map(|id| format!("<{id}>"));
+        let (in_reply_to, references) = match theirs {
+            Some(theirs) => (theirs.clone(), vec![theirs, root]),
+            None => (root.clone(), vec![root]),
+        };
         EmailThreading {
             message_id: format!("<{}@{}>", message_id.simple(), self.domain),
-            in_reply_to: root.clone(),
-            references: vec![root],
+            in_reply_to,
+            references,
             reply_to: self.reply_address(ticket_id),
         }
     }
@@ -168,7 +187,7 @@ mod tests {
         let ticket = Uuid::now_v7();
         let text = format!(
             "<abc@gmail.com> {} <not-a-uuid@example.com>,<{}@EXAMPLE.com>",
-            m.threading(Uuid::nil(), ticket).in_reply_to,
+            m.threading(Uuid::nil(), ticket, None).in_reply_to,
             Uuid::from_u128(7).simple()
         );
         assert_eq!(
@@ -182,6 +201,24 @@ mod tests {
         assert_eq!(m.reply_token("support@example.com"), None);
     }
 
+    #[test]
+    fn a_reply_to_a_customer_email_answers_it_and_keeps_the_ticket_thread() {
+        let m = mailbox();
+        let ticket = Uuid::from_u128(3);
+        let headers = m.threading(Uuid::from_u128(1), ticket, Some("CAF=1@mail.example.com"));
+        assert_eq!(headers.in_reply_to, "<CAF=1@mail.example.com>");
+        assert_eq!(headers.references[0], "<CAF=1@mail.example.com>");
+        assert_eq!(
+            m.our_references(&headers.references.join(" ")),
+            vec![ThreadRef::Ticket(ticket)]
+        );
+        let synthetic = m.threading(Uuid::from_u128(1), ticket, Some("sha256:abc"));
+        assert!(
+            synthetic.in_reply_to.starts_with("<ticket."),
+            "not a Message-ID"
+        );
+    }
+
     proptest! {
         /// Whatever ticketd puts in its headers, it reads back as the same message and
         /// ticket, also from a display-name address.
@@ -189,7 +226,7 @@ mod tests {
         fn threading_headers_read_back(message in any::<u128>(), ticket in any::<u128>()) {
             let m = mailbox();
             let (message, ticket) = (Uuid::from_u128(message), Uuid::from_u128(ticket));
-            let headers = m.threading(message, ticket);
+            let headers = m.threading(message, ticket, None);
             prop_assert_eq!(
                 m.our_references(&headers.message_id),
                 vec![ThreadRef::Message(message)]

@@ -17,6 +17,12 @@ text_enum!(
     }
 );
 
+/// Most Message-IDs or addresses read from one header kind; the rest are ignored.
+const MAX_REFERENCES: usize = 50;
+
+/// Longest subject kept, in characters (RFC 5322's line limit).
+const MAX_SUBJECT_CHARS: usize = 998;
+
 /// An email as ticketd uses it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct InboundEmail {
@@ -62,12 +68,14 @@ pub fn parse(raw: &[u8]) -> Result<InboundEmail, EmailError> {
         .ok_or(EmailError::NoSender)?;
     let mut answers = ids(message.in_reply_to());
     answers.extend(ids(message.references()).into_iter().rev());
+    answers.truncate(MAX_REFERENCES);
     let recipients = message
         .to()
         .into_iter()
         .chain(message.cc())
         .flat_map(|a| a.iter())
         .filter_map(|a| a.address().map(str::to_owned))
+        .take(MAX_REFERENCES)
         .collect();
     let full_text = message
         .body_text(0)
@@ -108,9 +116,11 @@ pub fn parse(raw: &[u8]) -> Result<InboundEmail, EmailError> {
                 .attribute("report-type")
                 .is_some_and(|t| t.eq_ignore_ascii_case("delivery-status"))
     });
-    let daemon = from_address.split('@').next().is_some_and(|local| {
-        ["mailer-daemon", "postmaster"].contains(&local.to_ascii_lowercase().as_str())
-    });
+    // MAILER-DAEMON only ever reports; a postmaster may be a person writing in.
+    let daemon = from_address
+        .split('@')
+        .next()
+        .is_some_and(|local| local.eq_ignore_ascii_case("mailer-daemon"));
     let bounce_of = (report || daemon).then(|| {
         let mut mentioned = answers.clone();
         for part in &message.parts {
@@ -123,6 +133,7 @@ pub fn parse(raw: &[u8]) -> Result<InboundEmail, EmailError> {
                 _ => {}
             }
         }
+        mentioned.truncate(MAX_REFERENCES);
         mentioned
     });
     let automatic = if bounce_of.is_some() {
@@ -142,7 +153,13 @@ pub fn parse(raw: &[u8]) -> Result<InboundEmail, EmailError> {
         message_id: message.message_id().unwrap_or_default().to_owned(),
         from_name: from.1.unwrap_or_default().trim().to_owned(),
         from_address,
-        subject: message.subject().unwrap_or_default().trim().to_owned(),
+        subject: message
+            .subject()
+            .unwrap_or_default()
+            .trim()
+            .chars()
+            .take(MAX_SUBJECT_CHARS)
+            .collect(),
         answers,
         recipients,
         visible_text: above_quote(&full_text),

@@ -39,7 +39,7 @@ pub const SMALL_MESSAGE_BYTES: usize = 64 * 1024;
 pub const TEXT_MESSAGE_BYTES: usize = 2 * 1024 * 1024;
 /// What an `IngestEmail` request holds besides the raw email: recipient, request id,
 /// framing.
-const EMAIL_ENVELOPE_BYTES: usize = 64 * 1024;
+pub(crate) const EMAIL_ENVELOPE_BYTES: usize = 64 * 1024;
 
 /// One value per key role: requests per second, or the rate limiters built from them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -129,7 +129,10 @@ impl Gate {
         let large = self.settings.max_message_bytes;
         match method {
             "AddReply" | "PostCustomerMessage" | "EscalateConversation" => large,
-            "IngestEmail" => self.settings.max_email_bytes + EMAIL_ENVELOPE_BYTES,
+            "IngestEmail" => self
+                .settings
+                .max_email_bytes
+                .saturating_add(EMAIL_ENVELOPE_BYTES),
             "CreateTicket" | "UpdateTicket" | "AddNote" | "LogTime" => {
                 TEXT_MESSAGE_BYTES.min(large)
             }

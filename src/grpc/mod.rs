@@ -63,9 +63,11 @@ pub fn routes(services: &Services, limits: &GrpcLimits) -> Routes {
         .max_decoding_message_size(limits.max_message_bytes)
         .max_encoding_message_size(limits.max_message_bytes);
     // The gate holds each method to its own limit; this is the largest of them.
-    let escalation_limit = limits
-        .max_message_bytes
-        .max(limits.max_email_bytes + 64 * 1024);
+    let escalation_limit = limits.max_message_bytes.max(
+        limits
+            .max_email_bytes
+            .saturating_add(gate::EMAIL_ENVELOPE_BYTES),
+    );
     let escalation = pb::escalation_service_server::EscalationServiceServer::new(
         EscalationApi::new(services.clone()),
     )

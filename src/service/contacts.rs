@@ -10,7 +10,7 @@ use super::versioned::{Mask, Versioned, update_versioned};
 use super::{ServiceError, ServiceResult};
 use crate::clock::Clock;
 use crate::domain::contact::{
-    ContactQuery, ContactRecord, address_list, email_key, phone_key, with_primary,
+    ContactQuery, ContactRecord, MAX_ADDRESSES, address_list, email_key, phone_key, with_primary,
 };
 use crate::domain::ticket::{MAX_CONTACT_FIELD_CHARS, looks_like_email};
 use crate::domain::validation::Violations;
@@ -156,7 +156,25 @@ impl ContactService {
             || self.get(id),
             |current| async move {
                 let next = self.apply(&current, patch, mask)?;
-                if self.store.save_contact(&next, current.version).await? {
+                // Only addresses new to the contact must be free; one it already shows
+                // stays, even where an older contact holds it too.
+                let new_addresses: Vec<(&str, String)> = next
+                    .emails
+                    .iter()
+                    .filter(|e| !current.emails.contains(e))
+                    .map(|e| ("email", e.clone()))
+                    .chain(
+                        next.phones
+                            .iter()
+                            .filter(|p| !current.phones.contains(p))
+                            .map(|p| ("phone", p.clone())),
+                    )
+                    .collect();
+                if self
+                    .store
+                    .save_contact(&next, current.version, &new_addresses)
+                    .await?
+                {
                     Ok(ContactRecord {
                         version: current.version + 1,
                         ..next
@@ -222,7 +240,8 @@ impl ContactService {
     }
 }
 
-/// A contact's primary address and list after a change to either.
+/// A contact's primary address and list after a change to either. Clearing the primary
+/// forgets that address; the next one listed becomes primary.
 fn addresses(
     (primary, all): (&str, &[String]),
     new_primary: Option<&String>,
@@ -234,6 +253,9 @@ fn addresses(
     let key = |a: &str| if email { email_key(a) } else { phone_key(a) };
     let mut list = all.to_vec();
     let mut primary = key(primary);
+    if new_primary.is_none() && new_list.is_none() {
+        return (primary, list);
+    }
     if let Some(given) = new_list {
         list = address_list(list_field, given, email, v);
         if !list.contains(&primary) {
@@ -241,24 +263,23 @@ fn addresses(
         }
     }
     if let Some(given) = new_primary {
-        primary = key(given);
-        v.line(field, &primary, false, MAX_CONTACT_FIELD_CHARS);
-        if email && !primary.is_empty() && !looks_like_email(&primary) {
+        let given = key(given);
+        v.line(field, &given, false, MAX_CONTACT_FIELD_CHARS);
+        if email && !given.is_empty() && !looks_like_email(&given) {
             v.add(field, "must be an email address");
         }
-        if primary.is_empty() {
-            // No primary any more: the address goes from the list too.
-            list.retain(|a| *a != key(all.first().map(String::as_str).unwrap_or("")));
+        if given.is_empty() {
+            list.retain(|a| *a != primary);
+            primary = list.first().cloned().unwrap_or_default();
+        } else {
+            primary = given;
         }
     }
     let list = with_primary(&primary, &list);
-    if list.len() > crate::domain::contact::MAX_ADDRESSES {
+    if list.len() > MAX_ADDRESSES {
         v.add(
             list_field,
-            format!(
-                "must hold at most {} addresses",
-                crate::domain::contact::MAX_ADDRESSES
-            ),
+            format!("must hold at most {MAX_ADDRESSES} addresses"),
         );
     }
     (primary, list)

@@ -19,7 +19,7 @@ use crate::domain::auth::Principal;
 use crate::domain::delivery::{
     Acknowledgement, DEFAULT_CONSUMER_GROUP, DeliveryOutcome, DeliveryStatus, LeasedMessage,
 };
-use crate::domain::email::Mailbox;
+use crate::domain::email::{EMAIL_SOURCE, Mailbox};
 use crate::domain::event::{EventKind, EventPayload, NewEvent, Visibility};
 use crate::domain::ticket::Channel;
 use crate::domain::validation::Violations;
@@ -432,7 +432,8 @@ impl Producer {
         for mut message in leased {
             if message.message.channel == Channel::Email {
                 let m = &message.message;
-                message.email = Some(self.mailbox.threading(m.id, m.ticket_id));
+                let answering = (m.source == EMAIL_SOURCE).then_some(m.conversation_id.as_str());
+                message.email = Some(self.mailbox.threading(m.id, m.ticket_id, answering));
             }
             let span = tracing::info_span!(
                 "deliver",

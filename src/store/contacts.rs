@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::database::{Statement, Tx};
-use super::{SqlStore, StoreResult, unique_violation};
+use super::{SqlStore, StoreError, StoreResult, unique_violation};
 use crate::domain::contact::{ContactQuery, ContactRecord, email_key, phone_key};
 use crate::domain::ticket::Contact;
 
@@ -23,9 +23,6 @@ const CONTACT_BY_ADDRESS: &str = "SELECT c.id, c.external_id, c.name, c.email, c
 /// An address already known stays with its contact.
 const REMEMBER_ADDRESS: &str = "INSERT INTO contact_identities \
     (kind, value, contact_id, created_at) VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING";
-
-const INSERT_ADDRESS: &str = "INSERT INTO contact_identities \
-    (kind, value, contact_id, created_at) VALUES ($1, $2, $3, $4)";
 
 const FORGET_ADDRESSES: &str = "DELETE FROM contact_identities WHERE contact_id = $1";
 
@@ -78,12 +75,14 @@ pub trait ContactStore: Send + Sync {
     async fn contact_by_address(&self, email: &str, phone: &str) -> StoreResult<Option<Contact>>;
 
     /// Writes a changed contact and its addresses, if it is still at `expected_version`
-    /// (else `false`). An address or external id of another contact is
-    /// [`super::StoreError::AlreadyExists`].
+    /// (else `false`). One of `new_addresses` (kind, value) that another contact holds, or
+    /// an external id another contact has, is [`super::StoreError::AlreadyExists`]; an
+    /// address the contact showed before and another holds stays the other's.
     async fn save_contact(
         &self,
         contact: &ContactRecord,
         expected_version: i64,
+        new_addresses: &[(&str, String)],
     ) -> StoreResult<bool>;
 }
 
@@ -158,6 +157,7 @@ impl ContactStore for SqlStore {
         &self,
         contact: &ContactRecord,
         expected_version: i64,
+        new_addresses: &[(&str, String)],
     ) -> StoreResult<bool> {
         let c = &contact.contact;
         let mut tx = self.pools.begin().await?;
@@ -187,14 +187,18 @@ impl ContactStore for SqlStore {
             .map(|e| ("email", e))
             .chain(contact.phones.iter().map(|p| ("phone", p)));
         for (kind, value) in addresses {
-            Statement::new(INSERT_ADDRESS)
+            let taken = Statement::new(REMEMBER_ADDRESS)
                 .bind(kind)
                 .bind(value.as_str())
                 .bind(c.id)
                 .bind(contact.updated_at)
                 .execute(&mut tx)
-                .await
-                .map_err(|e| unique_violation(e, "an address of another contact"))?;
+                .await?
+                == 0;
+            if taken && new_addresses.iter().any(|(k, v)| *k == kind && v == value) {
+                tx.rollback().await?;
+                return Err(StoreError::AlreadyExists("an address of another contact"));
+            }
         }
         tx.commit().await?;
         Ok(true)

@@ -42,6 +42,7 @@ pub(super) struct TicketRow {
     follow_up_of_id: Option<Uuid>,
     conversation_source: Option<String>,
     conversation_external_id: Option<String>,
+    conversation_channel: Option<String>,
     tier: i32,
     required_skills: Json<Vec<String>>,
     vip_handlers_only: bool,
@@ -113,7 +114,7 @@ impl TryFrom<TicketRow> for Ticket {
             conversation: conversation_ref(
                 row.conversation_source,
                 row.conversation_external_id,
-                channel,
+                optional_channel(row.conversation_channel.as_deref())?,
             ),
             tier: row.tier,
             required_skills: row.required_skills.0,

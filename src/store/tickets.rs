@@ -23,6 +23,7 @@ macro_rules! select_tickets {
         "SELECT t.id, t.number, t.subject, t.description, t.status, t.priority, \
          t.ticket_type, t.tags, t.custom_fields, t.assignee_id, t.queue_id, t.merged_into_id, \
          t.channel, t.follow_up_of_id, t.conversation_source, t.conversation_external_id, \
+         t.conversation_channel, \
          t.tier, t.required_skills, t.vip_handlers_only, \
          t.version, t.time_spent_seconds, t.created_at, \
          t.updated_at, t.contact_id, c.external_id AS contact_external_id, \
@@ -184,6 +185,10 @@ impl TicketStore for SqlStore {
                 col(
                     "conversation_external_id",
                     draft.conversation.as_ref().map(|c| c.external_id.as_str()),
+                ),
+                col(
+                    "conversation_channel",
+                    draft.conversation.as_ref().map(|c| c.channel.as_str()),
                 ),
                 col("tier", draft.tier),
                 (
@@ -400,6 +405,10 @@ pub(super) async fn update_ticket(tx: &mut Tx, update: &TicketUpdate) -> StoreRe
             col(
                 "conversation_external_id",
                 t.conversation.as_ref().map(|c| c.external_id.as_str()),
+            ),
+            col(
+                "conversation_channel",
+                t.conversation.as_ref().map(|c| c.channel.as_str()),
             ),
             col("tier", t.tier),
             ("required_skills", Column::Value(json(&t.required_skills)?)),

@@ -174,6 +174,39 @@ pub async fn contacts_gain_addresses_under_their_etag_and_intake_finds_them_by_a
         vec!["ada.l@work.example", "ada@example.com"]
     );
 
+    // Clearing the primary forgets it; the next address becomes primary.
+    let cleared = update(
+        &app,
+        pb::Contact {
+            id: ada.clone(),
+            email: String::new(),
+            ..Default::default()
+        },
+        &["email"],
+        &primary.etag,
+    )
+    .await
+    .unwrap();
+    assert_eq!(cleared.email, "ada@example.com");
+    assert_eq!(cleared.emails, vec!["ada@example.com"]);
+
+    // A CRM record sharing Grace's address (the CRM says so) leaves the address with
+    // Grace, and the newcomer can still be changed.
+    let twin = contact(&app, "crm-twin", "Grace's twin", "grace@example.com").await;
+    let renamed = update(
+        &app,
+        pb::Contact {
+            id: twin,
+            name: "Ada's cousin".into(),
+            ..Default::default()
+        },
+        &["name"],
+        "",
+    )
+    .await
+    .unwrap();
+    assert_eq!(renamed.name, "Ada's cousin");
+
     // Grace is untouched throughout.
     let grace_now = contacts
         .get_contact(pb::GetContactRequest { id: grace })

@@ -118,6 +118,15 @@ pub async fn an_email_opens_a_ticket_and_answers_thread_back_by_each_rule(backen
     let sent = next_email(&mut outbox).await;
     let headers = sent.email.clone().unwrap();
     assert!(sent.subject.contains(&format!("[#{}]", ticket.number)));
+    assert_eq!(
+        headers.in_reply_to, "<first@mail.example.com>",
+        "the reply answers Ada's own email, so it joins her thread"
+    );
+    assert_eq!(
+        headers.references.len(),
+        2,
+        "hers, then the ticket's thread"
+    );
 
     // Ada's answer cites the reply's Message-ID and quotes it: it lands on the ticket,
     // with only her new text visible and the whole text kept.
@@ -390,4 +399,57 @@ pub async fn emails_are_bounded_and_checked(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
+}
+
+pub async fn odd_but_real_emails_are_taken_in_rather_than_refused(backend: Backend) {
+    let app = app(backend).await;
+    let gateway = app.key(pb::Role::Gateway, None).await;
+    let mut gw = app.escalation_as(&gateway);
+    // No Message-ID, delivered twice: one ticket.
+    let raw = "From: printer@localhost\r\nTo: help@acme.test\r\nSubject: Toner low\r\n\r\nToner at 5%.\r\n";
+    let first = ingest(&mut gw, raw.as_bytes().to_vec(), MAILBOX).await;
+    assert!(first.created, "{first:?}");
+    let again = ingest(&mut gw, raw.as_bytes().to_vec(), MAILBOX).await;
+    assert!(again.duplicate && !again.created, "{again:?}");
+    let ticket = first.ticket.unwrap();
+    assert_eq!(ticket.id, again.ticket.unwrap().id);
+    assert_eq!(
+        ticket.contact.unwrap().email,
+        "",
+        "an address without a domain is not kept as the contact's"
+    );
+
+    // Twenty-five inline images, one with a path for a name: twenty are kept and the
+    // message says what was left out.
+    let mut mime = String::from(
+        "From: ada@example.com\r\nTo: help@acme.test\r\nSubject: Photos\r\n\
+         Message-ID: <photos@example.com>\r\nMIME-Version: 1.0\r\n\
+         Content-Type: multipart/mixed; boundary=\"b\"\r\n\r\n\
+         --b\r\nContent-Type: text/plain\r\n\r\nSee the photos.\r\n",
+    );
+    for i in 0..25 {
+        let name = if i == 0 {
+            "../../etc/passwd".to_owned()
+        } else {
+            format!("p{i}.png")
+        };
+        mime.push_str(&format!(
+            "--b\r\nContent-Type: image/png\r\nContent-Disposition: attachment; \
+             filename=\"{name}\"\r\nContent-Transfer-Encoding: base64\r\n\r\naGVsbG8=\r\n"
+        ));
+    }
+    mime.push_str("--b--\r\n");
+    let photos = ingest(&mut gw, mime.into_bytes(), MAILBOX).await;
+    let entry = customer_message(&photos.entry.unwrap());
+    assert_eq!(entry.attachments.len(), 20);
+    assert!(
+        entry.attachments.iter().all(|a| !a.name.contains('/')),
+        "{:?}",
+        entry.attachments
+    );
+    assert!(
+        entry.text.contains("5 attachment(s) not kept"),
+        "{}",
+        entry.text
+    );
 }

@@ -127,6 +127,7 @@ harness::conformance! {
         an_email_opens_a_ticket_and_answers_thread_back_by_each_rule,
         machines_mail_changes_nothing_and_a_bounce_fails_the_delivery,
         emails_are_bounded_and_checked,
+        odd_but_real_emails_are_taken_in_rather_than_refused,
     ],
     routing: [
         round_robin_shares_tickets_evenly,

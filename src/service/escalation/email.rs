@@ -3,14 +3,14 @@
 //! delivery it returns as failed.
 
 use super::*;
-use crate::domain::email::{Mailbox, ThreadRef};
+use crate::domain::email::{EMAIL_SOURCE, Mailbox, ThreadRef};
 use crate::domain::event::EmailFacts;
 use crate::domain::inbound_email::{self, InboundEmail, ThreadedBy, subject_number};
+use crate::domain::ticket::{MAX_CONTACT_FIELD_CHARS, looks_like_email};
 use crate::service::delivery::ensure_channel;
-
-/// The source of the conversations email opens: one per first message, by its
-/// Message-ID.
-pub const EMAIL_SOURCE: &str = "email";
+use crate::service::tickets::{
+    MAX_ATTACHMENT_BYTES_TOTAL, MAX_ATTACHMENTS, valid_content_type, valid_file_name,
+};
 
 /// Longest whole text kept on an entry beside the visible part, in characters.
 const MAX_FULL_TEXT_CHARS: usize = 512 * 1024;
@@ -41,6 +41,51 @@ impl IngestOutcome {
             ignored_reason: reason,
         }
     }
+}
+
+/// The attachments of an email that can be kept: names made safe, unknown types read as
+/// `application/octet-stream`, as many as fit the limits of one message. Also returns how
+/// many were left out.
+fn keepable(attachments: Vec<AttachmentInput>) -> (Vec<AttachmentInput>, usize) {
+    let mut kept: Vec<AttachmentInput> = Vec::new();
+    let mut total = 0;
+    let mut left_out = 0;
+    for (i, mut file) in attachments.into_iter().enumerate() {
+        if !valid_file_name(&file.name) {
+            let safe: String = file
+                .name
+                .chars()
+                .map(|c| {
+                    if c == '/' || c == '\\' || c.is_control() {
+                        '_'
+                    } else {
+                        c
+                    }
+                })
+                .take(255)
+                .collect();
+            file.name = match safe.trim() {
+                "" => format!("attachment-{}", i + 1),
+                name => name.to_owned(),
+            };
+        }
+        if !valid_content_type(&file.content_type) {
+            file.content_type = "application/octet-stream".into();
+        }
+        if kept.len() >= MAX_ATTACHMENTS || total + file.content.len() > MAX_ATTACHMENT_BYTES_TOTAL
+        {
+            left_out += 1;
+            continue;
+        }
+        total += file.content.len();
+        kept.push(file);
+    }
+    (kept, left_out)
+}
+
+/// `text` cut to `max` characters, silently (for names and addresses).
+fn at_most_chars(text: &str, max: usize) -> String {
+    text.chars().take(max).collect()
 }
 
 /// Cuts `text` to `max` characters, saying so.
@@ -96,35 +141,56 @@ impl EscalationService {
                 "sent from the support mailbox itself; answering it would loop".into(),
             ));
         }
-        let (target, rule) = self.thread(&email, recipient).await?;
+        // The email's id: its Message-ID, else a digest of it or of the whole message, so a
+        // gateway delivering it twice is recognised either way.
+        let key = if !email.message_id.is_empty() && email.message_id.len() <= MAX_NAME_CHARS - 2 {
+            email.message_id.clone()
+        } else {
+            use sha2::Digest;
+            let basis = if email.message_id.is_empty() {
+                raw
+            } else {
+                email.message_id.as_bytes()
+            };
+            format!(
+                "sha256:{}",
+                crate::domain::hex(&sha2::Sha256::digest(basis))
+            )
+        };
+        let (target, rule) = self.thread(&email, recipient, &key).await?;
         let full_text = if email.full_text.trim() != email.visible_text {
             at_most(&email.full_text, MAX_FULL_TEXT_CHARS)
         } else {
             String::new()
         };
-        let text = match at_most(&email.visible_text, MAX_MESSAGE_CHARS - 64) {
-            text if text.is_empty() && email.attachments.is_empty() => "(empty message)".into(),
-            text => text,
-        };
-        let external_message_id = if email.message_id.len() <= MAX_NAME_CHARS - 2 {
-            email.message_id.clone()
+        let (attachments, left_out) = keepable(email.attachments.clone());
+        let mut text = at_most(&email.visible_text, MAX_MESSAGE_CHARS - 256);
+        if left_out > 0 {
+            text.push_str(&format!(
+                "\n\n[{left_out} attachment(s) not kept: past the limits of \
+                 {MAX_ATTACHMENTS} files and {MAX_ATTACHMENT_BYTES_TOTAL} bytes]"
+            ));
+        }
+        if text.trim().is_empty() && attachments.is_empty() {
+            text = "(empty message)".into();
+        }
+        // A sender address the contact cannot keep (no domain dot, say) still writes in.
+        let contact_email = if looks_like_email(&email.from_address) {
+            email.from_address.clone()
         } else {
-            // Longer than a gateway's id may be: still one per message.
-            use sha2::Digest;
-            let digest = sha2::Sha256::digest(email.message_id.as_bytes());
-            format!("sha256:{}", crate::domain::hex(&digest))
+            String::new()
         };
         let input = CustomerMessageInput {
             target,
             channel: Some(Channel::Email),
-            sender: email.from_address.clone(),
+            sender: at_most_chars(&email.from_address, MAX_NAME_CHARS),
             text,
-            attachments: email.attachments.clone(),
-            external_message_id,
+            attachments,
+            external_message_id: key,
             request_id: request_id.to_owned(),
             contact: Some(ContactInput {
-                name: email.from_name.clone(),
-                email: email.from_address.clone(),
+                name: at_most_chars(&email.from_name, MAX_CONTACT_FIELD_CHARS),
+                email: contact_email,
                 ..ContactInput::default()
             }),
             email: Some(EmailFacts {
@@ -159,6 +225,7 @@ impl EscalationService {
         &self,
         email: &InboundEmail,
         recipient: &str,
+        key: &str,
     ) -> ServiceResult<(MessageTarget, ThreadedBy)> {
         let mailbox = &self.email.mailbox;
         for reference in mailbox.our_references(&email.answers.join(" ")) {
@@ -185,27 +252,29 @@ impl EscalationService {
         }
         if let Some(number) = subject_number(&email.subject)
             && let Some(ticket) = self.store.ticket(TicketKey::Number(number)).await?
-            && !ticket.contact.email.is_empty()
-            && ticket
-                .contact
-                .email
-                .eq_ignore_ascii_case(&email.from_address)
+            && self.is_contact_of(&ticket, &email.from_address).await?
         {
             return Ok((MessageTarget::Ticket(ticket.id), ThreadedBy::SubjectNumber));
         }
-        let conversation = if email.message_id.is_empty() || email.message_id.len() > MAX_NAME_CHARS
-        {
-            format!("no-message-id-{}", Uuid::now_v7())
-        } else {
-            email.message_id.clone()
-        };
         Ok((
             MessageTarget::Conversation {
                 source: EMAIL_SOURCE.to_owned(),
-                external_id: conversation,
+                external_id: key.to_owned(),
             },
             ThreadedBy::NewTicket,
         ))
+    }
+
+    /// Whether `address` is one of the addresses of the ticket's contact.
+    async fn is_contact_of(&self, ticket: &Ticket, address: &str) -> ServiceResult<bool> {
+        if address.is_empty() {
+            return Ok(false);
+        }
+        if ticket.contact.email.eq_ignore_ascii_case(address) {
+            return Ok(true);
+        }
+        let owner = self.store.contact_by_address(address, "").await?;
+        Ok(owner.is_some_and(|c| c.id == ticket.contact.id))
     }
 
     /// Marks every message of ours a bounce mentions as failed; returns how many were.

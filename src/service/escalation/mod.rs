@@ -11,7 +11,7 @@ use tracing::instrument;
 use uuid::Uuid;
 
 pub use customer_messages::{CustomerMessageInput, CustomerMessageOutcome, MessageTarget};
-pub use email::{EMAIL_SOURCE, EmailSettings, IngestOutcome};
+pub use email::{EmailSettings, IngestOutcome};
 
 use super::request_ids::{Fingerprint, RequestIds};
 use super::routing::RoutingService;

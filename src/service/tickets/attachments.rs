@@ -35,6 +35,24 @@ pub(crate) fn attachment_meta(files: &[NewAttachment]) -> Vec<AttachmentMeta> {
         .collect()
 }
 
+/// 1 to 255 characters, no path separators or control characters.
+pub(crate) fn valid_file_name(name: &str) -> bool {
+    !name.trim().is_empty()
+        && name.chars().count() <= 255
+        && !name.contains(['/', '\\'])
+        && !name.contains(char::is_control)
+}
+
+/// A MIME type such as `application/pdf`.
+pub(crate) fn valid_content_type(content_type: &str) -> bool {
+    content_type.len() <= 255
+        && content_type.split_once('/').is_some_and(|(top, sub)| {
+            !top.is_empty()
+                && !sub.is_empty()
+                && !content_type.contains(|c: char| c.is_whitespace() || c.is_control())
+        })
+}
+
 /// Checks names, types, count and total size of the files of one message.
 pub(crate) fn validate_attachments(
     field: &str,
@@ -53,25 +71,13 @@ pub(crate) fn validate_attachments(
         );
     }
     for (i, a) in attachments.iter().enumerate() {
-        if a.name.trim().is_empty()
-            || a.name.chars().count() > 255
-            || a.name.contains(['/', '\\'])
-            || a.name.contains(char::is_control)
-        {
+        if !valid_file_name(&a.name) {
             v.add(
                 format!("{field}[{i}].name"),
                 "must be 1 to 255 characters without path separators",
             );
         }
-        let valid_type = a.content_type.len() <= 255
-            && a.content_type.split_once('/').is_some_and(|(top, sub)| {
-                !top.is_empty()
-                    && !sub.is_empty()
-                    && !a
-                        .content_type
-                        .contains(|c: char| c.is_whitespace() || c.is_control())
-            });
-        if !valid_type {
+        if !valid_content_type(&a.content_type) {
             v.add(
                 format!("{field}[{i}].content_type"),
                 "must be a MIME type such as application/pdf",
@@ -138,6 +144,12 @@ impl TicketService {
                 .is_some_and(|channel| principal.may_use(channel)),
         };
         if allowed {
+            let mut attachment = attachment;
+            if attachment.sha256.is_empty() {
+                // Stored inline before contents were hashed.
+                use sha2::Digest;
+                attachment.sha256 = crate::domain::hex(&sha2::Sha256::digest(&attachment.content));
+            }
             Ok(attachment)
         } else {
             Err(ServiceError::PermissionDenied(format!(

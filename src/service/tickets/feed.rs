@@ -64,6 +64,7 @@ impl TicketService {
                 kind: OutboundKind::Reply,
                 source: conversation
                     .as_ref()
+                    .filter(|c| c.channel == channel)
                     .map(|c| c.source.clone())
                     .unwrap_or_default(),
                 created_at: at,

@@ -6,7 +6,9 @@ mod feed;
 mod merge;
 mod update;
 
-pub(crate) use attachments::{attachment_meta, stored_attachments, validate_attachments};
+pub(crate) use attachments::{
+    attachment_meta, stored_attachments, valid_content_type, valid_file_name, validate_attachments,
+};
 pub use update::{TicketPatch, UPDATABLE_PATHS};
 
 use std::collections::{BTreeMap, HashSet};
