@@ -1,6 +1,7 @@
 -- The write transaction of CreateTicket, as ticketd runs it on PostgreSQL: contact upsert,
--- ticket with a sequence number, its created event at a transaction-ordered position, and
--- its two SLA clocks. Run by ticketd-bench through pgbench as the database baseline.
+-- the contact's address made findable, ticket with a sequence number, its created event at a
+-- transaction-ordered position, and its two SLA clocks. Run by ticketd-bench through pgbench
+-- as the database baseline.
 \set n random(1, 1000000000)
 BEGIN;
 INSERT INTO contacts (id, external_id, name, email, phone, vip, created_at, updated_at)
@@ -9,8 +10,12 @@ INSERT INTO contacts (id, external_id, name, email, phone, vip, created_at, upda
     name = CASE WHEN excluded.name = '' THEN contacts.name ELSE excluded.name END,
     email = CASE WHEN excluded.email = '' THEN contacts.email ELSE excluded.email END,
     phone = CASE WHEN excluded.phone = '' THEN contacts.phone ELSE excluded.phone END,
-    updated_at = excluded.updated_at
+    updated_at = excluded.updated_at,
+    version = contacts.version + CASE WHEN excluded.name <> contacts.name
+      OR excluded.email <> contacts.email THEN 1 ELSE 0 END
   RETURNING id AS contact_id, external_id, name, email, phone, vip \gset
+INSERT INTO contact_identities (kind, value, contact_id, created_at)
+  VALUES ('email', 'bench@example.com', :contact_id, now()) ON CONFLICT DO NOTHING;
 INSERT INTO tickets (id, number, subject, description, status, priority, priority_rank,
     ticket_type, tags, custom_fields, contact_id, assignee_id, queue_id, channel,
     follow_up_of_id, tier, required_skills, vip_handlers_only, version, time_spent_seconds,
