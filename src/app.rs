@@ -138,6 +138,9 @@ impl App {
         health
             .set_serving::<pb::contact_service_server::ContactServiceServer<grpc::ContactApi>>()
             .await;
+        health
+            .set_serving::<pb::automation_service_server::AutomationServiceServer<grpc::AutomationApi>>()
+            .await;
         health.set_service_status("", ServingStatus::Serving).await;
 
         let reflection = || {
@@ -258,6 +261,9 @@ impl App {
             .await;
         health
             .set_not_serving::<pb::contact_service_server::ContactServiceServer<grpc::ContactApi>>()
+            .await;
+        health
+            .set_not_serving::<pb::automation_service_server::AutomationServiceServer<grpc::AutomationApi>>()
             .await;
         tokio::time::sleep(self.settings.shutdown_delay()).await;
         // Streams end first, each with its resume point, so the drain below is not held

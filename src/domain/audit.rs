@@ -30,6 +30,7 @@ text_enum!(
         RoutingRule = "routing_rule",
         SlaPolicy = "sla_policy",
         Calendar = "calendar",
+        Template = "template",
     }
 );
 
@@ -379,3 +380,14 @@ mod tests {
         assert!(changes(&object, &object).is_empty());
     }
 }
+
+audited!(
+    crate::domain::template::Template,
+    AuditResource::Template,
+    |it| json!({
+        "name": it.name,
+        "channel": it.channel.as_str(),
+        "subject": it.subject,
+        "body": it.body,
+    })
+);

@@ -14,6 +14,7 @@ pub mod filter;
 pub mod inbound_email;
 pub mod routing;
 pub mod sla;
+pub mod template;
 pub mod ticket;
 pub mod validation;
 pub mod watch;

@@ -4,6 +4,7 @@
 mod admin_service;
 mod admin_sla;
 mod auth;
+mod automation_service;
 mod codec;
 mod contact_service;
 mod convert;
@@ -19,6 +20,7 @@ use std::time::Duration;
 use tonic::service::Routes;
 
 pub use admin_service::AdminApi;
+pub use automation_service::AutomationApi;
 pub use contact_service::ContactApi;
 pub use edge::EdgeLayer;
 pub use escalation_service::EscalationApi;
@@ -77,8 +79,14 @@ pub fn routes(services: &Services, limits: &GrpcLimits) -> Routes {
         pb::contact_service_server::ContactServiceServer::new(ContactApi::new(services.clone()))
             .max_decoding_message_size(limits.max_message_bytes)
             .max_encoding_message_size(limits.max_message_bytes);
+    let automation = pb::automation_service_server::AutomationServiceServer::new(
+        AutomationApi::new(services.clone()),
+    )
+    .max_decoding_message_size(limits.max_message_bytes)
+    .max_encoding_message_size(limits.max_message_bytes);
     Routes::new(tickets)
         .add_service(admin)
+        .add_service(automation)
         .add_service(contacts)
         .add_service(escalation)
 }

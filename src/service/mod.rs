@@ -3,6 +3,7 @@
 
 pub mod api_keys;
 pub mod audit;
+pub mod automation;
 mod cache;
 pub mod contacts;
 pub mod delivery;
@@ -163,6 +164,7 @@ pub struct Services {
     pub tickets: TicketService,
     pub api_keys: ApiKeyService,
     pub audit: AuditService,
+    pub automation: automation::AutomationService,
     pub contacts: contacts::ContactService,
     pub escalation: EscalationService,
     pub delivery: DeliveryService,
@@ -202,6 +204,7 @@ impl Services {
             ),
             api_keys: ApiKeyService::new(store.clone(), settings.stream_limits, clock.clone()),
             audit: AuditService::new(store.clone(), settings.page_bytes),
+            automation: automation::AutomationService::new(store.clone(), clock.clone()),
             contacts: contacts::ContactService::new(store.clone(), clock.clone()),
             escalation: EscalationService::new(
                 store.clone(),

@@ -9,7 +9,7 @@ use uuid::Uuid;
 use super::database::{Statement, Tx, Value, json};
 use super::rows::{self, EventRow};
 use super::{SqlStore, StoreError, StoreResult};
-use crate::domain::event::{Event, NewEvent};
+use crate::domain::event::{Event, EventKind, NewEvent};
 use crate::events::{Log, LogError};
 
 /// The columns of an event with the delivery state of its outbound message, if any;
@@ -29,6 +29,11 @@ macro_rules! select_events {
 const SELECT_EVENTS: &str = select_events!();
 
 const EVENT_BY_ID: &str = concat!(select_events!(), " WHERE e.id = $1");
+
+const LAST_EVENT_OF: &str = concat!(
+    select_events!(),
+    " WHERE e.ticket_id = $1 AND e.event_type = $2 ORDER BY e.position DESC LIMIT 1"
+);
 
 /// A ticket's events and those of every ticket merged into it, at any depth.
 const ACTIVITY: &str = concat!(
@@ -72,6 +77,9 @@ pub trait EventLog: Send + Sync {
     async fn events_held_back(&self, after: i64) -> StoreResult<bool>;
 
     async fn event(&self, id: Uuid) -> StoreResult<Option<Event>>;
+
+    /// The newest event of `kind` on a ticket.
+    async fn last_event_of(&self, ticket_id: Uuid, kind: EventKind) -> StoreResult<Option<Event>>;
 
     /// The position of the last event stream reads can see now (0 for an empty log).
     async fn log_end(&self) -> StoreResult<i64>;
@@ -147,6 +155,15 @@ impl EventLog for SqlStore {
     async fn event(&self, id: Uuid) -> StoreResult<Option<Event>> {
         let row: Option<EventRow> = Statement::new(EVENT_BY_ID)
             .bind(id)
+            .fetch_optional(&self.pools)
+            .await?;
+        row.map(Event::try_from).transpose()
+    }
+
+    async fn last_event_of(&self, ticket_id: Uuid, kind: EventKind) -> StoreResult<Option<Event>> {
+        let row: Option<EventRow> = Statement::new(LAST_EVENT_OF)
+            .bind(ticket_id)
+            .bind(kind.as_str())
             .fetch_optional(&self.pools)
             .await?;
         row.map(Event::try_from).transpose()

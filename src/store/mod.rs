@@ -21,6 +21,7 @@ mod routing;
 mod rows;
 mod sla;
 mod sqlite;
+mod templates;
 mod ticket_query;
 mod tickets;
 
@@ -52,6 +53,7 @@ pub use idempotency::RequestIdStore;
 pub use keys::KeyStore;
 pub use routing::RoutingStore;
 pub use sla::SlaStore;
+pub use templates::TemplateStore;
 pub use tickets::TicketStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -461,6 +463,7 @@ pub trait Store:
     + SlaStore
     + KeyStore
     + AuditStore
+    + TemplateStore
     + RequestIdStore
     + crate::events::Log
     + Send

@@ -13,7 +13,9 @@ use ticketd::app::App;
 use ticketd::clock::Clock;
 use ticketd::config::Settings;
 use ticketd::grpc::pb::{
-    self, admin_service_client::AdminServiceClient, contact_service_client::ContactServiceClient,
+    self, admin_service_client::AdminServiceClient,
+    automation_service_client::AutomationServiceClient,
+    contact_service_client::ContactServiceClient,
     escalation_service_client::EscalationServiceClient, ticket_service_client::TicketServiceClient,
 };
 use ticketd::service::StreamGauge;
@@ -84,6 +86,7 @@ impl Interceptor for Bearer {
 pub type Tickets = TicketServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Admin = AdminServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Contacts = ContactServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Automation = AutomationServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Escalation = EscalationServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// A database made for one test and removed after it.
@@ -203,6 +206,14 @@ impl TestApp {
 
     pub fn escalation_as(&self, secret: &str) -> Escalation {
         EscalationServiceClient::with_interceptor(self.channel.clone(), bearer(Some(secret)))
+    }
+
+    pub fn automation(&self) -> Automation {
+        self.automation_as(&self.admin_secret)
+    }
+
+    pub fn automation_as(&self, secret: &str) -> Automation {
+        AutomationServiceClient::with_interceptor(self.channel.clone(), bearer(Some(secret)))
     }
 
     pub fn contacts(&self) -> Contacts {

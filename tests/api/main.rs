@@ -23,6 +23,7 @@ mod routing;
 mod security;
 mod sla;
 mod store;
+mod templates;
 mod tickets;
 mod tls;
 mod updates;
@@ -119,6 +120,7 @@ harness::conformance! {
         intake_finds_contacts_by_address_and_concurrent_first_messages_open_one_ticket,
     ],
     attachments: [attachments_come_out_whole_to_those_who_may_read_them],
+    templates: [templates_are_checked_when_saved_and_render_a_tickets_details],
     contacts: [
         contacts_gain_addresses_under_their_etag_and_intake_finds_them_by_any,
         contacts_page_and_requests_are_checked,
