@@ -161,7 +161,9 @@ impl AutomationService {
 
     /// What a template sees of a ticket.
     async fn context(&self, ticket: &Ticket) -> ServiceResult<TemplateContext> {
-        let time = |at: chrono::DateTime<chrono::Utc>| at.to_rfc3339();
+        let time = |at: chrono::DateTime<chrono::Utc>| {
+            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+        };
         let due = |metric| {
             ticket
                 .sla_clocks
