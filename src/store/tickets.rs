@@ -15,7 +15,7 @@ use super::{
     StoreResult, StoredAttachment, TicketDraft, TicketKey, TicketQuery, TicketUpdate, TimeEntry,
 };
 use crate::domain::sla::Clock;
-use crate::domain::ticket::{Channel, Contact, ContactInput, Ticket};
+use crate::domain::ticket::{Channel, Contact, ContactInput, ConversationRef, Ticket};
 
 /// The columns of a ticket row joined with its contact; see `rows::TicketRow`.
 macro_rules! select_tickets {
@@ -178,18 +178,6 @@ impl TicketStore for SqlStore {
                 col("queue_id", draft.queue_id),
                 col("channel", draft.channel.map(|c| c.as_str())),
                 col("follow_up_of_id", draft.follow_up_of_id),
-                col(
-                    "conversation_source",
-                    draft.conversation.as_ref().map(|c| c.source.as_str()),
-                ),
-                col(
-                    "conversation_external_id",
-                    draft.conversation.as_ref().map(|c| c.external_id.as_str()),
-                ),
-                col(
-                    "conversation_channel",
-                    draft.conversation.as_ref().map(|c| c.channel.as_str()),
-                ),
                 col("tier", draft.tier),
                 (
                     "required_skills",
@@ -200,7 +188,10 @@ impl TicketStore for SqlStore {
                 ("time_spent_seconds", Column::Sql("0".into())),
                 col("created_at", draft.created_at),
                 col("updated_at", draft.created_at),
-            ],
+            ]
+            .into_iter()
+            .chain(conversation_columns(draft.conversation.as_ref()))
+            .collect(),
             " RETURNING number",
         );
         let (number,): (i64,) = insert.fetch_one(&mut tx).await?;
@@ -330,6 +321,24 @@ impl TicketStore for SqlStore {
     }
 }
 
+/// The columns that link a ticket to the conversation it answers (all NULL for none).
+fn conversation_columns(conversation: Option<&ConversationRef>) -> [(&'static str, Column<'_>); 3] {
+    [
+        col(
+            "conversation_source",
+            conversation.map(|c| c.source.as_str()),
+        ),
+        col(
+            "conversation_external_id",
+            conversation.map(|c| c.external_id.as_str()),
+        ),
+        col(
+            "conversation_channel",
+            conversation.map(|c| c.channel.as_str()),
+        ),
+    ]
+}
+
 /// Inserts or refreshes a contact by external id; returns it as stored.
 async fn upsert_contact(
     tx: &mut Tx,
@@ -398,23 +407,14 @@ pub(super) async fn update_ticket(tx: &mut Tx, update: &TicketUpdate) -> StoreRe
             col("updated_at", t.updated_at),
             col("channel", t.channel.map(|c| c.as_str())),
             col("follow_up_of_id", t.follow_up_of_id),
-            col(
-                "conversation_source",
-                t.conversation.as_ref().map(|c| c.source.as_str()),
-            ),
-            col(
-                "conversation_external_id",
-                t.conversation.as_ref().map(|c| c.external_id.as_str()),
-            ),
-            col(
-                "conversation_channel",
-                t.conversation.as_ref().map(|c| c.channel.as_str()),
-            ),
             col("tier", t.tier),
             ("required_skills", Column::Value(json(&t.required_skills)?)),
             col("vip_handlers_only", t.vip_handlers_only),
             ("version", Column::Sql("version + 1".into())),
-        ],
+        ]
+        .into_iter()
+        .chain(conversation_columns(t.conversation.as_ref()))
+        .collect(),
     );
     statement.push(" WHERE id = ").push_bind(t.id);
     statement
