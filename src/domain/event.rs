@@ -28,6 +28,7 @@ text_enum!(
         TierEscalated = "tier_escalated",
         SlaWarning = "sla_warning",
         SlaBreached = "sla_breached",
+        Notification = "notification",
     }
 );
 
@@ -189,6 +190,14 @@ pub enum EventPayload {
         to_tier: i32,
         queue_id: Uuid,
         reason: String,
+    },
+    /// Something for particular agents to know: the ticket was assigned to them, or a
+    /// note mentioned them.
+    Notification {
+        /// `assigned` or `mentioned`.
+        reason: String,
+        recipients: Vec<Uuid>,
+        text: String,
     },
     /// A gateway reported the outcome of delivering an outbound message.
     DeliveryReceipt {

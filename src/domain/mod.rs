@@ -12,6 +12,7 @@ pub mod email;
 pub mod event;
 pub mod filter;
 pub mod inbound_email;
+pub mod notification;
 pub mod routing;
 pub mod sla;
 pub mod template;

@@ -5,7 +5,7 @@ use std::cmp::Ordering;
 
 use uuid::Uuid;
 
-use super::event::{EventKind, NewEvent};
+use super::event::{EventKind, EventPayload, NewEvent};
 use super::filter::{
     AssigneeRef, Comparison, Expr, FilterError, Literal, Op, TicketPredicate,
     bind_ticket_comparison, parse,
@@ -19,6 +19,8 @@ pub enum WatchPredicate {
     EventType(Op, EventKind),
     /// `None` is "no channel".
     Channel(Op, Option<Channel>),
+    /// Notifications addressed to an agent (`"me"`: the caller's).
+    Recipient(Op, AssigneeRef),
 }
 
 pub type WatchFilter = Expr<WatchPredicate>;
@@ -40,7 +42,7 @@ fn text(value: &Literal) -> String {
 fn bind(c: Comparison) -> Result<WatchPredicate, FilterError> {
     let equality = matches!(c.op, Op::Eq | Op::Ne);
     match c.field.as_str() {
-        "ticket_id" | "event_type" | "channel" if !equality => {
+        "ticket_id" | "event_type" | "channel" | "recipient" if !equality => {
             error(c.position, format!("{} supports only = and !=", c.field))
         }
         "ticket_id" => match Uuid::parse_str(&text(&c.value)) {
@@ -79,6 +81,16 @@ fn bind(c: Comparison) -> Result<WatchPredicate, FilterError> {
                 ),
             }
         }
+        "recipient" => match text(&c.value).as_str() {
+            "me" => Ok(WatchPredicate::Recipient(c.op, AssigneeRef::Me)),
+            other => match Uuid::parse_str(other) {
+                Ok(id) => Ok(WatchPredicate::Recipient(c.op, AssigneeRef::Agent(id))),
+                Err(_) => error(
+                    c.position,
+                    "recipient must be \"me\" or an agent id in quotes",
+                ),
+            },
+        },
         "created_at" | "updated_at" | "sla_breached" | "sla_due_at" => error(
             c.position,
             format!("{} cannot be used in a watch filter", c.field),
@@ -147,6 +159,15 @@ pub fn matches(filter: &WatchFilter, event: &NewEvent) -> bool {
         Expr::Cond(WatchPredicate::EventType(op, kind)) => compare(*op, event.kind, *kind),
         Expr::Cond(WatchPredicate::Channel(op, channel)) => {
             optional_equals(*op, event.ticket.channel, *channel)
+        }
+        Expr::Cond(WatchPredicate::Recipient(op, who)) => {
+            let addressed = match (who, &event.payload) {
+                (AssigneeRef::Agent(id), EventPayload::Notification { recipients, .. }) => {
+                    recipients.contains(id)
+                }
+                _ => false,
+            };
+            if *op == Op::Ne { !addressed } else { addressed }
         }
         Expr::And(items) => items.iter().all(|e| matches(e, event)),
         Expr::Or(items) => items.iter().any(|e| matches(e, event)),

@@ -324,6 +324,13 @@ fn resolve_me(filter: WatchFilter, principal: &Principal) -> ServiceResult<Watch
                 )),
             }
         }
+        WatchPredicate::Recipient(op, AssigneeRef::Me) => match principal.agent_id {
+            Some(agent) => Ok(WatchPredicate::Recipient(op, AssigneeRef::Agent(agent))),
+            None => Err(ServiceError::invalid(
+                "filter",
+                "recipient = \"me\" needs an API key bound to an agent",
+            )),
+        },
         other => Ok(other),
     })
 }

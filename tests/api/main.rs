@@ -16,6 +16,7 @@ mod harness;
 mod intake;
 mod lifecycle;
 mod merge;
+mod notifications;
 mod postgres_only;
 mod postgres_restart;
 mod private_cluster;
@@ -120,6 +121,7 @@ harness::conformance! {
         intake_finds_contacts_by_address_and_concurrent_first_messages_open_one_ticket,
     ],
     attachments: [attachments_come_out_whole_to_those_who_may_read_them],
+    notifications: [agents_hear_of_assignments_and_mentions_on_their_own_stream],
     templates: [templates_are_checked_when_saved_and_render_a_tickets_details],
     contacts: [
         contacts_gain_addresses_under_their_etag_and_intake_finds_them_by_any,

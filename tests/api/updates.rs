@@ -73,7 +73,9 @@ pub async fn an_update_changes_only_the_masked_fields_and_records_old_and_new(ba
             pb::EventType::StatusChanged,
             pb::EventType::Assigned,
             pb::EventType::TicketUpdated,
-        ]
+            pb::EventType::Notification,
+        ],
+        "the new assignee is told last"
     );
     let Some(pb::activity_entry::Detail::FieldsChanged(changed)) = &entries[3].detail else {
         panic!("fields_changed detail expected: {:?}", entries[3]);

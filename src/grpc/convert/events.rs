@@ -22,6 +22,7 @@ pub(crate) fn event_type_to_pb(kind: EventKind) -> pb::EventType {
         EventKind::TierEscalated => pb::EventType::TierEscalated,
         EventKind::SlaWarning => pb::EventType::SlaWarning,
         EventKind::SlaBreached => pb::EventType::SlaBreached,
+        EventKind::Notification => pb::EventType::Notification,
     }
 }
 
@@ -214,6 +215,15 @@ pub(crate) fn detail_to_pb(
             metric: stored(&metric, Metric::parse, metric_to_pb),
             target: Some(duration_from_seconds(target_seconds)),
             due_at: due_at.map(timestamp),
+        }),
+        EventPayload::Notification {
+            reason,
+            recipients,
+            text,
+        } => Detail::Notification(pb::Notification {
+            reason,
+            recipient_ids: recipients.iter().map(Uuid::to_string).collect(),
+            text,
         }),
         EventPayload::TierEscalated {
             from_tier,

@@ -21,6 +21,7 @@ use super::{ServiceError, ServiceResult, retry_contended};
 use crate::clock::Clock;
 use crate::domain::auth::Principal;
 use crate::domain::event::{Actor, EventKind, EventPayload, NewEvent, Visibility};
+use crate::domain::notification;
 use crate::domain::routing::{
     Availability, Needs, Queue, RoutingRule, Strategy, TOP_TIER, TicketFacts, choose, first_match,
     raised,
@@ -203,6 +204,7 @@ impl RoutingService {
                 },
                 at,
             );
+            let notice = notification::assigned(&next, &Actor::system("routing"), at);
             let changes = Changeset {
                 guard: decision.chosen.map(|agent_id| AssignmentGuard {
                     agent_id,
@@ -211,7 +213,7 @@ impl RoutingService {
                     at,
                 }),
                 updates: vec![TicketUpdate::fields_only(next, ticket.version)],
-                events: vec![event],
+                events: std::iter::once(event).chain(notice).collect(),
                 ..Changeset::default()
             };
             match self.writer.commit(changes).await {
@@ -369,7 +371,11 @@ impl RoutingService {
                     },
                     at,
                 );
-                let after = self.commit_one(&ticket, next, event).await?;
+                let notice = (next.assignee_id != ticket.assignee_id)
+                    .then(|| notification::assigned(&next, &principal.actor(), at))
+                    .flatten();
+                let events = std::iter::once(event).chain(notice).collect();
+                let after = self.commit_one(&ticket, next, events).await?;
                 Ok(self.after_change(&ticket, after).await)
             },
         )
@@ -447,7 +453,7 @@ impl RoutingService {
                     },
                     at,
                 );
-                let after = self.commit_one(&ticket, next, event).await?;
+                let after = self.commit_one(&ticket, next, vec![event]).await?;
                 Ok(self.after_change(&ticket, after).await)
             },
         )
@@ -458,11 +464,11 @@ impl RoutingService {
         &self,
         current: &Ticket,
         next: Ticket,
-        event: NewEvent,
+        events: Vec<NewEvent>,
     ) -> ServiceResult<Ticket> {
         let changes = Changeset {
             updates: vec![TicketUpdate::fields_only(next, current.version)],
-            events: vec![event],
+            events,
             ..Changeset::default()
         };
         match self.writer.commit(changes).await {

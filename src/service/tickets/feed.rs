@@ -82,6 +82,7 @@ impl TicketService {
                 attachments: files,
                 time_entry: None,
                 outbound: Some(message),
+                notify: Vec::new(),
             })
         })
         .await
@@ -107,6 +108,7 @@ impl TicketService {
             Fingerprint::new().part(id.as_bytes()).part(&body),
             id,
         );
+        let notify = &self.mentioned_agents(principal, &body).await?;
         self.append(principal, id, claim, |ticket, _| {
             ensure_not_merged(ticket)?;
             Ok(Entry {
@@ -117,6 +119,7 @@ impl TicketService {
                 attachments: Vec::new(),
                 time_entry: None,
                 outbound: None,
+                notify: notify.clone(),
             })
         })
         .await
@@ -198,6 +201,7 @@ impl TicketService {
                     created_at: at,
                 }),
                 outbound: None,
+                notify: Vec::new(),
             })
         })
         .await
@@ -231,14 +235,21 @@ impl TicketService {
                 attachments,
                 time_entry,
                 outbound,
+                notify,
             } = entry(&current, at)?;
             let mut next = current.clone();
             next.updated_at = at;
             if let Some(time) = &time_entry {
                 next.time_spent_seconds += time.seconds;
             }
-            let mut event =
-                NewEvent::about(&next, kind, principal.actor(), visibility, payload, at);
+            let actor = principal.actor();
+            let notice = match (&payload, notify.is_empty()) {
+                (EventPayload::Note { body }, false) => Some(
+                    crate::domain::notification::mentioned(&next, &actor, notify, body, at),
+                ),
+                _ => None,
+            };
+            let mut event = NewEvent::about(&next, kind, actor, visibility, payload, at);
             event.id = event_id;
             let queued_channel = outbound.as_ref().map(|m| m.channel);
             let queued = outbound.as_ref().map(|m| DeliveryView {
@@ -249,7 +260,7 @@ impl TicketService {
             });
             let changeset = Changeset {
                 updates: vec![TicketUpdate::fields_only(next, current.version)],
-                events: vec![event],
+                events: std::iter::once(event).chain(notice).collect(),
                 time_entries: time_entry.into_iter().collect(),
                 attachments,
                 outbound: outbound.into_iter().collect(),
@@ -273,10 +284,14 @@ impl TicketService {
                         )
                         .increment(1);
                     }
-                    let event = committed.events.pop().map(|mut e| {
-                        e.delivery = queued;
-                        e
-                    });
+                    let event = committed
+                        .events
+                        .into_iter()
+                        .find(|e| e.event.id == event_id)
+                        .map(|mut e| {
+                            e.delivery = queued;
+                            e
+                        });
                     let ticket = committed.tickets.pop();
                     event
                         .zip(ticket)
@@ -307,6 +322,29 @@ impl TicketService {
     }
 }
 
+impl TicketService {
+    /// The agents a note mentions by email (`@sam@example.com`), but not its author.
+    async fn mentioned_agents(
+        &self,
+        principal: &Principal,
+        body: &str,
+    ) -> ServiceResult<Vec<Uuid>> {
+        let emails = crate::domain::notification::mentioned_emails(body);
+        if emails.is_empty() {
+            return Ok(Vec::new());
+        }
+        Ok(self
+            .store
+            .agents()
+            .await?
+            .into_iter()
+            .filter(|a| emails.contains(&a.email.to_lowercase()))
+            .filter(|a| principal.agent_id != Some(a.id))
+            .map(|a| a.id)
+            .collect())
+    }
+}
+
 /// What `append` writes for one action.
 struct Entry {
     event_id: Uuid,
@@ -316,6 +354,8 @@ struct Entry {
     attachments: Vec<NewAttachment>,
     time_entry: Option<TimeEntry>,
     outbound: Option<OutboundMessage>,
+    /// Agents the entry mentions, told by a notification beside it.
+    notify: Vec<Uuid>,
 }
 
 /// Where a reply on `channel` goes: the contact's email address or phone number, or for

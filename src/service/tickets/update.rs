@@ -261,11 +261,15 @@ impl TicketService {
             if let Some(change) = status_change {
                 events.push(event(EventKind::StatusChanged, vec![change]));
             }
+            let reassigned = next.assignee_id != current.assignee_id;
             if !assignment.is_empty() {
                 events.push(event(EventKind::Assigned, assignment));
             }
             if !changes.is_empty() {
                 events.push(event(EventKind::TicketUpdated, changes));
+            }
+            if reassigned {
+                events.extend(crate::domain::notification::assigned(&next, &actor, at));
             }
             let tags_changed = next.tags != current.tags;
             let changeset = Changeset {
