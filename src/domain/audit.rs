@@ -101,6 +101,12 @@ impl AuditEntry {
         Self::of(actor, action, before, Some(after), at)
     }
 
+    /// An update whose fields all stayed as they were: saving it would only move the
+    /// version and record an empty change.
+    pub fn changes_nothing(&self) -> bool {
+        self.action == AuditAction::Update && self.changes.is_empty()
+    }
+
     /// `object` deleted.
     pub fn deleted<T: Audited>(actor: Actor, object: &T, at: DateTime<Utc>) -> Self {
         Self::of(actor, AuditAction::Delete, Some(object), None, at)

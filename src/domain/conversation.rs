@@ -222,6 +222,13 @@ pub fn headline(text: &str, max: usize) -> String {
         .find(|l| !l.trim().is_empty())
         .unwrap_or("")
         .trim();
+    // A subject is one line of text: no control characters (a CR could break the email
+    // headers a gateway writes it into).
+    let line: String = line
+        .chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect();
+    let line = line.trim();
     if line.chars().count() <= max {
         return line.to_owned();
     }
@@ -236,6 +243,12 @@ pub fn headline(text: &str, max: usize) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn headlines_hold_no_control_characters() {
+        assert_eq!(headline("a\u{0}b\rc\u{1b}d", 100), "a b c d");
+        assert_eq!(headline("\n\n  First line\nsecond", 100), "First line");
+    }
 
     fn message(text: &str) -> TranscriptMessage {
         TranscriptMessage {

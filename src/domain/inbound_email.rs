@@ -79,7 +79,7 @@ pub fn parse(raw: &[u8]) -> Result<InboundEmail, EmailError> {
         .collect();
     let full_text = message
         .body_text(0)
-        .map(|t| t.replace("\r\n", "\n"))
+        .map(|t| plain_text(&t))
         .unwrap_or_default();
     let attachments = message
         .attachments()
@@ -101,7 +101,7 @@ pub fn parse(raw: &[u8]) -> Result<InboundEmail, EmailError> {
             content: part.contents().to_vec(),
         })
         .collect();
-    let from_address = from.0.trim().to_owned();
+    let from_address = one_line(from.0);
     let header = |name: &str| {
         message
             .header_raw(name)
@@ -150,13 +150,10 @@ pub fn parse(raw: &[u8]) -> Result<InboundEmail, EmailError> {
         None
     };
     Ok(InboundEmail {
-        message_id: message.message_id().unwrap_or_default().to_owned(),
-        from_name: from.1.unwrap_or_default().trim().to_owned(),
+        message_id: one_line(message.message_id().unwrap_or_default()),
+        from_name: one_line(from.1.unwrap_or_default()),
         from_address,
-        subject: message
-            .subject()
-            .unwrap_or_default()
-            .trim()
+        subject: one_line(message.subject().unwrap_or_default())
             .chars()
             .take(MAX_SUBJECT_CHARS)
             .collect(),
@@ -168,6 +165,25 @@ pub fn parse(raw: &[u8]) -> Result<InboundEmail, EmailError> {
         automatic,
         bounce_of,
     })
+}
+
+/// Header text as one trimmed line: control characters (CR, LF, NUL, escapes) become
+/// spaces.
+fn one_line(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { ' ' } else { c })
+        .collect::<String>()
+        .trim()
+        .to_owned()
+}
+
+/// Body text with plain line ends, and no control characters but newlines and tabs (a
+/// form feed or an escape in someone's mail is dropped, not a reason to refuse it).
+fn plain_text(text: &str) -> String {
+    text.replace("\r\n", "\n")
+        .chars()
+        .filter(|c| !c.is_control() || matches!(c, '\n' | '\t'))
+        .collect()
 }
 
 /// Message ids of a header that holds one or a list.

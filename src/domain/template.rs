@@ -181,8 +181,13 @@ pub fn check(field: &str, source: &str, v: &mut Violations) {
         );
         return;
     }
-    if let Err(err) = template.render(Value::from(minijinja::value::Serde(sample()))) {
-        v.add(field, format!("does not render: {}", describe(&err)));
+    match template.render(Value::from(minijinja::value::Serde(sample()))) {
+        Err(err) => v.add(field, format!("does not render: {}", describe(&err))),
+        Ok(text) if text.chars().count() > MAX_RENDERED_CHARS => v.add(
+            field,
+            format!("renders more than {MAX_RENDERED_CHARS} characters"),
+        ),
+        Ok(_) => {}
     }
 }
 

@@ -103,6 +103,9 @@ impl AutomationService {
                     ..checked(id, &next, at)?
                 };
                 let audit = AuditEntry::saved(actor.clone(), Some(&current), &template, at);
+                if audit.changes_nothing() {
+                    return Ok(current);
+                }
                 if self
                     .store
                     .save_template(&template, Some(current.version), &audit)
@@ -146,9 +149,11 @@ impl AutomationService {
         source: TemplateSource,
         ticket_id: Uuid,
     ) -> ServiceResult<Rendered> {
-        let template = match source {
-            TemplateSource::Saved(id) => self.template(id).await?,
-            TemplateSource::Draft(patch) => checked(Uuid::nil(), &patch, self.clock.now())?,
+        let (template, saved) = match source {
+            TemplateSource::Saved(id) => (self.template(id).await?, true),
+            TemplateSource::Draft(patch) => {
+                (checked(Uuid::nil(), &patch, self.clock.now())?, false)
+            }
         };
         let ticket = self
             .store
@@ -156,7 +161,17 @@ impl AutomationService {
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("ticket {ticket_id}")))?;
         let context = self.context(&ticket).await?;
-        template::render(&template, &context).map_err(|e| ServiceError::invalid("template", e))
+        template::render(&template, &context).map_err(|e| {
+            if saved {
+                // The template is sound; this ticket's data takes it past its budget.
+                ServiceError::FailedPrecondition(format!(
+                    "template {:?} cannot render for ticket #{}: {e}",
+                    template.name, ticket.number
+                ))
+            } else {
+                ServiceError::invalid("template", e)
+            }
+        })
     }
 
     /// What a template sees of a ticket.

@@ -45,7 +45,7 @@ pub enum ServiceError {
     #[error("{0} not found")]
     NotFound(String),
     /// The caller's etag is not the current one.
-    #[error("etag {given} is stale; the ticket is now at {current}")]
+    #[error("etag {given} is stale; it is now {current}")]
     StaleEtag { given: String, current: String },
     /// Concurrent writers kept winning; the caller may retry.
     #[error("{0}")]

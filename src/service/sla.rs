@@ -342,6 +342,11 @@ impl SlaService {
     ) -> ServiceResult<BusinessCalendar> {
         let at = self.clock.now();
         let audit = AuditEntry::saved(actor.clone(), old, &cal, at);
+        if audit.changes_nothing()
+            && let Some(old) = old
+        {
+            return Ok(old.clone());
+        }
         let expected = old.map(|o| o.version);
         let saved = self.store.save_calendar(&cal, expected, at, &audit).await?;
         self.calendars.invalidate();
@@ -506,6 +511,11 @@ impl SlaService {
             return Err(ServiceError::NotFound(format!("calendar {calendar}")));
         }
         let audit = AuditEntry::saved(actor.clone(), current, &policy, policy.updated_at);
+        if audit.changes_nothing()
+            && let Some(current) = current
+        {
+            return Ok(current.clone());
+        }
         let expected = current.map(|c| c.version);
         let saved = self.store.save_policy(&policy, expected, &audit).await?;
         self.policies.invalidate();

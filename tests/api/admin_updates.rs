@@ -85,6 +85,34 @@ pub async fn a_rule_update_changes_the_masked_fields_under_its_etag(backend: Bac
         .rules;
     assert_eq!(listed, vec![off.clone()], "the list shows what was saved");
 
+    // Switching it off again changes nothing: same etag, no audit entry.
+    let again = admin
+        .update_routing_rule(pb::UpdateRoutingRuleRequest {
+            rule: Some(pb::RoutingRule {
+                id: rule.id.clone(),
+                enabled: false,
+                ..Default::default()
+            }),
+            update_mask: mask(&["enabled"]),
+            etag: "2".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .rule
+        .unwrap();
+    assert_eq!(again, off);
+    let audited = admin
+        .list_audit_entries(pb::ListAuditEntriesRequest {
+            filter: format!("resource_id = \"{}\"", rule.id),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(audited.len(), 2, "created, switched off: {audited:?}");
+
     // The etag read before that change is stale: ABORTED, and nothing changes.
     let stale = admin
         .update_routing_rule(pb::UpdateRoutingRuleRequest {

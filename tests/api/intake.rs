@@ -191,6 +191,39 @@ pub async fn intake_finds_contacts_by_address_and_concurrent_first_messages_open
         "the contact is found by email in any case"
     );
 
+    // A text naming Ada's email lands on Ada, but cannot give her a new phone number to
+    // send her replies to; and "email" is not a source other channels may use.
+    let text = gw
+        .post_customer_message(pb::PostCustomerMessageRequest {
+            source: "sms".into(),
+            conversation_id: "+1888".into(),
+            channel: pb::Channel::Sms as i32,
+            sender: "+1888".into(),
+            text: "I am Ada".into(),
+            contact: Some(pb::Contact {
+                email: "ada@example.com".into(),
+                ..Default::default()
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let ada = text.ticket.unwrap().contact.unwrap();
+    assert_eq!(ada.external_id, "crm-chat-ada");
+    assert_eq!(ada.phone, "", "no address was added to the contact");
+    let squatted = gw
+        .post_customer_message(pb::PostCustomerMessageRequest {
+            source: "email".into(),
+            conversation_id: "m@x".into(),
+            channel: pb::Channel::Chat as i32,
+            text: "hi".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&squatted), vec!["source"]);
+
     // Without text, the subject says who wrote on which channel; a bad contact address
     // is refused by name.
     let photo = gw

@@ -166,6 +166,24 @@ fn subjects_name_ticket_numbers_in_brackets() {
 }
 
 #[test]
+fn control_characters_never_reach_subjects_names_or_text() {
+    let raw = "From: \"B\x1bob\" <bob@example.com>\r\nSubject: =?utf-8?Q?a=00b=0D=0Ac?=\r\n\
+Message-ID: <x@y>\r\n\r\npage1\x0cpage2\r\nline\ttab\r\n";
+    let email = parse(raw.as_bytes()).unwrap();
+    assert!(
+        !email.subject.contains(char::is_control),
+        "{:?}",
+        email.subject
+    );
+    assert!(
+        !email.from_name.contains(char::is_control),
+        "{:?}",
+        email.from_name
+    );
+    assert_eq!(email.full_text.trim_end(), "page1page2\nline\ttab");
+}
+
+#[test]
 fn garbage_is_refused_not_a_panic() {
     assert_eq!(parse(b""), Err(EmailError::Unreadable));
     assert_eq!(

@@ -101,6 +101,15 @@ impl EscalationService {
         v.finish()?;
         let channel = input.channel.unwrap_or(Channel::Chat);
         ensure_channel(principal, channel)?;
+        if let MessageTarget::Conversation { source, .. } = &input.target
+            && source == crate::domain::email::EMAIL_SOURCE
+            && channel != Channel::Email
+        {
+            return Err(ServiceError::invalid(
+                "source",
+                "\"email\" is the source of conversations opened by email",
+            ));
+        }
 
         let input = &input;
         retry_contended(

@@ -300,7 +300,13 @@ impl EscalationService {
             let ThreadRef::Message(id) = reference else {
                 continue;
             };
-            let Some(message) = self.store.outbound_message(id).await? else {
+            // Only email bounces: an id of another channel's message is not this report's.
+            let Some(message) = self
+                .store
+                .outbound_message(id)
+                .await?
+                .filter(|m| m.channel == Channel::Email)
+            else {
                 continue;
             };
             let Some(ticket) = self.store.ticket(TicketKey::Id(message.ticket_id)).await? else {

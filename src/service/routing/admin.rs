@@ -251,6 +251,11 @@ impl RoutingService {
         };
         let expected = before.as_ref().map(|b| b.version);
         let audit = AuditEntry::saved(actor.clone(), before.as_ref(), &queue, at);
+        if audit.changes_nothing()
+            && let Some(before) = before
+        {
+            return Ok(before);
+        }
         let saved = self.store.save_queue(&queue, expected, &audit).await;
         self.queues.invalidate();
         if !saved? {
@@ -324,6 +329,11 @@ impl RoutingService {
             agent.created_at = agent.updated_at;
         }
         let audit = AuditEntry::saved(actor.clone(), current, &agent, agent.updated_at);
+        if audit.changes_nothing()
+            && let Some(current) = current
+        {
+            return Ok(current.clone());
+        }
         if !self
             .store
             .save_agent(&agent, current.map(|c| c.version), &audit)
@@ -473,6 +483,11 @@ impl RoutingService {
             self.queue(queue_id).await?;
         }
         let audit = AuditEntry::saved(actor.clone(), current, &rule, rule.updated_at);
+        if audit.changes_nothing()
+            && let Some(current) = current
+        {
+            return Ok(current.clone());
+        }
         let expected = current.map(|c| c.version);
         let saved = self.store.save_rule(&rule, expected, &audit).await?;
         self.rules.invalidate();

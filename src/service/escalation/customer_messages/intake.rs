@@ -180,19 +180,23 @@ impl EscalationService {
             });
         }
         if let Some(found) = self.store.contact_by_address(&email, &phone).await? {
+            // Found by one address, the contact gains no other: a message must not be able
+            // to point a customer's replies somewhere new.
             return Ok(ContactInput {
                 external_id: found.external_id,
                 name,
-                email,
-                phone,
                 vip: None,
                 fill_only: true,
+                ..ContactInput::default()
             });
         }
         let external_id = if !email.is_empty() {
             format!("email:{}", email.to_lowercase())
         } else if !phone.is_empty() {
             format!("phone:{phone}")
+        } else if channel == Channel::Email && !sender.is_empty() {
+            // An address the contact cannot keep (`bob@intranet`) still names its writer.
+            format!("email:{}", sender.to_lowercase())
         } else {
             format!("{source}:{external_id}")
         };
