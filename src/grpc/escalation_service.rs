@@ -260,6 +260,7 @@ impl EscalationService for EscalationApi {
             response.entry = Some(event_to_pb(message.entry));
             response.created = message.created;
             response.duplicate = message.duplicate;
+            response.follow_up = message.follow_up;
         }
         Ok(Response::new(response))
     }

@@ -166,7 +166,11 @@ pub async fn attachments_come_out_whole_to_those_who_may_read_them(backend: Back
     let other = download(&mut app.tickets_as(&otherbot), &ticket.id, &screenshot_id)
         .await
         .unwrap_err();
-    assert_eq!(other.code(), Code::PermissionDenied);
+    assert_eq!(
+        other.code(),
+        Code::NotFound,
+        "another source's ticket looks absent, as in GetTicket"
+    );
 
     // Asked for under another ticket it is not found, until that ticket absorbs this one.
     let elsewhere = create(&mut tickets, new_ticket("Another")).await;

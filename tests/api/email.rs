@@ -225,6 +225,29 @@ pub async fn an_email_opens_a_ticket_and_answers_thread_back_by_each_rule(backen
         .filter(|e| e.r#type() == pb::EventType::CustomerMessage)
         .count();
     assert_eq!(messages, 4, "the first, the answer, by token, by number");
+
+    // Once the ticket is closed, an answer opens its follow-up, and says so.
+    let mut tickets = app.tickets();
+    for status in [pb::TicketStatus::Resolved, pb::TicketStatus::Closed] {
+        crate::harness::set_status(&mut tickets, &ticket.id, status)
+            .await
+            .unwrap();
+    }
+    let late = ingest(
+        &mut gw,
+        email(
+            "ada@example.com",
+            &headers.reply_to,
+            "It is on fire again",
+            "late@mail.example.com",
+            "",
+            "Again!",
+        ),
+        &headers.reply_to,
+    )
+    .await;
+    assert!(late.follow_up && !late.created, "{late:?}");
+    assert_ne!(late.ticket.unwrap().id, ticket.id);
 }
 
 pub async fn machines_mail_changes_nothing_and_a_bounce_fails_the_delivery(backend: Backend) {

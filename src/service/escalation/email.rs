@@ -65,7 +65,7 @@ fn keepable(attachments: Vec<AttachmentInput>) -> (Vec<AttachmentInput>, usize) 
                 .take(255)
                 .collect();
             file.name = match safe.trim() {
-                "" => format!("attachment-{}", i + 1),
+                "" | "." | ".." => format!("attachment-{}", i + 1),
                 name => name.to_owned(),
             };
         }

@@ -35,9 +35,10 @@ pub(crate) fn attachment_meta(files: &[NewAttachment]) -> Vec<AttachmentMeta> {
         .collect()
 }
 
-/// 1 to 255 characters, no path separators or control characters.
+/// 1 to 255 characters, no path separators or control characters, not `.` or `..`.
 pub(crate) fn valid_file_name(name: &str) -> bool {
     !name.trim().is_empty()
+        && !matches!(name.trim(), "." | "..")
         && name.chars().count() <= 255
         && !name.contains(['/', '\\'])
         && !name.contains(char::is_control)
@@ -130,12 +131,16 @@ impl TicketService {
         let allowed = match principal.role {
             Role::Admin | Role::Agent => true,
             Role::Bot => {
+                // Tickets of other sources look absent to a bot, as in GetTicket.
+                let sees_ticket = principal.sources.is_empty()
+                    || owner
+                        .conversation
+                        .as_ref()
+                        .is_some_and(|c| principal.may_speak_for(&c.source));
+                if !sees_ticket {
+                    return Err(not_found());
+                }
                 attachment.public
-                    && (principal.sources.is_empty()
-                        || owner
-                            .conversation
-                            .as_ref()
-                            .is_some_and(|c| principal.may_speak_for(&c.source)))
             }
             Role::Gateway => self
                 .store
