@@ -341,6 +341,8 @@ mod tests {
             "{% for a in range(100) %}{% for b in range(100) %}{% for c in range(100) %}x{% endfor %}{% endfor %}{% endfor %}",
         );
         assert!(runaway[0].contains("does not render"), "{runaway:?}");
+        let huge = errors("{{ \"x\" * 100000 }}");
+        assert!(huge[0].contains("renders more than"), "{huge:?}");
     }
 
     #[test]

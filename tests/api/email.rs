@@ -382,6 +382,52 @@ Message-ID: {}\r\n\
             == 1,
         "no customer message came of it"
     );
+
+    // A report naming an SMS of ours is no email bounce: the SMS is left alone.
+    let texted = gw
+        .post_customer_message(pb::PostCustomerMessageRequest {
+            source: "sms".into(),
+            conversation_id: "+15550999".into(),
+            channel: pb::Channel::Sms as i32,
+            sender: "+15550999".into(),
+            text: "Hello by text".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .ticket
+        .unwrap();
+    let sms_reply = tickets
+        .add_reply(pb::AddReplyRequest {
+            ticket_id: texted.id.clone(),
+            body: "Hi!".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entry
+        .unwrap();
+    let Some(pb::activity_entry::Detail::Reply(sms)) = sms_reply.detail else {
+        panic!("a reply");
+    };
+    let sms_id = uuid::Uuid::parse_str(&sms.message_id).unwrap().simple();
+    let not_ours = format!(
+        "From: MAILER-DAEMON@mx.example.com\r\nTo: {MAILBOX}\r\nSubject: failure\r\n\
+         Message-ID: <bounce-2@mx.example.com>\r\n\r\nReturned: <{sms_id}@acme.test>\r\n"
+    );
+    let ignored = ingest(&mut gw, not_ours.into_bytes(), MAILBOX).await;
+    assert!(ignored.ignored_reason.contains("0 delivery"), "{ignored:?}");
+    let still = feed(&mut tickets, &texted.id)
+        .await
+        .into_iter()
+        .find_map(|e| match e.detail {
+            Some(pb::activity_entry::Detail::Reply(r)) => Some(r),
+            _ => None,
+        })
+        .unwrap();
+    assert_ne!(still.delivery_status(), pb::DeliveryStatus::Failed);
 }
 
 pub async fn emails_are_bounded_and_checked(backend: Backend) {

@@ -163,3 +163,29 @@ impl TicketService {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_names_are_plain_names() {
+        for good in ["report.pdf", "a b.txt", "ü.png", ".profile"] {
+            assert!(valid_file_name(good), "{good}");
+        }
+        for bad in [
+            "",
+            "  ",
+            ".",
+            "..",
+            "a/b",
+            "a\\b",
+            "a\u{0}b",
+            &"x".repeat(256),
+        ] {
+            assert!(!valid_file_name(bad), "{bad:?}");
+        }
+        assert!(valid_content_type("application/pdf"));
+        assert!(!valid_content_type("pdf") && !valid_content_type("text/ plain"));
+    }
+}
