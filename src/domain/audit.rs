@@ -31,6 +31,7 @@ text_enum!(
         SlaPolicy = "sla_policy",
         Calendar = "calendar",
         Template = "template",
+        Contact = "contact",
     }
 );
 
@@ -397,3 +398,22 @@ audited!(
         "body": it.body,
     })
 );
+
+impl Audited for crate::domain::contact::ContactRecord {
+    const RESOURCE: AuditResource = AuditResource::Contact;
+    fn audit_id(&self) -> Uuid {
+        self.contact.id
+    }
+    fn audit_fields(&self) -> Map<String, Value> {
+        let c = &self.contact;
+        fields(json!({
+            "external_id": c.external_id,
+            "name": c.name,
+            "email": c.email,
+            "phone": c.phone,
+            "vip": c.vip,
+            "emails": self.emails,
+            "phones": self.phones,
+        }))
+    }
+}

@@ -77,7 +77,7 @@ impl ContactService for ContactApi {
         &self,
         request: Request<pb::UpdateContactRequest>,
     ) -> Reply<pb::UpdateContactResponse> {
-        authorize(&request, "UpdateContact", STAFF).await?;
+        let principal = authorize(&request, "UpdateContact", STAFF).await?;
         let r = request.into_inner();
         let c = r.contact.unwrap_or_default();
         let id = convert::required_uuid("contact.id", &c.id)?;
@@ -94,6 +94,7 @@ impl ContactService for ContactApi {
             .services
             .contacts
             .update(
+                &principal.actor(),
                 id,
                 patch,
                 convert::mask_paths(r.update_mask),

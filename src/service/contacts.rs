@@ -9,9 +9,11 @@ use super::paging::{self, decode, encode, query_digest};
 use super::versioned::{Mask, Versioned, update_versioned};
 use super::{ServiceError, ServiceResult};
 use crate::clock::Clock;
+use crate::domain::audit::AuditEntry;
 use crate::domain::contact::{
     ContactQuery, ContactRecord, MAX_ADDRESSES, address_list, email_key, phone_key, with_primary,
 };
+use crate::domain::event::Actor;
 use crate::domain::ticket::{MAX_CONTACT_FIELD_CHARS, looks_like_email};
 use crate::domain::validation::Violations;
 use crate::store::Store;
@@ -143,6 +145,7 @@ impl ContactService {
     /// replaces the list (the primary stays primary if listed, else the first is).
     pub async fn update(
         &self,
+        actor: &Actor,
         id: Uuid,
         patch: ContactPatch,
         mask: Vec<String>,
@@ -156,6 +159,11 @@ impl ContactService {
             || self.get(id),
             |current| async move {
                 let next = self.apply(&current, patch, mask)?;
+                let audit =
+                    AuditEntry::saved(actor.clone(), Some(&current), &next, next.updated_at);
+                if audit.changes_nothing() {
+                    return Ok(current);
+                }
                 // Only addresses new to the contact must be free; one it already shows
                 // stays, even where an older contact holds it too.
                 let new_addresses: Vec<(&str, String)> = next
@@ -172,7 +180,7 @@ impl ContactService {
                     .collect();
                 if self
                     .store
-                    .save_contact(&next, current.version, &new_addresses)
+                    .save_contact(&next, current.version, &new_addresses, &audit)
                     .await?
                 {
                     Ok(ContactRecord {

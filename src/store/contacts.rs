@@ -8,8 +8,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
+use super::audit::commit_audited;
 use super::database::{Statement, Tx};
 use super::{SqlStore, StoreError, StoreResult, unique_violation};
+use crate::domain::audit::AuditEntry;
 use crate::domain::contact::{ContactQuery, ContactRecord, email_key, phone_key};
 use crate::domain::ticket::Contact;
 
@@ -83,6 +85,7 @@ pub trait ContactStore: Send + Sync {
         contact: &ContactRecord,
         expected_version: i64,
         new_addresses: &[(&str, String)],
+        audit: &AuditEntry,
     ) -> StoreResult<bool>;
 }
 
@@ -158,6 +161,7 @@ impl ContactStore for SqlStore {
         contact: &ContactRecord,
         expected_version: i64,
         new_addresses: &[(&str, String)],
+        audit: &AuditEntry,
     ) -> StoreResult<bool> {
         let c = &contact.contact;
         let mut tx = self.pools.begin().await?;
@@ -200,8 +204,7 @@ impl ContactStore for SqlStore {
                 return Err(StoreError::AlreadyExists("an address of another contact"));
             }
         }
-        tx.commit().await?;
-        Ok(true)
+        commit_audited(tx, true, audit).await
     }
 }
 

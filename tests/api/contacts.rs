@@ -190,6 +190,20 @@ pub async fn contacts_gain_addresses_under_their_etag_and_intake_finds_them_by_a
     assert_eq!(cleared.email, "ada@example.com");
     assert_eq!(cleared.emails, vec!["ada@example.com"]);
 
+    // Each change that took is in the audit trail, with what it changed.
+    let audited = app
+        .admin()
+        .list_audit_entries(pb::ListAuditEntriesRequest {
+            filter: format!("resource = \"contact\" AND resource_id = \"{ada}\""),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    assert_eq!(audited.len(), 3, "addresses, primary, cleared: {audited:?}");
+    assert!(audited.iter().all(|e| !e.changes.is_empty()));
+
     // A CRM record sharing Grace's address (the CRM says so) leaves the address with
     // Grace, and the newcomer can still be changed.
     let twin = contact(&app, "crm-twin", "Grace's twin", "grace@example.com").await;
