@@ -36,11 +36,7 @@ fn template_to_pb(t: Template) -> pb::Template {
 /// The fields of a template as a client sent them; the service checks them whole.
 fn template_patch(t: pb::Template) -> Result<TemplatePatch, Status> {
     let mut v = Violations::new();
-    let channel = if t.channel == 0 {
-        None
-    } else {
-        convert::channel_from_pb(t.channel, "template.channel", &mut v)
-    };
+    let channel = convert::channel_from_pb(t.channel, "template.channel", &mut v);
     v.finish().map_err(ServiceError::Invalid)?;
     Ok(TemplatePatch {
         name: t.name,

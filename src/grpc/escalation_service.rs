@@ -214,11 +214,7 @@ impl EscalationService for EscalationApi {
         let principal = authorize(&request, "WatchConversations", BRIDGE).await?;
         let r = request.into_inner();
         let mut v = Violations::new();
-        let channel = if r.channel == 0 {
-            None
-        } else {
-            convert::channel_from_pb(r.channel, "channel", &mut v)
-        };
+        let channel = convert::channel_from_pb(r.channel, "channel", &mut v);
         v.finish().map_err(ServiceError::Invalid)?;
         let filter = ConversationFilter {
             source: (!r.source.is_empty()).then_some(r.source),
