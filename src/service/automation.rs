@@ -6,6 +6,7 @@ use std::sync::Arc;
 use uuid::Uuid;
 
 use super::versioned::{Mask, Versioned, copy_masked, update_versioned};
+use super::routing::RoutingService;
 use super::{ServiceError, ServiceResult};
 use crate::clock::Clock;
 use crate::domain::audit::AuditEntry;
@@ -50,12 +51,17 @@ impl Versioned for Template {
 #[derive(Clone)]
 pub struct AutomationService {
     store: Arc<dyn Store>,
+    routing: RoutingService,
     clock: Clock,
 }
 
 impl AutomationService {
-    pub fn new(store: Arc<dyn Store>, clock: Clock) -> Self {
-        Self { store, clock }
+    pub fn new(store: Arc<dyn Store>, routing: RoutingService, clock: Clock) -> Self {
+        Self {
+            store,
+            routing,
+            clock,
+        }
     }
 
     pub async fn create_template(
@@ -188,27 +194,24 @@ impl AutomationService {
                 .map(time)
                 .unwrap_or_default()
         };
+        // (An agent or queue deleted since reads as nobody.)
         let assignee = match ticket.assignee_id {
-            Some(id) => self
-                .store
-                .agent(id)
-                .await?
-                .map(|a| AssigneeVars {
+            Some(id) => match self.routing.agent(id).await {
+                Ok(a) => AssigneeVars {
                     name: a.name,
                     email: a.email,
-                })
-                .unwrap_or_default(),
+                },
+                Err(ServiceError::NotFound(_)) => AssigneeVars::default(),
+                Err(other) => return Err(other),
+            },
             None => AssigneeVars::default(),
         };
         let queue = match ticket.queue_id {
-            Some(id) => self
-                .store
-                .queues()
-                .await?
-                .into_iter()
-                .find(|q| q.id == id)
-                .map(|q| QueueVars { name: q.name })
-                .unwrap_or_default(),
+            Some(id) => match self.routing.queue(id).await {
+                Ok(q) => QueueVars { name: q.name },
+                Err(ServiceError::NotFound(_)) => QueueVars::default(),
+                Err(other) => return Err(other),
+            },
             None => QueueVars::default(),
         };
         let last = self

@@ -204,7 +204,11 @@ impl Services {
             ),
             api_keys: ApiKeyService::new(store.clone(), settings.stream_limits, clock.clone()),
             audit: AuditService::new(store.clone(), settings.page_bytes),
-            automation: automation::AutomationService::new(store.clone(), clock.clone()),
+            automation: automation::AutomationService::new(
+                store.clone(),
+                routing.clone(),
+                clock.clone(),
+            ),
             contacts: contacts::ContactService::new(store.clone(), clock.clone()),
             escalation: EscalationService::new(
                 store.clone(),
