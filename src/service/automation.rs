@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use uuid::Uuid;
 
-use super::versioned::{Mask, Versioned, copy_masked, update_versioned};
 use super::routing::RoutingService;
+use super::versioned::{Mask, Versioned, copy_masked, update_versioned};
 use super::{ServiceError, ServiceResult};
 use crate::clock::Clock;
 use crate::domain::audit::AuditEntry;

@@ -1,25 +1,28 @@
-//! Row shapes shared by both backends and their conversion into domain types.
+//! Row shapes shared by both backends and their conversion into domain types: tickets,
+//! events, conversations, outbound messages, keys and audit entries here; routing and SLA
+//! configuration in the submodules.
+
+mod routing;
+mod sla;
+
+pub(super) use routing::{AgentRow, CandidateRow, QueueRow, RuleRow};
+pub(super) use sla::{CalendarRow, ClockRow, PolicyRow};
 
 use std::collections::BTreeMap;
 
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use uuid::Uuid;
 
 use super::{ApiKeyRecord, StoreError, StoreResult};
 use crate::domain::audit::{AuditAction, AuditEntry, AuditResource};
 use crate::domain::auth::Role;
-use crate::domain::calendar::BusinessCalendar;
 use crate::domain::conversation::Conversation;
 use crate::domain::delivery::{OutboundKind, OutboundMessage};
 use crate::domain::event::{
     Actor, ActorKind, AttachmentMeta, DeliveryView, Event, EventKind, EventPayload, FieldChange,
     NewEvent, TicketSnapshot, Visibility,
 };
-use crate::domain::routing::{
-    Agent, Availability, Candidate, Queue, RoutingRule, RuleActions, RuleConditions, Strategy,
-};
-use crate::domain::sla::{Clock, Metric, PolicyConditions, SlaPolicy, Targets, Warning};
 use crate::domain::ticket::{
     Channel, Contact, ConversationRef, Priority, Status, Ticket, TicketType,
 };
@@ -319,273 +322,6 @@ where
     T: TryFrom<R, Error = StoreError>,
 {
     rows.into_iter().map(T::try_from).collect()
-}
-
-#[derive(sqlx::FromRow)]
-pub(super) struct QueueRow {
-    id: Uuid,
-    name: String,
-    tier: i32,
-    strategy: String,
-    version: i64,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-impl TryFrom<QueueRow> for Queue {
-    type Error = StoreError;
-
-    fn try_from(row: QueueRow) -> StoreResult<Queue> {
-        Ok(Queue {
-            id: row.id,
-            name: row.name,
-            tier: row.tier,
-            strategy: parse_text("strategy", &row.strategy, Strategy::parse)?,
-            version: row.version,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-pub(super) struct AgentRow {
-    id: Uuid,
-    name: String,
-    email: String,
-    skills: Json<Vec<String>>,
-    tier: i32,
-    capacity: i32,
-    availability: String,
-    vip_handler: bool,
-    version: i64,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-impl TryFrom<AgentRow> for Agent {
-    type Error = StoreError;
-
-    /// Queue memberships are read separately.
-    fn try_from(row: AgentRow) -> StoreResult<Agent> {
-        Ok(Agent {
-            id: row.id,
-            name: row.name,
-            email: row.email,
-            skills: row.skills.0,
-            tier: row.tier,
-            capacity: row.capacity,
-            availability: parse_text("availability", &row.availability, Availability::parse)?,
-            queue_ids: Vec::new(),
-            vip_handler: row.vip_handler,
-            version: row.version,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-pub(super) struct RuleRow {
-    id: Uuid,
-    name: String,
-    position: i32,
-    enabled: bool,
-    conditions: Json<RuleConditions>,
-    actions: Json<RuleActions>,
-    version: i64,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-impl TryFrom<RuleRow> for RoutingRule {
-    type Error = StoreError;
-
-    fn try_from(row: RuleRow) -> StoreResult<RoutingRule> {
-        Ok(RoutingRule {
-            id: row.id,
-            name: row.name,
-            position: row.position,
-            enabled: row.enabled,
-            conditions: row.conditions.0,
-            actions: row.actions.0,
-            version: row.version,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-pub(super) struct CandidateRow {
-    id: Uuid,
-    name: String,
-    availability: String,
-    capacity: i32,
-    skills: Json<Vec<String>>,
-    tier: i32,
-    vip_handler: bool,
-    last_assigned_at: Option<DateTime<Utc>>,
-    load: i64,
-}
-
-impl TryFrom<CandidateRow> for Candidate {
-    type Error = StoreError;
-
-    fn try_from(row: CandidateRow) -> StoreResult<Candidate> {
-        Ok(Candidate {
-            agent_id: row.id,
-            name: row.name,
-            availability: parse_text("availability", &row.availability, Availability::parse)?,
-            capacity: row.capacity,
-            load: row.load,
-            skills: row.skills.0,
-            tier: row.tier,
-            vip_handler: row.vip_handler,
-            last_assigned_at: row.last_assigned_at,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-pub(super) struct CalendarRow {
-    pub(super) id: Uuid,
-    pub(super) name: String,
-    pub(super) time_zone: String,
-    pub(super) weekly: Json<BTreeMap<String, Vec<(String, String)>>>,
-    pub(super) holidays: Json<Vec<NaiveDate>>,
-    /// `MM-DD`.
-    pub(super) yearly_holidays: Json<Vec<String>>,
-    pub(super) version: i64,
-}
-
-impl From<&BusinessCalendar> for CalendarRow {
-    fn from(cal: &BusinessCalendar) -> Self {
-        let weekly = cal.weekly_text().into_iter().collect();
-        CalendarRow {
-            id: cal.id,
-            name: cal.name.clone(),
-            time_zone: cal.time_zone.name().to_owned(),
-            weekly: Json(weekly),
-            holidays: Json(cal.holidays.iter().copied().collect()),
-            yearly_holidays: Json(
-                cal.yearly_holidays
-                    .iter()
-                    .map(|(m, d)| format!("{m:02}-{d:02}"))
-                    .collect(),
-            ),
-            version: cal.version,
-        }
-    }
-}
-
-impl TryFrom<CalendarRow> for BusinessCalendar {
-    type Error = StoreError;
-
-    fn try_from(row: CalendarRow) -> StoreResult<BusinessCalendar> {
-        let weekly: Vec<(String, Vec<(String, String)>)> = row.weekly.0.into_iter().collect();
-        let yearly = row
-            .yearly_holidays
-            .0
-            .iter()
-            .map(|md| {
-                md.split_once('-')
-                    .and_then(|(m, d)| Some((m.parse().ok()?, d.parse().ok()?)))
-                    .ok_or_else(|| StoreError::Corrupt(format!("yearly holiday {md:?}")))
-            })
-            .collect::<StoreResult<_>>()?;
-        BusinessCalendar::parse(
-            row.id,
-            &row.name,
-            &row.time_zone,
-            &weekly,
-            row.holidays.0.into_iter().collect(),
-            yearly,
-        )
-        .map(|cal| BusinessCalendar {
-            version: row.version,
-            ..cal
-        })
-        .map_err(|e| StoreError::Corrupt(format!("calendar {}: {e}", row.id)))
-    }
-}
-
-#[derive(sqlx::FromRow)]
-pub(super) struct PolicyRow {
-    id: Uuid,
-    name: String,
-    position: i32,
-    conditions: Json<PolicyConditions>,
-    targets: Json<Targets>,
-    calendar_id: Option<Uuid>,
-    warning: Json<Warning>,
-    version: i64,
-    created_at: DateTime<Utc>,
-    updated_at: DateTime<Utc>,
-}
-
-impl TryFrom<PolicyRow> for SlaPolicy {
-    type Error = StoreError;
-
-    fn try_from(row: PolicyRow) -> StoreResult<SlaPolicy> {
-        Ok(SlaPolicy {
-            id: row.id,
-            name: row.name,
-            position: row.position,
-            conditions: row.conditions.0,
-            targets: row.targets.0,
-            calendar_id: row.calendar_id,
-            warning: row.warning.0,
-            version: row.version,
-            created_at: row.created_at,
-            updated_at: row.updated_at,
-        })
-    }
-}
-
-#[derive(sqlx::FromRow)]
-pub(super) struct ClockRow {
-    ticket_id: Uuid,
-    metric: String,
-    policy_id: Option<Uuid>,
-    calendar_id: Option<Uuid>,
-    warning: Json<Warning>,
-    target_seconds: i64,
-    used_seconds: i64,
-    running_since: Option<DateTime<Utc>>,
-    stopped: bool,
-    breached: bool,
-    due_at: Option<DateTime<Utc>>,
-    warn_at: Option<DateTime<Utc>>,
-    warned: bool,
-    breach_fired: bool,
-    started_at: DateTime<Utc>,
-    stopped_at: Option<DateTime<Utc>>,
-}
-
-impl TryFrom<ClockRow> for Clock {
-    type Error = StoreError;
-
-    fn try_from(row: ClockRow) -> StoreResult<Clock> {
-        Ok(Clock {
-            ticket_id: row.ticket_id,
-            metric: parse_text("metric", &row.metric, Metric::parse)?,
-            policy_id: row.policy_id,
-            calendar_id: row.calendar_id,
-            warning: row.warning.0,
-            target_seconds: row.target_seconds,
-            used_seconds: row.used_seconds,
-            running_since: row.running_since,
-            stopped: row.stopped,
-            breached: row.breached,
-            due_at: row.due_at,
-            warn_at: row.warn_at,
-            warned: row.warned,
-            breach_fired: row.breach_fired,
-            started_at: row.started_at,
-            stopped_at: row.stopped_at,
-        })
-    }
 }
 
 #[derive(sqlx::FromRow)]
