@@ -195,6 +195,7 @@ harness::conformance! {
         a_request_id_is_claimed_once_per_body_until_it_expires,
         the_capacity_guard_admits_one_of_two_racing_assignments,
         a_stale_version_writes_nothing,
+        data_from_before_the_bridge_migrations_is_carried_over,
     ],
     watch: [
         a_watch_replays_from_its_cursor_then_goes_live,

@@ -647,3 +647,161 @@ pub async fn a_transaction_in_flight_holds_back_later_events(backend: Backend) {
     }
     assert_eq!(t.store.events_after(0, None, 100).await.unwrap().len(), 1);
 }
+
+/// Data written before migrations 0009–0012 comes through them: tickets learn the
+/// conversation they answer (with its own channel), their events carry it, contacts are
+/// found by their addresses (a shared one stays with the older contact), outbound messages
+/// learn their source, and attachment bytes stay readable.
+pub async fn data_from_before_the_bridge_migrations_is_carried_over(backend: Backend) {
+    let database = TestDatabase::create(&backend).await;
+    let url = database.url();
+    let postgres = matches!(backend, Backend::Postgres(_));
+    let id = |n: u8| {
+        let hex = format!("{:032x}", n);
+        if postgres {
+            format!("'{}'", Uuid::parse_str(&hex).unwrap())
+        } else {
+            format!("x'{hex}'")
+        }
+    };
+    let t = |s: u8| {
+        if postgres {
+            format!("'2026-01-01T00:00:{s:02}Z'")
+        } else {
+            format!("'2026-01-01T00:00:{s:02}+00:00'")
+        }
+    };
+    let abc = if postgres {
+        "'\\x616263'::bytea"
+    } else {
+        "x'616263'"
+    };
+    let legacy = format!(
+        "INSERT INTO contacts (id, external_id, name, email, phone, vip, created_at, updated_at) \
+         VALUES ({c1}, 'crm-a', 'Ada', ' Ada@X.org', '', false, {t1}, {t1}), \
+                ({c2}, 'crm-b', 'Bea', 'ada@x.org', '+1', false, {t2}, {t2});
+         INSERT INTO tickets (id, number, subject, description, status, priority, priority_rank, \
+           ticket_type, tags, custom_fields, contact_id, version, created_at, updated_at) \
+         VALUES ({tk}, 1, 'Legacy', '', 'OPEN', 'MEDIUM', 2, 'QUESTION', '[]', '{{}}', {c1}, 1, \
+           {t1}, {t1});
+         INSERT INTO conversations (id, source, external_id, channel, ticket_id, summary, intent, \
+           metadata, created_at, updated_at) \
+         VALUES ({v1}, 'bot', 'c1', 'CHAT', {tk}, '', '', '{{}}', {t1}, {t1}), \
+                ({v2}, 'bot', 'c2', 'SMS', {tk}, '', '', '{{}}', {t2}, {t2});
+         INSERT INTO ticket_events (position, id, ticket_id, ticket_number, event_type, \
+           actor_kind, actor_id, actor_name, visibility, payload, created_at, ticket_status, \
+           priority, ticket_type, assignee_id, queue_id, contact_id, channel, tags) \
+         VALUES (1, {ev}, {tk}, 1, 'note_added', 'api_key', NULL, 'x', 'internal', \
+           '{{\"kind\": \"note\", \"body\": \"hi\"}}', {t1}, 'OPEN', 'MEDIUM', 'QUESTION', NULL, \
+           NULL, {c1}, NULL, '[]');
+         INSERT INTO attachments (id, ticket_id, event_id, name, content_type, size_bytes, \
+           content, created_at) \
+         VALUES ({a1}, {tk}, {ev}, 'a.txt', 'text/plain', 3, {abc}, {t1}), \
+                ({a2}, {tk}, {ev}, 'b.txt', 'text/plain', 3, {abc}, {t1});
+         INSERT INTO outbound_messages (id, ticket_id, event_id, conversation_id, channel, \
+           recipient, subject, body, attachments, status, created_at, updated_at) \
+         VALUES ({om}, {tk}, {ev}, 'c2', 'SMS', '+1', '', 'hi', '[]', 'QUEUED', {t1}, {t1});",
+        c1 = id(1),
+        c2 = id(2),
+        tk = id(10),
+        v1 = id(20),
+        v2 = id(21),
+        ev = id(30),
+        a1 = id(40),
+        a2 = id(41),
+        om = id(50),
+        t1 = t(1),
+        t2 = t(2),
+    );
+    // The schema as it stood before, and the data written then.
+    if postgres {
+        use sqlx::Connection;
+        let mut conn = sqlx::PgConnection::connect(&url).await.unwrap();
+        sqlx::migrate!("./migrations/postgres")
+            .run_to(8, &mut conn)
+            .await
+            .unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(legacy))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    } else {
+        use sqlx::ConnectOptions;
+        use std::str::FromStr;
+        let mut conn = sqlx::sqlite::SqliteConnectOptions::from_str(&url)
+            .unwrap()
+            .create_if_missing(true)
+            .connect()
+            .await
+            .unwrap();
+        sqlx::migrate!("./migrations/sqlite")
+            .run_to(8, &mut conn)
+            .await
+            .unwrap();
+        sqlx::raw_sql(sqlx::AssertSqlSafe(legacy))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+    }
+
+    let settings = PoolSettings {
+        max_connections: 2,
+        acquire_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(30),
+    };
+    let store = ticketd::store::open(&url, &settings, Bus::new())
+        .await
+        .expect("open store");
+    store.migrate().await.expect("the later migrations apply");
+
+    let ticket_id = Uuid::from_u128(10);
+    let latest = ticketd::domain::ticket::ConversationRef {
+        source: "bot".into(),
+        external_id: "c2".into(),
+        channel: Channel::Sms,
+    };
+    let ticket = store
+        .ticket(TicketKey::Id(ticket_id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        ticket.conversation,
+        Some(latest.clone()),
+        "the latest conversation, on its own channel"
+    );
+    let events = store.events_after(0, Some(ticket_id), 10).await.unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].event.ticket.conversation, Some(latest));
+
+    let by_email = store.contact_by_address("ADA@x.org", "").await.unwrap();
+    assert_eq!(by_email.map(|c| c.external_id).as_deref(), Some("crm-a"));
+    let by_phone = store.contact_by_address("", "+1").await.unwrap();
+    assert_eq!(by_phone.map(|c| c.external_id).as_deref(), Some("crm-b"));
+
+    let message = store
+        .outbound_message(Uuid::from_u128(50))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (message.kind, message.source.as_str()),
+        (OutboundKind::Reply, "bot")
+    );
+
+    for attachment in [40, 41] {
+        let file = store
+            .attachment(Uuid::from_u128(attachment))
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(file.content, b"abc");
+        if postgres {
+            // Moved into one blob for both; SQLite keeps bytes stored before inline.
+            assert_eq!(
+                file.sha256,
+                "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+            );
+        }
+    }
+}
