@@ -167,6 +167,29 @@ impl App {
             )
             .run(self.shutdown.subscribe()),
         );
+        let poll = Duration::from_millis(self.settings.stream_poll_millis.max(10));
+        let workflow_processor = tokio::spawn(
+            crate::service::automation::WorkflowProcessor::new(
+                self.services.store.clone(),
+                self.services.workflows.clone(),
+                self.services.runner.clone(),
+                self.services.bus.clone(),
+                self.services.clock.clone(),
+                poll,
+            )
+            .run(self.shutdown.subscribe()),
+        );
+        let workflow_timer = tokio::spawn(
+            crate::service::automation::WorkflowTimerTask::new(
+                self.services.store.clone(),
+                self.services.workflows.clone(),
+                self.services.runner.clone(),
+                self.services.workflow_hints.clone(),
+                self.services.clock.clone(),
+                poll,
+            )
+            .run(self.shutdown.subscribe()),
+        );
         let pool_gauges = tokio::spawn({
             let store = self.services.store.clone();
             async move {
@@ -282,6 +305,8 @@ impl App {
             }
         }
         timer.abort();
+        workflow_processor.abort();
+        workflow_timer.abort();
         pool_gauges.abort();
         purge.abort();
         tracing::info!("ticketd stopped");

@@ -137,6 +137,15 @@ pub struct Settings {
     #[arg(long, env = "TICKETD_INLINE_ATTACHMENT_BYTES", default_value_t = 1024 * 1024)]
     pub inline_attachment_bytes: usize,
 
+    /// Most workflow runs on one ticket in an hour; runs past it are stopped and recorded
+    /// on the ticket (a guard against workflows that trigger each other).
+    #[arg(
+        long,
+        env = "TICKETD_WORKFLOW_RUNS_PER_TICKET_HOUR",
+        default_value_t = 50
+    )]
+    pub workflow_runs_per_ticket_hour: i64,
+
     /// How often expired request ids and idle consumer groups are cleaned up.
     #[arg(long, env = "TICKETD_HOUSEKEEPING_SECONDS", default_value_t = 600)]
     pub housekeeping_seconds: u64,
@@ -252,6 +261,7 @@ impl Settings {
                 .expect("the default mailbox is valid"),
             max_email_bytes: 25 * 1024 * 1024,
             inline_attachment_bytes: 1024 * 1024,
+            workflow_runs_per_ticket_hour: 50,
             housekeeping_seconds: 600,
             idempotency_hours: 24,
             rate_limit_per_second: 200,
@@ -302,6 +312,9 @@ impl Settings {
                 total: self.max_streams.max(1),
             },
             idempotency_window: Duration::from_secs(self.idempotency_hours.max(1) * 3600),
+            workflows: crate::service::automation::RunnerSettings {
+                max_runs_per_ticket_hour: self.workflow_runs_per_ticket_hour.max(1),
+            },
         }
     }
 

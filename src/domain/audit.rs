@@ -32,6 +32,7 @@ text_enum!(
         Calendar = "calendar",
         Template = "template",
         Contact = "contact",
+        Workflow = "workflow",
     }
 );
 
@@ -387,6 +388,19 @@ mod tests {
         assert!(changes(&object, &object).is_empty());
     }
 }
+
+audited!(
+    crate::domain::workflow::Workflow,
+    AuditResource::Workflow,
+    |it| json!({
+        "name": it.name,
+        "enabled": it.enabled,
+        "position": it.position,
+        "trigger": it.trigger,
+        "condition": it.condition,
+        "actions": it.actions,
+    })
+);
 
 audited!(
     crate::domain::template::Template,

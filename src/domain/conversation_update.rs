@@ -168,6 +168,7 @@ mod tests {
                         channel: Channel::Chat,
                     }),
                 },
+                depth: 0,
             },
             delivery: None,
         }

@@ -29,6 +29,7 @@ text_enum!(
         SlaWarning = "sla_warning",
         SlaBreached = "sla_breached",
         Notification = "notification",
+        WorkflowApplied = "workflow_applied",
     }
 );
 
@@ -47,6 +48,7 @@ text_enum!(
         System = "system",
         Customer = "customer",
         Bot = "bot",
+        Workflow = "workflow",
     }
 );
 
@@ -64,6 +66,15 @@ impl Actor {
         Actor {
             kind: ActorKind::System,
             id: None,
+            name: name.to_owned(),
+        }
+    }
+
+    /// A workflow, by id and name.
+    pub fn workflow(id: Uuid, name: &str) -> Actor {
+        Actor {
+            kind: ActorKind::Workflow,
+            id: Some(id),
             name: name.to_owned(),
         }
     }
@@ -199,6 +210,18 @@ pub enum EventPayload {
         recipients: Vec<Uuid>,
         text: String,
     },
+    /// A workflow ran (or was stopped before it could loop).
+    WorkflowApplied {
+        workflow_id: Uuid,
+        workflow_name: String,
+        /// What fired it: the event type and cursor, or the timer.
+        trigger: String,
+        /// What each action did, in order.
+        actions: Vec<String>,
+        /// Why the workflow did not run its actions, when it did not.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        stopped: String,
+    },
     /// A gateway reported the outcome of delivering an outbound message.
     DeliveryReceipt {
         message_id: Uuid,
@@ -280,6 +303,9 @@ pub struct NewEvent {
     pub payload: EventPayload,
     pub created_at: DateTime<Utc>,
     pub ticket: TicketSnapshot,
+    /// How many workflow runs led to this event: 0 for a change made by a caller, one
+    /// more than its trigger's for a workflow's change (see `workflow::MAX_DEPTH`).
+    pub depth: u8,
 }
 
 impl NewEvent {
@@ -306,6 +332,7 @@ impl NewEvent {
             payload,
             created_at: at,
             ticket: snapshot,
+            depth: 0,
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod template;
 pub mod ticket;
 pub mod validation;
 pub mod watch;
+pub mod workflow;
 
 /// Bytes as lower-case hexadecimal, for digests shown as text.
 pub fn hex(bytes: &[u8]) -> String {

@@ -220,6 +220,7 @@ mod tests {
                 tags: vec!["vip".into()],
                 conversation: None,
             },
+            depth: 0,
         }
     }
 

@@ -9,7 +9,8 @@ use uuid::Uuid;
 
 use super::auth::{ADMIN, authorize};
 use super::convert::{
-    self, channel_to_pb, duration_from_seconds, optional_id, priority_to_pb, type_to_pb,
+    self, channel_to_pb, duration_from_seconds, optional_id, positive_seconds, priority_to_pb,
+    type_to_pb,
 };
 use super::pb;
 use crate::domain::calendar::BusinessCalendar;
@@ -102,15 +103,6 @@ fn calendar_patch(c: pb::Calendar) -> Result<CalendarPatch, Status> {
     })
 }
 
-fn seconds(field: &str, d: Option<prost_types::Duration>, v: &mut Violations) -> Option<i64> {
-    let d = d?;
-    if d.nanos != 0 || d.seconds <= 0 {
-        v.add(field, "must be a positive whole number of seconds");
-        return None;
-    }
-    Some(d.seconds)
-}
-
 fn policy_to_pb(p: SlaPolicy) -> pb::SlaPolicy {
     let c = p.conditions;
     let warning = match p.warning {
@@ -172,16 +164,16 @@ fn policy_from_pb(p: pb::SlaPolicy, id: Uuid) -> Result<SlaPolicy, Status> {
         contact_vip: c.contact_vip,
     };
     let targets = Targets {
-        first_response: seconds("policy.first_response", p.first_response, &mut v),
-        next_response: seconds("policy.next_response", p.next_response, &mut v),
-        resolution: seconds("policy.resolution", p.resolution, &mut v),
+        first_response: positive_seconds("policy.first_response", p.first_response, &mut v),
+        next_response: positive_seconds("policy.next_response", p.next_response, &mut v),
+        resolution: positive_seconds("policy.resolution", p.resolution, &mut v),
     };
     let warning = match p.warning {
         Some(pb::sla_policy::Warning::WarningPercent(percent)) => Warning::Percent {
             percent: i64::from(percent),
         },
         Some(pb::sla_policy::Warning::WarningLead(lead)) => Warning::Lead {
-            seconds: seconds("policy.warning_lead", Some(lead), &mut v).unwrap_or(0),
+            seconds: positive_seconds("policy.warning_lead", Some(lead), &mut v).unwrap_or(0),
         },
         None => Warning::default(),
     };

@@ -7,7 +7,7 @@ use super::convert;
 use super::pb::{self, automation_service_server::AutomationService};
 use crate::domain::template::Template;
 use crate::domain::validation::Violations;
-use crate::service::automation::{TemplatePatch, TemplateSource};
+use crate::service::automation::{TemplatePatch, TemplateSource, WorkflowSource};
 use crate::service::{ServiceError, Services};
 
 pub struct AutomationApi {
@@ -48,6 +48,117 @@ fn template_patch(t: pb::Template) -> Result<TemplatePatch, Status> {
 
 #[tonic::async_trait]
 impl AutomationService for AutomationApi {
+    async fn create_workflow(
+        &self,
+        request: Request<pb::CreateWorkflowRequest>,
+    ) -> Reply<pb::CreateWorkflowResponse> {
+        let principal = authorize(&request, "CreateWorkflow", ADMIN).await?;
+        let patch = convert::workflow_patch(request.into_inner().workflow.unwrap_or_default())?;
+        let workflow = self
+            .services
+            .automation
+            .create_workflow(&principal.actor(), patch)
+            .await?;
+        Ok(Response::new(pb::CreateWorkflowResponse {
+            workflow: Some(convert::workflow_to_pb(workflow)),
+        }))
+    }
+
+    async fn get_workflow(
+        &self,
+        request: Request<pb::GetWorkflowRequest>,
+    ) -> Reply<pb::GetWorkflowResponse> {
+        authorize(&request, "GetWorkflow", ADMIN).await?;
+        let id = convert::required_uuid("id", &request.into_inner().id)?;
+        let workflow = self.services.automation.workflow(id).await?;
+        Ok(Response::new(pb::GetWorkflowResponse {
+            workflow: Some(convert::workflow_to_pb(workflow)),
+        }))
+    }
+
+    async fn update_workflow(
+        &self,
+        request: Request<pb::UpdateWorkflowRequest>,
+    ) -> Reply<pb::UpdateWorkflowResponse> {
+        let principal = authorize(&request, "UpdateWorkflow", ADMIN).await?;
+        let r = request.into_inner();
+        let w = r.workflow.unwrap_or_default();
+        let id = convert::required_uuid("workflow.id", &w.id)?;
+        let patch = convert::workflow_patch(w)?;
+        let workflow = self
+            .services
+            .automation
+            .update_workflow(
+                &principal.actor(),
+                id,
+                patch,
+                convert::mask_paths(r.update_mask),
+                convert::etag(r.etag),
+            )
+            .await?;
+        Ok(Response::new(pb::UpdateWorkflowResponse {
+            workflow: Some(convert::workflow_to_pb(workflow)),
+        }))
+    }
+
+    async fn list_workflows(
+        &self,
+        request: Request<pb::ListWorkflowsRequest>,
+    ) -> Reply<pb::ListWorkflowsResponse> {
+        authorize(&request, "ListWorkflows", ADMIN).await?;
+        let workflows = self.services.automation.list_workflows().await?;
+        Ok(Response::new(pb::ListWorkflowsResponse {
+            workflows: workflows.into_iter().map(convert::workflow_to_pb).collect(),
+        }))
+    }
+
+    async fn delete_workflow(
+        &self,
+        request: Request<pb::DeleteWorkflowRequest>,
+    ) -> Reply<pb::DeleteWorkflowResponse> {
+        let principal = authorize(&request, "DeleteWorkflow", ADMIN).await?;
+        let id = convert::required_uuid("id", &request.into_inner().id)?;
+        self.services
+            .automation
+            .delete_workflow(&principal.actor(), id)
+            .await?;
+        Ok(Response::new(pb::DeleteWorkflowResponse {}))
+    }
+
+    async fn test_workflow(
+        &self,
+        request: Request<pb::TestWorkflowRequest>,
+    ) -> Reply<pb::TestWorkflowResponse> {
+        authorize(&request, "TestWorkflow", ADMIN).await?;
+        let r = request.into_inner();
+        let ticket_id = convert::required_uuid("ticket_id", &r.ticket_id)?;
+        let source = match r.source {
+            Some(pb::test_workflow_request::Source::WorkflowId(id)) => {
+                WorkflowSource::Saved(convert::required_uuid("workflow_id", &id)?)
+            }
+            Some(pb::test_workflow_request::Source::Workflow(w)) => {
+                WorkflowSource::Draft(convert::workflow_patch(w)?)
+            }
+            None => {
+                return Err(ServiceError::invalid(
+                    "workflow_id",
+                    "name a saved workflow, or send one as `workflow`",
+                )
+                .into());
+            }
+        };
+        let trial = self
+            .services
+            .automation
+            .test_workflow(source, ticket_id)
+            .await?;
+        Ok(Response::new(pb::TestWorkflowResponse {
+            matched: trial.matched,
+            actions: trial.actions,
+            reason: trial.reason,
+        }))
+    }
+
     async fn create_template(
         &self,
         request: Request<pb::CreateTemplateRequest>,

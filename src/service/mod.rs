@@ -156,6 +156,7 @@ pub struct ServiceSettings {
     /// How long a request id is remembered.
     pub idempotency_window: std::time::Duration,
     pub stream_limits: StreamLimitSettings,
+    pub workflows: automation::RunnerSettings,
 }
 
 /// Every use case, built once per process over one store.
@@ -171,6 +172,11 @@ pub struct Services {
     pub watch: WatchService,
     pub routing: RoutingService,
     pub sla: SlaService,
+    /// What runs workflows: the runner, and the cache and timer hints its tasks share.
+    pub workflows: automation::WorkflowCache,
+    pub runner: automation::WorkflowRunner,
+    pub workflow_hints: DeadlineHints,
+    pub bus: Bus,
     pub store: Arc<dyn Store>,
     pub gauge: Arc<StreamGauge>,
     pub request_ids: RequestIds,
@@ -189,8 +195,18 @@ impl Services {
     ) -> Self {
         let gauge = Arc::new(StreamGauge::default());
         let sla = SlaService::new(store.clone(), clock.clone());
-        let writer = Writer::new(store.clone(), sla.clone());
+        let workflows = automation::WorkflowCache::new(store.clone());
+        let timers = automation::TimerPlanner::new(workflows.clone(), sla.clone());
+        let workflow_hints = timers.hints.clone();
+        let writer = Writer::new(store.clone(), sla.clone(), timers);
         let routing = RoutingService::new(store.clone(), writer.clone(), clock.clone());
+        let runner = automation::WorkflowRunner::new(
+            store.clone(),
+            writer.clone(),
+            routing.clone(),
+            clock.clone(),
+            settings.workflows,
+        );
         let request_ids =
             RequestIds::new(store.clone(), settings.idempotency_window, clock.clone());
         Self {
@@ -207,6 +223,8 @@ impl Services {
             automation: automation::AutomationService::new(
                 store.clone(),
                 routing.clone(),
+                workflows.clone(),
+                runner.clone(),
                 clock.clone(),
             ),
             contacts: contacts::ContactService::new(store.clone(), clock.clone()),
@@ -235,6 +253,10 @@ impl Services {
             ),
             routing,
             sla,
+            workflows,
+            runner,
+            workflow_hints,
+            bus,
             store,
             gauge,
             request_ids,

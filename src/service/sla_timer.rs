@@ -71,6 +71,44 @@ impl DeadlineHints {
     }
 }
 
+/// Runs `tick` (which fires what is due and returns the next due time) again at that
+/// time, at the latest after `poll`, or at once when `hints` hear of an earlier one;
+/// until `shutdown`.
+pub(crate) async fn run_until_due<F, Fut>(
+    hints: &DeadlineHints,
+    poll: Duration,
+    clock: &crate::clock::Clock,
+    mut shutdown: watch::Receiver<bool>,
+    name: &'static str,
+    mut tick: F,
+) where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = StoreResult<Option<DateTime<Utc>>>>,
+{
+    loop {
+        hints.reading();
+        let latest = clock.now() + poll;
+        let next = match tick().await {
+            Ok(Some(next)) => next.min(latest),
+            Ok(None) => latest,
+            Err(err) => {
+                tracing::warn!(error = %err, timer = name, "timer failed; retrying");
+                latest
+            }
+        };
+        let wake_at = hints.plan(next);
+        tokio::select! {
+            _ = clock.sleep_until(wake_at) => {}
+            _ = tokio::time::sleep(poll) => {}
+            _ = hints.wake.notified() => {}
+            _ = shutdown.changed() => return,
+        }
+        if *shutdown.borrow() {
+            return;
+        }
+    }
+}
+
 /// Announces warnings and breaches when they fall due. Each alert fires exactly once across
 /// replicas (a conditional update claims it); deadlines that passed while no replica ran
 /// fire at start-up; deadlines another replica set are found within `poll`, if that replica
@@ -99,29 +137,16 @@ impl SlaTimer {
         }
     }
 
-    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
-        loop {
-            self.hints.reading();
-            let latest = self.clock.now() + self.poll;
-            let next = match self.tick().await {
-                Ok(Some(next)) => next.min(latest),
-                Ok(None) => latest,
-                Err(err) => {
-                    tracing::warn!(error = %err, "sla timer failed; retrying");
-                    latest
-                }
-            };
-            let wake_at = self.hints.plan(next);
-            tokio::select! {
-                _ = self.clock.sleep_until(wake_at) => {}
-                _ = tokio::time::sleep(self.poll) => {}
-                _ = self.hints.wake.notified() => {}
-                _ = shutdown.changed() => return,
-            }
-            if *shutdown.borrow() {
-                return;
-            }
-        }
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        run_until_due(
+            &self.hints,
+            self.poll,
+            &self.clock,
+            shutdown,
+            "sla timer",
+            || self.tick(),
+        )
+        .await;
     }
 
     /// Fires what is due and returns the next deadline.

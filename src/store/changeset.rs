@@ -1,7 +1,9 @@
 //! Writing a [`Changeset`]: everything one action changes, in one transaction. The order
 //! follows the foreign keys: the request id claim first (a replay writes nothing), then
 //! tickets, the conversation, time entries, events, and what refers to events
-//! (attachments, outbound messages), and the SLA clocks last.
+//! (attachments, outbound messages), and the SLA clocks and workflow timers last. A
+//! workflow's step or a firing timer is checked right after the request id: a runner that
+//! lost the race writes nothing.
 
 use uuid::Uuid;
 
@@ -13,6 +15,7 @@ use super::idempotency::claim_request_id;
 use super::routing::guard_assignment;
 use super::sla::upsert_clocks;
 use super::tickets::{insert_attachment, insert_time_entry, ticket_in, update_ticket};
+use super::workflows::{fire_timer, step_workflow, write_timers};
 use super::{Changeset, Committed, StoreError, StoreResult};
 use crate::domain::event::NewEvent;
 
@@ -42,6 +45,9 @@ pub(super) async fn apply(
         inbound,
         outbound,
         claim,
+        step,
+        fired,
+        timers,
     } = changes;
     if let Some(claim) = &claim
         && let Some(resource) = claim_request_id(tx, claim).await?
@@ -50,6 +56,12 @@ pub(super) async fn apply(
             replayed: Some(resource),
             ..Default::default()
         });
+    }
+    if let Some(step) = &step {
+        step_workflow(tx, step).await?;
+    }
+    if let Some(timer) = &fired {
+        fire_timer(tx, timer).await?;
     }
     if events.len() + transcript.len() >= MAX_EVENTS_PER_TRANSACTION {
         return Err(StoreError::Corrupt(
@@ -103,6 +115,7 @@ pub(super) async fn apply(
         queue_outbound(tx, message).await?;
     }
     upsert_clocks(tx, &clocks).await?;
+    write_timers(tx, &timers).await?;
     let mut tickets = Vec::with_capacity(updates.len());
     for update in &updates {
         tickets.push(ticket_in(tx, update.ticket.id).await?);

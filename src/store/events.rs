@@ -19,7 +19,7 @@ macro_rules! select_events {
         "SELECT e.position, e.id, e.ticket_id, e.ticket_number, e.event_type, e.actor_kind, \
          e.actor_id, e.actor_name, e.visibility, e.payload, e.created_at, e.ticket_status, \
          e.priority, e.ticket_type, e.assignee_id, e.queue_id, e.contact_id, e.channel, \
-         e.tags, e.conversation_source, e.conversation_id, e.conversation_channel, \
+         e.tags, e.conversation_source, e.conversation_id, e.conversation_channel, e.depth, \
          om.id AS delivery_message_id, om.status AS delivery_status, \
          om.provider_message_id AS delivery_provider_id, om.error AS delivery_error \
          FROM ticket_events e LEFT JOIN outbound_messages om ON om.event_id = e.id"
@@ -261,6 +261,7 @@ fn event_columns(event: &NewEvent) -> StoreResult<Vec<(&'static str, Value<'_>)>
             "conversation_channel",
             conversation.map(|c| c.channel.as_str()).into(),
         ),
+        ("depth", i32::from(event.depth).into()),
     ])
 }
 

@@ -24,6 +24,7 @@ mod sqlite;
 mod templates;
 mod ticket_query;
 mod tickets;
+mod workflows;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -55,6 +56,7 @@ pub use routing::RoutingStore;
 pub use sla::SlaStore;
 pub use templates::TemplateStore;
 pub use tickets::TicketStore;
+pub use workflows::{TimerWrite, WorkflowStep, WorkflowStore, WorkflowTimer};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -73,6 +75,10 @@ pub enum StoreError {
     /// A unique key is taken.
     #[error("{0} already exists")]
     AlreadyExists(&'static str),
+    /// What a conditional write expected had already been done by another writer (a
+    /// workflow step, a timer firing); nothing was written.
+    #[error("{0}")]
+    Superseded(&'static str),
     /// An idempotency key was reused with a different request.
     #[error("request id {0:?} was already used with a different request")]
     IdempotencyMismatch(String),
@@ -364,6 +370,13 @@ pub struct Changeset {
     /// request's resource in [`Committed::replayed`] (or fails with
     /// [`StoreError::IdempotencyMismatch`] for a different body).
     pub claim: Option<IdempotencyClaim>,
+    /// A workflow answering an event: its progress moves in this transaction, or nothing
+    /// is written ([`StoreError::Superseded`]).
+    pub step: Option<WorkflowStep>,
+    /// A timer firing: deleted in this transaction, or nothing is written.
+    pub fired: Option<WorkflowTimer>,
+    /// Workflow timers the change arms or cancels.
+    pub timers: Vec<TimerWrite>,
 }
 
 #[derive(Debug, Default)]
@@ -464,6 +477,7 @@ pub trait Store:
     + KeyStore
     + AuditStore
     + TemplateStore
+    + WorkflowStore
     + RequestIdStore
     + crate::events::Log
     + Send

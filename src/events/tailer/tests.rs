@@ -37,6 +37,7 @@ fn event(cursor: i64) -> Event {
                 tags: Vec::new(),
                 conversation: None,
             },
+            depth: 0,
         },
         delivery: None,
     }

@@ -23,6 +23,7 @@ pub(crate) fn event_type_to_pb(kind: EventKind) -> pb::EventType {
         EventKind::SlaWarning => pb::EventType::SlaWarning,
         EventKind::SlaBreached => pb::EventType::SlaBreached,
         EventKind::Notification => pb::EventType::Notification,
+        EventKind::WorkflowApplied => pb::EventType::WorkflowApplied,
     }
 }
 
@@ -33,6 +34,7 @@ pub(crate) fn actor_kind_to_pb(kind: ActorKind) -> pb::ActorKind {
         ActorKind::System => pb::ActorKind::System,
         ActorKind::Customer => pb::ActorKind::Customer,
         ActorKind::Bot => pb::ActorKind::Bot,
+        ActorKind::Workflow => pb::ActorKind::Workflow,
     }
 }
 
@@ -104,6 +106,19 @@ pub(crate) fn detail_to_pb(
             })
         }
         EventPayload::Note { body } => Detail::Note(pb::Note { body }),
+        EventPayload::WorkflowApplied {
+            workflow_id,
+            workflow_name,
+            trigger,
+            actions,
+            stopped,
+        } => Detail::WorkflowApplied(pb::WorkflowApplied {
+            workflow_id: workflow_id.to_string(),
+            workflow_name,
+            trigger,
+            actions,
+            stopped,
+        }),
         EventPayload::TimeLogged {
             agent_id,
             seconds,

@@ -4,12 +4,14 @@
 //! (lengths, limits, transitions) are the service's. Shared helpers and enum mappings live
 //! here; the conversions of each resource in a module of their own.
 
+mod automation;
 mod bridge;
 mod events;
 mod keys;
 mod routing;
 mod tickets;
 
+pub(crate) use automation::*;
 pub(crate) use bridge::*;
 pub(crate) use events::*;
 pub(crate) use keys::*;
@@ -34,6 +36,7 @@ use crate::domain::sla::ClockView;
 use crate::domain::sla::{ClockState, Metric};
 use crate::domain::ticket::{Channel, ContactInput, Priority, Status, Ticket, TicketType};
 use crate::domain::validation::{Violations, parse_optional_uuid};
+use crate::domain::workflow::{TimerKind, WorkflowEvent};
 use crate::service::sla::SlaReadings;
 use crate::service::watch::ConversationUpdateView;
 
@@ -46,6 +49,20 @@ pub(crate) fn timestamp(at: DateTime<Utc>) -> Timestamp {
 
 pub(crate) fn duration_from_seconds(seconds: i64) -> PbDuration {
     PbDuration { seconds, nanos: 0 }
+}
+
+/// A duration field in whole seconds, above zero; `None` when unset.
+pub(crate) fn positive_seconds(
+    field: &str,
+    d: Option<PbDuration>,
+    v: &mut Violations,
+) -> Option<i64> {
+    let d = d?;
+    if d.nanos != 0 || d.seconds <= 0 {
+        v.add(field, "must be a positive whole number of seconds");
+        return None;
+    }
+    Some(d.seconds)
 }
 
 /// The paths of a request's `update_mask`; none when it is unset.
@@ -102,6 +119,17 @@ enum_mapping!(role_to_pb, role_from_pb, Role, pb::Role, "Role", {
 });
 enum_mapping!(role_of_message_to_pb, role_of_message_from_pb, MessageRole, pb::MessageRole, "MessageRole", {
     Customer <=> Customer, Bot <=> Bot, Agent <=> Agent,
+});
+
+enum_mapping!(workflow_event_to_pb, workflow_event_from_pb, WorkflowEvent, pb::WorkflowEvent, "WorkflowEvent", {
+    TicketCreated <=> TicketCreated, StatusChanged <=> StatusChanged,
+    PriorityChanged <=> PriorityChanged, Assigned <=> Assigned, TagsChanged <=> TagsChanged,
+    CustomerMessage <=> CustomerMessage, AgentReply <=> AgentReply, NoteAdded <=> NoteAdded,
+    SlaWarning <=> SlaWarning, SlaBreached <=> SlaBreached,
+    ConversationEscalated <=> ConversationEscalated,
+});
+enum_mapping!(timer_kind_to_pb, timer_kind_from_pb, TimerKind, pb::WorkflowTimerKind, "WorkflowTimerKind", {
+    NoAgentReply <=> NoAgentReply, InStatus <=> InStatus, SinceCreated <=> SinceCreated,
 });
 
 /// Text-valued enums stored in payloads; an unknown value shows as unspecified.

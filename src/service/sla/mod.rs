@@ -12,6 +12,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::ServiceResult;
+use super::automation::TimerPlanner;
 use super::cache::{CONFIG_TTL, Cached};
 use super::sla_timer::{DeadlineHints, next_alert};
 use crate::domain::event::{EventKind, EventPayload, NewEvent};
@@ -19,6 +20,7 @@ use crate::domain::sla::{
     CalendarSet, Clock, ClockView, Plan, Signal, SlaFacts, SlaPolicy, follow_plan, plan_for, react,
 };
 use crate::domain::ticket::{Status, Ticket};
+use crate::domain::workflow::is_human_reply;
 use crate::store::{
     Changeset, Committed, CreateOutcome, IdempotencyClaim, Store, StoreResult, TicketDraft,
 };
@@ -49,7 +51,8 @@ pub struct SlaService {
 fn signal(event: &NewEvent) -> Option<Signal> {
     match (&event.kind, &event.payload) {
         (EventKind::TicketCreated, _) => Some(Signal::Created),
-        (EventKind::ReplyAdded, _) => Some(Signal::AgentReplied),
+        // Automatic messages (workflows, auto-responses) are no agent's answer.
+        (EventKind::ReplyAdded, _) if is_human_reply(event) => Some(Signal::AgentReplied),
         (EventKind::CustomerMessage, _) => Some(Signal::CustomerMessaged),
         (EventKind::TicketsMerged, _) if event.ticket.status == Status::Merged => {
             Some(Signal::Merged)
@@ -111,6 +114,10 @@ impl SlaService {
     }
 
     /// The calendars with the time to read SLA clocks at: now.
+    pub async fn calendar_set(&self) -> StoreResult<Arc<CalendarSet>> {
+        self.cached_calendars().await
+    }
+
     pub async fn readings(&self) -> ServiceResult<SlaReadings> {
         Ok(SlaReadings {
             calendars: self.cached_calendars().await?,
@@ -229,28 +236,31 @@ pub(crate) fn facts_of(ticket: &Ticket) -> SlaFacts {
     }
 }
 
-/// Every write that changes tickets goes through here, so their SLA clocks move in the
-/// same transaction as the change.
+/// Every write that changes tickets goes through here, so their SLA clocks and workflow
+/// timers move in the same transaction as the change.
 #[derive(Clone)]
 pub struct Writer {
     store: Arc<dyn Store>,
     sla: SlaService,
+    timers: TimerPlanner,
 }
 
 impl Writer {
-    pub fn new(store: Arc<dyn Store>, sla: SlaService) -> Self {
-        Self { store, sla }
+    pub fn new(store: Arc<dyn Store>, sla: SlaService, timers: TimerPlanner) -> Self {
+        Self { store, sla, timers }
     }
 
     pub async fn commit(&self, mut changes: Changeset) -> StoreResult<Committed> {
         let started = std::time::Instant::now();
         self.sla.prepare(&mut changes, None).await?;
+        let timer_due = self.timers.prepare(&mut changes).await?;
         let deadline = next_alert(&changes.clocks);
         let result = self.store.commit(changes).await;
         metrics::histogram!("ticketd_db_transaction_seconds", "op" => "commit")
             .record(started.elapsed().as_secs_f64());
         if result.is_ok() {
             self.sla.hints.wrote(deadline);
+            self.timers.hints.wrote(timer_due);
         }
         result
     }
@@ -263,12 +273,14 @@ impl Writer {
     ) -> StoreResult<CreateOutcome> {
         let started = std::time::Instant::now();
         self.sla.prepare(&mut changes, Some(&draft)).await?;
+        let timer_due = self.timers.prepare(&mut changes).await?;
         let deadline = next_alert(&changes.clocks);
         let result = self.store.create_ticket(draft, changes, claim).await;
         metrics::histogram!("ticketd_db_transaction_seconds", "op" => "create_ticket")
             .record(started.elapsed().as_secs_f64());
         if matches!(result, Ok(CreateOutcome::Created { .. })) {
             self.sla.hints.wrote(deadline);
+            self.timers.hints.wrote(timer_due);
         }
         result
     }

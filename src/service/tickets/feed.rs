@@ -42,33 +42,18 @@ impl TicketService {
                     "is required: the ticket has no conversation to reply to",
                 )
             })?;
-            let recipient = recipient(ticket, channel, conversation.as_ref())?;
             let event_id = Uuid::now_v7();
             let files = stored_attachments(ticket.id, event_id, &attachments, at);
             let meta = attachment_meta(&files);
-            let message = OutboundMessage {
-                id: Uuid::now_v7(),
-                ticket_id: ticket.id,
-                ticket_number: ticket.number,
-                event_id,
-                conversation_id: conversation
-                    .as_ref()
-                    .filter(|c| c.channel == channel)
-                    .map(|c| c.external_id.clone())
-                    .unwrap_or_default(),
+            let message = outbound_message(
+                ticket,
                 channel,
-                recipient,
-                subject: format!("Re: [#{}] {}", ticket.number, ticket.subject),
-                body: body.clone(),
-                attachments: meta.clone(),
-                kind: OutboundKind::Reply,
-                source: conversation
-                    .as_ref()
-                    .filter(|c| c.channel == channel)
-                    .map(|c| c.source.clone())
-                    .unwrap_or_default(),
-                created_at: at,
-            };
+                conversation.as_ref(),
+                event_id,
+                (body.clone(), meta.clone()),
+                OutboundKind::Reply,
+                at,
+            )?;
             Ok(Entry {
                 event_id,
                 kind: EventKind::ReplyAdded,
@@ -356,6 +341,39 @@ struct Entry {
     outbound: Option<OutboundMessage>,
     /// Agents the entry mentions, told by a notification beside it.
     notify: Vec<Uuid>,
+}
+
+/// The outbound message that carries a public entry (`event_id`, with its body and
+/// attachments) to the customer on `channel`, in the conversation the ticket came from
+/// when it is on that channel.
+pub(crate) fn outbound_message(
+    ticket: &Ticket,
+    channel: Channel,
+    conversation: Option<&Conversation>,
+    event_id: Uuid,
+    (body, attachments): (String, Vec<AttachmentMeta>),
+    kind: OutboundKind,
+    at: chrono::DateTime<chrono::Utc>,
+) -> ServiceResult<OutboundMessage> {
+    let recipient = recipient(ticket, channel, conversation)?;
+    let same_channel = conversation.filter(|c| c.channel == channel);
+    Ok(OutboundMessage {
+        id: Uuid::now_v7(),
+        ticket_id: ticket.id,
+        ticket_number: ticket.number,
+        event_id,
+        conversation_id: same_channel
+            .map(|c| c.external_id.clone())
+            .unwrap_or_default(),
+        channel,
+        recipient,
+        subject: format!("Re: [#{}] {}", ticket.number, ticket.subject),
+        body,
+        attachments,
+        kind,
+        source: same_channel.map(|c| c.source.clone()).unwrap_or_default(),
+        created_at: at,
+    })
 }
 
 /// Where a reply on `channel` goes: the contact's email address or phone number, or for

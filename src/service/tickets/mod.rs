@@ -9,6 +9,7 @@ mod update;
 pub(crate) use attachments::{
     attachment_meta, stored_attachments, valid_content_type, valid_file_name, validate_attachments,
 };
+pub(crate) use feed::outbound_message;
 pub use update::{TicketPatch, UPDATABLE_PATHS};
 
 use std::collections::{BTreeMap, HashSet};
@@ -471,6 +472,7 @@ pub(crate) fn draft_event(
         payload,
         created_at: draft.created_at,
         ticket,
+        depth: 0,
     }
 }
 

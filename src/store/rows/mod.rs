@@ -155,6 +155,7 @@ pub(super) struct EventRow {
     conversation_source: Option<String>,
     conversation_id: Option<String>,
     conversation_channel: Option<String>,
+    depth: i32,
     delivery_message_id: Option<Uuid>,
     delivery_status: Option<String>,
     delivery_provider_id: Option<String>,
@@ -204,6 +205,7 @@ impl TryFrom<EventRow> for Event {
                         optional_channel(row.conversation_channel.as_deref())?,
                     ),
                 },
+                depth: u8::try_from(row.depth).unwrap_or(u8::MAX),
             },
             delivery,
         })

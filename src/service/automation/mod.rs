@@ -1,10 +1,21 @@
-//! Automation: message templates, checked as they are saved and previewed against a
-//! ticket. (Workflows and auto-responses build on them.)
+//! Automation: message templates (here), workflows (`workflows.rs`) that the processor
+//! (`processor.rs`) and timers (`timers.rs`) run through the runner (`runner.rs`).
+
+mod processor;
+mod runner;
+mod timers;
+mod workflows;
+
+pub use processor::{WorkflowProcessor, WorkflowTimerTask};
+pub use runner::{RunnerSettings, WorkflowRunner};
+pub use timers::TimerPlanner;
+pub use workflows::{WORKFLOW_PATHS, WorkflowPatch, WorkflowSource, WorkflowTrial};
 
 use std::sync::Arc;
 
 use uuid::Uuid;
 
+use super::cache::{CONFIG_TTL, Cached};
 use super::routing::RoutingService;
 use super::versioned::{Mask, Versioned, copy_masked, update_versioned};
 use super::{ServiceError, ServiceResult};
@@ -18,7 +29,8 @@ use crate::domain::template::{
 };
 use crate::domain::ticket::{Channel, Ticket, TicketKey};
 use crate::domain::validation::Violations;
-use crate::store::Store;
+use crate::domain::workflow::Workflow;
+use crate::store::{Store, StoreResult};
 
 /// The paths `UpdateTemplate` accepts in its `update_mask`.
 pub const TEMPLATE_PATHS: &[&str] = &["name", "channel", "subject", "body"];
@@ -48,18 +60,54 @@ impl Versioned for Template {
     }
 }
 
+/// The workflows as every write (arming timers) and the processor see them: read once per
+/// cache period; saves through this process clear it at once.
+#[derive(Clone)]
+pub struct WorkflowCache {
+    store: Arc<dyn Store>,
+    cached: Arc<Cached<Vec<Workflow>>>,
+}
+
+impl WorkflowCache {
+    pub fn new(store: Arc<dyn Store>) -> Self {
+        Self {
+            store,
+            cached: Arc::new(Cached::new(CONFIG_TTL)),
+        }
+    }
+
+    /// Every workflow, by position and name.
+    pub async fn all(&self) -> StoreResult<Arc<Vec<Workflow>>> {
+        self.cached.get(|| self.store.workflows()).await
+    }
+
+    pub fn invalidate(&self) {
+        self.cached.invalidate();
+    }
+}
+
 #[derive(Clone)]
 pub struct AutomationService {
     store: Arc<dyn Store>,
     routing: RoutingService,
+    workflows: WorkflowCache,
+    runner: WorkflowRunner,
     clock: Clock,
 }
 
 impl AutomationService {
-    pub fn new(store: Arc<dyn Store>, routing: RoutingService, clock: Clock) -> Self {
+    pub fn new(
+        store: Arc<dyn Store>,
+        routing: RoutingService,
+        workflows: WorkflowCache,
+        runner: WorkflowRunner,
+        clock: Clock,
+    ) -> Self {
         Self {
             store,
             routing,
+            workflows,
+            runner,
             clock,
         }
     }
@@ -166,7 +214,7 @@ impl AutomationService {
             .ticket(TicketKey::Id(ticket_id))
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("ticket {ticket_id}")))?;
-        let context = self.context(&ticket).await?;
+        let context = ticket_context(self.store.as_ref(), &self.routing, &ticket).await?;
         template::render(&template, &context).map_err(|e| {
             if saved {
                 // The template is sound; this ticket's data takes it past its budget.
@@ -179,81 +227,83 @@ impl AutomationService {
             }
         })
     }
+}
 
-    /// What a template sees of a ticket.
-    async fn context(&self, ticket: &Ticket) -> ServiceResult<TemplateContext> {
-        let time = |at: chrono::DateTime<chrono::Utc>| {
-            at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
-        };
-        let due = |metric| {
-            ticket
-                .sla_clocks
-                .iter()
-                .find(|c| c.metric == metric && !c.stopped)
-                .and_then(|c| c.due_at)
-                .map(time)
-                .unwrap_or_default()
-        };
-        // (An agent or queue deleted since reads as nobody.)
-        let assignee = match ticket.assignee_id {
-            Some(id) => match self.routing.agent(id).await {
-                Ok(a) => AssigneeVars {
-                    name: a.name,
-                    email: a.email,
-                },
-                Err(ServiceError::NotFound(_)) => AssigneeVars::default(),
-                Err(other) => return Err(other),
+/// What a template sees of a ticket.
+pub(crate) async fn ticket_context(
+    store: &dyn Store,
+    routing: &RoutingService,
+    ticket: &Ticket,
+) -> ServiceResult<TemplateContext> {
+    let time =
+        |at: chrono::DateTime<chrono::Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let due = |metric| {
+        ticket
+            .sla_clocks
+            .iter()
+            .find(|c| c.metric == metric && !c.stopped)
+            .and_then(|c| c.due_at)
+            .map(time)
+            .unwrap_or_default()
+    };
+    // (An agent or queue deleted since reads as nobody.)
+    let assignee = match ticket.assignee_id {
+        Some(id) => match routing.agent(id).await {
+            Ok(a) => AssigneeVars {
+                name: a.name,
+                email: a.email,
             },
-            None => AssigneeVars::default(),
-        };
-        let queue = match ticket.queue_id {
-            Some(id) => match self.routing.queue(id).await {
-                Ok(q) => QueueVars { name: q.name },
-                Err(ServiceError::NotFound(_)) => QueueVars::default(),
-                Err(other) => return Err(other),
-            },
-            None => QueueVars::default(),
-        };
-        let last = self
-            .store
-            .last_event_of(ticket.id, EventKind::CustomerMessage)
-            .await?;
-        let last_customer_message = match last.map(|e| (e.event.payload, e.event.created_at)) {
-            Some((EventPayload::CustomerMessage { text, channel, .. }, at)) => MessageVars {
-                text,
-                channel,
-                at: time(at),
-            },
-            _ => MessageVars::default(),
-        };
-        Ok(TemplateContext {
-            ticket: TicketVars {
-                id: ticket.id.to_string(),
-                number: ticket.number,
-                subject: ticket.subject.clone(),
-                status: ticket.status.as_str().to_owned(),
-                priority: ticket.priority.as_str().to_owned(),
-                ticket_type: ticket.ticket_type.as_str().to_owned(),
-                channel: ticket
-                    .channel
-                    .map(|c| c.as_str().to_owned())
-                    .unwrap_or_default(),
-                tags: ticket.tags.clone(),
-                created_at: time(ticket.created_at),
-                first_response_due: due(Metric::FirstResponse),
-                resolution_due: due(Metric::Resolution),
-            },
-            contact: ContactVars {
-                name: ticket.contact.name.clone(),
-                email: ticket.contact.email.clone(),
-                phone: ticket.contact.phone.clone(),
-                external_id: ticket.contact.external_id.clone(),
-            },
-            assignee,
-            queue,
-            last_customer_message,
-        })
-    }
+            Err(ServiceError::NotFound(_)) => AssigneeVars::default(),
+            Err(other) => return Err(other),
+        },
+        None => AssigneeVars::default(),
+    };
+    let queue = match ticket.queue_id {
+        Some(id) => match routing.queue(id).await {
+            Ok(q) => QueueVars { name: q.name },
+            Err(ServiceError::NotFound(_)) => QueueVars::default(),
+            Err(other) => return Err(other),
+        },
+        None => QueueVars::default(),
+    };
+    let last = store
+        .last_event_of(ticket.id, EventKind::CustomerMessage)
+        .await?;
+    let last_customer_message = match last.map(|e| (e.event.payload, e.event.created_at)) {
+        Some((EventPayload::CustomerMessage { text, channel, .. }, at)) => MessageVars {
+            text,
+            channel,
+            at: time(at),
+        },
+        _ => MessageVars::default(),
+    };
+    Ok(TemplateContext {
+        ticket: TicketVars {
+            id: ticket.id.to_string(),
+            number: ticket.number,
+            subject: ticket.subject.clone(),
+            status: ticket.status.as_str().to_owned(),
+            priority: ticket.priority.as_str().to_owned(),
+            ticket_type: ticket.ticket_type.as_str().to_owned(),
+            channel: ticket
+                .channel
+                .map(|c| c.as_str().to_owned())
+                .unwrap_or_default(),
+            tags: ticket.tags.clone(),
+            created_at: time(ticket.created_at),
+            first_response_due: due(Metric::FirstResponse),
+            resolution_due: due(Metric::Resolution),
+        },
+        contact: ContactVars {
+            name: ticket.contact.name.clone(),
+            email: ticket.contact.email.clone(),
+            phone: ticket.contact.phone.clone(),
+            external_id: ticket.contact.external_id.clone(),
+        },
+        assignee,
+        queue,
+        last_customer_message,
+    })
 }
 
 /// A template from the caller's fields, checked whole: name, channel, and texts that

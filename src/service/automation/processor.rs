@@ -1,0 +1,257 @@
+//! What runs workflows: the processor, which follows the event log for event-triggered
+//! workflows, and the timer task, which fires time-triggered ones at their due second.
+//!
+//! The processor reads the log below the horizon of transactions in flight (so it never
+//! passes an event that could still appear) from the furthest-behind workflow's position.
+//! Each workflow keeps its own position: a run moves it past its event in the run's
+//! transaction, and events no workflow acted on move every position in one write after
+//! each batch. One replica at a time holds the processor's lease; a replica that takes it
+//! over starts from the stored positions, so a crash delays runs and never loses or
+//! repeats them.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeDelta, Utc};
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use super::WorkflowCache;
+use super::runner::{Ran, WorkflowRunner};
+use crate::clock::Clock;
+use crate::domain::workflow::{Workflow, fires_on};
+use crate::events::Bus;
+use crate::service::sla_timer::{DeadlineHints, run_until_due};
+use crate::service::{ServiceError, ServiceResult};
+use crate::store::{Store, StoreError, StoreResult};
+
+/// The processor's lease name.
+const LEASE: &str = "workflows";
+/// Events read per batch.
+const BATCH: i64 = 500;
+/// Timers fired per look.
+const TIMER_BATCH: i64 = 100;
+
+pub struct WorkflowProcessor {
+    store: Arc<dyn Store>,
+    workflows: WorkflowCache,
+    runner: WorkflowRunner,
+    bus: Bus,
+    clock: Clock,
+    /// Fallback poll, and how often the lease is renewed.
+    poll: Duration,
+    /// How long a lease outlives its holder's last renewal.
+    lease: TimeDelta,
+}
+
+/// The processor's view of each workflow's position, valid while it holds the lease.
+#[derive(Default)]
+struct Positions {
+    held: bool,
+    seen: HashMap<Uuid, i64>,
+}
+
+impl WorkflowProcessor {
+    pub fn new(
+        store: Arc<dyn Store>,
+        workflows: WorkflowCache,
+        runner: WorkflowRunner,
+        bus: Bus,
+        clock: Clock,
+        poll: Duration,
+    ) -> Self {
+        let lease = TimeDelta::from_std(poll * 10).unwrap_or(TimeDelta::seconds(10));
+        Self {
+            store,
+            workflows,
+            runner,
+            bus,
+            clock,
+            poll,
+            lease: lease.max(TimeDelta::seconds(5)),
+        }
+    }
+
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) {
+        let owner = Uuid::now_v7();
+        let mut woken = self.bus.subscribe();
+        let mut positions = Positions::default();
+        loop {
+            let more = match self.pass(owner, &mut positions).await {
+                Ok(more) => more,
+                Err(err) => {
+                    tracing::warn!(error = %err, "workflow processor failed; retrying");
+                    positions.held = false;
+                    false
+                }
+            };
+            if more {
+                continue;
+            }
+            tokio::select! {
+                _ = woken.changed() => {}
+                _ = tokio::time::sleep(self.poll) => {}
+                _ = shutdown.changed() => return,
+            }
+            if *shutdown.borrow() {
+                return;
+            }
+        }
+    }
+
+    /// Takes one batch of the log through every event workflow; `true` when more may
+    /// follow at once.
+    async fn pass(&self, owner: Uuid, positions: &mut Positions) -> ServiceResult<bool> {
+        let now = self.clock.now();
+        if !self
+            .store
+            .claim_processor(LEASE, owner, now, now + self.lease)
+            .await?
+        {
+            positions.held = false;
+            return Ok(false);
+        }
+        let all = self.workflows.all().await?;
+        let on_events: Vec<&Workflow> = all.iter().filter(|w| w.timer().is_none()).collect();
+        if !positions.held {
+            // Another replica may have moved the positions while this one did not hold
+            // the lease: start from what is stored.
+            positions.seen = self
+                .store
+                .workflows()
+                .await?
+                .into_iter()
+                .map(|w| (w.id, w.seen_through))
+                .collect();
+            positions.held = true;
+        }
+        for w in &on_events {
+            positions.seen.entry(w.id).or_insert(w.seen_through);
+        }
+        positions
+            .seen
+            .retain(|id, _| on_events.iter().any(|w| w.id == *id));
+        let Some(from) = positions.seen.values().copied().min() else {
+            return Ok(false);
+        };
+        let events = self
+            .store
+            .read_after(from, BATCH)
+            .await
+            .map_err(|e| ServiceError::Unavailable(StoreError::Corrupt(e.to_string())))?;
+        let Some(last) = events.last().map(|e| e.cursor) else {
+            return Ok(false);
+        };
+        for event in &events {
+            for w in &on_events {
+                let seen = positions.seen.get(&w.id).copied().unwrap_or(i64::MAX);
+                if seen >= event.cursor || !w.enabled || !fires_on(w, &event.event) {
+                    continue;
+                }
+                let started = std::time::Instant::now();
+                let ran = self.runner.answer(w, event, seen).await?;
+                metrics::histogram!("ticketd_workflow_run_seconds")
+                    .record(started.elapsed().as_secs_f64());
+                match ran {
+                    Ran::Yes => {
+                        positions.seen.insert(w.id, event.cursor);
+                    }
+                    Ran::NotMatched => {}
+                    Ran::Elsewhere => {
+                        // Another holder moved this workflow: re-read the positions.
+                        positions.held = false;
+                        return Ok(true);
+                    }
+                }
+            }
+        }
+        let read: Vec<(Uuid, i64)> = positions
+            .seen
+            .iter()
+            .filter(|(_, seen)| **seen < last)
+            .map(|(id, seen)| (*id, *seen))
+            .collect();
+        self.store.advance_workflows(&read, last).await?;
+        for (id, _) in read {
+            positions.seen.insert(id, last);
+        }
+        metrics::gauge!("ticketd_workflow_processor_position").set(last as f64);
+        Ok(events.len() as i64 == BATCH)
+    }
+}
+
+/// Fires the timers of time-triggered workflows at their due second: it sleeps until the
+/// earliest, and writes in this process that arm an earlier one wake it. Each timer fires
+/// once across replicas (deleted in the transaction of its actions); timers that came due
+/// while nothing ran fire at start-up.
+pub struct WorkflowTimerTask {
+    store: Arc<dyn Store>,
+    workflows: WorkflowCache,
+    runner: WorkflowRunner,
+    hints: DeadlineHints,
+    clock: Clock,
+    poll: Duration,
+}
+
+impl WorkflowTimerTask {
+    pub fn new(
+        store: Arc<dyn Store>,
+        workflows: WorkflowCache,
+        runner: WorkflowRunner,
+        hints: DeadlineHints,
+        clock: Clock,
+        poll: Duration,
+    ) -> Self {
+        Self {
+            store,
+            workflows,
+            runner,
+            hints,
+            clock,
+            poll,
+        }
+    }
+
+    pub async fn run(self, shutdown: watch::Receiver<bool>) {
+        run_until_due(
+            &self.hints,
+            self.poll,
+            &self.clock,
+            shutdown,
+            "workflow timer",
+            || self.tick(),
+        )
+        .await;
+    }
+
+    async fn tick(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        loop {
+            let now = self.clock.now();
+            let due = self.store.due_workflow_timers(now, TIMER_BATCH).await?;
+            let workflows = self.workflows.all().await?;
+            for timer in &due {
+                let lag = (now - timer.due_at).num_milliseconds().max(0) as f64 / 1000.0;
+                metrics::histogram!("ticketd_workflow_timer_lag_seconds").record(lag);
+                let workflow = workflows.iter().find(|w| w.id == timer.workflow_id);
+                let result = match workflow {
+                    Some(w) if w.enabled => self.runner.fire(w, timer.clone()).await,
+                    // Disabled since it was armed (a deleted one takes its timers along).
+                    _ => self.runner.discard(timer.clone()).await,
+                };
+                if let Err(err) = result {
+                    return Err(match err {
+                        ServiceError::Unavailable(e)
+                        | ServiceError::TimedOut(e)
+                        | ServiceError::Internal(e) => e,
+                        other => StoreError::Corrupt(other.to_string()),
+                    });
+                }
+            }
+            if (due.len() as i64) < TIMER_BATCH {
+                break;
+            }
+        }
+        self.store.next_workflow_timer().await
+    }
+}

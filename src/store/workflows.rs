@@ -1,0 +1,343 @@
+//! Workflows, their progress on the log, the lease of the processor that runs them, and
+//! the durable timers of time-triggered ones. The writes that must be atomic with a
+//! workflow's actions (its progress, a timer firing, timers armed by a change) are part
+//! of the changeset: see [`step_workflow`], [`fire_timer`] and [`write_timers`].
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::types::Json;
+use uuid::Uuid;
+
+use super::audit::{commit_audited, delete_audited};
+use super::database::{Statement, Tx, json};
+use super::{SqlStore, StoreError, StoreResult, unique_violation};
+use crate::domain::audit::AuditEntry;
+use crate::domain::workflow::{Action, Trigger, Workflow};
+
+const SELECT_WORKFLOWS: &str = "SELECT id, name, enabled, position, trigger, condition, \
+    actions, seen_through, version, created_at, updated_at FROM workflows";
+
+const INSERT_WORKFLOW: &str = "INSERT INTO workflows (id, name, enabled, position, trigger, \
+    condition, actions, seen_through, version, created_at, updated_at) \
+    VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 1, $9, $9)";
+
+/// Never touches `seen_through`: an update does not replay or skip events.
+const UPDATE_WORKFLOW: &str = "UPDATE workflows SET name = $2, enabled = $3, position = $4, \
+    trigger = $5, condition = $6, actions = $7, updated_at = $9, version = version + 1 \
+    WHERE id = $1 AND version = $8";
+
+const DELETE_WORKFLOW: &str = "DELETE FROM workflows WHERE id = $1";
+
+/// Moves a workflow past one event, only from where the runner read it: a second runner
+/// of the same event finds it moved and writes nothing.
+const STEP_WORKFLOW: &str =
+    "UPDATE workflows SET seen_through = $3 WHERE id = $1 AND seen_through = $2";
+
+const CLAIM_PROCESSOR: &str = "INSERT INTO processor_leases (name, owner, expires_at) \
+    VALUES ($1, $2, $4) ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, \
+    expires_at = excluded.expires_at \
+    WHERE processor_leases.owner = excluded.owner OR processor_leases.expires_at <= $3";
+
+const RUNS_SINCE: &str = "SELECT COUNT(*) FROM ticket_events WHERE ticket_id = $1 \
+    AND event_type = 'workflow_applied' AND created_at > $2";
+
+const ARM_TIMER: &str = "INSERT INTO workflow_timers (workflow_id, ticket_id, due_at, \
+    started_at) VALUES ($1, $2, $3, $4) ON CONFLICT (workflow_id, ticket_id) \
+    DO UPDATE SET due_at = excluded.due_at, started_at = excluded.started_at";
+
+const CANCEL_TIMER: &str = "DELETE FROM workflow_timers WHERE workflow_id = $1 AND ticket_id = $2";
+
+/// Fires a timer: only the one armed for that moment (a re-armed timer is not the one the
+/// firing read), and only once across replicas.
+const FIRE_TIMER: &str = "DELETE FROM workflow_timers WHERE workflow_id = $1 \
+    AND ticket_id = $2 AND due_at = $3";
+
+const DUE_TIMERS: &str = "SELECT workflow_id, ticket_id, due_at, started_at \
+    FROM workflow_timers WHERE due_at <= $1 ORDER BY due_at LIMIT $2";
+
+const NEXT_TIMER: &str = "SELECT MIN(due_at) FROM workflow_timers";
+
+const TIMERS_OF: &str = "SELECT workflow_id, ticket_id, due_at, started_at \
+    FROM workflow_timers WHERE ticket_id = $1 ORDER BY due_at";
+
+#[derive(sqlx::FromRow)]
+struct WorkflowRow {
+    id: Uuid,
+    name: String,
+    enabled: bool,
+    position: i32,
+    trigger: Json<Trigger>,
+    condition: String,
+    actions: Json<Vec<Action>>,
+    seen_through: i64,
+    version: i64,
+    created_at: DateTime<Utc>,
+    updated_at: DateTime<Utc>,
+}
+
+impl From<WorkflowRow> for Workflow {
+    fn from(row: WorkflowRow) -> Self {
+        Workflow {
+            id: row.id,
+            name: row.name,
+            enabled: row.enabled,
+            position: row.position,
+            trigger: row.trigger.0,
+            condition: row.condition,
+            actions: row.actions.0,
+            seen_through: row.seen_through,
+            version: row.version,
+            created_at: row.created_at,
+            updated_at: row.updated_at,
+        }
+    }
+}
+
+/// A timer armed on a ticket for a time-triggered workflow.
+#[derive(Debug, Clone, PartialEq, Eq, sqlx::FromRow)]
+pub struct WorkflowTimer {
+    pub workflow_id: Uuid,
+    pub ticket_id: Uuid,
+    pub due_at: DateTime<Utc>,
+    /// When the measured span began (the customer's message, the status change…).
+    pub started_at: DateTime<Utc>,
+}
+
+/// A change to a timer, written with the change that causes it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TimerWrite {
+    Arm(WorkflowTimer),
+    Cancel { workflow_id: Uuid, ticket_id: Uuid },
+}
+
+/// A workflow moving past an event of the log, from `from` to `to`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct WorkflowStep {
+    pub workflow_id: Uuid,
+    pub from: i64,
+    pub to: i64,
+}
+
+#[async_trait]
+pub trait WorkflowStore: Send + Sync {
+    /// Inserts `workflow` (`expected_version` None) or updates it if still at that
+    /// version; `false` otherwise.
+    async fn save_workflow(
+        &self,
+        workflow: &Workflow,
+        expected_version: Option<i64>,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool>;
+    async fn workflow(&self, id: Uuid) -> StoreResult<Option<Workflow>>;
+    /// Every workflow, by position and name.
+    async fn workflows(&self) -> StoreResult<Vec<Workflow>>;
+    /// Deletes a workflow and its timers.
+    async fn delete_workflow(&self, id: Uuid, audit: &AuditEntry) -> StoreResult<bool>;
+    /// Moves each workflow still at the position the caller read past the events it read
+    /// (up to `to`), where nothing else moved it meanwhile.
+    async fn advance_workflows(&self, read: &[(Uuid, i64)], to: i64) -> StoreResult<()>;
+    /// Takes or renews the lease on processor `name` for `owner` until `until`; `false`
+    /// while another owner holds an unexpired one.
+    async fn claim_processor(
+        &self,
+        name: &str,
+        owner: Uuid,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool>;
+    /// How many workflow runs a ticket has recorded after `since`.
+    async fn workflow_runs_since(&self, ticket_id: Uuid, since: DateTime<Utc>) -> StoreResult<i64>;
+    /// Timers due by `now`, earliest first.
+    async fn due_workflow_timers(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<WorkflowTimer>>;
+    async fn next_workflow_timer(&self) -> StoreResult<Option<DateTime<Utc>>>;
+    /// The timers armed on one ticket, earliest first.
+    async fn workflow_timers_of(&self, ticket_id: Uuid) -> StoreResult<Vec<WorkflowTimer>>;
+}
+
+#[async_trait]
+impl WorkflowStore for SqlStore {
+    async fn save_workflow(
+        &self,
+        w: &Workflow,
+        expected_version: Option<i64>,
+        audit: &AuditEntry,
+    ) -> StoreResult<bool> {
+        let query = Statement::new(match expected_version {
+            None => INSERT_WORKFLOW,
+            Some(_) => UPDATE_WORKFLOW,
+        })
+        .bind(w.id)
+        .bind(&w.name)
+        .bind(w.enabled)
+        .bind(w.position)
+        .bind(json(&w.trigger)?)
+        .bind(&w.condition)
+        .bind(json(&w.actions)?);
+        let query = match expected_version {
+            None => query.bind(w.seen_through),
+            Some(version) => query.bind(version),
+        }
+        .bind(w.updated_at);
+        let mut tx = self.pools.begin().await?;
+        let done = query
+            .execute(&mut tx)
+            .await
+            .map_err(|e| unique_violation(e, "a workflow with this name"))?;
+        commit_audited(tx, done == 1, audit).await
+    }
+
+    async fn workflow(&self, id: Uuid) -> StoreResult<Option<Workflow>> {
+        let row: Option<WorkflowRow> =
+            Statement::owned(format!("{SELECT_WORKFLOWS} WHERE id = $1"))
+                .bind(id)
+                .fetch_optional(&self.pools)
+                .await?;
+        Ok(row.map(Workflow::from))
+    }
+
+    async fn workflows(&self) -> StoreResult<Vec<Workflow>> {
+        let rows: Vec<WorkflowRow> =
+            Statement::owned(format!("{SELECT_WORKFLOWS} ORDER BY position, name, id"))
+                .fetch_all(&self.pools)
+                .await?;
+        Ok(rows.into_iter().map(Workflow::from).collect())
+    }
+
+    async fn delete_workflow(&self, id: Uuid, audit: &AuditEntry) -> StoreResult<bool> {
+        delete_audited(&self.pools, DELETE_WORKFLOW, id, audit).await
+    }
+
+    async fn advance_workflows(&self, read: &[(Uuid, i64)], to: i64) -> StoreResult<()> {
+        if read.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pools.begin().await?;
+        for (id, from) in read {
+            if *from < to {
+                step(&mut tx, *id, *from, to).await?;
+            }
+        }
+        tx.commit().await
+    }
+
+    async fn claim_processor(
+        &self,
+        name: &str,
+        owner: Uuid,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> StoreResult<bool> {
+        let done = self
+            .pools
+            .write(
+                Statement::new(CLAIM_PROCESSOR)
+                    .bind(name)
+                    .bind(owner)
+                    .bind(now)
+                    .bind(until),
+            )
+            .await?;
+        Ok(done == 1)
+    }
+
+    async fn workflow_runs_since(&self, ticket_id: Uuid, since: DateTime<Utc>) -> StoreResult<i64> {
+        let (count,): (i64,) = Statement::new(RUNS_SINCE)
+            .bind(ticket_id)
+            .bind(since)
+            .fetch_one(&self.pools)
+            .await?;
+        Ok(count)
+    }
+
+    async fn due_workflow_timers(
+        &self,
+        now: DateTime<Utc>,
+        limit: i64,
+    ) -> StoreResult<Vec<WorkflowTimer>> {
+        Statement::new(DUE_TIMERS)
+            .bind(now)
+            .bind(limit)
+            .fetch_all(&self.pools)
+            .await
+    }
+
+    async fn next_workflow_timer(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        let (next,): (Option<DateTime<Utc>>,) =
+            Statement::new(NEXT_TIMER).fetch_one(&self.pools).await?;
+        Ok(next)
+    }
+
+    async fn workflow_timers_of(&self, ticket_id: Uuid) -> StoreResult<Vec<WorkflowTimer>> {
+        Statement::new(TIMERS_OF)
+            .bind(ticket_id)
+            .fetch_all(&self.pools)
+            .await
+    }
+}
+
+async fn step(tx: &mut Tx, workflow_id: Uuid, from: i64, to: i64) -> StoreResult<bool> {
+    let moved = tx
+        .execute(
+            Statement::new(STEP_WORKFLOW)
+                .bind(workflow_id)
+                .bind(from)
+                .bind(to),
+        )
+        .await?;
+    Ok(moved == 1)
+}
+
+/// Moves a workflow past the event its actions answer, in their transaction; fails with
+/// [`StoreError::Superseded`] when another runner moved it first (and so acted).
+pub(super) async fn step_workflow(tx: &mut Tx, s: &WorkflowStep) -> StoreResult<()> {
+    if step(tx, s.workflow_id, s.from, s.to).await? {
+        Ok(())
+    } else {
+        Err(StoreError::Superseded(
+            "the workflow already answered this event",
+        ))
+    }
+}
+
+/// Deletes the timer being fired, in the transaction of its actions; fails with
+/// [`StoreError::Superseded`] when it fired elsewhere, was re-armed or cancelled.
+pub(super) async fn fire_timer(tx: &mut Tx, t: &WorkflowTimer) -> StoreResult<()> {
+    let fired = tx
+        .execute(
+            Statement::new(FIRE_TIMER)
+                .bind(t.workflow_id)
+                .bind(t.ticket_id)
+                .bind(t.due_at),
+        )
+        .await?;
+    if fired == 1 {
+        Ok(())
+    } else {
+        Err(StoreError::Superseded("the timer fired elsewhere or moved"))
+    }
+}
+
+/// Arms and cancels timers in the transaction of the change that moves them.
+pub(super) async fn write_timers(tx: &mut Tx, writes: &[TimerWrite]) -> StoreResult<()> {
+    for write in writes {
+        let statement = match write {
+            TimerWrite::Arm(t) => Statement::new(ARM_TIMER)
+                .bind(t.workflow_id)
+                .bind(t.ticket_id)
+                .bind(t.due_at)
+                .bind(t.started_at),
+            TimerWrite::Cancel {
+                workflow_id,
+                ticket_id,
+            } => Statement::new(CANCEL_TIMER)
+                .bind(*workflow_id)
+                .bind(*ticket_id),
+        };
+        tx.execute(statement).await?;
+    }
+    Ok(())
+}
