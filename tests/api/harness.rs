@@ -430,6 +430,11 @@ pub async fn start_replica(settings: Settings) -> TestApp {
     launch(settings, None, Clock::system()).await
 }
 
+/// Like [`start_replica`], on `clock`.
+pub async fn start_replica_with_clock(settings: Settings, clock: Clock) -> TestApp {
+    launch(settings, None, clock).await
+}
+
 /// Like [`start`] for a server that speaks TLS: clients connect with `client`.
 pub async fn start_tls(
     settings: Settings,

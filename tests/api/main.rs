@@ -29,6 +29,7 @@ mod tickets;
 mod tls;
 mod updates;
 mod watch;
+mod workflows;
 
 harness::conformance! {
     tickets: [
@@ -197,6 +198,14 @@ harness::conformance! {
         a_stale_version_writes_nothing,
         data_from_before_the_bridge_migrations_is_carried_over,
     ],
+    workflows: [
+        a_new_ticket_notifies_the_team,
+        priority_changed_to_urgent_escalates_a_tier,
+        no_agent_reply_within_24_business_hours_follows_up,
+        workflows_that_trigger_each_other_stop_at_depth_three,
+        a_dry_run_tells_what_would_happen_and_changes_nothing,
+        workflows_are_checked_and_administered,
+    ],
     watch: [
         a_watch_replays_from_its_cursor_then_goes_live,
         watch_filters_select_by_event_ticket_and_assignee,
@@ -264,6 +273,13 @@ mod postgres_server {
     async fn store_a_transaction_in_flight_holds_back_later_events() {
         if let Some(backend) = crate::harness::Backend::postgres() {
             crate::store::a_transaction_in_flight_holds_back_later_events(backend).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn workflow_timers_outlive_their_replica_and_fire_once_across_two() {
+        if let Some(backend) = crate::harness::Backend::postgres() {
+            crate::workflows::timers_outlive_their_replica_and_fire_once_across_two(backend).await;
         }
     }
 
