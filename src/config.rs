@@ -146,6 +146,14 @@ pub struct Settings {
     )]
     pub workflow_runs_per_ticket_hour: i64,
 
+    /// Most auto-responses one contact gets in an hour; more are held back.
+    #[arg(
+        long,
+        env = "TICKETD_AUTO_RESPONSES_PER_CONTACT_HOUR",
+        default_value_t = 5
+    )]
+    pub auto_responses_per_contact_hour: i64,
+
     /// How often expired request ids and idle consumer groups are cleaned up.
     #[arg(long, env = "TICKETD_HOUSEKEEPING_SECONDS", default_value_t = 600)]
     pub housekeeping_seconds: u64,
@@ -262,6 +270,7 @@ impl Settings {
             max_email_bytes: 25 * 1024 * 1024,
             inline_attachment_bytes: 1024 * 1024,
             workflow_runs_per_ticket_hour: 50,
+            auto_responses_per_contact_hour: 5,
             housekeeping_seconds: 600,
             idempotency_hours: 24,
             rate_limit_per_second: 200,
@@ -312,6 +321,7 @@ impl Settings {
                 total: self.max_streams.max(1),
             },
             idempotency_window: Duration::from_secs(self.idempotency_hours.max(1) * 3600),
+            auto_responses_per_contact_hour: self.auto_responses_per_contact_hour.max(1),
             workflows: crate::service::automation::RunnerSettings {
                 max_runs_per_ticket_hour: self.workflow_runs_per_ticket_hour.max(1),
             },

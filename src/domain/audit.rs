@@ -33,6 +33,7 @@ text_enum!(
         Template = "template",
         Contact = "contact",
         Workflow = "workflow",
+        AutoResponse = "auto_response",
     }
 );
 
@@ -399,6 +400,19 @@ audited!(
         "trigger": it.trigger,
         "condition": it.condition,
         "actions": it.actions,
+    })
+);
+
+audited!(
+    crate::domain::auto_response::AutoResponse,
+    AuditResource::AutoResponse,
+    |it| json!({
+        "kind": it.kind.as_str(),
+        "channel": it.channel.as_str(),
+        "template_id": it.template_id,
+        "calendar_id": it.calendar_id,
+        "enabled": it.enabled,
+        "for_agent_tickets": it.for_agent_tickets,
     })
 );
 

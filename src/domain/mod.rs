@@ -3,6 +3,7 @@
 
 pub mod audit;
 pub mod auth;
+pub mod auto_response;
 pub mod calendar;
 pub mod contact;
 pub mod conversation;

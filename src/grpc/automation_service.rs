@@ -48,6 +48,75 @@ fn template_patch(t: pb::Template) -> Result<TemplatePatch, Status> {
 
 #[tonic::async_trait]
 impl AutomationService for AutomationApi {
+    async fn create_auto_response(
+        &self,
+        request: Request<pb::CreateAutoResponseRequest>,
+    ) -> Reply<pb::CreateAutoResponseResponse> {
+        let principal = authorize(&request, "CreateAutoResponse", ADMIN).await?;
+        let patch =
+            convert::auto_response_patch(request.into_inner().auto_response.unwrap_or_default())?;
+        let response = self
+            .services
+            .automation
+            .create_auto_response(&principal.actor(), patch)
+            .await?;
+        Ok(Response::new(pb::CreateAutoResponseResponse {
+            auto_response: Some(convert::auto_response_to_pb(response)),
+        }))
+    }
+
+    async fn update_auto_response(
+        &self,
+        request: Request<pb::UpdateAutoResponseRequest>,
+    ) -> Reply<pb::UpdateAutoResponseResponse> {
+        let principal = authorize(&request, "UpdateAutoResponse", ADMIN).await?;
+        let r = request.into_inner();
+        let a = r.auto_response.unwrap_or_default();
+        let id = convert::required_uuid("auto_response.id", &a.id)?;
+        let patch = convert::auto_response_patch(a)?;
+        let response = self
+            .services
+            .automation
+            .update_auto_response(
+                &principal.actor(),
+                id,
+                patch,
+                convert::mask_paths(r.update_mask),
+                convert::etag(r.etag),
+            )
+            .await?;
+        Ok(Response::new(pb::UpdateAutoResponseResponse {
+            auto_response: Some(convert::auto_response_to_pb(response)),
+        }))
+    }
+
+    async fn list_auto_responses(
+        &self,
+        request: Request<pb::ListAutoResponsesRequest>,
+    ) -> Reply<pb::ListAutoResponsesResponse> {
+        authorize(&request, "ListAutoResponses", ADMIN).await?;
+        let responses = self.services.automation.list_auto_responses().await?;
+        Ok(Response::new(pb::ListAutoResponsesResponse {
+            auto_responses: responses
+                .into_iter()
+                .map(convert::auto_response_to_pb)
+                .collect(),
+        }))
+    }
+
+    async fn delete_auto_response(
+        &self,
+        request: Request<pb::DeleteAutoResponseRequest>,
+    ) -> Reply<pb::DeleteAutoResponseResponse> {
+        let principal = authorize(&request, "DeleteAutoResponse", ADMIN).await?;
+        let id = convert::required_uuid("id", &request.into_inner().id)?;
+        self.services
+            .automation
+            .delete_auto_response(&principal.actor(), id)
+            .await?;
+        Ok(Response::new(pb::DeleteAutoResponseResponse {}))
+    }
+
     async fn create_workflow(
         &self,
         request: Request<pb::CreateWorkflowRequest>,

@@ -157,6 +157,8 @@ pub struct ServiceSettings {
     pub idempotency_window: std::time::Duration,
     pub stream_limits: StreamLimitSettings,
     pub workflows: automation::RunnerSettings,
+    /// Most auto-responses one contact gets in an hour.
+    pub auto_responses_per_contact_hour: i64,
 }
 
 /// Every use case, built once per process over one store.
@@ -198,7 +200,13 @@ impl Services {
         let workflows = automation::WorkflowCache::new(store.clone());
         let timers = automation::TimerPlanner::new(workflows.clone(), sla.clone());
         let workflow_hints = timers.hints.clone();
-        let writer = Writer::new(store.clone(), sla.clone(), timers);
+        let responder = automation::AutoResponder::new(
+            store.clone(),
+            sla.clone(),
+            clock.clone(),
+            settings.auto_responses_per_contact_hour,
+        );
+        let writer = Writer::new(store.clone(), sla.clone(), timers, responder.clone());
         let routing = RoutingService::new(store.clone(), writer.clone(), clock.clone());
         let runner = automation::WorkflowRunner::new(
             store.clone(),
@@ -223,8 +231,7 @@ impl Services {
             automation: automation::AutomationService::new(
                 store.clone(),
                 routing.clone(),
-                workflows.clone(),
-                runner.clone(),
+                (workflows.clone(), runner.clone(), responder),
                 clock.clone(),
             ),
             contacts: contacts::ContactService::new(store.clone(), clock.clone()),

@@ -7,6 +7,7 @@
 
 use uuid::Uuid;
 
+use super::auto_responses::record_sent;
 use super::conversations::{claim_inbound, claim_transcript_keys, write_conversation};
 use super::database::Tx;
 use super::delivery::queue_outbound;
@@ -18,12 +19,13 @@ use super::tickets::{insert_attachment, insert_time_entry, ticket_in, update_tic
 use super::workflows::{fire_timer, step_workflow, write_timers};
 use super::{Changeset, Committed, StoreError, StoreResult};
 use crate::domain::event::NewEvent;
+use crate::domain::ticket::Contact;
 
 /// The ticket `create_ticket` inserted in the current transaction.
 pub(super) struct NewTicket {
     pub id: Uuid,
     pub number: i64,
-    pub contact_id: Uuid,
+    pub contact: Contact,
 }
 
 /// Writes a changeset inside `tx`. Events about `new_ticket` get its number and contact.
@@ -48,6 +50,7 @@ pub(super) async fn apply(
         step,
         fired,
         timers,
+        auto_replies,
     } = changes;
     if let Some(claim) = &claim
         && let Some(resource) = claim_request_id(tx, claim).await?
@@ -88,7 +91,7 @@ pub(super) async fn apply(
             && event.ticket_id == t.id
         {
             event.ticket_number = t.number;
-            event.ticket.contact_id = t.contact_id;
+            event.ticket.contact_id = t.contact.id;
         }
         event
     };
@@ -104,6 +107,18 @@ pub(super) async fn apply(
             pending.push(fill(message.event));
             transcript_added += 1;
             files.extend(message.attachments);
+        }
+    }
+    let mut outbound = outbound;
+    for reply in auto_replies {
+        let (number, contact) = match &new_ticket {
+            Some(t) if t.id == reply.message.ticket_id => (t.number, t.contact.clone()),
+            _ => (reply.event.ticket_number, reply.contact.clone()),
+        };
+        if let Some((event, message, sent)) = reply.finish(number, &contact) {
+            pending.push(fill(event));
+            outbound.push(message);
+            record_sent(tx, &sent).await?;
         }
     }
     // Attachments and outbound messages reference their event, so they follow it.

@@ -6,6 +6,7 @@
 //! [`StoreError::Conflict`] instead of silently overwriting.
 
 mod audit;
+mod auto_responses;
 mod changeset;
 mod contacts;
 mod conversations;
@@ -46,6 +47,7 @@ use crate::events::Bus;
 use database::{Pools, Statement};
 
 pub use audit::AuditStore;
+pub use auto_responses::AutoResponseStore;
 pub use contacts::ContactStore;
 pub use conversations::ConversationStore;
 pub use delivery::{DeliveryStore, LeaseBatch};
@@ -377,6 +379,9 @@ pub struct Changeset {
     pub fired: Option<WorkflowTimer>,
     /// Workflow timers the change arms or cancels.
     pub timers: Vec<TimerWrite>,
+    /// Auto-responses the change calls for, rendered in its transaction (a new ticket's
+    /// number is known only there).
+    pub auto_replies: Vec<crate::domain::auto_response::PendingReply>,
 }
 
 #[derive(Debug, Default)]
@@ -478,6 +483,7 @@ pub trait Store:
     + AuditStore
     + TemplateStore
     + WorkflowStore
+    + AutoResponseStore
     + RequestIdStore
     + crate::events::Log
     + Send

@@ -205,7 +205,7 @@ impl TicketStore for SqlStore {
         let new_ticket = NewTicket {
             id: draft.id,
             number,
-            contact_id,
+            contact: contact.clone(),
         };
         let mut clocks: Vec<Clock> = changes
             .clocks

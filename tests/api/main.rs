@@ -5,6 +5,7 @@ mod admin_updates;
 mod attachments;
 mod audit;
 mod auth;
+mod auto_responses;
 mod bridge;
 mod certs;
 mod contacts;
@@ -197,6 +198,12 @@ harness::conformance! {
         the_capacity_guard_admits_one_of_two_racing_assignments,
         a_stale_version_writes_nothing,
         data_from_before_the_bridge_migrations_is_carried_over,
+    ],
+    auto_responses: [
+        customers_get_an_acknowledgement_that_is_no_first_response,
+        after_hours_answers_once_per_closed_period,
+        resolution_is_confirmed_within_the_contact_limit,
+        auto_responses_are_checked_and_administered,
     ],
     workflows: [
         a_new_ticket_notifies_the_team,

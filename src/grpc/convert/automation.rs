@@ -1,8 +1,39 @@
 //! Workflows between their protobuf and domain shapes.
 
 use super::*;
+use crate::domain::auto_response::AutoResponse;
 use crate::domain::workflow::{Action, AssignTo, Trigger, Workflow};
-use crate::service::automation::WorkflowPatch;
+use crate::service::automation::{AutoResponsePatch, WorkflowPatch};
+
+pub(crate) fn auto_response_to_pb(r: AutoResponse) -> pb::AutoResponse {
+    pb::AutoResponse {
+        id: r.id.to_string(),
+        kind: auto_response_kind_to_pb(r.kind),
+        channel: channel_to_pb(r.channel),
+        template_id: r.template_id.to_string(),
+        calendar_id: optional_id(r.calendar_id),
+        enabled: r.enabled,
+        for_agent_tickets: r.for_agent_tickets,
+        etag: r.version.to_string(),
+    }
+}
+
+/// The fields of an auto-response as a client sent them; the service checks them whole.
+pub(crate) fn auto_response_patch(
+    r: pb::AutoResponse,
+) -> Result<AutoResponsePatch, crate::service::ServiceError> {
+    let mut v = Violations::new();
+    let patch = AutoResponsePatch {
+        kind: auto_response_kind_from_pb(r.kind, "auto_response.kind", &mut v),
+        channel: channel_from_pb(r.channel, "auto_response.channel", &mut v),
+        template_id: optional_uuid("auto_response.template_id", &r.template_id, &mut v),
+        calendar_id: optional_uuid("auto_response.calendar_id", &r.calendar_id, &mut v),
+        enabled: r.enabled,
+        for_agent_tickets: r.for_agent_tickets,
+    };
+    v.finish()?;
+    Ok(patch)
+}
 
 pub(crate) fn workflow_to_pb(w: Workflow) -> pb::Workflow {
     use pb::workflow_trigger::Kind;

@@ -26,6 +26,7 @@ use super::pb;
 use crate::domain::audit::AuditEntry;
 use crate::domain::auth::ApiKey as ApiKeyRecord;
 use crate::domain::auth::Role;
+use crate::domain::auto_response::AutoResponseKind;
 use crate::domain::conversation::{AttachmentInput, MessageRole, TranscriptMessage};
 use crate::domain::delivery::{DeliveryOutcome, DeliveryStatus, LeasedMessage, OutboundKind};
 use crate::domain::event::{
@@ -130,6 +131,11 @@ enum_mapping!(workflow_event_to_pb, workflow_event_from_pb, WorkflowEvent, pb::W
 });
 enum_mapping!(timer_kind_to_pb, timer_kind_from_pb, TimerKind, pb::WorkflowTimerKind, "WorkflowTimerKind", {
     NoAgentReply <=> NoAgentReply, InStatus <=> InStatus, SinceCreated <=> SinceCreated,
+});
+
+enum_mapping!(auto_response_kind_to_pb, auto_response_kind_from_pb, AutoResponseKind, pb::AutoResponseKind, "AutoResponseKind", {
+    Acknowledgement <=> Acknowledgement, AfterHours <=> AfterHours,
+    ResolutionConfirmation <=> ResolutionConfirmation,
 });
 
 /// Text-valued enums stored in payloads; an unknown value shows as unspecified.

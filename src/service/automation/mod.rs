@@ -1,11 +1,13 @@
 //! Automation: message templates (here), workflows (`workflows.rs`) that the processor
 //! (`processor.rs`) and timers (`timers.rs`) run through the runner (`runner.rs`).
 
+mod auto_responses;
 mod processor;
 mod runner;
 mod timers;
 mod workflows;
 
+pub use auto_responses::{AUTO_RESPONSE_PATHS, AutoResponder, AutoResponsePatch};
 pub use processor::{WorkflowProcessor, WorkflowTimerTask};
 pub use runner::{RunnerSettings, WorkflowRunner};
 pub use timers::TimerPlanner;
@@ -92,6 +94,7 @@ pub struct AutomationService {
     routing: RoutingService,
     workflows: WorkflowCache,
     runner: WorkflowRunner,
+    responder: AutoResponder,
     clock: Clock,
 }
 
@@ -99,8 +102,7 @@ impl AutomationService {
     pub fn new(
         store: Arc<dyn Store>,
         routing: RoutingService,
-        workflows: WorkflowCache,
-        runner: WorkflowRunner,
+        (workflows, runner, responder): (WorkflowCache, WorkflowRunner, AutoResponder),
         clock: Clock,
     ) -> Self {
         Self {
@@ -108,6 +110,7 @@ impl AutomationService {
             routing,
             workflows,
             runner,
+            responder,
             clock,
         }
     }
@@ -214,7 +217,7 @@ impl AutomationService {
             .ticket(TicketKey::Id(ticket_id))
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("ticket {ticket_id}")))?;
-        let context = ticket_context(self.store.as_ref(), &self.routing, &ticket).await?;
+        let context = ticket_context(self.store.as_ref(), &ticket).await?;
         template::render(&template, &context).map_err(|e| {
             if saved {
                 // The template is sound; this ticket's data takes it past its budget.
@@ -232,9 +235,8 @@ impl AutomationService {
 /// What a template sees of a ticket.
 pub(crate) async fn ticket_context(
     store: &dyn Store,
-    routing: &RoutingService,
     ticket: &Ticket,
-) -> ServiceResult<TemplateContext> {
+) -> StoreResult<TemplateContext> {
     let time =
         |at: chrono::DateTime<chrono::Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
     let due = |metric| {
@@ -248,22 +250,24 @@ pub(crate) async fn ticket_context(
     };
     // (An agent or queue deleted since reads as nobody.)
     let assignee = match ticket.assignee_id {
-        Some(id) => match routing.agent(id).await {
-            Ok(a) => AssigneeVars {
+        Some(id) => store
+            .agent(id)
+            .await?
+            .map(|a| AssigneeVars {
                 name: a.name,
                 email: a.email,
-            },
-            Err(ServiceError::NotFound(_)) => AssigneeVars::default(),
-            Err(other) => return Err(other),
-        },
+            })
+            .unwrap_or_default(),
         None => AssigneeVars::default(),
     };
     let queue = match ticket.queue_id {
-        Some(id) => match routing.queue(id).await {
-            Ok(q) => QueueVars { name: q.name },
-            Err(ServiceError::NotFound(_)) => QueueVars::default(),
-            Err(other) => return Err(other),
-        },
+        Some(id) => store
+            .queues()
+            .await?
+            .into_iter()
+            .find(|q| q.id == id)
+            .map(|q| QueueVars { name: q.name })
+            .unwrap_or_default(),
         None => QueueVars::default(),
     };
     let last = store

@@ -12,7 +12,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::ServiceResult;
-use super::automation::TimerPlanner;
+use super::automation::{AutoResponder, TimerPlanner};
 use super::cache::{CONFIG_TTL, Cached};
 use super::sla_timer::{DeadlineHints, next_alert};
 use crate::domain::event::{EventKind, EventPayload, NewEvent};
@@ -236,24 +236,36 @@ pub(crate) fn facts_of(ticket: &Ticket) -> SlaFacts {
     }
 }
 
-/// Every write that changes tickets goes through here, so their SLA clocks and workflow
-/// timers move in the same transaction as the change.
+/// Every write that changes tickets goes through here, so their SLA clocks, workflow
+/// timers and auto-responses move in the same transaction as the change.
 #[derive(Clone)]
 pub struct Writer {
     store: Arc<dyn Store>,
     sla: SlaService,
     timers: TimerPlanner,
+    responder: AutoResponder,
 }
 
 impl Writer {
-    pub fn new(store: Arc<dyn Store>, sla: SlaService, timers: TimerPlanner) -> Self {
-        Self { store, sla, timers }
+    pub fn new(
+        store: Arc<dyn Store>,
+        sla: SlaService,
+        timers: TimerPlanner,
+        responder: AutoResponder,
+    ) -> Self {
+        Self {
+            store,
+            sla,
+            timers,
+            responder,
+        }
     }
 
     pub async fn commit(&self, mut changes: Changeset) -> StoreResult<Committed> {
         let started = std::time::Instant::now();
         self.sla.prepare(&mut changes, None).await?;
         let timer_due = self.timers.prepare(&mut changes).await?;
+        self.responder.prepare(&mut changes, None).await?;
         let deadline = next_alert(&changes.clocks);
         let result = self.store.commit(changes).await;
         metrics::histogram!("ticketd_db_transaction_seconds", "op" => "commit")
@@ -274,6 +286,7 @@ impl Writer {
         let started = std::time::Instant::now();
         self.sla.prepare(&mut changes, Some(&draft)).await?;
         let timer_due = self.timers.prepare(&mut changes).await?;
+        self.responder.prepare(&mut changes, Some(&draft)).await?;
         let deadline = next_alert(&changes.clocks);
         let result = self.store.create_ticket(draft, changes, claim).await;
         metrics::histogram!("ticketd_db_transaction_seconds", "op" => "create_ticket")
