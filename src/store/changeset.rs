@@ -47,7 +47,7 @@ pub(super) async fn apply(
         inbound,
         outbound,
         claim,
-        step,
+        steps,
         fired,
         timers,
         auto_replies,
@@ -60,7 +60,7 @@ pub(super) async fn apply(
             ..Default::default()
         });
     }
-    if let Some(step) = &step {
+    for step in &steps {
         step_workflow(tx, step).await?;
     }
     if let Some(timer) = &fired {

@@ -372,9 +372,9 @@ pub struct Changeset {
     /// request's resource in [`Committed::replayed`] (or fails with
     /// [`StoreError::IdempotencyMismatch`] for a different body).
     pub claim: Option<IdempotencyClaim>,
-    /// A workflow answering an event: its progress moves in this transaction, or nothing
+    /// Workflows answering an event: their progress moves in this transaction, or nothing
     /// is written ([`StoreError::Superseded`]).
-    pub step: Option<WorkflowStep>,
+    pub steps: Vec<WorkflowStep>,
     /// A timer firing: deleted in this transaction, or nothing is written.
     pub fired: Option<WorkflowTimer>,
     /// Workflow timers the change arms or cancels.

@@ -127,6 +127,8 @@ pub trait TicketStore: Send + Sync {
     ) -> StoreResult<CreateOutcome>;
 
     async fn ticket(&self, key: TicketKey) -> StoreResult<Option<Ticket>>;
+    /// The tickets with these ids, in no particular order (missing ones left out).
+    async fn tickets_by_id(&self, ids: &[Uuid]) -> StoreResult<Vec<Ticket>>;
 
     /// An attachment with its bytes.
     async fn attachment(&self, id: Uuid) -> StoreResult<Option<StoredAttachment>>;
@@ -275,6 +277,18 @@ impl TicketStore for SqlStore {
             .fetch_optional(&self.pools)
             .await?;
         Ok(row.and_then(|(channel,)| Channel::parse(&channel)))
+    }
+
+    async fn tickets_by_id(&self, ids: &[Uuid]) -> StoreResult<Vec<Ticket>> {
+        let mut query = Statement::new(concat!(select_tickets!(), " WHERE t.id IN "));
+        query.push_list(ids.iter().copied());
+        let rows: Vec<TicketRow> = query.fetch_all(&self.pools).await?;
+        let mut tickets = rows
+            .into_iter()
+            .map(Ticket::try_from)
+            .collect::<StoreResult<Vec<_>>>()?;
+        attach_clocks(&self.pools, &mut tickets).await?;
+        Ok(tickets)
     }
 
     async fn ticket(&self, key: TicketKey) -> StoreResult<Option<Ticket>> {

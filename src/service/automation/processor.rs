@@ -20,6 +20,8 @@ use uuid::Uuid;
 use super::WorkflowCache;
 use super::runner::{Ran, WorkflowRunner};
 use crate::clock::Clock;
+use crate::domain::event::Event;
+use crate::domain::ticket::{Ticket, TicketKey};
 use crate::domain::workflow::{Workflow, fires_on};
 use crate::events::Bus;
 use crate::service::sla_timer::{DeadlineHints, run_until_due};
@@ -143,26 +145,69 @@ impl WorkflowProcessor {
         let Some(last) = events.last().map(|e| e.cursor) else {
             return Ok(false);
         };
-        for event in &events {
-            for w in &on_events {
-                let seen = positions.seen.get(&w.id).copied().unwrap_or(i64::MAX);
-                if seen >= event.cursor || !w.enabled || !fires_on(w, &event.event) {
-                    continue;
-                }
-                let started = std::time::Instant::now();
-                let ran = self.runner.answer(w, event, seen).await?;
-                metrics::histogram!("ticketd_workflow_run_seconds")
-                    .record(started.elapsed().as_secs_f64());
-                match ran {
-                    Ran::Yes => {
+        // Which workflows each event fires, in their order.
+        let fired: Vec<(&Event, Vec<(&Workflow, i64)>)> = events
+            .iter()
+            .map(|event| {
+                let runs = on_events
+                    .iter()
+                    .filter(|w| w.enabled && fires_on(w, &event.event))
+                    .filter_map(|w| {
+                        let seen = positions.seen.get(&w.id).copied()?;
+                        (seen < event.cursor).then_some((*w, seen))
+                    })
+                    .collect();
+                (event, runs)
+            })
+            .filter(|(_, runs): &(_, Vec<_>)| !runs.is_empty())
+            .collect();
+        // The tickets as they are now, read at once, so that conditions no ticket passes
+        // cost no query each (the runner reads the ticket again before it writes).
+        let mut ids: Vec<Uuid> = fired.iter().map(|(e, _)| e.event.ticket_id).collect();
+        ids.sort();
+        ids.dedup();
+        let mut tickets: HashMap<Uuid, Ticket> = if ids.is_empty() {
+            HashMap::new()
+        } else {
+            self.store
+                .tickets_by_id(&ids)
+                .await?
+                .into_iter()
+                .map(|t| (t.id, t))
+                .collect()
+        };
+        let now = self.clock.now();
+        for (event, runs) in fired {
+            let ticket_id = event.event.ticket_id;
+            let ticket = match tickets.get(&ticket_id) {
+                Some(t) => Some(t.clone()),
+                None => self.store.ticket(TicketKey::Id(ticket_id)).await?,
+            };
+            // The first workflow whose condition the ticket passes may change it for the
+            // next; if none passes, none runs.
+            let any = ticket.as_ref().is_some_and(|t| {
+                runs.iter()
+                    .any(|(w, _)| WorkflowRunner::condition_fails(w, t, now).is_none())
+            });
+            if !any {
+                continue;
+            }
+            let started = std::time::Instant::now();
+            let ran = self.runner.answer(&runs, event).await?;
+            metrics::histogram!("ticketd_workflow_run_seconds")
+                .record(started.elapsed().as_secs_f64());
+            match ran {
+                Ran::Yes => {
+                    tickets.remove(&ticket_id);
+                    for (w, _) in &runs {
                         positions.seen.insert(w.id, event.cursor);
                     }
-                    Ran::NotMatched => {}
-                    Ran::Elsewhere => {
-                        // Another holder moved this workflow: re-read the positions.
-                        positions.held = false;
-                        return Ok(true);
-                    }
+                }
+                Ran::NotMatched => {}
+                Ran::Elsewhere => {
+                    // Another holder moved these workflows: re-read the positions.
+                    positions.held = false;
+                    return Ok(true);
                 }
             }
         }

@@ -96,7 +96,11 @@ impl WorkflowRunner {
     }
 
     /// Why the ticket does not pass the workflow's condition now, if it does not.
-    fn condition_fails(workflow: &Workflow, ticket: &Ticket, now: DateTime<Utc>) -> Option<String> {
+    pub fn condition_fails(
+        workflow: &Workflow,
+        ticket: &Ticket,
+        now: DateTime<Utc>,
+    ) -> Option<String> {
         let filter = workflow.filter()?;
         (!ticket_passes(&filter, ticket, now))
             .then(|| format!("ticket #{} does not pass the condition", ticket.number))
@@ -124,28 +128,23 @@ impl WorkflowRunner {
         })
     }
 
-    /// Runs a workflow for an event whose trigger it fires, moving it from `seen` past the
-    /// event in the same transaction.
-    pub async fn answer(
-        &self,
-        workflow: &Workflow,
-        event: &Event,
-        seen: i64,
-    ) -> ServiceResult<Ran> {
-        let step = WorkflowStep {
-            workflow_id: workflow.id,
-            from: seen,
-            to: event.cursor,
-        };
+    /// Runs the workflows an event fires (in their order), each moving from where it was
+    /// (`seen`) past the event, all in one transaction.
+    pub async fn answer(&self, runs: &[(&Workflow, i64)], event: &Event) -> ServiceResult<Ran> {
+        let runs: Vec<(&Workflow, Once)> = runs
+            .iter()
+            .map(|(w, seen)| {
+                let step = WorkflowStep {
+                    workflow_id: w.id,
+                    from: *seen,
+                    to: event.cursor,
+                };
+                (*w, Once::Step(step))
+            })
+            .collect();
         let trigger = format!("{} at cursor {}", event.event.kind, event.cursor);
-        self.run(
-            workflow,
-            event.event.ticket_id,
-            event.event.depth,
-            &trigger,
-            Once::Step(step),
-        )
-        .await
+        self.run(&runs, event.event.ticket_id, event.event.depth, &trigger)
+            .await
     }
 
     /// Runs a workflow whose timer fell due, deleting the timer in the same transaction.
@@ -158,24 +157,21 @@ impl WorkflowRunner {
                 .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
         );
         let ticket_id = timer.ticket_id;
-        let ran = self
-            .run(workflow, ticket_id, 0, &trigger, Once::Fired(timer.clone()))
-            .await?;
+        let runs = [(workflow, Once::Fired(timer.clone()))];
+        let ran = self.run(&runs, ticket_id, 0, &trigger).await?;
         if ran == Ran::NotMatched {
-            self.commit_alone(Once::Fired(timer)).await?;
+            return self.discard(timer).await;
         }
         Ok(ran)
     }
 
-    /// Deletes a timer whose workflow is disabled, as if it fired for nothing.
+    /// Deletes a timer that fires for nothing (its workflow disabled, its ticket no
+    /// longer passing the condition).
     pub async fn discard(&self, timer: WorkflowTimer) -> ServiceResult<Ran> {
-        self.commit_alone(Once::Fired(timer)).await
-    }
-
-    /// Writes only what makes the run happen once (a timer that fires for nothing).
-    async fn commit_alone(&self, once: Once) -> ServiceResult<Ran> {
-        let mut changes = Changeset::default();
-        attach(&mut changes, once);
+        let changes = Changeset {
+            fired: Some(timer),
+            ..Changeset::default()
+        };
         match self.writer.commit(changes).await {
             Ok(_) => Ok(Ran::NotMatched),
             Err(StoreError::Superseded(_)) => Ok(Ran::Elsewhere),
@@ -183,15 +179,15 @@ impl WorkflowRunner {
         }
     }
 
+    /// Runs `runs` on one ticket in order, each on the ticket as the ones before left it,
+    /// and commits them together.
     async fn run(
         &self,
-        workflow: &Workflow,
+        runs: &[(&Workflow, Once)],
         ticket_id: Uuid,
         depth: u8,
         trigger: &str,
-        once: Once,
     ) -> ServiceResult<Ran> {
-        let once = &once;
         retry_contended(
             ServiceError::Contended(format!("ticket {ticket_id} kept changing under a workflow")),
             || async move {
@@ -199,75 +195,94 @@ impl WorkflowRunner {
                     return Ok(Ran::NotMatched);
                 };
                 let now = self.clock.now();
-                if Self::condition_fails(workflow, &ticket, now).is_some() {
+                let mut next = ticket.clone();
+                let mut events = Vec::new();
+                let mut outbound = Vec::new();
+                let mut changes = Changeset::default();
+                let mut recent: Option<i64> = None;
+                let mut ran = 0;
+                // Workflows that looked and did not match move past the event too.
+                let mut passed_over = Vec::new();
+                for (workflow, once) in runs {
+                    if Self::condition_fails(workflow, &next, now).is_some() {
+                        if let Once::Step(step) = once {
+                            passed_over.push(*step);
+                        }
+                        continue;
+                    }
+                    ran += 1;
+                    let stopped = if depth >= MAX_DEPTH {
+                        format!("stopped: {MAX_DEPTH} workflow runs in a row led here")
+                    } else {
+                        let before = match recent {
+                            Some(n) => n,
+                            None => {
+                                self.store
+                                    .workflow_runs_since(ticket.id, now - TimeDelta::hours(1))
+                                    .await?
+                            }
+                        };
+                        recent = Some(before);
+                        let cap = self.settings.max_runs_per_ticket_hour;
+                        if before + ran - 1 >= cap {
+                            format!(
+                                "stopped: ticket #{} had {cap} workflow runs in the last hour",
+                                ticket.number
+                            )
+                        } else {
+                            String::new()
+                        }
+                    };
+                    let planned = if stopped.is_empty() {
+                        self.plan(workflow, &next, now).await?
+                    } else {
+                        metrics::counter!("ticketd_workflow_runs_stopped_total").increment(1);
+                        Planned {
+                            next: next.clone(),
+                            events: Vec::new(),
+                            outbound: Vec::new(),
+                            described: Vec::new(),
+                        }
+                    };
+                    next = planned.next;
+                    events.extend(planned.events);
+                    outbound.extend(planned.outbound);
+                    events.push(NewEvent::about(
+                        &next,
+                        EventKind::WorkflowApplied,
+                        Actor::workflow(workflow.id, &workflow.name),
+                        Visibility::Internal,
+                        EventPayload::WorkflowApplied {
+                            workflow_id: workflow.id,
+                            workflow_name: workflow.name.clone(),
+                            trigger: trigger.to_owned(),
+                            actions: planned.described,
+                            stopped,
+                        },
+                        now,
+                    ));
+                    match once {
+                        Once::Step(step) => changes.steps.push(*step),
+                        Once::Fired(timer) => changes.fired = Some(timer.clone()),
+                    }
+                }
+                if ran == 0 {
                     return Ok(Ran::NotMatched);
                 }
-                let stopped = if depth >= MAX_DEPTH {
-                    format!("stopped: {MAX_DEPTH} workflow runs in a row led here")
-                } else if self
-                    .store
-                    .workflow_runs_since(ticket.id, now - TimeDelta::hours(1))
-                    .await?
-                    >= self.settings.max_runs_per_ticket_hour
-                {
-                    format!(
-                        "stopped: ticket #{} had {} workflow runs in the last hour",
-                        ticket.number, self.settings.max_runs_per_ticket_hour
-                    )
-                } else {
-                    String::new()
-                };
-                let planned = if stopped.is_empty() {
-                    self.plan(workflow, &ticket, now).await?
-                } else {
-                    metrics::counter!("ticketd_workflow_runs_stopped_total").increment(1);
-                    Planned {
-                        next: ticket.clone(),
-                        events: Vec::new(),
-                        outbound: Vec::new(),
-                        described: Vec::new(),
-                    }
-                };
-                let Planned {
-                    next,
-                    mut events,
-                    outbound,
-                    described,
-                } = planned;
-                events.push(NewEvent::about(
-                    &next,
-                    EventKind::WorkflowApplied,
-                    Actor::workflow(workflow.id, &workflow.name),
-                    Visibility::Internal,
-                    EventPayload::WorkflowApplied {
-                        workflow_id: workflow.id,
-                        workflow_name: workflow.name.clone(),
-                        trigger: trigger.to_owned(),
-                        actions: described,
-                        stopped,
-                    },
-                    now,
-                ));
+                changes.steps.extend(passed_over);
                 for event in &mut events {
                     event.depth = depth.saturating_add(1);
                 }
-                let changed = fields_differ(&ticket, &next);
-                let mut changes = Changeset {
-                    updates: if changed {
-                        vec![TicketUpdate {
-                            tags_changed: next.tags != ticket.tags,
-                            ticket: next,
-                            expected_version: ticket.version,
-                            contact: None,
-                        }]
-                    } else {
-                        Vec::new()
-                    },
-                    events,
-                    outbound,
-                    ..Changeset::default()
-                };
-                attach(&mut changes, once.clone());
+                if fields_differ(&ticket, &next) {
+                    changes.updates.push(TicketUpdate {
+                        tags_changed: next.tags != ticket.tags,
+                        ticket: next,
+                        expected_version: ticket.version,
+                        contact: None,
+                    });
+                }
+                changes.events = events;
+                changes.outbound = outbound;
                 match self.writer.commit(changes).await {
                     Ok(mut committed) => {
                         metrics::counter!("ticketd_workflow_runs_total").increment(1);
@@ -638,13 +653,6 @@ impl WorkflowRunner {
             Ok(rendered) => Ok((rendered.subject, rendered.body, template.name)),
             Err(e) => Err(format!("template {:?} cannot render: {e}", template.name)),
         })
-    }
-}
-
-fn attach(changes: &mut Changeset, once: Once) {
-    match once {
-        Once::Step(step) => changes.step = Some(step),
-        Once::Fired(timer) => changes.fired = Some(timer),
     }
 }
 
