@@ -6,6 +6,7 @@
 //! generated gRPC client, and compares with `pgbench` running the same SQL transaction
 //! (`bench/create_ticket.sql`) and with a no-op RPC (a health check) on the same server.
 
+mod automation;
 mod costs;
 mod load;
 mod pgbench;
@@ -20,6 +21,7 @@ use clap::Parser;
 use sqlx::Connection;
 use ticketd::grpc::pb::{self};
 
+pub(crate) use automation::*;
 pub(crate) use costs::*;
 pub(crate) use load::*;
 pub(crate) use pgbench::*;
@@ -45,6 +47,9 @@ struct Args {
     /// pgbench binary.
     #[arg(long, default_value = "/usr/lib/postgresql/15/bin/pgbench")]
     pgbench: String,
+    /// Runs only the automation measurements (workflows and timers).
+    #[arg(long)]
+    automation_only: bool,
     /// Internal: only serve the database at this URL, print the address, and exit when
     /// standard input closes (the memory figure measures such a child on its own).
     #[arg(long, hide = true)]
@@ -61,6 +66,11 @@ async fn main() {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
+    if args.automation_only {
+        let rows = workflow_costs(&args).await;
+        report(&rows, cores, "as the server has it", &args);
+        return;
+    }
     let mut rows = Vec::new();
 
     // PostgreSQL, durable commits (synchronous_commit as the server has it).
@@ -255,6 +265,7 @@ async fn main() {
     let _ = server.app_stop.send(());
     rows.push(rate_limit_cost(&url, &args).await);
     rows.push(tls_cost(&url, &args).await);
+    rows.extend(workflow_costs(&args).await);
 
     // SQLite, the embedded default.
     let dir = std::env::temp_dir().join(format!("ticketd-bench-{}", uuid::Uuid::new_v4()));
@@ -281,13 +292,18 @@ async fn main() {
         .await;
     }
 
+    report(&rows, cores, &commit_mode, &args);
+}
+
+/// Prints the table and writes `target/bench/results.json`.
+fn report(rows: &[Row], cores: usize, commit_mode: &str, args: &Args) {
     println!(
         "\nticketd-bench: {cores} cores, PostgreSQL synchronous_commit={commit_mode}, {} clients, {} s per run\n",
         args.clients, args.seconds
     );
     println!("| scenario | result | baseline (same run) | ratio | target |");
     println!("|---|---|---|---|---|");
-    for r in &rows {
+    for r in rows {
         println!(
             "| {} | {} | {} | {} | {} |",
             r.scenario, r.value, r.baseline, r.ratio, r.target
