@@ -16,7 +16,7 @@ use super::idempotency::claim_request_id;
 use super::routing::guard_assignment;
 use super::sla::upsert_clocks;
 use super::tickets::{insert_attachment, insert_time_entry, ticket_in, update_ticket};
-use super::workflows::{fire_timer, step_workflow, write_timers};
+use super::workflows::{fire_timer, step_workflows, write_timers};
 use super::{Changeset, Committed, StoreError, StoreResult};
 use crate::domain::event::NewEvent;
 use crate::domain::ticket::Contact;
@@ -60,9 +60,7 @@ pub(super) async fn apply(
             ..Default::default()
         });
     }
-    for step in &steps {
-        step_workflow(tx, step).await?;
-    }
+    step_workflows(tx, &steps).await?;
     if let Some(timer) = &fired {
         fire_timer(tx, timer).await?;
     }

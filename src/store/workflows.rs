@@ -1,7 +1,7 @@
 //! Workflows, their progress on the log, the lease of the processor that runs them, and
 //! the durable timers of time-triggered ones. The writes that must be atomic with a
 //! workflow's actions (its progress, a timer firing, timers armed by a change) are part
-//! of the changeset: see [`step_workflow`], [`fire_timer`] and [`write_timers`].
+//! of the changeset: see [`step_workflows`], [`fire_timer`] and [`write_timers`].
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -28,10 +28,9 @@ const UPDATE_WORKFLOW: &str = "UPDATE workflows SET name = $2, enabled = $3, pos
 
 const DELETE_WORKFLOW: &str = "DELETE FROM workflows WHERE id = $1";
 
-/// Moves a workflow past one event, only from where the runner read it: a second runner
-/// of the same event finds it moved and writes nothing.
-const STEP_WORKFLOW: &str =
-    "UPDATE workflows SET seen_through = $3 WHERE id = $1 AND seen_through = $2";
+/// Moves workflows forward past a position (never back): a second runner of the same
+/// event finds them moved. Followed by the `IN` list of their ids.
+const STEP_WORKFLOWS: &str = "UPDATE workflows SET seen_through = $1 WHERE seen_through < $1 AND id IN ";
 
 const CLAIM_PROCESSOR: &str = "INSERT INTO processor_leases (name, owner, expires_at) \
     VALUES ($1, $2, $4) ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, \
@@ -110,11 +109,10 @@ pub enum TimerWrite {
     Cancel { workflow_id: Uuid, ticket_id: Uuid },
 }
 
-/// A workflow moving past an event of the log, from `from` to `to`.
+/// A workflow moving past an event of the log, to its position `to`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct WorkflowStep {
     pub workflow_id: Uuid,
-    pub from: i64,
     pub to: i64,
 }
 
@@ -133,9 +131,9 @@ pub trait WorkflowStore: Send + Sync {
     async fn workflows(&self) -> StoreResult<Vec<Workflow>>;
     /// Deletes a workflow and its timers.
     async fn delete_workflow(&self, id: Uuid, audit: &AuditEntry) -> StoreResult<bool>;
-    /// Moves each workflow still at the position the caller read past the events it read
-    /// (up to `to`), where nothing else moved it meanwhile.
-    async fn advance_workflows(&self, read: &[(Uuid, i64)], to: i64) -> StoreResult<()>;
+    /// Moves the workflows forward to position `to` (those already past it stay), once
+    /// the caller has looked at every event up to it for them.
+    async fn advance_workflows(&self, ids: &[Uuid], to: i64) -> StoreResult<()>;
     /// Takes or renews the lease on processor `name` for `owner` until `until`; `false`
     /// while another owner holds an unexpired one.
     async fn claim_processor(
@@ -211,17 +209,12 @@ impl WorkflowStore for SqlStore {
         delete_audited(&self.pools, DELETE_WORKFLOW, id, audit).await
     }
 
-    async fn advance_workflows(&self, read: &[(Uuid, i64)], to: i64) -> StoreResult<()> {
-        if read.is_empty() {
+    async fn advance_workflows(&self, ids: &[Uuid], to: i64) -> StoreResult<()> {
+        if ids.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pools.begin().await?;
-        for (id, from) in read {
-            if *from < to {
-                step(&mut tx, *id, *from, to).await?;
-            }
-        }
-        tx.commit().await
+        self.pools.write(step(ids.iter().copied(), to)).await?;
+        Ok(())
     }
 
     async fn claim_processor(
@@ -279,28 +272,32 @@ impl WorkflowStore for SqlStore {
     }
 }
 
-async fn step(tx: &mut Tx, workflow_id: Uuid, from: i64, to: i64) -> StoreResult<bool> {
-    let moved = tx
-        .execute(
-            Statement::new(STEP_WORKFLOW)
-                .bind(workflow_id)
-                .bind(from)
-                .bind(to),
-        )
-        .await?;
-    Ok(moved == 1)
+fn step(ids: impl IntoIterator<Item = Uuid>, to: i64) -> Statement<'static> {
+    let mut statement = Statement::new(STEP_WORKFLOWS).bind(to);
+    statement.push_list(ids);
+    statement
 }
 
-/// Moves a workflow past the event its actions answer, in their transaction; fails with
-/// [`StoreError::Superseded`] when another runner moved it first (and so acted).
-pub(super) async fn step_workflow(tx: &mut Tx, s: &WorkflowStep) -> StoreResult<()> {
-    if step(tx, s.workflow_id, s.from, s.to).await? {
-        Ok(())
-    } else {
-        Err(StoreError::Superseded(
-            "the workflow already answered this event",
-        ))
+/// Moves the workflows past the event their actions answer, in their transaction; fails
+/// with [`StoreError::Superseded`] when another runner moved one first (and so acted).
+pub(super) async fn step_workflows(tx: &mut Tx, steps: &[WorkflowStep]) -> StoreResult<()> {
+    let mut targets: Vec<i64> = steps.iter().map(|s| s.to).collect();
+    targets.sort();
+    targets.dedup();
+    for to in targets {
+        let ids: Vec<Uuid> = steps
+            .iter()
+            .filter(|s| s.to == to)
+            .map(|s| s.workflow_id)
+            .collect();
+        let moved = tx.execute(step(ids.iter().copied(), to)).await?;
+        if moved != ids.len() as u64 {
+            return Err(StoreError::Superseded(
+                "a workflow already answered this event",
+            ));
+        }
     }
+    Ok(())
 }
 
 /// Deletes the timer being fired, in the transaction of its actions; fails with

@@ -4,9 +4,10 @@
 //! The processor reads the log below the horizon of transactions in flight (so it never
 //! passes an event that could still appear) from the furthest-behind workflow's position.
 //! Each workflow keeps its own position: a run moves it past its event in the run's
-//! transaction, and events no workflow acted on move every position in one write after
-//! each batch. One replica at a time holds the processor's lease; a replica that takes it
-//! over starts from the stored positions, so a crash delays runs and never loses or
+//! transaction (positions only move forward, so a second runner of the event writes
+//! nothing), and events no workflow acted on move every position in one write at most
+//! once a second. One replica at a time holds the processor's lease; a replica that takes
+//! it over starts from the stored positions, so a crash delays runs and never loses or
 //! repeats them.
 
 use std::collections::HashMap;
@@ -47,11 +48,31 @@ pub struct WorkflowProcessor {
     lease: TimeDelta,
 }
 
+/// How often positions that moved without a run are written back. Between writes the
+/// stored ones lag: a replica taking over looks at those events again, and finds every
+/// run already done (runs move their own positions as they commit).
+const ADVANCE_EVERY: Duration = Duration::from_secs(1);
+
 /// The processor's view of each workflow's position, valid while it holds the lease.
-#[derive(Default)]
 struct Positions {
-    held: bool,
+    /// Until when this replica holds the lease; `None` when it does not.
+    lease_until: Option<DateTime<Utc>>,
     seen: HashMap<Uuid, i64>,
+    /// When positions were last written back.
+    advanced: std::time::Instant,
+    /// A position every workflow has passed that is not written back yet.
+    unsaved: Option<i64>,
+}
+
+impl Default for Positions {
+    fn default() -> Self {
+        Positions {
+            lease_until: None,
+            seen: HashMap::new(),
+            advanced: std::time::Instant::now(),
+            unsaved: None,
+        }
+    }
 }
 
 impl WorkflowProcessor {
@@ -84,7 +105,7 @@ impl WorkflowProcessor {
                 Ok(more) => more,
                 Err(err) => {
                     tracing::warn!(error = %err, "workflow processor failed; retrying");
-                    positions.held = false;
+                    positions.lease_until = None;
                     false
                 }
             };
@@ -105,35 +126,41 @@ impl WorkflowProcessor {
     /// Takes one batch of the log through every event workflow; `true` when more may
     /// follow at once.
     async fn pass(&self, owner: Uuid, positions: &mut Positions) -> ServiceResult<bool> {
-        let now = self.clock.now();
-        if !self
-            .store
-            .claim_processor(LEASE, owner, now, now + self.lease)
-            .await?
-        {
-            positions.held = false;
+        let all = self.workflows.all().await?;
+        if all.is_empty() {
             return Ok(false);
         }
-        let all = self.workflows.all().await?;
-        let on_events: Vec<&Workflow> = all.iter().filter(|w| w.timer().is_none()).collect();
-        if !positions.held {
-            // Another replica may have moved the positions while this one did not hold
-            // the lease: start from what is stored.
-            positions.seen = self
+        let now = self.clock.now();
+        // The lease is renewed at half its term, not on every pass.
+        if positions.lease_until.is_none_or(|until| now + self.lease / 2 >= until) {
+            if !self
                 .store
-                .workflows()
+                .claim_processor(LEASE, owner, now, now + self.lease)
                 .await?
-                .into_iter()
-                .map(|w| (w.id, w.seen_through))
-                .collect();
-            positions.held = true;
+            {
+                positions.lease_until = None;
+                return Ok(false);
+            }
+            if positions.lease_until.is_none() {
+                // Another replica may have moved the positions while this one did not
+                // hold the lease: start from what is stored.
+                positions.seen = self
+                    .store
+                    .workflows()
+                    .await?
+                    .into_iter()
+                    .map(|w| (w.id, w.seen_through))
+                    .collect();
+            }
+            positions.lease_until = Some(now + self.lease);
         }
-        for w in &on_events {
+        // Every workflow's position moves, so one that is disabled, or switched from a
+        // timer to an event, takes up from about now rather than from long ago.
+        for w in all.iter() {
             positions.seen.entry(w.id).or_insert(w.seen_through);
         }
-        positions
-            .seen
-            .retain(|id, _| on_events.iter().any(|w| w.id == *id));
+        positions.seen.retain(|id, _| all.iter().any(|w| w.id == *id));
+        let on_events: Vec<&Workflow> = all.iter().filter(|w| w.timer().is_none()).collect();
         let Some(from) = positions.seen.values().copied().min() else {
             return Ok(false);
         };
@@ -143,19 +170,23 @@ impl WorkflowProcessor {
             .await
             .map_err(|e| ServiceError::Unavailable(StoreError::Corrupt(e.to_string())))?;
         let Some(last) = events.last().map(|e| e.cursor) else {
+            // Idle: write back what moved since the last write.
+            if let Some(last) = positions.unsaved.take() {
+                let ids: Vec<Uuid> = positions.seen.keys().copied().collect();
+                self.store.advance_workflows(&ids, last).await?;
+                positions.advanced = std::time::Instant::now();
+            }
             return Ok(false);
         };
         // Which workflows each event fires, in their order.
-        let fired: Vec<(&Event, Vec<(&Workflow, i64)>)> = events
+        let fired: Vec<(&Event, Vec<&Workflow>)> = events
             .iter()
             .map(|event| {
                 let runs = on_events
                     .iter()
+                    .copied()
                     .filter(|w| w.enabled && fires_on(w, &event.event))
-                    .filter_map(|w| {
-                        let seen = positions.seen.get(&w.id).copied()?;
-                        (seen < event.cursor).then_some((*w, seen))
-                    })
+                    .filter(|w| positions.seen.get(&w.id).is_some_and(|s| *s < event.cursor))
                     .collect();
                 (event, runs)
             })
@@ -187,7 +218,7 @@ impl WorkflowProcessor {
             // next; if none passes, none runs.
             let any = ticket.as_ref().is_some_and(|t| {
                 runs.iter()
-                    .any(|(w, _)| WorkflowRunner::condition_fails(w, t, now).is_none())
+                    .any(|w| WorkflowRunner::condition_fails(w, t, now).is_none())
             });
             if !any {
                 continue;
@@ -199,30 +230,31 @@ impl WorkflowProcessor {
             match ran {
                 Ran::Yes => {
                     tickets.remove(&ticket_id);
-                    for (w, _) in &runs {
+                    for w in &runs {
                         positions.seen.insert(w.id, event.cursor);
                     }
                 }
                 Ran::NotMatched => {}
                 Ran::Elsewhere => {
                     // Another holder moved these workflows: re-read the positions.
-                    positions.held = false;
+                    positions.lease_until = None;
                     return Ok(true);
                 }
             }
         }
-        let read: Vec<(Uuid, i64)> = positions
-            .seen
-            .iter()
-            .filter(|(_, seen)| **seen < last)
-            .map(|(id, seen)| (*id, *seen))
-            .collect();
-        self.store.advance_workflows(&read, last).await?;
-        for (id, _) in read {
-            positions.seen.insert(id, last);
+        for seen in positions.seen.values_mut() {
+            *seen = (*seen).max(last);
+        }
+        let full = events.len() as i64 == BATCH;
+        positions.unsaved = Some(last);
+        if positions.advanced.elapsed() >= ADVANCE_EVERY {
+            let ids: Vec<Uuid> = positions.seen.keys().copied().collect();
+            self.store.advance_workflows(&ids, last).await?;
+            positions.advanced = std::time::Instant::now();
+            positions.unsaved = None;
         }
         metrics::gauge!("ticketd_workflow_processor_position").set(last as f64);
-        Ok(events.len() as i64 == BATCH)
+        Ok(full)
     }
 }
 

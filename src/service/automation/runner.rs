@@ -128,15 +128,14 @@ impl WorkflowRunner {
         })
     }
 
-    /// Runs the workflows an event fires (in their order), each moving from where it was
-    /// (`seen`) past the event, all in one transaction.
-    pub async fn answer(&self, runs: &[(&Workflow, i64)], event: &Event) -> ServiceResult<Ran> {
+    /// Runs the workflows an event fires (in their order), each moving past the event, all
+    /// in one transaction.
+    pub async fn answer(&self, runs: &[&Workflow], event: &Event) -> ServiceResult<Ran> {
         let runs: Vec<(&Workflow, Once)> = runs
             .iter()
-            .map(|(w, seen)| {
+            .map(|w| {
                 let step = WorkflowStep {
                     workflow_id: w.id,
-                    from: *seen,
                     to: event.cursor,
                 };
                 (*w, Once::Step(step))
