@@ -88,7 +88,8 @@ const UPSERT_CONTACT: &str = concat!(
      RETURNING id, external_id, name, email, phone, vip"
 );
 
-const INSERT_TAG: &str = "INSERT INTO ticket_tags (ticket_id, tag) VALUES ($1, $2)";
+/// Followed by one `(ticket, tag)` row per tag; see [`insert_tags`].
+const INSERT_TAGS: &str = "INSERT INTO ticket_tags (ticket_id, tag) VALUES ";
 
 const DELETE_TAGS: &str = "DELETE FROM ticket_tags WHERE ticket_id = $1";
 
@@ -197,13 +198,7 @@ impl TicketStore for SqlStore {
             " RETURNING number",
         );
         let (number,): (i64,) = insert.fetch_one(&mut tx).await?;
-        for tag in &draft.tags {
-            Statement::new(INSERT_TAG)
-                .bind(draft.id)
-                .bind(tag)
-                .execute(&mut tx)
-                .await?;
-        }
+        insert_tags(&mut tx, draft.id, &draft.tags).await?;
         let new_ticket = NewTicket {
             id: draft.id,
             number,
@@ -442,14 +437,25 @@ pub(super) async fn update_ticket(tx: &mut Tx, update: &TicketUpdate) -> StoreRe
             .bind(t.id)
             .execute(&mut *tx)
             .await?;
-        for tag in &t.tags {
-            Statement::new(INSERT_TAG)
-                .bind(t.id)
-                .bind(tag)
-                .execute(&mut *tx)
-                .await?;
-        }
+        insert_tags(tx, t.id, &t.tags).await?;
     }
+    Ok(())
+}
+
+/// A ticket's tags, in one statement.
+async fn insert_tags(tx: &mut Tx, ticket_id: Uuid, tags: &[String]) -> StoreResult<()> {
+    if tags.is_empty() {
+        return Ok(());
+    }
+    let mut insert = Statement::new(INSERT_TAGS);
+    for (i, tag) in tags.iter().enumerate() {
+        insert.push(if i == 0 { "(" } else { ", (" });
+        insert.push_bind(ticket_id);
+        insert.push(", ");
+        insert.push_bind(tag.as_str());
+        insert.push(")");
+    }
+    tx.execute(insert).await?;
     Ok(())
 }
 
