@@ -125,7 +125,7 @@ fn optional_equals<T: PartialEq>(op: Op, actual: Option<T>, wanted: Option<T>) -
     if op == Op::Ne { !equal } else { equal }
 }
 
-fn ticket_matches(predicate: &TicketPredicate, event: &NewEvent) -> bool {
+pub(crate) fn ticket_matches(predicate: &TicketPredicate, event: &NewEvent) -> bool {
     let t = &event.ticket;
     match predicate {
         TicketPredicate::Status(op, s) => compare(*op, t.status, *s),

@@ -466,6 +466,37 @@ fn predicate_holds(predicate: &TicketPredicate, t: &Ticket, now: DateTime<Utc>) 
     }
 }
 
+/// Whether the ticket as the event saw it (right after the change) passes the filter;
+/// `None` when the filter names something an event does not carry (times, SLA state).
+pub fn snapshot_passes(filter: &TicketFilter, event: &NewEvent) -> Option<bool> {
+    use TicketPredicate as P;
+    Some(match filter {
+        Expr::Cond(
+            P::CreatedAt(..)
+            | P::UpdatedAt(..)
+            | P::SlaBreached(_)
+            | P::SlaDueAt(..)
+            | P::Assignee(_, AssigneeRef::Me),
+        ) => return None,
+        Expr::Cond(p) => super::watch::ticket_matches(p, event),
+        Expr::And(items) => {
+            let mut all = true;
+            for item in items {
+                all &= snapshot_passes(item, event)?;
+            }
+            all
+        }
+        Expr::Or(items) => {
+            let mut any = false;
+            for item in items {
+                any |= snapshot_passes(item, event)?;
+            }
+            any
+        }
+        Expr::Not(inner) => !snapshot_passes(inner, event)?,
+    })
+}
+
 /// When a timer started at `from` falls due: `after_seconds` later, in business time on
 /// `calendar` when given. `None` when the calendar never opens.
 pub fn due_at(

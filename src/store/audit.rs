@@ -5,7 +5,7 @@ use uuid::Uuid;
 
 use super::database::{Pools, Statement, Tx, json};
 use super::rows::{self, AuditRow};
-use super::{SqlStore, StoreResult};
+use super::{SqlStore, StoreResult, unique_violation};
 use crate::domain::audit::{AuditEntry, AuditFilter};
 
 const SELECT_AUDIT: &str = "SELECT id, actor_kind, actor_id, actor_name, action, \
@@ -47,6 +47,23 @@ pub(super) async fn commit_audited(
         tx.rollback().await?;
     }
     Ok(done)
+}
+
+/// Runs an administrative insert or version-conditional update with its audit entry;
+/// `false` when it wrote no row (a stale version), and then nothing is recorded. A unique
+/// key taken is [`StoreError::AlreadyExists`] naming `what`.
+pub(super) async fn save_audited(
+    pools: &Pools,
+    statement: Statement<'_>,
+    what: &'static str,
+    audit: &AuditEntry,
+) -> StoreResult<bool> {
+    let mut tx = pools.begin().await?;
+    let done = statement
+        .execute(&mut tx)
+        .await
+        .map_err(|e| unique_violation(e, what))?;
+    commit_audited(tx, done == 1, audit).await
 }
 
 /// Deletes the row `sql` names by `id` (`$1`), with its audit entry; `false` when nothing

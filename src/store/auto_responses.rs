@@ -5,9 +5,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::audit::{commit_audited, delete_audited};
+use super::audit::{delete_audited, save_audited};
 use super::database::{Statement, Tx};
-use super::{SqlStore, StoreError, StoreResult, unique_violation};
+use super::{SqlStore, StoreError, StoreResult};
 use crate::domain::audit::AuditEntry;
 use crate::domain::auto_response::{AutoResponse, AutoResponseKind, AutoResponseSent};
 use crate::domain::ticket::Channel;
@@ -116,12 +116,13 @@ impl AutoResponseStore for SqlStore {
             None => query,
             Some(version) => query.bind(version),
         };
-        let mut tx = self.pools.begin().await?;
-        let done = query
-            .execute(&mut tx)
-            .await
-            .map_err(|e| unique_violation(e, "an auto-response of this kind for this channel"))?;
-        commit_audited(tx, done == 1, audit).await
+        save_audited(
+            &self.pools,
+            query,
+            "an auto-response of this kind for this channel",
+            audit,
+        )
+        .await
     }
 
     async fn auto_responses(&self) -> StoreResult<Vec<AutoResponse>> {

@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::audit::{commit_audited, delete_audited};
+use super::audit::{commit_audited, delete_audited, save_audited};
 use super::database::{Statement, Tx, json};
 use super::rows::{self, AgentRow, CandidateRow, QueueRow, RuleRow};
 use super::{AssignmentGuard, SqlStore, StoreError, StoreResult, unique_violation};
@@ -132,7 +132,6 @@ impl RoutingStore for SqlStore {
         expected_version: Option<i64>,
         audit: &AuditEntry,
     ) -> StoreResult<bool> {
-        let mut tx = self.pools.begin().await?;
         let query = match expected_version {
             None => Statement::new(INSERT_QUEUE)
                 .bind(queue.id)
@@ -148,11 +147,7 @@ impl RoutingStore for SqlStore {
                 .bind(queue.updated_at)
                 .bind(version),
         };
-        let done = query
-            .execute(&mut tx)
-            .await
-            .map_err(|e| unique_violation(e, "a queue with this name"))?;
-        commit_audited(tx, done == 1, audit).await
+        save_audited(&self.pools, query, "a queue with this name", audit).await
     }
 
     async fn queues(&self) -> StoreResult<Vec<Queue>> {

@@ -5,12 +5,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::audit::{commit_audited, delete_audited};
+use super::audit::{commit_audited, delete_audited, save_audited};
 use super::database::{On, Statement, Tx, Value, json};
 use super::events::insert_event;
 use super::rows::{self, CalendarRow, ClockRow, PolicyRow};
 use super::tickets::ticket_in;
-use super::{SqlStore, StoreResult, unique_violation};
+use super::{SqlStore, StoreResult};
 use crate::domain::audit::AuditEntry;
 use crate::domain::calendar::BusinessCalendar;
 use crate::domain::event::Event;
@@ -134,7 +134,6 @@ impl SlaStore for SqlStore {
         at: DateTime<Utc>,
         audit: &AuditEntry,
     ) -> StoreResult<bool> {
-        let mut tx = self.pools.begin().await?;
         let row = CalendarRow::from(cal);
         let query = Statement::new(match expected_version {
             None => INSERT_CALENDAR,
@@ -151,11 +150,7 @@ impl SlaStore for SqlStore {
             None => query,
             Some(version) => query.bind(version),
         };
-        let done = query
-            .execute(&mut tx)
-            .await
-            .map_err(|e| unique_violation(e, "a calendar with this name"))?;
-        commit_audited(tx, done == 1, audit).await
+        save_audited(&self.pools, query, "a calendar with this name", audit).await
     }
 
     async fn calendars(&self) -> StoreResult<Vec<BusinessCalendar>> {

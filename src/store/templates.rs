@@ -4,9 +4,9 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::audit::{commit_audited, delete_audited};
+use super::audit::{delete_audited, save_audited};
 use super::database::Statement;
-use super::{SqlStore, StoreError, StoreResult, unique_violation};
+use super::{SqlStore, StoreError, StoreResult};
 use crate::domain::audit::AuditEntry;
 use crate::domain::template::Template;
 use crate::domain::ticket::Channel;
@@ -89,12 +89,7 @@ impl TemplateStore for SqlStore {
             None => query,
             Some(version) => query.bind(version),
         };
-        let mut tx = self.pools.begin().await?;
-        let done = query
-            .execute(&mut tx)
-            .await
-            .map_err(|e| unique_violation(e, "a template with this name"))?;
-        commit_audited(tx, done == 1, audit).await
+        save_audited(&self.pools, query, "a template with this name", audit).await
     }
 
     async fn template(&self, id: Uuid) -> StoreResult<Option<Template>> {

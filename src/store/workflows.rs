@@ -8,9 +8,9 @@ use chrono::{DateTime, Utc};
 use sqlx::types::Json;
 use uuid::Uuid;
 
-use super::audit::{commit_audited, delete_audited};
+use super::audit::{delete_audited, save_audited};
 use super::database::{Statement, Tx, json};
-use super::{SqlStore, StoreError, StoreResult, unique_violation};
+use super::{SqlStore, StoreError, StoreResult};
 use crate::domain::audit::AuditEntry;
 use crate::domain::workflow::{Action, Trigger, Workflow};
 
@@ -30,7 +30,8 @@ const DELETE_WORKFLOW: &str = "DELETE FROM workflows WHERE id = $1";
 
 /// Moves workflows forward past a position (never back): a second runner of the same
 /// event finds them moved. Followed by the `IN` list of their ids.
-const STEP_WORKFLOWS: &str = "UPDATE workflows SET seen_through = $1 WHERE seen_through < $1 AND id IN ";
+const STEP_WORKFLOWS: &str =
+    "UPDATE workflows SET seen_through = $1 WHERE seen_through < $1 AND id IN ";
 
 const CLAIM_PROCESSOR: &str = "INSERT INTO processor_leases (name, owner, expires_at) \
     VALUES ($1, $2, $4) ON CONFLICT (name) DO UPDATE SET owner = excluded.owner, \
@@ -180,12 +181,7 @@ impl WorkflowStore for SqlStore {
             Some(version) => query.bind(version),
         }
         .bind(w.updated_at);
-        let mut tx = self.pools.begin().await?;
-        let done = query
-            .execute(&mut tx)
-            .await
-            .map_err(|e| unique_violation(e, "a workflow with this name"))?;
-        commit_audited(tx, done == 1, audit).await
+        save_audited(&self.pools, query, "a workflow with this name", audit).await
     }
 
     async fn workflow(&self, id: Uuid) -> StoreResult<Option<Workflow>> {

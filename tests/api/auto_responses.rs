@@ -192,6 +192,69 @@ pub async fn customers_get_an_acknowledgement_that_is_no_first_response(backend:
     assert!(get_ticket(&mut tickets, &by_hand.id).await.etag == by_hand.etag);
 }
 
+pub async fn email_from_people_is_acknowledged_and_automatic_mail_is_not(backend: Backend) {
+    let app = spawn_app_with(backend, |s| {
+        s.email_address = "help@acme.test".parse().unwrap()
+    })
+    .await;
+    let body = template(
+        &app,
+        "Email ack",
+        pb::Channel::Email,
+        "We have #{{ ticket.number }}.",
+    )
+    .await;
+    auto_response(
+        &app,
+        pb::AutoResponseKind::Acknowledgement,
+        pb::Channel::Email,
+        &body,
+        "",
+    )
+    .await
+    .unwrap();
+    let mut mail = gateway(&app, pb::Channel::Email).await;
+    let mut gw = app.escalation();
+    let person = crate::email::ingest(
+        &mut gw,
+        crate::email::email(
+            "ada@example.com",
+            "help@acme.test",
+            "Broken login",
+            "p-1@example.com",
+            "",
+            "Help!",
+        ),
+        "help@acme.test",
+    )
+    .await;
+    let ticket = person.ticket.expect("a new ticket");
+    let machine = crate::email::ingest(
+        &mut gw,
+        crate::email::email(
+            "ada@example.com",
+            "help@acme.test",
+            "Automatic reply: We have it",
+            "ooo-1@example.com",
+            "Auto-Submitted: auto-replied\n",
+            "I am away.",
+        ),
+        "help@acme.test",
+    )
+    .await;
+    assert!(machine.ticket.is_none(), "{machine:?}");
+    let sent = drain(&app, &mut mail, Duration::from_secs(2)).await;
+    assert_eq!(
+        sent.len(),
+        1,
+        "one acknowledgement, to the person: {sent:?}"
+    );
+    assert_eq!(sent[0].ticket_id, ticket.id);
+    assert_eq!(sent[0].recipient, "ada@example.com");
+    assert_eq!(sent[0].subject, format!("Re: #{}", ticket.number));
+    assert_eq!(sent[0].kind(), pb::OutboundKind::AutoResponse);
+}
+
 pub async fn after_hours_answers_once_per_closed_period(backend: Backend) {
     let app = spawn_app_with_manual_clock(backend).await;
     // Monday 7 December 2026, 20:00 UTC: the office is closed.

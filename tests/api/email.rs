@@ -20,7 +20,7 @@ async fn app(backend: Backend) -> TestApp {
 }
 
 /// A plain-text email, with extra header lines.
-fn email(from: &str, to: &str, subject: &str, id: &str, headers: &str, body: &str) -> Vec<u8> {
+pub fn email(from: &str, to: &str, subject: &str, id: &str, headers: &str, body: &str) -> Vec<u8> {
     format!(
         "From: {from}\r\nTo: {to}\r\nSubject: {subject}\r\nMessage-ID: <{id}>\r\n\
          Date: Mon, 30 Nov 2026 10:00:00 +0000\r\nMIME-Version: 1.0\r\n{headers}\
@@ -31,7 +31,7 @@ fn email(from: &str, to: &str, subject: &str, id: &str, headers: &str, body: &st
     .into_bytes()
 }
 
-async fn ingest(gw: &mut Escalation, raw: Vec<u8>, recipient: &str) -> pb::IngestEmailResponse {
+pub async fn ingest(gw: &mut Escalation, raw: Vec<u8>, recipient: &str) -> pb::IngestEmailResponse {
     gw.ingest_email(pb::IngestEmailRequest {
         raw,
         recipient: recipient.into(),

@@ -201,6 +201,7 @@ harness::conformance! {
     ],
     auto_responses: [
         customers_get_an_acknowledgement_that_is_no_first_response,
+        email_from_people_is_acknowledged_and_automatic_mail_is_not,
         after_hours_answers_once_per_closed_period,
         resolution_is_confirmed_within_the_contact_limit,
         auto_responses_are_checked_and_administered,

@@ -39,7 +39,9 @@ pub(crate) async fn drop_database(args: &Args, name: &str) {
     }
 }
 
-fn automation(server: &Server) -> AutomationServiceClient<
+fn automation(
+    server: &Server,
+) -> AutomationServiceClient<
     tonic::service::interceptor::InterceptedService<tonic::transport::Channel, Bearer>,
 > {
     AutomationServiceClient::with_interceptor(
@@ -143,7 +145,13 @@ pub(crate) async fn workflow_costs(args: &Args) -> Vec<Row> {
     let (idle_name, idle_url) = fresh_database(args).await;
     let idle = start(&idle_url).await;
     for i in 0..20 {
-        on_created(&idle, &format!("never {i}"), &format!("tag = \"never-{i}\""), "x").await;
+        on_created(
+            &idle,
+            &format!("never {i}"),
+            &format!("tag = \"never-{i}\""),
+            "x",
+        )
+        .await;
     }
     let (with, without, low, high) = in_turns(&idle, &plain, args).await;
     rows.push(Row {
@@ -166,11 +174,23 @@ pub(crate) async fn workflow_costs(args: &Args) -> Vec<Row> {
     let mut withs = Vec::new();
     let mut withouts = Vec::new();
     let mut drain = Duration::ZERO;
-    withouts.push(create_throughput(&plain, args.clients, args.seconds, None).await.0);
+    withouts.push(
+        create_throughput(&plain, args.clients, args.seconds, None)
+            .await
+            .0,
+    );
     for _ in 0..2 {
-        withs.push(create_throughput(&busy, args.clients, args.seconds, None).await.0);
+        withs.push(
+            create_throughput(&busy, args.clients, args.seconds, None)
+                .await
+                .0,
+        );
         drain += drained(&busy_url, Duration::from_secs(300)).await;
-        withouts.push(create_throughput(&plain, args.clients, args.seconds, None).await.0);
+        withouts.push(
+            create_throughput(&plain, args.clients, args.seconds, None)
+                .await
+                .0,
+        );
     }
     let runs = count(
         &busy_url,

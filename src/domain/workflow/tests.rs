@@ -273,3 +273,20 @@ fn a_workflow_is_checked_whole() {
         }
     );
 }
+
+#[test]
+fn conditions_on_what_an_event_carries_are_read_off_the_event() {
+    let mut e = changed(EventKind::TicketUpdated, "priority", "HIGH", "URGENT");
+    e.ticket.priority = Priority::Urgent;
+    let on_event = |text: &str| {
+        let filter = TicketFilter::parse_text(text).unwrap().unwrap();
+        snapshot_passes(&filter, &e)
+    };
+    assert_eq!(on_event("priority = URGENT AND tag = \"vip\""), Some(true));
+    assert_eq!(on_event("NOT status = OPEN OR number = 7"), Some(false));
+    assert_eq!(
+        on_event("priority = URGENT AND created_at > \"2026-01-01T00:00:00Z\""),
+        None
+    );
+    assert_eq!(on_event("sla_breached = true"), None);
+}

@@ -23,7 +23,7 @@ use super::runner::{Ran, WorkflowRunner};
 use crate::clock::Clock;
 use crate::domain::event::Event;
 use crate::domain::ticket::{Ticket, TicketKey};
-use crate::domain::workflow::{Workflow, fires_on};
+use crate::domain::workflow::{Workflow, fires_on, snapshot_passes};
 use crate::events::Bus;
 use crate::service::sla_timer::{DeadlineHints, run_until_due};
 use crate::service::{ServiceError, ServiceResult};
@@ -132,7 +132,10 @@ impl WorkflowProcessor {
         }
         let now = self.clock.now();
         // The lease is renewed at half its term, not on every pass.
-        if positions.lease_until.is_none_or(|until| now + self.lease / 2 >= until) {
+        if positions
+            .lease_until
+            .is_none_or(|until| now + self.lease / 2 >= until)
+        {
             if !self
                 .store
                 .claim_processor(LEASE, owner, now, now + self.lease)
@@ -159,16 +162,35 @@ impl WorkflowProcessor {
         for w in all.iter() {
             positions.seen.entry(w.id).or_insert(w.seen_through);
         }
-        positions.seen.retain(|id, _| all.iter().any(|w| w.id == *id));
+        positions
+            .seen
+            .retain(|id, _| all.iter().any(|w| w.id == *id));
         let on_events: Vec<&Workflow> = all.iter().filter(|w| w.timer().is_none()).collect();
         let Some(from) = positions.seen.values().copied().min() else {
             return Ok(false);
         };
-        let events = self
-            .store
-            .read_after(from, BATCH)
-            .await
-            .map_err(|e| ServiceError::Unavailable(StoreError::Corrupt(e.to_string())))?;
+        let events = if on_events.iter().any(|w| w.enabled) {
+            self.store
+                .read_after(from, BATCH)
+                .await
+                .map_err(|e| ServiceError::Unavailable(StoreError::Corrupt(e.to_string())))?
+        } else {
+            // Nothing to run on events: positions follow the end of the log without
+            // reading it, once a second.
+            if positions.advanced.elapsed() >= ADVANCE_EVERY {
+                let end =
+                    self.store.end().await.map_err(|e| {
+                        ServiceError::Unavailable(StoreError::Corrupt(e.to_string()))
+                    })?;
+                let ids: Vec<Uuid> = positions.seen.keys().copied().collect();
+                self.store.advance_workflows(&ids, end).await?;
+                for seen in positions.seen.values_mut() {
+                    *seen = (*seen).max(end);
+                }
+                positions.advanced = std::time::Instant::now();
+            }
+            return Ok(false);
+        };
         let Some(last) = events.last().map(|e| e.cursor) else {
             // Idle: write back what moved since the last write.
             if let Some(last) = positions.unsaved.take() {
@@ -192,9 +214,29 @@ impl WorkflowProcessor {
             })
             .filter(|(_, runs): &(_, Vec<_>)| !runs.is_empty())
             .collect();
-        // The tickets as they are now, read at once, so that conditions no ticket passes
-        // cost no query each (the runner reads the ticket again before it writes).
-        let mut ids: Vec<Uuid> = fired.iter().map(|(e, _)| e.event.ticket_id).collect();
+        // A condition on what the event carries is read off the event (the ticket right
+        // after the change); the others need the ticket, read for the whole batch at once.
+        // The runner reads the ticket again, and checks again, before it writes.
+        let fired: Vec<(&Event, Vec<&Workflow>, bool)> = fired
+            .into_iter()
+            .filter_map(|(event, runs)| {
+                let mut needs_ticket = false;
+                let mut any = false;
+                for w in &runs {
+                    match w.filter().map(|f| snapshot_passes(&f, &event.event)) {
+                        None => any = true,
+                        Some(Some(passes)) => any |= passes,
+                        Some(None) => needs_ticket = true,
+                    }
+                }
+                (any || needs_ticket).then_some((event, runs, needs_ticket && !any))
+            })
+            .collect();
+        let mut ids: Vec<Uuid> = fired
+            .iter()
+            .filter(|(_, _, needs_ticket)| *needs_ticket)
+            .map(|(e, _, _)| e.event.ticket_id)
+            .collect();
         ids.sort();
         ids.dedup();
         let mut tickets: HashMap<Uuid, Ticket> = if ids.is_empty() {
@@ -208,20 +250,22 @@ impl WorkflowProcessor {
                 .collect()
         };
         let now = self.clock.now();
-        for (event, runs) in fired {
+        for (event, runs, needs_ticket) in fired {
             let ticket_id = event.event.ticket_id;
-            let ticket = match tickets.get(&ticket_id) {
-                Some(t) => Some(t.clone()),
-                None => self.store.ticket(TicketKey::Id(ticket_id)).await?,
-            };
-            // The first workflow whose condition the ticket passes may change it for the
-            // next; if none passes, none runs.
-            let any = ticket.as_ref().is_some_and(|t| {
-                runs.iter()
-                    .any(|w| WorkflowRunner::condition_fails(w, t, now).is_none())
-            });
-            if !any {
-                continue;
+            if needs_ticket {
+                let ticket = match tickets.get(&ticket_id) {
+                    Some(t) => Some(t.clone()),
+                    None => self.store.ticket(TicketKey::Id(ticket_id)).await?,
+                };
+                // The first workflow whose condition the ticket passes may change it for
+                // the next; if none passes, none runs.
+                let any = ticket.as_ref().is_some_and(|t| {
+                    runs.iter()
+                        .any(|w| WorkflowRunner::condition_fails(w, t, now).is_none())
+                });
+                if !any {
+                    continue;
+                }
             }
             let started = std::time::Instant::now();
             let ran = self.runner.answer(&runs, event).await?;
