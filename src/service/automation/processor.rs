@@ -22,6 +22,7 @@ use super::WorkflowCache;
 use super::runner::{Ran, WorkflowRunner};
 use crate::clock::Clock;
 use crate::domain::event::Event;
+use crate::domain::filter::TicketFilter;
 use crate::domain::ticket::{Ticket, TicketKey};
 use crate::domain::workflow::{Workflow, fires_on, snapshot_passes};
 use crate::events::Bus;
@@ -33,6 +34,9 @@ use crate::store::{Store, StoreError, StoreResult};
 const LEASE: &str = "workflows";
 /// Events read per batch.
 const BATCH: i64 = 500;
+/// How long the processor lets wake-ups gather before it reads: under load one read then
+/// takes many commits' events, for at most this much more latency.
+const GATHER: Duration = Duration::from_millis(20);
 /// Timers fired per look.
 const TIMER_BATCH: i64 = 100;
 
@@ -113,7 +117,10 @@ impl WorkflowProcessor {
                 continue;
             }
             tokio::select! {
-                _ = woken.changed() => {}
+                _ = woken.changed() => {
+                    // Let the commits of a busy moment gather into one read.
+                    tokio::time::sleep(GATHER).await;
+                }
                 _ = tokio::time::sleep(self.poll) => {}
                 _ = shutdown.changed() => return,
             }
@@ -217,13 +224,16 @@ impl WorkflowProcessor {
         // A condition on what the event carries is read off the event (the ticket right
         // after the change); the others need the ticket, read for the whole batch at once.
         // The runner reads the ticket again, and checks again, before it writes.
+        let filters: HashMap<Uuid, Option<TicketFilter>> =
+            on_events.iter().map(|w| (w.id, w.filter())).collect();
         let fired: Vec<(&Event, Vec<&Workflow>, bool)> = fired
             .into_iter()
             .filter_map(|(event, runs)| {
                 let mut needs_ticket = false;
                 let mut any = false;
                 for w in &runs {
-                    match w.filter().map(|f| snapshot_passes(&f, &event.event)) {
+                    let filter = filters.get(&w.id).and_then(Option::as_ref);
+                    match filter.map(|f| snapshot_passes(f, &event.event)) {
                         None => any = true,
                         Some(Some(passes)) => any |= passes,
                         Some(None) => needs_ticket = true,
