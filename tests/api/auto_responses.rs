@@ -325,10 +325,16 @@ pub async fn after_hours_answers_once_per_closed_period(backend: Backend) {
     );
     app.clock
         .set(Utc.with_ymd_and_hms(2026, 12, 8, 18, 0, 0).unwrap());
-    escalation_client
+    let posted = escalation_client
         .post_customer_message(post("anyone?", "m-3"))
         .await
-        .unwrap();
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        posted.entry.unwrap().r#type(),
+        pb::EventType::CustomerMessage,
+        "the call answers with the customer's message, not the notice beside it"
+    );
     let evening = drain(&app, &mut chat, Duration::from_secs(2)).await;
     assert_eq!(evening.len(), 1, "one answer for the next closed period");
 }

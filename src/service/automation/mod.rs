@@ -2,6 +2,7 @@
 //! (`processor.rs`) and timers (`timers.rs`) run through the runner (`runner.rs`).
 
 mod auto_responses;
+mod plan;
 mod processor;
 mod runner;
 mod timers;

@@ -354,7 +354,11 @@ impl EscalationService {
                 ..
             }) => self.replayed(event_id).await,
             Ok(mut committed) => {
-                let entry = committed.events.pop();
+                // Found by id: an auto-response may follow it in the same commit.
+                let entry = committed
+                    .events
+                    .into_iter()
+                    .find(|e| e.event.id == message_id);
                 let ticket = committed.tickets.pop();
                 match (entry, ticket) {
                     (Some(entry), Some(ticket)) => Ok(CustomerMessageOutcome {
@@ -451,14 +455,12 @@ impl EscalationService {
         };
         let claim = self.request_claim(principal, input, channel, message_id);
         match self.writer.create_ticket(draft, changes, claim).await {
-            Ok(CreateOutcome::Created {
-                ticket,
-                mut committed,
-            }) => {
+            Ok(CreateOutcome::Created { ticket, committed }) => {
                 tracing::info!(ticket_id = %ticket.id, follow_up_of = %closed.id, "follow-up ticket opened");
                 let entry = committed
                     .events
-                    .pop()
+                    .into_iter()
+                    .find(|e| e.event.id == message_id)
                     .ok_or_else(|| ServiceError::NotFound("customer message".into()))?;
                 Ok(CustomerMessageOutcome {
                     ticket: *ticket,

@@ -111,10 +111,7 @@ impl EscalationService {
         };
         let claim = self.request_claim(principal, input, channel, message_id);
         match self.writer.create_ticket(draft, changes, claim).await {
-            Ok(CreateOutcome::Created {
-                ticket,
-                mut committed,
-            }) => {
+            Ok(CreateOutcome::Created { ticket, committed }) => {
                 tracing::info!(ticket_id = %ticket.id, number = ticket.number, "conversation opened by a customer message");
                 metrics::counter!(
                     "ticketd_tickets_created_total",
@@ -122,9 +119,11 @@ impl EscalationService {
                     "priority" => ticket.priority.as_str()
                 )
                 .increment(1);
+                // Found by id: an acknowledgement may follow it in the same commit.
                 let entry = committed
                     .events
-                    .pop()
+                    .into_iter()
+                    .find(|e| e.event.id == message_id)
                     .ok_or_else(|| ServiceError::NotFound("customer message".into()))?;
                 let ticket = if ticket.queue_id.is_some() && ticket.assignee_id.is_none() {
                     self.routing.route(ticket.id, &plan, true).await?
