@@ -200,7 +200,7 @@ impl WorkflowRunner {
                         };
                         recent = Some(before);
                         let cap = self.settings.max_runs_per_ticket_hour;
-                        if before + ran - 1 >= cap {
+                        if before + ran > cap {
                             format!(
                                 "stopped: ticket #{} had {cap} workflow runs in the last hour",
                                 ticket.number
