@@ -211,6 +211,7 @@ harness::conformance! {
         priority_changed_to_urgent_escalates_a_tier,
         no_agent_reply_within_24_business_hours_follows_up,
         workflows_that_trigger_each_other_stop_at_depth_three,
+        runs_past_the_hourly_cap_of_a_ticket_are_stopped_and_recorded,
         a_dry_run_tells_what_would_happen_and_changes_nothing,
         workflows_are_checked_and_administered,
     ],

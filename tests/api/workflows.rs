@@ -13,7 +13,7 @@ use tonic::codec::Streaming;
 use crate::bridge::{escalate, escalation};
 use crate::harness::{
     Backend, TestApp, TestDatabase, create, feed, get_ticket, manual_clock, new_ticket,
-    settings_for, spawn_app, spawn_app_with_manual_clock, start_replica_with_clock,
+    settings_for, spawn_app, spawn_app_with, spawn_app_with_manual_clock, start_replica_with_clock,
     violated_fields,
 };
 use crate::routing::{AgentSpec, agent, queue};
@@ -458,6 +458,47 @@ pub async fn workflows_that_trigger_each_other_stop_at_depth_three(backend: Back
     assert_eq!(
         get_ticket(&mut tickets, &ticket.id).await.tags,
         vec!["y".to_string()]
+    );
+}
+
+pub async fn runs_past_the_hourly_cap_of_a_ticket_are_stopped_and_recorded(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.workflow_runs_per_ticket_hour = 2).await;
+    save(
+        &app,
+        on_event(
+            "Noted",
+            pb::WorkflowEvent::NoteAdded,
+            "",
+            vec![tags(A::AddTags, &["noted"])],
+        ),
+    )
+    .await
+    .unwrap();
+    let mut tickets = app.tickets();
+    let ticket = create(&mut tickets, new_ticket("Chatty")).await;
+    let mut runs = watch(&mut tickets, "event_type = workflow_applied", 0).await;
+    let mut stopped = Vec::new();
+    for i in 0..3 {
+        tickets
+            .add_note(pb::AddNoteRequest {
+                ticket_id: ticket.id.clone(),
+                body: format!("note {i}"),
+                request_id: String::new(),
+            })
+            .await
+            .unwrap();
+        let run = next_run(&mut runs, Duration::from_secs(10))
+            .await
+            .expect("each note fires the workflow");
+        stopped.push(run.stopped);
+    }
+    assert!(
+        stopped[0].is_empty() && stopped[1].is_empty(),
+        "{stopped:?}"
+    );
+    assert!(
+        stopped[2].contains("had 2 workflow runs in the last hour"),
+        "{stopped:?}"
     );
 }
 
