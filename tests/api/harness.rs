@@ -361,6 +361,16 @@ pub async fn tickets_at(addr: &str, secret: &str) -> Tickets {
     TicketServiceClient::with_interceptor(channel, bearer(Some(secret)))
 }
 
+/// An AutomationService client of the server at `addr`.
+pub async fn automation_at(addr: &str, secret: &str) -> Automation {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect to the server");
+    AutomationServiceClient::with_interceptor(channel, bearer(Some(secret)))
+}
+
 fn bearer(secret: Option<&str>) -> Bearer {
     Bearer(secret.map(|s| format!("Bearer {s}").parse().expect("ascii secret")))
 }

@@ -153,7 +153,7 @@ fn the_binary_prints_a_bootstrap_key_once_and_exits_cleanly_on_sigterm() {
 }
 
 /// Starts the real binary on a database; returns the process and its address.
-fn spawn_binary(url: &str, key: &str) -> (std::process::Child, String) {
+pub fn spawn_binary(url: &str, key: &str) -> (std::process::Child, String) {
     spawn_binary_with(url, key, &[])
 }
 

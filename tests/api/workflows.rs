@@ -718,16 +718,18 @@ pub async fn workflows_are_checked_and_administered(backend: Backend) {
     assert_eq!(gone.code(), Code::NotFound);
 }
 
-/// A timer armed before its replica died fires once its time comes, on one of the two
-/// replicas that run then.
+/// A timer armed by a replica killed with `kill -9` fires once its time comes, on one of
+/// the two replicas that run then.
 pub async fn timers_outlive_their_replica_and_fire_once_across_two(backend: Backend) {
     let database = TestDatabase::create(&backend).await;
     let settings = settings_for(&database);
-    let start = monday(10, 0);
-    let first_clock = manual_clock();
-    first_clock.set(start);
-    // The database outlives every replica: the test owns it.
-    let first = start_replica_with_clock(settings.clone(), first_clock).await;
+    let key = settings
+        .bootstrap_key
+        .as_ref()
+        .map(|k| k.expose().to_owned())
+        .unwrap();
+    // The first replica is the real binary, on the system clock.
+    let (mut child, addr) = crate::lifecycle::spawn_binary(&database.url(), &key);
     let workflow = pb::Workflow {
         name: "Waiting too long".into(),
         enabled: true,
@@ -747,17 +749,25 @@ pub async fn timers_outlive_their_replica_and_fire_once_across_two(backend: Back
         }],
         ..Default::default()
     };
-    save(&first, workflow).await.unwrap();
-    let mut tickets = first.tickets();
+    crate::harness::automation_at(&addr, &key)
+        .await
+        .create_workflow(pb::CreateWorkflowRequest {
+            workflow: Some(workflow),
+        })
+        .await
+        .unwrap();
+    let mut tickets = crate::harness::tickets_at(&addr, &key).await;
     let ticket = create(&mut tickets, new_ticket("Waiting on the customer")).await;
     crate::harness::set_status(&mut tickets, &ticket.id, pb::TicketStatus::Waiting)
         .await
         .unwrap();
     drop(tickets);
     // The replica dies with the timer armed.
-    drop(first);
+    child.kill().expect("kill -9");
+    let _ = child.wait();
 
-    let later = start + chrono::Duration::days(4);
+    // Two replicas start four days later (their clocks say so).
+    let later = Utc::now() + chrono::Duration::days(4);
     let (a_clock, b_clock) = (manual_clock(), manual_clock());
     a_clock.set(later);
     b_clock.set(later);
