@@ -141,6 +141,9 @@ impl App {
         health
             .set_serving::<pb::automation_service_server::AutomationServiceServer<grpc::AutomationApi>>()
             .await;
+        health
+            .set_serving::<pb::view_service_server::ViewServiceServer<grpc::ViewApi>>()
+            .await;
         health.set_service_status("", ServingStatus::Serving).await;
 
         let reflection = || {
@@ -287,6 +290,9 @@ impl App {
             .await;
         health
             .set_not_serving::<pb::automation_service_server::AutomationServiceServer<grpc::AutomationApi>>()
+            .await;
+        health
+            .set_not_serving::<pb::view_service_server::ViewServiceServer<grpc::ViewApi>>()
             .await;
         tokio::time::sleep(self.settings.shutdown_delay()).await;
         // Streams end first, each with its resume point, so the drain below is not held

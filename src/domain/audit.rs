@@ -34,6 +34,7 @@ text_enum!(
         Contact = "contact",
         Workflow = "workflow",
         AutoResponse = "auto_response",
+        View = "view",
     }
 );
 
@@ -402,6 +403,14 @@ audited!(
         "actions": it.actions,
     })
 );
+
+audited!(crate::domain::view::View, AuditResource::View, |it| json!({
+    "name": it.name,
+    "filter": it.filter,
+    "order_by": it.order_by,
+    "columns": it.columns,
+    "owner_agent_id": it.owner_agent_id,
+}));
 
 audited!(
     crate::domain::auto_response::AutoResponse,

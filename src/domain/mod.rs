@@ -19,6 +19,7 @@ pub mod sla;
 pub mod template;
 pub mod ticket;
 pub mod validation;
+pub mod view;
 pub mod watch;
 pub mod workflow;
 

@@ -14,6 +14,7 @@ mod escalation_service;
 mod gate;
 mod streams;
 mod ticket_service;
+mod view_service;
 
 use std::time::Duration;
 
@@ -27,6 +28,7 @@ pub use escalation_service::EscalationApi;
 pub use gate::{GateLayer, GateSettings, RateLimits};
 pub use streams::RESUME_CURSOR;
 pub use ticket_service::TicketApi;
+pub use view_service::ViewApi;
 
 use crate::service::Services;
 
@@ -84,9 +86,13 @@ pub fn routes(services: &Services, limits: &GrpcLimits) -> Routes {
     )
     .max_decoding_message_size(limits.max_message_bytes)
     .max_encoding_message_size(limits.max_message_bytes);
+    let views = pb::view_service_server::ViewServiceServer::new(ViewApi::new(services.clone()))
+        .max_decoding_message_size(limits.max_message_bytes)
+        .max_encoding_message_size(limits.max_message_bytes);
     Routes::new(tickets)
         .add_service(admin)
         .add_service(automation)
+        .add_service(views)
         .add_service(contacts)
         .add_service(escalation)
 }

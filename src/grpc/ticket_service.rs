@@ -122,16 +122,41 @@ impl TicketService for TicketApi {
             },
             filter: r.filter,
             order_by: r.order_by,
+            view_id: r.view_id,
         };
-        let (tickets, next_page_token) = self.services.tickets.list(&principal, input).await?;
+        let read_mask = convert::mask_paths(r.read_mask);
+        let mut v = Violations::new();
+        crate::domain::view::check_columns("read_mask", &read_mask, &mut v);
+        v.finish().map_err(ServiceError::Invalid)?;
+        let (tickets, next_page_token, columns) =
+            self.services.tickets.list(&principal, input).await?;
+        let mask = if read_mask.is_empty() {
+            columns
+        } else {
+            read_mask
+        };
         let cals = self.cals().await?;
         Ok(Response::new(pb::ListTicketsResponse {
             tickets: tickets
                 .into_iter()
-                .map(|t| ticket_to_pb(&cals, t))
+                .map(|t| convert::mask_ticket(ticket_to_pb(&cals, t), &mask))
                 .collect(),
             next_page_token,
         }))
+    }
+
+    async fn count_tickets(
+        &self,
+        request: Request<pb::CountTicketsRequest>,
+    ) -> Reply<pb::CountTicketsResponse> {
+        let principal = authorize(&request, "CountTickets", STAFF_OR_BOT).await?;
+        let r = request.into_inner();
+        let count = self
+            .services
+            .tickets
+            .count(&principal, &r.filter, &r.view_id)
+            .await?;
+        Ok(Response::new(pb::CountTicketsResponse { count }))
     }
 
     async fn update_ticket(

@@ -17,6 +17,7 @@ mod sla_timer;
 pub mod streams;
 pub mod tickets;
 mod versioned;
+pub mod views;
 pub mod watch;
 
 use std::sync::Arc;
@@ -173,6 +174,7 @@ pub struct Services {
     pub delivery: DeliveryService,
     pub watch: WatchService,
     pub routing: RoutingService,
+    pub views: views::ViewService,
     pub sla: SlaService,
     /// What runs workflows: the runner, and the cache and timer hints its tasks share.
     pub workflows: automation::WorkflowCache,
@@ -259,6 +261,7 @@ impl Services {
                 settings.streams,
             ),
             routing,
+            views: views::ViewService::new(store.clone(), clock.clone()),
             sla,
             workflows,
             runner,

@@ -25,6 +25,7 @@ mod sqlite;
 mod templates;
 mod ticket_query;
 mod tickets;
+mod views;
 mod workflows;
 
 use std::collections::BTreeMap;
@@ -58,6 +59,7 @@ pub use routing::RoutingStore;
 pub use sla::SlaStore;
 pub use templates::TemplateStore;
 pub use tickets::TicketStore;
+pub use views::ViewStore;
 pub use workflows::{TimerWrite, WorkflowStep, WorkflowStore, WorkflowTimer};
 
 #[derive(Debug, thiserror::Error)]
@@ -484,6 +486,7 @@ pub trait Store:
     + TemplateStore
     + WorkflowStore
     + AutoResponseStore
+    + ViewStore
     + RequestIdStore
     + crate::events::Log
     + Send

@@ -165,22 +165,7 @@ pub(super) fn render(query: &TicketQuery) -> (String, Vec<Param>) {
         params: Vec::new(),
         now: query.now,
     };
-    if let Some(filter) = &query.filter {
-        b.sql.push_str(" AND ");
-        b.expr(filter);
-    }
-    if !query.sources.is_empty() {
-        let sources: Vec<String> = query
-            .sources
-            .iter()
-            .map(|s| b.param(Param::Text(s.clone())))
-            .collect();
-        b.sql.push_str(&format!(
-            " AND EXISTS (SELECT 1 FROM conversations cv WHERE cv.ticket_id = t.id \
-             AND cv.source IN ({}))",
-            sources.join(", ")
-        ));
-    }
+    conditions(&mut b, query);
     let column = sort_column(query.sort);
     let (cmp, direction) = if query.descending {
         ("<", "DESC")
@@ -212,6 +197,39 @@ pub(super) fn render(query: &TicketQuery) -> (String, Vec<Param>) {
     let limit = b.param(Param::Int(query.limit));
     b.sql.push_str(&format!(" LIMIT {limit}"));
     (b.sql, b.params)
+}
+
+/// Builds a count of the tickets a query's filter and scope select (its order, position
+/// and limit aside).
+pub(super) fn render_count(query: &TicketQuery) -> (String, Vec<Param>) {
+    let mut b = Builder {
+        sql: "SELECT COUNT(*) FROM tickets t JOIN contacts c ON c.id = t.contact_id WHERE 1 = 1"
+            .to_owned(),
+        params: Vec::new(),
+        now: query.now,
+    };
+    conditions(&mut b, query);
+    (b.sql, b.params)
+}
+
+/// The filter and the source scope, as `AND …` clauses.
+fn conditions(b: &mut Builder, query: &TicketQuery) {
+    if let Some(filter) = &query.filter {
+        b.sql.push_str(" AND ");
+        b.expr(filter);
+    }
+    if !query.sources.is_empty() {
+        let sources: Vec<String> = query
+            .sources
+            .iter()
+            .map(|s| b.param(Param::Text(s.clone())))
+            .collect();
+        b.sql.push_str(&format!(
+            " AND EXISTS (SELECT 1 FROM conversations cv WHERE cv.ticket_id = t.id \
+             AND cv.source IN ({}))",
+            sources.join(", ")
+        ));
+    }
 }
 
 #[cfg(test)]

@@ -140,6 +140,9 @@ pub trait TicketStore: Send + Sync {
 
     async fn list_tickets(&self, query: &TicketQuery) -> StoreResult<Vec<Ticket>>;
 
+    /// How many tickets the query's filter and scope select.
+    async fn count_tickets(&self, query: &TicketQuery) -> StoreResult<i64>;
+
     /// Applies a changeset in one transaction, or nothing of it.
     async fn commit(&self, changes: Changeset) -> StoreResult<Committed>;
 }
@@ -309,6 +312,16 @@ impl TicketStore for SqlStore {
     }
 
     #[tracing::instrument(skip_all)]
+    async fn count_tickets(&self, query: &TicketQuery) -> StoreResult<i64> {
+        let (sql, params) = super::ticket_query::render_count(query);
+        let (count,): (i64,) = params
+            .into_iter()
+            .fold(Statement::owned(sql), Statement::bind)
+            .fetch_one(&self.pools)
+            .await?;
+        Ok(count)
+    }
+
     async fn list_tickets(&self, query: &TicketQuery) -> StoreResult<Vec<Ticket>> {
         let (sql, params) = super::ticket_query::render(query);
         let q = params

@@ -17,6 +17,7 @@ use ticketd::grpc::pb::{
     automation_service_client::AutomationServiceClient,
     contact_service_client::ContactServiceClient,
     escalation_service_client::EscalationServiceClient, ticket_service_client::TicketServiceClient,
+    view_service_client::ViewServiceClient,
 };
 use ticketd::service::StreamGauge;
 use tokio::sync::oneshot;
@@ -87,6 +88,7 @@ pub type Tickets = TicketServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Admin = AdminServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Contacts = ContactServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Automation = AutomationServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Views = ViewServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Escalation = EscalationServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// A database made for one test and removed after it.
@@ -210,6 +212,14 @@ impl TestApp {
 
     pub fn automation(&self) -> Automation {
         self.automation_as(&self.admin_secret)
+    }
+
+    pub fn views(&self) -> Views {
+        self.views_as(&self.admin_secret)
+    }
+
+    pub fn views_as(&self, secret: &str) -> Views {
+        ViewServiceClient::with_interceptor(self.channel.clone(), bearer(Some(secret)))
     }
 
     pub fn automation_as(&self, secret: &str) -> Automation {

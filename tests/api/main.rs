@@ -29,6 +29,7 @@ mod templates;
 mod tickets;
 mod tls;
 mod updates;
+mod views;
 mod watch;
 mod workflows;
 
@@ -214,6 +215,11 @@ harness::conformance! {
         runs_past_the_hourly_cap_of_a_ticket_are_stopped_and_recorded,
         a_dry_run_tells_what_would_happen_and_changes_nothing,
         workflows_are_checked_and_administered,
+    ],
+    views: [
+        saved_views_list_count_and_show_their_columns,
+        agents_keep_personal_views_and_admins_shared_ones,
+        views_and_read_masks_are_checked,
     ],
     watch: [
         a_watch_replays_from_its_cursor_then_goes_live,

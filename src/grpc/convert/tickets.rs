@@ -31,6 +31,49 @@ pub(crate) fn clock_to_pb(view: ClockView) -> pb::SlaClock {
 }
 
 /// A ticket with its SLA clocks as of now, measured on their calendars.
+/// Keeps `id` and the fields `paths` names (AIP-157 read masks); every field when `paths`
+/// is empty. The paths were checked against `domain::view::TICKET_COLUMNS`.
+pub(crate) fn mask_ticket(t: pb::Ticket, paths: &[String]) -> pb::Ticket {
+    if paths.is_empty() {
+        return t;
+    }
+    let mut out = pb::Ticket {
+        id: t.id,
+        ..Default::default()
+    };
+    macro_rules! keep {
+        ($($field:ident = $path:literal),* $(,)?) => {
+            $(if paths.iter().any(|p| p == $path) {
+                out.$field = t.$field;
+            })*
+        };
+    }
+    keep!(
+        number = "number",
+        subject = "subject",
+        description = "description",
+        status = "status",
+        priority = "priority",
+        r#type = "type",
+        tags = "tags",
+        custom_fields = "custom_fields",
+        contact = "contact",
+        assignee_id = "assignee_id",
+        queue_id = "queue_id",
+        etag = "etag",
+        merged_into_id = "merged_into_id",
+        created_at = "created_at",
+        updated_at = "updated_at",
+        time_spent = "time_spent",
+        channel = "channel",
+        follow_up_of_id = "follow_up_of_id",
+        tier = "tier",
+        required_skills = "required_skills",
+        sla_clocks = "sla_clocks",
+    );
+    out
+}
+
 pub(crate) fn ticket_to_pb(readings: &SlaReadings, mut t: Ticket) -> pb::Ticket {
     let clocks = std::mem::take(&mut t.sla_clocks)
         .iter()

@@ -25,6 +25,7 @@ use super::paging::{self, DEFAULT_PAGE_SIZE};
 use super::request_ids::{Fingerprint, RequestIds};
 use super::routing::RoutingService;
 use super::sla::Writer;
+use super::views::Selection;
 use super::{ServiceError, ServiceResult, retry_contended};
 use crate::clock::Clock;
 use crate::domain::auth::{Principal, Role};
@@ -106,7 +107,7 @@ pub enum TicketView {
 
 impl TicketView {
     /// The view as a filter at `now`, ANDed with the caller's.
-    fn filter(self, now: DateTime<Utc>) -> TicketFilter {
+    pub(crate) fn filter(self, now: DateTime<Utc>) -> TicketFilter {
         let active = Expr::Or(
             [Status::Open, Status::InProgress, Status::Waiting]
                 .into_iter()
@@ -133,6 +134,8 @@ pub struct ListTicketsInput {
     pub filter: String,
     pub order_by: String,
     pub view: Option<TicketView>,
+    /// A saved or built-in view (`ViewService`); not with `view`.
+    pub view_id: String,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -290,23 +293,89 @@ impl TicketService {
         }
     }
 
+    /// The caller's filter ANDed with what the view selects, `"me"` resolved.
+    async fn selected(
+        &self,
+        principal: &Principal,
+        filter: &str,
+        view: Option<TicketView>,
+        view_id: &str,
+    ) -> ServiceResult<(Option<TicketFilter>, Selection)> {
+        let selection = match (view, view_id.is_empty()) {
+            (view, true) => Selection {
+                view,
+                ..Selection::default()
+            },
+            (None, false) => {
+                super::views::selection(self.store.as_ref(), principal, view_id).await?
+            }
+            (Some(_), false) => {
+                return Err(ServiceError::invalid(
+                    "view_id",
+                    "name a view_id or a predefined view, not both",
+                ));
+            }
+        };
+        let filter = TicketFilter::parse_text(filter)
+            .map_err(|e| ServiceError::invalid("filter", e.to_string()))?;
+        let now = self.clock.now();
+        let parts: Vec<TicketFilter> = [
+            selection.view.map(|view| view.filter(now)),
+            selection.filter.clone(),
+            filter,
+        ]
+        .into_iter()
+        .flatten()
+        .collect();
+        let combined = match parts.len() {
+            0 => None,
+            1 => parts.into_iter().next(),
+            _ => Some(Expr::And(parts)),
+        };
+        let combined = combined.map(|f| resolve_me(f, principal)).transpose()?;
+        Ok((combined, selection))
+    }
+
+    /// How many tickets a filter, a view or both select.
+    #[instrument(skip_all)]
+    pub async fn count(
+        &self,
+        principal: &Principal,
+        filter: &str,
+        view_id: &str,
+    ) -> ServiceResult<i64> {
+        let (filter, _) = self.selected(principal, filter, None, view_id).await?;
+        let query = TicketQuery {
+            filter,
+            sort: SortField::Number,
+            descending: false,
+            after: None,
+            limit: 0,
+            now: self.clock.now(),
+            sources: principal.sources.clone(),
+        };
+        Ok(self.store.count_tickets(&query).await?)
+    }
+
+    /// A page of tickets, and the columns the view shows (empty: every field).
     #[instrument(skip_all, fields(filter = %input.filter))]
     pub async fn list(
         &self,
         principal: &Principal,
         input: ListTicketsInput,
-    ) -> ServiceResult<(Vec<Ticket>, String)> {
+    ) -> ServiceResult<(Vec<Ticket>, String, Vec<String>)> {
         let limit = paging::page_size(input.page_size, DEFAULT_PAGE_SIZE)?;
-        let filter = TicketFilter::parse_text(&input.filter)
-            .map_err(|e| ServiceError::invalid("filter", e.to_string()))?;
-        let filter = match (filter, input.view.map(|view| view.filter(self.clock.now()))) {
-            (Some(f), Some(view)) => Some(Expr::And(vec![view, f])),
-            (f, view) => f.or(view),
+        let (filter, selection) = self
+            .selected(principal, &input.filter, input.view, &input.view_id)
+            .await?;
+        let order_by = if input.order_by.trim().is_empty() {
+            selection.order_by.clone()
+        } else {
+            input.order_by.clone()
         };
-        let filter = filter.map(|f| resolve_me(f, principal)).transpose()?;
-        let (sort, descending) = parse_order_by(&input.order_by)?;
+        let (sort, descending) = parse_order_by(&order_by)?;
         let view = format!("{:?}", input.view);
-        let digest = paging::query_digest(&[&input.filter, &input.order_by, &view]);
+        let digest = paging::query_digest(&[&input.filter, &order_by, &view, &input.view_id]);
         let after = if input.page_token.is_empty() {
             None
         } else {
@@ -365,7 +434,7 @@ impl TicketService {
         } else {
             None
         };
-        Ok((tickets, next.unwrap_or_default()))
+        Ok((tickets, next.unwrap_or_default(), selection.columns))
     }
     /// A page of a ticket's feed, oldest first, including tickets merged into it.
     pub async fn activity(
@@ -491,6 +560,11 @@ fn resolve_me(filter: TicketFilter, principal: &Principal) -> ServiceResult<Tick
 }
 
 /// Parses `order_by`: a field and an optional direction.
+/// Checks an `order_by` as ListTickets reads it.
+pub(crate) fn check_order_by(text: &str) -> ServiceResult<()> {
+    parse_order_by(text).map(|_| ())
+}
+
 fn parse_order_by(text: &str) -> ServiceResult<(SortField, bool)> {
     let words: Vec<&str> = text.split_whitespace().collect();
     let bad = || {

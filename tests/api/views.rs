@@ -1,0 +1,367 @@
+//! ViewService: personal and shared views, the built-ins, listing and counting through a
+//! view, and read masks.
+
+use ticketd::grpc::pb;
+use tonic::Code;
+
+use crate::harness::{Backend, TestApp, create, new_ticket, spawn_app, violated_fields};
+use crate::routing::{AgentSpec, agent};
+
+fn view(name: &str, filter: &str, order_by: &str, columns: &[&str]) -> pb::View {
+    pb::View {
+        name: name.into(),
+        filter: filter.into(),
+        order_by: order_by.into(),
+        columns: columns.iter().map(|c| c.to_string()).collect(),
+        ..Default::default()
+    }
+}
+
+async fn save(app: &TestApp, secret: &str, v: pb::View) -> Result<pb::View, tonic::Status> {
+    app.views_as(secret)
+        .create_view(pb::CreateViewRequest { view: Some(v) })
+        .await
+        .map(|r| r.into_inner().view.unwrap())
+}
+
+async fn listed(app: &TestApp, secret: &str, view_id: &str, mask: &[&str]) -> Vec<pb::Ticket> {
+    app.tickets_as(secret)
+        .list_tickets(pb::ListTicketsRequest {
+            view_id: view_id.into(),
+            read_mask: (!mask.is_empty()).then(|| prost_types::FieldMask {
+                paths: mask.iter().map(|p| p.to_string()).collect(),
+            }),
+            ..Default::default()
+        })
+        .await
+        .expect("list through a view")
+        .into_inner()
+        .tickets
+}
+
+pub async fn saved_views_list_count_and_show_their_columns(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut tickets = app.tickets();
+    for (subject, priority, tag) in [
+        ("Refund A", pb::Priority::High, "billing"),
+        ("Refund B", pb::Priority::Low, "billing"),
+        ("Crash", pb::Priority::High, "bug"),
+    ] {
+        create(
+            &mut tickets,
+            pb::CreateTicketRequest {
+                priority: priority as i32,
+                tags: vec![tag.into()],
+                ..new_ticket(subject)
+            },
+        )
+        .await;
+    }
+    let shared = save(
+        &app,
+        &app.admin_secret,
+        view(
+            "Billing",
+            "tag = \"billing\"",
+            "priority desc",
+            &["subject", "priority"],
+        ),
+    )
+    .await
+    .unwrap();
+    assert!(shared.shared && !shared.built_in);
+
+    let page = listed(&app, &app.admin_secret, &shared.id, &[]).await;
+    let subjects: Vec<&str> = page.iter().map(|t| t.subject.as_str()).collect();
+    assert_eq!(
+        subjects,
+        vec!["Refund A", "Refund B"],
+        "the view's filter and order"
+    );
+    let first = &page[0];
+    assert!(!first.id.is_empty() && first.priority() == pb::Priority::High);
+    assert!(
+        first.status == 0 && first.contact.is_none() && first.etag.is_empty(),
+        "only the view's columns (and the id): {first:?}"
+    );
+    let masked = listed(&app, &app.admin_secret, &shared.id, &["number"]).await;
+    assert!(
+        masked[0].number > 0 && masked[0].subject.is_empty(),
+        "a read mask wins"
+    );
+
+    let narrowed = app
+        .tickets()
+        .list_tickets(pb::ListTicketsRequest {
+            view_id: shared.id.clone(),
+            filter: "priority = LOW".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tickets;
+    assert_eq!(narrowed.len(), 1, "an extra filter narrows the view");
+
+    let count = |view_id: &str, filter: &str| pb::CountTicketsRequest {
+        view_id: view_id.into(),
+        filter: filter.into(),
+    };
+    let mut client = app.tickets();
+    assert_eq!(
+        client
+            .count_tickets(count(&shared.id, ""))
+            .await
+            .unwrap()
+            .into_inner()
+            .count,
+        2
+    );
+    assert_eq!(
+        client
+            .count_tickets(count("", "priority = HIGH"))
+            .await
+            .unwrap()
+            .into_inner()
+            .count,
+        2
+    );
+    assert_eq!(
+        client
+            .count_tickets(count("unassigned", ""))
+            .await
+            .unwrap()
+            .into_inner()
+            .count,
+        3
+    );
+
+    let views = app
+        .views()
+        .list_views(pb::ListViewsRequest {
+            include_counts: true,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .views;
+    let summary: Vec<(String, bool, i64)> = views
+        .iter()
+        .map(|v| (v.id.clone(), v.built_in, v.count))
+        .collect();
+    assert_eq!(
+        summary,
+        vec![
+            ("my-tickets".to_string(), true, 0),
+            ("unassigned".to_string(), true, 3),
+            ("overdue".to_string(), true, 0),
+            ("all-open".to_string(), true, 3),
+            (shared.id.clone(), false, 2),
+        ]
+    );
+}
+
+pub async fn agents_keep_personal_views_and_admins_shared_ones(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut admin = app.admin();
+    let ann = agent(
+        &mut admin,
+        AgentSpec {
+            name: "Ann",
+            ..AgentSpec::default()
+        },
+    )
+    .await;
+    let bob = agent(
+        &mut admin,
+        AgentSpec {
+            name: "Bob",
+            ..AgentSpec::default()
+        },
+    )
+    .await;
+    let ann_key = app
+        .key(pb::Role::Agent, Some(ann.id.parse().unwrap()))
+        .await;
+    let bob_key = app
+        .key(pb::Role::Agent, Some(bob.id.parse().unwrap()))
+        .await;
+    let mine = save(
+        &app,
+        &ann_key,
+        view("Mine", "assignee_id = \"me\"", "", &[]),
+    )
+    .await
+    .unwrap();
+    assert_eq!(mine.owner_agent_id, ann.id);
+    assert!(!mine.shared);
+
+    // Bob neither sees nor changes Ann's view.
+    let hidden = app
+        .views_as(&bob_key)
+        .get_view(pb::GetViewRequest {
+            id: mine.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(hidden.code(), Code::NotFound);
+    let bobs: Vec<String> = app
+        .views_as(&bob_key)
+        .list_views(pb::ListViewsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .views
+        .into_iter()
+        .map(|v| v.id)
+        .collect();
+    assert!(!bobs.contains(&mine.id));
+    let shared = save(&app, &app.admin_secret, view("Everything", "", "", &[]))
+        .await
+        .unwrap();
+    let denied = app
+        .views_as(&bob_key)
+        .delete_view(pb::DeleteViewRequest {
+            id: shared.id.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+    let built_in = app
+        .views()
+        .delete_view(pb::DeleteViewRequest {
+            id: "overdue".into(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(built_in.code(), Code::FailedPrecondition);
+
+    // Ann renames hers under its etag; a stale etag is aborted.
+    let mut views = app.views_as(&ann_key);
+    let renamed = views
+        .update_view(pb::UpdateViewRequest {
+            view: Some(pb::View {
+                id: mine.id.clone(),
+                name: "My queue".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["name".into()],
+            }),
+            etag: mine.etag.clone(),
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .view
+        .unwrap();
+    assert_eq!(
+        (renamed.name.as_str(), renamed.filter.as_str()),
+        ("My queue", "assignee_id = \"me\"")
+    );
+    let stale = views
+        .update_view(pb::UpdateViewRequest {
+            view: Some(pb::View {
+                id: mine.id.clone(),
+                name: "Again".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["name".into()],
+            }),
+            etag: mine.etag.clone(),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(stale.code(), Code::Aborted);
+
+    // "me" in a view is whoever lists it.
+    let mut ann_tickets = app.tickets_as(&ann_key);
+    let ticket = create(
+        &mut app.tickets(),
+        pb::CreateTicketRequest {
+            assignee_id: ann.id.clone(),
+            ..new_ticket("For Ann")
+        },
+    )
+    .await;
+    let through_view = ann_tickets
+        .list_tickets(pb::ListTicketsRequest {
+            view_id: mine.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .tickets;
+    assert_eq!(through_view.len(), 1);
+    assert_eq!(through_view[0].id, ticket.id);
+    views
+        .delete_view(pb::DeleteViewRequest { id: mine.id })
+        .await
+        .unwrap();
+}
+
+pub async fn views_and_read_masks_are_checked(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let err = save(
+        &app,
+        &app.admin_secret,
+        view("", "priority >> HIGH", "size", &["subject", "color"]),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(
+        violated_fields(&err),
+        vec![
+            "view.name".to_string(),
+            "view.filter".to_string(),
+            "view.columns[1]".to_string(),
+            "view.order_by".to_string(),
+        ]
+    );
+    let mut tickets = app.tickets();
+    let bad_mask = tickets
+        .list_tickets(pb::ListTicketsRequest {
+            read_mask: Some(prost_types::FieldMask {
+                paths: vec!["subject".into(), "secret".into()],
+            }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&bad_mask), vec!["read_mask[1]".to_string()]);
+    let both = tickets
+        .list_tickets(pb::ListTicketsRequest {
+            view: pb::TicketView::AllOpen as i32,
+            view_id: "overdue".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&both), vec!["view_id".to_string()]);
+    let unknown = tickets
+        .count_tickets(pb::CountTicketsRequest {
+            view_id: uuid::Uuid::now_v7().to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(unknown.code(), Code::NotFound);
+    let gibberish = tickets
+        .count_tickets(pb::CountTicketsRequest {
+            view_id: "mine".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&gibberish), vec!["view_id".to_string()]);
+    let bot = app.key(pb::Role::Bot, None).await;
+    let denied = app
+        .views_as(&bot)
+        .list_views(pb::ListViewsRequest::default())
+        .await
+        .unwrap_err();
+    assert_eq!(denied.code(), Code::PermissionDenied);
+}
