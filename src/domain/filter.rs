@@ -15,7 +15,7 @@
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::ticket::{Priority, Status, TicketType};
+use super::ticket::{Channel, Priority, Status, TicketType};
 
 /// Longest filter accepted, in bytes.
 pub const MAX_FILTER_LEN: usize = 4_096;
@@ -360,12 +360,65 @@ pub enum TicketPredicate {
     Contact(Op, Uuid),
     Tag(Op, String),
     Number(Op, i64),
-    CreatedAt(Op, DateTime<Utc>),
-    UpdatedAt(Op, DateTime<Utc>),
+    CreatedAt(Op, Moment),
+    UpdatedAt(Op, Moment),
     /// Some SLA clock missed its target (`true`), or none did (`false`).
     SlaBreached(bool),
     /// Some running SLA clock is due before (`<`) or by (`<=`) this time.
-    SlaDueAt(Op, DateTime<Utc>),
+    SlaDueAt(Op, Moment),
+    /// The channel of the conversation the ticket came from; `None` for none.
+    Channel(Op, Option<Channel>),
+}
+
+/// A time in a filter: a fixed instant, or one relative to the moment the filter is used
+/// (`"now-7d"`), so a saved view of "the last week" stays the last week.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Moment {
+    At(DateTime<Utc>),
+    /// Seconds after now (negative: before).
+    FromNow(i64),
+}
+
+impl Moment {
+    pub fn at(self, now: DateTime<Utc>) -> DateTime<Utc> {
+        match self {
+            Moment::At(at) => at,
+            Moment::FromNow(seconds) => now + chrono::TimeDelta::seconds(seconds),
+        }
+    }
+}
+
+/// Reads `"now"`, `"now-7d"` or `"now+2h"` (units `s`, `m`, `h`, `d`, `w`; spaces allowed),
+/// or an RFC 3339 time.
+fn moment(text: &str) -> Option<Moment> {
+    let compact: String = text.chars().filter(|c| !c.is_whitespace()).collect();
+    let lower = compact.to_ascii_lowercase();
+    if let Some(rest) = lower.strip_prefix("now") {
+        if rest.is_empty() {
+            return Some(Moment::FromNow(0));
+        }
+        let (sign, amount) = match rest.split_at(1) {
+            ("-", amount) => (-1, amount),
+            ("+", amount) => (1, amount),
+            _ => return None,
+        };
+        let unit = amount.chars().last()?;
+        let count: i64 = amount[..amount.len() - 1].parse().ok()?;
+        let seconds = match unit {
+            's' => 1,
+            'm' => 60,
+            'h' => 3_600,
+            'd' => 86_400,
+            'w' => 604_800,
+            _ => return None,
+        };
+        // A year and a half either way is as far as a filter needs to look.
+        let total = count.checked_mul(seconds)?;
+        return (total <= 50_000_000).then_some(Moment::FromNow(sign * total));
+    }
+    DateTime::parse_from_rfc3339(text)
+        .ok()
+        .map(|at| Moment::At(at.with_timezone(&Utc)))
 }
 
 /// The ticket fields a filter may name.
@@ -382,6 +435,7 @@ pub const TICKET_FIELDS: &[&str] = &[
     "updated_at",
     "sla_breached",
     "sla_due_at",
+    "channel",
 ];
 
 pub type TicketFilter = Expr<TicketPredicate>;
@@ -478,28 +532,38 @@ pub fn bind_ticket_comparison(c: &Comparison) -> Result<TicketPredicate, FilterE
             if !matches!(c.op, Op::Lt | Op::Le) {
                 return error(at, "sla_due_at supports only < and <=");
             }
-            let instant = DateTime::parse_from_rfc3339(&text)
-                .map_err(|_| FilterError {
-                    position: at,
-                    message: "sla_due_at must be compared with an RFC 3339 time".into(),
-                })?
-                .with_timezone(&Utc);
+            let instant = moment(&text).ok_or_else(|| FilterError {
+                position: at,
+                message:
+                    "sla_due_at must be compared with an RFC 3339 time or \"now\", \"now+2h\"…"
+                        .into(),
+            })?;
             Ok(TicketPredicate::SlaDueAt(c.op, instant))
         }
         "created_at" | "updated_at" => {
-            let instant = DateTime::parse_from_rfc3339(&text)
-                .map_err(|_| FilterError {
-                    position: at,
-                    message: format!(
-                        "{field} must be compared with an RFC 3339 time such as \"2026-01-31T09:00:00Z\""
-                    ),
-                })?
-                .with_timezone(&Utc);
+            let instant = moment(&text).ok_or_else(|| FilterError {
+                position: at,
+                message: format!(
+                    "{field} must be compared with an RFC 3339 time such as \"2026-01-31T09:00:00Z\" \
+                     or a time relative to now such as \"now-7d\" (units s, m, h, d, w)"
+                ),
+            })?;
             Ok(if field == "created_at" {
                 TicketPredicate::CreatedAt(c.op, instant)
             } else {
                 TicketPredicate::UpdatedAt(c.op, instant)
             })
+        }
+        "channel" => {
+            only_equality("channel")?;
+            let channel = match text.as_str() {
+                "" => None,
+                other => Some(
+                    enum_value(other, "CHANNEL_", Channel::parse)
+                        .ok_or_else(|| bad_value(at, field, other, Channel::ALL))?,
+                ),
+            };
+            Ok(TicketPredicate::Channel(c.op, channel))
         }
         _ => error(
             at,
@@ -631,6 +695,56 @@ mod tests {
                 err.message
             );
         }
+    }
+
+    #[test]
+    fn times_may_be_relative_to_now() {
+        let now = DateTime::parse_from_rfc3339("2026-03-10T12:00:00Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        let bound = |text: &str| match TicketFilter::parse_text(text).unwrap().unwrap() {
+            Expr::Cond(TicketPredicate::CreatedAt(_, m)) => m.at(now),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            bound("created_at > \"now-7d\"").to_rfc3339(),
+            "2026-03-03T12:00:00+00:00"
+        );
+        assert_eq!(
+            bound("created_at < \"now + 2h\"").to_rfc3339(),
+            "2026-03-10T14:00:00+00:00"
+        );
+        assert_eq!(
+            bound("created_at < \"NOW\"").to_rfc3339(),
+            "2026-03-10T12:00:00+00:00"
+        );
+        for bad in [
+            "\"now-7y\"",
+            "\"now-\"",
+            "\"now*2d\"",
+            "\"now-99999999999d\"",
+        ] {
+            assert!(
+                TicketFilter::parse_text(&format!("created_at > {bad}")).is_err(),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn channel_is_a_ticket_field() {
+        assert_eq!(
+            TicketFilter::parse_text("channel = CHANNEL_SMS").unwrap(),
+            Some(Expr::Cond(TicketPredicate::Channel(
+                Op::Eq,
+                Some(Channel::Sms)
+            )))
+        );
+        assert_eq!(
+            TicketFilter::parse_text("channel != \"\"").unwrap(),
+            Some(Expr::Cond(TicketPredicate::Channel(Op::Ne, None)))
+        );
+        assert!(TicketFilter::parse_text("channel > CHAT").is_err());
     }
 
     #[test]

@@ -144,6 +144,7 @@ pub(crate) fn ticket_matches(predicate: &TicketPredicate, event: &NewEvent) -> b
         }
         TicketPredicate::Number(op, n) => compare(*op, event.ticket_number, *n),
         // Rejected when binding a watch filter.
+        TicketPredicate::Channel(op, channel) => optional_equals(*op, t.channel, *channel),
         TicketPredicate::CreatedAt(..)
         | TicketPredicate::UpdatedAt(..)
         | TicketPredicate::SlaBreached(_)

@@ -453,15 +453,16 @@ fn predicate_holds(predicate: &TicketPredicate, t: &Ticket, now: DateTime<Utc>) 
         P::Contact(op, id) => equals(*op, t.contact.id, *id),
         P::Tag(op, tag) => equals(*op, t.tags.contains(tag), true),
         P::Number(op, n) => compare(*op, t.number, *n),
-        P::CreatedAt(op, at) => compare(*op, t.created_at, *at),
-        P::UpdatedAt(op, at) => compare(*op, t.updated_at, *at),
+        P::CreatedAt(op, at) => compare(*op, t.created_at, at.at(now)),
+        P::UpdatedAt(op, at) => compare(*op, t.updated_at, at.at(now)),
+        P::Channel(op, channel) => equals(*op, t.channel, *channel),
         P::SlaBreached(wanted) => {
             let breached = t.sla_clocks.iter().any(|c| c.breached)
                 || running().any(|c| c.due_at.is_some_and(|due| due <= now));
             breached == *wanted
         }
         P::SlaDueAt(op, at) => {
-            running().any(|c| c.due_at.is_some_and(|due| compare(*op, due, *at)))
+            running().any(|c| c.due_at.is_some_and(|due| compare(*op, due, at.at(now))))
         }
     }
 }
@@ -476,6 +477,8 @@ pub fn snapshot_passes(filter: &TicketFilter, event: &NewEvent) -> Option<bool> 
             | P::UpdatedAt(..)
             | P::SlaBreached(_)
             | P::SlaDueAt(..)
+            // An event's channel is its message's, not always the ticket's.
+            | P::Channel(..)
             | P::Assignee(_, AssigneeRef::Me),
         ) => return None,
         Expr::Cond(p) => super::watch::ticket_matches(p, event),

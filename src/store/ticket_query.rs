@@ -124,11 +124,25 @@ impl Builder {
             }
             TicketPredicate::Number(op, n) => self.compare("t.number", *op, Param::Int(*n)),
             TicketPredicate::CreatedAt(op, at) => {
-                self.compare("t.created_at", *op, Param::Time(*at))
+                self.compare("t.created_at", *op, Param::Time(at.at(self.now)))
             }
             TicketPredicate::UpdatedAt(op, at) => {
-                self.compare("t.updated_at", *op, Param::Time(*at))
+                self.compare("t.updated_at", *op, Param::Time(at.at(self.now)))
             }
+            TicketPredicate::Channel(op, channel) => match channel {
+                Some(c) => {
+                    let placeholder = self.param(Param::Text(c.as_str().into()));
+                    // "Not on chat" includes tickets with no conversation.
+                    let sql = if *op == Op::Ne {
+                        format!("(t.channel IS NULL OR t.channel <> {placeholder})")
+                    } else {
+                        format!("t.channel = {placeholder}")
+                    };
+                    self.sql.push_str(&sql);
+                }
+                None if *op == Op::Ne => self.sql.push_str("t.channel IS NOT NULL"),
+                None => self.sql.push_str("t.channel IS NULL"),
+            },
             TicketPredicate::SlaBreached(breached) => {
                 let now = self.param(Param::Time(self.now));
                 let not = if *breached { "" } else { "NOT " };
@@ -138,7 +152,7 @@ impl Builder {
                 ));
             }
             TicketPredicate::SlaDueAt(op, at) => {
-                let at = self.param(Param::Time(*at));
+                let at = self.param(Param::Time(at.at(self.now)));
                 self.sql.push_str(&format!(
                     "EXISTS ({RUNNING_CLOCK} AND c.due_at {} {at})",
                     op.as_sql()

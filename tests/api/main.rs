@@ -220,6 +220,7 @@ harness::conformance! {
         saved_views_list_count_and_show_their_columns,
         agents_keep_personal_views_and_admins_shared_ones,
         views_and_read_masks_are_checked,
+        filters_take_times_relative_to_now_and_the_channel,
     ],
     watch: [
         a_watch_replays_from_its_cursor_then_goes_live,

@@ -4,7 +4,9 @@
 use ticketd::grpc::pb;
 use tonic::Code;
 
-use crate::harness::{Backend, TestApp, create, new_ticket, spawn_app, violated_fields};
+use crate::harness::{
+    Backend, TestApp, create, new_ticket, spawn_app, spawn_app_with_manual_clock, violated_fields,
+};
 use crate::routing::{AgentSpec, agent};
 
 fn view(name: &str, filter: &str, order_by: &str, columns: &[&str]) -> pb::View {
@@ -364,4 +366,64 @@ pub async fn views_and_read_masks_are_checked(backend: Backend) {
         .await
         .unwrap_err();
     assert_eq!(denied.code(), Code::PermissionDenied);
+}
+
+pub async fn filters_take_times_relative_to_now_and_the_channel(backend: Backend) {
+    let app = spawn_app_with_manual_clock(backend).await;
+    let mut tickets = app.tickets();
+    let old = create(&mut tickets, new_ticket("Last week")).await;
+    app.clock.advance(chrono::Duration::days(8));
+    let (chat, _) = crate::bridge::escalate(
+        &mut app.escalation(),
+        crate::bridge::escalation("conv-recent", 1),
+    )
+    .await;
+    let ids = |filter: &str| {
+        let mut client = app.tickets();
+        let filter = filter.to_owned();
+        async move {
+            client
+                .list_tickets(pb::ListTicketsRequest {
+                    filter,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .tickets
+                .into_iter()
+                .map(|t| t.id)
+                .collect::<Vec<_>>()
+        }
+    };
+    assert_eq!(ids("created_at > \"now-7d\"").await, vec![chat.id.clone()]);
+    assert_eq!(ids("created_at < \"now - 1w\"").await, vec![old.id.clone()]);
+    assert_eq!(ids("channel = CHAT").await, vec![chat.id.clone()]);
+    assert_eq!(ids("channel = \"\"").await, vec![old.id.clone()]);
+    // A saved view of "the last week" moves with the clock.
+    let recent = save(
+        &app,
+        &app.admin_secret,
+        view("This week", "created_at > \"now-7d\"", "", &[]),
+    )
+    .await
+    .unwrap();
+    let count = |app: &TestApp| {
+        let mut client = app.tickets();
+        let id = recent.id.clone();
+        async move {
+            client
+                .count_tickets(pb::CountTicketsRequest {
+                    view_id: id,
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .count
+        }
+    };
+    assert_eq!(count(&app).await, 1);
+    app.clock.advance(chrono::Duration::days(8));
+    assert_eq!(count(&app).await, 0);
 }

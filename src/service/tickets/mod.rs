@@ -36,7 +36,7 @@ use crate::domain::event::{
     Actor, AttachmentMeta, DeliveryView, Event, EventKind, EventPayload, FieldChange, NewEvent,
     TicketSnapshot, Visibility,
 };
-use crate::domain::filter::{AssigneeRef, Expr, Op, TicketFilter, TicketPredicate};
+use crate::domain::filter::{AssigneeRef, Expr, Moment, Op, TicketFilter, TicketPredicate};
 use crate::domain::ticket::{
     self, Channel, Contact, ContactInput, MAX_DESCRIPTION_CHARS, MAX_SUBJECT_CHARS, Priority,
     Status, Ticket, TicketType,
@@ -120,7 +120,7 @@ impl TicketView {
             TicketView::Unassigned => Expr::And(vec![assignee(AssigneeRef::Nobody), active]),
             TicketView::AllOpen => active,
             TicketView::Overdue => Expr::And(vec![
-                Expr::Cond(TicketPredicate::SlaDueAt(Op::Le, now)),
+                Expr::Cond(TicketPredicate::SlaDueAt(Op::Le, Moment::At(now))),
                 active,
             ]),
         }
