@@ -152,7 +152,9 @@ fn tokenize(input: &str) -> Result<Vec<(usize, Token)>, FilterError> {
                 chars.next();
                 Token::RParen
             }
-            '=' => {
+            // `:` is AIP-160's "has": `tags:billing` holds the tag; on a single value it
+            // is equality.
+            '=' | ':' => {
                 chars.next();
                 Token::Op(Op::Eq)
             }
@@ -368,6 +370,31 @@ pub enum TicketPredicate {
     SlaDueAt(Op, Moment),
     /// The channel of the conversation the ticket came from; `None` for none.
     Channel(Op, Option<Channel>),
+    /// A custom field's value (`!=` includes tickets without the field).
+    CustomField(Op, String, String),
+    /// A contact's detail, compared without letter case.
+    ContactField(Op, ContactField, String),
+    ContactVip(bool),
+}
+
+/// The contact details a filter may name (`contact.email` …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContactField {
+    Email,
+    Phone,
+    Name,
+    ExternalId,
+}
+
+impl ContactField {
+    pub fn column(self) -> &'static str {
+        match self {
+            ContactField::Email => "c.email",
+            ContactField::Phone => "c.phone",
+            ContactField::Name => "c.name",
+            ContactField::ExternalId => "c.external_id",
+        }
+    }
 }
 
 /// A time in a filter: a fixed instant, or one relative to the moment the filter is used
@@ -436,6 +463,13 @@ pub const TICKET_FIELDS: &[&str] = &[
     "sla_breached",
     "sla_due_at",
     "channel",
+    "tags",
+    "custom_fields.<key>",
+    "contact.email",
+    "contact.phone",
+    "contact.name",
+    "contact.external_id",
+    "contact.vip",
 ];
 
 pub type TicketFilter = Expr<TicketPredicate>;
@@ -508,7 +542,7 @@ pub fn bind_ticket_comparison(c: &Comparison) -> Result<TicketPredicate, FilterE
                 uuid_value(at, field, &text)?,
             ))
         }
-        "tag" => {
+        "tag" | "tags" => {
             only_equality("tag")?;
             Ok(TicketPredicate::Tag(c.op, text.trim().to_lowercase()))
         }
@@ -553,6 +587,41 @@ pub fn bind_ticket_comparison(c: &Comparison) -> Result<TicketPredicate, FilterE
             } else {
                 TicketPredicate::UpdatedAt(c.op, instant)
             })
+        }
+        "contact.vip" => {
+            let value = match text.to_ascii_lowercase().as_str() {
+                "true" => true,
+                "false" => false,
+                _ => return error(at, "contact.vip must be compared with true or false"),
+            };
+            match c.op {
+                Op::Eq => Ok(TicketPredicate::ContactVip(value)),
+                Op::Ne => Ok(TicketPredicate::ContactVip(!value)),
+                _ => error(at, "contact.vip supports only = and !="),
+            }
+        }
+        "contact.email" | "contact.phone" | "contact.name" | "contact.external_id" => {
+            only_equality(field)?;
+            let which = match field {
+                "contact.email" => ContactField::Email,
+                "contact.phone" => ContactField::Phone,
+                "contact.name" => ContactField::Name,
+                _ => ContactField::ExternalId,
+            };
+            Ok(TicketPredicate::ContactField(c.op, which, text))
+        }
+        _ if field.starts_with("custom_fields.") => {
+            only_equality("a custom field")?;
+            let key = &field["custom_fields.".len()..];
+            let valid = !key.is_empty()
+                && key.len() <= super::ticket::MAX_CUSTOM_FIELD_KEY_CHARS
+                && key
+                    .chars()
+                    .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-' || ch == '.');
+            if !valid {
+                return error(at, format!("'{key}' is not a custom field key"));
+            }
+            Ok(TicketPredicate::CustomField(c.op, key.to_owned(), text))
         }
         "channel" => {
             only_equality("channel")?;
@@ -745,6 +814,40 @@ mod tests {
             Some(Expr::Cond(TicketPredicate::Channel(Op::Ne, None)))
         );
         assert!(TicketFilter::parse_text("channel > CHAT").is_err());
+    }
+
+    #[test]
+    fn custom_and_contact_fields_and_has() {
+        assert_eq!(
+            TicketFilter::parse_text("custom_fields.plan = \"pro\" AND tags:billing").unwrap(),
+            Some(Expr::And(vec![
+                Expr::Cond(TicketPredicate::CustomField(
+                    Op::Eq,
+                    "plan".into(),
+                    "pro".into()
+                )),
+                Expr::Cond(TicketPredicate::Tag(Op::Eq, "billing".into())),
+            ]))
+        );
+        assert_eq!(
+            TicketFilter::parse_text("contact.vip = true AND contact.email != \"a@b.c\"").unwrap(),
+            Some(Expr::And(vec![
+                Expr::Cond(TicketPredicate::ContactVip(true)),
+                Expr::Cond(TicketPredicate::ContactField(
+                    Op::Ne,
+                    ContactField::Email,
+                    "a@b.c".into()
+                )),
+            ]))
+        );
+        for bad in [
+            "custom_fields. = x",
+            "custom_fields.a b = x",
+            "contact.vip = maybe",
+            "contact.age = 3",
+        ] {
+            assert!(TicketFilter::parse_text(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

@@ -95,6 +95,13 @@ fn bind(c: Comparison) -> Result<WatchPredicate, FilterError> {
             c.position,
             format!("{} cannot be used in a watch filter", c.field),
         ),
+        _ if c.field.starts_with("custom_fields.") || c.field.starts_with("contact.") => error(
+            c.position,
+            format!(
+                "{} is not in watch filters (events carry no custom fields or contact details)",
+                c.field
+            ),
+        ),
         _ => Ok(WatchPredicate::Ticket(bind_ticket_comparison(&c)?)),
     }
 }
@@ -146,6 +153,9 @@ pub(crate) fn ticket_matches(predicate: &TicketPredicate, event: &NewEvent) -> b
         // Rejected when binding a watch filter.
         TicketPredicate::Channel(op, channel) => optional_equals(*op, t.channel, *channel),
         TicketPredicate::CreatedAt(..)
+        | TicketPredicate::CustomField(..)
+        | TicketPredicate::ContactField(..)
+        | TicketPredicate::ContactVip(_)
         | TicketPredicate::UpdatedAt(..)
         | TicketPredicate::SlaBreached(_)
         | TicketPredicate::SlaDueAt(..) => false,

@@ -9,7 +9,7 @@ use uuid::Uuid;
 
 use super::calendar::BusinessCalendar;
 use super::event::{ActorKind, EventKind, EventPayload, NewEvent};
-use super::filter::{AssigneeRef, Expr, Op, TicketFilter, TicketPredicate};
+use super::filter::{AssigneeRef, ContactField, Expr, Op, TicketFilter, TicketPredicate};
 use super::ticket::{self, Priority, Status, Ticket, text_enum};
 use super::validation::Violations;
 
@@ -456,6 +456,21 @@ fn predicate_holds(predicate: &TicketPredicate, t: &Ticket, now: DateTime<Utc>) 
         P::CreatedAt(op, at) => compare(*op, t.created_at, at.at(now)),
         P::UpdatedAt(op, at) => compare(*op, t.updated_at, at.at(now)),
         P::Channel(op, channel) => equals(*op, t.channel, *channel),
+        P::CustomField(op, key, value) => equals(
+            *op,
+            t.custom_fields.get(key).map(String::as_str),
+            Some(value.as_str()),
+        ),
+        P::ContactField(op, which, value) => {
+            let actual = match which {
+                ContactField::Email => &t.contact.email,
+                ContactField::Phone => &t.contact.phone,
+                ContactField::Name => &t.contact.name,
+                ContactField::ExternalId => &t.contact.external_id,
+            };
+            equals(*op, actual.to_lowercase(), value.to_lowercase())
+        }
+        P::ContactVip(vip) => t.contact.vip == *vip,
         P::SlaBreached(wanted) => {
             let breached = t.sla_clocks.iter().any(|c| c.breached)
                 || running().any(|c| c.due_at.is_some_and(|due| due <= now));
@@ -479,6 +494,9 @@ pub fn snapshot_passes(filter: &TicketFilter, event: &NewEvent) -> Option<bool> 
             | P::SlaDueAt(..)
             // An event's channel is its message's, not always the ticket's.
             | P::Channel(..)
+            | P::CustomField(..)
+            | P::ContactField(..)
+            | P::ContactVip(_)
             | P::Assignee(_, AssigneeRef::Me),
         ) => return None,
         Expr::Cond(p) => super::watch::ticket_matches(p, event),

@@ -18,6 +18,16 @@ impl Dialect {
         }
     }
 
+    /// The text of `key` (a placeholder) in the JSON object `column`, NULL when absent.
+    /// Keys are checked to be letters, digits, `_`, `-` and `.`, so SQLite's quoted path
+    /// needs no escaping.
+    pub fn json_text(self, column: &str, key: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("({column} ->> {key})"),
+            Dialect::Sqlite => format!("json_extract({column}, '$.\"' || {key} || '\"')"),
+        }
+    }
+
     /// The expression for a new event's log position, given the placeholder of its index
     /// within the transaction.
     ///

@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::database::Value;
+use super::dialect::Dialect;
 use super::tickets::SELECT_TICKETS;
 use super::{SortField, SortValue, TicketQuery};
 use crate::domain::filter::{AssigneeRef, Expr, Op, TicketPredicate};
@@ -32,8 +33,9 @@ impl From<Param> for Value<'static> {
 struct Builder {
     sql: String,
     params: Vec<Param>,
-    /// The moment "overdue" is judged at.
+    /// The moment "overdue" and relative times are judged at.
     now: DateTime<Utc>,
+    dialect: Dialect,
 }
 
 /// A running clock of the ticket `t`.
@@ -129,6 +131,26 @@ impl Builder {
             TicketPredicate::UpdatedAt(op, at) => {
                 self.compare("t.updated_at", *op, Param::Time(at.at(self.now)))
             }
+            TicketPredicate::CustomField(op, key, value) => {
+                let key = self.param(Param::Text(key.clone()));
+                let field = self.dialect.json_text("t.custom_fields", &key);
+                let value = self.param(Param::Text(value.clone()));
+                let sql = if *op == Op::Ne {
+                    format!("({field} IS NULL OR {field} <> {value})")
+                } else {
+                    format!("{field} = {value}")
+                };
+                self.sql.push_str(&sql);
+            }
+            TicketPredicate::ContactField(op, which, value) => {
+                let value = self.param(Param::Text(value.to_lowercase()));
+                let not = if *op == Op::Ne { "NOT " } else { "" };
+                self.sql
+                    .push_str(&format!("{not}(LOWER({}) = {value})", which.column()));
+            }
+            TicketPredicate::ContactVip(vip) => {
+                self.sql.push_str(if *vip { "c.vip" } else { "NOT c.vip" });
+            }
             TicketPredicate::Channel(op, channel) => match channel {
                 Some(c) => {
                     let placeholder = self.param(Param::Text(c.as_str().into()));
@@ -173,11 +195,12 @@ fn sort_column(field: SortField) -> &'static str {
 
 /// Builds the SELECT for one page. Rows are ordered by the sort column, then by number,
 /// which is unique, so the keyset `(value, number)` identifies a position exactly.
-pub(super) fn render(query: &TicketQuery) -> (String, Vec<Param>) {
+pub(super) fn render(query: &TicketQuery, dialect: Dialect) -> (String, Vec<Param>) {
     let mut b = Builder {
         sql: format!("{SELECT_TICKETS} WHERE 1 = 1"),
         params: Vec::new(),
         now: query.now,
+        dialect,
     };
     conditions(&mut b, query);
     let column = sort_column(query.sort);
@@ -215,12 +238,13 @@ pub(super) fn render(query: &TicketQuery) -> (String, Vec<Param>) {
 
 /// Builds a count of the tickets a query's filter and scope select (its order, position
 /// and limit aside).
-pub(super) fn render_count(query: &TicketQuery) -> (String, Vec<Param>) {
+pub(super) fn render_count(query: &TicketQuery, dialect: Dialect) -> (String, Vec<Param>) {
     let mut b = Builder {
         sql: "SELECT COUNT(*) FROM tickets t JOIN contacts c ON c.id = t.contact_id WHERE 1 = 1"
             .to_owned(),
         params: Vec::new(),
         now: query.now,
+        dialect,
     };
     conditions(&mut b, query);
     (b.sql, b.params)
@@ -266,7 +290,10 @@ mod tests {
 
     #[test]
     fn user_values_become_parameters_never_sql() {
-        let (sql, params) = render(&query(r#"tag = "x' OR 1=1 --" AND status = OPEN"#));
+        let (sql, params) = render(
+            &query(r#"tag = "x' OR 1=1 --" AND status = OPEN"#),
+            Dialect::Postgres,
+        );
         assert!(!sql.contains("1=1"), "{sql}");
         assert_eq!(
             params,
@@ -281,7 +308,10 @@ mod tests {
     #[test]
     fn not_assigned_to_someone_includes_unassigned_tickets() {
         let id = Uuid::nil();
-        let (sql, _) = render(&query(&format!(r#"assignee_id != "{id}""#)));
+        let (sql, _) = render(
+            &query(&format!(r#"assignee_id != "{id}""#)),
+            Dialect::Postgres,
+        );
         assert!(
             sql.contains("(t.assignee_id IS NULL OR t.assignee_id <> $1)"),
             "{sql}"
@@ -292,7 +322,7 @@ mod tests {
     fn a_source_scope_is_a_parameterised_conversation_check() {
         let mut q = query("");
         q.sources = vec!["helpbot".into(), "x') OR (1=1".into()];
-        let (sql, params) = render(&q);
+        let (sql, params) = render(&q, Dialect::Postgres);
         assert!(sql.contains("cv.source IN ($1, $2)"), "{sql}");
         assert_eq!(
             params[..2],
@@ -311,7 +341,7 @@ mod tests {
             number: 42,
         });
         q.sort = SortField::Priority;
-        let (sql, params) = render(&q);
+        let (sql, params) = render(&q, Dialect::Postgres);
         assert!(
             sql.contains("(t.priority_rank, t.number) < ($1, $2)"),
             "{sql}"

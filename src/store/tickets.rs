@@ -313,7 +313,7 @@ impl TicketStore for SqlStore {
 
     #[tracing::instrument(skip_all)]
     async fn count_tickets(&self, query: &TicketQuery) -> StoreResult<i64> {
-        let (sql, params) = super::ticket_query::render_count(query);
+        let (sql, params) = super::ticket_query::render_count(query, self.pools.dialect());
         let (count,): (i64,) = params
             .into_iter()
             .fold(Statement::owned(sql), Statement::bind)
@@ -323,7 +323,7 @@ impl TicketStore for SqlStore {
     }
 
     async fn list_tickets(&self, query: &TicketQuery) -> StoreResult<Vec<Ticket>> {
-        let (sql, params) = super::ticket_query::render(query);
+        let (sql, params) = super::ticket_query::render(query, self.pools.dialect());
         let q = params
             .into_iter()
             .fold(Statement::owned(sql), Statement::bind);

@@ -221,6 +221,7 @@ harness::conformance! {
         agents_keep_personal_views_and_admins_shared_ones,
         views_and_read_masks_are_checked,
         filters_take_times_relative_to_now_and_the_channel,
+        filters_read_custom_fields_contact_details_and_has,
     ],
     watch: [
         a_watch_replays_from_its_cursor_then_goes_live,

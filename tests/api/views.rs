@@ -427,3 +427,81 @@ pub async fn filters_take_times_relative_to_now_and_the_channel(backend: Backend
     app.clock.advance(chrono::Duration::days(8));
     assert_eq!(count(&app).await, 0);
 }
+
+pub async fn filters_read_custom_fields_contact_details_and_has(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut tickets = app.tickets();
+    let pro = create(
+        &mut tickets,
+        pb::CreateTicketRequest {
+            custom_fields: [("plan".to_string(), "pro".to_string())].into(),
+            tags: vec!["billing".into()],
+            contact: Some(pb::Contact {
+                external_id: "crm-vip".into(),
+                email: "Vip@Example.com".into(),
+                vip: Some(true),
+                ..Default::default()
+            }),
+            ..new_ticket("Pro customer")
+        },
+    )
+    .await;
+    let free = create(
+        &mut tickets,
+        pb::CreateTicketRequest {
+            custom_fields: [("plan".to_string(), "free".to_string())].into(),
+            ..new_ticket("Free customer")
+        },
+    )
+    .await;
+    let none = create(&mut tickets, new_ticket("No plan")).await;
+    let ids = |filter: &str| {
+        let mut client = app.tickets();
+        let filter = filter.to_owned();
+        async move {
+            let mut ids: Vec<String> = client
+                .list_tickets(pb::ListTicketsRequest {
+                    filter,
+                    order_by: "number".into(),
+                    ..Default::default()
+                })
+                .await
+                .unwrap()
+                .into_inner()
+                .tickets
+                .into_iter()
+                .map(|t| t.id)
+                .collect();
+            ids.sort();
+            ids
+        }
+    };
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    assert_eq!(
+        ids("custom_fields.plan = \"pro\"").await,
+        vec![pro.id.clone()]
+    );
+    assert_eq!(
+        ids("custom_fields.plan != \"pro\"").await,
+        sorted(vec![free.id.clone(), none.id.clone()]),
+        "not pro includes tickets without a plan"
+    );
+    assert_eq!(
+        ids("contact.email = \"vip@example.COM\"").await,
+        vec![pro.id.clone()]
+    );
+    assert_eq!(ids("contact.vip = true").await, vec![pro.id.clone()]);
+    assert_eq!(ids("tags:billing").await, vec![pro.id.clone()]);
+    let unknown = app
+        .tickets()
+        .list_tickets(pb::ListTicketsRequest {
+            filter: "contact.shoe_size = 9".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(violated_fields(&unknown), vec!["filter".to_string()]);
+}
