@@ -375,6 +375,10 @@ pub enum TicketPredicate {
     /// A contact's detail, compared without letter case.
     ContactField(Op, ContactField, String),
     ContactVip(bool),
+    /// The bot or platform of the conversation the ticket answers; `None` for none.
+    Source(Op, Option<String>),
+    /// A person answered in public (`true`), or nobody has yet (`false`).
+    HasReply(bool),
 }
 
 /// The contact details a filter may name (`contact.email` …).
@@ -470,6 +474,8 @@ pub const TICKET_FIELDS: &[&str] = &[
     "contact.name",
     "contact.external_id",
     "contact.vip",
+    "source",
+    "has_reply",
 ];
 
 pub type TicketFilter = Expr<TicketPredicate>;
@@ -587,6 +593,23 @@ pub fn bind_ticket_comparison(c: &Comparison) -> Result<TicketPredicate, FilterE
             } else {
                 TicketPredicate::UpdatedAt(c.op, instant)
             })
+        }
+        "source" => {
+            only_equality("source")?;
+            let source = (!text.is_empty()).then(|| text.clone());
+            Ok(TicketPredicate::Source(c.op, source))
+        }
+        "has_reply" => {
+            let value = match text.to_ascii_lowercase().as_str() {
+                "true" => true,
+                "false" => false,
+                _ => return error(at, "has_reply must be compared with true or false"),
+            };
+            match c.op {
+                Op::Eq => Ok(TicketPredicate::HasReply(value)),
+                Op::Ne => Ok(TicketPredicate::HasReply(!value)),
+                _ => error(at, "has_reply supports only = and !="),
+            }
         }
         "contact.vip" => {
             let value = match text.to_ascii_lowercase().as_str() {

@@ -95,6 +95,7 @@ fn bind(c: Comparison) -> Result<WatchPredicate, FilterError> {
             c.position,
             format!("{} cannot be used in a watch filter", c.field),
         ),
+        "has_reply" => error(c.position, "has_reply is not in watch filters"),
         _ if c.field.starts_with("custom_fields.") || c.field.starts_with("contact.") => error(
             c.position,
             format!(
@@ -152,10 +153,16 @@ pub(crate) fn ticket_matches(predicate: &TicketPredicate, event: &NewEvent) -> b
         TicketPredicate::Number(op, n) => compare(*op, event.ticket_number, *n),
         // Rejected when binding a watch filter.
         TicketPredicate::Channel(op, channel) => optional_equals(*op, t.channel, *channel),
+        TicketPredicate::Source(op, source) => optional_equals(
+            *op,
+            t.conversation.as_ref().map(|c| c.source.as_str()),
+            source.as_deref(),
+        ),
         TicketPredicate::CreatedAt(..)
         | TicketPredicate::CustomField(..)
         | TicketPredicate::ContactField(..)
         | TicketPredicate::ContactVip(_)
+        | TicketPredicate::HasReply(_)
         | TicketPredicate::UpdatedAt(..)
         | TicketPredicate::SlaBreached(_)
         | TicketPredicate::SlaDueAt(..) => false,

@@ -221,6 +221,11 @@ pub fn check(
             "workflow.condition",
             "assignee_id = \"me\" means nothing to a workflow; name the agent's id",
         ),
+        Ok(Some(filter)) if names_has_reply(&filter) => v.add(
+            "workflow.condition",
+            "has_reply is not for workflow conditions: trigger on AGENT_REPLY, or time a \
+             NO_AGENT_REPLY timer",
+        ),
         Ok(_) => {}
         Err(e) => v.add("workflow.condition", e.to_string()),
     }
@@ -301,6 +306,16 @@ fn check_action(field: &str, action: &Action, v: &mut Violations) -> Action {
             action.clone()
         }
         _ => action.clone(),
+    }
+}
+
+/// Whether a condition names what a workflow cannot read off a ticket.
+fn names_has_reply(filter: &TicketFilter) -> bool {
+    match filter {
+        Expr::Cond(TicketPredicate::HasReply(_)) => true,
+        Expr::Cond(_) => false,
+        Expr::And(items) | Expr::Or(items) => items.iter().any(names_has_reply),
+        Expr::Not(inner) => names_has_reply(inner),
     }
 }
 
@@ -471,6 +486,13 @@ fn predicate_holds(predicate: &TicketPredicate, t: &Ticket, now: DateTime<Utc>) 
             equals(*op, actual.to_lowercase(), value.to_lowercase())
         }
         P::ContactVip(vip) => t.contact.vip == *vip,
+        P::Source(op, source) => equals(
+            *op,
+            t.conversation.as_ref().map(|c| c.source.as_str()),
+            source.as_deref(),
+        ),
+        // Refused in workflow conditions when saved (see `check`).
+        P::HasReply(_) => false,
         P::SlaBreached(wanted) => {
             let breached = t.sla_clocks.iter().any(|c| c.breached)
                 || running().any(|c| c.due_at.is_some_and(|due| due <= now));
@@ -497,6 +519,8 @@ pub fn snapshot_passes(filter: &TicketFilter, event: &NewEvent) -> Option<bool> 
             | P::CustomField(..)
             | P::ContactField(..)
             | P::ContactVip(_)
+            | P::Source(..)
+            | P::HasReply(_)
             | P::Assignee(_, AssigneeRef::Me),
         ) => return None,
         Expr::Cond(p) => super::watch::ticket_matches(p, event),

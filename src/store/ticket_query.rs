@@ -148,6 +148,30 @@ impl Builder {
                 self.sql
                     .push_str(&format!("{not}(LOWER({}) = {value})", which.column()));
             }
+            TicketPredicate::Source(op, source) => match source {
+                Some(source) => {
+                    let placeholder = self.param(Param::Text(source.clone()));
+                    let sql = if *op == Op::Ne {
+                        format!(
+                            "(t.conversation_source IS NULL OR t.conversation_source <> {placeholder})"
+                        )
+                    } else {
+                        format!("t.conversation_source = {placeholder}")
+                    };
+                    self.sql.push_str(&sql);
+                }
+                None if *op == Op::Ne => self.sql.push_str("t.conversation_source IS NOT NULL"),
+                None => self.sql.push_str("t.conversation_source IS NULL"),
+            },
+            TicketPredicate::HasReply(replied) => {
+                // A person's public reply: automatic ones (workflows, auto-responses) do
+                // not count, as for SLA clocks.
+                let not = if *replied { "" } else { "NOT " };
+                self.sql.push_str(&format!(
+                    "{not}EXISTS (SELECT 1 FROM ticket_events e WHERE e.ticket_id = t.id \
+                     AND e.event_type = 'reply_added' AND e.actor_kind NOT IN ('workflow', 'system'))"
+                ));
+            }
             TicketPredicate::ContactVip(vip) => {
                 self.sql.push_str(if *vip { "c.vip" } else { "NOT c.vip" });
             }

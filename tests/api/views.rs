@@ -400,6 +400,19 @@ pub async fn filters_take_times_relative_to_now_and_the_channel(backend: Backend
     assert_eq!(ids("created_at < \"now - 1w\"").await, vec![old.id.clone()]);
     assert_eq!(ids("channel = CHAT").await, vec![chat.id.clone()]);
     assert_eq!(ids("channel = \"\"").await, vec![old.id.clone()]);
+    assert_eq!(ids("source = \"helpbot\"").await, vec![chat.id.clone()]);
+    assert_eq!(ids("source = \"\"").await, vec![old.id.clone()]);
+    assert!(ids("has_reply = true").await.is_empty());
+    app.tickets()
+        .add_reply(pb::AddReplyRequest {
+            ticket_id: chat.id.clone(),
+            body: "On it".into(),
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(ids("has_reply = true").await, vec![chat.id.clone()]);
+    assert_eq!(ids("has_reply = false").await, vec![old.id.clone()]);
     // A saved view of "the last week" moves with the clock.
     let recent = save(
         &app,

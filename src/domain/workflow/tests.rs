@@ -290,3 +290,28 @@ fn conditions_on_what_an_event_carries_are_read_off_the_event() {
     );
     assert_eq!(on_event("sla_breached = true"), None);
 }
+
+#[test]
+fn has_reply_is_refused_in_conditions() {
+    let mut v = Violations::new();
+    check(
+        "x",
+        Some(&Trigger::Event {
+            event: WorkflowEvent::TicketCreated,
+            from: String::new(),
+            to: String::new(),
+        }),
+        "has_reply = false",
+        &[Action::AddTags {
+            tags: vec!["a".into()],
+        }],
+        &mut v,
+    );
+    let fields: Vec<String> = v
+        .finish()
+        .unwrap_err()
+        .into_iter()
+        .map(|f| f.field)
+        .collect();
+    assert_eq!(fields, vec!["workflow.condition".to_string()]);
+}
