@@ -30,6 +30,7 @@ text_enum!(
         SlaBreached = "sla_breached",
         Notification = "notification",
         WorkflowApplied = "workflow_applied",
+        SatisfactionRated = "satisfaction_rated",
     }
 );
 
@@ -221,6 +222,11 @@ pub enum EventPayload {
         /// Why the workflow did not run its actions, when it did not.
         #[serde(default, skip_serializing_if = "String::is_empty")]
         stopped: String,
+    },
+    /// The customer rated the ticket (again, within the window, replacing the rating).
+    SatisfactionRated {
+        score: i32,
+        comment: String,
     },
     /// A gateway reported the outcome of delivering an outbound message.
     DeliveryReceipt {

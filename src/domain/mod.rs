@@ -16,6 +16,7 @@ pub mod inbound_email;
 pub mod notification;
 pub mod routing;
 pub mod sla;
+pub mod survey;
 pub mod template;
 pub mod ticket;
 pub mod validation;

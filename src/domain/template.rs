@@ -50,6 +50,7 @@ pub const VARIABLES: &[(&str, &[&str])] = &[
             "created_at",
             "first_response_due",
             "resolution_due",
+            "survey_token",
         ],
     ),
     ("contact", &["name", "email", "phone", "external_id"]),
@@ -84,6 +85,9 @@ pub struct TicketVars {
     /// RFC 3339, or empty when no clock runs.
     pub first_response_due: String,
     pub resolution_due: String,
+    /// For a resolved or closed ticket, the token its customer rates it with
+    /// (`RecordSatisfaction`); empty otherwise.
+    pub survey_token: String,
 }
 
 #[derive(Debug, Clone, Default, Serialize)]
@@ -246,6 +250,7 @@ fn sample() -> TemplateContext {
             created_at: text("2026-11-30T09:00:00Z"),
             first_response_due: text("2026-11-30T13:00:00Z"),
             resolution_due: text("2026-12-02T09:00:00Z"),
+            survey_token: text("AZrSuwrYc7S4hYK1XtN1_wAAAABp8BJQ0n7nS3u5ZJmVGJ2sQFuJvA"),
         },
         contact: ContactVars {
             name: text("Ada Lovelace"),

@@ -242,6 +242,8 @@ pub struct Ticket {
     pub vip_handlers_only: bool,
     /// The SLA clocks running, paused or stopped on the ticket.
     pub sla_clocks: Vec<super::sla::Clock>,
+    /// The customer's latest rating.
+    pub satisfaction: Option<Satisfaction>,
     /// Optimistic-concurrency version; the etag is derived from it.
     pub version: i64,
     pub time_spent_seconds: i64,
@@ -276,6 +278,15 @@ impl Ticket {
             + self.required_skills.iter().map(text).sum::<usize>()
             + self.sla_clocks.len() * 128
     }
+}
+
+/// A customer's rating of how their ticket was handled.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Satisfaction {
+    /// 1 (very unhappy) to 5 (very happy).
+    pub score: i32,
+    pub comment: String,
+    pub rated_at: DateTime<Utc>,
 }
 
 /// The etag of a version: its decimal digits, with no quotes to escape in JSON or shells.

@@ -38,6 +38,7 @@ pub const TICKET_COLUMNS: &[&str] = &[
     "tier",
     "required_skills",
     "sla_clocks",
+    "satisfaction",
 ];
 
 /// The predefined views.

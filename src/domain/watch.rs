@@ -95,7 +95,9 @@ fn bind(c: Comparison) -> Result<WatchPredicate, FilterError> {
             c.position,
             format!("{} cannot be used in a watch filter", c.field),
         ),
-        "has_reply" => error(c.position, "has_reply is not in watch filters"),
+        "has_reply" | "satisfaction" => {
+            error(c.position, format!("{} is not in watch filters", c.field))
+        }
         _ if c.field.starts_with("custom_fields.") || c.field.starts_with("contact.") => error(
             c.position,
             format!(
@@ -163,6 +165,7 @@ pub(crate) fn ticket_matches(predicate: &TicketPredicate, event: &NewEvent) -> b
         | TicketPredicate::ContactField(..)
         | TicketPredicate::ContactVip(_)
         | TicketPredicate::HasReply(_)
+        | TicketPredicate::Satisfaction(..)
         | TicketPredicate::UpdatedAt(..)
         | TicketPredicate::SlaBreached(_)
         | TicketPredicate::SlaDueAt(..) => false,

@@ -493,6 +493,11 @@ fn predicate_holds(predicate: &TicketPredicate, t: &Ticket, now: DateTime<Utc>) 
         ),
         // Refused in workflow conditions when saved (see `check`).
         P::HasReply(_) => false,
+        P::Satisfaction(op, score) => compare(
+            *op,
+            t.satisfaction.as_ref().map_or(0, |s| i64::from(s.score)),
+            *score,
+        ),
         P::SlaBreached(wanted) => {
             let breached = t.sla_clocks.iter().any(|c| c.breached)
                 || running().any(|c| c.due_at.is_some_and(|due| due <= now));
@@ -521,6 +526,7 @@ pub fn snapshot_passes(filter: &TicketFilter, event: &NewEvent) -> Option<bool> 
             | P::ContactVip(_)
             | P::Source(..)
             | P::HasReply(_)
+            | P::Satisfaction(..)
             | P::Assignee(_, AssigneeRef::Me),
         ) => return None,
         Expr::Cond(p) => super::watch::ticket_matches(p, event),

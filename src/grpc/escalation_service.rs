@@ -9,6 +9,7 @@ use super::streams::{GrpcStream, to_grpc};
 use crate::domain::conversation::ConversationInput;
 use crate::domain::validation::Violations;
 use crate::service::escalation::{CustomerMessageInput, EscalateInput, MessageTarget};
+use crate::service::satisfaction::RatingInput;
 use crate::service::sla::SlaReadings;
 use crate::service::watch::ConversationFilter;
 use crate::service::{AckInput, ServiceError, Services};
@@ -170,6 +171,34 @@ impl EscalationService for EscalationApi {
             .subscribe(&principal, channel, &r.consumer_group)
             .await?;
         Ok(Response::new(to_grpc(output, leased_to_pb, false, permit)))
+    }
+
+    async fn record_satisfaction(
+        &self,
+        request: Request<pb::RecordSatisfactionRequest>,
+    ) -> Reply<pb::RecordSatisfactionResponse> {
+        let principal = authorize(&request, "RecordSatisfaction", BRIDGE).await?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let ticket_id = convert::optional_uuid("ticket_id", &r.ticket_id, &mut v);
+        v.line("request_id", &r.request_id, false, 128);
+        v.finish().map_err(ServiceError::Invalid)?;
+        let ticket = self
+            .services
+            .satisfaction
+            .record(
+                &principal,
+                RatingInput {
+                    survey_token: r.survey_token,
+                    ticket_id,
+                    score: r.score,
+                    comment: r.comment,
+                },
+            )
+            .await?;
+        Ok(Response::new(pb::RecordSatisfactionResponse {
+            ticket: Some(ticket_to_pb(&self.cals().await?, ticket)),
+        }))
     }
 
     async fn ack_delivery(

@@ -11,6 +11,7 @@ pub mod escalation;
 mod paging;
 pub mod request_ids;
 pub mod routing;
+pub mod satisfaction;
 mod shared_reads;
 pub mod sla;
 mod sla_timer;
@@ -175,6 +176,7 @@ pub struct Services {
     pub watch: WatchService,
     pub routing: RoutingService,
     pub views: views::ViewService,
+    pub satisfaction: satisfaction::SatisfactionService,
     pub sla: SlaService,
     /// What runs workflows: the runner, and the cache and timer hints its tasks share.
     pub workflows: automation::WorkflowCache,
@@ -202,9 +204,10 @@ impl Services {
         let workflows = automation::WorkflowCache::new(store.clone());
         let timers = automation::TimerPlanner::new(workflows.clone(), sla.clone());
         let workflow_hints = timers.hints.clone();
+        let survey = satisfaction::SurveyTokens::new(store.clone());
         let responder = automation::AutoResponder::new(
             store.clone(),
-            sla.clone(),
+            (sla.clone(), survey.clone()),
             clock.clone(),
             settings.auto_responses_per_contact_hour,
         );
@@ -214,6 +217,7 @@ impl Services {
             store.clone(),
             writer.clone(),
             routing.clone(),
+            survey.clone(),
             clock.clone(),
             settings.workflows,
         );
@@ -234,12 +238,13 @@ impl Services {
                 store.clone(),
                 routing.clone(),
                 (workflows.clone(), runner.clone(), responder),
+                survey.clone(),
                 clock.clone(),
             ),
             contacts: contacts::ContactService::new(store.clone(), clock.clone()),
             escalation: EscalationService::new(
                 store.clone(),
-                writer,
+                writer.clone(),
                 routing.clone(),
                 request_ids.clone(),
                 clock.clone(),
@@ -262,6 +267,12 @@ impl Services {
             ),
             routing,
             views: views::ViewService::new(store.clone(), clock.clone()),
+            satisfaction: satisfaction::SatisfactionService::new(
+                store.clone(),
+                writer.clone(),
+                survey,
+                clock.clone(),
+            ),
             sla,
             workflows,
             runner,

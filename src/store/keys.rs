@@ -25,6 +25,10 @@ const HAS_ACTIVE_ADMIN_KEY: &str =
 /// API keys.
 #[async_trait]
 pub trait KeyStore: Send + Sync {
+    /// The secret signing `name`'s tokens; `fresh` becomes it if there is none yet
+    /// (replicas starting together agree on whichever was stored first).
+    async fn signing_key(&self, name: &str, fresh: &[u8]) -> StoreResult<Vec<u8>>;
+
     /// Stores a key; `false` if its secret is stored already.
     async fn insert_api_key(&self, key: &ApiKeyRecord, audit: &AuditEntry) -> StoreResult<bool>;
 
@@ -60,6 +64,25 @@ pub trait KeyStore: Send + Sync {
 
 #[async_trait]
 impl KeyStore for SqlStore {
+    async fn signing_key(&self, name: &str, fresh: &[u8]) -> StoreResult<Vec<u8>> {
+        self.pools
+            .write(
+                Statement::new(
+                    "INSERT INTO signing_keys (name, secret) VALUES ($1, $2) \
+                     ON CONFLICT (name) DO NOTHING",
+                )
+                .bind(name)
+                .bind(fresh),
+            )
+            .await?;
+        let (secret,): (Vec<u8>,) =
+            Statement::new("SELECT secret FROM signing_keys WHERE name = $1")
+                .bind(name)
+                .fetch_one(&self.pools)
+                .await?;
+        Ok(secret)
+    }
+
     async fn insert_api_key(&self, key: &ApiKeyRecord, audit: &AuditEntry) -> StoreResult<bool> {
         let mut tx = self.pools.begin().await?;
         let inserted = insert_key(&mut tx, key).await?;

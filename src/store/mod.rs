@@ -204,6 +204,7 @@ impl TicketDraft {
             required_skills: self.required_skills,
             vip_handlers_only: self.vip_handlers_only,
             sla_clocks,
+            satisfaction: None,
             version: 1,
             time_spent_seconds: 0,
             created_at: self.created_at,

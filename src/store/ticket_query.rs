@@ -172,6 +172,9 @@ impl Builder {
                      AND e.event_type = 'reply_added' AND e.actor_kind NOT IN ('workflow', 'system'))"
                 ));
             }
+            TicketPredicate::Satisfaction(op, score) => {
+                self.compare("COALESCE(t.satisfaction_score, 0)", *op, Param::Int(*score))
+            }
             TicketPredicate::ContactVip(vip) => {
                 self.sql.push_str(if *vip { "c.vip" } else { "NOT c.vip" });
             }

@@ -28,7 +28,8 @@ macro_rules! select_tickets {
          t.version, t.time_spent_seconds, t.created_at, \
          t.updated_at, t.contact_id, c.external_id AS contact_external_id, \
          c.name AS contact_name, c.email AS contact_email, c.phone AS contact_phone, \
-         c.vip AS contact_vip \
+         c.vip AS contact_vip, t.satisfaction_score, t.satisfaction_comment, \
+         t.satisfaction_rated_at \
          FROM tickets t JOIN contacts c ON c.id = t.contact_id"
     };
 }
@@ -432,6 +433,18 @@ pub(super) async fn update_ticket(tx: &mut Tx, update: &TicketUpdate) -> StoreRe
             col("tier", t.tier),
             ("required_skills", Column::Value(json(&t.required_skills)?)),
             col("vip_handlers_only", t.vip_handlers_only),
+            col(
+                "satisfaction_score",
+                t.satisfaction.as_ref().map(|r| r.score),
+            ),
+            col(
+                "satisfaction_comment",
+                t.satisfaction.as_ref().map(|r| r.comment.as_str()),
+            ),
+            col(
+                "satisfaction_rated_at",
+                t.satisfaction.as_ref().map(|r| r.rated_at),
+            ),
             ("version", Column::Sql("version + 1".into())),
         ]
         .into_iter()

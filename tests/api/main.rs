@@ -22,6 +22,7 @@ mod postgres_only;
 mod postgres_restart;
 mod private_cluster;
 mod routing;
+mod satisfaction;
 mod security;
 mod sla;
 mod store;
@@ -215,6 +216,10 @@ harness::conformance! {
         runs_past_the_hourly_cap_of_a_ticket_are_stopped_and_recorded,
         a_dry_run_tells_what_would_happen_and_changes_nothing,
         workflows_are_checked_and_administered,
+    ],
+    satisfaction: [
+        customers_rate_resolved_tickets_with_the_token_they_were_sent,
+        ratings_are_checked,
     ],
     views: [
         saved_views_list_count_and_show_their_columns,

@@ -46,6 +46,8 @@ pub enum TicketPredicate {
     Source(Op, Option<String>),
     /// A person answered in public (`true`), or nobody has yet (`false`).
     HasReply(bool),
+    /// The customer's rating, 1 to 5; 0 for none yet.
+    Satisfaction(Op, i64),
 }
 
 /// The contact details a filter may name (`contact.email` …).
@@ -143,6 +145,7 @@ pub const TICKET_FIELDS: &[&str] = &[
     "contact.vip",
     "source",
     "has_reply",
+    "satisfaction",
 ];
 
 pub type TicketFilter = Expr<TicketPredicate>;
@@ -266,6 +269,12 @@ pub fn bind_ticket_comparison(c: &Comparison) -> Result<TicketPredicate, FilterE
             let source = (!text.is_empty()).then(|| text.clone());
             Ok(TicketPredicate::Source(c.op, source))
         }
+        "satisfaction" => match c.value {
+            Literal::Number(n) if (0..=5).contains(&n) => {
+                Ok(TicketPredicate::Satisfaction(c.op, n))
+            }
+            _ => error(at, "satisfaction must be compared with 0 (not rated) to 5"),
+        },
         "has_reply" => {
             let value = match text.to_ascii_lowercase().as_str() {
                 "true" => true,

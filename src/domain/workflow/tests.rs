@@ -39,6 +39,7 @@ fn ticket() -> Ticket {
         required_skills: Vec::new(),
         vip_handlers_only: false,
         sla_clocks: Vec::new(),
+        satisfaction: None,
         version: 3,
         time_spent_seconds: 0,
         created_at: at(9),

@@ -24,6 +24,7 @@ pub(crate) fn event_type_to_pb(kind: EventKind) -> pb::EventType {
         EventKind::SlaBreached => pb::EventType::SlaBreached,
         EventKind::Notification => pb::EventType::Notification,
         EventKind::WorkflowApplied => pb::EventType::WorkflowApplied,
+        EventKind::SatisfactionRated => pb::EventType::SatisfactionRated,
     }
 }
 
@@ -106,6 +107,9 @@ pub(crate) fn detail_to_pb(
             })
         }
         EventPayload::Note { body } => Detail::Note(pb::Note { body }),
+        EventPayload::SatisfactionRated { score, comment } => {
+            Detail::SatisfactionRated(pb::SatisfactionRated { score, comment })
+        }
         EventPayload::WorkflowApplied {
             workflow_id,
             workflow_name,

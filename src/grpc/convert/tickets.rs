@@ -70,6 +70,7 @@ pub(crate) fn mask_ticket(t: pb::Ticket, paths: &[String]) -> pb::Ticket {
         tier = "tier",
         required_skills = "required_skills",
         sla_clocks = "sla_clocks",
+        satisfaction = "satisfaction",
     );
     out
 }
@@ -116,6 +117,11 @@ pub(crate) fn ticket_fields_to_pb(t: Ticket) -> pb::Ticket {
         tier: t.tier,
         required_skills: t.required_skills,
         sla_clocks: Vec::new(),
+        satisfaction: t.satisfaction.map(|r| pb::Satisfaction {
+            score: r.score,
+            comment: r.comment,
+            rated_at: Some(timestamp(r.rated_at)),
+        }),
     }
 }
 

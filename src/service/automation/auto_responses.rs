@@ -25,6 +25,7 @@ use crate::domain::event::{Actor, ActorKind, EventKind, EventPayload, NewEvent, 
 use crate::domain::ticket::{Channel, Contact, Status, Ticket, TicketKey};
 use crate::domain::validation::Violations;
 use crate::service::cache::{CONFIG_TTL, Cached};
+use crate::service::satisfaction::SurveyTokens;
 use crate::service::sla::SlaService;
 use crate::service::versioned::{Mask, copy_masked, update_versioned};
 use crate::service::{ServiceError, ServiceResult};
@@ -252,6 +253,7 @@ pub struct AutoResponder {
     store: Arc<dyn Store>,
     responses: Arc<Cached<Vec<AutoResponse>>>,
     sla: SlaService,
+    survey: SurveyTokens,
     clock: Clock,
     per_contact_hour: i64,
 }
@@ -267,7 +269,7 @@ struct Call {
 impl AutoResponder {
     pub fn new(
         store: Arc<dyn Store>,
-        sla: SlaService,
+        (sla, survey): (SlaService, SurveyTokens),
         clock: Clock,
         per_contact_hour: i64,
     ) -> Self {
@@ -275,6 +277,7 @@ impl AutoResponder {
             store,
             responses: Arc::new(Cached::new(CONFIG_TTL)),
             sla,
+            survey,
             clock,
             per_contact_hour,
         }
@@ -420,7 +423,7 @@ impl AutoResponder {
             tracing::warn!(auto_response = %response.id, "auto-response template is gone");
             return Ok(None);
         };
-        let context = ticket_context(self.store.as_ref(), &ticket).await?;
+        let context = ticket_context(self.store.as_ref(), &self.survey, &ticket, call.at).await?;
         Ok(Some(pending_reply(&ticket, call, template, context)))
     }
 }

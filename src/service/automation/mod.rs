@@ -30,9 +30,10 @@ use crate::domain::template::{
     self, AssigneeVars, ContactVars, MessageVars, QueueVars, Rendered, Template, TemplateContext,
     TicketVars,
 };
-use crate::domain::ticket::{Channel, Ticket, TicketKey};
+use crate::domain::ticket::{Channel, Status, Ticket, TicketKey};
 use crate::domain::validation::Violations;
 use crate::domain::workflow::Workflow;
+use crate::service::satisfaction::SurveyTokens;
 use crate::store::{Store, StoreResult};
 
 /// The paths `UpdateTemplate` accepts in its `update_mask`.
@@ -96,6 +97,7 @@ pub struct AutomationService {
     workflows: WorkflowCache,
     runner: WorkflowRunner,
     responder: AutoResponder,
+    survey: SurveyTokens,
     clock: Clock,
 }
 
@@ -104,6 +106,7 @@ impl AutomationService {
         store: Arc<dyn Store>,
         routing: RoutingService,
         (workflows, runner, responder): (WorkflowCache, WorkflowRunner, AutoResponder),
+        survey: SurveyTokens,
         clock: Clock,
     ) -> Self {
         Self {
@@ -112,6 +115,7 @@ impl AutomationService {
             workflows,
             runner,
             responder,
+            survey,
             clock,
         }
     }
@@ -218,7 +222,8 @@ impl AutomationService {
             .ticket(TicketKey::Id(ticket_id))
             .await?
             .ok_or_else(|| ServiceError::NotFound(format!("ticket {ticket_id}")))?;
-        let context = ticket_context(self.store.as_ref(), &ticket).await?;
+        let context =
+            ticket_context(self.store.as_ref(), &self.survey, &ticket, self.clock.now()).await?;
         template::render(&template, &context).map_err(|e| {
             if saved {
                 // The template is sound; this ticket's data takes it past its budget.
@@ -236,7 +241,9 @@ impl AutomationService {
 /// What a template sees of a ticket.
 pub(crate) async fn ticket_context(
     store: &dyn Store,
+    survey: &SurveyTokens,
     ticket: &Ticket,
+    now: chrono::DateTime<chrono::Utc>,
 ) -> StoreResult<TemplateContext> {
     let time =
         |at: chrono::DateTime<chrono::Utc>| at.to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
@@ -298,6 +305,10 @@ pub(crate) async fn ticket_context(
             created_at: time(ticket.created_at),
             first_response_due: due(Metric::FirstResponse),
             resolution_due: due(Metric::Resolution),
+            survey_token: match ticket.status {
+                Status::Resolved | Status::Closed => survey.issue(ticket.id, now).await?,
+                _ => String::new(),
+            },
         },
         contact: ContactVars {
             name: ticket.contact.name.clone(),

@@ -382,7 +382,8 @@ impl WorkflowRunner {
         let Some(template) = self.store.template(template_id).await? else {
             return Ok(Err(format!("template {template_id} no longer exists")));
         };
-        let context = ticket_context(self.store.as_ref(), ticket).await?;
+        let context =
+            ticket_context(self.store.as_ref(), &self.survey, ticket, self.clock.now()).await?;
         Ok(match template::render(&template, &context) {
             Ok(rendered) => Ok((rendered.subject, rendered.body, template.name)),
             Err(e) => Err(format!("template {:?} cannot render: {e}", template.name)),

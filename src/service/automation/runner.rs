@@ -17,6 +17,7 @@ use crate::domain::event::{Actor, Event, EventKind, EventPayload, NewEvent, Visi
 use crate::domain::ticket::{Ticket, TicketKey};
 use crate::domain::workflow::{MAX_DEPTH, Workflow, ticket_passes};
 use crate::service::routing::RoutingService;
+use crate::service::satisfaction::SurveyTokens;
 use crate::service::sla::Writer;
 use crate::service::{ServiceError, ServiceResult, retry_contended};
 use crate::store::{Changeset, Store, StoreError, TicketUpdate, WorkflowStep, WorkflowTimer};
@@ -33,7 +34,8 @@ pub struct WorkflowRunner {
     pub(super) store: Arc<dyn Store>,
     writer: Writer,
     pub(super) routing: RoutingService,
-    clock: Clock,
+    pub(super) survey: SurveyTokens,
+    pub(super) clock: Clock,
     settings: RunnerSettings,
 }
 
@@ -60,6 +62,7 @@ impl WorkflowRunner {
         store: Arc<dyn Store>,
         writer: Writer,
         routing: RoutingService,
+        survey: SurveyTokens,
         clock: Clock,
         settings: RunnerSettings,
     ) -> Self {
@@ -67,6 +70,7 @@ impl WorkflowRunner {
             store,
             writer,
             routing,
+            survey,
             clock,
             settings,
         }

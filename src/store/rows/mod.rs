@@ -24,7 +24,7 @@ use crate::domain::event::{
     NewEvent, TicketSnapshot, Visibility,
 };
 use crate::domain::ticket::{
-    Channel, Contact, ConversationRef, Priority, Status, Ticket, TicketType,
+    Channel, Contact, ConversationRef, Priority, Satisfaction, Status, Ticket, TicketType,
 };
 
 #[derive(sqlx::FromRow)]
@@ -59,6 +59,9 @@ pub(super) struct TicketRow {
     contact_email: String,
     contact_phone: String,
     contact_vip: bool,
+    satisfaction_score: Option<i32>,
+    satisfaction_comment: Option<String>,
+    satisfaction_rated_at: Option<DateTime<Utc>>,
 }
 
 fn parse_text<T>(what: &str, text: &str, parse: fn(&str) -> Option<T>) -> StoreResult<T> {
@@ -123,6 +126,14 @@ impl TryFrom<TicketRow> for Ticket {
             required_skills: row.required_skills.0,
             vip_handlers_only: row.vip_handlers_only,
             sla_clocks: Vec::new(),
+            satisfaction: match (row.satisfaction_score, row.satisfaction_rated_at) {
+                (Some(score), Some(rated_at)) => Some(Satisfaction {
+                    score,
+                    comment: row.satisfaction_comment.unwrap_or_default(),
+                    rated_at,
+                }),
+                _ => None,
+            },
             version: row.version,
             time_spent_seconds: row.time_spent_seconds,
             created_at: row.created_at,
