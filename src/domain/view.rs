@@ -76,7 +76,7 @@ impl BuiltIn {
         }
     }
 
-    /// What the view selects, in words where the filter language cannot say it.
+    /// What the view selects, in the filter language.
     pub fn filter_text(self) -> &'static str {
         match self {
             BuiltIn::MyTickets => {
@@ -86,7 +86,7 @@ impl BuiltIn {
                 "assignee_id = \"\" AND (status = OPEN OR status = IN_PROGRESS OR status = WAITING)"
             }
             BuiltIn::Overdue => {
-                "a running SLA clock is past its due time (at the time of the call)"
+                "sla_due_at <= \"now\" AND (status = OPEN OR status = IN_PROGRESS OR status = WAITING)"
             }
             BuiltIn::AllOpen => "status = OPEN OR status = IN_PROGRESS OR status = WAITING",
         }
@@ -171,6 +171,13 @@ mod tests {
         assert_eq!(ViewId::parse(&id.to_string()), Some(ViewId::Saved(id)));
         assert_eq!(ViewId::parse("Overdue"), None);
         assert_eq!(ViewId::parse(""), None);
+    }
+
+    #[test]
+    fn built_in_filters_are_filters() {
+        for b in BuiltIn::ALL {
+            assert!(TicketFilter::parse_text(b.filter_text()).is_ok(), "{b:?}");
+        }
     }
 
     #[test]
