@@ -226,18 +226,7 @@ pub fn bind_ticket_comparison(c: &Comparison) -> Result<TicketPredicate, FilterE
             Literal::Number(n) => Ok(TicketPredicate::Number(c.op, n)),
             _ => error(at, "number must be compared with a whole number"),
         },
-        "sla_breached" => {
-            let value = match text.to_ascii_lowercase().as_str() {
-                "true" => true,
-                "false" => false,
-                _ => return error(at, "sla_breached must be compared with true or false"),
-            };
-            match c.op {
-                Op::Eq => Ok(TicketPredicate::SlaBreached(value)),
-                Op::Ne => Ok(TicketPredicate::SlaBreached(!value)),
-                _ => error(at, "sla_breached supports only = and !="),
-            }
-        }
+        "sla_breached" => truth(c, &text).map(TicketPredicate::SlaBreached),
         "sla_due_at" => {
             if !matches!(c.op, Op::Lt | Op::Le) {
                 return error(at, "sla_due_at supports only < and <=");
@@ -275,30 +264,8 @@ pub fn bind_ticket_comparison(c: &Comparison) -> Result<TicketPredicate, FilterE
             }
             _ => error(at, "satisfaction must be compared with 0 (not rated) to 5"),
         },
-        "has_reply" => {
-            let value = match text.to_ascii_lowercase().as_str() {
-                "true" => true,
-                "false" => false,
-                _ => return error(at, "has_reply must be compared with true or false"),
-            };
-            match c.op {
-                Op::Eq => Ok(TicketPredicate::HasReply(value)),
-                Op::Ne => Ok(TicketPredicate::HasReply(!value)),
-                _ => error(at, "has_reply supports only = and !="),
-            }
-        }
-        "contact.vip" => {
-            let value = match text.to_ascii_lowercase().as_str() {
-                "true" => true,
-                "false" => false,
-                _ => return error(at, "contact.vip must be compared with true or false"),
-            };
-            match c.op {
-                Op::Eq => Ok(TicketPredicate::ContactVip(value)),
-                Op::Ne => Ok(TicketPredicate::ContactVip(!value)),
-                _ => error(at, "contact.vip supports only = and !="),
-            }
-        }
+        "has_reply" => truth(c, &text).map(TicketPredicate::HasReply),
+        "contact.vip" => truth(c, &text).map(TicketPredicate::ContactVip),
         "contact.email" | "contact.phone" | "contact.name" | "contact.external_id" => {
             only_equality(field)?;
             let which = match field {
@@ -340,6 +307,25 @@ pub fn bind_ticket_comparison(c: &Comparison) -> Result<TicketPredicate, FilterE
                 TICKET_FIELDS.join(", ")
             ),
         ),
+    }
+}
+
+/// Whether `field = true` (or `!= false`) holds, for the true-or-false fields.
+fn truth(c: &Comparison, text: &str) -> Result<bool, FilterError> {
+    let value = match text.to_ascii_lowercase().as_str() {
+        "true" => true,
+        "false" => false,
+        _ => {
+            return error(
+                c.position,
+                format!("{} must be compared with true or false", c.field),
+            );
+        }
+    };
+    match c.op {
+        Op::Eq => Ok(value),
+        Op::Ne => Ok(!value),
+        _ => error(c.position, format!("{} supports only = and !=", c.field)),
     }
 }
 
