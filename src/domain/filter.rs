@@ -58,6 +58,25 @@ impl Op {
     fn is_equality(self) -> bool {
         matches!(self, Op::Eq | Op::Ne)
     }
+
+    /// Whether `left op right` holds.
+    pub fn compare<T: Ord>(self, left: T, right: T) -> bool {
+        let ordering = left.cmp(&right);
+        match self {
+            Op::Eq => ordering.is_eq(),
+            Op::Ne => ordering.is_ne(),
+            Op::Lt => ordering.is_lt(),
+            Op::Le => ordering.is_le(),
+            Op::Gt => ordering.is_gt(),
+            Op::Ge => ordering.is_ge(),
+        }
+    }
+
+    /// Equality (`=` or `!=`; other operators read as `=`), where "not x" includes
+    /// "none", as in `ListTickets`.
+    pub fn equals<T: PartialEq>(self, actual: T, wanted: T) -> bool {
+        (actual == wanted) != (self == Op::Ne)
+    }
 }
 
 /// A literal as written: a bare word, a quoted string, or a number.
@@ -335,8 +354,10 @@ pub fn parse(input: &str) -> Result<Option<Expr<Comparison>>, FilterError> {
     Ok(Some(expr))
 }
 
+mod eval;
 mod ticket;
 
+pub use eval::{snapshot_passes, ticket_passes};
 pub use ticket::*;
 
 #[cfg(test)]

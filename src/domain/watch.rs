@@ -1,8 +1,6 @@
 //! Filters of the `WatchTickets` stream: the `ListTickets` language plus `ticket_id`,
 //! `event_type` and `channel`, evaluated against each event and the ticket as of it.
 
-use std::cmp::Ordering;
-
 use uuid::Uuid;
 
 use super::event::{EventKind, EventPayload, NewEvent};
@@ -117,46 +115,27 @@ pub fn parse_watch_filter(input: &str) -> Result<Option<WatchFilter>, FilterErro
     }
 }
 
-fn compare<T: Ord>(op: Op, left: T, right: T) -> bool {
-    let ordering = left.cmp(&right);
-    match op {
-        Op::Eq => ordering == Ordering::Equal,
-        Op::Ne => ordering != Ordering::Equal,
-        Op::Lt => ordering == Ordering::Less,
-        Op::Le => ordering != Ordering::Greater,
-        Op::Gt => ordering == Ordering::Greater,
-        Op::Ge => ordering != Ordering::Less,
-    }
-}
-
-/// Equality on optional values where "not x" includes "none", as in `ListTickets`.
-fn optional_equals<T: PartialEq>(op: Op, actual: Option<T>, wanted: Option<T>) -> bool {
-    let equal = actual == wanted;
-    if op == Op::Ne { !equal } else { equal }
-}
-
 pub(crate) fn ticket_matches(predicate: &TicketPredicate, event: &NewEvent) -> bool {
     let t = &event.ticket;
     match predicate {
-        TicketPredicate::Status(op, s) => compare(*op, t.status, *s),
-        TicketPredicate::Priority(op, p) => compare(*op, t.priority.rank(), p.rank()),
-        TicketPredicate::Type(op, ty) => compare(*op, t.ticket_type, *ty),
+        TicketPredicate::Status(op, s) => op.compare(t.status, *s),
+        TicketPredicate::Priority(op, p) => op.compare(t.priority.rank(), p.rank()),
+        TicketPredicate::Type(op, ty) => op.compare(t.ticket_type, *ty),
         TicketPredicate::Assignee(op, who) => match who {
-            AssigneeRef::Agent(id) => optional_equals(*op, t.assignee_id, Some(*id)),
-            AssigneeRef::Nobody => optional_equals(*op, t.assignee_id, None),
+            AssigneeRef::Agent(id) => op.equals(t.assignee_id, Some(*id)),
+            AssigneeRef::Nobody => op.equals(t.assignee_id, None),
             AssigneeRef::Me => false,
         },
-        TicketPredicate::Queue(op, queue) => optional_equals(*op, t.queue_id, *queue),
-        TicketPredicate::Contact(op, id) => compare(*op, t.contact_id, *id),
+        TicketPredicate::Queue(op, queue) => op.equals(t.queue_id, *queue),
+        TicketPredicate::Contact(op, id) => op.compare(t.contact_id, *id),
         TicketPredicate::Tag(op, tag) => {
             let has = t.tags.iter().any(|x| x == tag);
             if *op == Op::Ne { !has } else { has }
         }
-        TicketPredicate::Number(op, n) => compare(*op, event.ticket_number, *n),
+        TicketPredicate::Number(op, n) => op.compare(event.ticket_number, *n),
         // Rejected when binding a watch filter.
-        TicketPredicate::Channel(op, channel) => optional_equals(*op, t.channel, *channel),
-        TicketPredicate::Source(op, source) => optional_equals(
-            *op,
+        TicketPredicate::Channel(op, channel) => op.equals(t.channel, *channel),
+        TicketPredicate::Source(op, source) => op.equals(
             t.conversation.as_ref().map(|c| c.source.as_str()),
             source.as_deref(),
         ),
@@ -176,10 +155,10 @@ pub(crate) fn ticket_matches(predicate: &TicketPredicate, event: &NewEvent) -> b
 pub fn matches(filter: &WatchFilter, event: &NewEvent) -> bool {
     match filter {
         Expr::Cond(WatchPredicate::Ticket(p)) => ticket_matches(p, event),
-        Expr::Cond(WatchPredicate::TicketId(op, id)) => compare(*op, event.ticket_id, *id),
-        Expr::Cond(WatchPredicate::EventType(op, kind)) => compare(*op, event.kind, *kind),
+        Expr::Cond(WatchPredicate::TicketId(op, id)) => op.compare(event.ticket_id, *id),
+        Expr::Cond(WatchPredicate::EventType(op, kind)) => op.compare(event.kind, *kind),
         Expr::Cond(WatchPredicate::Channel(op, channel)) => {
-            optional_equals(*op, event.ticket.channel, *channel)
+            op.equals(event.ticket.channel, *channel)
         }
         Expr::Cond(WatchPredicate::Recipient(op, who)) => {
             let addressed = match (who, &event.payload) {

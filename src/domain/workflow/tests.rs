@@ -4,7 +4,8 @@ use chrono::TimeZone;
 
 use super::*;
 use crate::domain::event::{Actor, FieldChange, Visibility};
-use crate::domain::ticket::{Contact, TicketType};
+use crate::domain::filter::{snapshot_passes, ticket_passes};
+use crate::domain::ticket::{Contact, Ticket, TicketType};
 
 fn at(hour: u32) -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 3, 2, hour, 0, 0).unwrap()
