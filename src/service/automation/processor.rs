@@ -178,18 +178,12 @@ impl WorkflowProcessor {
             return Ok(false);
         };
         let events = if on_events.iter().any(|w| w.enabled) {
-            self.store
-                .read_after(from, BATCH)
-                .await
-                .map_err(|e| ServiceError::Unavailable(StoreError::Corrupt(e.to_string())))?
+            self.store.events_after(from, None, BATCH).await?
         } else {
             // Nothing to run on events: positions follow the end of the log without
             // reading it, once a second.
             if positions.advanced.elapsed() >= ADVANCE_EVERY {
-                let end =
-                    self.store.end().await.map_err(|e| {
-                        ServiceError::Unavailable(StoreError::Corrupt(e.to_string()))
-                    })?;
+                let end = self.store.log_end().await?;
                 let ids: Vec<Uuid> = positions.seen.keys().copied().collect();
                 self.store.advance_workflows(&ids, end).await?;
                 for seen in positions.seen.values_mut() {

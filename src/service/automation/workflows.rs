@@ -66,10 +66,7 @@ impl AutomationService {
         let at = self.clock.now();
         let mut workflow = self.checked_workflow(Uuid::now_v7(), &patch, at).await?;
         // A new workflow answers events committed from now on, not the log's past.
-        workflow.seen_through =
-            self.store.end().await.map_err(|_| {
-                ServiceError::Contended("the event log cannot be read; retry".into())
-            })?;
+        workflow.seen_through = self.store.log_end().await?;
         let audit = AuditEntry::saved(actor.clone(), None, &workflow, at);
         if !self.store.save_workflow(&workflow, None, &audit).await? {
             return Err(ServiceError::Contended("workflow not saved".into()));
