@@ -95,6 +95,7 @@ pub trait RoutingStore: Send + Sync {
         audit: &AuditEntry,
     ) -> StoreResult<bool>;
     async fn queues(&self) -> StoreResult<Vec<Queue>>;
+    async fn queue(&self, id: Uuid) -> StoreResult<Option<Queue>>;
     /// False if the queue does not exist or tickets still name it.
     async fn delete_queue(&self, id: Uuid, audit: &AuditEntry) -> StoreResult<bool>;
     /// Inserts or updates an agent with its queue memberships.
@@ -154,6 +155,14 @@ impl RoutingStore for SqlStore {
         let sql = format!("{} ORDER BY created_at, id", SELECT_QUEUES);
         let rows: Vec<QueueRow> = Statement::owned(sql).fetch_all(&self.pools).await?;
         rows::convert_all(rows)
+    }
+
+    async fn queue(&self, id: Uuid) -> StoreResult<Option<Queue>> {
+        let row: Option<QueueRow> = Statement::owned(format!("{SELECT_QUEUES} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pools)
+            .await?;
+        row.map(Queue::try_from).transpose()
     }
 
     async fn delete_queue(&self, id: Uuid, audit: &AuditEntry) -> StoreResult<bool> {

@@ -270,10 +270,8 @@ pub(crate) async fn ticket_context(
     };
     let queue = match ticket.queue_id {
         Some(id) => store
-            .queues()
+            .queue(id)
             .await?
-            .into_iter()
-            .find(|q| q.id == id)
             .map(|q| QueueVars { name: q.name })
             .unwrap_or_default(),
         None => QueueVars::default(),
