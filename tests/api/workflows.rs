@@ -786,6 +786,46 @@ pub async fn timers_outlive_their_replica_and_fire_once_across_two(backend: Back
         get_ticket(&mut b.tickets(), &ticket.id).await.tags,
         vec!["stale".to_string()]
     );
+
+    // Both replicas follow the log; each new ticket is answered once.
+    save(
+        &a,
+        on_event(
+            "Tag new",
+            pb::WorkflowEvent::TicketCreated,
+            "",
+            vec![tags(A::AddTags, &["new"])],
+        ),
+    )
+    .await
+    .unwrap();
+    let mut created = Vec::new();
+    for (i, replica) in [&a, &b, &a, &b].into_iter().enumerate() {
+        created.push(
+            create(
+                &mut replica.tickets(),
+                new_ticket(&format!("Two replicas {i}")),
+            )
+            .await
+            .id,
+        );
+    }
+    let mut answered = Vec::new();
+    while let Some(entry) = next_event(&mut runs, Duration::from_secs(10)).await {
+        answered.push(entry.ticket_id);
+        if answered.len() == created.len() {
+            break;
+        }
+    }
+    assert!(
+        next_event(&mut runs, Duration::from_secs(2))
+            .await
+            .is_none(),
+        "no event answered twice"
+    );
+    answered.sort();
+    created.sort();
+    assert_eq!(answered, created);
     drop((a, b));
     drop(database);
 }
