@@ -15,30 +15,6 @@ use crate::harness::{
     spawn_app_with_manual_clock, violated_fields,
 };
 
-async fn template(app: &TestApp, name: &str, channel: pb::Channel, body: &str) -> String {
-    let subject = if channel == pb::Channel::Email {
-        "Re: #{{ ticket.number }}"
-    } else {
-        ""
-    };
-    app.automation()
-        .create_template(pb::CreateTemplateRequest {
-            template: Some(pb::Template {
-                name: name.into(),
-                channel: channel as i32,
-                subject: subject.into(),
-                body: body.into(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .expect("template")
-        .into_inner()
-        .template
-        .unwrap()
-        .id
-}
-
 async fn auto_response(
     app: &TestApp,
     kind: pb::AutoResponseKind,
@@ -116,13 +92,13 @@ fn office_hours() -> pb::Calendar {
 
 pub async fn customers_get_an_acknowledgement_that_is_no_first_response(backend: Backend) {
     let app = spawn_app(backend).await;
-    let body = template(
-        &app,
-        "Got it",
-        pb::Channel::Chat,
-        "We have your request #{{ ticket.number }}.",
-    )
-    .await;
+    let body = app
+        .template(
+            "Got it",
+            pb::Channel::Chat,
+            "We have your request #{{ ticket.number }}.",
+        )
+        .await;
     auto_response(
         &app,
         pb::AutoResponseKind::Acknowledgement,
@@ -132,13 +108,13 @@ pub async fn customers_get_an_acknowledgement_that_is_no_first_response(backend:
     )
     .await
     .unwrap();
-    let email = template(
-        &app,
-        "Got it by email",
-        pb::Channel::Email,
-        "Logged as #{{ ticket.number }}.",
-    )
-    .await;
+    let email = app
+        .template(
+            "Got it by email",
+            pb::Channel::Email,
+            "Logged as #{{ ticket.number }}.",
+        )
+        .await;
     auto_response(
         &app,
         pb::AutoResponseKind::Acknowledgement,
@@ -197,13 +173,13 @@ pub async fn email_from_people_is_acknowledged_and_automatic_mail_is_not(backend
         s.email_address = "help@acme.test".parse().unwrap()
     })
     .await;
-    let body = template(
-        &app,
-        "Email ack",
-        pb::Channel::Email,
-        "We have #{{ ticket.number }}.",
-    )
-    .await;
+    let body = app
+        .template(
+            "Email ack",
+            pb::Channel::Email,
+            "We have #{{ ticket.number }}.",
+        )
+        .await;
     auto_response(
         &app,
         pb::AutoResponseKind::Acknowledgement,
@@ -270,13 +246,9 @@ pub async fn after_hours_answers_once_per_closed_period(backend: Backend) {
         .into_inner()
         .calendar
         .unwrap();
-    let body = template(
-        &app,
-        "Closed",
-        pb::Channel::Chat,
-        "We are closed; back at 9.",
-    )
-    .await;
+    let body = app
+        .template("Closed", pb::Channel::Chat, "We are closed; back at 9.")
+        .await;
     auto_response(
         &app,
         pb::AutoResponseKind::AfterHours,
@@ -341,13 +313,13 @@ pub async fn after_hours_answers_once_per_closed_period(backend: Backend) {
 
 pub async fn resolution_is_confirmed_within_the_contact_limit(backend: Backend) {
     let app = spawn_app_with(backend, |s| s.auto_responses_per_contact_hour = 1).await;
-    let body = template(
-        &app,
-        "Resolved",
-        pb::Channel::Email,
-        "#{{ ticket.number }} is {{ ticket.status }}.",
-    )
-    .await;
+    let body = app
+        .template(
+            "Resolved",
+            pb::Channel::Email,
+            "#{{ ticket.number }} is {{ ticket.status }}.",
+        )
+        .await;
     auto_response(
         &app,
         pb::AutoResponseKind::ResolutionConfirmation,
@@ -392,7 +364,7 @@ pub async fn resolution_is_confirmed_within_the_contact_limit(backend: Backend) 
 
 pub async fn auto_responses_are_checked_and_administered(backend: Backend) {
     let app = spawn_app(backend).await;
-    let chat = template(&app, "Chat text", pb::Channel::Chat, "Hi").await;
+    let chat = app.template("Chat text", pb::Channel::Chat, "Hi").await;
     let err = auto_response(
         &app,
         pb::AutoResponseKind::AfterHours,

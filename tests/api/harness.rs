@@ -222,6 +222,32 @@ impl TestApp {
         ViewServiceClient::with_interceptor(self.channel.clone(), bearer(Some(secret)))
     }
 
+    /// Saves a template for `channel` and returns its id; an email one gets the subject
+    /// `Re: #{{ ticket.number }}`.
+    pub async fn template(&self, name: &str, channel: pb::Channel, body: &str) -> String {
+        let subject = if channel == pb::Channel::Email {
+            "Re: #{{ ticket.number }}"
+        } else {
+            ""
+        };
+        self.automation()
+            .create_template(pb::CreateTemplateRequest {
+                template: Some(pb::Template {
+                    name: name.into(),
+                    channel: channel as i32,
+                    subject: subject.into(),
+                    body: body.into(),
+                    ..Default::default()
+                }),
+            })
+            .await
+            .expect("template")
+            .into_inner()
+            .template
+            .expect("template")
+            .id
+    }
+
     pub fn automation_as(&self, secret: &str) -> Automation {
         AutomationServiceClient::with_interceptor(self.channel.clone(), bearer(Some(secret)))
     }

@@ -45,26 +45,18 @@ fn rating(
 pub async fn customers_rate_resolved_tickets_with_the_token_they_were_sent(backend: Backend) {
     let app = spawn_app_with_manual_clock(backend).await;
     let template = app
-        .automation()
-        .create_template(pb::CreateTemplateRequest {
-            template: Some(pb::Template {
-                name: "Resolved".into(),
-                channel: pb::Channel::Chat as i32,
-                body: "Rate us: {{ ticket.survey_token }}".into(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .template
-        .unwrap();
+        .template(
+            "Resolved",
+            pb::Channel::Chat,
+            "Rate us: {{ ticket.survey_token }}",
+        )
+        .await;
     app.automation()
         .create_auto_response(pb::CreateAutoResponseRequest {
             auto_response: Some(pb::AutoResponse {
                 kind: pb::AutoResponseKind::ResolutionConfirmation as i32,
                 channel: pb::Channel::Chat as i32,
-                template_id: template.id,
+                template_id: template,
                 enabled: true,
                 ..Default::default()
             }),

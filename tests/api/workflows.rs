@@ -53,24 +53,6 @@ async fn save(app: &TestApp, w: pb::Workflow) -> Result<pb::Workflow, tonic::Sta
         .map(|r| r.into_inner().workflow.unwrap())
 }
 
-async fn template(app: &TestApp, name: &str, channel: pb::Channel, body: &str) -> String {
-    app.automation()
-        .create_template(pb::CreateTemplateRequest {
-            template: Some(pb::Template {
-                name: name.into(),
-                channel: channel as i32,
-                body: body.into(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .expect("template")
-        .into_inner()
-        .template
-        .unwrap()
-        .id
-}
-
 /// The next `workflow_applied` entry on the stream, within `within`.
 async fn next_run(
     stream: &mut Streaming<pb::WatchTicketsResponse>,
@@ -258,20 +240,20 @@ pub async fn no_agent_reply_within_24_business_hours_follows_up(backend: Backend
         .into_inner()
         .calendar
         .unwrap();
-    let note = template(
-        &app,
-        "Follow-up note",
-        pb::Channel::Chat,
-        "No reply to #{{ ticket.number }} yet",
-    )
-    .await;
-    let message = template(
-        &app,
-        "Still on it",
-        pb::Channel::Chat,
-        "Hi {{ contact.name }}, we have not forgotten you.",
-    )
-    .await;
+    let note = app
+        .template(
+            "Follow-up note",
+            pb::Channel::Chat,
+            "No reply to #{{ ticket.number }} yet",
+        )
+        .await;
+    let message = app
+        .template(
+            "Still on it",
+            pb::Channel::Chat,
+            "Hi {{ contact.name }}, we have not forgotten you.",
+        )
+        .await;
     let workflow = pb::Workflow {
         name: "Follow up".into(),
         enabled: true,
