@@ -32,6 +32,8 @@ pub enum AppError {
     Serve(#[from] tonic::transport::Error),
     #[error("telemetry")]
     Telemetry(#[from] crate::telemetry::TelemetryError),
+    #[error("TICKETD_SEARCH_CONFIG: {0} is not a text-search configuration of the database")]
+    SearchConfig(String, #[source] StoreError),
     #[error("{0} is not an address to serve metrics on")]
     MetricsAddress(String),
     #[error(transparent)]
@@ -61,6 +63,14 @@ pub async fn open_store(
     };
     let store = store::open(&settings.database_url, &pool, bus).await?;
     store.migrate().await?;
+    store
+        .configure_search(&settings.search_config)
+        .await
+        .map_err(|e| match e {
+            // The database refused the name (it reached it a moment ago to migrate).
+            StoreError::Database(_) => AppError::SearchConfig(settings.search_config.clone(), e),
+            other => AppError::Store(other),
+        })?;
     Ok(store)
 }
 

@@ -154,6 +154,12 @@ pub struct Settings {
     )]
     pub auto_responses_per_contact_hour: i64,
 
+    /// PostgreSQL text-search configuration for SearchTickets (`english`, `german`,
+    /// `simple`, …; `SELECT cfgname FROM pg_ts_config` lists them). Changing it rebuilds
+    /// every search document at the next start. SQLite always stems English words.
+    #[arg(long, env = "TICKETD_SEARCH_CONFIG", default_value = "english")]
+    pub search_config: String,
+
     /// How often expired request ids and idle consumer groups are cleaned up.
     #[arg(long, env = "TICKETD_HOUSEKEEPING_SECONDS", default_value_t = 600)]
     pub housekeeping_seconds: u64,
@@ -271,6 +277,7 @@ impl Settings {
             inline_attachment_bytes: 1024 * 1024,
             workflow_runs_per_ticket_hour: 50,
             auto_responses_per_contact_hour: 5,
+            search_config: "english".into(),
             housekeeping_seconds: 600,
             idempotency_hours: 24,
             rate_limit_per_second: 200,

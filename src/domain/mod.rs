@@ -15,6 +15,7 @@ pub mod filter;
 pub mod inbound_email;
 pub mod notification;
 pub mod routing;
+pub mod search;
 pub mod sla;
 pub mod survey;
 pub mod template;

@@ -159,6 +159,43 @@ impl TicketService for TicketApi {
         Ok(Response::new(pb::CountTicketsResponse { count }))
     }
 
+    async fn search_tickets(
+        &self,
+        request: Request<pb::SearchTicketsRequest>,
+    ) -> Reply<pb::SearchTicketsResponse> {
+        let principal = authorize(&request, "SearchTickets", STAFF_OR_BOT).await?;
+        let r = request.into_inner();
+        let (results, next_page_token) = self
+            .services
+            .tickets
+            .search(&principal, &r.query, &r.filter, r.page_size, &r.page_token)
+            .await?;
+        let cals = self.cals().await?;
+        Ok(Response::new(pb::SearchTicketsResponse {
+            results: results
+                .into_iter()
+                .map(|r| pb::SearchResult {
+                    ticket: Some(ticket_to_pb(&cals, r.ticket)),
+                    snippets: r
+                        .snippets
+                        .into_iter()
+                        .map(|s| pb::SearchSnippet {
+                            field: s.field.to_owned(),
+                            text: s.text,
+                            highlights: s
+                                .highlights
+                                .into_iter()
+                                .map(|(start, end)| pb::TextSpan { start, end })
+                                .collect(),
+                        })
+                        .collect(),
+                    score: r.score,
+                })
+                .collect(),
+            next_page_token,
+        }))
+    }
+
     async fn update_ticket(
         &self,
         request: Request<pb::UpdateTicketRequest>,

@@ -14,6 +14,7 @@ use super::delivery::queue_outbound;
 use super::events::{MAX_EVENTS_PER_TRANSACTION, insert_events};
 use super::idempotency::claim_request_id;
 use super::routing::guard_assignment;
+use super::search::index_events;
 use super::sla::upsert_clocks;
 use super::tickets::{insert_attachment, insert_time_entry, ticket_in, update_ticket};
 use super::workflows::{fire_timer, step_workflows, write_timers};
@@ -26,6 +27,7 @@ pub(super) struct NewTicket {
     pub id: Uuid,
     pub number: i64,
     pub contact: Contact,
+    pub description: String,
 }
 
 /// Writes a changeset inside `tx`. Events about `new_ticket` get its number and contact.
@@ -119,6 +121,8 @@ pub(super) async fn apply(
             record_sent(tx, &sent).await?;
         }
     }
+    let created = new_ticket.as_ref().map(|t| (t.id, t.description.as_str()));
+    index_events(tx, &pending, created).await?;
     // Attachments and outbound messages reference their event, so they follow it.
     let stored = insert_events(tx, pending, 0).await?;
     for file in &files {

@@ -20,6 +20,7 @@ mod pg_notify;
 mod postgres;
 mod routing;
 mod rows;
+mod search;
 mod sla;
 mod sqlite;
 mod templates;
@@ -56,6 +57,7 @@ pub use events::EventLog;
 pub use idempotency::RequestIdStore;
 pub use keys::KeyStore;
 pub use routing::RoutingStore;
+pub use search::{SNIPPET_FIELDS, SearchHit, SearchQuery, SearchStore};
 pub use sla::SlaStore;
 pub use templates::TemplateStore;
 pub use tickets::TicketStore;
@@ -488,6 +490,7 @@ pub trait Store:
     + WorkflowStore
     + AutoResponseStore
     + ViewStore
+    + SearchStore
     + RequestIdStore
     + crate::events::Log
     + Send

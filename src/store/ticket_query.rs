@@ -7,8 +7,10 @@ use uuid::Uuid;
 use super::database::Value;
 use super::dialect::Dialect;
 use super::tickets::SELECT_TICKETS;
+use super::search::SearchQuery;
 use super::{SortField, SortValue, TicketQuery};
 use crate::domain::filter::{AssigneeRef, Expr, Op, TicketPredicate};
+use crate::domain::search::{MAX_RESULTS, SearchText};
 
 /// A bind parameter of a rendered query.
 #[derive(Debug, Clone, PartialEq)]
@@ -274,6 +276,91 @@ pub(super) fn render_count(query: &TicketQuery, dialect: Dialect) -> (String, Ve
         dialect,
     };
     conditions(&mut b, query);
+    (b.sql, b.params)
+}
+
+/// The tsquery of a search on PostgreSQL: each term a phrase query under the configured
+/// text-search configuration, all ANDed, exclusions negated. `param` binds a term's text
+/// and returns its placeholder.
+pub(super) fn pg_tsquery(text: &SearchText, param: &mut dyn FnMut(String) -> String) -> String {
+    let parts: Vec<String> = text
+        .terms
+        .iter()
+        .map(|term| {
+            let not = if term.excluded { "!!" } else { "" };
+            format!(
+                "{not}phraseto_tsquery((SELECT name::regconfig FROM search_config), {})",
+                param(term.text.clone())
+            )
+        })
+        .collect();
+    format!("({})", parts.join(" && "))
+}
+
+/// Builds a search: the most recent [`MAX_RESULTS`] matches within the query's filter and
+/// scope, ranked, one page of them. PostgreSQL rows are `(ticket id, score)`; SQLite rows
+/// add the three snippets of [`SNIPPET_FIELDS`](super::search::SNIPPET_FIELDS).
+pub(super) fn render_search(search: &SearchQuery, dialect: Dialect) -> (String, Vec<Param>) {
+    let mut b = Builder {
+        sql: String::new(),
+        params: Vec::new(),
+        now: search.scope.now,
+        dialect,
+    };
+    match dialect {
+        Dialect::Postgres => {
+            let tsquery = pg_tsquery(&search.text, &mut |t| b.param(Param::Text(t)));
+            // Bots match public text only: the subject (A) and the rest of it (B).
+            let public_only = if search.internal {
+                String::new()
+            } else {
+                format!(" AND ts_filter(s.doc, '{{a,b}}') @@ {tsquery}")
+            };
+            b.sql = format!(
+                "WITH hits AS (SELECT s.ticket_id, s.number, s.doc FROM ticket_search s \
+                 JOIN tickets t ON t.id = s.ticket_id JOIN contacts c ON c.id = t.contact_id \
+                 WHERE s.doc @@ {tsquery}{public_only}"
+            );
+            conditions(&mut b, &search.scope);
+            b.sql.push_str(&format!(
+                " ORDER BY s.number DESC LIMIT {MAX_RESULTS}) \
+                 SELECT ticket_id, ts_rank(doc, {tsquery})::float8 AS score FROM hits \
+                 ORDER BY score DESC, number DESC"
+            ));
+        }
+        Dialect::Sqlite => {
+            let mut fts = search.text.to_fts5();
+            if !search.internal {
+                fts = format!("{{subject public_text}} : {fts}");
+            }
+            let fts = b.param(Param::Text(fts));
+            let snippet = |column: usize| {
+                format!("snippet(ticket_search, {column}, char(2), char(3), ' … ', 16)")
+            };
+            let internal = if search.internal {
+                snippet(2)
+            } else {
+                "''".to_owned()
+            };
+            b.sql = format!(
+                "WITH hits AS (SELECT t.id AS ticket_id, t.number AS number, \
+                 bm25(ticket_search, 10.0, 4.0, 1.0) AS rank, {} AS s0, {} AS s1, {internal} AS s2 \
+                 FROM ticket_search JOIN tickets t ON t.number = ticket_search.rowid \
+                 JOIN contacts c ON c.id = t.contact_id WHERE ticket_search MATCH {fts}",
+                snippet(0),
+                snippet(1)
+            );
+            conditions(&mut b, &search.scope);
+            // bm25 is lower for better matches.
+            b.sql.push_str(&format!(
+                " ORDER BY ticket_search.rowid DESC LIMIT {MAX_RESULTS}) \
+                 SELECT ticket_id, -rank, s0, s1, s2 FROM hits ORDER BY rank, number DESC"
+            ));
+        }
+    }
+    let limit = b.param(Param::Int(search.limit));
+    let offset = b.param(Param::Int(search.offset));
+    b.sql.push_str(&format!(" LIMIT {limit} OFFSET {offset}"));
     (b.sql, b.params)
 }
 

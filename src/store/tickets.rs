@@ -207,6 +207,7 @@ impl TicketStore for SqlStore {
             id: draft.id,
             number,
             contact: contact.clone(),
+            description: draft.description.clone(),
         };
         let mut clocks: Vec<Clock> = changes
             .clocks

@@ -23,6 +23,7 @@ mod postgres_restart;
 mod private_cluster;
 mod routing;
 mod satisfaction;
+mod search;
 mod security;
 mod sla;
 mod store;
@@ -217,6 +218,11 @@ harness::conformance! {
         a_dry_run_tells_what_would_happen_and_changes_nothing,
         workflows_are_checked_and_administered,
     ],
+    search: [
+        search_ranks_matches_and_marks_the_words_that_matched,
+        internal_notes_are_searched_for_agents_and_never_for_bots,
+        search_pages_and_checks_its_input,
+    ],
     satisfaction: [
         customers_rate_resolved_tickets_with_the_token_they_were_sent,
         ratings_are_checked,
@@ -264,6 +270,13 @@ mod postgres_server {
         if let Some(backend) = crate::harness::Backend::postgres() {
             crate::routing::capacity_holds_under_concurrent_escalations_on_two_replicas(backend)
                 .await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_search_configuration_is_a_setting() {
+        if let Some(backend) = crate::harness::Backend::postgres() {
+            crate::search::the_search_configuration_is_a_setting(backend).await;
         }
     }
 

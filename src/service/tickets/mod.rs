@@ -5,6 +5,7 @@ mod attachments;
 mod feed;
 mod list;
 mod merge;
+mod search;
 mod update;
 
 pub(crate) use attachments::{
@@ -13,6 +14,7 @@ pub(crate) use attachments::{
 pub(crate) use feed::outbound_message;
 pub(crate) use list::check_order_by;
 pub use list::{ListTicketsInput, TicketView};
+pub use search::{SearchResult, Snippet};
 pub use update::{TicketPatch, UPDATABLE_PATHS};
 
 use std::collections::{BTreeMap, HashSet};
