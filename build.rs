@@ -16,6 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/ticketd/v1/contact_service.proto",
         "proto/ticketd/v1/automation_service.proto",
         "proto/ticketd/v1/view_service.proto",
+        "proto/ticketd/v1/report_service.proto",
     ];
     let descriptors = protox::compile(files, ["proto"])?;
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);

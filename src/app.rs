@@ -154,6 +154,9 @@ impl App {
         health
             .set_serving::<pb::view_service_server::ViewServiceServer<grpc::ViewApi>>()
             .await;
+        health
+            .set_serving::<pb::report_service_server::ReportServiceServer<grpc::ReportApi>>()
+            .await;
         health.set_service_status("", ServingStatus::Serving).await;
 
         let reflection = || {
@@ -303,6 +306,9 @@ impl App {
             .await;
         health
             .set_not_serving::<pb::view_service_server::ViewServiceServer<grpc::ViewApi>>()
+            .await;
+        health
+            .set_not_serving::<pb::report_service_server::ReportServiceServer<grpc::ReportApi>>()
             .await;
         tokio::time::sleep(self.settings.shutdown_delay()).await;
         // Streams end first, each with its resume point, so the drain below is not held

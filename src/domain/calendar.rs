@@ -274,6 +274,25 @@ impl BusinessCalendar {
         None
     }
 
+    /// Every business span overlapping `[lo, hi)`, clipped to it, in order.
+    pub fn spans_within(
+        &self,
+        lo: DateTime<Utc>,
+        hi: DateTime<Utc>,
+    ) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+        if hi <= lo {
+            return Vec::new();
+        }
+        let days = (hi - lo).num_days() + 2;
+        let first = lo.with_timezone(&self.time_zone).date_naive() - Duration::days(1);
+        (0..=days)
+            .filter_map(|n| first.checked_add_signed(Duration::days(n)))
+            .flat_map(|date| self.spans_of_day(date))
+            .filter(|(from, to)| *to > lo && *from < hi)
+            .map(|(from, to)| (from.max(lo), to.min(hi)))
+            .collect()
+    }
+
     /// Business seconds in `[start, end)`.
     pub fn between(&self, start: DateTime<Utc>, end: DateTime<Utc>) -> i64 {
         if end <= start {

@@ -14,6 +14,7 @@ pub mod event;
 pub mod filter;
 pub mod inbound_email;
 pub mod notification;
+pub mod report;
 pub mod routing;
 pub mod search;
 pub mod sla;

@@ -224,7 +224,10 @@ mod tests {
         );
         // Punctuation separates words; an unclosed quote runs to the end.
         assert_eq!(terms("e-mail"), vec![("e mail".into(), false)]);
-        assert_eq!(terms("\"never closed"), vec![("never closed".into(), false)]);
+        assert_eq!(
+            terms("\"never closed"),
+            vec![("never closed".into(), false)]
+        );
     }
 
     #[test]

@@ -96,6 +96,12 @@ impl Status {
         )
     }
 
+    /// OPEN, IN_PROGRESS and WAITING: work is still to be done (the predefined views'
+    /// "active" tickets, the backlog of reports).
+    pub fn is_active(self) -> bool {
+        matches!(self, Status::Open | Status::InProgress | Status::Waiting)
+    }
+
     /// Closed and merged tickets accept no further changes to their fields.
     pub fn is_final(self) -> bool {
         matches!(self, Status::Closed | Status::Merged)
@@ -244,6 +250,11 @@ pub struct Ticket {
     pub sla_clocks: Vec<super::sla::Clock>,
     /// The customer's latest rating.
     pub satisfaction: Option<Satisfaction>,
+    /// When the ticket last became resolved (RESOLVED, CLOSED or MERGED from an active
+    /// status); `None` while it is active. See [`Ticket::settle_milestones`].
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// When a person first replied in public.
+    pub first_response_at: Option<DateTime<Utc>>,
     /// Optimistic-concurrency version; the etag is derived from it.
     pub version: i64,
     pub time_spent_seconds: i64,
@@ -252,6 +263,23 @@ pub struct Ticket {
 }
 
 impl Ticket {
+    /// Brings the milestones reports measure in step with a change written at
+    /// `updated_at`: a ticket that is done keeps the moment it first became done since it
+    /// was last active (RESOLVED then CLOSED is resolved when it became RESOLVED); an
+    /// active one has none, so a reopened ticket is resolved again later. `replied_at` is
+    /// a person's public reply in the same change, the first of which is the first
+    /// response.
+    pub fn settle_milestones(&mut self, replied_at: Option<DateTime<Utc>>) {
+        if self.status.is_active() {
+            self.resolved_at = None;
+        } else if self.resolved_at.is_none() {
+            self.resolved_at = Some(self.updated_at);
+        }
+        if self.first_response_at.is_none() {
+            self.first_response_at = replied_at;
+        }
+    }
+
     pub fn etag(&self) -> String {
         etag_for(self.version)
     }

@@ -12,6 +12,7 @@ mod edge;
 mod error;
 mod escalation_service;
 mod gate;
+mod report_service;
 mod streams;
 mod ticket_service;
 mod view_service;
@@ -26,6 +27,7 @@ pub use contact_service::ContactApi;
 pub use edge::EdgeLayer;
 pub use escalation_service::EscalationApi;
 pub use gate::{GateLayer, GateSettings, RateLimits};
+pub use report_service::ReportApi;
 pub use streams::RESUME_CURSOR;
 pub use ticket_service::TicketApi;
 pub use view_service::ViewApi;
@@ -89,8 +91,13 @@ pub fn routes(services: &Services, limits: &GrpcLimits) -> Routes {
     let views = pb::view_service_server::ViewServiceServer::new(ViewApi::new(services.clone()))
         .max_decoding_message_size(limits.max_message_bytes)
         .max_encoding_message_size(limits.max_message_bytes);
+    let reports =
+        pb::report_service_server::ReportServiceServer::new(ReportApi::new(services.clone()))
+            .max_decoding_message_size(limits.max_message_bytes)
+            .max_encoding_message_size(limits.max_message_bytes);
     Routes::new(tickets)
         .add_service(admin)
+        .add_service(reports)
         .add_service(automation)
         .add_service(views)
         .add_service(contacts)

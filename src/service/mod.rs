@@ -9,6 +9,7 @@ pub mod contacts;
 pub mod delivery;
 pub mod escalation;
 mod paging;
+pub mod reports;
 pub mod request_ids;
 pub mod routing;
 pub mod satisfaction;
@@ -176,6 +177,7 @@ pub struct Services {
     pub watch: WatchService,
     pub routing: RoutingService,
     pub views: views::ViewService,
+    pub reports: reports::ReportService,
     pub satisfaction: satisfaction::SatisfactionService,
     pub sla: SlaService,
     /// What runs workflows: the runner, and the cache and timer hints its tasks share.
@@ -223,15 +225,17 @@ impl Services {
         );
         let request_ids =
             RequestIds::new(store.clone(), settings.idempotency_window, clock.clone());
+        let tickets = TicketService::new(
+            store.clone(),
+            writer.clone(),
+            routing.clone(),
+            request_ids.clone(),
+            settings.page_bytes,
+            clock.clone(),
+        );
         Self {
-            tickets: TicketService::new(
-                store.clone(),
-                writer.clone(),
-                routing.clone(),
-                request_ids.clone(),
-                settings.page_bytes,
-                clock.clone(),
-            ),
+            reports: reports::ReportService::new(store.clone(), tickets.clone(), clock.clone()),
+            tickets,
             api_keys: ApiKeyService::new(store.clone(), settings.stream_limits, clock.clone()),
             audit: AuditService::new(store.clone(), settings.page_bytes),
             automation: automation::AutomationService::new(

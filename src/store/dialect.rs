@@ -28,6 +28,23 @@ impl Dialect {
         }
     }
 
+    /// Whole seconds since the epoch of the time `expr` (SQLite keeps times as RFC 3339
+    /// text, which `unixepoch` reads).
+    pub fn epoch_seconds(self, expr: &str) -> String {
+        match self {
+            Dialect::Postgres => format!("CAST(floor(EXTRACT(EPOCH FROM {expr})) AS bigint)"),
+            Dialect::Sqlite => format!("CAST(unixepoch({expr}) AS INTEGER)"),
+        }
+    }
+
+    /// A NULL of the uuid type (PostgreSQL types a bare NULL as text).
+    pub fn null_uuid(self) -> &'static str {
+        match self {
+            Dialect::Postgres => "CAST(NULL AS uuid)",
+            Dialect::Sqlite => "NULL",
+        }
+    }
+
     /// The expression for a new event's log position, given the placeholder of its index
     /// within the transaction.
     ///

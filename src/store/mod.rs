@@ -18,6 +18,7 @@ mod idempotency;
 mod keys;
 mod pg_notify;
 mod postgres;
+mod reports;
 mod routing;
 mod rows;
 mod search;
@@ -56,6 +57,7 @@ pub use delivery::{DeliveryStore, LeaseBatch};
 pub use events::EventLog;
 pub use idempotency::RequestIdStore;
 pub use keys::KeyStore;
+pub use reports::{Fact, FactKind, FactQuery, Grain, QUARTER_SECONDS, ReportStore};
 pub use routing::RoutingStore;
 pub use search::{SNIPPET_FIELDS, SearchHit, SearchQuery, SearchStore};
 pub use sla::SlaStore;
@@ -207,6 +209,8 @@ impl TicketDraft {
             vip_handlers_only: self.vip_handlers_only,
             sla_clocks,
             satisfaction: None,
+            resolved_at: None,
+            first_response_at: None,
             version: 1,
             time_spent_seconds: 0,
             created_at: self.created_at,
@@ -491,6 +495,7 @@ pub trait Store:
     + AutoResponseStore
     + ViewStore
     + SearchStore
+    + ReportStore
     + RequestIdStore
     + crate::events::Log
     + Send

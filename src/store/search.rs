@@ -273,9 +273,8 @@ impl SqlStore {
         rows: &[(Uuid, f64)],
     ) -> StoreResult<HashMap<Uuid, Vec<(&'static str, String)>>> {
         let mut statement = Statement::owned(String::new());
-        let tsquery = super::ticket_query::pg_tsquery(&query.text, &mut |text| {
-            statement.add_param(text)
-        });
+        let tsquery =
+            super::ticket_query::pg_tsquery(&query.text, &mut |text| statement.add_param(text));
         let internal = if query.internal {
             format!("ts_headline(x.cfg, s.internal_text, {tsquery}, {PG_HEADLINE})")
         } else {

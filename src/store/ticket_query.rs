@@ -6,8 +6,8 @@ use uuid::Uuid;
 
 use super::database::Value;
 use super::dialect::Dialect;
-use super::tickets::SELECT_TICKETS;
 use super::search::SearchQuery;
+use super::tickets::SELECT_TICKETS;
 use super::{SortField, SortValue, TicketQuery};
 use crate::domain::filter::{AssigneeRef, Expr, Op, TicketPredicate};
 use crate::domain::search::{MAX_RESULTS, SearchText};
@@ -32,12 +32,13 @@ impl From<Param> for Value<'static> {
     }
 }
 
-struct Builder {
-    sql: String,
-    params: Vec<Param>,
+/// SQL and its parameters, built from a filter; shared with the report queries.
+pub(super) struct Builder {
+    pub sql: String,
+    pub params: Vec<Param>,
     /// The moment "overdue" and relative times are judged at.
-    now: DateTime<Utc>,
-    dialect: Dialect,
+    pub now: DateTime<Utc>,
+    pub dialect: Dialect,
 }
 
 /// A running clock of the ticket `t`.
@@ -45,8 +46,17 @@ const RUNNING_CLOCK: &str = "SELECT 1 FROM sla_clocks c WHERE c.ticket_id = t.id
     AND c.running_since IS NOT NULL AND NOT c.stopped";
 
 impl Builder {
+    pub fn new(sql: String, now: DateTime<Utc>, dialect: Dialect) -> Self {
+        Builder {
+            sql,
+            params: Vec::new(),
+            now,
+            dialect,
+        }
+    }
+
     /// Adds a parameter and returns its placeholder (`$1`, `$2`, …); both backends accept it.
-    fn param(&mut self, p: Param) -> String {
+    pub fn param(&mut self, p: Param) -> String {
         self.params.push(p);
         format!("${}", self.params.len())
     }
@@ -364,8 +374,20 @@ pub(super) fn render_search(search: &SearchQuery, dialect: Dialect) -> (String, 
     (b.sql, b.params)
 }
 
+/// Whether `filter` reads the contact's fields (and so needs `contacts c` joined).
+pub(super) fn reads_contact(filter: &Expr<TicketPredicate>) -> bool {
+    match filter {
+        Expr::Cond(p) => matches!(
+            p,
+            TicketPredicate::ContactField(..) | TicketPredicate::ContactVip(_)
+        ),
+        Expr::And(items) | Expr::Or(items) => items.iter().any(reads_contact),
+        Expr::Not(inner) => reads_contact(inner),
+    }
+}
+
 /// The filter and the source scope, as `AND …` clauses.
-fn conditions(b: &mut Builder, query: &TicketQuery) {
+pub(super) fn conditions(b: &mut Builder, query: &TicketQuery) {
     if let Some(filter) = &query.filter {
         b.sql.push_str(" AND ");
         b.expr(filter);

@@ -29,7 +29,7 @@ macro_rules! select_tickets {
          t.updated_at, t.contact_id, c.external_id AS contact_external_id, \
          c.name AS contact_name, c.email AS contact_email, c.phone AS contact_phone, \
          c.vip AS contact_vip, t.satisfaction_score, t.satisfaction_comment, \
-         t.satisfaction_rated_at \
+         t.satisfaction_rated_at, t.resolved_at, t.first_response_at \
          FROM tickets t JOIN contacts c ON c.id = t.contact_id"
     };
 }
@@ -446,6 +446,8 @@ pub(super) async fn update_ticket(tx: &mut Tx, update: &TicketUpdate) -> StoreRe
                 "satisfaction_rated_at",
                 t.satisfaction.as_ref().map(|r| r.rated_at),
             ),
+            col("resolved_at", t.resolved_at),
+            col("first_response_at", t.first_response_at),
             ("version", Column::Sql("version + 1".into())),
         ]
         .into_iter()

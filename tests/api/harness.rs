@@ -16,8 +16,8 @@ use ticketd::grpc::pb::{
     self, admin_service_client::AdminServiceClient,
     automation_service_client::AutomationServiceClient,
     contact_service_client::ContactServiceClient,
-    escalation_service_client::EscalationServiceClient, ticket_service_client::TicketServiceClient,
-    view_service_client::ViewServiceClient,
+    escalation_service_client::EscalationServiceClient, report_service_client::ReportServiceClient,
+    ticket_service_client::TicketServiceClient, view_service_client::ViewServiceClient,
 };
 use ticketd::service::StreamGauge;
 use tokio::sync::oneshot;
@@ -89,6 +89,7 @@ pub type Admin = AdminServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Contacts = ContactServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Automation = AutomationServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Views = ViewServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Reports = ReportServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Escalation = EscalationServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// A database made for one test and removed after it.
@@ -220,6 +221,14 @@ impl TestApp {
 
     pub fn views_as(&self, secret: &str) -> Views {
         ViewServiceClient::with_interceptor(self.channel.clone(), bearer(Some(secret)))
+    }
+
+    pub fn reports(&self) -> Reports {
+        self.reports_as(&self.admin_secret)
+    }
+
+    pub fn reports_as(&self, secret: &str) -> Reports {
+        ReportServiceClient::with_interceptor(self.channel.clone(), bearer(Some(secret)))
     }
 
     /// Saves a template for `channel` and returns its id; an email one gets the subject

@@ -21,6 +21,7 @@ mod notifications;
 mod postgres_only;
 mod postgres_restart;
 mod private_cluster;
+mod reports;
 mod routing;
 mod satisfaction;
 mod search;
@@ -217,6 +218,11 @@ harness::conformance! {
         runs_past_the_hourly_cap_of_a_ticket_are_stopped_and_recorded,
         a_dry_run_tells_what_would_happen_and_changes_nothing,
         workflows_are_checked_and_administered,
+    ],
+    reports: [
+        a_manager_reports_volume_backlog_and_response_times,
+        reports_measure_sla_compliance_csat_and_time_logged,
+        reports_are_checked,
     ],
     search: [
         search_ranks_matches_and_marks_the_words_that_matched,

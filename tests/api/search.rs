@@ -46,7 +46,11 @@ fn highlighted(result: &pb::SearchResult, field: &str) -> Vec<String> {
             let chars: Vec<char> = s.text.chars().collect();
             s.highlights
                 .iter()
-                .map(|h| chars[h.start as usize..h.end as usize].iter().collect::<String>())
+                .map(|h| {
+                    chars[h.start as usize..h.end as usize]
+                        .iter()
+                        .collect::<String>()
+                })
                 .collect::<Vec<_>>()
         })
         .collect()
@@ -91,7 +95,11 @@ pub async fn search_ranks_matches_and_marks_the_words_that_matched(backend: Back
         subjects(&search(&mut tickets, "\"broken blender\"", "").await),
         vec!["Refund for a broken blender"]
     );
-    assert!(search(&mut tickets, "\"blender broken\"", "").await.is_empty());
+    assert!(
+        search(&mut tickets, "\"blender broken\"", "")
+            .await
+            .is_empty()
+    );
     assert_eq!(
         subjects(&search(&mut tickets, "refund -blender", "").await),
         vec!["Cannot log in"]
@@ -105,7 +113,11 @@ pub async fn search_ranks_matches_and_marks_the_words_that_matched(backend: Back
         subjects(&search(&mut tickets, "refund", "priority = HIGH").await),
         vec!["Refund for a broken blender"]
     );
-    assert!(search(&mut tickets, "refund", "status = RESOLVED").await.is_empty());
+    assert!(
+        search(&mut tickets, "refund", "status = RESOLVED")
+            .await
+            .is_empty()
+    );
 
     // A renamed ticket is found by its new subject, no longer by the old one.
     tickets
@@ -149,10 +161,7 @@ pub async fn search_ranks_matches_and_marks_the_words_that_matched(backend: Back
     let (ticket, _) = escalate(&mut bot, escalated).await;
     let found = search(&mut tickets, "neighbour parcel", "").await;
     assert_eq!(subjects(&found), vec![ticket.subject]);
-    assert_eq!(
-        highlighted(&found[0], "text"),
-        vec!["parcel", "neighbour"]
-    );
+    assert_eq!(highlighted(&found[0], "text"), vec!["parcel", "neighbour"]);
 }
 
 pub async fn internal_notes_are_searched_for_agents_and_never_for_bots(backend: Backend) {
@@ -229,7 +238,10 @@ pub async fn search_pages_and_checks_its_input(backend: Backend) {
         (refused("", "", 0, "").await, "query"),
         (refused("-printer", "", 0, "").await, "query"),
         (refused(&"word ".repeat(200), "", 0, "").await, "query"),
-        (refused("printer", "status = SIDEWAYS", 0, "").await, "filter"),
+        (
+            refused("printer", "status = SIDEWAYS", 0, "").await,
+            "filter",
+        ),
         (refused("printer", "", 101, "").await, "page_size"),
         (refused("printer", "", 0, "garbage").await, "page_token"),
         (refused("scanner", "", 0, &other_token).await, "page_token"),
@@ -278,6 +290,8 @@ pub async fn the_search_configuration_is_a_setting(backend: Backend) {
         ..settings
     })
     .await;
-    let error = unknown.err().expect("an unknown configuration stops the start");
+    let error = unknown
+        .err()
+        .expect("an unknown configuration stops the start");
     assert!(error.to_string().contains("klingon"), "{error}");
 }

@@ -41,6 +41,8 @@ fn ticket() -> Ticket {
         vip_handlers_only: false,
         sla_clocks: Vec::new(),
         satisfaction: None,
+        resolved_at: None,
+        first_response_at: None,
         version: 3,
         time_spent_seconds: 0,
         created_at: at(9),

@@ -226,6 +226,22 @@ impl SlaService {
     }
 }
 
+/// Moves each changed ticket's report milestones with the change: resolution by its
+/// status, first response by a person's public reply among the change's events (automatic
+/// replies of workflows and auto-responses are no response, as for SLA clocks).
+fn settle_milestones(changes: &mut Changeset) {
+    for update in &mut changes.updates {
+        let ticket = &mut update.ticket;
+        let replied_at = changes
+            .events
+            .iter()
+            .filter(|e| e.ticket_id == ticket.id && is_human_reply(e))
+            .map(|e| e.created_at)
+            .min();
+        ticket.settle_milestones(replied_at);
+    }
+}
+
 pub(crate) fn facts_of(ticket: &Ticket) -> SlaFacts {
     SlaFacts {
         priority: ticket.priority,
@@ -263,6 +279,7 @@ impl Writer {
 
     pub async fn commit(&self, mut changes: Changeset) -> StoreResult<Committed> {
         let started = std::time::Instant::now();
+        settle_milestones(&mut changes);
         self.sla.prepare(&mut changes, None).await?;
         let timer_due = self.timers.prepare(&mut changes).await?;
         self.responder.prepare(&mut changes, None).await?;

@@ -60,7 +60,7 @@ struct TicketPageToken {
 
 impl TicketService {
     /// The caller's filter ANDed with what the view selects, `"me"` resolved.
-    pub(super) async fn selected(
+    pub(crate) async fn selected(
         &self,
         principal: &Principal,
         filter: &str,

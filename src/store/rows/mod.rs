@@ -62,6 +62,8 @@ pub(super) struct TicketRow {
     satisfaction_score: Option<i32>,
     satisfaction_comment: Option<String>,
     satisfaction_rated_at: Option<DateTime<Utc>>,
+    resolved_at: Option<DateTime<Utc>>,
+    first_response_at: Option<DateTime<Utc>>,
 }
 
 fn parse_text<T>(what: &str, text: &str, parse: fn(&str) -> Option<T>) -> StoreResult<T> {
@@ -134,6 +136,8 @@ impl TryFrom<TicketRow> for Ticket {
                 }),
                 _ => None,
             },
+            resolved_at: row.resolved_at,
+            first_response_at: row.first_response_at,
             version: row.version,
             time_spent_seconds: row.time_spent_seconds,
             created_at: row.created_at,
