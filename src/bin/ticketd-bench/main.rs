@@ -8,6 +8,7 @@
 
 mod automation;
 mod costs;
+mod dataset;
 mod load;
 mod pgbench;
 mod server;
@@ -23,6 +24,7 @@ use ticketd::grpc::pb::{self};
 
 pub(crate) use automation::*;
 pub(crate) use costs::*;
+pub(crate) use dataset::*;
 pub(crate) use load::*;
 pub(crate) use pgbench::*;
 pub(crate) use server::*;
@@ -50,6 +52,15 @@ struct Args {
     /// Runs only the automation measurements (workflows and timers).
     #[arg(long)]
     automation_only: bool,
+    /// Runs only the views, search and reports measurements on a generated data set.
+    #[arg(long)]
+    dataset_only: bool,
+    /// Tickets in the generated data set.
+    #[arg(long, default_value_t = 1_000_000)]
+    dataset_tickets: i64,
+    /// Keeps the data set's database (its URL is printed) instead of dropping it.
+    #[arg(long)]
+    keep_dataset: bool,
     /// Internal: only serve the database at this URL, print the address, and exit when
     /// standard input closes (the memory figure measures such a child on its own).
     #[arg(long, hide = true)]
@@ -66,6 +77,11 @@ async fn main() {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
+    if args.dataset_only {
+        let rows = dataset_costs(&args).await;
+        report(&rows, cores, "as the server has it", &args);
+        return;
+    }
     if args.automation_only {
         let rows = workflow_costs(&args).await;
         report(&rows, cores, "as the server has it", &args);
@@ -266,6 +282,7 @@ async fn main() {
     rows.push(rate_limit_cost(&url, &args).await);
     rows.push(tls_cost(&url, &args).await);
     rows.extend(workflow_costs(&args).await);
+    rows.extend(dataset_costs(&args).await);
 
     // SQLite, the embedded default.
     let dir = std::env::temp_dir().join(format!("ticketd-bench-{}", uuid::Uuid::new_v4()));
