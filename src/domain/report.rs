@@ -123,6 +123,18 @@ impl Buckets {
         self.bounds[i + 1]
     }
 
+    /// The longest of a day, an hour, a quarter hour, a minute and a second that divides
+    /// every inner bound: facts summed per such slot (counted from the epoch) fall in
+    /// one bucket each, as the first and last buckets take whatever part of their
+    /// outer slot the period holds.
+    pub fn slot_seconds(&self) -> i64 {
+        let inner = &self.bounds[1..self.bounds.len() - 1];
+        [86_400, 3_600, 900, 60]
+            .into_iter()
+            .find(|slot| inner.iter().all(|b| b % slot == 0))
+            .unwrap_or(1)
+    }
+
     /// The bucket holding the instant `at` (seconds since the epoch), if any.
     pub fn index_of(&self, at: i64) -> Option<usize> {
         let (first, last) = (self.bounds[0], self.bounds[self.bounds.len() - 1]);
@@ -286,6 +298,24 @@ mod tests {
         assert_eq!(b.index_of(utc("2026-10-25T23:00:00Z").timestamp()), Some(2));
         assert_eq!(b.index_of(utc("2026-10-26T23:00:00Z").timestamp()), None);
         assert_eq!(b.index_of(utc("2026-10-24T11:59:59Z").timestamp()), None);
+        // Berlin's midnights fall on whole UTC hours.
+        assert_eq!(b.slot_seconds(), 3_600);
+        let kolkata = Buckets::new(
+            utc("2026-10-24T12:00:00Z"),
+            utc("2026-10-26T23:00:00Z"),
+            Interval::Day,
+            "Asia/Kolkata".parse().unwrap(),
+        )
+        .unwrap();
+        assert_eq!(kolkata.slot_seconds(), 900, "UTC+5:30");
+        let utc_days = Buckets::new(
+            utc("2026-10-24T12:34:56Z"),
+            utc("2026-10-26T23:00:00Z"),
+            Interval::Day,
+            Tz::UTC,
+        )
+        .unwrap();
+        assert_eq!(utc_days.slot_seconds(), 86_400);
     }
 
     #[test]

@@ -158,7 +158,10 @@ impl ReportService {
                     Metric::Csat => FactKind::Csat,
                     _ => FactKind::TimeLogged,
                 };
-                for fact in reader.read(kind, Some(input.start), Grain::Quarter).await? {
+                for fact in reader
+                    .read(kind, Some(input.start), Grain::Slot(buckets.slot_seconds()))
+                    .await?
+                {
                     if let Some(bucket) = buckets.index_of(fact.at) {
                         let entry = sums.entry(key_of(bucket, &fact)).or_default();
                         entry.count += fact.count;
@@ -317,8 +320,18 @@ async fn backlog(
     for (kind, from, grain, sign) in [
         (FactKind::Created, None, Grain::Whole, 1),
         (FactKind::Done, None, Grain::Whole, -1),
-        (FactKind::Created, start, Grain::Quarter, 1),
-        (FactKind::Done, start, Grain::Quarter, -1),
+        (
+            FactKind::Created,
+            start,
+            Grain::Slot(buckets.slot_seconds()),
+            1,
+        ),
+        (
+            FactKind::Done,
+            start,
+            Grain::Slot(buckets.slot_seconds()),
+            -1,
+        ),
     ] {
         for fact in reader.read(kind, from, grain).await? {
             let bucket = match grain {

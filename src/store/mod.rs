@@ -57,7 +57,7 @@ pub use delivery::{DeliveryStore, LeaseBatch};
 pub use events::EventLog;
 pub use idempotency::RequestIdStore;
 pub use keys::KeyStore;
-pub use reports::{Fact, FactKind, FactQuery, Grain, QUARTER_SECONDS, ReportStore};
+pub use reports::{Fact, FactKind, FactQuery, Grain, ReportStore};
 pub use routing::RoutingStore;
 pub use search::{SNIPPET_FIELDS, SearchHit, SearchQuery, SearchStore};
 pub use sla::SlaStore;
@@ -520,6 +520,10 @@ pub struct SqlStore {
     bus: Bus,
     /// Background tasks that live as long as the store (PostgreSQL's LISTEN/NOTIFY).
     tasks: Vec<tokio::task::JoinHandle<()>>,
+    /// The text-search configuration searches are read with (see
+    /// [`SearchStore::configure_search`]); bound as a value so the planner can judge a
+    /// word's frequency from the column's statistics.
+    search_config: std::sync::RwLock<String>,
 }
 
 impl Drop for SqlStore {

@@ -76,5 +76,6 @@ pub async fn connect(url: &str, settings: &PoolSettings, bus: Bus) -> StoreResul
         pools: Pools::Postgres(pool),
         bus,
         tasks,
+        search_config: std::sync::RwLock::new("english".into()),
     })
 }

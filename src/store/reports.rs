@@ -1,14 +1,15 @@
 //! What reports read: per-ticket milestones (`tickets.created_at`, `resolved_at`,
 //! `first_response_at`, `satisfaction_rated_at`), settled SLA clocks and time entries,
-//! each a range scan on its own index (migration `0019_report_milestones.sql`), summed
-//! per quarter hour in the database or read one row per fact for durations.
+//! each a range scan on its own index (migrations `0019_report_milestones.sql` and
+//! `0020_view_and_report_indexes.sql`), summed per slot of time in the database or read
+//! one row per fact for durations.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
 use super::database::Statement;
-use super::ticket_query::{Builder, Param, conditions, reads_contact};
+use super::ticket_query::{Builder, Param, conditions, contact_join};
 use super::{SqlStore, StoreResult, TicketQuery};
 use crate::domain::report::{Dimension, SATISFIED_SCORE};
 
@@ -38,17 +39,14 @@ pub enum FactKind {
 /// How facts come back.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Grain {
-    /// Summed per quarter hour (every time zone's midnight falls on one); `at` is the
-    /// quarter's start.
-    Quarter,
+    /// Summed per slot of this many seconds, counted from the epoch; `at` is the slot's
+    /// start.
+    Slot(i64),
     /// Summed over the whole range; `at` is 0.
     Whole,
     /// One row per fact.
     Each,
 }
-
-/// Quarter hours: bucket bounds in every time zone fall on them.
-pub const QUARTER_SECONDS: i64 = 900;
 
 #[derive(Debug, Clone)]
 pub struct FactQuery {
@@ -162,8 +160,8 @@ pub(super) fn render_facts(query: &FactQuery, b: &mut Builder) {
     // Literals are cast: PostgreSQL types a bare number as a 4-byte integer.
     const ZERO: &str = "CAST(0 AS bigint)";
     let (select_at, start, grouped) = match query.grain {
-        Grain::Quarter => (
-            format!("({at} / {QUARTER_SECONDS}) * {QUARTER_SECONDS}"),
+        Grain::Slot(seconds) => (
+            format!("({at} / {seconds}) * {seconds}"),
             ZERO.to_owned(),
             true,
         ),
@@ -183,10 +181,7 @@ pub(super) fn render_facts(query: &FactQuery, b: &mut Builder) {
             format!("CAST({} AS bigint)", src.extra),
         )
     };
-    let contact = match &query.scope.filter {
-        Some(f) if reads_contact(f) => " JOIN contacts c ON c.id = t.contact_id",
-        _ => "",
-    };
+    let contact = contact_join(&query.scope);
     b.sql = format!(
         "SELECT {select_at}, {start}, {gid}, {gtext}, {series}, {count}, {total}, {extra} \
          FROM {from}{contact}{group_join} WHERE 1 = 1{only}",

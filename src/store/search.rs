@@ -191,7 +191,8 @@ impl SearchStore for SqlStore {
     #[tracing::instrument(skip_all)]
     async fn search_tickets(&self, query: &SearchQuery) -> StoreResult<Vec<SearchHit>> {
         let dialect = self.pools.dialect();
-        let (sql, params) = super::ticket_query::render_search(query, dialect);
+        let config = self.search_config_name();
+        let (sql, params) = super::ticket_query::render_search(query, dialect, &config);
         let statement = params
             .into_iter()
             .fold(Statement::owned(sql), Statement::bind);
@@ -261,11 +262,21 @@ impl SearchStore for SqlStore {
             .await?;
         }
         tx.commit().await?;
+        if let Ok(mut name) = self.search_config.write() {
+            *name = config.to_owned();
+        }
         Ok(())
     }
 }
 
 impl SqlStore {
+    fn search_config_name(&self) -> String {
+        self.search_config
+            .read()
+            .map(|name| name.clone())
+            .unwrap_or_else(|_| "english".into())
+    }
+
     /// Highlighted snippets of a page of PostgreSQL matches.
     async fn pg_snippets(
         &self,
@@ -273,8 +284,10 @@ impl SqlStore {
         rows: &[(Uuid, f64)],
     ) -> StoreResult<HashMap<Uuid, Vec<(&'static str, String)>>> {
         let mut statement = Statement::owned(String::new());
-        let tsquery =
-            super::ticket_query::pg_tsquery(&query.text, &mut |text| statement.add_param(text));
+        let config = statement.add_param(self.search_config_name());
+        let tsquery = super::ticket_query::pg_tsquery(&query.text, &config, &mut |text| {
+            statement.add_param(text)
+        });
         let internal = if query.internal {
             format!("ts_headline(x.cfg, s.internal_text, {tsquery}, {PG_HEADLINE})")
         } else {
@@ -284,7 +297,7 @@ impl SqlStore {
             "SELECT s.ticket_id, ts_headline(x.cfg, t.subject, {tsquery}, {PG_HEADLINE}), \
              ts_headline(x.cfg, s.public_text, {tsquery}, {PG_HEADLINE}), {internal} \
              FROM ticket_search s JOIN tickets t ON t.id = s.ticket_id, \
-             (SELECT name::regconfig AS cfg FROM search_config) x WHERE s.ticket_id IN "
+             (SELECT {config}::regconfig AS cfg) x WHERE s.ticket_id IN "
         ));
         statement.push_list(rows.iter().map(|(id, _)| *id));
         let found: Vec<(Uuid, String, String, String)> = statement.fetch_all(&self.pools).await?;

@@ -51,6 +51,7 @@ pub async fn connect(url: &str, settings: &PoolSettings, bus: Bus) -> StoreResul
         pools: Pools::Sqlite { reader, writer },
         bus,
         tasks: Vec::new(),
+        search_config: std::sync::RwLock::new("english".into()),
     })
 }
 

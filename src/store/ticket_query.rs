@@ -279,8 +279,10 @@ pub(super) fn render(query: &TicketQuery, dialect: Dialect) -> (String, Vec<Para
 /// and limit aside).
 pub(super) fn render_count(query: &TicketQuery, dialect: Dialect) -> (String, Vec<Param>) {
     let mut b = Builder {
-        sql: "SELECT COUNT(*) FROM tickets t JOIN contacts c ON c.id = t.contact_id WHERE 1 = 1"
-            .to_owned(),
+        sql: format!(
+            "SELECT COUNT(*) FROM tickets t{} WHERE 1 = 1",
+            contact_join(query)
+        ),
         params: Vec::new(),
         now: query.now,
         dialect,
@@ -292,14 +294,18 @@ pub(super) fn render_count(query: &TicketQuery, dialect: Dialect) -> (String, Ve
 /// The tsquery of a search on PostgreSQL: each term a phrase query under the configured
 /// text-search configuration, all ANDed, exclusions negated. `param` binds a term's text
 /// and returns its placeholder.
-pub(super) fn pg_tsquery(text: &SearchText, param: &mut dyn FnMut(String) -> String) -> String {
+pub(super) fn pg_tsquery(
+    text: &SearchText,
+    config: &str,
+    param: &mut dyn FnMut(String) -> String,
+) -> String {
     let parts: Vec<String> = text
         .terms
         .iter()
         .map(|term| {
             let not = if term.excluded { "!!" } else { "" };
             format!(
-                "{not}phraseto_tsquery((SELECT name::regconfig FROM search_config), {})",
+                "{not}phraseto_tsquery({config}::regconfig, {})",
                 param(term.text.clone())
             )
         })
@@ -310,16 +316,22 @@ pub(super) fn pg_tsquery(text: &SearchText, param: &mut dyn FnMut(String) -> Str
 /// Builds a search: the most recent [`MAX_RESULTS`] matches within the query's filter and
 /// scope, ranked, one page of them. PostgreSQL rows are `(ticket id, score)`; SQLite rows
 /// add the three snippets of [`SNIPPET_FIELDS`](super::search::SNIPPET_FIELDS).
-pub(super) fn render_search(search: &SearchQuery, dialect: Dialect) -> (String, Vec<Param>) {
+pub(super) fn render_search(
+    search: &SearchQuery,
+    dialect: Dialect,
+    config: &str,
+) -> (String, Vec<Param>) {
     let mut b = Builder {
         sql: String::new(),
         params: Vec::new(),
         now: search.scope.now,
         dialect,
     };
+    let contact = contact_join(&search.scope);
     match dialect {
         Dialect::Postgres => {
-            let tsquery = pg_tsquery(&search.text, &mut |t| b.param(Param::Text(t)));
+            let config = b.param(Param::Text(config.to_owned()));
+            let tsquery = pg_tsquery(&search.text, &config, &mut |t| b.param(Param::Text(t)));
             // Bots match public text only: the subject (A) and the rest of it (B).
             let public_only = if search.internal {
                 String::new()
@@ -328,7 +340,7 @@ pub(super) fn render_search(search: &SearchQuery, dialect: Dialect) -> (String, 
             };
             b.sql = format!(
                 "WITH hits AS (SELECT s.ticket_id, s.number, s.doc FROM ticket_search s \
-                 JOIN tickets t ON t.id = s.ticket_id JOIN contacts c ON c.id = t.contact_id \
+                 JOIN tickets t ON t.id = s.ticket_id{contact} \
                  WHERE s.doc @@ {tsquery}{public_only}"
             );
             conditions(&mut b, &search.scope);
@@ -355,8 +367,8 @@ pub(super) fn render_search(search: &SearchQuery, dialect: Dialect) -> (String, 
             b.sql = format!(
                 "WITH hits AS (SELECT t.id AS ticket_id, t.number AS number, \
                  bm25(ticket_search, 10.0, 4.0, 1.0) AS rank, {} AS s0, {} AS s1, {internal} AS s2 \
-                 FROM ticket_search JOIN tickets t ON t.number = ticket_search.rowid \
-                 JOIN contacts c ON c.id = t.contact_id WHERE ticket_search MATCH {fts}",
+                 FROM ticket_search JOIN tickets t ON t.number = ticket_search.rowid{contact} \
+                 WHERE ticket_search MATCH {fts}",
                 snippet(0),
                 snippet(1)
             );
@@ -372,6 +384,14 @@ pub(super) fn render_search(search: &SearchQuery, dialect: Dialect) -> (String, 
     let offset = b.param(Param::Int(search.offset));
     b.sql.push_str(&format!(" LIMIT {limit} OFFSET {offset}"));
     (b.sql, b.params)
+}
+
+/// The join of `contacts c` when the query's filter reads it.
+pub(super) fn contact_join(query: &TicketQuery) -> &'static str {
+    match &query.filter {
+        Some(f) if reads_contact(f) => " JOIN contacts c ON c.id = t.contact_id",
+        _ => "",
+    }
 }
 
 /// Whether `filter` reads the contact's fields (and so needs `contacts c` joined).

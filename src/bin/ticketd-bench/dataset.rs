@@ -147,6 +147,31 @@ pub(crate) async fn dataset_costs(args: &Args) -> Vec<Row> {
     let empty = start(&empty_url).await;
     create_throughput(&empty, args.clients, 2, None).await;
     let (empty_rate, _) = create_throughput(&empty, args.clients, args.seconds, None).await;
+    // What the search and report indexes cost a create: the same load without them.
+    {
+        let mut db = sqlx::PgConnection::connect(&empty_url)
+            .await
+            .expect("connect");
+        sqlx::raw_sql(
+            "DROP INDEX ticket_search_doc_idx, ticket_search_number_idx, tickets_resolved_idx, \
+             tickets_first_response_idx, tickets_rated_idx, sla_clocks_settled_idx, \
+             sla_clocks_breached_idx, time_entries_created_idx",
+        )
+        .execute(&mut db)
+        .await
+        .expect("drop the indexes");
+    }
+    let (bare_rate, _) = create_throughput(&empty, args.clients, args.seconds, None).await;
+    rows.push(Row {
+        scenario: format!(
+            "CreateTicket, {} clients, search and report indexes",
+            args.clients
+        ),
+        value: format!("{empty_rate:.0}/s"),
+        baseline: format!("{bare_rate:.0}/s without them"),
+        ratio: format!("{:.2}x", empty_rate / bare_rate),
+        target: "report".into(),
+    });
     let _ = empty.app_stop.send(());
     drop_database(args, &empty_name).await;
 
@@ -195,9 +220,40 @@ pub(crate) async fn dataset_costs(args: &Args) -> Vec<Row> {
     });
 
     let console = agent_key(&server, &agents[7]).await;
+    rows.extend(time_queries(&server, &console, &queues, &calendar, "").await);
+    // CreateTicket with the data set present, against the empty database above.
+    create_throughput(&server, args.clients, 2, None).await;
+    let (rate, _) = create_throughput(&server, args.clients, args.seconds, None).await;
+    rows.push(Row {
+        scenario: format!("CreateTicket, {} clients, with the data set", args.clients),
+        value: format!("{rate:.0}/s"),
+        baseline: format!("{empty_rate:.0}/s on an empty database"),
+        ratio: format!("{:.2}x", rate / empty_rate),
+        target: ">= 0.9x".into(),
+    });
+    let _ = server.app_stop.send(());
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    rows.extend(sqlite_figures(&url, &calendar, &queues, &agents[7]).await);
+    if !args.keep_dataset {
+        drop_database(args, &name).await;
+    } else {
+        println!("data set kept in {url}");
+    }
+    rows
+}
+
+/// Times the console's and the manager's calls; `label` follows each scenario's name.
+async fn time_queries(
+    server: &Server,
+    console: &str,
+    queues: &[String],
+    calendar: &str,
+    label: &str,
+) -> Vec<Row> {
+    let mut rows = Vec::new();
     let tickets = pb::ticket_service_client::TicketServiceClient::with_interceptor(
         server.channel.clone(),
-        bearer(&console),
+        bearer(console),
     );
     for view in ["my-tickets", "unassigned", "overdue", "all-open"] {
         let client = tickets.clone();
@@ -284,7 +340,7 @@ pub(crate) async fn dataset_costs(args: &Args) -> Vec<Row> {
         })
         .await;
         rows.push(row(
-            format!("SearchTickets a {kind} word ({word}), 20"),
+            format!("SearchTickets a {kind} word ({word}), 20{label}"),
             times,
             "p99 <= 100 ms",
         ));
@@ -292,7 +348,7 @@ pub(crate) async fn dataset_costs(args: &Args) -> Vec<Row> {
 
     let reports: Reports = pb::report_service_client::ReportServiceClient::with_interceptor(
         server.channel.clone(),
-        bearer(&console),
+        bearer(console),
     );
     let now = Utc::now();
     let period = |days: i64| {
@@ -334,7 +390,7 @@ pub(crate) async fn dataset_costs(args: &Args) -> Vec<Row> {
             pb::RunReportRequest {
                 metric: pb::ReportMetric::FirstResponseTime as i32,
                 interval: pb::ReportInterval::Week as i32,
-                calendar_id: calendar.clone(),
+                calendar_id: calendar.to_owned(),
                 ..Default::default()
             },
             "<= 1 s",
@@ -344,7 +400,7 @@ pub(crate) async fn dataset_costs(args: &Args) -> Vec<Row> {
             pb::RunReportRequest {
                 metric: pb::ReportMetric::ResolutionTime as i32,
                 interval: pb::ReportInterval::Week as i32,
-                calendar_id: calendar.clone(),
+                calendar_id: calendar.to_owned(),
                 ..Default::default()
             },
             "<= 1 s",
@@ -366,25 +422,162 @@ pub(crate) async fn dataset_costs(args: &Args) -> Vec<Row> {
             }
         })
         .await;
-        rows.push(row(scenario.into(), times, target));
+        rows.push(row(format!("{scenario}{label}"), times, target));
     }
 
-    // CreateTicket with the data set present, against the empty database above.
-    create_throughput(&server, args.clients, 2, None).await;
-    let (rate, _) = create_throughput(&server, args.clients, args.seconds, None).await;
-    rows.push(Row {
-        scenario: format!("CreateTicket, {} clients, with the data set", args.clients),
-        value: format!("{rate:.0}/s"),
-        baseline: format!("{empty_rate:.0}/s on an empty database"),
-        ratio: format!("{:.2}x", rate / empty_rate),
-        target: ">= 0.9x".into(),
-    });
+    rows
+}
+
+/// Every tenth ticket of the PostgreSQL data set (with its contacts, tags, events, clocks
+/// and search text, and every queue, agent and calendar), copied into a fresh SQLite
+/// database under a ticketd, and the same calls timed there.
+async fn sqlite_figures(pg_url: &str, calendar: &str, queues: &[String], agent: &str) -> Vec<Row> {
+    let dir = std::env::temp_dir().join(format!("ticketd-bench-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let url = format!("sqlite://{}", dir.join("dataset.db").display());
+    let server = start(&url).await;
+    let started = Instant::now();
+    let mut pg = sqlx::PgConnection::connect(pg_url).await.expect("connect");
+    let mut lite = sqlx::SqliteConnection::connect(&url)
+        .await
+        .expect("open SQLite");
+    let sampled = "ticket_id IN (SELECT id FROM tickets WHERE number % 10 = 0)";
+    let mut copied = 0;
+    for (table, filter) in [
+        ("queues", "true"),
+        ("agents", "true"),
+        ("calendars", "true"),
+        ("contacts", "true"),
+        ("tickets", "number % 10 = 0"),
+        ("ticket_tags", sampled),
+        ("ticket_events", "ticket_number % 10 = 0"),
+        ("sla_clocks", sampled),
+    ] {
+        let n = copy_table(&mut pg, &mut lite, table, filter).await;
+        if table == "tickets" {
+            copied = n;
+        }
+    }
+    copy_search(&mut pg, &mut lite).await;
+    sqlx::raw_sql("ANALYZE")
+        .execute(&mut lite)
+        .await
+        .expect("analyze");
+    drop(lite);
+    let built = started.elapsed();
+    let mut rows = vec![Row {
+        scenario: "data set, SQLite".into(),
+        value: format!(
+            "{copied} tickets (every tenth), copied in {:.0} s",
+            built.as_secs_f64()
+        ),
+        baseline: "-".into(),
+        ratio: "-".into(),
+        target: "100,000 tickets".into(),
+    }];
+    let console = agent_key(&server, agent).await;
+    rows.extend(time_queries(&server, &console, queues, calendar, ", SQLite").await);
     let _ = server.app_stop.send(());
     tokio::time::sleep(Duration::from_millis(200)).await;
-    if !args.keep_dataset {
-        drop_database(args, &name).await;
-    } else {
-        println!("data set kept in {url}");
-    }
+    let _ = std::fs::remove_dir_all(&dir);
     rows
+}
+
+/// Copies the rows of `table` that `filter` selects from PostgreSQL into the same table
+/// in SQLite, by column name; returns how many.
+async fn copy_table(
+    pg: &mut sqlx::PgConnection,
+    lite: &mut sqlx::SqliteConnection,
+    table: &str,
+    filter: &str,
+) -> u64 {
+    use sqlx::{Column, Row as _, TypeInfo};
+    use tokio_stream::StreamExt;
+    let select = format!("SELECT * FROM {table} WHERE {filter}");
+    let mut stream = sqlx::query(sqlx::AssertSqlSafe(select)).fetch(&mut *pg);
+    let mut tx = sqlx::Connection::begin(&mut *lite).await.expect("begin");
+    let mut batch: Vec<sqlx::postgres::PgRow> = Vec::new();
+    let mut total = 0u64;
+    loop {
+        let next = stream.next().await.map(|r| r.expect("read a row"));
+        let done = next.is_none();
+        batch.extend(next);
+        if batch.len() < 500 && !done {
+            continue;
+        }
+        if let Some(first) = batch.first() {
+            let columns: Vec<(String, String)> = first
+                .columns()
+                .iter()
+                .map(|c| (c.name().to_owned(), c.type_info().name().to_owned()))
+                .collect();
+            let names: Vec<&str> = columns.iter().map(|(n, _)| n.as_str()).collect();
+            let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(format!(
+                "INSERT INTO {table} ({}) ",
+                names.join(", ")
+            ));
+            insert.push_values(&batch, |mut b, row| {
+                for (i, (_, ty)) in columns.iter().enumerate() {
+                    match ty.as_str() {
+                        "UUID" => b.push_bind(row.get::<Option<uuid::Uuid>, _>(i)),
+                        "TEXT" => b.push_bind(row.get::<Option<String>, _>(i)),
+                        "INT8" => b.push_bind(row.get::<Option<i64>, _>(i)),
+                        "INT4" => b.push_bind(row.get::<Option<i32>, _>(i)),
+                        "INT2" => b.push_bind(row.get::<Option<i16>, _>(i).map(i32::from)),
+                        "BOOL" => b.push_bind(row.get::<Option<bool>, _>(i)),
+                        "TIMESTAMPTZ" => {
+                            b.push_bind(row.get::<Option<chrono::DateTime<Utc>>, _>(i))
+                        }
+                        "JSONB" | "JSON" => b.push_bind(
+                            row.get::<Option<serde_json::Value>, _>(i)
+                                .map(|v| v.to_string()),
+                        ),
+                        "BYTEA" => b.push_bind(row.get::<Option<Vec<u8>>, _>(i)),
+                        other => panic!("cannot copy a {other} column of {table}"),
+                    };
+                }
+            });
+            insert
+                .build()
+                .execute(&mut *tx)
+                .await
+                .unwrap_or_else(|e| panic!("copy into {table}: {e}"));
+            total += batch.len() as u64;
+            batch.clear();
+        }
+        if done {
+            break;
+        }
+    }
+    tx.commit().await.expect("commit");
+    total
+}
+
+/// The sampled tickets' search text, into SQLite's FTS5 table.
+async fn copy_search(pg: &mut sqlx::PgConnection, lite: &mut sqlx::SqliteConnection) {
+    let docs: Vec<(i64, String, String, String)> = sqlx::query_as(
+        "SELECT s.number, t.subject, s.public_text, s.internal_text FROM ticket_search s \
+         JOIN tickets t ON t.id = s.ticket_id WHERE s.number % 10 = 0",
+    )
+    .fetch_all(&mut *pg)
+    .await
+    .expect("read search text");
+    let mut tx = sqlx::Connection::begin(&mut *lite).await.expect("begin");
+    for chunk in docs.chunks(500) {
+        let mut insert = sqlx::QueryBuilder::<sqlx::Sqlite>::new(
+            "INSERT INTO ticket_search (rowid, subject, public_text, internal_text) ",
+        );
+        insert.push_values(chunk, |mut b, (number, subject, public, internal)| {
+            b.push_bind(number)
+                .push_bind(subject)
+                .push_bind(public)
+                .push_bind(internal);
+        });
+        insert
+            .build()
+            .execute(&mut *tx)
+            .await
+            .expect("copy search text");
+    }
+    tx.commit().await.expect("commit");
 }
