@@ -67,7 +67,7 @@ fn input_from_pb(r: pb::RunReportRequest) -> Result<ReportInput, ServiceError> {
         }
     };
     let interval = match I::try_from(r.interval) {
-        Ok(I::None) => Interval::None,
+        Ok(I::Unspecified | I::None) => Interval::None,
         Ok(I::Day) => Interval::Day,
         Ok(I::Week) => Interval::Week,
         Ok(I::Month) => Interval::Month,
@@ -140,10 +140,20 @@ impl ReportService for ReportApi {
 
     async fn export_report(
         &self,
-        request: Request<pb::RunReportRequest>,
+        request: Request<pb::ExportReportRequest>,
     ) -> Reply<Self::ExportReportStream> {
         let principal = authorize(&request, "ExportReport", STAFF).await?;
-        let input = input_from_pb(request.into_inner())?;
+        let r = request.into_inner();
+        let input = input_from_pb(pb::RunReportRequest {
+            metric: r.metric,
+            start_time: r.start_time,
+            end_time: r.end_time,
+            time_zone: r.time_zone,
+            interval: r.interval,
+            group_by: r.group_by,
+            filter: r.filter,
+            calendar_id: r.calendar_id,
+        })?;
         let (rows, zone) = self.services.reports.run(&principal, &input).await?;
         let csv = to_csv(&rows, zone)?;
         let stream = async_stream::stream! {

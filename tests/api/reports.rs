@@ -229,9 +229,19 @@ pub async fn a_manager_reports_volume_backlog_and_response_times(backend: Backen
     assert_eq!((resolution[0].count, resolution[0].mean), (1, 32_400.0));
 
     // The same rows as CSV, times in the report's zone.
+    let asked = in_berlin(pb::ReportMetric::TicketsCreated);
     let mut stream = app
         .reports()
-        .export_report(in_berlin(pb::ReportMetric::TicketsCreated))
+        .export_report(pb::ExportReportRequest {
+            metric: asked.metric,
+            start_time: asked.start_time,
+            end_time: asked.end_time,
+            time_zone: asked.time_zone,
+            interval: asked.interval,
+            group_by: asked.group_by,
+            filter: asked.filter,
+            calendar_id: asked.calendar_id,
+        })
         .await
         .unwrap()
         .into_inner();

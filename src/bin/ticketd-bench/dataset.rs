@@ -271,7 +271,7 @@ async fn time_queries(
         })
         .await;
         rows.push(row(
-            format!("ListTickets view {view}, 50"),
+            format!("ListTickets view {view}, 50{label}"),
             times,
             "p99 <= 20 ms",
         ));
@@ -300,7 +300,7 @@ async fn time_queries(
         })
         .await;
         rows.push(row(
-            format!("ListTickets `{filter}`, 50"),
+            format!("ListTickets `{filter}`, 50{label}"),
             times,
             "p99 <= 20 ms",
         ));
@@ -320,7 +320,7 @@ async fn time_queries(
         })
         .await;
         rows.push(row(
-            format!("CountTickets view {view}"),
+            format!("CountTickets view {view}{label}"),
             times,
             "p99 <= 50 ms",
         ));
