@@ -11,6 +11,10 @@ use super::calendar::BusinessCalendar;
 pub const MAX_BUCKETS: usize = 550;
 /// The most rows one report may return.
 pub const MAX_ROWS: usize = 20_000;
+/// The longest period one report may cover.
+pub const MAX_PERIOD_DAYS: i64 = 3 * 366;
+/// The most tickets one duration report may measure (each is read into memory).
+pub const MAX_MEASURED: usize = 2_000_000;
 /// Business time is counted at most this far back from a report's end: a ticket older
 /// than that counts from then.
 const BUSINESS_LOOKBACK_DAYS: i64 = 3 * 366;
@@ -82,6 +86,11 @@ impl Buckets {
     ) -> Result<Self, String> {
         if end <= start {
             return Err("must be after start_time".into());
+        }
+        if end - start > Duration::days(MAX_PERIOD_DAYS) {
+            return Err(format!(
+                "must be at most {MAX_PERIOD_DAYS} days after start_time"
+            ));
         }
         let mut bounds = vec![start.timestamp()];
         if interval != Interval::None {
@@ -360,6 +369,7 @@ mod tests {
         assert!(Buckets::new(t, t, Interval::Day, Tz::UTC).is_err());
         assert!(Buckets::new(t, t + Duration::days(3 * 365), Interval::Day, Tz::UTC).is_err());
         assert!(Buckets::new(t, t + Duration::days(3 * 365), Interval::Week, Tz::UTC).is_ok());
+        assert!(Buckets::new(t, t + Duration::days(4 * 365), Interval::Month, Tz::UTC).is_err());
     }
 
     #[test]

@@ -15,7 +15,7 @@ use crate::clock::Clock;
 use crate::domain::auth::Principal;
 use crate::domain::filter::TicketFilter;
 use crate::domain::report::{
-    Buckets, BusinessTimeline, Dimension, Interval, MAX_ROWS, Metric, stats,
+    Buckets, BusinessTimeline, Dimension, Interval, MAX_MEASURED, MAX_ROWS, Metric, stats,
 };
 use crate::store::{Fact, FactKind, FactQuery, Grain, SortField, Store, StoreError, TicketQuery};
 
@@ -132,6 +132,11 @@ impl ReportService {
                     FactKind::Resolution
                 };
                 let facts = reader.read(kind, Some(input.start), Grain::Each).await?;
+                if facts.len() > MAX_MEASURED {
+                    return Err(ServiceError::ResourceExhausted(format!(
+                        "the report would measure more than {MAX_MEASURED} tickets: choose a shorter period or a narrower filter"
+                    )));
+                }
                 let timeline = calendar.map(|cal| {
                     let earliest = facts.iter().map(|f| f.start).min().unwrap_or(0);
                     let lo = DateTime::from_timestamp(earliest, 0).unwrap_or(input.start);

@@ -72,24 +72,6 @@ async fn drain(
     seen
 }
 
-fn office_hours() -> pb::Calendar {
-    pb::Calendar {
-        name: "Office".into(),
-        time_zone: "UTC".into(),
-        weekly: ["MON", "TUE", "WED", "THU", "FRI"]
-            .iter()
-            .map(|d| pb::DayHours {
-                day: d.to_string(),
-                intervals: vec![pb::TimeInterval {
-                    start: "09:00".into(),
-                    end: "17:00".into(),
-                }],
-            })
-            .collect(),
-        ..Default::default()
-    }
-}
-
 pub async fn customers_get_an_acknowledgement_that_is_no_first_response(backend: Backend) {
     let app = spawn_app(backend).await;
     let body = app
@@ -236,16 +218,7 @@ pub async fn after_hours_answers_once_per_closed_period(backend: Backend) {
     // Monday 7 December 2026, 20:00 UTC: the office is closed.
     app.clock
         .set(Utc.with_ymd_and_hms(2026, 12, 7, 20, 0, 0).unwrap());
-    let calendar = app
-        .admin()
-        .create_calendar(pb::CreateCalendarRequest {
-            calendar: Some(office_hours()),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .calendar
-        .unwrap();
+    let calendar = app.office_calendar().await;
     let body = app
         .template("Closed", pb::Channel::Chat, "We are closed; back at 9.")
         .await;
@@ -254,7 +227,7 @@ pub async fn after_hours_answers_once_per_closed_period(backend: Backend) {
         pb::AutoResponseKind::AfterHours,
         pb::Channel::Chat,
         &body,
-        &calendar.id,
+        &calendar,
     )
     .await
     .unwrap();

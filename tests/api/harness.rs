@@ -231,6 +231,35 @@ impl TestApp {
         ReportServiceClient::with_interceptor(self.channel.clone(), bearer(Some(secret)))
     }
 
+    /// Saves the calendar "Office", Monday to Friday 09:00 to 17:00 UTC, and returns its id.
+    pub async fn office_calendar(&self) -> String {
+        let office = pb::Calendar {
+            name: "Office".into(),
+            time_zone: "UTC".into(),
+            weekly: ["MON", "TUE", "WED", "THU", "FRI"]
+                .iter()
+                .map(|d| pb::DayHours {
+                    day: d.to_string(),
+                    intervals: vec![pb::TimeInterval {
+                        start: "09:00".into(),
+                        end: "17:00".into(),
+                    }],
+                })
+                .collect(),
+            ..Default::default()
+        };
+        self.admin()
+            .create_calendar(pb::CreateCalendarRequest {
+                calendar: Some(office),
+            })
+            .await
+            .expect("create the office calendar")
+            .into_inner()
+            .calendar
+            .expect("calendar")
+            .id
+    }
+
     /// Saves a template for `channel` and returns its id; an email one gets the subject
     /// `Re: #{{ ticket.number }}`.
     pub async fn template(&self, name: &str, channel: pb::Channel, body: &str) -> String {

@@ -74,38 +74,10 @@ async fn reply(app: &TestApp, ticket_id: &str) {
         .unwrap();
 }
 
-/// Monday to Friday, 09:00 to 17:00 UTC.
-async fn office_calendar(app: &TestApp) -> String {
-    app.admin()
-        .create_calendar(pb::CreateCalendarRequest {
-            calendar: Some(pb::Calendar {
-                name: "Office".into(),
-                time_zone: "UTC".into(),
-                weekly: ["MON", "TUE", "WED", "THU", "FRI"]
-                    .iter()
-                    .map(|d| pb::DayHours {
-                        day: d.to_string(),
-                        intervals: vec![pb::TimeInterval {
-                            start: "09:00".into(),
-                            end: "17:00".into(),
-                        }],
-                    })
-                    .collect(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .calendar
-        .unwrap()
-        .id
-}
-
 pub async fn a_manager_reports_volume_backlog_and_response_times(backend: Backend) {
     let app = spawn_app_with_manual_clock(backend).await;
     let mut tickets = app.tickets();
-    let calendar = office_calendar(&app).await;
+    let calendar = app.office_calendar().await;
     let ticket = |subject: &str, priority: pb::Priority, tag: &str| pb::CreateTicketRequest {
         priority: priority as i32,
         tags: vec![tag.into()],

@@ -216,30 +216,7 @@ fn monday(hour: u32, minute: u32) -> DateTime<Utc> {
 pub async fn no_agent_reply_within_24_business_hours_follows_up(backend: Backend) {
     let app = spawn_app_with_manual_clock(backend).await;
     app.clock.set(monday(8, 0));
-    let mut admin = app.admin();
-    let calendar = admin
-        .create_calendar(pb::CreateCalendarRequest {
-            calendar: Some(pb::Calendar {
-                name: "Office".into(),
-                time_zone: "UTC".into(),
-                weekly: ["MON", "TUE", "WED", "THU", "FRI"]
-                    .iter()
-                    .map(|d| pb::DayHours {
-                        day: d.to_string(),
-                        intervals: vec![pb::TimeInterval {
-                            start: "09:00".into(),
-                            end: "17:00".into(),
-                        }],
-                    })
-                    .collect(),
-                ..Default::default()
-            }),
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .calendar
-        .unwrap();
+    let calendar_id = app.office_calendar().await;
     let note = app
         .template(
             "Follow-up note",
@@ -264,7 +241,7 @@ pub async fn no_agent_reply_within_24_business_hours_follows_up(backend: Backend
                     seconds: 24 * 3600,
                     nanos: 0,
                 }),
-                calendar_id: calendar.id.clone(),
+                calendar_id: calendar_id.clone(),
                 ..Default::default()
             })),
         }),
