@@ -804,4 +804,33 @@ pub async fn data_from_before_the_bridge_migrations_is_carried_over(backend: Bac
             );
         }
     }
+
+    // Text written before search existed is searchable: the subject by anyone, the note
+    // by agents only.
+    let search = |text: &str, internal: bool| ticketd::store::SearchQuery {
+        text: ticketd::domain::search::SearchText::parse(text).unwrap(),
+        scope: ticketd::store::TicketQuery {
+            filter: None,
+            sort: ticketd::store::SortField::Number,
+            descending: true,
+            after: None,
+            limit: 0,
+            now: Utc::now(),
+            sources: Vec::new(),
+        },
+        internal,
+        offset: 0,
+        limit: 10,
+    };
+    let found = |hits: Vec<ticketd::store::SearchHit>| -> Vec<Uuid> {
+        hits.into_iter().map(|h| h.ticket_id).collect()
+    };
+    for (text, internal, expected) in [
+        ("legacy", false, vec![ticket_id]),
+        ("hi", true, vec![ticket_id]),
+        ("hi", false, vec![]),
+    ] {
+        let hits = store.search_tickets(&search(text, internal)).await.unwrap();
+        assert_eq!(found(hits), expected, "{text:?}, internal {internal}");
+    }
 }
