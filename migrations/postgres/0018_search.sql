@@ -19,7 +19,8 @@ CREATE TABLE search_config (
 );
 INSERT INTO search_config (name) VALUES ('english');
 
--- Tickets written before search existed.
+-- Tickets written before search existed, up to 128 KiB of each kind of text (as ticketd
+-- keeps it).
 INSERT INTO ticket_search (ticket_id, number, public_text, internal_text, doc)
 SELECT t.id, t.number, x.public_text, x.internal_text,
        setweight(to_tsvector('english', t.subject), 'A')
@@ -28,11 +29,13 @@ SELECT t.id, t.number, x.public_text, x.internal_text,
 FROM tickets t
 CROSS JOIN LATERAL (
     SELECT
-        concat_ws(E'\n', t.description, string_agg(
+        left(concat_ws(E'\n', t.description, string_agg(
             COALESCE(e.payload ->> 'body', e.payload ->> 'text', e.payload ->> 'summary'),
-            E'\n' ORDER BY e.position) FILTER (WHERE e.visibility = 'public')) AS public_text,
-        COALESCE(string_agg(e.payload ->> 'body', E'\n' ORDER BY e.position)
-            FILTER (WHERE e.visibility = 'internal'), '') AS internal_text
+            E'\n' ORDER BY e.position) FILTER (WHERE e.visibility = 'public')), 131072)
+            AS public_text,
+        left(COALESCE(string_agg(e.payload ->> 'body', E'\n' ORDER BY e.position)
+            FILTER (WHERE e.visibility = 'internal' AND e.event_type = 'note_added'), ''), 131072)
+            AS internal_text
     FROM ticket_events e
     WHERE e.ticket_id = t.id
       AND e.event_type IN ('reply_added', 'note_added', 'transcript_message',

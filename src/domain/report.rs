@@ -13,8 +13,9 @@ pub const MAX_BUCKETS: usize = 550;
 pub const MAX_ROWS: usize = 20_000;
 /// The longest period one report may cover.
 pub const MAX_PERIOD_DAYS: i64 = 3 * 366;
-/// The most tickets one duration report may measure (each is read into memory).
-pub const MAX_MEASURED: usize = 2_000_000;
+/// The most facts one report may read into memory: tickets measured for a duration, or
+/// sums per slot and group.
+pub const MAX_FACT_ROWS: usize = 1_000_000;
 /// Business time is counted at most this far back from a report's end: a ticket older
 /// than that counts from then.
 const BUSINESS_LOOKBACK_DAYS: i64 = 3 * 366;

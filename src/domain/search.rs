@@ -14,8 +14,10 @@ pub const MAX_TERMS: usize = 16;
 /// stops at 1,000 results): ranking every match of a word most tickets hold would read
 /// them all.
 pub const MAX_RESULTS: i64 = 1000;
-/// Searchable text kept per ticket, in bytes; text beyond it is not indexed.
-pub const MAX_INDEXED_BYTES: i64 = 256 * 1024;
+/// Searchable text kept per ticket, in bytes: text is appended while the document holds
+/// less, one change's text clipped to it, so a document stays under twice this (and
+/// PostgreSQL's 1 MB `tsvector` limit).
+pub const MAX_INDEXED_BYTES: i64 = 128 * 1024;
 
 /// Wraps a highlighted stretch of a snippet as the store returns it. Control characters
 /// that ticket text cannot usefully hold; any in the text itself are removed.
@@ -140,13 +142,15 @@ impl IndexedText {
         if text.is_empty() {
             return None;
         }
+        // The highlight markers cannot come from the text itself.
+        let text = text.replace([MARK_START, MARK_END], "");
         Some(match event.visibility {
             Visibility::Public => IndexedText {
-                public: text.clone(),
+                public: text,
                 ..Default::default()
             },
             Visibility::Internal => IndexedText {
-                internal: text.clone(),
+                internal: text,
                 ..Default::default()
             },
         })

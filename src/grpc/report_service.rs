@@ -1,6 +1,6 @@
 //! `ticketd.v1.ReportService`: authorise, convert, call the service, convert back.
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, Datelike, Utc};
 use tonic::{Request, Response, Status};
 
 use super::auth::{STAFF, authorize};
@@ -41,10 +41,15 @@ fn required_time(
             let at = u32::try_from(t.nanos)
                 .ok()
                 .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos));
-            if at.is_none() {
-                v.add(field, "is not a valid time");
+            match at {
+                None => v.add(field, "is not a valid time"),
+                // Report arithmetic counts seconds from 1970 on.
+                Some(at) if !(1970..=9999).contains(&at.year()) => {
+                    v.add(field, "must fall in the years 1970 to 9999")
+                }
+                Some(_) => return at,
             }
-            at
+            None
         }
     }
 }

@@ -15,7 +15,7 @@ use crate::clock::Clock;
 use crate::domain::auth::Principal;
 use crate::domain::filter::TicketFilter;
 use crate::domain::report::{
-    Buckets, BusinessTimeline, Dimension, Interval, MAX_MEASURED, MAX_ROWS, Metric, stats,
+    Buckets, BusinessTimeline, Dimension, Interval, MAX_FACT_ROWS, MAX_ROWS, Metric, stats,
 };
 use crate::store::{Fact, FactKind, FactQuery, Grain, SortField, Store, StoreError, TicketQuery};
 
@@ -132,11 +132,6 @@ impl ReportService {
                     FactKind::Resolution
                 };
                 let facts = reader.read(kind, Some(input.start), Grain::Each).await?;
-                if facts.len() > MAX_MEASURED {
-                    return Err(ServiceError::ResourceExhausted(format!(
-                        "the report would measure more than {MAX_MEASURED} tickets: choose a shorter period or a narrower filter"
-                    )));
-                }
                 let timeline = calendar.map(|cal| {
                     let earliest = facts.iter().map(|f| f.start).min().unwrap_or(0);
                     let lo = DateTime::from_timestamp(earliest, 0).unwrap_or(input.start);
@@ -167,7 +162,7 @@ impl ReportService {
                     .read(kind, Some(input.start), Grain::Slot(buckets.slot_seconds()))
                     .await?
                 {
-                    if let Some(bucket) = buckets.index_of(fact.at) {
+                    if let Some(bucket) = buckets.index_of(fact.at.max(buckets.start(0))) {
                         let entry = sums.entry(key_of(bucket, &fact)).or_default();
                         entry.count += fact.count;
                         entry.total += fact.total;
@@ -308,7 +303,13 @@ impl FactReader<'_> {
             },
             grain,
         };
-        Ok(self.store.report_facts(&query).await?)
+        let facts = self.store.report_facts(&query).await?;
+        if facts.len() > MAX_FACT_ROWS {
+            return Err(ServiceError::ResourceExhausted(format!(
+                "the report reads more than {MAX_FACT_ROWS} facts: choose a shorter period, a longer interval or a narrower filter"
+            )));
+        }
+        Ok(facts)
     }
 }
 
@@ -341,7 +342,8 @@ async fn backlog(
         for fact in reader.read(kind, from, grain).await? {
             let bucket = match grain {
                 Grain::Whole => Some(0),
-                _ => buckets.index_of(fact.at),
+                // A slot that began before the period holds only facts within it.
+                _ => buckets.index_of(fact.at.max(buckets.start(0))),
             };
             if let Some(bucket) = bucket {
                 let (_, group, _) = key_of(bucket, &fact);

@@ -11,7 +11,7 @@ use uuid::Uuid;
 use super::database::Statement;
 use super::ticket_query::{Builder, Param, conditions, contact_join};
 use super::{SqlStore, StoreResult, TicketQuery};
-use crate::domain::report::{Dimension, MAX_MEASURED, SATISFIED_SCORE};
+use crate::domain::report::{Dimension, MAX_FACT_ROWS, SATISFIED_SCORE};
 
 /// Which facts a report reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -208,11 +208,10 @@ pub(super) fn render_facts(query: &FactQuery, b: &mut Builder) {
     conditions(b, &query.scope);
     if grouped {
         b.sql.push_str(" GROUP BY 1, 3, 4, 5");
-    } else {
-        // One more than may be measured tells the caller there were too many.
-        b.sql
-            .push_str(&format!(" LIMIT {}", MAX_MEASURED as i64 + 1));
     }
+    // One more than may be read tells the caller there were too many.
+    b.sql
+        .push_str(&format!(" LIMIT {}", MAX_FACT_ROWS as i64 + 1));
 }
 
 #[async_trait]

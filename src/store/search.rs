@@ -106,8 +106,8 @@ fn clip(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-/// PostgreSQL: one upsert. A new subject rebuilds the document (the old subject's words
-/// leave it); other text is appended. Text past the bound is not indexed.
+/// PostgreSQL: one upsert. Text is appended while the document holds less than the bound
+/// (`$6`); a new subject always rebuilds the document, so the old subject's words leave it.
 const PG_APPEND: &str = "\
 INSERT INTO ticket_search AS s (ticket_id, number, public_text, internal_text, doc) \
 SELECT $1, $2, $4, $5, setweight(to_tsvector(c.name::regconfig, $3), 'A') \
@@ -115,15 +115,23 @@ SELECT $1, $2, $4, $5, setweight(to_tsvector(c.name::regconfig, $3), 'A') \
     || setweight(to_tsvector(c.name::regconfig, $5), 'D') \
 FROM search_config c \
 ON CONFLICT (ticket_id) DO UPDATE SET \
-    public_text = concat_ws(E'\\n', NULLIF(s.public_text, ''), NULLIF($4, '')), \
-    internal_text = concat_ws(E'\\n', NULLIF(s.internal_text, ''), NULLIF($5, '')), \
-    doc = CASE WHEN $3 = '' THEN s.doc || excluded.doc ELSE \
-        setweight(to_tsvector((SELECT name::regconfig FROM search_config), $3), 'A') \
-        || setweight(to_tsvector((SELECT name::regconfig FROM search_config), \
-            concat_ws(E'\\n', NULLIF(s.public_text, ''), NULLIF($4, ''))), 'B') \
-        || setweight(to_tsvector((SELECT name::regconfig FROM search_config), \
-            concat_ws(E'\\n', NULLIF(s.internal_text, ''), NULLIF($5, ''))), 'D') END \
-WHERE octet_length(s.public_text) + octet_length(s.internal_text) < $6";
+    public_text = CASE WHEN octet_length(s.public_text) + octet_length(s.internal_text) < $6 \
+        THEN concat_ws(E'\\n', NULLIF(s.public_text, ''), NULLIF($4, '')) ELSE s.public_text END, \
+    internal_text = CASE WHEN octet_length(s.public_text) + octet_length(s.internal_text) < $6 \
+        THEN concat_ws(E'\\n', NULLIF(s.internal_text, ''), NULLIF($5, '')) ELSE s.internal_text END, \
+    doc = CASE \
+        WHEN $3 <> '' THEN setweight(to_tsvector((SELECT name::regconfig FROM search_config), $3), 'A') \
+            || setweight(to_tsvector((SELECT name::regconfig FROM search_config), \
+                CASE WHEN octet_length(s.public_text) + octet_length(s.internal_text) < $6 \
+                THEN concat_ws(E'\\n', NULLIF(s.public_text, ''), NULLIF($4, '')) \
+                ELSE s.public_text END), 'B') \
+            || setweight(to_tsvector((SELECT name::regconfig FROM search_config), \
+                CASE WHEN octet_length(s.public_text) + octet_length(s.internal_text) < $6 \
+                THEN concat_ws(E'\\n', NULLIF(s.internal_text, ''), NULLIF($5, '')) \
+                ELSE s.internal_text END), 'D') \
+        WHEN octet_length(s.public_text) + octet_length(s.internal_text) < $6 \
+            THEN s.doc || excluded.doc \
+        ELSE s.doc END";
 
 async fn append(tx: &mut Tx, ticket_id: Uuid, addition: Addition) -> StoreResult<()> {
     let max = MAX_INDEXED_BYTES as usize;
@@ -159,7 +167,7 @@ async fn append(tx: &mut Tx, ticket_id: Uuid, addition: Addition) -> StoreResult
                     "INSERT INTO ticket_search (rowid, subject, public_text, internal_text) \
                      VALUES ($1, $2, $3, $4)",
                 ),
-                Some((bytes,)) if bytes < MAX_INDEXED_BYTES => Statement::new(
+                Some(_) => Statement::new(
                     "UPDATE ticket_search SET \
                      subject = CASE WHEN $2 = '' THEN subject ELSE $2 END, \
                      public_text = CASE WHEN $3 = '' THEN public_text \
@@ -168,7 +176,11 @@ async fn append(tx: &mut Tx, ticket_id: Uuid, addition: Addition) -> StoreResult
                          WHEN internal_text = '' THEN $4 ELSE internal_text || char(10) || $4 END \
                      WHERE rowid = $1",
                 ),
-                Some(_) => return Ok(()),
+            };
+            // Past the bound only a new subject is taken.
+            let (public, internal) = match held {
+                Some((bytes,)) if bytes >= MAX_INDEXED_BYTES => (String::new(), String::new()),
+                _ => (public, internal),
             };
             statement
                 .bind(addition.number)

@@ -332,21 +332,37 @@ pub(super) fn render_search(
         Dialect::Postgres => {
             let config = b.param(Param::Text(config.to_owned()));
             let tsquery = pg_tsquery(&search.text, &config, &mut |t| b.param(Param::Text(t)));
-            // Bots match public text only: the subject (A) and the rest of it (B).
-            let public_only = if search.internal {
-                String::new()
+            // Bots match, and are ranked on, public text only: the subject (A) and the
+            // rest of it (B). The index finds the documents holding the wanted words;
+            // the whole query (exclusions too) is then checked on the public part alone,
+            // so an excluded word in a note cannot hide a ticket from a bot.
+            let (matches, weights) = if search.internal {
+                (format!("s.doc @@ {tsquery}"), "")
             } else {
-                format!(" AND ts_filter(s.doc, '{{a,b}}') @@ {tsquery}")
+                let wanted = SearchText {
+                    terms: search
+                        .text
+                        .terms
+                        .iter()
+                        .filter(|t| !t.excluded)
+                        .cloned()
+                        .collect(),
+                };
+                let wanted = pg_tsquery(&wanted, &config, &mut |t| b.param(Param::Text(t)));
+                (
+                    format!("s.doc @@ {wanted} AND ts_filter(s.doc, '{{a,b}}') @@ {tsquery}"),
+                    "'{0, 0, 0.4, 1}', ",
+                )
             };
             b.sql = format!(
-                "WITH hits AS (SELECT s.ticket_id, s.number, s.doc FROM ticket_search s \
-                 JOIN tickets t ON t.id = s.ticket_id{contact} \
-                 WHERE s.doc @@ {tsquery}{public_only}"
+                "WITH hits AS (SELECT s.ticket_id, s.number, s.doc \
+                 FROM ticket_search s JOIN tickets t ON t.id = s.ticket_id{contact} \
+                 WHERE {matches}"
             );
             conditions(&mut b, &search.scope);
             b.sql.push_str(&format!(
                 " ORDER BY s.number DESC LIMIT {MAX_RESULTS}) \
-                 SELECT ticket_id, ts_rank(doc, {tsquery})::float8 AS score FROM hits \
+                 SELECT ticket_id, ts_rank({weights}doc, {tsquery})::float8 AS score FROM hits \
                  ORDER BY score DESC, number DESC"
             ));
         }
@@ -359,14 +375,16 @@ pub(super) fn render_search(
             let snippet = |column: usize| {
                 format!("snippet(ticket_search, {column}, char(2), char(3), ' … ', 16)")
             };
-            let internal = if search.internal {
-                snippet(2)
+            // Bots are ranked on public text only.
+            let (internal, note_weight) = if search.internal {
+                (snippet(2), "1.0")
             } else {
-                "''".to_owned()
+                ("''".to_owned(), "0.0")
             };
             b.sql = format!(
                 "WITH hits AS (SELECT t.id AS ticket_id, t.number AS number, \
-                 bm25(ticket_search, 10.0, 4.0, 1.0) AS rank, {} AS s0, {} AS s1, {internal} AS s2 \
+                 bm25(ticket_search, 10.0, 4.0, {note_weight}) AS rank, {} AS s0, {} AS s1, \
+                 {internal} AS s2 \
                  FROM ticket_search JOIN tickets t ON t.number = ticket_search.rowid{contact} \
                  WHERE ticket_search MATCH {fts}",
                 snippet(0),

@@ -158,6 +158,21 @@ pub async fn a_manager_reports_volume_backlog_and_response_times(backend: Backen
             (days[1], "billing".into(), 1)
         ]
     );
+    // A period from mid-morning: the tickets of its first hours count.
+    let from_mid_morning = run(
+        &app,
+        report(
+            pb::ReportMetric::TicketsCreated,
+            utc(2026, 11, 2, 8, 30),
+            end,
+            pb::ReportInterval::None,
+        ),
+    )
+    .await;
+    assert_eq!(
+        counts(&from_mid_morning),
+        vec![(utc(2026, 11, 2, 8, 30).timestamp(), String::new(), 3)]
+    );
     let resolved = run(&app, in_berlin(pb::ReportMetric::TicketsResolved)).await;
     assert_eq!(
         resolved.iter().map(|r| r.count).collect::<Vec<_>>(),
@@ -418,6 +433,13 @@ pub async fn reports_are_checked(backend: Backend) {
         (
             pb::RunReportRequest {
                 start_time: None,
+                ..week.clone()
+            },
+            "start_time",
+        ),
+        (
+            pb::RunReportRequest {
+                start_time: Some(ts(utc(1960, 1, 1, 0, 0))),
                 ..week.clone()
             },
             "start_time",

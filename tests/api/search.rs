@@ -185,6 +185,11 @@ pub async fn internal_notes_are_searched_for_agents_and_never_for_bots(backend: 
     let mut bot = app.tickets_as(&bot_secret);
     assert!(search(&mut bot, "courier", "").await.is_empty());
     assert!(search(&mut bot, "\"courier lost\"", "").await.is_empty());
+    // A word only a note holds cannot leave a ticket out of a bot's search either.
+    assert_eq!(
+        subjects(&search(&mut bot, "delivery -courier", "").await),
+        vec!["Late delivery"]
+    );
     // Public text is there for bots, without the note's snippet.
     let found = search(&mut bot, "delivery", "").await;
     assert_eq!(subjects(&found), vec!["Late delivery"]);
