@@ -7,6 +7,8 @@ use std::time::Duration;
 
 use tokio::net::TcpListener;
 use tokio_stream::wrappers::TcpListenerStream;
+use tonic::codegen::http::header::{AUTHORIZATION, CONTENT_TYPE};
+use tonic::codegen::http::{HeaderName, HeaderValue, Method};
 use tonic::transport::Server;
 use tonic_health::ServingStatus;
 
@@ -34,6 +36,8 @@ pub enum AppError {
     Telemetry(#[from] crate::telemetry::TelemetryError),
     #[error("TICKETD_SEARCH_CONFIG: {0} is not a text-search configuration of the database")]
     SearchConfig(String, #[source] StoreError),
+    #[error("TICKETD_CORS_ORIGINS: {0:?} is not an origin such as https://console.example.com")]
+    CorsOrigin(String),
     #[error("{0} is not an address to serve metrics on")]
     MetricsAddress(String),
     #[error(transparent)]
@@ -88,6 +92,8 @@ impl App {
         // written: a generated admin key is only ever made by a start that goes on to
         // print it.
         let tls = settings.tls().map(TlsServer::new).transpose()?;
+        // A wrong origin stops the start here, before anything is written.
+        let _ = cors_layer(&settings.cors_origins)?;
         let listener = TcpListener::bind(&settings.listen)
             .await
             .map_err(|e| AppError::Bind(settings.listen.clone(), e))?;
@@ -232,11 +238,16 @@ impl App {
         });
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let addr = self.local_addr().ok();
+        let cors = cors_layer(&self.settings.cors_origins)?;
         let router = Server::builder()
+            // gRPC-Web from browsers comes over HTTP/1.1 too.
+            .accept_http1(true)
             .timeout(limits.request_timeout)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .max_concurrent_streams(Some(self.settings.max_concurrent_streams_per_connection))
+            .layer(cors)
+            .layer(tonic_web::GrpcWebLayer::new())
             .layer(EdgeLayer)
             .layer(GateLayer::new(
                 self.services.api_keys.clone(),
@@ -362,4 +373,47 @@ mod tests {
         );
         assert_eq!(redact("sqlite://./ticketd.db"), "sqlite://./ticketd.db");
     }
+}
+
+/// CORS for gRPC-Web from the browser pages of `origins` (none: no cross-origin page may
+/// call). Callers send their key and gRPC-Web's headers; they may read the call's status
+/// and a stream's resume cursor.
+fn cors_layer(origins: &[String]) -> Result<tower_http::cors::CorsLayer, AppError> {
+    use tower_http::cors::{AllowOrigin, CorsLayer};
+    let origins = origins
+        .iter()
+        .map(|origin| {
+            let origin = origin.trim().trim_end_matches('/');
+            // An origin is a scheme and a host (and port): no path, query or wildcard.
+            let uri: Option<tonic::codegen::http::Uri> = origin.parse().ok();
+            let valid = uri.is_some_and(|uri| {
+                matches!(uri.scheme_str(), Some("http" | "https"))
+                    && uri.authority().is_some()
+                    && uri.path() == "/"
+                    && uri.query().is_none()
+                    && !origin.contains('*')
+            });
+            if !valid {
+                return Err(AppError::CorsOrigin(origin.to_owned()));
+            }
+            HeaderValue::from_str(origin).map_err(|_| AppError::CorsOrigin(origin.to_owned()))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(CorsLayer::new()
+        .allow_origin(AllowOrigin::list(origins))
+        .allow_methods([Method::POST, Method::OPTIONS])
+        .allow_headers([
+            AUTHORIZATION,
+            CONTENT_TYPE,
+            HeaderName::from_static("x-grpc-web"),
+            HeaderName::from_static("x-user-agent"),
+            HeaderName::from_static("grpc-timeout"),
+        ])
+        .expose_headers([
+            HeaderName::from_static("grpc-status"),
+            HeaderName::from_static("grpc-message"),
+            HeaderName::from_static("grpc-status-details-bin"),
+            HeaderName::from_static(crate::grpc::RESUME_CURSOR),
+        ])
+        .max_age(Duration::from_secs(600)))
 }

@@ -222,6 +222,11 @@ pub struct Settings {
     )]
     pub max_concurrent_streams_per_connection: u32,
 
+    /// Web origins (`https://console.example.com`) whose browser pages may call the API
+    /// with gRPC-Web, comma-separated; none by default.
+    #[arg(long, env = "TICKETD_CORS_ORIGINS", value_delimiter = ',')]
+    pub cors_origins: Vec<String>,
+
     /// Open `WatchTickets` and `SubscribeChannel` streams per API key.
     #[arg(long, env = "TICKETD_MAX_STREAMS_PER_KEY", default_value_t = 100)]
     pub max_streams_per_key: usize,
@@ -287,6 +292,7 @@ impl Settings {
             rate_limit_gateway_per_second: 1000,
             max_concurrent_requests: 512,
             max_concurrent_streams_per_connection: 256,
+            cors_origins: Vec::new(),
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,

@@ -13,6 +13,7 @@ mod conversation_updates;
 mod delivery;
 mod email;
 mod errors;
+mod grpc_web;
 mod harness;
 mod intake;
 mod lifecycle;
@@ -218,6 +219,11 @@ harness::conformance! {
         runs_past_the_hourly_cap_of_a_ticket_are_stopped_and_recorded,
         a_dry_run_tells_what_would_happen_and_changes_nothing,
         workflows_are_checked_and_administered,
+    ],
+    grpc_web: [
+        browsers_call_the_api_with_grpc_web,
+        cross_origin_calls_are_allowed_only_from_configured_origins,
+        a_cors_origin_that_is_not_one_stops_the_start,
     ],
     reports: [
         a_manager_reports_volume_backlog_and_response_times,
