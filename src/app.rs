@@ -361,20 +361,6 @@ fn redact(url: &str) -> String {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::redact;
-
-    #[test]
-    fn passwords_do_not_reach_the_logs() {
-        assert_eq!(
-            redact("postgres://app:hunter2@db:5432/ticketd"),
-            "postgres://app:***@db:5432/ticketd"
-        );
-        assert_eq!(redact("sqlite://./ticketd.db"), "sqlite://./ticketd.db");
-    }
-}
-
 /// CORS for gRPC-Web from the browser pages of `origins` (none: no cross-origin page may
 /// call). Callers send their key and gRPC-Web's headers; they may read the call's status
 /// and a stream's resume cursor.
@@ -416,4 +402,18 @@ fn cors_layer(origins: &[String]) -> Result<tower_http::cors::CorsLayer, AppErro
             HeaderName::from_static(crate::grpc::RESUME_CURSOR),
         ])
         .max_age(Duration::from_secs(600)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_do_not_reach_the_logs() {
+        assert_eq!(
+            redact("postgres://app:hunter2@db:5432/ticketd"),
+            "postgres://app:***@db:5432/ticketd"
+        );
+        assert_eq!(redact("sqlite://./ticketd.db"), "sqlite://./ticketd.db");
+    }
 }
