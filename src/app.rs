@@ -247,7 +247,7 @@ impl App {
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .max_concurrent_streams(Some(self.settings.max_concurrent_streams_per_connection))
             .layer(cors)
-            .layer(tonic_web::GrpcWebLayer::new())
+            .layer(crate::http::GrpcWebLayer)
             .layer(EdgeLayer)
             .layer(GateLayer::new(
                 self.services.api_keys.clone(),

@@ -140,6 +140,15 @@ impl Gate {
         }
     }
 
+    /// The largest body an HTTP route accepts.
+    fn http_limit(&self, path: &str) -> usize {
+        if path == "/v1/email" {
+            self.settings.max_email_bytes
+        } else {
+            SMALL_MESSAGE_BYTES.min(self.settings.max_message_bytes)
+        }
+    }
+
     /// Applies the key's rate limit.
     fn admit(&self, principal: &Principal) -> Result<(), Status> {
         let Some(limiter) = self.limiters.of(principal.role) else {
@@ -173,6 +182,22 @@ impl Gate {
 const MIN_RETRY: Duration = Duration::from_millis(10);
 
 /// Paths that need no key: load balancers and tools must reach them.
+/// The gate's refusal: a gRPC status, or for the HTTP routes its JSON.
+fn refusal(path: &str, status: Status) -> Response<Body> {
+    if is_http(path) {
+        crate::http::error::response(&status, |json| {
+            Body::new(http_body_util::Full::new(bytes::Bytes::from(json)))
+        })
+    } else {
+        status.into_http()
+    }
+}
+
+/// The HTTP routes beside gRPC (`crate::http`): errors as JSON, bodies bounded by bytes.
+fn is_http(path: &str) -> bool {
+    path.starts_with("/v1/")
+}
+
 fn is_open(path: &str) -> bool {
     path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.")
 }
@@ -209,11 +234,11 @@ where
             }
             let Ok(_permit) = gate.in_flight.clone().try_acquire_owned() else {
                 metrics::counter!("ticketd_requests_shed_total").increment(1);
-                return Ok(Status::resource_exhausted(format!(
+                let status = Status::resource_exhausted(format!(
                     "the server is at its limit of {} calls in flight; retry later",
                     gate.settings.max_in_flight
-                ))
-                .into_http());
+                ));
+                return Ok(refusal(&path, status));
             };
             let principal = match bearer_secret(request.headers()) {
                 Ok(secret) => gate.keys.authenticate(secret).await.map_err(Status::from),
@@ -221,10 +246,30 @@ where
             };
             let principal = match principal.and_then(|p| gate.admit(&p).map(|()| p)) {
                 Ok(principal) => principal,
-                Err(status) => return Ok(status.into_http()),
+                Err(status) => return Ok(refusal(&path, status)),
             };
-            let limit = gate.message_limit(&path);
-            let mut request = request.map(|body| Body::new(LimitedBody::new(body, limit)));
+            let mut request = if is_http(&path) {
+                // HTTP bodies are not gRPC-framed: bound their bytes, refusing at once a
+                // body whose declared length is over the bound.
+                let limit = gate.http_limit(&path);
+                let declared = request
+                    .headers()
+                    .get(tonic::codegen::http::header::CONTENT_LENGTH)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| v.parse::<usize>().ok());
+                if declared.is_some_and(|length| length > limit) {
+                    let status = Status::resource_exhausted(format!(
+                        "the body is larger than this route's limit of {limit} bytes"
+                    ));
+                    let mut refused = refusal(&path, status);
+                    *refused.status_mut() = tonic::codegen::http::StatusCode::PAYLOAD_TOO_LARGE;
+                    return Ok(refused);
+                }
+                request.map(|body| Body::new(http_body_util::Limited::new(body, limit)))
+            } else {
+                let limit = gate.message_limit(&path);
+                request.map(|body| Body::new(LimitedBody::new(body, limit)))
+            };
             request.extensions_mut().insert(principal);
             inner.call(request).await
         })

@@ -96,11 +96,13 @@ pub fn routes(services: &Services, limits: &GrpcLimits) -> Routes {
         pb::report_service_server::ReportServiceServer::new(ReportApi::new(services.clone()))
             .max_decoding_message_size(limits.max_message_bytes)
             .max_encoding_message_size(limits.max_message_bytes);
-    Routes::new(tickets)
+    let grpc = Routes::new(tickets)
         .add_service(admin)
         .add_service(reports)
         .add_service(automation)
         .add_service(views)
         .add_service(contacts)
-        .add_service(escalation)
+        .add_service(escalation);
+    // The HTTP routes share the server, its layers and its port.
+    Routes::from(grpc.into_axum_router().merge(crate::http::router(services)))
 }

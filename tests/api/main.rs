@@ -15,6 +15,7 @@ mod email;
 mod errors;
 mod grpc_web;
 mod harness;
+mod http;
 mod intake;
 mod lifecycle;
 mod merge;
@@ -224,6 +225,13 @@ harness::conformance! {
         browsers_call_the_api_with_grpc_web,
         cross_origin_calls_are_allowed_only_from_configured_origins,
         a_cors_origin_that_is_not_one_stops_the_start,
+    ],
+    http: [
+        watches_stream_as_server_sent_events_and_resume,
+        http_errors_are_json_with_the_status_of_their_code,
+        a_rate_limited_http_caller_is_told_when_to_retry,
+        conversations_stream_to_bots_over_sse,
+        email_is_taken_in_over_http,
     ],
     reports: [
         a_manager_reports_volume_backlog_and_response_times,

@@ -1,0 +1,347 @@
+//! HTTP beside gRPC, on the same port, for callers that cannot hold a gRPC stream or send
+//! a protobuf: watches as Server-Sent Events and email intake as a raw message. Each
+//! route builds the gRPC request and calls the same gRPC service implementation (so
+//! authorisation, validation, limits and conversions are gRPC's own); bodies are the
+//! messages' proto3 JSON. The gate in front of every route has authenticated the caller
+//! (`Authorization: Bearer`) and applied its key's rate limit already.
+
+pub mod error;
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, QueryRejection};
+use axum::extract::{Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use serde::Deserialize;
+use tokio_stream::StreamExt;
+use tonic::Status;
+
+use crate::domain::auth::Principal;
+use crate::grpc::pb::escalation_service_server::EscalationService;
+use crate::grpc::pb::ticket_service_server::TicketService;
+use crate::grpc::{EscalationApi, TicketApi, pb};
+use crate::service::Services;
+
+/// The routes `/v1/tickets:watch`, `/v1/conversations:watch` and `/v1/email`.
+pub fn router(services: &Services) -> Router {
+    let apis = Apis {
+        tickets: Arc::new(TicketApi::new(services.clone())),
+        escalation: Arc::new(EscalationApi::new(services.clone())),
+    };
+    Router::new()
+        .route("/v1/tickets:watch", get(watch_tickets))
+        .route("/v1/conversations:watch", get(watch_conversations))
+        .route("/v1/email", post(ingest_email))
+        .with_state(apis)
+}
+
+#[derive(Clone)]
+struct Apis {
+    tickets: Arc<TicketApi>,
+    escalation: Arc<EscalationApi>,
+}
+
+fn error(status: &Status) -> Response {
+    error::response(status, axum::body::Body::from)
+}
+
+/// The gRPC request with the caller the gate admitted.
+fn request<T>(message: T, headers: &HeaderMap, principal: Option<Principal>) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    if let Some(principal) = principal {
+        request.extensions_mut().insert(principal);
+    }
+    // The trace context travels on as it does for gRPC.
+    if let Some(parent) = headers.get("traceparent")
+        && let Ok(value) = parent.to_str()
+        && let Ok(value) = value.parse()
+    {
+        request.metadata_mut().insert("traceparent", value);
+    }
+    request
+}
+
+fn principal(parts: &axum::http::Extensions) -> Option<Principal> {
+    parts.get::<Principal>().cloned()
+}
+
+#[derive(Deserialize)]
+struct WatchQuery {
+    #[serde(default)]
+    filter: String,
+    #[serde(default)]
+    after_cursor: i64,
+    // Conversations only.
+    #[serde(default)]
+    source: String,
+    #[serde(default)]
+    channel: String,
+    #[serde(default)]
+    conversation_id: String,
+}
+
+fn bad_query(rejection: QueryRejection) -> Response {
+    error(&Status::invalid_argument(format!(
+        "query: {}",
+        rejection.body_text()
+    )))
+}
+
+/// Where a reconnecting `EventSource` resumes: its `Last-Event-ID`, else the query's
+/// `after_cursor`.
+fn resume_from(headers: &HeaderMap, after_cursor: i64) -> Result<i64, Response> {
+    match headers.get("last-event-id") {
+        None => Ok(after_cursor),
+        Some(value) => value
+            .to_str()
+            .ok()
+            .and_then(|v| v.trim().parse().ok())
+            .ok_or_else(|| {
+                error(&Status::invalid_argument(
+                    "Last-Event-ID: must be a cursor this server sent",
+                ))
+            }),
+    }
+}
+
+/// A gRPC server stream as Server-Sent Events: each message as its JSON with the
+/// cursor as the event's `id`; the status that ends the stream (shutdown, falling
+/// behind, a revoked key) as a last event named `error`, after which the client
+/// reconnects with `Last-Event-ID`.
+fn to_sse<M, S>(stream: S, cursor: fn(&M) -> Option<i64>) -> Response
+where
+    M: serde::Serialize + Send + 'static,
+    S: tokio_stream::Stream<Item = Result<M, Status>> + Send + 'static,
+{
+    let events = stream.map(move |item| {
+        let event = match item {
+            Ok(message) => {
+                let data = serde_json::to_string(&message).unwrap_or_default();
+                let event = SseEvent::default().data(data);
+                match cursor(&message) {
+                    Some(cursor) => event.id(cursor.to_string()),
+                    None => event,
+                }
+            }
+            Err(status) => {
+                let (json, _) = error::error_json(&status, error::http_status(status.code()));
+                SseEvent::default().event("error").data(json)
+            }
+        };
+        Ok::<_, std::convert::Infallible>(event)
+    });
+    Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response()
+}
+
+async fn watch_tickets(
+    State(apis): State<Apis>,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+    query: Result<Query<WatchQuery>, QueryRejection>,
+) -> Response {
+    let Query(query) = match query {
+        Ok(query) => query,
+        Err(rejection) => return bad_query(rejection),
+    };
+    let after_cursor = match resume_from(&headers, query.after_cursor) {
+        Ok(cursor) => cursor,
+        Err(response) => return response,
+    };
+    let message = pb::WatchTicketsRequest {
+        filter: query.filter,
+        after_cursor,
+    };
+    match apis
+        .tickets
+        .watch_tickets(request(message, &headers, principal(&extensions)))
+        .await
+    {
+        Ok(stream) => to_sse(stream.into_inner(), |m: &pb::WatchTicketsResponse| {
+            m.event.as_ref().map(|e| e.cursor)
+        }),
+        Err(status) => error(&status),
+    }
+}
+
+async fn watch_conversations(
+    State(apis): State<Apis>,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+    query: Result<Query<WatchQuery>, QueryRejection>,
+) -> Response {
+    let Query(query) = match query {
+        Ok(query) => query,
+        Err(rejection) => return bad_query(rejection),
+    };
+    let after_cursor = match resume_from(&headers, query.after_cursor) {
+        Ok(cursor) => cursor,
+        Err(response) => return response,
+    };
+    let channel = if query.channel.is_empty() {
+        pb::Channel::Unspecified
+    } else {
+        match pb::Channel::from_str_name(&format!("CHANNEL_{}", query.channel.to_uppercase())) {
+            Some(channel) => channel,
+            None => {
+                return error(&Status::invalid_argument(
+                    "channel: must be EMAIL, SMS or CHAT",
+                ));
+            }
+        }
+    };
+    let message = pb::WatchConversationsRequest {
+        source: query.source,
+        channel: channel as i32,
+        conversation_id: query.conversation_id,
+        after_cursor,
+    };
+    match apis
+        .escalation
+        .watch_conversations(request(message, &headers, principal(&extensions)))
+        .await
+    {
+        Ok(stream) => to_sse(stream.into_inner(), |m: &pb::WatchConversationsResponse| {
+            m.update.as_ref().map(|u| u.cursor)
+        }),
+        Err(status) => error(&status),
+    }
+}
+
+#[derive(Deserialize)]
+struct EmailQuery {
+    #[serde(default)]
+    recipient: String,
+    #[serde(default)]
+    request_id: String,
+}
+
+/// `POST /v1/email`: the raw message (`message/rfc822`) as the body, the envelope
+/// recipient as `?recipient=`; a retry with the same `Idempotency-Key` (or
+/// `?request_id=`) returns the first result.
+async fn ingest_email(
+    State(apis): State<Apis>,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+    query: Result<Query<EmailQuery>, QueryRejection>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Query(query) = match query {
+        Ok(query) => query,
+        Err(rejection) => return bad_query(rejection),
+    };
+    let raw = match body {
+        Ok(raw) => raw,
+        // A body past the gate's bound (one sent without a length) fails while read.
+        Err(rejection)
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE
+                || rejection.body_text().contains("length limit") =>
+        {
+            let status = Status::resource_exhausted(
+                "the message is larger than TICKETD_MAX_EMAIL_BYTES allows",
+            );
+            let mut response = error(&status);
+            *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+            return response;
+        }
+        Err(rejection) => {
+            return error(&Status::invalid_argument(format!(
+                "body: {}",
+                rejection.body_text()
+            )));
+        }
+    };
+    let request_id = headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .unwrap_or(query.request_id);
+    let message = pb::IngestEmailRequest {
+        raw: raw.to_vec(),
+        recipient: query.recipient,
+        request_id,
+    };
+    match apis
+        .escalation
+        .ingest_email(request(message, &headers, principal(&extensions)))
+        .await
+    {
+        Ok(response) => {
+            let json = serde_json::to_string(&response.into_inner()).unwrap_or_default();
+            (
+                [(axum::http::header::CONTENT_TYPE, "application/json")],
+                json,
+            )
+                .into_response()
+        }
+        Err(status) => error(&status),
+    }
+}
+
+/// gRPC-Web translation for the gRPC routes only: tonic-web refuses HTTP/1.1 requests
+/// that are not gRPC-Web, which the `/v1/` routes are.
+#[derive(Clone, Default)]
+pub struct GrpcWebLayer;
+
+impl<S: Clone> tower::Layer<S> for GrpcWebLayer {
+    type Service = GrpcWebOrHttp<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        GrpcWebOrHttp {
+            web: tower::Layer::layer(&tonic_web::GrpcWebLayer::new(), inner.clone()),
+            plain: inner,
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct GrpcWebOrHttp<S> {
+    web: tonic_web::GrpcWebService<S>,
+    plain: S,
+}
+
+type HttpRequest = axum::http::Request<tonic::body::Body>;
+type HttpResponse = axum::http::Response<tonic::body::Body>;
+
+impl<S, B> tower::Service<HttpRequest> for GrpcWebOrHttp<S>
+where
+    S: tower::Service<HttpRequest, Response = axum::http::Response<B>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<tonic::codegen::StdError> + std::fmt::Display,
+{
+    type Response = HttpResponse;
+    type Error = S::Error;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<HttpResponse, S::Error>> + Send>>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.plain.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: HttpRequest) -> Self::Future {
+        use tower::ServiceExt;
+        if request.uri().path().starts_with("/v1/") {
+            // The clone that was made ready is the one to call.
+            let clone = self.plain.clone();
+            let plain = std::mem::replace(&mut self.plain, clone);
+            Box::pin(async move {
+                let response = plain.oneshot(request).await?;
+                Ok(response.map(tonic::body::Body::new))
+            })
+        } else {
+            let web = self.web.clone();
+            Box::pin(web.oneshot(request))
+        }
+    }
+}
