@@ -94,7 +94,7 @@ fn bad_query(rejection: QueryRejection) -> Response {
 
 /// Where a reconnecting `EventSource` resumes: its `Last-Event-ID`, else the query's
 /// `after_cursor`.
-fn resume_from(headers: &HeaderMap, after_cursor: i64) -> Result<i64, Response> {
+fn resume_from(headers: &HeaderMap, after_cursor: i64) -> Result<i64, Status> {
     match headers.get("last-event-id") {
         None => Ok(after_cursor),
         Some(value) => value
@@ -102,9 +102,7 @@ fn resume_from(headers: &HeaderMap, after_cursor: i64) -> Result<i64, Response> 
             .ok()
             .and_then(|v| v.trim().parse().ok())
             .ok_or_else(|| {
-                error(&Status::invalid_argument(
-                    "Last-Event-ID: must be a cursor this server sent",
-                ))
+                Status::invalid_argument("Last-Event-ID: must be a cursor this server sent")
             }),
     }
 }
@@ -152,7 +150,7 @@ async fn watch_tickets(
     };
     let after_cursor = match resume_from(&headers, query.after_cursor) {
         Ok(cursor) => cursor,
-        Err(response) => return response,
+        Err(status) => return error(&status),
     };
     let message = pb::WatchTicketsRequest {
         filter: query.filter,
@@ -182,7 +180,7 @@ async fn watch_conversations(
     };
     let after_cursor = match resume_from(&headers, query.after_cursor) {
         Ok(cursor) => cursor,
-        Err(response) => return response,
+        Err(status) => return error(&status),
     };
     let channel = if query.channel.is_empty() {
         pb::Channel::Unspecified
