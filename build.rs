@@ -3,8 +3,6 @@
 
 use std::{env, fs, path::PathBuf};
 
-use prost::Message;
-
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=proto");
     let files = [
@@ -18,9 +16,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/ticketd/v1/view_service.proto",
         "proto/ticketd/v1/report_service.proto",
     ];
-    let descriptors = protox::compile(files, ["proto"])?;
+    // `protox::compile` would drop custom options; the compiler's own encoding keeps the
+    // `google.api.http` rules the HTTP edge routes by.
+    let mut compiler = protox::Compiler::new(["proto"])?;
+    compiler.include_imports(true);
+    compiler.open_files(files)?;
+    let descriptors = compiler.file_descriptor_set();
     let out_dir = PathBuf::from(env::var("OUT_DIR")?);
-    let encoded = descriptors.encode_to_vec();
+    let encoded = compiler.encode_file_descriptor_set();
     fs::write(out_dir.join("ticketd_descriptor.bin"), &encoded)?;
     // Messages name themselves (`prost::Name`), so the codec can look up their shape.
     // Well-known types come from pbjson-types, which gives them their proto3 JSON form.

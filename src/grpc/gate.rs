@@ -145,7 +145,8 @@ impl Gate {
         if path == "/v1/email" {
             self.settings.max_email_bytes
         } else {
-            SMALL_MESSAGE_BYTES.min(self.settings.max_message_bytes)
+            // JSON carries bytes (attachments) as base64: a third more than the message.
+            self.settings.max_message_bytes.saturating_mul(4) / 3 + 1024
         }
     }
 

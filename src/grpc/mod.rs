@@ -104,5 +104,6 @@ pub fn routes(services: &Services, limits: &GrpcLimits) -> Routes {
         .add_service(contacts)
         .add_service(escalation);
     // The HTTP routes share the server, its layers and its port.
-    Routes::from(grpc.into_axum_router().merge(crate::http::router(services)))
+    let http = crate::http::router(services, grpc.clone());
+    Routes::from(grpc.into_axum_router().merge(http))
 }

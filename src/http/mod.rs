@@ -6,6 +6,7 @@
 //! (`Authorization: Bearer`) and applied its key's rate limit already.
 
 pub mod error;
+pub mod rest;
 
 use std::sync::Arc;
 
@@ -27,16 +28,26 @@ use crate::grpc::pb::ticket_service_server::TicketService;
 use crate::grpc::{EscalationApi, TicketApi, pb};
 use crate::service::Services;
 
-/// The routes `/v1/tickets:watch`, `/v1/conversations:watch` and `/v1/email`.
-pub fn router(services: &Services) -> Router {
+/// The routes `/v1/tickets:watch`, `/v1/conversations:watch` and `/v1/email`, and every
+/// unary RPC under the path its `google.api.http` rule names, calling `grpc`.
+pub fn router(services: &Services, grpc: tonic::service::Routes) -> Router {
+    let rest = match rest::Transcoder::new(pb::FILE_DESCRIPTOR_SET, grpc) {
+        Ok(rest) => Some(Arc::new(rest)),
+        Err(err) => {
+            tracing::error!(error = %err, "REST routes unavailable");
+            None
+        }
+    };
     let apis = Apis {
         tickets: Arc::new(TicketApi::new(services.clone())),
         escalation: Arc::new(EscalationApi::new(services.clone())),
+        rest,
     };
     Router::new()
         .route("/v1/tickets:watch", get(watch_tickets))
         .route("/v1/conversations:watch", get(watch_conversations))
         .route("/v1/email", post(ingest_email))
+        .route("/v1/{*rest}", axum::routing::any(transcode))
         .with_state(apis)
 }
 
@@ -44,6 +55,32 @@ pub fn router(services: &Services) -> Router {
 struct Apis {
     tickets: Arc<TicketApi>,
     escalation: Arc<EscalationApi>,
+    rest: Option<Arc<rest::Transcoder>>,
+}
+
+/// Any other `/v1/` request: the RPC whose HTTP rule it matches.
+async fn transcode(
+    State(apis): State<Apis>,
+    method: axum::http::Method,
+    uri: axum::http::Uri,
+    headers: HeaderMap,
+    extensions: axum::http::Extensions,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let Some(rest) = apis.rest else {
+        return error(&Status::unimplemented("REST routes are unavailable"));
+    };
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) => {
+            return error(&Status::invalid_argument(format!(
+                "body: {}",
+                rejection.body_text()
+            )));
+        }
+    };
+    rest.call(method, uri, headers, principal(&extensions), body)
+        .await
 }
 
 fn error(status: &Status) -> Response {
