@@ -214,7 +214,7 @@ impl Transcoder {
     fn find(&self, method: &Method, path: &str) -> Option<(&Rule, Vec<(String, String)>)> {
         let (segments, verb) = split_path(path)?;
         self.rules.iter().find_map(|rule| {
-            if &rule.method != method || rule.verb != verb || rule.segments.len() != segments.len()
+            if rule.method != *method || rule.verb != verb || rule.segments.len() != segments.len()
             {
                 return None;
             }
