@@ -26,19 +26,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let encoded = compiler.encode_file_descriptor_set();
     fs::write(out_dir.join("ticketd_descriptor.bin"), &encoded)?;
     // Messages name themselves (`prost::Name`), so the codec can look up their shape.
-    // Well-known types come from pbjson-types, which gives them their proto3 JSON form.
     let mut config = tonic_prost_build::Config::new();
     config.enable_type_names();
-    config.prost_types_path("::pbjson_types");
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)
         .codec_path("crate::grpc::codec::BoundedCodec")
         .compile_fds_with_config(descriptors, config)?;
-    // The proto3 JSON mapping of every message (serde), for HTTP and webhooks.
-    pbjson_build::Builder::new()
-        .register_descriptors(&encoded)?
-        .ignore_unknown_fields()
-        .build(&[".ticketd"])?;
     Ok(())
 }

@@ -13,9 +13,9 @@ use std::collections::HashMap;
 use std::marker::PhantomData;
 use std::sync::OnceLock;
 
-use pbjson_types::field_descriptor_proto::Type;
 use prost::bytes::Buf;
 use prost::{Message, Name};
+use prost_types::field_descriptor_proto::Type;
 use tonic::Status;
 use tonic::codec::{Codec, DecodeBuf, Decoder};
 use tonic_prost::ProstEncoder;
@@ -48,7 +48,7 @@ type Schema = HashMap<String, HashMap<u32, Kind>>;
 fn schema() -> &'static Schema {
     static SCHEMA: OnceLock<Schema> = OnceLock::new();
     SCHEMA.get_or_init(|| {
-        let set = pbjson_types::FileDescriptorSet::decode(super::pb::FILE_DESCRIPTOR_SET)
+        let set = prost_types::FileDescriptorSet::decode(super::pb::FILE_DESCRIPTOR_SET)
             .unwrap_or_default();
         let mut schema = Schema::new();
         for file in &set.file {
@@ -61,7 +61,7 @@ fn schema() -> &'static Schema {
     })
 }
 
-fn add_message(schema: &mut Schema, scope: &str, message: &pbjson_types::DescriptorProto) {
+fn add_message(schema: &mut Schema, scope: &str, message: &prost_types::DescriptorProto) {
     let name = if scope.is_empty() {
         message.name().to_owned()
     } else {

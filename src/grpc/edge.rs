@@ -89,7 +89,7 @@ static KNOWN_METHODS: LazyLock<HashSet<String>> = LazyLock::new(|| {
         super::pb::FILE_DESCRIPTOR_SET,
         tonic_health::pb::FILE_DESCRIPTOR_SET,
     ] {
-        let Ok(set) = pbjson_types::FileDescriptorSet::decode(set) else {
+        let Ok(set) = prost_types::FileDescriptorSet::decode(set) else {
             continue;
         };
         for file in set.file {

@@ -38,7 +38,6 @@ use crate::service::Services;
 pub mod pb {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("ticketd.v1");
-    include!(concat!(env!("OUT_DIR"), "/ticketd.v1.serde.rs"));
 
     /// The encoded descriptors of every ticketd proto file, for server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =

@@ -29,7 +29,7 @@ const CSV_CHUNK_BYTES: usize = 64 * 1024;
 
 fn required_time(
     field: &str,
-    at: Option<pbjson_types::Timestamp>,
+    at: Option<prost_types::Timestamp>,
     v: &mut Violations,
 ) -> Option<DateTime<Utc>> {
     match at {

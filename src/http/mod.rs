@@ -83,6 +83,24 @@ async fn transcode(
         .await
 }
 
+/// A message as proto3 JSON, as the REST routes write it (prost-reflect over the
+/// descriptors the build encodes).
+fn to_json<M: prost::Message + prost::Name>(message: &M) -> String {
+    static POOL: std::sync::LazyLock<Option<prost_reflect::DescriptorPool>> =
+        std::sync::LazyLock::new(|| {
+            prost_reflect::DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET).ok()
+        });
+    let dynamic = POOL
+        .as_ref()
+        .and_then(|pool| pool.get_message_by_name(&M::full_name()))
+        .and_then(|desc| {
+            prost_reflect::DynamicMessage::decode(desc, message.encode_to_vec().as_slice()).ok()
+        });
+    dynamic
+        .and_then(|m| serde_json::to_string(&m).ok())
+        .unwrap_or_default()
+}
+
 fn error(status: &Status) -> Response {
     error::response(status, axum::body::Body::from)
 }
@@ -150,13 +168,13 @@ fn resume_from(headers: &HeaderMap, after_cursor: i64) -> Result<i64, Status> {
 /// reconnects with `Last-Event-ID`.
 fn to_sse<M, S>(stream: S, cursor: fn(&M) -> Option<i64>) -> Response
 where
-    M: serde::Serialize + Send + 'static,
+    M: prost::Message + prost::Name + Send + 'static,
     S: tokio_stream::Stream<Item = Result<M, Status>> + Send + 'static,
 {
     let events = stream.map(move |item| {
         let event = match item {
             Ok(message) => {
-                let data = serde_json::to_string(&message).unwrap_or_default();
+                let data = to_json(&message);
                 let event = SseEvent::default().data(data);
                 match cursor(&message) {
                     Some(cursor) => event.id(cursor.to_string()),
@@ -308,7 +326,7 @@ async fn ingest_email(
         .await
     {
         Ok(response) => {
-            let json = serde_json::to_string(&response.into_inner()).unwrap_or_default();
+            let json = to_json(&response.into_inner());
             (
                 [(axum::http::header::CONTENT_TYPE, "application/json")],
                 json,

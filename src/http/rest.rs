@@ -459,6 +459,27 @@ mod tests {
     }
 
     #[test]
+    fn every_unary_rpc_has_a_route_and_no_two_routes_collide() {
+        let rest = Transcoder::new(crate::grpc::pb::FILE_DESCRIPTOR_SET, Routes::default())
+            .expect("the rules read");
+        let pool = DescriptorPool::decode(crate::grpc::pb::FILE_DESCRIPTOR_SET).unwrap();
+        let unary = pool
+            .services()
+            .filter(|s| s.full_name().starts_with("ticketd."))
+            .flat_map(|s| s.methods().collect::<Vec<_>>())
+            .filter(|m| !m.is_client_streaming() && !m.is_server_streaming())
+            .count();
+        let routes = rest.routes();
+        assert_eq!(routes.len(), unary, "{routes:?}");
+        let mut unique = routes.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), routes.len(), "a route is declared twice");
+        assert!(routes.contains(&("POST".into(), "/v1/tickets/{ticket_id}:reply".into())));
+        assert!(routes.contains(&("PATCH".into(), "/v1/tickets/{ticket.id}".into())));
+    }
+
+    #[test]
     fn nested_fields_are_set_and_pushed() {
         let mut object = Map::new();
         set_path(&mut object, "ticket.id", Json::from("t1"));

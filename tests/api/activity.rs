@@ -184,7 +184,7 @@ pub async fn logged_time_adds_up_on_the_ticket(backend: Backend) {
     let ticket = create(&mut tickets, new_ticket("Long investigation")).await;
     let log = |seconds: i64, nanos: i32| pb::LogTimeRequest {
         ticket_id: ticket.id.clone(),
-        duration: Some(pbjson_types::Duration { seconds, nanos }),
+        duration: Some(prost_types::Duration { seconds, nanos }),
         note: "debugging".into(),
         ..Default::default()
     };

@@ -6,14 +6,14 @@ use tonic::Code;
 
 use crate::harness::{Backend, spawn_app, violated_fields};
 
-fn mask(paths: &[&str]) -> Option<pbjson_types::FieldMask> {
-    Some(pbjson_types::FieldMask {
+fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
+    Some(prost_types::FieldMask {
         paths: paths.iter().map(|p| p.to_string()).collect(),
     })
 }
 
-fn seconds(seconds: i64) -> Option<pbjson_types::Duration> {
-    Some(pbjson_types::Duration { seconds, nanos: 0 })
+fn seconds(seconds: i64) -> Option<prost_types::Duration> {
+    Some(prost_types::Duration { seconds, nanos: 0 })
 }
 
 fn weekdays(start: &str, end: &str) -> Vec<pb::DayHours> {

@@ -53,7 +53,7 @@ pub async fn admin_changes_are_audited_and_outlive_their_objects(backend: Backen
                 tier: 2,
                 ..Default::default()
             }),
-            update_mask: Some(pbjson_types::FieldMask {
+            update_mask: Some(prost_types::FieldMask {
                 paths: vec!["tier".into()],
             }),
             etag: String::new(),
@@ -263,7 +263,7 @@ pub async fn routing_and_sla_settings_are_audited(backend: Backend) {
             policy: Some(pb::SlaPolicy {
                 name: "office hours".into(),
                 calendar_id: calendar.id.clone(),
-                first_response: Some(pbjson_types::Duration {
+                first_response: Some(prost_types::Duration {
                     seconds: 3600,
                     nanos: 0,
                 }),

@@ -397,7 +397,7 @@ pub async fn auto_responses_are_checked_and_administered(backend: Backend) {
                 id: saved.id.clone(),
                 ..Default::default()
             }),
-            update_mask: Some(pbjson_types::FieldMask {
+            update_mask: Some(prost_types::FieldMask {
                 paths: vec!["enabled".into()],
             }),
             etag: saved.etag.clone(),
@@ -415,7 +415,7 @@ pub async fn auto_responses_are_checked_and_administered(backend: Backend) {
                 enabled: true,
                 ..Default::default()
             }),
-            update_mask: Some(pbjson_types::FieldMask {
+            update_mask: Some(prost_types::FieldMask {
                 paths: vec!["enabled".into()],
             }),
             etag: saved.etag.clone(),

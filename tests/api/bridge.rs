@@ -2,7 +2,7 @@
 
 use std::collections::HashSet;
 
-use pbjson_types::Timestamp;
+use prost_types::Timestamp;
 use ticketd::grpc::pb;
 use tonic::Code;
 use uuid::Uuid;

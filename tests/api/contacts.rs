@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use crate::harness::{Backend, TestApp, create, new_ticket, spawn_app, violated_fields};
 
-fn mask(paths: &[&str]) -> Option<pbjson_types::FieldMask> {
-    Some(pbjson_types::FieldMask {
+fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
+    Some(prost_types::FieldMask {
         paths: paths.iter().map(|p| p.to_string()).collect(),
     })
 }

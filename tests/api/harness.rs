@@ -621,7 +621,7 @@ pub async fn set_status(
                 status: status as i32,
                 ..Default::default()
             }),
-            update_mask: Some(pbjson_types::FieldMask {
+            update_mask: Some(prost_types::FieldMask {
                 paths: vec!["status".into()],
             }),
             etag: String::new(),

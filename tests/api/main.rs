@@ -24,6 +24,7 @@ mod postgres_only;
 mod postgres_restart;
 mod private_cluster;
 mod reports;
+mod rest;
 mod routing;
 mod satisfaction;
 mod search;
@@ -232,6 +233,10 @@ harness::conformance! {
         a_rate_limited_http_caller_is_told_when_to_retry,
         conversations_stream_to_bots_over_sse,
         email_is_taken_in_over_http,
+    ],
+    rest: [
+        the_walk_through_works_over_rest,
+        rest_errors_carry_their_status_and_fields,
     ],
     reports: [
         a_manager_reports_volume_backlog_and_response_times,

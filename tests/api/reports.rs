@@ -13,8 +13,8 @@ use crate::harness::{
 };
 use crate::routing::{AgentSpec, agent, queue};
 
-fn ts(at: DateTime<Utc>) -> pbjson_types::Timestamp {
-    pbjson_types::Timestamp {
+fn ts(at: DateTime<Utc>) -> prost_types::Timestamp {
+    prost_types::Timestamp {
         seconds: at.timestamp(),
         nanos: 0,
     }
@@ -257,11 +257,11 @@ pub async fn reports_measure_sla_compliance_csat_and_time_logged(backend: Backen
         .create_sla_policy(pb::CreateSlaPolicyRequest {
             policy: Some(pb::SlaPolicy {
                 name: "one hour".into(),
-                first_response: Some(pbjson_types::Duration {
+                first_response: Some(prost_types::Duration {
                     seconds: 3600,
                     nanos: 0,
                 }),
-                resolution: Some(pbjson_types::Duration {
+                resolution: Some(prost_types::Duration {
                     seconds: 30 * 86_400,
                     nanos: 0,
                 }),
@@ -298,7 +298,7 @@ pub async fn reports_measure_sla_compliance_csat_and_time_logged(backend: Backen
             .log_time(pb::LogTimeRequest {
                 ticket_id: ticket.id.clone(),
                 agent_id: ada.id.clone(),
-                duration: Some(pbjson_types::Duration {
+                duration: Some(prost_types::Duration {
                     seconds: minutes * 60,
                     nanos: 0,
                 }),

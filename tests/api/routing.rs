@@ -643,7 +643,7 @@ pub async fn queues_and_agents_are_administered_with_guards(backend: Backend) {
                 skills: vec!["Billing".into()],
                 ..Default::default()
             }),
-            update_mask: Some(pbjson_types::FieldMask {
+            update_mask: Some(prost_types::FieldMask {
                 paths: vec!["capacity".into(), "skills".into()],
             }),
             etag: ann.etag.clone(),
@@ -669,7 +669,7 @@ pub async fn queues_and_agents_are_administered_with_guards(backend: Backend) {
                 capacity: 4,
                 ..Default::default()
             }),
-            update_mask: Some(pbjson_types::FieldMask {
+            update_mask: Some(prost_types::FieldMask {
                 paths: vec!["capacity".into()],
             }),
             etag: ann.etag.clone(),
@@ -928,7 +928,7 @@ pub async fn a_queue_update_changes_the_masked_fields_and_a_stale_etag_is_aborte
     assert_eq!(support.etag, "1");
     let update = |queue: pb::Queue, paths: &[&str], etag: &str| pb::UpdateQueueRequest {
         queue: Some(queue),
-        update_mask: Some(pbjson_types::FieldMask {
+        update_mask: Some(prost_types::FieldMask {
             paths: paths.iter().map(|p| p.to_string()).collect(),
         }),
         etag: etag.into(),

@@ -127,7 +127,7 @@ pub async fn search_ranks_matches_and_marks_the_words_that_matched(backend: Back
                 subject: "Smoothie maker returned".into(),
                 ..Default::default()
             }),
-            update_mask: Some(pbjson_types::FieldMask {
+            update_mask: Some(prost_types::FieldMask {
                 paths: vec!["subject".into()],
             }),
             etag: String::new(),
@@ -152,7 +152,7 @@ pub async fn search_ranks_matches_and_marks_the_words_that_matched(backend: Back
         role: pb::MessageRole::Customer as i32,
         author: "Ada".into(),
         text: "My parcel went to the neighbour's house".into(),
-        sent_at: Some(pbjson_types::Timestamp {
+        sent_at: Some(prost_types::Timestamp {
             seconds: 1_800_000_000,
             nanos: 0,
         }),

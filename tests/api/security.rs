@@ -35,8 +35,8 @@ async fn scoped_key(
         .secret
 }
 
-fn mask(paths: &[&str]) -> Option<pbjson_types::FieldMask> {
-    Some(pbjson_types::FieldMask {
+fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
+    Some(prost_types::FieldMask {
         paths: paths.iter().map(|p| p.to_string()).collect(),
     })
 }
@@ -149,7 +149,7 @@ pub async fn retried_replies_notes_time_and_merges_apply_once(backend: Backend) 
 
     let time = pb::LogTimeRequest {
         ticket_id: ticket.id.clone(),
-        duration: Some(pbjson_types::Duration {
+        duration: Some(prost_types::Duration {
             seconds: 600,
             nanos: 0,
         }),
@@ -583,7 +583,7 @@ pub async fn time_for_another_agent_needs_an_admin_and_a_real_agent(backend: Bac
     let log = |agent: String| pb::LogTimeRequest {
         ticket_id: ticket.id.clone(),
         agent_id: agent,
-        duration: Some(pbjson_types::Duration {
+        duration: Some(prost_types::Duration {
             seconds: 60,
             nanos: 0,
         }),
@@ -813,7 +813,7 @@ pub async fn assignees_and_queues_must_exist(backend: Backend) {
             },
             ..Default::default()
         }),
-        update_mask: Some(pbjson_types::FieldMask {
+        update_mask: Some(prost_types::FieldMask {
             paths: vec![field.into()],
         }),
         ..Default::default()

@@ -14,7 +14,7 @@ use crate::harness::{
 };
 use crate::watch::{next_event, watch};
 
-fn time(ts: &pbjson_types::Timestamp) -> DateTime<Utc> {
+fn time(ts: &prost_types::Timestamp) -> DateTime<Utc> {
     DateTime::from_timestamp(ts.seconds, ts.nanos as u32).unwrap()
 }
 
@@ -38,11 +38,11 @@ async fn fast_policy(
         .create_sla_policy(pb::CreateSlaPolicyRequest {
             policy: Some(pb::SlaPolicy {
                 name: "fast".into(),
-                first_response: Some(pbjson_types::Duration {
+                first_response: Some(prost_types::Duration {
                     seconds: first,
                     nanos: 0,
                 }),
-                resolution: Some(pbjson_types::Duration {
+                resolution: Some(prost_types::Duration {
                     seconds: resolution,
                     nanos: 0,
                 }),
@@ -247,7 +247,7 @@ pub async fn reopening_resumes_resolution_and_a_new_priority_retargets(backend: 
                 priority: pb::Priority::Urgent as i32,
                 ..Default::default()
             }),
-            update_mask: Some(pbjson_types::FieldMask {
+            update_mask: Some(prost_types::FieldMask {
                 paths: vec!["priority".into()],
             }),
             etag: String::new(),
@@ -503,13 +503,13 @@ pub async fn policies_use_business_hours_calendars(backend: Backend) {
                     priorities: vec![pb::Priority::Urgent as i32],
                     ..Default::default()
                 }),
-                first_response: Some(pbjson_types::Duration {
+                first_response: Some(prost_types::Duration {
                     seconds: 2 * 3600,
                     nanos: 0,
                 }),
                 calendar_id: calendar.id.clone(),
                 warning: Some(pb::sla_policy::Warning::WarningLead(
-                    pbjson_types::Duration {
+                    prost_types::Duration {
                         seconds: 600,
                         nanos: 0,
                     },
@@ -682,11 +682,11 @@ pub async fn next_response_restarts_per_customer_message_and_merges_stop_clocks(
         .create_sla_policy(pb::CreateSlaPolicyRequest {
             policy: Some(pb::SlaPolicy {
                 name: "chat".into(),
-                first_response: Some(pbjson_types::Duration {
+                first_response: Some(prost_types::Duration {
                     seconds: 600,
                     nanos: 0,
                 }),
-                next_response: Some(pbjson_types::Duration {
+                next_response: Some(prost_types::Duration {
                     seconds: 300,
                     nanos: 0,
                 }),

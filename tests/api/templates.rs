@@ -159,7 +159,7 @@ pub async fn templates_are_checked_when_saved_and_render_a_tickets_details(backe
             body: body.into(),
             ..Default::default()
         }),
-        update_mask: Some(pbjson_types::FieldMask {
+        update_mask: Some(prost_types::FieldMask {
             paths: vec!["body".into()],
         }),
         etag: etag.into(),

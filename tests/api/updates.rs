@@ -9,8 +9,8 @@ use crate::harness::{
     without_clock_readings,
 };
 
-fn mask(paths: &[&str]) -> Option<pbjson_types::FieldMask> {
-    Some(pbjson_types::FieldMask {
+fn mask(paths: &[&str]) -> Option<prost_types::FieldMask> {
+    Some(prost_types::FieldMask {
         paths: paths.iter().map(|p| p.to_string()).collect(),
     })
 }

@@ -30,7 +30,7 @@ async fn listed(app: &TestApp, secret: &str, view_id: &str, mask: &[&str]) -> Ve
     app.tickets_as(secret)
         .list_tickets(pb::ListTicketsRequest {
             view_id: view_id.into(),
-            read_mask: (!mask.is_empty()).then(|| pbjson_types::FieldMask {
+            read_mask: (!mask.is_empty()).then(|| prost_types::FieldMask {
                 paths: mask.iter().map(|p| p.to_string()).collect(),
             }),
             ..Default::default()
@@ -247,7 +247,7 @@ pub async fn agents_keep_personal_views_and_admins_shared_ones(backend: Backend)
                 name: "My queue".into(),
                 ..Default::default()
             }),
-            update_mask: Some(pbjson_types::FieldMask {
+            update_mask: Some(prost_types::FieldMask {
                 paths: vec!["name".into()],
             }),
             etag: mine.etag.clone(),
@@ -268,7 +268,7 @@ pub async fn agents_keep_personal_views_and_admins_shared_ones(backend: Backend)
                 name: "Again".into(),
                 ..Default::default()
             }),
-            update_mask: Some(pbjson_types::FieldMask {
+            update_mask: Some(prost_types::FieldMask {
                 paths: vec!["name".into()],
             }),
             etag: mine.etag.clone(),
@@ -326,7 +326,7 @@ pub async fn views_and_read_masks_are_checked(backend: Backend) {
     let mut tickets = app.tickets();
     let bad_mask = tickets
         .list_tickets(pb::ListTicketsRequest {
-            read_mask: Some(pbjson_types::FieldMask {
+            read_mask: Some(prost_types::FieldMask {
                 paths: vec!["subject".into(), "secret".into()],
             }),
             ..Default::default()

@@ -167,7 +167,7 @@ pub async fn priority_changed_to_urgent_escalates_a_tier(backend: Backend) {
             priority: priority as i32,
             ..Default::default()
         }),
-        update_mask: Some(pbjson_types::FieldMask {
+        update_mask: Some(prost_types::FieldMask {
             paths: vec!["priority".into()],
         }),
         ..Default::default()
@@ -237,7 +237,7 @@ pub async fn no_agent_reply_within_24_business_hours_follows_up(backend: Backend
         trigger: Some(pb::WorkflowTrigger {
             kind: Some(pb::workflow_trigger::Kind::Timer(pb::TimerTrigger {
                 kind: pb::WorkflowTimerKind::NoAgentReply as i32,
-                after: Some(pbjson_types::Duration {
+                after: Some(prost_types::Duration {
                     seconds: 24 * 3600,
                     nanos: 0,
                 }),
@@ -386,7 +386,7 @@ pub async fn workflows_that_trigger_each_other_stop_at_depth_three(backend: Back
                 tags: vec!["x".into()],
                 ..Default::default()
             }),
-            update_mask: Some(pbjson_types::FieldMask {
+            update_mask: Some(prost_types::FieldMask {
                 paths: vec!["tags".into()],
             }),
             ..Default::default()
@@ -612,7 +612,7 @@ pub async fn workflows_are_checked_and_administered(backend: Backend) {
                 enabled: false,
                 ..Default::default()
             }),
-            update_mask: Some(pbjson_types::FieldMask {
+            update_mask: Some(prost_types::FieldMask {
                 paths: vec!["enabled".into()],
             }),
             etag: saved.etag.clone(),
@@ -630,7 +630,7 @@ pub async fn workflows_are_checked_and_administered(backend: Backend) {
                 id: saved.id.clone(),
                 ..Default::default()
             }),
-            update_mask: Some(pbjson_types::FieldMask {
+            update_mask: Some(prost_types::FieldMask {
                 paths: vec!["enabled".into()],
             }),
             etag: saved.etag.clone(),
@@ -695,7 +695,7 @@ pub async fn timers_outlive_their_replica_and_fire_once_across_two(backend: Back
         trigger: Some(pb::WorkflowTrigger {
             kind: Some(pb::workflow_trigger::Kind::Timer(pb::TimerTrigger {
                 kind: pb::WorkflowTimerKind::InStatus as i32,
-                after: Some(pbjson_types::Duration {
+                after: Some(prost_types::Duration {
                     seconds: 3 * 24 * 3600,
                     nanos: 0,
                 }),

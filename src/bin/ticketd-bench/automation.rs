@@ -88,7 +88,7 @@ async fn timer_since_created(server: &Server, name: &str, after_seconds: i64, ta
                 trigger: Some(pb::WorkflowTrigger {
                     kind: Some(pb::workflow_trigger::Kind::Timer(pb::TimerTrigger {
                         kind: pb::WorkflowTimerKind::SinceCreated as i32,
-                        after: Some(pbjson_types::Duration {
+                        after: Some(prost_types::Duration {
                             seconds: after_seconds,
                             nanos: 0,
                         }),

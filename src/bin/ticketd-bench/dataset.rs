@@ -353,11 +353,11 @@ async fn time_queries(
     let now = Utc::now();
     let period = |days: i64| {
         (
-            Some(pbjson_types::Timestamp {
+            Some(prost_types::Timestamp {
                 seconds: (now - chrono::Duration::days(days)).timestamp(),
                 nanos: 0,
             }),
-            Some(pbjson_types::Timestamp {
+            Some(prost_types::Timestamp {
                 seconds: now.timestamp(),
                 nanos: 0,
             }),

@@ -186,7 +186,7 @@ pub(crate) fn conversation(i: u64) -> pb::EscalateConversationRequest {
             } as i32,
             author: "bench".into(),
             text: format!("message {m} of a benchmark conversation"),
-            sent_at: Some(pbjson_types::Timestamp {
+            sent_at: Some(prost_types::Timestamp {
                 seconds: 1_800_000_000 + m,
                 nanos: 0,
             }),

@@ -19,7 +19,7 @@ pub(crate) use routing::*;
 pub(crate) use tickets::*;
 
 use chrono::{DateTime, Utc};
-use pbjson_types::{Duration as PbDuration, Timestamp};
+use prost_types::{Duration as PbDuration, Timestamp};
 use uuid::Uuid;
 
 use super::pb;
@@ -67,7 +67,7 @@ pub(crate) fn positive_seconds(
 }
 
 /// The paths of a request's `update_mask`; none when it is unset.
-pub(crate) fn mask_paths(mask: Option<pbjson_types::FieldMask>) -> Vec<String> {
+pub(crate) fn mask_paths(mask: Option<prost_types::FieldMask>) -> Vec<String> {
     mask.map(|m| m.paths).unwrap_or_default()
 }
 

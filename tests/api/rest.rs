@@ -1,0 +1,237 @@
+//! REST/JSON, driven with a real HTTP client: the walk-through (create, read, list with a
+//! filter, update with an etag, reply, note, the feed), admin resources, and errors with
+//! the HTTP statuses of AIP-193.
+
+use serde_json::{Value, json};
+use ticketd::grpc::pb;
+
+use crate::harness::{Backend, TestApp, spawn_app};
+
+struct Rest<'a> {
+    app: &'a TestApp,
+    key: String,
+}
+
+impl Rest<'_> {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut request = reqwest::Client::new()
+            .request(method, format!("http://{}{path}", self.app.addr))
+            .bearer_auth(&self.key);
+        if let Some(body) = body {
+            request = request
+                .header("content-type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().await.expect("a response");
+        let status = response.status().as_u16();
+        let text = response.text().await.unwrap();
+        let value = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}: {text:?}"));
+        (status, value)
+    }
+}
+
+fn rest(app: &TestApp) -> Rest<'_> {
+    Rest {
+        app,
+        key: app.admin_secret.clone(),
+    }
+}
+
+pub async fn the_walk_through_works_over_rest(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let api = rest(&app);
+    use reqwest::Method as M;
+    let (status, created) = api
+        .call(
+            M::POST,
+            "/v1/tickets",
+            Some(json!({
+                "subject": "Printer on fire",
+                "description": "Smoke everywhere",
+                "priority": "PRIORITY_HIGH",
+                "tags": ["hardware"],
+                "contact": {"externalId": "crm-1", "name": "Ada", "email": "ada@example.com"}
+            })),
+        )
+        .await;
+    assert_eq!(status, 200, "{created}");
+    let ticket = &created["ticket"];
+    let id = ticket["id"].as_str().unwrap().to_owned();
+    assert_eq!(ticket["status"], "TICKET_STATUS_OPEN");
+    assert_eq!(ticket["number"], "1", "int64 as a string");
+    assert_eq!(ticket["etag"], "1");
+
+    let (status, fetched) = api.call(M::GET, &format!("/v1/tickets/{id}"), None).await;
+    assert_eq!(status, 200);
+    assert_eq!(fetched["ticket"]["subject"], "Printer on fire");
+
+    api.call(
+        M::POST,
+        "/v1/tickets",
+        Some(
+            json!({"subject": "Low toner", "description": "5%", "priority": "PRIORITY_LOW",
+                    "contact": {"externalId": "crm-2"}}),
+        ),
+    )
+    .await;
+    let (_, listed) = api
+        .call(
+            M::GET,
+            "/v1/tickets?filter=priority%20%3E%3D%20HIGH&pageSize=10",
+            None,
+        )
+        .await;
+    let subjects: Vec<&str> = listed["tickets"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["subject"].as_str().unwrap())
+        .collect();
+    assert_eq!(subjects, vec!["Printer on fire"]);
+    let (_, counted) = api
+        .call(M::GET, "/v1/tickets:count?filter=tags%3Ahardware", None)
+        .await;
+    assert_eq!(counted["count"], "1");
+
+    // PATCH with the mask and the etag in the query; the same etag again is stale.
+    let path = format!("/v1/tickets/{id}?updateMask=status,priority&etag=1");
+    let (status, updated) = api
+        .call(
+            M::PATCH,
+            &path,
+            Some(json!({"status": "TICKET_STATUS_IN_PROGRESS", "priority": "PRIORITY_URGENT"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{updated}");
+    assert_eq!(updated["ticket"]["status"], "TICKET_STATUS_IN_PROGRESS");
+    assert_eq!(updated["ticket"]["priority"], "PRIORITY_URGENT");
+    assert_eq!(updated["ticket"]["etag"], "2");
+    let (status, stale) = api
+        .call(
+            M::PATCH,
+            &format!("/v1/tickets/{id}?updateMask=status&etag=1"),
+            Some(json!({"status": "TICKET_STATUS_WAITING"})),
+        )
+        .await;
+    assert_eq!(status, 409);
+    assert_eq!(stale["error"]["status"], "ABORTED");
+
+    // Custom methods, and the feed.
+    let (status, replied) = api
+        .call(
+            M::POST,
+            &format!("/v1/tickets/{id}:reply"),
+            Some(json!({"body": "We are on our way.", "channel": "CHANNEL_EMAIL"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{replied}");
+    let (status, _) = api
+        .call(
+            M::POST,
+            &format!("/v1/tickets/{id}:addNote"),
+            Some(json!({"body": "Called the fire brigade"})),
+        )
+        .await;
+    assert_eq!(status, 200);
+    let (_, feed) = api
+        .call(M::GET, &format!("/v1/tickets/{id}/activity"), None)
+        .await;
+    let kinds: Vec<&str> = feed["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.ends_with(&["EVENT_TYPE_REPLY_ADDED", "EVENT_TYPE_NOTE_ADDED"]),
+        "{kinds:?}"
+    );
+
+    // An admin resource: create, list, delete.
+    let (status, view) = api
+        .call(
+            M::POST,
+            "/v1/views",
+            Some(json!({"name": "Urgent", "filter": "priority = URGENT"})),
+        )
+        .await;
+    assert_eq!(status, 200, "{view}");
+    let view_id = view["view"]["id"].as_str().unwrap().to_owned();
+    let (_, views) = api.call(M::GET, "/v1/views?includeCounts=true", None).await;
+    let urgent = views["views"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|v| v["id"] == view_id.as_str())
+        .cloned()
+        .unwrap();
+    assert_eq!(urgent["count"], "1");
+    let (status, _) = api
+        .call(M::DELETE, &format!("/v1/views/{view_id}"), None)
+        .await;
+    assert_eq!(status, 200);
+    let (status, gone) = api
+        .call(M::GET, &format!("/v1/views/{view_id}"), None)
+        .await;
+    assert_eq!(status, 404);
+    assert_eq!(gone["error"]["status"], "NOT_FOUND");
+}
+
+pub async fn rest_errors_carry_their_status_and_fields(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let api = rest(&app);
+    use reqwest::Method as M;
+    let anonymous = Rest {
+        app: &app,
+        key: String::new(),
+    };
+    let (status, body) = anonymous.call(M::GET, "/v1/tickets", None).await;
+    assert_eq!(
+        (status, body["error"]["status"].as_str()),
+        (401, Some("UNAUTHENTICATED"))
+    );
+
+    let (status, body) = api.call(M::GET, "/v1/tickets/not-a-uuid", None).await;
+    assert_eq!(status, 400);
+    assert_eq!(
+        body["error"]["details"][0]["fieldViolations"][0]["field"],
+        "id"
+    );
+    let (status, body) = api
+        .call(M::POST, "/v1/tickets", Some(json!({"subject": ""})))
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = api
+        .call(M::POST, "/v1/tickets", Some(json!({"subjekt": "typo"})))
+        .await;
+    assert_eq!(status, 400, "an unknown field is refused");
+    let (status, _) = api.call(M::GET, "/v1/tickets?pageSize=lots", None).await;
+    assert_eq!(status, 400);
+    let (status, _) = api.call(M::GET, "/v1/tickets?colour=red", None).await;
+    assert_eq!(status, 400);
+    let (status, body) = api.call(M::GET, "/v1/nowhere", None).await;
+    assert_eq!(
+        (status, body["error"]["status"].as_str()),
+        (404, Some("NOT_FOUND"))
+    );
+    let (status, _) = api.call(M::DELETE, "/v1/tickets", None).await;
+    assert_eq!(status, 404, "no rule for DELETE on the collection");
+    let (status, _) = api
+        .call(
+            M::GET,
+            "/v1/tickets/01a22e0f-2569-720b-9596-9cedc21798bc",
+            None,
+        )
+        .await;
+    assert_eq!(status, 404);
+
+    let bot = Rest {
+        app: &app,
+        key: app.key(pb::Role::Bot, None).await,
+    };
+    let (status, body) = bot.call(M::GET, "/v1/queues", None).await;
+    assert_eq!(
+        (status, body["error"]["status"].as_str()),
+        (403, Some("PERMISSION_DENIED"))
+    );
+}
