@@ -200,7 +200,9 @@ fn is_http(path: &str) -> bool {
 }
 
 fn is_open(path: &str) -> bool {
-    path.starts_with("/grpc.health.v1.Health/") || path.starts_with("/grpc.reflection.")
+    path.starts_with("/grpc.health.v1.Health/")
+        || path.starts_with("/grpc.reflection.")
+        || path == "/v1/openapi.json"
 }
 
 #[derive(Clone)]

@@ -6,6 +6,7 @@
 //! (`Authorization: Bearer`) and applied its key's rate limit already.
 
 pub mod error;
+mod openapi;
 pub mod rest;
 
 use std::sync::Arc;
@@ -38,12 +39,17 @@ pub fn router(services: &Services, grpc: tonic::service::Routes) -> Router {
             None
         }
     };
+    let openapi = rest
+        .as_ref()
+        .map(|rest| Arc::new(rest.openapi().to_string()));
     let apis = Apis {
         tickets: Arc::new(TicketApi::new(services.clone())),
         escalation: Arc::new(EscalationApi::new(services.clone())),
         rest,
+        openapi,
     };
     Router::new()
+        .route("/v1/openapi.json", get(openapi_document))
         .route("/v1/tickets:watch", get(watch_tickets))
         .route("/v1/conversations:watch", get(watch_conversations))
         .route("/v1/email", post(ingest_email))
@@ -56,6 +62,20 @@ struct Apis {
     tickets: Arc<TicketApi>,
     escalation: Arc<EscalationApi>,
     rest: Option<Arc<rest::Transcoder>>,
+    /// The OpenAPI document, made once at start-up.
+    openapi: Option<Arc<String>>,
+}
+
+/// `GET /v1/openapi.json` (no key needed).
+async fn openapi_document(State(apis): State<Apis>) -> Response {
+    match apis.openapi {
+        Some(document) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            document.as_str().to_owned(),
+        )
+            .into_response(),
+        None => error(&Status::unimplemented("REST routes are unavailable")),
+    }
 }
 
 /// Any other `/v1/` request: the RPC whose HTTP rule it matches.

@@ -23,26 +23,26 @@ use crate::domain::auth::Principal;
 
 /// One HTTP rule: how a request is matched and which gRPC method it calls.
 #[derive(Debug, Clone)]
-struct Rule {
-    method: Method,
-    segments: Vec<Segment>,
-    verb: Option<String>,
-    body: Body,
+pub(super) struct Rule {
+    pub method: Method,
+    pub segments: Vec<Segment>,
+    pub verb: Option<String>,
+    pub body: Body,
     /// `/ticketd.v1.TicketService/CreateTicket`.
-    grpc_path: String,
-    input: MessageDescriptor,
-    output: MessageDescriptor,
+    pub grpc_path: String,
+    pub input: MessageDescriptor,
+    pub output: MessageDescriptor,
 }
 
 #[derive(Debug, Clone, PartialEq)]
-enum Segment {
+pub(super) enum Segment {
     Literal(String),
     /// A field path such as `ticket.id`.
     Field(String),
 }
 
 #[derive(Debug, Clone, PartialEq)]
-enum Body {
+pub(super) enum Body {
     None,
     Whole,
     Field(String),
@@ -115,6 +115,11 @@ impl Transcoder {
             rules: std::sync::Arc::new(rules),
             grpc,
         })
+    }
+
+    /// The OpenAPI document of the routes.
+    pub fn openapi(&self) -> Json {
+        super::openapi::document(&self.rules)
     }
 
     /// Every route, as `(method, path template)`, for the README and tests.

@@ -237,6 +237,7 @@ harness::conformance! {
     rest: [
         the_walk_through_works_over_rest,
         rest_errors_carry_their_status_and_fields,
+        the_openapi_document_describes_every_route,
     ],
     reports: [
         a_manager_reports_volume_backlog_and_response_times,

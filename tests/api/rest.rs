@@ -235,3 +235,45 @@ pub async fn rest_errors_carry_their_status_and_fields(backend: Backend) {
         (403, Some("PERMISSION_DENIED"))
     );
 }
+
+pub async fn the_openapi_document_describes_every_route(backend: Backend) {
+    let app = spawn_app(backend).await;
+    // No key needed.
+    let response = reqwest::get(format!("http://{}/v1/openapi.json", app.addr))
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let document: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(document["openapi"], "3.1.0");
+    let paths = document["paths"].as_object().unwrap();
+    let operations: usize = paths
+        .values()
+        .map(|item| item.as_object().unwrap().len())
+        .sum();
+    assert_eq!(operations, 70, "one operation per unary RPC");
+    let create = &paths["/v1/tickets"]["post"];
+    assert_eq!(create["operationId"], "TicketService_CreateTicket");
+    assert_eq!(
+        create["requestBody"]["content"]["application/json"]["schema"]["$ref"],
+        "#/components/schemas/ticketd.v1.CreateTicketRequest"
+    );
+    let update = &paths["/v1/tickets/{ticket_id}"]["patch"];
+    let query: Vec<&str> = update["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|p| p["in"] == "query")
+        .map(|p| p["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(query, vec!["updateMask", "etag"]);
+    // Every reference resolves.
+    let schemas = document["components"]["schemas"].as_object().unwrap();
+    let text = document.to_string();
+    for reference in text.split("\"#/components/schemas/").skip(1) {
+        let name = reference.split('"').next().unwrap();
+        assert!(
+            schemas.contains_key(name),
+            "{name} is referred to but not defined"
+        );
+    }
+}
