@@ -182,3 +182,71 @@ pub(crate) async fn tls_cost(url: &str, args: &Args) -> Row {
         target: "report".into(),
     }
 }
+
+/// CreateTicket as REST/JSON over HTTP/1.1 (a pool of keep-alive connections, one per
+/// client) against gRPC on the same server, in alternating turns.
+pub(crate) async fn rest_cost(url: &str, args: &Args) -> Row {
+    let server = start(url).await;
+    let http = reqwest::Client::builder()
+        .http1_only()
+        .pool_max_idle_per_host(args.clients)
+        .build()
+        .expect("an HTTP client");
+    let endpoint = format!("http://{}/v1/tickets", server.addr);
+    let auth = format!("Bearer {}", server.secret);
+    let rest_load = |seconds: u64| {
+        let (http, endpoint, auth) = (http.clone(), endpoint.clone(), auth.clone());
+        load(args.clients, seconds, None, move |i| {
+            let (http, endpoint, auth) = (http.clone(), endpoint.clone(), auth.clone());
+            async move {
+                let body = serde_json::json!({
+                    "subject": format!("Bench ticket {i}"),
+                    "description": "created by ticketd-bench",
+                    "contact": {"externalId": format!("bench-{}", i % 5000), "name": "Bench"}
+                });
+                http.post(&endpoint)
+                    .header("authorization", &auth)
+                    .header("content-type", "application/json")
+                    .body(body.to_string())
+                    .send()
+                    .await
+                    .is_ok_and(|r| r.status().is_success())
+            }
+        })
+    };
+    rest_load(1).await;
+    create_throughput(&server, args.clients, 1, None).await;
+    let (mut rest, mut grpc) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        grpc.push(
+            create_throughput(&server, args.clients, args.seconds, None)
+                .await
+                .0,
+        );
+        rest.push(rest_load(args.seconds).await.0);
+    }
+    grpc.push(
+        create_throughput(&server, args.clients, args.seconds, None)
+            .await
+            .0,
+    );
+    let _ = server.app_stop.send(());
+    let mean = |v: &[f64]| v.iter().sum::<f64>() / v.len() as f64;
+    let (low, high) = (
+        grpc.iter().copied().fold(f64::INFINITY, f64::min),
+        grpc.iter().copied().fold(0.0, f64::max),
+    );
+    Row {
+        scenario: format!(
+            "CreateTicket over REST/JSON (HTTP/1.1), {} clients",
+            args.clients
+        ),
+        value: format!("{:.0}/s", mean(&rest)),
+        baseline: format!(
+            "{:.0}/s over gRPC (runs {low:.0} to {high:.0})",
+            mean(&grpc)
+        ),
+        ratio: format!("{:.2}x", mean(&rest) / mean(&grpc)),
+        target: ">= 0.8x".into(),
+    }
+}

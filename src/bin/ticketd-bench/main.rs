@@ -52,6 +52,9 @@ struct Args {
     /// Runs only the automation measurements (workflows and timers).
     #[arg(long)]
     automation_only: bool,
+    /// Runs only REST against gRPC.
+    #[arg(long)]
+    rest_only: bool,
     /// Runs only the views, search and reports measurements on a generated data set.
     #[arg(long)]
     dataset_only: bool,
@@ -77,6 +80,13 @@ async fn main() {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(1);
+    if args.rest_only {
+        let (name, url) = fresh_database(&args).await;
+        let rows = vec![rest_cost(&url, &args).await];
+        drop_database(&args, &name).await;
+        report(&rows, cores, "as the server has it", &args);
+        return;
+    }
     if args.dataset_only {
         let rows = dataset_costs(&args).await;
         report(&rows, cores, "as the server has it", &args);
@@ -281,6 +291,7 @@ async fn main() {
     let _ = server.app_stop.send(());
     rows.push(rate_limit_cost(&url, &args).await);
     rows.push(tls_cost(&url, &args).await);
+    rows.push(rest_cost(&url, &args).await);
     rows.extend(workflow_costs(&args).await);
     rows.extend(dataset_costs(&args).await);
 
