@@ -173,6 +173,36 @@ impl EscalationService for EscalationApi {
         Ok(Response::new(to_grpc(output, leased_to_pb, false, permit)))
     }
 
+    async fn claim_deliveries(
+        &self,
+        request: Request<pb::ClaimDeliveriesRequest>,
+    ) -> Reply<pb::ClaimDeliveriesResponse> {
+        let principal = authorize(&request, "ClaimDeliveries", GATEWAYS).await?;
+        let r = request.into_inner();
+        let mut v = Violations::new();
+        let channel = convert::channel_from_pb(r.channel, "channel", &mut v);
+        let wait = match r.wait {
+            None => std::time::Duration::ZERO,
+            Some(d) if d.seconds < 0 || d.nanos < 0 => {
+                v.add("wait", "must not be negative");
+                std::time::Duration::ZERO
+            }
+            Some(d) => std::time::Duration::new(d.seconds as u64, d.nanos as u32),
+        };
+        v.finish().map_err(ServiceError::Invalid)?;
+        let leased = self
+            .services
+            .delivery
+            .claim(&principal, channel, &r.consumer_group, r.max_messages, wait)
+            .await?;
+        Ok(Response::new(pb::ClaimDeliveriesResponse {
+            messages: leased
+                .into_iter()
+                .filter_map(|m| leased_to_pb(m).message)
+                .collect(),
+        }))
+    }
+
     async fn record_satisfaction(
         &self,
         request: Request<pb::RecordSatisfactionRequest>,

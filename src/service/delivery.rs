@@ -39,6 +39,20 @@ const IDLE_RECHECK: Duration = Duration::from_secs(30);
 /// An open stream marks its group as seen this often at most, and at least four times
 /// within the idle window, so the group never expires while a stream is open.
 const SEEN_EVERY: TimeDelta = TimeDelta::hours(1);
+/// The most messages one claim leases.
+const MAX_CLAIM: i32 = 100;
+/// The longest a claim waits for a message.
+const MAX_CLAIM_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+/// An email's threading headers, for the gateway that sends it.
+fn with_threading(mailbox: &Mailbox, mut message: LeasedMessage) -> LeasedMessage {
+    if message.message.channel == Channel::Email {
+        let m = &message.message;
+        let answering = (m.source == EMAIL_SOURCE).then_some(m.conversation_id.as_str());
+        message.email = Some(mailbox.threading(m.id, m.ticket_id, answering));
+    }
+    message
+}
 
 #[derive(Clone)]
 pub struct DeliveryService {
@@ -162,6 +176,88 @@ impl DeliveryService {
                 .instrument(tracing::info_span!("delivery_stream")),
         );
         Ok(output)
+    }
+
+    /// Leases up to `max` queued messages of `channel` to `group` at once, waiting up to
+    /// `wait` for the first when none is queued (a long poll). Leases run their full
+    /// time: one not acknowledged by then is handed out again.
+    pub async fn claim(
+        &self,
+        principal: &Principal,
+        channel: Option<Channel>,
+        group: &str,
+        max: i32,
+        wait: std::time::Duration,
+    ) -> ServiceResult<Vec<LeasedMessage>> {
+        let mut v = Violations::new();
+        if channel.is_none() {
+            v.add("channel", "is required");
+        }
+        let group = group_name(group, &mut v);
+        let limit = match max {
+            0 => 10,
+            1..=MAX_CLAIM => i64::from(max),
+            _ => {
+                v.add("max_messages", format!("must be between 0 and {MAX_CLAIM}"));
+                0
+            }
+        };
+        if wait > MAX_CLAIM_WAIT {
+            v.add("wait", "must be at most 30 s");
+        }
+        v.finish()?;
+        let channel = channel.unwrap_or(Channel::Chat);
+        ensure_channel(principal, channel)?;
+        let registered = self
+            .store
+            .register_consumer(channel, &group, self.clock.now(), MAX_GROUPS_PER_CHANNEL)
+            .await?;
+        if !registered {
+            return Err(ServiceError::ResourceExhausted(format!(
+                "the {channel} channel has {MAX_GROUPS_PER_CHANNEL} consumer groups; \
+                 claim for one of them, or let unused ones expire"
+            )));
+        }
+        let mut queued = self.bus.subscribe_queued(channel);
+        let lease = TimeDelta::from_std(self.settings.lease).unwrap_or(TimeDelta::seconds(30));
+        let inline_bytes = i64::try_from(self.settings.inline_attachment_bytes).unwrap_or(i64::MAX);
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            let at = self.clock.now();
+            let leased = self
+                .store
+                .lease_messages(
+                    channel,
+                    &group,
+                    Uuid::now_v7(),
+                    at,
+                    at + lease,
+                    crate::store::LeaseBatch {
+                        limit,
+                        inline_bytes,
+                    },
+                )
+                .await?;
+            if !leased.is_empty() || tokio::time::Instant::now() >= deadline {
+                metrics::counter!(
+                    "ticketd_outbound_messages_total",
+                    "state" => "leased",
+                    "channel" => channel.as_str()
+                )
+                .increment(leased.len() as u64);
+                return Ok(leased
+                    .into_iter()
+                    .map(|m| with_threading(&self.settings.mailbox, m))
+                    .collect());
+            }
+            // A commit that queues a message for the channel, the fallback poll, or the
+            // end of the wait.
+            tokio::select! {
+                _ = queued.changed() => {}
+                () = tokio::time::sleep(self.settings.streams.poll) => {}
+                () = tokio::time::sleep_until(deadline) => {}
+            }
+        }
     }
 
     /// Records a gateway's outcome for a message, if the caller holds its lease.
@@ -429,12 +525,8 @@ impl Producer {
             .increment(leased.len() as u64);
         }
         let count = leased.len();
-        for mut message in leased {
-            if message.message.channel == Channel::Email {
-                let m = &message.message;
-                let answering = (m.source == EMAIL_SOURCE).then_some(m.conversation_id.as_str());
-                message.email = Some(self.mailbox.threading(m.id, m.ticket_id, answering));
-            }
+        for message in leased {
+            let message = with_threading(&self.mailbox, message);
             let span = tracing::info_span!(
                 "deliver",
                 message_id = %message.message.id,

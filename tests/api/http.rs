@@ -276,3 +276,89 @@ pub async fn email_is_taken_in_over_http(backend: Backend) {
     let (status, _) = json_error(post(b"x".to_vec(), &agent_key).await.unwrap()).await;
     assert_eq!(status, 403);
 }
+
+pub async fn gateways_claim_deliveries_with_a_long_poll(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let gateway = app.key(pb::Role::Gateway, None).await;
+    let claim = |body: serde_json::Value| {
+        reqwest::Client::new()
+            .post(url(&app, "/v1/channels/CHANNEL_EMAIL/deliveries:claim"))
+            .bearer_auth(&gateway)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+    };
+    // Nothing queued: an immediate claim is empty.
+    let empty = claim(serde_json::json!({}))
+        .await
+        .unwrap()
+        .json_body()
+        .await;
+    assert!(empty.get("messages").is_none(), "{empty}");
+
+    // A claim waiting for up to 10 s gets the reply queued meanwhile.
+    let waiting = claim(serde_json::json!({"consumerGroup": "mail", "wait": "10s"}));
+    let reply = async {
+        let mut tickets = app.tickets();
+        let ticket = create(&mut tickets, new_ticket("Where is my parcel?")).await;
+        tickets
+            .add_reply(pb::AddReplyRequest {
+                ticket_id: ticket.id,
+                body: "On its way.".into(),
+                channel: pb::Channel::Email as i32,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+    };
+    let (claimed, ()) = tokio::join!(waiting, reply);
+    let claimed = claimed.unwrap().json_body().await;
+    let messages = claimed["messages"].as_array().expect("a message");
+    assert_eq!(messages.len(), 1, "{claimed}");
+    let message = &messages[0];
+    assert_eq!(message["body"], "On its way.");
+    assert_eq!(message["consumerGroup"], "mail");
+
+    // Acknowledged with the ack route and the lease; then nothing is left to claim.
+    let acked = reqwest::Client::new()
+        .post(url(
+            &app,
+            &format!(
+                "/v1/deliveries/{}:ack",
+                message["messageId"].as_str().unwrap()
+            ),
+        ))
+        .bearer_auth(&gateway)
+        .body(
+            serde_json::json!({
+                "outcome": "DELIVERY_OUTCOME_DELIVERED",
+                "consumerGroup": "mail",
+                "leaseId": message["leaseId"]
+            })
+            .to_string(),
+        )
+        .send()
+        .await
+        .unwrap()
+        .json_body()
+        .await;
+    assert_eq!(acked["status"], "DELIVERY_STATUS_DELIVERED", "{acked}");
+    let after = claim(serde_json::json!({"consumerGroup": "mail"}))
+        .await
+        .unwrap()
+        .json_body()
+        .await;
+    assert!(after.get("messages").is_none(), "{after}");
+
+    for (body, field) in [
+        (serde_json::json!({"maxMessages": 101}), "max_messages"),
+        (serde_json::json!({"wait": "31s"}), "wait"),
+    ] {
+        let (status, error) = json_error(claim(body).await.unwrap()).await;
+        assert_eq!(status, 400);
+        assert_eq!(
+            error["error"]["details"][0]["fieldViolations"][0]["field"],
+            field
+        );
+    }
+}

@@ -233,6 +233,7 @@ harness::conformance! {
         a_rate_limited_http_caller_is_told_when_to_retry,
         conversations_stream_to_bots_over_sse,
         email_is_taken_in_over_http,
+        gateways_claim_deliveries_with_a_long_poll,
     ],
     rest: [
         the_walk_through_works_over_rest,
