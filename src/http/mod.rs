@@ -167,6 +167,18 @@ fn bad_query(rejection: QueryRejection) -> Response {
     )))
 }
 
+/// A watch's query and where it starts: the `Last-Event-ID` a reconnecting
+/// `EventSource` sends, else the query's `after_cursor`.
+fn watch_query(
+    query: Result<Query<WatchQuery>, QueryRejection>,
+    headers: &HeaderMap,
+) -> Result<(WatchQuery, i64), Box<Response>> {
+    let Query(query) = query.map_err(|rejection| Box::new(bad_query(rejection)))?;
+    let after_cursor =
+        resume_from(headers, query.after_cursor).map_err(|status| Box::new(error(&status)))?;
+    Ok((query, after_cursor))
+}
+
 /// Where a reconnecting `EventSource` resumes: its `Last-Event-ID`, else the query's
 /// `after_cursor`.
 fn resume_from(headers: &HeaderMap, after_cursor: i64) -> Result<i64, Status> {
@@ -219,13 +231,9 @@ async fn watch_tickets(
     extensions: axum::http::Extensions,
     query: Result<Query<WatchQuery>, QueryRejection>,
 ) -> Response {
-    let Query(query) = match query {
-        Ok(query) => query,
-        Err(rejection) => return bad_query(rejection),
-    };
-    let after_cursor = match resume_from(&headers, query.after_cursor) {
-        Ok(cursor) => cursor,
-        Err(status) => return error(&status),
+    let (query, after_cursor) = match watch_query(query, &headers) {
+        Ok(read) => read,
+        Err(response) => return *response,
     };
     let message = pb::WatchTicketsRequest {
         filter: query.filter,
@@ -249,13 +257,9 @@ async fn watch_conversations(
     extensions: axum::http::Extensions,
     query: Result<Query<WatchQuery>, QueryRejection>,
 ) -> Response {
-    let Query(query) = match query {
-        Ok(query) => query,
-        Err(rejection) => return bad_query(rejection),
-    };
-    let after_cursor = match resume_from(&headers, query.after_cursor) {
-        Ok(cursor) => cursor,
-        Err(status) => return error(&status),
+    let (query, after_cursor) = match watch_query(query, &headers) {
+        Ok(read) => read,
+        Err(response) => return *response,
     };
     let channel = if query.channel.is_empty() {
         pb::Channel::Unspecified

@@ -386,9 +386,13 @@ fn query_value(field: &FieldDescriptor, text: &str) -> Json {
     }
 }
 
-fn set_path(object: &mut Map<String, Json>, path: &str, value: Json) {
+/// The object holding the last part of `path`, made on the way where missing.
+fn parent_of<'a>(
+    object: &'a mut Map<String, Json>,
+    path: &'a str,
+) -> Option<(&'a mut Map<String, Json>, &'a str)> {
     let mut parts: Vec<&str> = path.split('.').collect();
-    let last = parts.pop().unwrap_or_default();
+    let last = parts.pop()?;
     let mut current = object;
     for part in parts {
         let entry = current
@@ -398,32 +402,28 @@ fn set_path(object: &mut Map<String, Json>, path: &str, value: Json) {
             *entry = Json::Object(Map::new());
         }
         let Json::Object(next) = entry else {
-            return;
+            return None;
         };
         current = next;
     }
-    current.insert(last.to_owned(), value);
+    Some((current, last))
+}
+
+fn set_path(object: &mut Map<String, Json>, path: &str, value: Json) {
+    if let Some((parent, last)) = parent_of(object, path) {
+        parent.insert(last.to_owned(), value);
+    }
 }
 
 fn push_path(object: &mut Map<String, Json>, path: &str, value: Json) {
-    let mut parts: Vec<&str> = path.split('.').collect();
-    let last = parts.pop().unwrap_or_default();
-    let mut current = object;
-    for part in parts {
-        let entry = current
-            .entry(part.to_owned())
-            .or_insert_with(|| Json::Object(Map::new()));
-        let Json::Object(next) = entry else {
-            return;
-        };
-        current = next;
-    }
-    match current
-        .entry(last.to_owned())
-        .or_insert_with(|| Json::Array(Vec::new()))
-    {
-        Json::Array(items) => items.push(value),
-        other => *other = Json::Array(vec![value]),
+    if let Some((parent, last)) = parent_of(object, path) {
+        match parent
+            .entry(last.to_owned())
+            .or_insert_with(|| Json::Array(Vec::new()))
+        {
+            Json::Array(items) => items.push(value),
+            other => *other = Json::Array(vec![value]),
+        }
     }
 }
 

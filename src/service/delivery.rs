@@ -124,6 +124,29 @@ impl DeliveryService {
         }
     }
 
+    /// Registers (or refreshes) `group` as a consumer of the caller's `channel`, checked
+    /// to be present (the caller adds the violation when it is not).
+    async fn join_group(
+        &self,
+        principal: &Principal,
+        channel: Option<Channel>,
+        group: &str,
+    ) -> ServiceResult<Channel> {
+        let channel = channel.unwrap_or(Channel::Chat);
+        ensure_channel(principal, channel)?;
+        let registered = self
+            .store
+            .register_consumer(channel, group, self.clock.now(), MAX_GROUPS_PER_CHANNEL)
+            .await?;
+        if !registered {
+            return Err(ServiceError::ResourceExhausted(format!(
+                "the {channel} channel has {MAX_GROUPS_PER_CHANNEL} consumer groups; \
+                 use one of them, or let unused ones expire"
+            )));
+        }
+        Ok(channel)
+    }
+
     /// Streams the messages queued for `channel` to this subscriber of `group`. Each is
     /// leased to it until acknowledged or until the lease runs out; if the stream ends
     /// first, its unacknowledged messages go back to the queue at once.
@@ -139,18 +162,7 @@ impl DeliveryService {
         }
         let group = group_name(group, &mut v);
         v.finish()?;
-        let channel = channel.unwrap_or(Channel::Chat);
-        ensure_channel(principal, channel)?;
-        let registered = self
-            .store
-            .register_consumer(channel, &group, self.clock.now(), MAX_GROUPS_PER_CHANNEL)
-            .await?;
-        if !registered {
-            return Err(ServiceError::ResourceExhausted(format!(
-                "the {channel} channel has {MAX_GROUPS_PER_CHANNEL} consumer groups; \
-                 subscribe with one of them, or let unused ones expire"
-            )));
-        }
+        let channel = self.join_group(principal, channel, &group).await?;
         let settings = &self.settings.streams;
         let (sender, output) = streams::channel(settings.buffer.min(64), settings.stall);
         let producer = Producer {
@@ -206,18 +218,7 @@ impl DeliveryService {
             v.add("wait", "must be at most 30 s");
         }
         v.finish()?;
-        let channel = channel.unwrap_or(Channel::Chat);
-        ensure_channel(principal, channel)?;
-        let registered = self
-            .store
-            .register_consumer(channel, &group, self.clock.now(), MAX_GROUPS_PER_CHANNEL)
-            .await?;
-        if !registered {
-            return Err(ServiceError::ResourceExhausted(format!(
-                "the {channel} channel has {MAX_GROUPS_PER_CHANNEL} consumer groups; \
-                 claim for one of them, or let unused ones expire"
-            )));
-        }
+        let channel = self.join_group(principal, channel, &group).await?;
         let mut queued = self.bus.subscribe_queued(channel);
         let lease = TimeDelta::from_std(self.settings.lease).unwrap_or(TimeDelta::seconds(30));
         let inline_bytes = i64::try_from(self.settings.inline_attachment_bytes).unwrap_or(i64::MAX);
