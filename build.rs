@@ -15,6 +15,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "proto/ticketd/v1/automation_service.proto",
         "proto/ticketd/v1/view_service.proto",
         "proto/ticketd/v1/report_service.proto",
+        "proto/ticketd/v1/webhook_service.proto",
     ];
     // `protox::compile` would drop custom options; the compiler's own encoding keeps the
     // `google.api.http` rules the HTTP edge routes by.

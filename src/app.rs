@@ -163,6 +163,9 @@ impl App {
         health
             .set_serving::<pb::report_service_server::ReportServiceServer<grpc::ReportApi>>()
             .await;
+        health
+            .set_serving::<pb::webhook_service_server::WebhookServiceServer<grpc::WebhookApi>>()
+            .await;
         health.set_service_status("", ServingStatus::Serving).await;
 
         let reflection = || {
@@ -320,6 +323,9 @@ impl App {
             .await;
         health
             .set_not_serving::<pb::report_service_server::ReportServiceServer<grpc::ReportApi>>()
+            .await;
+        health
+            .set_not_serving::<pb::webhook_service_server::WebhookServiceServer<grpc::WebhookApi>>()
             .await;
         tokio::time::sleep(self.settings.shutdown_delay()).await;
         // Streams end first, each with its resume point, so the drain below is not held

@@ -12,6 +12,7 @@ pub mod delivery;
 pub mod email;
 pub mod event;
 pub mod filter;
+pub mod hook;
 pub mod inbound_email;
 pub mod notification;
 pub mod report;

@@ -16,6 +16,7 @@ mod report_service;
 mod streams;
 mod ticket_service;
 mod view_service;
+mod webhook_service;
 
 use std::time::Duration;
 
@@ -31,6 +32,7 @@ pub use report_service::ReportApi;
 pub use streams::RESUME_CURSOR;
 pub use ticket_service::TicketApi;
 pub use view_service::ViewApi;
+pub use webhook_service::WebhookApi;
 
 use crate::service::Services;
 
@@ -91,6 +93,10 @@ pub fn routes(services: &Services, limits: &GrpcLimits) -> Routes {
     let views = pb::view_service_server::ViewServiceServer::new(ViewApi::new(services.clone()))
         .max_decoding_message_size(limits.max_message_bytes)
         .max_encoding_message_size(limits.max_message_bytes);
+    let webhooks =
+        pb::webhook_service_server::WebhookServiceServer::new(WebhookApi::new(services.clone()))
+            .max_decoding_message_size(limits.max_message_bytes)
+            .max_encoding_message_size(limits.max_message_bytes);
     let reports =
         pb::report_service_server::ReportServiceServer::new(ReportApi::new(services.clone()))
             .max_decoding_message_size(limits.max_message_bytes)
@@ -98,6 +104,7 @@ pub fn routes(services: &Services, limits: &GrpcLimits) -> Routes {
     let grpc = Routes::new(tickets)
         .add_service(admin)
         .add_service(reports)
+        .add_service(webhooks)
         .add_service(automation)
         .add_service(views)
         .add_service(contacts)

@@ -47,12 +47,14 @@ pub fn router(services: &Services, grpc: tonic::service::Routes) -> Router {
         escalation: Arc::new(EscalationApi::new(services.clone())),
         rest,
         openapi,
+        hooks: services.hooks.clone(),
     };
     Router::new()
         .route("/v1/openapi.json", get(openapi_document))
         .route("/v1/tickets:watch", get(watch_tickets))
         .route("/v1/conversations:watch", get(watch_conversations))
         .route("/v1/email", post(ingest_email))
+        .route("/v1/hooks/{id}", post(receive_hook))
         .route("/v1/{*rest}", axum::routing::any(transcode))
         .with_state(apis)
 }
@@ -64,6 +66,132 @@ struct Apis {
     rest: Option<Arc<rest::Transcoder>>,
     /// The OpenAPI document, made once at start-up.
     openapi: Option<Arc<String>>,
+    hooks: crate::service::hooks::HookService,
+}
+
+/// The largest payload an inbound hook takes.
+const MAX_HOOK_BODY: usize = 1024 * 1024;
+
+/// A message from its proto3 JSON (unknown fields refused).
+fn from_json<M: prost::Message + prost::Name + Default>(body: &[u8]) -> Result<M, Status> {
+    static POOL: std::sync::LazyLock<Option<prost_reflect::DescriptorPool>> =
+        std::sync::LazyLock::new(|| {
+            prost_reflect::DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET).ok()
+        });
+    let desc = POOL
+        .as_ref()
+        .and_then(|pool| pool.get_message_by_name(&M::full_name()))
+        .ok_or_else(|| Status::internal("message descriptors are missing"))?;
+    let options = prost_reflect::DeserializeOptions::new().deny_unknown_fields(true);
+    let mut json = serde_json::Deserializer::from_slice(body);
+    let dynamic =
+        prost_reflect::DynamicMessage::deserialize_with_options(desc, &mut json, &options)
+            .map_err(|e| Status::invalid_argument(format!("body: {e}")))?;
+    dynamic
+        .transcode_to::<M>()
+        .map_err(|e| Status::invalid_argument(format!("body: {e}")))
+}
+
+/// `POST /v1/hooks/{id}`: a payload signed per Standard Webhooks, acted on as the hook
+/// says. The `webhook-id` makes it idempotent: a replay gets the first result.
+async fn receive_hook(
+    State(apis): State<Apis>,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    let Ok(id) = uuid::Uuid::parse_str(&id) else {
+        return error(&Status::not_found(format!("inbound hook {id}")));
+    };
+    let Ok(body) = axum::body::to_bytes(body, MAX_HOOK_BODY).await else {
+        let mut response = error(&Status::resource_exhausted(format!(
+            "a hook payload is at most {MAX_HOOK_BODY} bytes"
+        )));
+        *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+        return response;
+    };
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let hook = match apis
+        .hooks
+        .verify(
+            id,
+            header("webhook-id"),
+            header("webhook-timestamp"),
+            header("webhook-signature"),
+            &body,
+        )
+        .await
+    {
+        Ok(hook) => hook,
+        Err(err) => return error(&Status::from(err)),
+    };
+    let webhook_id = header("webhook-id").unwrap_or_default().to_owned();
+    let payload: pb::InboundHookPayload = match from_json(&body) {
+        Ok(payload) => payload,
+        Err(status) => return error(&status),
+    };
+    let principal = |role| Principal {
+        key_id: hook.id,
+        key_name: format!("hook {}", hook.name),
+        role,
+        agent_id: None,
+        channels: Vec::new(),
+        sources: vec![hook.source.clone()],
+    };
+    let request_id = format!("hook:{webhook_id}");
+    let answer = match hook.action {
+        crate::domain::hook::HookAction::CreateTicket => {
+            let message = pb::CreateTicketRequest {
+                subject: payload.subject,
+                description: payload.description,
+                priority: payload.priority,
+                tags: payload.tags,
+                custom_fields: payload.custom_fields,
+                contact: payload.contact,
+                request_id,
+                ..Default::default()
+            };
+            let call = request(
+                message,
+                &headers,
+                Some(principal(crate::domain::auth::Role::Bot)),
+            );
+            apis.tickets
+                .create_ticket(call)
+                .await
+                .map(|r| to_json(&r.into_inner()))
+        }
+        crate::domain::hook::HookAction::PostCustomerMessage => {
+            let message = pb::PostCustomerMessageRequest {
+                source: hook.source.clone(),
+                conversation_id: payload.conversation_id,
+                channel: payload.channel,
+                sender: payload.sender,
+                text: payload.text,
+                external_message_id: webhook_id,
+                request_id,
+                contact: payload.contact,
+                ..Default::default()
+            };
+            let call = request(
+                message,
+                &headers,
+                Some(principal(crate::domain::auth::Role::Gateway)),
+            );
+            apis.escalation
+                .post_customer_message(call)
+                .await
+                .map(|r| to_json(&r.into_inner()))
+        }
+    };
+    match answer {
+        Ok(json) => (
+            [(axum::http::header::CONTENT_TYPE, "application/json")],
+            json,
+        )
+            .into_response(),
+        Err(status) => error(&status),
+    }
 }
 
 /// `GET /v1/openapi.json` (no key needed).

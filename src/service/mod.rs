@@ -8,6 +8,7 @@ mod cache;
 pub mod contacts;
 pub mod delivery;
 pub mod escalation;
+pub mod hooks;
 mod paging;
 pub mod reports;
 pub mod request_ids;
@@ -178,6 +179,7 @@ pub struct Services {
     pub routing: RoutingService,
     pub views: views::ViewService,
     pub reports: reports::ReportService,
+    pub hooks: hooks::HookService,
     pub satisfaction: satisfaction::SatisfactionService,
     pub sla: SlaService,
     /// What runs workflows: the runner, and the cache and timer hints its tasks share.
@@ -235,6 +237,7 @@ impl Services {
         );
         Self {
             reports: reports::ReportService::new(store.clone(), tickets.clone(), clock.clone()),
+            hooks: hooks::HookService::new(store.clone(), clock.clone()),
             tickets,
             api_keys: ApiKeyService::new(store.clone(), settings.stream_limits, clock.clone()),
             audit: AuditService::new(store.clone(), settings.page_bytes),

@@ -14,6 +14,7 @@ mod database;
 mod delivery;
 mod dialect;
 mod events;
+mod hooks;
 mod idempotency;
 mod keys;
 mod pg_notify;
@@ -55,6 +56,7 @@ pub use contacts::ContactStore;
 pub use conversations::ConversationStore;
 pub use delivery::{DeliveryStore, LeaseBatch};
 pub use events::EventLog;
+pub use hooks::HookStore;
 pub use idempotency::RequestIdStore;
 pub use keys::KeyStore;
 pub use reports::{Fact, FactKind, FactQuery, Grain, ReportStore};
@@ -496,6 +498,7 @@ pub trait Store:
     + ViewStore
     + SearchStore
     + ReportStore
+    + HookStore
     + RequestIdStore
     + crate::events::Log
     + Send

@@ -18,6 +18,7 @@ use ticketd::grpc::pb::{
     contact_service_client::ContactServiceClient,
     escalation_service_client::EscalationServiceClient, report_service_client::ReportServiceClient,
     ticket_service_client::TicketServiceClient, view_service_client::ViewServiceClient,
+    webhook_service_client::WebhookServiceClient,
 };
 use ticketd::service::StreamGauge;
 use tokio::sync::oneshot;
@@ -90,6 +91,7 @@ pub type Contacts = ContactServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Automation = AutomationServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Views = ViewServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Reports = ReportServiceClient<InterceptedService<Channel, Bearer>>;
+pub type Webhooks = WebhookServiceClient<InterceptedService<Channel, Bearer>>;
 pub type Escalation = EscalationServiceClient<InterceptedService<Channel, Bearer>>;
 
 /// A database made for one test and removed after it.
@@ -229,6 +231,13 @@ impl TestApp {
 
     pub fn reports_as(&self, secret: &str) -> Reports {
         ReportServiceClient::with_interceptor(self.channel.clone(), bearer(Some(secret)))
+    }
+
+    pub fn webhooks(&self) -> Webhooks {
+        WebhookServiceClient::with_interceptor(
+            self.channel.clone(),
+            bearer(Some(&self.admin_secret)),
+        )
     }
 
     /// Saves the calendar "Office", Monday to Friday 09:00 to 17:00 UTC, and returns its id.

@@ -15,6 +15,7 @@ mod email;
 mod errors;
 mod grpc_web;
 mod harness;
+mod hooks;
 mod http;
 mod intake;
 mod lifecycle;
@@ -226,6 +227,11 @@ harness::conformance! {
         browsers_call_the_api_with_grpc_web,
         cross_origin_calls_are_allowed_only_from_configured_origins,
         a_cors_origin_that_is_not_one_stops_the_start,
+    ],
+    hooks: [
+        a_signed_post_opens_a_ticket_once,
+        a_message_hook_posts_to_its_conversation,
+        hooks_are_administered_by_admins,
     ],
     http: [
         watches_stream_as_server_sent_events_and_resume,

@@ -250,7 +250,7 @@ pub async fn the_openapi_document_describes_every_route(backend: Backend) {
         .values()
         .map(|item| item.as_object().unwrap().len())
         .sum();
-    assert_eq!(operations, 71, "one operation per unary RPC");
+    assert_eq!(operations, 74, "one operation per unary RPC");
     let create = &paths["/v1/tickets"]["post"];
     assert_eq!(create["operationId"], "TicketService_CreateTicket");
     assert_eq!(
