@@ -194,9 +194,13 @@ fn refusal(path: &str, status: Status) -> Response<Body> {
     }
 }
 
-/// Inbound hooks prove themselves by their signature instead of a key.
-fn is_hook(path: &str) -> bool {
-    path.starts_with("/v1/hooks/")
+/// Inbound hooks prove themselves by their signature instead of a key: a POST to
+/// `/v1/hooks/{id}` exactly.
+fn is_hook(method: &tonic::codegen::http::Method, path: &str) -> bool {
+    *method == tonic::codegen::http::Method::POST
+        && path
+            .strip_prefix("/v1/hooks/")
+            .is_some_and(|id| !id.is_empty() && !id.contains('/'))
 }
 
 /// The HTTP routes beside gRPC (`crate::http`): errors as JSON, bodies bounded by bytes.
@@ -248,7 +252,7 @@ where
                 ));
                 return Ok(refusal(&path, status));
             };
-            if is_hook(&path) {
+            if is_hook(request.method(), &path) {
                 // Counted among the calls in flight; its signature is checked by the route.
                 return inner.call(request).await;
             }

@@ -56,6 +56,9 @@ pub fn router(services: &Services, grpc: tonic::service::Routes) -> Router {
         .route("/v1/email", post(ingest_email))
         .route("/v1/hooks/{id}", post(receive_hook))
         .route("/v1/{*rest}", axum::routing::any(transcode))
+        // The gate bounds every body already (by route); axum's own 2 MiB default would
+        // cut email and attachments short.
+        .layer(axum::extract::DefaultBodyLimit::disable())
         .with_state(apis)
 }
 
@@ -168,7 +171,8 @@ async fn receive_hook(
                 channel: payload.channel,
                 sender: payload.sender,
                 text: payload.text,
-                external_message_id: webhook_id,
+                // Scoped to the hook: message ids are unique per channel across senders.
+                external_message_id: format!("hook:{}:{webhook_id}", hook.id),
                 request_id,
                 contact: payload.contact,
                 ..Default::default()
@@ -220,12 +224,7 @@ async fn transcode(
     };
     let body = match body {
         Ok(body) => body,
-        Err(rejection) => {
-            return error(&Status::invalid_argument(format!(
-                "body: {}",
-                rejection.body_text()
-            )));
-        }
+        Err(rejection) => return body_refused(&rejection),
     };
     rest.call(method, uri, headers, principal(&extensions), body)
         .await
@@ -247,6 +246,21 @@ fn to_json<M: prost::Message + prost::Name>(message: &M) -> String {
     dynamic
         .and_then(|m| serde_json::to_string(&m).ok())
         .unwrap_or_default()
+}
+
+/// A body that could not be read: past the gate's bound (one sent without a length
+/// fails while read) is 413, anything else 400.
+fn body_refused(rejection: &BytesRejection) -> Response {
+    let text = rejection.body_text();
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE || text.contains("length limit") {
+        let mut response = error(&Status::resource_exhausted(
+            "the body is larger than this route's limit",
+        ));
+        *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
+        response
+    } else {
+        error(&Status::invalid_argument(format!("body: {text}")))
+    }
 }
 
 fn error(status: &Status) -> Response {
@@ -443,24 +457,7 @@ async fn ingest_email(
     };
     let raw = match body {
         Ok(raw) => raw,
-        // A body past the gate's bound (one sent without a length) fails while read.
-        Err(rejection)
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE
-                || rejection.body_text().contains("length limit") =>
-        {
-            let status = Status::resource_exhausted(
-                "the message is larger than TICKETD_MAX_EMAIL_BYTES allows",
-            );
-            let mut response = error(&status);
-            *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-            return response;
-        }
-        Err(rejection) => {
-            return error(&Status::invalid_argument(format!(
-                "body: {}",
-                rejection.body_text()
-            )));
-        }
+        Err(rejection) => return body_refused(&rejection),
     };
     let request_id = headers
         .get("idempotency-key")

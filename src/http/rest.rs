@@ -185,14 +185,23 @@ impl Transcoder {
             && let Some(query) = uri.query()
         {
             for (key, value) in form_urlencoded::parse(query.as_bytes()) {
-                let field = field_at(&rule.input, &key).ok_or_else(|| {
+                let (path, field) = field_at(&rule.input, &key).ok_or_else(|| {
                     Status::invalid_argument(format!("{key}: is not a field of the request"))
                 })?;
+                // What the body or the path sets is theirs alone.
+                let root = path.split('.').next();
+                let in_body = matches!(&rule.body, Body::Field(f) if Some(f.as_str()) == root);
+                let in_path = params.iter().any(|(p, _)| p.split('.').next() == root);
+                if in_body || in_path {
+                    return Err(Status::invalid_argument(format!(
+                        "{key}: is set by the path or the body, not the query"
+                    )));
+                }
                 let value = query_value(&field, &value);
                 if field.is_list() {
-                    push_path(&mut json, &key, value);
+                    push_path(&mut json, &path, value);
                 } else {
-                    set_path(&mut json, &key, value);
+                    set_path(&mut json, &path, value);
                 }
             }
         }
@@ -228,6 +237,7 @@ impl Transcoder {
                 match template {
                     Segment::Literal(l) if l == actual => {}
                     Segment::Literal(_) => return None,
+                    Segment::Field(_) if actual.is_empty() => return None,
                     Segment::Field(f) => params.push((f.clone(), actual.clone())),
                 }
             }
@@ -345,16 +355,19 @@ fn body_object(body: &Bytes) -> Result<Map<String, Json>, Status> {
     }
 }
 
-/// The field `path` (`a.b`, proto or JSON names) names in `message`.
-fn field_at(message: &MessageDescriptor, path: &str) -> Option<FieldDescriptor> {
+/// The field `path` (`a.b`, proto or JSON names) names in `message`, and its path in
+/// proto names.
+fn field_at(message: &MessageDescriptor, path: &str) -> Option<(String, FieldDescriptor)> {
     let mut message = message.clone();
     let mut parts = path.split('.').peekable();
+    let mut names = Vec::new();
     while let Some(part) = parts.next() {
         let field = message
             .get_field_by_name(part)
             .or_else(|| message.get_field_by_json_name(part))?;
+        names.push(field.name().to_owned());
         if parts.peek().is_none() {
-            return Some(field);
+            return Some((names.join("."), field));
         }
         match field.kind() {
             Kind::Message(inner) => message = inner,

@@ -362,3 +362,33 @@ pub async fn gateways_claim_deliveries_with_a_long_poll(backend: Backend) {
         );
     }
 }
+
+pub async fn email_up_to_its_own_limit_is_taken_over_http(backend: Backend) {
+    // Larger than the 2 MiB HTTP frameworks default to, within TICKETD_MAX_EMAIL_BYTES.
+    let app = spawn_app_with(backend, |s| {
+        s.email_address = "help@acme.test".parse().unwrap();
+        s.max_email_bytes = 4 * 1024 * 1024;
+    })
+    .await;
+    let gateway = app.key(pb::Role::Gateway, None).await;
+    let raw = email(
+        "ada@example.com",
+        "help@acme.test",
+        "A long log",
+        "big@example.com",
+        "",
+        &"log line\r\n".repeat(300_000),
+    );
+    assert!(raw.len() > 2 * 1024 * 1024);
+    let response = reqwest::Client::new()
+        .post(url(&app, "/v1/email?recipient=help%40acme.test"))
+        .bearer_auth(&gateway)
+        .body(raw)
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body = response.json_body().await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["ticket"]["subject"], "A long log");
+}

@@ -240,6 +240,7 @@ harness::conformance! {
         conversations_stream_to_bots_over_sse,
         email_is_taken_in_over_http,
         gateways_claim_deliveries_with_a_long_poll,
+        email_up_to_its_own_limit_is_taken_over_http,
     ],
     rest: [
         the_walk_through_works_over_rest,

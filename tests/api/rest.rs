@@ -209,6 +209,17 @@ pub async fn rest_errors_carry_their_status_and_fields(backend: Backend) {
     assert_eq!(status, 400);
     let (status, _) = api.call(M::GET, "/v1/tickets?colour=red", None).await;
     assert_eq!(status, 400);
+    // The query cannot override what the path or the body sets.
+    let (status, body) = api
+        .call(
+            M::PATCH,
+            "/v1/tickets/01a22e0f-2569-720b-9596-9cedc21798bc?ticket.subject=x&updateMask=subject",
+            Some(json!({"subject": "y"})),
+        )
+        .await;
+    assert_eq!(status, 400, "{body}");
+    let (status, _) = api.call(M::GET, "/v1/tickets/", None).await;
+    assert_eq!(status, 404, "an empty id names no ticket");
     let (status, body) = api.call(M::GET, "/v1/nowhere", None).await;
     assert_eq!(
         (status, body["error"]["status"].as_str()),
