@@ -35,6 +35,7 @@ text_enum!(
         Workflow = "workflow",
         AutoResponse = "auto_response",
         View = "view",
+        InboundHook = "inbound_hook",
     }
 );
 
@@ -286,6 +287,17 @@ audited!(Agent, AuditResource::Agent, |it| json!({
     "queue_ids": it.queue_ids,
     "vip_handler": it.vip_handler,
 }));
+
+// Never the secret.
+audited!(
+    crate::domain::hook::InboundHook,
+    AuditResource::InboundHook,
+    |it| json!({
+        "name": it.name,
+        "action": it.action.as_str(),
+        "source": it.source,
+    })
+);
 
 audited!(Queue, AuditResource::Queue, |it| json!({
     "name": it.name,

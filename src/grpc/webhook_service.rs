@@ -47,7 +47,7 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<pb::CreateInboundHookRequest>,
     ) -> Reply<pb::CreateInboundHookResponse> {
-        authorize(&request, "CreateInboundHook", ADMIN).await?;
+        let principal = authorize(&request, "CreateInboundHook", ADMIN).await?;
         let hook = request.into_inner().inbound_hook.unwrap_or_default();
         let action = match pb::InboundHookAction::try_from(hook.action) {
             Ok(pb::InboundHookAction::CreateTicket) => Some(HookAction::CreateTicket),
@@ -64,7 +64,7 @@ impl WebhookService for WebhookApi {
         let made = self
             .services
             .hooks
-            .create(&hook.name, action, &hook.source)
+            .create(&principal, &hook.name, action, &hook.source)
             .await?;
         Ok(Response::new(pb::CreateInboundHookResponse {
             inbound_hook: Some(hook_to_pb(made, true)),
@@ -86,14 +86,14 @@ impl WebhookService for WebhookApi {
         &self,
         request: Request<pb::DeleteInboundHookRequest>,
     ) -> Reply<pb::DeleteInboundHookResponse> {
-        authorize(&request, "DeleteInboundHook", ADMIN).await?;
+        let principal = authorize(&request, "DeleteInboundHook", ADMIN).await?;
         let mut v = Violations::new();
         let id = convert::uuid("id", &request.get_ref().id, &mut v);
         v.finish().map_err(ServiceError::Invalid)?;
         let Some(id) = id else {
             return Err(Status::invalid_argument("id is required"));
         };
-        self.services.hooks.delete(id).await?;
+        self.services.hooks.delete(&principal, id).await?;
         Ok(Response::new(pb::DeleteInboundHookResponse {}))
     }
 }

@@ -6,6 +6,8 @@ use uuid::Uuid;
 
 use super::{ServiceError, ServiceResult};
 use crate::clock::Clock;
+use crate::domain::audit::AuditEntry;
+use crate::domain::auth::Principal;
 use crate::domain::hook::{self, HookAction, InboundHook};
 use crate::domain::validation::Violations;
 use crate::store::Store;
@@ -28,6 +30,7 @@ impl HookService {
     /// Makes a hook with a fresh secret (the only time the secret leaves the server).
     pub async fn create(
         &self,
+        principal: &Principal,
         name: &str,
         action: Option<HookAction>,
         source: &str,
@@ -56,7 +59,8 @@ impl HookService {
             secret: hook::new_secret(),
             created_at: self.clock.now(),
         };
-        self.store.insert_inbound_hook(&hook).await?;
+        let audit = AuditEntry::saved(principal.actor(), None, &hook, hook.created_at);
+        self.store.insert_inbound_hook(&hook, &audit).await?;
         Ok(hook)
     }
 
@@ -64,8 +68,14 @@ impl HookService {
         Ok(self.store.inbound_hooks().await?)
     }
 
-    pub async fn delete(&self, id: Uuid) -> ServiceResult<()> {
-        if self.store.delete_inbound_hook(id).await? {
+    pub async fn delete(&self, principal: &Principal, id: Uuid) -> ServiceResult<()> {
+        let hook = self
+            .store
+            .inbound_hook(id)
+            .await?
+            .ok_or_else(|| ServiceError::NotFound(format!("inbound hook {id}")))?;
+        let audit = AuditEntry::deleted(principal.actor(), &hook, self.clock.now());
+        if self.store.delete_inbound_hook(id, &audit).await? {
             Ok(())
         } else {
             Err(ServiceError::NotFound(format!("inbound hook {id}")))

@@ -1,20 +1,22 @@
-//! Inbound hooks.
+//! Inbound hooks, each creation and deletion with its audit entry.
 
 use async_trait::async_trait;
 use uuid::Uuid;
 
+use super::audit::{delete_audited, save_audited};
 use super::database::Statement;
 use super::{SqlStore, StoreError, StoreResult};
+use crate::domain::audit::AuditEntry;
 use crate::domain::hook::{HookAction, InboundHook};
 
 #[async_trait]
 pub trait HookStore {
-    async fn insert_inbound_hook(&self, hook: &InboundHook) -> StoreResult<()>;
+    async fn insert_inbound_hook(&self, hook: &InboundHook, audit: &AuditEntry) -> StoreResult<()>;
     async fn inbound_hook(&self, id: Uuid) -> StoreResult<Option<InboundHook>>;
     /// Every hook, oldest first (there are few).
     async fn inbound_hooks(&self) -> StoreResult<Vec<InboundHook>>;
     /// `false` if there was none.
-    async fn delete_inbound_hook(&self, id: Uuid) -> StoreResult<bool>;
+    async fn delete_inbound_hook(&self, id: Uuid, audit: &AuditEntry) -> StoreResult<bool>;
 }
 
 type Row = (
@@ -43,8 +45,8 @@ fn hook(row: Row) -> StoreResult<InboundHook> {
 
 #[async_trait]
 impl HookStore for SqlStore {
-    async fn insert_inbound_hook(&self, hook: &InboundHook) -> StoreResult<()> {
-        Statement::new(
+    async fn insert_inbound_hook(&self, hook: &InboundHook, audit: &AuditEntry) -> StoreResult<()> {
+        let statement = Statement::new(
             "INSERT INTO inbound_hooks (id, name, action, source, secret, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6)",
         )
@@ -53,8 +55,13 @@ impl HookStore for SqlStore {
         .bind(hook.action.as_str())
         .bind(&hook.source)
         .bind(&hook.secret)
-        .bind(hook.created_at)
-        .execute(&self.pools)
+        .bind(hook.created_at);
+        save_audited(
+            &self.pools,
+            statement,
+            "an inbound hook with this id",
+            audit,
+        )
         .await?;
         Ok(())
     }
@@ -77,11 +84,13 @@ impl HookStore for SqlStore {
         rows.into_iter().map(hook).collect()
     }
 
-    async fn delete_inbound_hook(&self, id: Uuid) -> StoreResult<bool> {
-        let deleted = Statement::new("DELETE FROM inbound_hooks WHERE id = $1")
-            .bind(id)
-            .execute(&self.pools)
-            .await?;
-        Ok(deleted > 0)
+    async fn delete_inbound_hook(&self, id: Uuid, audit: &AuditEntry) -> StoreResult<bool> {
+        delete_audited(
+            &self.pools,
+            "DELETE FROM inbound_hooks WHERE id = $1",
+            id,
+            audit,
+        )
+        .await
     }
 }

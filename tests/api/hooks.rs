@@ -194,8 +194,34 @@ pub async fn hooks_are_administered_by_admins(backend: Backend) {
     assert_eq!(status, 404, "a deleted hook takes nothing");
     let again = app
         .webhooks()
-        .delete_inbound_hook(pb::DeleteInboundHookRequest { id: hook.id })
+        .delete_inbound_hook(pb::DeleteInboundHookRequest {
+            id: hook.id.clone(),
+        })
         .await
         .unwrap_err();
     assert_eq!(again.code(), Code::NotFound);
+
+    // Both changes are in the audit trail, the secret in neither.
+    let entries = app
+        .admin()
+        .list_audit_entries(pb::ListAuditEntriesRequest {
+            filter: format!(
+                r#"resource = "inbound_hook" AND resource_id = "{}""#,
+                hook.id
+            ),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let mut actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+    actions.sort();
+    assert_eq!(actions, vec!["create", "delete"]);
+    let recorded = format!("{entries:?}");
+    assert!(recorded.contains("Web form"));
+    assert!(
+        !recorded.contains(&hook.secret),
+        "the secret is never recorded"
+    );
 }
