@@ -110,6 +110,6 @@ pub fn routes(services: &Services, limits: &GrpcLimits) -> Routes {
         .add_service(contacts)
         .add_service(escalation);
     // The HTTP routes share the server, its layers and its port.
-    let http = crate::http::router(services, grpc.clone());
+    let http = crate::http::router(services, grpc.clone(), limits.request_timeout);
     Routes::from(grpc.into_axum_router().merge(http))
 }

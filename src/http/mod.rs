@@ -31,7 +31,11 @@ use crate::service::Services;
 
 /// The routes `/v1/tickets:watch`, `/v1/conversations:watch` and `/v1/email`, and every
 /// unary RPC under the path its `google.api.http` rule names, calling `grpc`.
-pub fn router(services: &Services, grpc: tonic::service::Routes) -> Router {
+pub fn router(
+    services: &Services,
+    grpc: tonic::service::Routes,
+    request_timeout: std::time::Duration,
+) -> Router {
     let rest = match rest::Transcoder::new(pb::FILE_DESCRIPTOR_SET, grpc) {
         Ok(rest) => Some(Arc::new(rest)),
         Err(err) => {
@@ -59,6 +63,14 @@ pub fn router(services: &Services, grpc: tonic::service::Routes) -> Router {
         // The gate bounds every body already (by route); axum's own 2 MiB default would
         // cut email and attachments short.
         .layer(axum::extract::DefaultBodyLimit::disable())
+        // A second before the server's own limit, which would answer in gRPC's terms.
+        .layer(axum::middleware::from_fn(move |request, next| {
+            within(
+                request_timeout.saturating_sub(std::time::Duration::from_secs(1)),
+                request,
+                next,
+            )
+        }))
         .with_state(apis)
 }
 
@@ -246,6 +258,23 @@ fn to_json<M: prost::Message + prost::Name>(message: &M) -> String {
     dynamic
         .and_then(|m| serde_json::to_string(&m).ok())
         .unwrap_or_default()
+}
+
+/// Answers DEADLINE_EXCEEDED as JSON when the route has not answered within `limit` (a
+/// stream counts as answered once it starts).
+async fn within(
+    limit: std::time::Duration,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let limit = limit.max(std::time::Duration::from_secs(1));
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => error(&Status::deadline_exceeded(format!(
+            "no answer within {} s",
+            limit.as_secs()
+        ))),
+    }
 }
 
 /// A body that could not be read: past the gate's bound (one sent without a length

@@ -392,3 +392,19 @@ pub async fn email_up_to_its_own_limit_is_taken_over_http(backend: Backend) {
     assert_eq!(status, 200, "{body}");
     assert_eq!(body["ticket"]["subject"], "A long log");
 }
+
+pub async fn an_http_call_past_the_request_timeout_is_a_json_504(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.request_timeout_seconds = 3).await;
+    let gateway = app.key(pb::Role::Gateway, None).await;
+    // A claim waiting longer than the request may take.
+    let response = reqwest::Client::new()
+        .post(url(&app, "/v1/channels/CHANNEL_SMS/deliveries:claim"))
+        .bearer_auth(&gateway)
+        .body(serde_json::json!({"wait": "20s"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    let (status, body) = json_error(response).await;
+    assert_eq!(status, 504, "{body}");
+    assert_eq!(body["error"]["status"], "DEADLINE_EXCEEDED");
+}

@@ -241,6 +241,7 @@ harness::conformance! {
         email_is_taken_in_over_http,
         gateways_claim_deliveries_with_a_long_poll,
         email_up_to_its_own_limit_is_taken_over_http,
+        an_http_call_past_the_request_timeout_is_a_json_504,
     ],
     rest: [
         the_walk_through_works_over_rest,
