@@ -89,12 +89,7 @@ const MAX_HOOK_BODY: usize = 1024 * 1024;
 
 /// A message from its proto3 JSON (unknown fields refused).
 fn from_json<M: prost::Message + prost::Name + Default>(body: &[u8]) -> Result<M, Status> {
-    static POOL: std::sync::LazyLock<Option<prost_reflect::DescriptorPool>> =
-        std::sync::LazyLock::new(|| {
-            prost_reflect::DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET).ok()
-        });
-    let desc = POOL
-        .as_ref()
+    let desc = descriptors()
         .and_then(|pool| pool.get_message_by_name(&M::full_name()))
         .ok_or_else(|| Status::internal("message descriptors are missing"))?;
     let options = prost_reflect::DeserializeOptions::new().deny_unknown_fields(true);
@@ -242,15 +237,19 @@ async fn transcode(
         .await
 }
 
-/// A message as proto3 JSON, as the REST routes write it (prost-reflect over the
-/// descriptors the build encodes).
-fn to_json<M: prost::Message + prost::Name>(message: &M) -> String {
+/// The descriptors the build encodes, read once.
+fn descriptors() -> Option<&'static prost_reflect::DescriptorPool> {
     static POOL: std::sync::LazyLock<Option<prost_reflect::DescriptorPool>> =
         std::sync::LazyLock::new(|| {
             prost_reflect::DescriptorPool::decode(pb::FILE_DESCRIPTOR_SET).ok()
         });
-    let dynamic = POOL
-        .as_ref()
+    POOL.as_ref()
+}
+
+/// A message as proto3 JSON, as the REST routes write it (prost-reflect over the
+/// descriptors the build encodes).
+fn to_json<M: prost::Message + prost::Name>(message: &M) -> String {
+    let dynamic = descriptors()
         .and_then(|pool| pool.get_message_by_name(&M::full_name()))
         .and_then(|desc| {
             prost_reflect::DynamicMessage::decode(desc, message.encode_to_vec().as_slice()).ok()
