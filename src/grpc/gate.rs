@@ -125,19 +125,11 @@ struct Gate {
 impl Gate {
     /// The largest message `path` accepts.
     fn message_limit(&self, path: &str) -> usize {
-        let method = path.rsplit('/').next().unwrap_or_default();
-        let large = self.settings.max_message_bytes;
-        match method {
-            "AddReply" | "PostCustomerMessage" | "EscalateConversation" => large,
-            "IngestEmail" => self
-                .settings
-                .max_email_bytes
-                .saturating_add(EMAIL_ENVELOPE_BYTES),
-            "CreateTicket" | "UpdateTicket" | "AddNote" | "LogTime" => {
-                TEXT_MESSAGE_BYTES.min(large)
-            }
-            _ => SMALL_MESSAGE_BYTES.min(large),
-        }
+        method_limit(
+            path,
+            self.settings.max_message_bytes,
+            self.settings.max_email_bytes,
+        )
     }
 
     /// The largest body an HTTP route accepts.
@@ -183,6 +175,20 @@ impl Gate {
 const MIN_RETRY: Duration = Duration::from_millis(10);
 
 /// Paths that need no key: load balancers and tools must reach them.
+/// The largest message the gRPC method `path` (`/pkg.Service/Method`) accepts, under the
+/// configured message and email bounds; the REST routes hold their JSON to it too.
+pub(crate) fn method_limit(path: &str, max_message_bytes: usize, max_email_bytes: usize) -> usize {
+    let method = path.rsplit('/').next().unwrap_or_default();
+    match method {
+        "AddReply" | "PostCustomerMessage" | "EscalateConversation" => max_message_bytes,
+        "IngestEmail" => max_email_bytes.saturating_add(EMAIL_ENVELOPE_BYTES),
+        "CreateTicket" | "UpdateTicket" | "AddNote" | "LogTime" => {
+            TEXT_MESSAGE_BYTES.min(max_message_bytes)
+        }
+        _ => SMALL_MESSAGE_BYTES.min(max_message_bytes),
+    }
+}
+
 /// The gate's refusal: a gRPC status, or for the HTTP routes its JSON.
 fn refusal(path: &str, status: Status) -> Response<Body> {
     if is_http(path) {

@@ -11,7 +11,7 @@ mod convert;
 mod edge;
 mod error;
 mod escalation_service;
-mod gate;
+pub(crate) mod gate;
 mod report_service;
 mod streams;
 mod ticket_service;
@@ -110,6 +110,6 @@ pub fn routes(services: &Services, limits: &GrpcLimits) -> Routes {
         .add_service(contacts)
         .add_service(escalation);
     // The HTTP routes share the server, its layers and its port.
-    let http = crate::http::router(services, grpc.clone(), limits.request_timeout);
+    let http = crate::http::router(services, grpc.clone(), limits);
     Routes::from(grpc.into_axum_router().merge(http))
 }

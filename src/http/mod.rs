@@ -34,9 +34,15 @@ use crate::service::Services;
 pub fn router(
     services: &Services,
     grpc: tonic::service::Routes,
-    request_timeout: std::time::Duration,
+    limits: &crate::grpc::GrpcLimits,
 ) -> Router {
-    let rest = match rest::Transcoder::new(pb::FILE_DESCRIPTOR_SET, grpc) {
+    let request_timeout = limits.request_timeout;
+    let rest = match rest::Transcoder::new(
+        pb::FILE_DESCRIPTOR_SET,
+        grpc,
+        limits.max_message_bytes,
+        limits.max_email_bytes,
+    ) {
         Ok(rest) => Some(Arc::new(rest)),
         Err(err) => {
             tracing::error!(error = %err, "REST routes unavailable");

@@ -53,11 +53,18 @@ pub(super) enum Body {
 pub struct Transcoder {
     rules: std::sync::Arc<Vec<Rule>>,
     grpc: Routes,
+    /// The message and email bounds the per-method body limits derive from.
+    bounds: (usize, usize),
 }
 
 impl Transcoder {
     /// Reads the rules out of `descriptors` (an encoded `FileDescriptorSet`).
-    pub fn new(descriptors: &[u8], grpc: Routes) -> Result<Self, String> {
+    pub fn new(
+        descriptors: &[u8],
+        grpc: Routes,
+        max_message_bytes: usize,
+        max_email_bytes: usize,
+    ) -> Result<Self, String> {
         let pool = DescriptorPool::decode(descriptors).map_err(|e| e.to_string())?;
         let http = pool
             .get_extension_by_name("google.api.http")
@@ -114,6 +121,7 @@ impl Transcoder {
         Ok(Transcoder {
             rules: std::sync::Arc::new(rules),
             grpc,
+            bounds: (max_message_bytes, max_email_bytes),
         })
     }
 
@@ -167,6 +175,17 @@ impl Transcoder {
         let (rule, params) = self
             .find(&method, uri.path())
             .ok_or_else(|| Status::not_found(format!("no route {method} {}", uri.path())))?;
+        // The method's own bound, as over gRPC, with room for JSON's base64 and escapes.
+        let limit = crate::grpc::gate::method_limit(&rule.grpc_path, self.bounds.0, self.bounds.1);
+        let allowed = limit.saturating_mul(3) / 2 + 1024;
+        if body.len() > allowed {
+            let status = Status::resource_exhausted(format!(
+                "the body is larger than this route's limit of {allowed} bytes"
+            ));
+            let mut response = super::error::response(&status, axum::body::Body::from);
+            *response.status_mut() = axum::http::StatusCode::PAYLOAD_TOO_LARGE;
+            return Ok(response);
+        }
         let mut json = match &rule.body {
             Body::None => Map::new(),
             Body::Whole => body_object(&body)?,
@@ -478,8 +497,13 @@ mod tests {
 
     #[test]
     fn every_unary_rpc_has_a_route_and_no_two_routes_collide() {
-        let rest = Transcoder::new(crate::grpc::pb::FILE_DESCRIPTOR_SET, Routes::default())
-            .expect("the rules read");
+        let rest = Transcoder::new(
+            crate::grpc::pb::FILE_DESCRIPTOR_SET,
+            Routes::default(),
+            1 << 20,
+            1 << 20,
+        )
+        .expect("the rules read");
         let pool = DescriptorPool::decode(crate::grpc::pb::FILE_DESCRIPTOR_SET).unwrap();
         let unary = pool
             .services()

@@ -220,6 +220,18 @@ pub async fn rest_errors_carry_their_status_and_fields(backend: Backend) {
     assert_eq!(status, 400, "{body}");
     let (status, _) = api.call(M::GET, "/v1/tickets/", None).await;
     assert_eq!(status, 404, "an empty id names no ticket");
+    // A body over its method's bound (a view is a small message, 64 KiB over gRPC).
+    let (status, body) = api
+        .call(
+            M::POST,
+            "/v1/views",
+            Some(json!({"name": "x".repeat(200 * 1024)})),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["status"].as_str()),
+        (413, Some("RESOURCE_EXHAUSTED"))
+    );
     let (status, body) = api.call(M::GET, "/v1/nowhere", None).await;
     assert_eq!(
         (status, body["error"]["status"].as_str()),
