@@ -12,6 +12,7 @@ use super::rest::{Body, Rule, Segment};
 pub(super) fn document(rules: &[Rule]) -> Json {
     let mut paths = Map::new();
     let mut schemas = Map::new();
+    let mut seen = std::collections::HashMap::new();
     for rule in rules {
         let template = template_of(rule);
         let path_fields: Vec<&str> = rule
@@ -56,8 +57,15 @@ pub(super) fn document(rules: &[Rule]) -> Json {
             .split_once('/')
             .unwrap_or_default();
         let service = service.rsplit('.').next().unwrap_or(service);
+        // A second binding of the same RPC gets a numbered id.
+        let count = seen.entry(rule.grpc_path.clone()).or_insert(0);
+        *count += 1;
+        let operation_id = match *count {
+            1 => format!("{service}_{method}"),
+            n => format!("{service}_{method}{n}"),
+        };
         let mut operation = json!({
-            "operationId": format!("{service}_{method}"),
+            "operationId": operation_id,
             "tags": [service],
             "parameters": parameters,
             "responses": {

@@ -84,38 +84,20 @@ impl Transcoder {
                     continue;
                 };
                 let grpc_path = format!("/{}/{}", service.full_name(), method.name());
-                let text = |name: &str| {
-                    rule.get_field_by_name(name)
-                        .and_then(|v| v.as_str().map(str::to_owned))
-                        .unwrap_or_default()
-                };
-                let (verb, template) = [
-                    (Method::GET, "get"),
-                    (Method::POST, "post"),
-                    (Method::PATCH, "patch"),
-                    (Method::PUT, "put"),
-                    (Method::DELETE, "delete"),
-                ]
-                .into_iter()
-                .map(|(m, name)| (m, text(name)))
-                .find(|(_, t)| !t.is_empty())
-                .ok_or_else(|| format!("{grpc_path}: an HTTP rule without a path"))?;
-                let (segments, custom) = parse_template(&template)
-                    .ok_or_else(|| format!("{grpc_path}: {template:?} is not a path template"))?;
-                let body = match text("body").as_str() {
-                    "" => Body::None,
-                    "*" => Body::Whole,
-                    field => Body::Field(field.to_owned()),
-                };
-                rules.push(Rule {
-                    method: verb,
-                    segments,
-                    verb: custom,
-                    body,
-                    grpc_path,
-                    input: method.input(),
-                    output: method.output(),
-                });
+                // The rule, then its additional bindings (other paths to the same RPC).
+                let mut bindings = vec![rule.clone()];
+                if let Some(Value::List(more)) = rule
+                    .get_field_by_name("additional_bindings")
+                    .map(|v| v.into_owned())
+                {
+                    bindings.extend(more.into_iter().filter_map(|v| match v {
+                        Value::Message(m) => Some(m),
+                        _ => None,
+                    }));
+                }
+                for binding in bindings {
+                    rules.push(read_rule(&binding, &grpc_path, &method)?);
+                }
             }
         }
         Ok(Transcoder {
@@ -323,6 +305,46 @@ impl Transcoder {
     }
 }
 
+/// One HTTP binding of `method`.
+fn read_rule(
+    rule: &DynamicMessage,
+    grpc_path: &str,
+    method: &prost_reflect::MethodDescriptor,
+) -> Result<Rule, String> {
+    let text = |name: &str| {
+        rule.get_field_by_name(name)
+            .and_then(|v| v.as_str().map(str::to_owned))
+            .unwrap_or_default()
+    };
+    let (verb, template) = [
+        (Method::GET, "get"),
+        (Method::POST, "post"),
+        (Method::PATCH, "patch"),
+        (Method::PUT, "put"),
+        (Method::DELETE, "delete"),
+    ]
+    .into_iter()
+    .map(|(m, name)| (m, text(name)))
+    .find(|(_, t)| !t.is_empty())
+    .ok_or_else(|| format!("{grpc_path}: an HTTP rule without a path"))?;
+    let (segments, custom) = parse_template(&template)
+        .ok_or_else(|| format!("{grpc_path}: {template:?} is not a path template"))?;
+    let body = match text("body").as_str() {
+        "" => Body::None,
+        "*" => Body::Whole,
+        field => Body::Field(field.to_owned()),
+    };
+    Ok(Rule {
+        method: verb,
+        segments,
+        verb: custom,
+        body,
+        grpc_path: grpc_path.to_owned(),
+        input: method.input(),
+        output: method.output(),
+    })
+}
+
 /// `/v1/tickets/{ticket_id}:reply` → segments and the custom verb.
 fn parse_template(template: &str) -> Option<(Vec<Segment>, Option<String>)> {
     let (segments, verb) = split_path(template)?;
@@ -512,13 +534,16 @@ mod tests {
             .filter(|m| !m.is_client_streaming() && !m.is_server_streaming())
             .count();
         let routes = rest.routes();
-        assert_eq!(routes.len(), unary, "{routes:?}");
+        let methods: std::collections::HashSet<&str> =
+            rest.rules.iter().map(|r| r.grpc_path.as_str()).collect();
+        assert_eq!(methods.len(), unary, "every unary RPC has a route");
         let mut unique = routes.clone();
         unique.sort();
         unique.dedup();
         assert_eq!(unique.len(), routes.len(), "a route is declared twice");
         assert!(routes.contains(&("POST".into(), "/v1/tickets/{ticket_id}:reply".into())));
         assert!(routes.contains(&("PATCH".into(), "/v1/tickets/{ticket.id}".into())));
+        assert!(routes.contains(&("GET".into(), "/v1/ticketNumbers/{number}".into())));
     }
 
     #[test]

@@ -64,6 +64,9 @@ pub async fn the_walk_through_works_over_rest(backend: Backend) {
     let (status, fetched) = api.call(M::GET, &format!("/v1/tickets/{id}"), None).await;
     assert_eq!(status, 200);
     assert_eq!(fetched["ticket"]["subject"], "Printer on fire");
+    let (status, by_number) = api.call(M::GET, "/v1/ticketNumbers/1", None).await;
+    assert_eq!(status, 200);
+    assert_eq!(by_number["ticket"]["id"], id.as_str());
 
     api.call(
         M::POST,
@@ -273,7 +276,10 @@ pub async fn the_openapi_document_describes_every_route(backend: Backend) {
         .values()
         .map(|item| item.as_object().unwrap().len())
         .sum();
-    assert_eq!(operations, 74, "one operation per unary RPC");
+    assert_eq!(
+        operations, 75,
+        "one operation per unary RPC, and GetTicket's second binding"
+    );
     let create = &paths["/v1/tickets"]["post"];
     assert_eq!(create["operationId"], "TicketService_CreateTicket");
     assert_eq!(
