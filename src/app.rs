@@ -261,7 +261,7 @@ impl App {
                     max_email_bytes: self.settings.max_email_bytes,
                 },
             ))
-            .add_routes(grpc::routes(&self.services, &limits))
+            .add_routes(routes(&self.services, &limits))
             .add_service(health_service)
             .add_service(reflection_v1)
             .add_service(reflection_v1alpha);
@@ -365,6 +365,14 @@ fn redact(url: &str) -> String {
         }
         _ => url.to_owned(),
     }
+}
+
+/// ticketd's gRPC services, and beside them on the same server, layers and port the HTTP
+/// routes that call them.
+fn routes(services: &Services, limits: &GrpcLimits) -> tonic::service::Routes {
+    let grpc = grpc::routes(services, limits);
+    let http = crate::http::router(services, grpc.clone(), limits);
+    tonic::service::Routes::from(grpc.into_axum_router().merge(http))
 }
 
 /// CORS for gRPC-Web from the browser pages of `origins` (none: no cross-origin page may

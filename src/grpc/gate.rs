@@ -192,7 +192,7 @@ pub(crate) fn method_limit(path: &str, max_message_bytes: usize, max_email_bytes
 /// The gate's refusal: a gRPC status, or for the HTTP routes its JSON.
 fn refusal(path: &str, status: Status) -> Response<Body> {
     if is_http(path) {
-        crate::http::error::response(&status, |json| {
+        super::http_error::response(&status, |json| {
             Body::new(http_body_util::Full::new(bytes::Bytes::from(json)))
         })
     } else {
@@ -209,7 +209,8 @@ fn is_hook(method: &tonic::codegen::http::Method, path: &str) -> bool {
             .is_some_and(|id| !id.is_empty() && !id.contains('/'))
 }
 
-/// The HTTP routes beside gRPC (`crate::http`): errors as JSON, bodies bounded by bytes.
+/// The HTTP routes beside gRPC (`crate::http`, paths under `/v1/`): errors as JSON,
+/// bodies bounded by bytes.
 fn is_http(path: &str) -> bool {
     path.starts_with("/v1/")
 }

@@ -12,6 +12,7 @@ mod edge;
 mod error;
 mod escalation_service;
 pub(crate) mod gate;
+pub mod http_error;
 mod report_service;
 mod streams;
 mod ticket_service;
@@ -101,15 +102,12 @@ pub fn routes(services: &Services, limits: &GrpcLimits) -> Routes {
         pb::report_service_server::ReportServiceServer::new(ReportApi::new(services.clone()))
             .max_decoding_message_size(limits.max_message_bytes)
             .max_encoding_message_size(limits.max_message_bytes);
-    let grpc = Routes::new(tickets)
+    Routes::new(tickets)
         .add_service(admin)
         .add_service(reports)
         .add_service(webhooks)
         .add_service(automation)
         .add_service(views)
         .add_service(contacts)
-        .add_service(escalation);
-    // The HTTP routes share the server, its layers and its port.
-    let http = crate::http::router(services, grpc.clone(), limits);
-    Routes::from(grpc.into_axum_router().merge(http))
+        .add_service(escalation)
 }

@@ -5,7 +5,6 @@
 //! messages' proto3 JSON. The gate in front of every route has authenticated the caller
 //! (`Authorization: Bearer`) and applied its key's rate limit already.
 
-pub mod error;
 mod openapi;
 pub mod rest;
 
@@ -24,6 +23,7 @@ use tokio_stream::StreamExt;
 use tonic::Status;
 
 use crate::domain::auth::Principal;
+use crate::grpc::http_error;
 use crate::grpc::pb::escalation_service_server::EscalationService;
 use crate::grpc::pb::ticket_service_server::TicketService;
 use crate::grpc::{EscalationApi, TicketApi, pb};
@@ -298,7 +298,7 @@ fn body_refused(rejection: &BytesRejection) -> Response {
 }
 
 fn error(status: &Status) -> Response {
-    error::response(status, axum::body::Body::from)
+    http_error::response(status, axum::body::Body::from)
 }
 
 /// The gRPC request with the caller the gate admitted.
@@ -390,7 +390,8 @@ where
                 }
             }
             Err(status) => {
-                let (json, _) = error::error_json(&status, error::http_status(status.code()));
+                let (json, _) =
+                    http_error::error_json(&status, http_error::http_status(status.code()));
                 SseEvent::default().event("error").data(json)
             }
         };

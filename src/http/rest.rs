@@ -20,6 +20,7 @@ use tonic::service::Routes;
 use tower::ServiceExt;
 
 use crate::domain::auth::Principal;
+use crate::grpc::http_error;
 
 /// One HTTP rule: how a request is matched and which gRPC method it calls.
 #[derive(Debug, Clone)]
@@ -142,7 +143,7 @@ impl Transcoder {
     ) -> Response {
         match self.transcode(method, uri, headers, principal, body).await {
             Ok(response) => response,
-            Err(status) => super::error::response(&status, axum::body::Body::from),
+            Err(status) => http_error::response(&status, axum::body::Body::from),
         }
     }
 
@@ -164,7 +165,7 @@ impl Transcoder {
             let status = Status::resource_exhausted(format!(
                 "the body is larger than this route's limit of {allowed} bytes"
             ));
-            let mut response = super::error::response(&status, axum::body::Body::from);
+            let mut response = http_error::response(&status, axum::body::Body::from);
             *response.status_mut() = axum::http::StatusCode::PAYLOAD_TOO_LARGE;
             return Ok(response);
         }

@@ -1,4 +1,5 @@
-//! Errors over HTTP: the gRPC status as JSON in Google's HTTP error shape
+//! Errors over HTTP (the `/v1/` routes beside gRPC, and the gate's refusals of them): the
+//! gRPC status as JSON in Google's HTTP error shape
 //! (`{"error": {"code", "status", "message", "details"}}`), with the HTTP status AIP-193
 //! gives each code.
 
