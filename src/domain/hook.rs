@@ -44,12 +44,9 @@ fn same_bytes(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
-/// A new secret: 24 bytes from the operating system's random source (through v4 UUIDs,
-/// as API keys are made).
+/// A new secret: 24 random bytes.
 pub fn new_secret() -> String {
-    let mut key = [0u8; 24];
-    key[..16].copy_from_slice(Uuid::new_v4().as_bytes());
-    key[16..].copy_from_slice(&Uuid::new_v4().as_bytes()[..8]);
+    let key: [u8; 24] = super::random_bytes();
     format!("whsec_{}", STANDARD.encode(key))
 }
 

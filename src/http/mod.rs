@@ -37,12 +37,11 @@ pub fn router(
     limits: &crate::grpc::GrpcLimits,
 ) -> Router {
     let request_timeout = limits.request_timeout;
-    let rest = match rest::Transcoder::new(
-        pb::FILE_DESCRIPTOR_SET,
-        grpc,
-        limits.max_message_bytes,
-        limits.max_email_bytes,
-    ) {
+    let rest = match descriptors()
+        .ok_or_else(|| "the descriptor set does not decode".to_owned())
+        .and_then(|pool| {
+            rest::Transcoder::new(pool, grpc, limits.max_message_bytes, limits.max_email_bytes)
+        }) {
         Ok(rest) => Some(Arc::new(rest)),
         Err(err) => {
             tracing::error!(error = %err, "REST routes unavailable");

@@ -61,12 +61,11 @@ pub struct Transcoder {
 impl Transcoder {
     /// Reads the rules out of `descriptors` (an encoded `FileDescriptorSet`).
     pub fn new(
-        descriptors: &[u8],
+        pool: &DescriptorPool,
         grpc: Routes,
         max_message_bytes: usize,
         max_email_bytes: usize,
     ) -> Result<Self, String> {
-        let pool = DescriptorPool::decode(descriptors).map_err(|e| e.to_string())?;
         let http = pool
             .get_extension_by_name("google.api.http")
             .ok_or("the descriptors hold no google.api.http")?;
@@ -520,14 +519,9 @@ mod tests {
 
     #[test]
     fn every_unary_rpc_has_a_route_and_no_two_routes_collide() {
-        let rest = Transcoder::new(
-            crate::grpc::pb::FILE_DESCRIPTOR_SET,
-            Routes::default(),
-            1 << 20,
-            1 << 20,
-        )
-        .expect("the rules read");
         let pool = DescriptorPool::decode(crate::grpc::pb::FILE_DESCRIPTOR_SET).unwrap();
+        let rest =
+            Transcoder::new(&pool, Routes::default(), 1 << 20, 1 << 20).expect("the rules read");
         let unary = pool
             .services()
             .filter(|s| s.full_name().starts_with("ticketd."))

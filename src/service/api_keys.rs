@@ -66,9 +66,7 @@ fn hash(secret: &str) -> Vec<u8> {
 
 /// A fresh secret from the operating system's CSPRNG (through UUIDv4).
 fn new_secret() -> String {
-    let mut bytes = [0u8; 32];
-    bytes[..16].copy_from_slice(Uuid::new_v4().as_bytes());
-    bytes[16..].copy_from_slice(Uuid::new_v4().as_bytes());
+    let bytes: [u8; 32] = crate::domain::random_bytes();
     format!("{SECRET_PREFIX}{}", URL_SAFE_NO_PAD.encode(bytes))
 }
 

@@ -40,9 +40,7 @@ impl SurveyTokens {
     async fn secret(&self) -> StoreResult<&[u8]> {
         self.secret
             .get_or_try_init(|| async {
-                let mut fresh = Vec::with_capacity(32);
-                fresh.extend_from_slice(Uuid::new_v4().as_bytes());
-                fresh.extend_from_slice(Uuid::new_v4().as_bytes());
+                let fresh: [u8; 32] = crate::domain::random_bytes();
                 self.store.signing_key("survey", &fresh).await
             })
             .await
