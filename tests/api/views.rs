@@ -105,38 +105,23 @@ pub async fn saved_views_list_count_and_show_their_columns(backend: Backend) {
         .tickets;
     assert_eq!(narrowed.len(), 1, "an extra filter narrows the view");
 
-    let count = |view_id: &str, filter: &str| pb::CountTicketsRequest {
-        view_id: view_id.into(),
-        filter: filter.into(),
-    };
     let mut client = app.tickets();
-    assert_eq!(
-        client
-            .count_tickets(count(&shared.id, ""))
+    for (view_id, filter, expected) in [
+        (shared.id.as_str(), "", 2),
+        ("", "priority = HIGH", 2),
+        ("unassigned", "", 3),
+    ] {
+        let counted = client
+            .count_tickets(pb::CountTicketsRequest {
+                view_id: view_id.into(),
+                filter: filter.into(),
+            })
             .await
             .unwrap()
             .into_inner()
-            .count,
-        2
-    );
-    assert_eq!(
-        client
-            .count_tickets(count("", "priority = HIGH"))
-            .await
-            .unwrap()
-            .into_inner()
-            .count,
-        2
-    );
-    assert_eq!(
-        client
-            .count_tickets(count("unassigned", ""))
-            .await
-            .unwrap()
-            .into_inner()
-            .count,
-        3
-    );
+            .count;
+        assert_eq!(counted, expected, "view {view_id:?}, filter {filter:?}");
+    }
 
     let views = app
         .views()

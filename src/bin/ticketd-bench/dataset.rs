@@ -350,7 +350,7 @@ async fn time_queries(
         server.channel.clone(),
         bearer(console),
     );
-    let now = Utc::now();
+    let now = ticketd::clock::Clock::system().now();
     let period = |days: i64| {
         (
             Some(prost_types::Timestamp {
