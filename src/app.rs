@@ -42,6 +42,8 @@ pub enum AppError {
     MetricsAddress(String),
     #[error(transparent)]
     Tls(#[from] crate::tls::TlsError),
+    #[error("cannot build the HTTP client webhooks are sent with")]
+    WebhookClient(#[from] reqwest::Error),
 }
 
 pub struct App {
@@ -100,7 +102,14 @@ impl App {
         let bus = Bus::new();
         let store = open_store(&settings, bus.clone()).await?;
         let (shutdown, streams_stop) = tokio::sync::watch::channel(false);
-        let services = Services::new(store, bus, settings.service_settings(), streams_stop, clock);
+        let services = Services::new(
+            store,
+            bus,
+            settings.service_settings(),
+            streams_stop,
+            clock,
+            std::sync::Arc::new(crate::http::webhook_body),
+        )?;
         let bootstrap_secret = services
             .api_keys
             .bootstrap(
@@ -214,6 +223,12 @@ impl App {
                 poll,
             )
             .run(self.shutdown.subscribe()),
+        );
+        let webhooks = tokio::spawn(
+            self.services
+                .webhooks
+                .dispatcher(self.services.watch.tailer(), poll)
+                .run(self.shutdown.subscribe()),
         );
         let pool_gauges = tokio::spawn({
             let store = self.services.store.clone();
@@ -342,6 +357,14 @@ impl App {
                 );
                 server.abort();
             }
+        }
+        // The webhook workers write what they sent before they stop.
+        let mut webhooks = webhooks;
+        if tokio::time::timeout(Duration::from_secs(5), &mut webhooks)
+            .await
+            .is_err()
+        {
+            webhooks.abort();
         }
         timer.abort();
         workflow_processor.abort();

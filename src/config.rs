@@ -227,6 +227,17 @@ pub struct Settings {
     #[arg(long, env = "TICKETD_CORS_ORIGINS", value_delimiter = ',')]
     pub cors_origins: Vec<String>,
 
+    /// Let webhooks reach loopback, private and link-local addresses (a receiver on the
+    /// same host or network). Off by default: a webhook URL is chosen by an admin, and
+    /// this keeps it from probing the network ticketd runs in.
+    #[arg(long, env = "TICKETD_WEBHOOK_ALLOW_PRIVATE")]
+    pub webhook_allow_private: bool,
+
+    /// How long one webhook delivery attempt may take, from connecting to the end of the
+    /// response, in seconds.
+    #[arg(long, env = "TICKETD_WEBHOOK_TIMEOUT_SECONDS", default_value_t = 10)]
+    pub webhook_timeout_seconds: u64,
+
     /// Open `WatchTickets` and `SubscribeChannel` streams per API key.
     #[arg(long, env = "TICKETD_MAX_STREAMS_PER_KEY", default_value_t = 100)]
     pub max_streams_per_key: usize,
@@ -293,6 +304,8 @@ impl Settings {
             max_concurrent_requests: 512,
             max_concurrent_streams_per_connection: 256,
             cors_origins: Vec::new(),
+            webhook_allow_private: false,
+            webhook_timeout_seconds: 10,
             tls_cert: None,
             tls_key: None,
             tls_client_ca: None,
@@ -337,6 +350,10 @@ impl Settings {
             auto_responses_per_contact_hour: self.auto_responses_per_contact_hour.max(1),
             workflows: crate::service::automation::RunnerSettings {
                 max_runs_per_ticket_hour: self.workflow_runs_per_ticket_hour.max(1),
+            },
+            webhooks: crate::service::webhooks::SenderSettings {
+                allow_private: self.webhook_allow_private,
+                timeout: Duration::from_secs(self.webhook_timeout_seconds.clamp(1, 60)),
             },
         }
     }

@@ -36,6 +36,7 @@ text_enum!(
         AutoResponse = "auto_response",
         View = "view",
         InboundHook = "inbound_hook",
+        Webhook = "webhook",
     }
 );
 
@@ -413,6 +414,18 @@ audited!(
         "trigger": it.trigger,
         "condition": it.condition,
         "actions": it.actions,
+    })
+);
+
+audited!(
+    crate::domain::webhook::Webhook,
+    AuditResource::Webhook,
+    |it| json!({
+        "url": it.url,
+        "description": it.description,
+        "event_types": it.event_types,
+        "filter": it.filter,
+        "state": it.state.as_str(),
     })
 );
 

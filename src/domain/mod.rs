@@ -25,6 +25,7 @@ pub mod ticket;
 pub mod validation;
 pub mod view;
 pub mod watch;
+pub mod webhook;
 pub mod workflow;
 
 /// `N` bytes from the operating system's random source (through v4 UUIDs, whose random

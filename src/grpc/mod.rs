@@ -33,7 +33,7 @@ pub use report_service::ReportApi;
 pub use streams::RESUME_CURSOR;
 pub use ticket_service::TicketApi;
 pub use view_service::ViewApi;
-pub use webhook_service::WebhookApi;
+pub use webhook_service::{WebhookApi, webhook_payload};
 
 use crate::service::Services;
 

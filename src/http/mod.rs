@@ -264,6 +264,11 @@ fn to_json<M: prost::Message + prost::Name>(message: &M) -> String {
         .unwrap_or_default()
 }
 
+/// The body a webhook receives for an event: its `WebhookPayload` as proto3 JSON.
+pub fn webhook_body(event: &crate::domain::event::Event) -> Vec<u8> {
+    to_json(&crate::grpc::webhook_payload(event)).into_bytes()
+}
+
 /// Answers DEADLINE_EXCEEDED as JSON when the route has not answered within `limit` (a
 /// stream counts as answered once it starts).
 async fn within(

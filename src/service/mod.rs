@@ -22,6 +22,7 @@ pub mod tickets;
 mod versioned;
 pub mod views;
 pub mod watch;
+pub mod webhooks;
 
 use std::sync::Arc;
 
@@ -163,6 +164,7 @@ pub struct ServiceSettings {
     pub workflows: automation::RunnerSettings,
     /// Most auto-responses one contact gets in an hour.
     pub auto_responses_per_contact_hour: i64,
+    pub webhooks: webhooks::SenderSettings,
 }
 
 /// Every use case, built once per process over one store.
@@ -180,6 +182,7 @@ pub struct Services {
     pub views: views::ViewService,
     pub reports: reports::ReportService,
     pub hooks: hooks::HookService,
+    pub webhooks: webhooks::WebhookService,
     pub satisfaction: satisfaction::SatisfactionService,
     pub sla: SlaService,
     /// What runs workflows: the runner, and the cache and timer hints its tasks share.
@@ -195,14 +198,17 @@ pub struct Services {
 }
 
 impl Services {
-    /// `shutdown` turning true ends every open stream with its resume point.
+    /// `shutdown` turning true ends every open stream with its resume point; `render`
+    /// makes the body a webhook receives from an event. Fails only if the HTTP client for
+    /// webhooks cannot be built.
     pub fn new(
         store: Arc<dyn Store>,
         bus: Bus,
         settings: ServiceSettings,
         shutdown: tokio::sync::watch::Receiver<bool>,
         clock: Clock,
-    ) -> Self {
+        render: webhooks::RenderEvent,
+    ) -> Result<Self, reqwest::Error> {
         let gauge = Arc::new(StreamGauge::default());
         let sla = SlaService::new(store.clone(), clock.clone());
         let workflows = automation::WorkflowCache::new(store.clone());
@@ -235,9 +241,15 @@ impl Services {
             settings.page_bytes,
             clock.clone(),
         );
-        Self {
+        Ok(Self {
             reports: reports::ReportService::new(store.clone(), tickets.clone(), clock.clone()),
             hooks: hooks::HookService::new(store.clone(), clock.clone()),
+            webhooks: webhooks::WebhookService::new(
+                store.clone(),
+                settings.webhooks,
+                render,
+                clock.clone(),
+            )?,
             tickets,
             api_keys: ApiKeyService::new(store.clone(), settings.stream_limits, clock.clone()),
             audit: AuditService::new(store.clone(), settings.page_bytes),
@@ -289,6 +301,6 @@ impl Services {
             gauge,
             request_ids,
             clock,
-        }
+        })
     }
 }

@@ -81,6 +81,11 @@ impl WatchService {
         }
     }
 
+    /// The process's log tailer, for processors that follow the log too.
+    pub fn tailer(&self) -> Tailer {
+        self.tailer.clone()
+    }
+
     /// Starts a watch. Events after `after_cursor` that pass `filter` arrive in log
     /// order; the stream ends only when the client leaves or with a [`StreamEnd`].
     pub fn watch(

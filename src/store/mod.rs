@@ -29,6 +29,7 @@ mod templates;
 mod ticket_query;
 mod tickets;
 mod views;
+mod webhooks;
 mod workflows;
 
 use std::collections::BTreeMap;
@@ -66,6 +67,7 @@ pub use sla::SlaStore;
 pub use templates::TemplateStore;
 pub use tickets::TicketStore;
 pub use views::ViewStore;
+pub use webhooks::{KEPT_DELIVERIES, WebhookColumns, WebhookProgress, WebhookStore};
 pub use workflows::{TimerWrite, WorkflowStep, WorkflowStore, WorkflowTimer};
 
 #[derive(Debug, thiserror::Error)]
@@ -499,6 +501,7 @@ pub trait Store:
     + SearchStore
     + ReportStore
     + HookStore
+    + WebhookStore
     + RequestIdStore
     + crate::events::Log
     + Send
