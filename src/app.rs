@@ -90,6 +90,7 @@ impl App {
     /// [`App::build`] with the clock every use case and timer reads (tests pass one
     /// they move by hand).
     pub async fn build_with_clock(settings: Settings, clock: Clock) -> Result<App, AppError> {
+        crate::tls::install_crypto_provider();
         // Unreadable certificates and a taken port stop the start before anything is
         // written: a generated admin key is only ever made by a start that goes on to
         // print it.

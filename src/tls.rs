@@ -28,6 +28,12 @@ use tokio_rustls::rustls::{RootCertStore, ServerConfig};
 use tokio_rustls::server::TlsStream;
 use tokio_stream::wrappers::ReceiverStream;
 
+/// Makes ring the process's TLS crypto provider (for HTTP clients built without their
+/// own configuration); a provider installed before stays.
+pub fn install_crypto_provider() {
+    let _ = ring::default_provider().install_default();
+}
+
 /// Handshakes in progress at once; connections beyond are closed at once.
 pub const MAX_HANDSHAKES: usize = 1024;
 /// Handshakes in progress at once from one address, so one host cannot take all slots.

@@ -24,6 +24,7 @@ mod notifications;
 mod postgres_only;
 mod postgres_restart;
 mod private_cluster;
+mod receiver;
 mod reports;
 mod rest;
 mod routing;
@@ -38,6 +39,7 @@ mod tls;
 mod updates;
 mod views;
 mod watch;
+mod webhooks;
 mod workflows;
 
 harness::conformance! {
@@ -232,6 +234,15 @@ harness::conformance! {
         a_signed_post_opens_a_ticket_once,
         a_message_hook_posts_to_its_conversation,
         hooks_are_administered_by_admins,
+    ],
+    webhooks: [
+        matching_events_arrive_signed_and_in_log_order,
+        a_failing_receiver_is_retried_with_backoff_and_events_wait_in_order,
+        a_receiver_failing_for_a_day_is_disabled_and_loses_nothing,
+        a_slow_receiver_delays_no_other,
+        a_rotated_secret_keeps_signing_until_the_overlap_ends,
+        an_event_is_redelivered_on_request_over_rest,
+        webhook_arguments_are_checked,
     ],
     http: [
         watches_stream_as_server_sent_events_and_resume,

@@ -73,6 +73,7 @@ struct Args {
 #[tokio::main]
 async fn main() {
     let args = Args::parse();
+    ticketd::tls::install_crypto_provider();
     if let Some(url) = &args.serve {
         serve_until_stdin_closes(url).await;
         return;

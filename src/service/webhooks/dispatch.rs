@@ -256,7 +256,11 @@ impl Worker {
                     self.webhook.delivered_through = event.cursor;
                     continue;
                 }
-                let failed = !self.attempt(&event).await;
+                let failed = match self.attempt(&event).await {
+                    Some(delivered) => !delivered,
+                    // Stopped mid-attempt: the event goes again under the next worker.
+                    None => return Ok(()),
+                };
                 if let Go::Stop = self.flush_if_due(failed).await? {
                     return Ok(());
                 }
@@ -267,10 +271,14 @@ impl Worker {
         }
     }
 
-    /// Sends the head event once; `true` when it was delivered.
-    async fn attempt(&mut self, event: &Event) -> bool {
+    /// Sends the head event once; `Some(true)` when it was delivered, `None` when the
+    /// worker was stopped before the receiver answered.
+    async fn attempt(&mut self, event: &Event) -> Option<bool> {
         let now = self.clock.now();
-        let outcome = self.sender.send(&self.webhook, event, now).await;
+        let outcome = tokio::select! {
+            outcome = self.sender.send(&self.webhook, event, now) => outcome,
+            _ = self.stopped.changed() => return None,
+        };
         let attempt = self.webhook.attempts + 1;
         let done_at = self.clock.now();
         let mut delivery = WebhookDelivery {
@@ -323,7 +331,7 @@ impl Worker {
         metrics::histogram!("ticketd_webhook_attempt_seconds").record(outcome.latency.as_secs_f64());
         self.pending.push(delivery);
         self.oldest_pending.get_or_insert_with(Instant::now);
-        delivered
+        Some(delivered)
     }
 
     /// Writes what is pending if there is much of it, it has waited long enough, or
