@@ -5,7 +5,7 @@ CREATE TABLE webhooks (
     id                    uuid PRIMARY KEY,
     url                   text NOT NULL,
     description           text NOT NULL,
-    event_types           text NOT NULL,
+    event_types           jsonb NOT NULL,
     filter                text NOT NULL,
     state                 text NOT NULL CHECK (state IN ('healthy', 'failing', 'disabled')),
     secret                text NOT NULL,

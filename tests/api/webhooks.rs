@@ -443,6 +443,9 @@ pub async fn an_event_is_redelivered_on_request_over_rest(backend: Backend) {
     create(&mut app.tickets(), new_ticket("Sent twice")).await;
     let got = receiver.wait_for(1, PATIENCE).await;
     let cursor = got[0].json()["data"]["cursor"].as_str().unwrap().to_owned();
+    // Once the first attempt is logged, a redelivery is the second.
+    let position: i64 = cursor.parse().unwrap();
+    until(&app, &id, |w| w.delivered_through >= position).await;
 
     let response = post(
         format!("{base}/v1/webhooks/{id}:redeliver"),
