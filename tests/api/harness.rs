@@ -445,6 +445,16 @@ pub async fn tickets_at(addr: &str, secret: &str) -> Tickets {
     TicketServiceClient::with_interceptor(channel, bearer(Some(secret)))
 }
 
+/// A WebhookService client of the server at `addr`.
+pub async fn webhooks_at(addr: &str, secret: &str) -> Webhooks {
+    let channel = Channel::from_shared(format!("http://{addr}"))
+        .expect("uri")
+        .connect()
+        .await
+        .expect("connect to the server");
+    WebhookServiceClient::with_interceptor(channel, bearer(Some(secret)))
+}
+
 /// An AutomationService client of the server at `addr`.
 pub async fn automation_at(addr: &str, secret: &str) -> Automation {
     let channel = Channel::from_shared(format!("http://{addr}"))

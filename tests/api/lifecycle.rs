@@ -157,7 +157,7 @@ pub fn spawn_binary(url: &str, key: &str) -> (std::process::Child, String) {
     spawn_binary_with(url, key, &[])
 }
 
-fn spawn_binary_with(url: &str, key: &str, extra: &[&str]) -> (std::process::Child, String) {
+pub fn spawn_binary_with(url: &str, key: &str, extra: &[&str]) -> (std::process::Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_ticketd"))
         .args([
             "serve",

@@ -243,6 +243,7 @@ harness::conformance! {
         a_rotated_secret_keeps_signing_until_the_overlap_ends,
         an_event_is_redelivered_on_request_over_rest,
         webhook_arguments_are_checked,
+        a_killed_server_resumes_its_webhook_backlog_losing_nothing,
     ],
     http: [
         watches_stream_as_server_sent_events_and_resume,

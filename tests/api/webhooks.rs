@@ -697,3 +697,63 @@ pub async fn webhook_arguments_are_checked(backend: Backend) {
         .unwrap_err();
     assert_eq!(gone.code(), Code::NotFound);
 }
+
+/// `kill -9` of ticketd in the middle of a webhook backlog: after a restart every event
+/// reaches the receiver (some twice: delivery is at least once).
+pub async fn a_killed_server_resumes_its_webhook_backlog_losing_nothing(backend: Backend) {
+    use crate::harness::{tickets_at, webhooks_at};
+    use crate::lifecycle::spawn_binary_with;
+
+    let database = TestDatabase::create(&backend).await;
+    let key = format!("tkd_kill_{}", uuid::Uuid::new_v4().simple());
+    let args = ["--webhook-allow-private"];
+    let (mut child, addr) = spawn_binary_with(&database.url(), &key, &args);
+    // A receiver slower than the creates below, so a backlog builds.
+    let receiver = Receiver::start(Answer::Accept {
+        delay: Duration::from_millis(20),
+    })
+    .await;
+    webhooks_at(&addr, &key)
+        .await
+        .create_webhook(pb::CreateWebhookRequest {
+            webhook: Some(pb::Webhook {
+                url: receiver.url.clone(),
+                event_types: vec![pb::EventType::TicketCreated as i32],
+                ..Default::default()
+            }),
+        })
+        .await
+        .expect("create the webhook");
+    let mut tickets = tickets_at(&addr, &key).await;
+    let mut created = std::collections::HashSet::new();
+    for i in 0..150 {
+        created.insert(create(&mut tickets, new_ticket(&format!("Backlog {i}"))).await.id);
+    }
+    receiver.wait_for(10, PATIENCE).await;
+    child.kill().expect("kill -9");
+    let _ = child.wait();
+    let before = receiver.received().len();
+    assert!(before < created.len(), "killed mid-backlog ({before} delivered)");
+
+    let (mut child, _addr) = spawn_binary_with(&database.url(), &key, &args);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let delivered: std::collections::HashSet<String> = receiver
+            .received()
+            .iter()
+            .map(|g| g.json()["data"]["ticketId"].as_str().unwrap().to_owned())
+            .collect();
+        if delivered.is_superset(&created) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{} of {} tickets delivered after the restart",
+            delivered.intersection(&created).count(),
+            created.len()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
