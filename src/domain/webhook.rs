@@ -255,15 +255,10 @@ mod tests {
         let window = RETRY_WINDOW.num_seconds();
         let mut now = at(0);
         let mut attempts = 1;
-        loop {
-            match after_failure(attempts, at(0), now, None, 0.5) {
-                AfterFailure::RetryAt(next) => {
-                    assert!(next > now && next <= at(window));
-                    now = next;
-                    attempts += 1;
-                }
-                AfterFailure::GiveUp => break,
-            }
+        while let AfterFailure::RetryAt(next) = after_failure(attempts, at(0), now, None, 0.5) {
+            assert!(next > now && next <= at(window));
+            now = next;
+            attempts += 1;
         }
         assert_eq!(now, at(window), "the last retry falls at the window's end");
         assert!((8..=20).contains(&attempts), "{attempts} attempts");
@@ -350,15 +345,17 @@ mod tests {
         let both = signature_header(&hook.signing_secrets(at(99)), "m1", 5, b"{}");
         assert_eq!(both.split(' ').count(), 2);
         for secret in [&hook.secret, &hook.previous_secret.as_ref().unwrap().0] {
-            assert!(super::super::hook::verify(
-                secret,
-                Some("m1"),
-                Some("5"),
-                Some(&both),
-                b"{}",
-                DateTime::from_timestamp(5, 0).unwrap()
-            )
-            .is_ok());
+            assert!(
+                super::super::hook::verify(
+                    secret,
+                    Some("m1"),
+                    Some("5"),
+                    Some(&both),
+                    b"{}",
+                    DateTime::from_timestamp(5, 0).unwrap()
+                )
+                .is_ok()
+            );
         }
         assert_eq!(hook.signing_secrets(at(100)).len(), 1);
         hook.previous_secret = None;

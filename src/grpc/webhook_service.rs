@@ -293,11 +293,7 @@ impl WebhookService for WebhookApi {
         authorize(&request, "RedeliverWebhook", ADMIN).await?;
         let r = request.into_inner();
         let id = required_id("webhook_id", &r.webhook_id)?;
-        let delivery = self
-            .services
-            .webhooks
-            .redeliver(id, r.event_cursor)
-            .await?;
+        let delivery = self.services.webhooks.redeliver(id, r.event_cursor).await?;
         Ok(Response::new(pb::RedeliverWebhookResponse {
             delivery: Some(delivery_to_pb(delivery)),
         }))

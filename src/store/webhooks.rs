@@ -303,19 +303,19 @@ impl WebhookStore for SqlStore {
     }
 
     async fn webhook(&self, id: Uuid) -> StoreResult<Option<Webhook>> {
-        let row: Option<WebhookRow> =
-            Statement::owned(format!("{SELECT_WEBHOOKS} WHERE id = $1"))
-                .bind(id)
-                .fetch_optional(&self.pools)
-                .await?;
+        let row: Option<WebhookRow> = Statement::owned(format!("{SELECT_WEBHOOKS} WHERE id = $1"))
+            .bind(id)
+            .fetch_optional(&self.pools)
+            .await?;
         row.map(Webhook::try_from).transpose()
     }
 
     async fn webhooks(&self) -> StoreResult<Vec<Webhook>> {
-        let rows: Vec<WebhookRow> =
-            Statement::owned(format!("{SELECT_WEBHOOKS} ORDER BY created_at, id LIMIT 1000"))
-                .fetch_all(&self.pools)
-                .await?;
+        let rows: Vec<WebhookRow> = Statement::owned(format!(
+            "{SELECT_WEBHOOKS} ORDER BY created_at, id LIMIT 1000"
+        ))
+        .fetch_all(&self.pools)
+        .await?;
         rows.into_iter().map(Webhook::try_from).collect()
     }
 

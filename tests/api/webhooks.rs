@@ -14,7 +14,7 @@ use crate::harness::{
     Backend, TestApp, TestDatabase, create, manual_clock, new_ticket, set_status, settings_for,
     spawn_app, spawn_app_with, start_with_clock, violated_fields,
 };
-use crate::receiver::{Answer, Receiver, Received};
+use crate::receiver::{Answer, Received, Receiver};
 
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -118,7 +118,10 @@ pub async fn matching_events_arrive_signed_and_in_log_order(backend: Backend) {
         "priority >= HIGH",
     )
     .await;
-    assert!(hook.secret.starts_with("whsec_"), "the secret is shown once");
+    assert!(
+        hook.secret.starts_with("whsec_"),
+        "the secret is shown once"
+    );
     assert_eq!(state(&hook), pb::WebhookState::Healthy);
 
     let mut tickets = app.tickets();
@@ -147,7 +150,12 @@ pub async fn matching_events_arrive_signed_and_in_log_order(backend: Backend) {
     let bodies: Vec<serde_json::Value> = got.iter().map(Received::json).collect();
     let seen: Vec<(&str, &str)> = bodies
         .iter()
-        .map(|b| (b["type"].as_str().unwrap(), b["data"]["ticketId"].as_str().unwrap()))
+        .map(|b| {
+            (
+                b["type"].as_str().unwrap(),
+                b["data"]["ticketId"].as_str().unwrap(),
+            )
+        })
         .collect();
     assert_eq!(
         seen,
@@ -160,8 +168,15 @@ pub async fn matching_events_arrive_signed_and_in_log_order(backend: Backend) {
     );
     let mut last = 0;
     for (got, body) in got.iter().zip(&bodies) {
-        assert!(signed_by(got, &hook.secret, Utc::now()), "signature of {got:?}");
-        assert!(!signed_by(got, "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA", Utc::now()));
+        assert!(
+            signed_by(got, &hook.secret, Utc::now()),
+            "signature of {got:?}"
+        );
+        assert!(!signed_by(
+            got,
+            "whsec_AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA",
+            Utc::now()
+        ));
         assert_eq!(got.id, body["data"]["id"], "webhook-id is the event's id");
         assert_eq!(got.content_type, "application/json");
         let cursor: i64 = body["data"]["cursor"].as_str().unwrap().parse().unwrap();
@@ -223,7 +238,11 @@ pub async fn a_failing_receiver_is_retried_with_backoff_and_events_wait_in_order
     receiver.wait_for(2, PATIENCE).await;
     let log = written(&app, &hook.id, 2).await;
     assert_eq!((log[0].attempt, log[0].status_code), (2, 0));
-    assert!(log[0].error.contains("no response within 1 s"), "{}", log[0].error);
+    assert!(
+        log[0].error.contains("no response within 1 s"),
+        "{}",
+        log[0].error
+    );
     let pause = time(&log[0].next_attempt_at) - time(&log[0].attempt_time);
     assert!(
         pause >= TimeDelta::seconds(16) && pause <= TimeDelta::seconds(24),
@@ -472,7 +491,11 @@ pub async fn an_event_is_redelivered_on_request_over_rest(backend: Backend) {
     let listed = read(listed.text().await.unwrap());
     assert_eq!(listed["deliveries"].as_array().unwrap().len(), 1);
     assert_eq!(listed["deliveries"][0]["manual"], true);
-    assert!(listed["nextPageToken"].as_str().is_some_and(|t| !t.is_empty()));
+    assert!(
+        listed["nextPageToken"]
+            .as_str()
+            .is_some_and(|t| !t.is_empty())
+    );
 }
 
 pub async fn webhook_arguments_are_checked(backend: Backend) {
@@ -499,9 +522,17 @@ pub async fn webhook_arguments_are_checked(backend: Backend) {
         (url("http://localhost:9000/in"), "webhook.url", "private"),
         (url("http://127.0.0.1:9000/in"), "webhook.url", "private"),
         (url("http://[::1]/in"), "webhook.url", "private"),
-        (url("http://169.254.169.254/latest"), "webhook.url", "private"),
+        (
+            url("http://169.254.169.254/latest"),
+            "webhook.url",
+            "private",
+        ),
         (url("http://10.2.3.4/in"), "webhook.url", "private"),
-        (url("https://user:pw@example.com/in"), "webhook.url", "password"),
+        (
+            url("https://user:pw@example.com/in"),
+            "webhook.url",
+            "password",
+        ),
         (
             pb::Webhook {
                 filter: "priority >>".into(),
@@ -545,7 +576,11 @@ pub async fn webhook_arguments_are_checked(backend: Backend) {
     ] {
         let status = attempt(webhook.clone()).await;
         assert_eq!(status.code(), Code::InvalidArgument, "{webhook:?}");
-        assert_eq!(violated_fields(&status), vec![field.to_owned()], "{webhook:?}");
+        assert_eq!(
+            violated_fields(&status),
+            vec![field.to_owned()],
+            "{webhook:?}"
+        );
         assert!(status.message().contains(words), "{}", status.message());
     }
 
@@ -591,7 +626,11 @@ pub async fn webhook_arguments_are_checked(backend: Backend) {
         .unwrap_err();
     assert_eq!(violated_fields(&failing), vec!["webhook.state".to_owned()]);
     let moved = webhooks
-        .update_webhook(update(vec!["url"], &hook.etag, url("https://b.example.com/")))
+        .update_webhook(update(
+            vec!["url"],
+            &hook.etag,
+            url("https://b.example.com/"),
+        ))
         .await
         .unwrap()
         .into_inner()
@@ -599,7 +638,11 @@ pub async fn webhook_arguments_are_checked(backend: Backend) {
         .unwrap();
     assert_eq!(moved.url, "https://b.example.com/");
     let stale = webhooks
-        .update_webhook(update(vec!["url"], &hook.etag, url("https://c.example.com/")))
+        .update_webhook(update(
+            vec!["url"],
+            &hook.etag,
+            url("https://c.example.com/"),
+        ))
         .await
         .unwrap_err();
     assert_eq!(stale.code(), Code::Aborted);
@@ -675,7 +718,8 @@ pub async fn webhook_arguments_are_checked(backend: Backend) {
 
     let agent = app.agent("Ana").await;
     let agent_key = app.key(pb::Role::Agent, Some(agent)).await;
-    let denied = app.webhooks_as(&agent_key)
+    let denied = app
+        .webhooks_as(&agent_key)
         .list_webhooks(pb::ListWebhooksRequest {})
         .await
         .unwrap_err();
@@ -688,7 +732,9 @@ pub async fn webhook_arguments_are_checked(backend: Backend) {
         .webhooks;
     assert!(listed.iter().all(|w| w.secret.is_empty()));
     webhooks
-        .delete_webhook(pb::DeleteWebhookRequest { id: hook.id.clone() })
+        .delete_webhook(pb::DeleteWebhookRequest {
+            id: hook.id.clone(),
+        })
         .await
         .unwrap();
     let gone = webhooks
@@ -727,13 +773,20 @@ pub async fn a_killed_server_resumes_its_webhook_backlog_losing_nothing(backend:
     let mut tickets = tickets_at(&addr, &key).await;
     let mut created = std::collections::HashSet::new();
     for i in 0..150 {
-        created.insert(create(&mut tickets, new_ticket(&format!("Backlog {i}"))).await.id);
+        created.insert(
+            create(&mut tickets, new_ticket(&format!("Backlog {i}")))
+                .await
+                .id,
+        );
     }
     receiver.wait_for(10, PATIENCE).await;
     child.kill().expect("kill -9");
     let _ = child.wait();
     let before = receiver.received().len();
-    assert!(before < created.len(), "killed mid-backlog ({before} delivered)");
+    assert!(
+        before < created.len(),
+        "killed mid-backlog ({before} delivered)"
+    );
 
     let (mut child, _addr) = spawn_binary_with(&database.url(), &key, &args);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(60);

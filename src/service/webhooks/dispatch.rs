@@ -315,7 +315,13 @@ impl Worker {
             w.attempts = attempt;
             w.failing_since = Some(since);
             w.last_error = outcome.error;
-            match after_failure(attempt, since, done_at, outcome.retry_after, fastrand::f64()) {
+            match after_failure(
+                attempt,
+                since,
+                done_at,
+                outcome.retry_after,
+                fastrand::f64(),
+            ) {
                 AfterFailure::RetryAt(at) => {
                     w.state = WebhookState::Failing;
                     w.next_attempt_at = Some(at);
@@ -328,7 +334,8 @@ impl Worker {
                 }
             }
         }
-        metrics::histogram!("ticketd_webhook_attempt_seconds").record(outcome.latency.as_secs_f64());
+        metrics::histogram!("ticketd_webhook_attempt_seconds")
+            .record(outcome.latency.as_secs_f64());
         self.pending.push(delivery);
         self.oldest_pending.get_or_insert_with(Instant::now);
         Some(delivered)
@@ -363,7 +370,7 @@ impl Worker {
             next_attempt_at: w.next_attempt_at,
             failing_since: w.failing_since,
             last_error: w.last_error.clone(),
-            trim: self.writes % TRIM_EVERY == 0,
+            trim: self.writes.is_multiple_of(TRIM_EVERY),
         };
         match self.store.record_webhook_progress(&progress).await {
             Ok(current) => {
