@@ -13,6 +13,7 @@ mod load;
 mod pgbench;
 mod server;
 mod streams;
+mod webhooks;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -29,6 +30,7 @@ pub(crate) use load::*;
 pub(crate) use pgbench::*;
 pub(crate) use server::*;
 pub(crate) use streams::*;
+pub(crate) use webhooks::*;
 
 #[derive(Parser)]
 #[command(about = "Benchmarks ticketd against same-run baselines")]
@@ -55,6 +57,9 @@ struct Args {
     /// Runs only REST against gRPC.
     #[arg(long)]
     rest_only: bool,
+    /// Runs only webhook delivery (latency under load, backlog drain).
+    #[arg(long)]
+    webhooks_only: bool,
     /// Runs only the views, search and reports measurements on a generated data set.
     #[arg(long)]
     dataset_only: bool,
@@ -85,6 +90,11 @@ async fn main() {
         let (name, url) = fresh_database(&args).await;
         let rows = vec![rest_cost(&url, &args).await];
         drop_database(&args, &name).await;
+        report(&rows, cores, "as the server has it", &args);
+        return;
+    }
+    if args.webhooks_only {
+        let rows = webhook_costs(&args).await;
         report(&rows, cores, "as the server has it", &args);
         return;
     }
