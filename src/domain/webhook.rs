@@ -201,19 +201,27 @@ fn private_v6(ip: Ipv6Addr) -> bool {
     if let Some(v4) = ip.to_ipv4_mapped() {
         return private_v4(v4);
     }
-    let first = ip.segments()[0];
+    let seg = ip.segments();
+    let embedded =
+        |high: u16, low: u16| private_v4(Ipv4Addr::from((u32::from(high) << 16) | u32::from(low)));
     ip.is_loopback()
         || ip.is_unspecified()
         || ip.is_multicast()
-        // Unique local (fc00::/7) and link-local (fe80::/10).
-        || (first & 0xfe00) == 0xfc00
-        || (first & 0xffc0) == 0xfe80
-        // IPv4-compatible (::a.b.c.d, deprecated) and NAT64 of a private IPv4.
-        || (ip.segments()[..6].iter().all(|s| *s == 0))
-        || (first == 0x64 && ip.segments()[1] == 0xff9b && {
-            let [.., c, d] = ip.segments();
-            private_v4(Ipv4Addr::from((u32::from(c) << 16) | u32::from(d)))
-        })
+        // Unique local (fc00::/7), link-local (fe80::/10), site-local (fec0::/10).
+        || (seg[0] & 0xfe00) == 0xfc00
+        || (seg[0] & 0xffc0) == 0xfe80
+        || (seg[0] & 0xffc0) == 0xfec0
+        // IPv4-compatible (::a.b.c.d, deprecated).
+        || seg[..6].iter().all(|s| *s == 0)
+        // Discard-only (100::/64), documentation (2001:db8::/32), Teredo (2001::/32).
+        || (seg[0] == 0x100 && seg[1..4].iter().all(|s| *s == 0))
+        || (seg[0] == 0x2001 && (seg[1] == 0xdb8 || seg[1] == 0))
+        // NAT64: the well-known prefix carrying a private IPv4, and local-use prefixes.
+        || (seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6].iter().all(|s| *s == 0)
+            && embedded(seg[6], seg[7]))
+        || (seg[0] == 0x64 && seg[1] == 0xff9b && seg[2] == 1)
+        // 6to4 (2002::/16) of a private IPv4.
+        || (seg[0] == 0x2002 && embedded(seg[1], seg[2]))
 }
 
 #[cfg(test)]
@@ -305,6 +313,13 @@ mod tests {
             "::ffff:10.0.0.1",
             "::127.0.0.1",
             "64:ff9b::a00:1",
+            "64:ff9b:1::808:808",
+            "2002:7f00:1::1",
+            "2002:a00:1::",
+            "fec0::1",
+            "2001::1",
+            "2001:db8::1",
+            "100::1",
             "ff02::1",
         ] {
             assert!(private_address(refused.parse().unwrap()), "{refused}");
@@ -317,6 +332,8 @@ mod tests {
             "2606:4700::1111",
             "::ffff:8.8.8.8",
             "64:ff9b::808:808",
+            "2002:808:808::1",
+            "2001:4860::8888",
         ] {
             assert!(!private_address(allowed.parse().unwrap()), "{allowed}");
         }

@@ -67,7 +67,7 @@ pub use sla::SlaStore;
 pub use templates::TemplateStore;
 pub use tickets::TicketStore;
 pub use views::ViewStore;
-pub use webhooks::{KEPT_DELIVERIES, WebhookColumns, WebhookProgress, WebhookStore};
+pub use webhooks::{StateWrite, WebhookColumns, WebhookProgress, WebhookStore};
 pub use workflows::{TimerWrite, WorkflowStep, WorkflowStore, WorkflowTimer};
 
 #[derive(Debug, thiserror::Error)]

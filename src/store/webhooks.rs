@@ -27,16 +27,23 @@ const SELECT_DELIVERIES: &str = "SELECT id, webhook_id, event_cursor, event_id, 
     attempt, status_code, latency_micros, error, attempted_at, next_attempt_at, delivered_at, \
     manual FROM webhook_deliveries";
 
-/// Moves a webhook's position forward (never back).
-const ADVANCE: &str =
-    "UPDATE webhooks SET delivered_through = $2 WHERE id = $1 AND delivered_through < $2";
+/// Moves a webhook's position forward (never back), while it is at the version the
+/// events were sent for: after an admin's change (a new URL, filter or secret) its new
+/// worker sends them again.
+const ADVANCE: &str = "UPDATE webhooks SET delivered_through = $2 \
+    WHERE id = $1 AND version = $3 AND delivered_through < $2";
+
+/// Whether the writer still holds the delivery lease.
+const HOLDS_LEASE: &str = "SELECT COUNT(*) FROM processor_leases \
+    WHERE name = $1 AND owner = $2 AND expires_at > $3";
 
 /// The delivering replica's view of the head event, written only while the webhook is at
 /// the version it delivers for (an admin's change in between wins).
 const SET_PROGRESS: &str = "UPDATE webhooks SET state = $3, attempts = $4, \
     next_attempt_at = $5, failing_since = $6, last_error = $7 WHERE id = $1 AND version = $2";
 
-/// Keeps the newest [`KEPT_DELIVERIES`] attempts of a webhook.
+/// Keeps the newest [`KEPT_DELIVERIES`] attempts of a webhook (`$2` is one less: the
+/// offset of the oldest kept).
 const TRIM: &str = "DELETE FROM webhook_deliveries WHERE webhook_id = $1 AND id < \
     (SELECT id FROM webhook_deliveries WHERE webhook_id = $1 ORDER BY id DESC LIMIT 1 OFFSET $2)";
 
@@ -130,6 +137,9 @@ impl TryFrom<DeliveryRow> for WebhookDelivery {
 /// What a delivering replica writes after a stretch of attempts.
 #[derive(Debug, Clone)]
 pub struct WebhookProgress {
+    /// The lease the writer delivers under, its owner, and the time now: nothing is
+    /// written unless the writer still holds it.
+    pub lease: (&'static str, Uuid, DateTime<Utc>),
     pub webhook_id: Uuid,
     /// The version the replica delivers for.
     pub version: i64,
@@ -149,10 +159,19 @@ pub struct WebhookProgress {
 pub struct WebhookColumns {
     /// `url`, `description`, `event_types`, `filter`.
     pub settings: bool,
-    /// `state`, and the delivery columns a state set by hand resets.
-    pub state: bool,
+    pub state: StateWrite,
     /// The secrets.
     pub secrets: bool,
+}
+
+/// What an admin's update does to the delivery state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StateWrite {
+    Keep,
+    /// `state` and `next_attempt_at` (a pause keeps the failure record).
+    Pause,
+    /// Every delivery column but the position: a fresh start at the head event.
+    Reset,
 }
 
 #[async_trait]
@@ -173,8 +192,9 @@ pub trait WebhookStore: Send + Sync {
     /// Deletes a webhook and its delivery log; `false` if there was none.
     async fn delete_webhook(&self, id: Uuid, audit: &AuditEntry) -> StoreResult<bool>;
     /// Records attempts and the position and state they lead to, in one transaction.
-    /// `false` when the webhook changed version (or is gone): the attempts and position
-    /// are kept, the state is not.
+    /// `false` when the writer no longer holds the lease (nothing is written), or the
+    /// webhook changed version or is gone (the attempts are kept, the position and state
+    /// are not).
     async fn record_webhook_progress(&self, progress: &WebhookProgress) -> StoreResult<bool>;
     /// Records attempts made outside a worker (redeliveries by hand).
     async fn insert_webhook_deliveries(&self, deliveries: &[WebhookDelivery]) -> StoreResult<()>;
@@ -197,6 +217,13 @@ fn settings_columns(w: &Webhook) -> StoreResult<Vec<(&'static str, Column<'_>)>>
         col("event_types", super::database::json(&w.event_types)?),
         col("filter", w.filter.as_str()),
     ])
+}
+
+fn pause_columns(w: &Webhook) -> Vec<(&'static str, Column<'_>)> {
+    vec![
+        col("state", w.state.as_str()),
+        col("next_attempt_at", w.next_attempt_at),
+    ]
 }
 
 fn state_columns(w: &Webhook) -> Vec<(&'static str, Column<'_>)> {
@@ -288,8 +315,10 @@ impl WebhookStore for SqlStore {
         if which.settings {
             columns.extend(settings_columns(w)?);
         }
-        if which.state {
-            columns.extend(state_columns(w));
+        match which.state {
+            StateWrite::Keep => {}
+            StateWrite::Pause => columns.extend(pause_columns(w)),
+            StateWrite::Reset => columns.extend(state_columns(w)),
         }
         if which.secrets {
             columns.extend(secret_columns(w));
@@ -325,6 +354,17 @@ impl WebhookStore for SqlStore {
 
     async fn record_webhook_progress(&self, p: &WebhookProgress) -> StoreResult<bool> {
         let mut tx = self.pools.begin().await?;
+        let (lease, owner, now) = p.lease;
+        let (held,): (i64,) = Statement::new(HOLDS_LEASE)
+            .bind(lease)
+            .bind(owner)
+            .bind(now)
+            .fetch_one(&mut tx)
+            .await?;
+        if held == 0 {
+            tx.rollback().await?;
+            return Ok(false);
+        }
         if !p.deliveries.is_empty() {
             // A webhook deleted meanwhile takes its log along: nothing to record.
             if let Err(err) = insert_deliveries(&p.deliveries).execute(&mut tx).await {
@@ -338,6 +378,7 @@ impl WebhookStore for SqlStore {
         Statement::new(ADVANCE)
             .bind(p.webhook_id)
             .bind(p.delivered_through)
+            .bind(p.version)
             .execute(&mut tx)
             .await?;
         let current = Statement::new(SET_PROGRESS)
@@ -354,7 +395,7 @@ impl WebhookStore for SqlStore {
         if p.trim {
             Statement::new(TRIM)
                 .bind(p.webhook_id)
-                .bind(KEPT_DELIVERIES)
+                .bind(KEPT_DELIVERIES - 1)
                 .execute(&mut tx)
                 .await?;
         }

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::{Notify, watch};
 use tokio::task::JoinHandle;
 use uuid::Uuid;
@@ -36,14 +36,45 @@ const FLUSH_EVERY: Duration = Duration::from_millis(250);
 /// The delivery log is trimmed once in this many writes.
 const TRIM_EVERY: u32 = 50;
 
+/// Webhooks changed in this process: the dispatcher is woken, and a worker delivering
+/// for an older version stops before its next attempt (changes made on other replicas
+/// are seen at the dispatcher's next poll, and what their old workers sent after them
+/// goes again: see `ADVANCE` in the store).
+#[derive(Default)]
+pub struct Changes {
+    woken: Notify,
+    /// The latest version of each webhook saved here; `i64::MAX` once deleted.
+    versions: std::sync::Mutex<HashMap<Uuid, i64>>,
+}
+
+impl Changes {
+    pub(super) fn saved(&self, id: Uuid, version: i64) {
+        if let Ok(mut versions) = self.versions.lock() {
+            let latest = versions.entry(id).or_insert(version);
+            *latest = (*latest).max(version);
+        }
+        self.woken.notify_one();
+    }
+
+    pub(super) fn deleted(&self, id: Uuid) {
+        self.saved(id, i64::MAX);
+    }
+
+    /// Whether a newer version than `version` was saved here.
+    fn supersedes(&self, id: Uuid, version: i64) -> bool {
+        self.versions
+            .lock()
+            .is_ok_and(|versions| versions.get(&id).is_some_and(|v| *v > version))
+    }
+}
+
 /// Runs the workers while this replica holds the lease.
 pub struct Dispatcher {
     pub(super) store: Arc<dyn Store>,
     pub(super) sender: Arc<Sender>,
     pub(super) tailer: Tailer,
     pub(super) clock: Clock,
-    /// Rung when a webhook changes here; other replicas' changes are seen at the poll.
-    pub(super) changed: Arc<Notify>,
+    pub(super) changes: Arc<Changes>,
     pub(super) poll: Duration,
 }
 
@@ -59,6 +90,8 @@ impl Dispatcher {
         let lease = TimeDelta::from_std(self.poll * 10)
             .unwrap_or(TimeDelta::seconds(10))
             .max(TimeDelta::seconds(5));
+        // Until when the lease is held: workers stop sending once it has passed.
+        let (held_until, _) = watch::channel(DateTime::<Utc>::MIN_UTC);
         let mut running: HashMap<Uuid, Running> = HashMap::new();
         loop {
             let now = self.clock.now();
@@ -68,7 +101,8 @@ impl Dispatcher {
                 .await;
             match held {
                 Ok(true) => {
-                    if let Err(err) = self.reconcile(&mut running).await {
+                    held_until.send_replace(now + lease);
+                    if let Err(err) = self.reconcile(owner, &held_until, &mut running).await {
                         tracing::warn!(error = %err, "webhook dispatcher could not read the webhooks");
                     }
                 }
@@ -79,7 +113,7 @@ impl Dispatcher {
                 }
             }
             tokio::select! {
-                () = self.changed.notified() => {}
+                () = self.changes.woken.notified() => {}
                 _ = tokio::time::sleep(self.poll) => {}
                 _ = shutdown.changed() => {}
             }
@@ -92,26 +126,37 @@ impl Dispatcher {
 
     /// Starts a worker for each enabled webhook without a current one, and stops those
     /// of webhooks changed, disabled or deleted.
-    async fn reconcile(&self, running: &mut HashMap<Uuid, Running>) -> StoreResult<()> {
-        let webhooks = self.store.webhooks().await?;
-        let wanted: HashMap<Uuid, &Webhook> = webhooks
-            .iter()
-            .filter(|w| w.state != WebhookState::Disabled)
-            .map(|w| (w.id, w))
-            .collect();
-        let stale: Vec<Uuid> = running
-            .iter()
-            .filter(|(id, r)| {
-                r.task.is_finished() || wanted.get(id).is_none_or(|w| w.version != r.version)
-            })
-            .map(|(id, _)| *id)
-            .collect();
-        for id in stale {
-            if let Some(old) = running.remove(&id) {
-                stop(old).await;
-            }
+    async fn reconcile(
+        &self,
+        owner: Uuid,
+        held_until: &watch::Sender<DateTime<Utc>>,
+        running: &mut HashMap<Uuid, Running>,
+    ) -> StoreResult<()> {
+        let mut webhooks = self.store.webhooks().await?;
+        let wanted = |webhooks: &[Webhook]| -> HashMap<Uuid, Webhook> {
+            webhooks
+                .iter()
+                .filter(|w| w.state != WebhookState::Disabled)
+                .map(|w| (w.id, w.clone()))
+                .collect()
+        };
+        let stale: Vec<Running> = {
+            let wanted = wanted(&webhooks);
+            let ids: Vec<Uuid> = running
+                .iter()
+                .filter(|(id, r)| {
+                    r.task.is_finished() || wanted.get(id).is_none_or(|w| w.version != r.version)
+                })
+                .map(|(id, _)| *id)
+                .collect();
+            ids.iter().filter_map(|id| running.remove(id)).collect()
+        };
+        if !stale.is_empty() {
+            // What they wrote on the way out is read back.
+            stop(stale).await;
+            webhooks = self.store.webhooks().await?;
         }
-        for (id, webhook) in wanted {
+        for (id, webhook) in wanted(&webhooks) {
             if running.contains_key(&id) {
                 continue;
             }
@@ -124,6 +169,9 @@ impl Dispatcher {
             };
             let (stop, stopped) = watch::channel(false);
             let worker = Worker {
+                owner,
+                held_until: held_until.subscribe(),
+                changes: self.changes.clone(),
                 store: self.store.clone(),
                 sender: self.sender.clone(),
                 follower: self.tailer.follow(),
@@ -150,26 +198,30 @@ impl Dispatcher {
     }
 }
 
-/// Asks a worker to write what it has and stop, and waits a little for it.
-async fn stop(worker: Running) {
-    let _ = worker.stop.send(true);
-    let mut task = worker.task;
-    if tokio::time::timeout(Duration::from_secs(5), &mut task)
-        .await
-        .is_err()
-    {
-        task.abort();
+/// Asks workers to write what they have and stop, and waits a little for them (together).
+async fn stop(workers: Vec<Running>) {
+    for worker in &workers {
+        let _ = worker.stop.send(true);
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    for worker in workers {
+        let mut task = worker.task;
+        if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
+            task.abort();
+        }
     }
 }
 
 async fn stop_all(running: &mut HashMap<Uuid, Running>) {
-    for (_, worker) in running.drain() {
-        stop(worker).await;
-    }
+    stop(running.drain().map(|(_, worker)| worker).collect()).await;
 }
 
 /// Delivers one endpoint's events in log order.
 struct Worker {
+    /// The dispatcher's lease, and until when it is held.
+    owner: Uuid,
+    held_until: watch::Receiver<DateTime<Utc>>,
+    changes: Arc<Changes>,
     store: Arc<dyn Store>,
     sender: Arc<Sender>,
     follower: Follower,
@@ -205,9 +257,20 @@ impl Worker {
         }
     }
 
+    /// Whether this worker must stop: told to (or its dispatcher is gone), the lease has
+    /// run out, or the webhook changed.
+    fn must_stop(&self) -> bool {
+        *self.stopped.borrow()
+            || self.stopped.has_changed().is_err()
+            || self.clock.now() >= *self.held_until.borrow()
+            || self
+                .changes
+                .supersedes(self.webhook.id, self.webhook.version)
+    }
+
     async fn deliver(&mut self) -> StoreResult<()> {
         loop {
-            if *self.stopped.borrow() || self.webhook.state == WebhookState::Disabled {
+            if self.must_stop() || self.webhook.state == WebhookState::Disabled {
                 return Ok(());
             }
             // The head event failed: wait for its retry.
@@ -249,7 +312,7 @@ impl Worker {
                 continue;
             }
             for event in events {
-                if *self.stopped.borrow() {
+                if self.must_stop() {
                     return Ok(());
                 }
                 if !self.webhook.wants(self.filter.as_ref(), &event.event) {
@@ -361,6 +424,7 @@ impl Worker {
         self.writes = self.writes.wrapping_add(1);
         let w = &self.webhook;
         let progress = WebhookProgress {
+            lease: (LEASE, self.owner, self.clock.now()),
             webhook_id: w.id,
             version: w.version,
             deliveries: std::mem::take(&mut self.pending),

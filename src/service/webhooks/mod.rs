@@ -10,7 +10,6 @@ use std::time::Duration;
 
 use chrono::TimeDelta;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
 use uuid::Uuid;
 
 use super::paging::{self, decode, encode};
@@ -25,9 +24,9 @@ use crate::domain::validation::Violations;
 use crate::domain::watch::{WatchPredicate, parse_watch_filter};
 use crate::domain::webhook::{Webhook, WebhookDelivery, WebhookState};
 use crate::events::Tailer;
-use crate::store::{Store, WebhookColumns};
+use crate::store::{StateWrite, Store, WebhookColumns};
 
-pub use dispatch::Dispatcher;
+pub use dispatch::{Changes, Dispatcher};
 pub use sender::{Outcome, RenderEvent, Sender, SenderSettings, url_problem};
 
 /// The most webhooks one installation keeps (each has a worker on the delivering
@@ -67,7 +66,7 @@ pub struct WebhookService {
     sender: Arc<Sender>,
     clock: Clock,
     settings: SenderSettings,
-    changed: Arc<Notify>,
+    changes: Arc<Changes>,
 }
 
 impl WebhookService {
@@ -82,7 +81,7 @@ impl WebhookService {
             store,
             clock,
             settings,
-            changed: Arc::new(Notify::new()),
+            changes: Arc::default(),
         })
     }
 
@@ -93,7 +92,7 @@ impl WebhookService {
             sender: self.sender.clone(),
             tailer,
             clock: self.clock.clone(),
-            changed: self.changed.clone(),
+            changes: self.changes.clone(),
             poll,
         }
     }
@@ -133,7 +132,7 @@ impl WebhookService {
         };
         let audit = AuditEntry::saved(actor.clone(), None, &webhook, now);
         self.store.insert_webhook(&webhook, &audit).await?;
-        self.changed.notify_one();
+        self.changes.saved(webhook.id, webhook.version);
         Ok(webhook)
     }
 
@@ -149,7 +148,8 @@ impl WebhookService {
     }
 
     /// Changes the fields `mask` names under the caller's etag. Setting HEALTHY resumes
-    /// delivery from the first event not delivered, at once.
+    /// delivery from the first event not delivered, at once; a new URL starts the head
+    /// event's retries afresh.
     pub async fn update(
         &self,
         actor: &Actor,
@@ -159,69 +159,119 @@ impl WebhookService {
         etag: Option<String>,
     ) -> ServiceResult<Webhook> {
         let mask = Mask::required(mask, WEBHOOK_PATHS)?;
-        let current = self.get(id).await?;
-        ensure_etag(etag.as_deref(), current.version)?;
-        let mut next = current.clone();
-        let mut columns = WebhookColumns {
-            settings: false,
-            state: false,
-            secrets: false,
-        };
-        let mut merged = WebhookPatch {
-            url: current.url.clone(),
-            description: current.description.clone(),
-            event_types: current.event_types.clone(),
-            filter: current.filter.clone(),
-            state: None,
-        };
-        crate::service::versioned::copy_masked!(
-            mask,
-            merged,
-            patch,
-            [url, description, event_types, filter]
-        );
-        if mask.names("state") {
-            match patch.state {
-                Some(WebhookState::Healthy) if current.state != WebhookState::Healthy => {
-                    next.state = WebhookState::Healthy;
-                    next.attempts = 0;
-                    next.next_attempt_at = None;
-                    next.failing_since = None;
-                    next.last_error.clear();
-                    columns.state = true;
+        let (mask, patch) = (&mask, &patch);
+        self.saved_with(actor, id, etag.as_deref(), |current| {
+            let mut merged = WebhookPatch {
+                url: current.url.clone(),
+                description: current.description.clone(),
+                event_types: current.event_types.clone(),
+                filter: current.filter.clone(),
+                state: None,
+            };
+            crate::service::versioned::copy_masked!(
+                mask,
+                merged,
+                patch,
+                [url, description, event_types, filter]
+            );
+            self.check(&merged, "webhook")?;
+            let mut next = current.clone();
+            next.url = merged.url.trim().to_owned();
+            next.description = merged.description.trim().to_owned();
+            next.event_types = dedup(merged.event_types);
+            next.filter = merged.filter.trim().to_owned();
+            let mut columns = WebhookColumns {
+                settings: next.url != current.url
+                    || next.description != current.description
+                    || next.event_types != current.event_types
+                    || next.filter != current.filter,
+                state: StateWrite::Keep,
+                secrets: false,
+            };
+            let wanted = if mask.names("state") {
+                match patch.state {
+                    Some(state @ (WebhookState::Healthy | WebhookState::Disabled)) => Some(state),
+                    _ => {
+                        return Err(ServiceError::invalid(
+                            "webhook.state",
+                            "must be WEBHOOK_STATE_HEALTHY (resume) or WEBHOOK_STATE_DISABLED \
+                             (pause)",
+                        ));
+                    }
                 }
+            } else {
+                None
+            };
+            let fresh_start = |next: &mut Webhook| {
+                next.attempts = 0;
+                next.next_attempt_at = None;
+                next.failing_since = None;
+                next.last_error.clear();
+            };
+            match wanted {
                 Some(WebhookState::Disabled) if current.state != WebhookState::Disabled => {
                     next.state = WebhookState::Disabled;
                     next.next_attempt_at = None;
-                    columns.state = true;
+                    columns.state = StateWrite::Pause;
                 }
-                Some(WebhookState::Healthy | WebhookState::Disabled) => {}
-                _ => {
-                    return Err(ServiceError::invalid(
-                        "webhook.state",
-                        "must be WEBHOOK_STATE_HEALTHY (resume) or WEBHOOK_STATE_DISABLED (pause)",
-                    ));
+                Some(WebhookState::Healthy) if current.state != WebhookState::Healthy => {
+                    next.state = WebhookState::Healthy;
+                    fresh_start(&mut next);
+                    columns.state = StateWrite::Reset;
                 }
+                // A failing endpoint moved elsewhere: the new one gets a fresh start.
+                _ if next.url != current.url && current.state == WebhookState::Failing => {
+                    next.state = WebhookState::Healthy;
+                    fresh_start(&mut next);
+                    columns.state = StateWrite::Reset;
+                }
+                _ => {}
+            }
+            Ok((next, columns))
+        })
+        .await
+    }
+
+    /// Reads the webhook, checks `etag`, makes the change `change` says and saves it if
+    /// nobody saved in between; without an etag a concurrent save is read again and the
+    /// change made again. `Ok` with the current webhook when nothing changes.
+    async fn saved_with(
+        &self,
+        actor: &Actor,
+        id: Uuid,
+        etag: Option<&str>,
+        change: impl Fn(&Webhook) -> ServiceResult<(Webhook, WebhookColumns)>,
+    ) -> ServiceResult<Webhook> {
+        const TRIES: usize = 5;
+        for _ in 0..TRIES {
+            let current = self.get(id).await?;
+            ensure_etag(etag, current.version)?;
+            let (mut next, columns) = change(&current)?;
+            if !columns.settings && columns.state == StateWrite::Keep && !columns.secrets {
+                return Ok(current);
+            }
+            let now = self.clock.now();
+            next.version = current.version + 1;
+            next.updated_at = now;
+            let audit = AuditEntry::saved(actor.clone(), Some(&current), &next, now);
+            if self
+                .store
+                .update_webhook(&next, columns, current.version, &audit)
+                .await?
+            {
+                self.changes.saved(next.id, next.version);
+                return Ok(next);
             }
         }
-        self.check(&merged, "webhook")?;
-        next.url = merged.url.trim().to_owned();
-        next.description = merged.description.trim().to_owned();
-        next.event_types = dedup(merged.event_types);
-        next.filter = merged.filter.trim().to_owned();
-        columns.settings = next.url != current.url
-            || next.description != current.description
-            || next.event_types != current.event_types
-            || next.filter != current.filter;
-        if !columns.settings && !columns.state {
-            return Ok(current);
+        match etag {
+            Some(given) => Err(ServiceError::StaleEtag {
+                given: given.to_owned(),
+                current: self.get(id).await?.version.to_string(),
+            }),
+            None => Err(ServiceError::Contended(format!(
+                "webhook {id} kept changing"
+            ))),
         }
-        let now = self.clock.now();
-        next.version = current.version + 1;
-        next.updated_at = now;
-        let audit = AuditEntry::saved(actor.clone(), Some(&current), &next, now);
-        self.save(&next, columns, current.version, &audit).await?;
-        Ok(next)
     }
 
     pub async fn delete(&self, actor: &Actor, id: Uuid) -> ServiceResult<()> {
@@ -230,7 +280,7 @@ impl WebhookService {
         if !self.store.delete_webhook(id, &audit).await? {
             return Err(ServiceError::NotFound(format!("webhook {id}")));
         }
-        self.changed.notify_one();
+        self.changes.deleted(id);
         Ok(())
     }
 
@@ -249,44 +299,20 @@ impl WebhookService {
                 "must be between 0 and 7 days",
             ));
         }
-        let current = self.get(id).await?;
         let now = self.clock.now();
-        let mut next = current.clone();
-        next.secret = hook::new_secret();
-        next.previous_secret =
-            (overlap > TimeDelta::zero()).then(|| (current.secret.clone(), now + overlap));
-        next.version = current.version + 1;
-        next.updated_at = now;
-        let audit = AuditEntry::saved(actor.clone(), Some(&current), &next, now);
-        let columns = WebhookColumns {
-            settings: false,
-            state: false,
-            secrets: true,
-        };
-        self.save(&next, columns, current.version, &audit).await?;
-        Ok(next)
-    }
-
-    async fn save(
-        &self,
-        next: &Webhook,
-        columns: WebhookColumns,
-        expected: i64,
-        audit: &AuditEntry,
-    ) -> ServiceResult<()> {
-        if !self
-            .store
-            .update_webhook(next, columns, expected, audit)
-            .await?
-        {
-            let now = self.get(next.id).await?;
-            return Err(ServiceError::StaleEtag {
-                given: expected.to_string(),
-                current: now.version.to_string(),
-            });
-        }
-        self.changed.notify_one();
-        Ok(())
+        self.saved_with(actor, id, None, |current| {
+            let mut next = current.clone();
+            next.secret = hook::new_secret();
+            next.previous_secret =
+                (overlap > TimeDelta::zero()).then(|| (current.secret.clone(), now + overlap));
+            let columns = WebhookColumns {
+                settings: false,
+                state: StateWrite::Keep,
+                secrets: true,
+            };
+            Ok((next, columns))
+        })
+        .await
     }
 
     /// A webhook's attempts, newest first.
