@@ -359,6 +359,13 @@ mod postgres_server {
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn webhooks_are_delivered_by_one_of_two_replicas_and_taken_over() {
+        if let Some(backend) = crate::harness::Backend::postgres() {
+            crate::webhooks::one_of_two_replicas_delivers_and_the_other_takes_over(backend).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn workflow_timers_outlive_their_replica_and_fire_once_across_two() {
         if let Some(backend) = crate::harness::Backend::postgres() {
             crate::workflows::timers_outlive_their_replica_and_fire_once_across_two(backend).await;

@@ -833,3 +833,58 @@ pub async fn a_killed_server_resumes_its_webhook_backlog_losing_nothing(backend:
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// Two replicas on one database: one delivers (each event once), and when it stops the
+/// other takes over once its lease has run out.
+pub async fn one_of_two_replicas_delivers_and_the_other_takes_over(backend: Backend) {
+    use std::collections::HashSet;
+
+    let database = TestDatabase::create(&backend).await;
+    let settings = settings_for(&database);
+    // Both over a database the test keeps, so that either may stop.
+    let first = crate::harness::start_replica(settings.clone()).await;
+    let second = crate::harness::start_replica(settings).await;
+    let receiver = Receiver::start(accept()).await;
+    make_webhook(&second, &receiver.url, &[pb::EventType::TicketCreated], "").await;
+    let mut made = HashSet::new();
+    for i in 0..30 {
+        let app = if i % 2 == 0 { &first } else { &second };
+        made.insert(
+            create(&mut app.tickets(), new_ticket(&format!("Replica {i}")))
+                .await
+                .id,
+        );
+    }
+    let ids = |got: &[Received]| -> Vec<String> {
+        got.iter()
+            .map(|g| g.json()["data"]["ticketId"].as_str().unwrap().to_owned())
+            .collect()
+    };
+    let got = ids(&receiver.wait_for(30, PATIENCE).await);
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.received().len(), 30, "each event once: {got:?}");
+    assert_eq!(got.into_iter().collect::<HashSet<_>>(), made);
+
+    // Whichever replica held the lease, the one left delivers what follows.
+    first.shutdown().await.expect("the first replica stops");
+    let mut later = HashSet::new();
+    for i in 0..5 {
+        later.insert(
+            create(&mut second.tickets(), new_ticket(&format!("Later {i}")))
+                .await
+                .id,
+        );
+    }
+    let deadline = tokio::time::Instant::now() + PATIENCE;
+    loop {
+        let delivered: HashSet<String> = ids(&receiver.received()).into_iter().collect();
+        if delivered.is_superset(&later) {
+            break;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the second replica took over"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
