@@ -2,7 +2,6 @@
 
 use chrono::TimeDelta;
 use tonic::{Request, Response, Status};
-use uuid::Uuid;
 
 use super::auth::{ADMIN, authorize};
 use super::convert;
@@ -139,13 +138,6 @@ fn patch_from_pb(w: pb::Webhook, field: &str, v: &mut Violations) -> WebhookPatc
     }
 }
 
-fn required_id(field: &str, value: &str) -> Result<Uuid, Status> {
-    let mut v = Violations::new();
-    let id = convert::uuid(field, value, &mut v);
-    v.finish().map_err(ServiceError::Invalid)?;
-    id.ok_or_else(|| ServiceError::invalid(field, "is required").into())
-}
-
 #[tonic::async_trait]
 impl WebhookService for WebhookApi {
     async fn create_webhook(
@@ -175,7 +167,7 @@ impl WebhookService for WebhookApi {
         request: Request<pb::GetWebhookRequest>,
     ) -> Reply<pb::GetWebhookResponse> {
         authorize(&request, "GetWebhook", ADMIN).await?;
-        let id = required_id("id", &request.get_ref().id)?;
+        let id = convert::required_uuid("id", &request.get_ref().id)?;
         let webhook = self.services.webhooks.get(id).await?;
         Ok(Response::new(pb::GetWebhookResponse {
             webhook: Some(webhook_to_pb(webhook, false)),
@@ -189,7 +181,7 @@ impl WebhookService for WebhookApi {
         let principal = authorize(&request, "UpdateWebhook", ADMIN).await?;
         let r = request.into_inner();
         let webhook = r.webhook.unwrap_or_default();
-        let id = required_id("webhook.id", &webhook.id)?;
+        let id = convert::required_uuid("webhook.id", &webhook.id)?;
         let mut v = Violations::new();
         let patch = patch_from_pb(webhook, "webhook", &mut v);
         v.finish().map_err(ServiceError::Invalid)?;
@@ -228,7 +220,7 @@ impl WebhookService for WebhookApi {
         request: Request<pb::DeleteWebhookRequest>,
     ) -> Reply<pb::DeleteWebhookResponse> {
         let principal = authorize(&request, "DeleteWebhook", ADMIN).await?;
-        let id = required_id("id", &request.get_ref().id)?;
+        let id = convert::required_uuid("id", &request.get_ref().id)?;
         self.services
             .webhooks
             .delete(&principal.actor(), id)
@@ -242,7 +234,7 @@ impl WebhookService for WebhookApi {
     ) -> Reply<pb::RotateWebhookSecretResponse> {
         let principal = authorize(&request, "RotateWebhookSecret", ADMIN).await?;
         let r = request.into_inner();
-        let id = required_id("id", &r.id)?;
+        let id = convert::required_uuid("id", &r.id)?;
         let overlap = match r.overlap {
             None => None,
             Some(d) if d.seconds >= 0 && d.nanos >= 0 => Some(
@@ -274,7 +266,7 @@ impl WebhookService for WebhookApi {
     ) -> Reply<pb::ListWebhookDeliveriesResponse> {
         authorize(&request, "ListWebhookDeliveries", ADMIN).await?;
         let r = request.into_inner();
-        let id = required_id("webhook_id", &r.webhook_id)?;
+        let id = convert::required_uuid("webhook_id", &r.webhook_id)?;
         let (deliveries, next_page_token) = self
             .services
             .webhooks
@@ -292,7 +284,7 @@ impl WebhookService for WebhookApi {
     ) -> Reply<pb::RedeliverWebhookResponse> {
         authorize(&request, "RedeliverWebhook", ADMIN).await?;
         let r = request.into_inner();
-        let id = required_id("webhook_id", &r.webhook_id)?;
+        let id = convert::required_uuid("webhook_id", &r.webhook_id)?;
         let delivery = self.services.webhooks.redeliver(id, r.event_cursor).await?;
         Ok(Response::new(pb::RedeliverWebhookResponse {
             delivery: Some(delivery_to_pb(delivery)),
@@ -343,12 +335,7 @@ impl WebhookService for WebhookApi {
         request: Request<pb::DeleteInboundHookRequest>,
     ) -> Reply<pb::DeleteInboundHookResponse> {
         let principal = authorize(&request, "DeleteInboundHook", ADMIN).await?;
-        let mut v = Violations::new();
-        let id = convert::uuid("id", &request.get_ref().id, &mut v);
-        v.finish().map_err(ServiceError::Invalid)?;
-        let Some(id) = id else {
-            return Err(Status::invalid_argument("id is required"));
-        };
+        let id = convert::required_uuid("id", &request.get_ref().id)?;
         self.services.hooks.delete(&principal, id).await?;
         Ok(Response::new(pb::DeleteInboundHookResponse {}))
     }
