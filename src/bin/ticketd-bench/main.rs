@@ -15,10 +15,6 @@ mod server;
 mod streams;
 mod webhooks;
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
-
 use clap::Parser;
 use sqlx::Connection;
 use ticketd::grpc::pb::{self};
@@ -57,6 +53,10 @@ struct Args {
     /// Runs only REST against gRPC.
     #[arg(long)]
     rest_only: bool,
+    /// Runs only CreateTicket beside 100 live watchers (of an agent's own tickets, of
+    /// every event), on PostgreSQL.
+    #[arg(long)]
+    watchers_only: bool,
     /// Runs only webhook delivery (latency under load, backlog drain).
     #[arg(long)]
     webhooks_only: bool,
@@ -89,6 +89,16 @@ async fn main() {
     if args.rest_only {
         let (name, url) = fresh_database(&args).await;
         let rows = vec![rest_cost(&url, &args).await];
+        drop_database(&args, &name).await;
+        report(&rows, cores, "as the server has it", &args);
+        return;
+    }
+    if args.watchers_only {
+        let (name, url) = fresh_database(&args).await;
+        let server = start(&url).await;
+        create_throughput(&server, args.clients, 2, None).await;
+        let rows = watcher_costs(&server, &args).await;
+        let _ = server.app_stop.send(());
         drop_database(&args, &name).await;
         report(&rows, cores, "as the server has it", &args);
         return;
@@ -217,40 +227,7 @@ async fn main() {
         target: "p99 <= 50 ms".into(),
     });
 
-    // 100 watchers, first of an agent's own tickets (following the log, but none of the new
-    // events is theirs), then of every event. Each run's baseline is the
-    // load without watchers right before and right after it, so a drift in the machine's
-    // speed does not land on one side of the ratio.
-    let nobody = uuid::Uuid::new_v4();
-    for (label, filter, target) in [
-        (
-            "an agent's own tickets",
-            format!(r#"assignee_id = "{nobody}""#),
-            ">= 0.95x",
-        ),
-        ("every event", String::new(), ">= 0.9x"),
-    ] {
-        let (before, _) = create_throughput(&server, args.clients, args.seconds, None).await;
-        let received = Arc::new(AtomicU64::new(0));
-        let watching = live_watchers(&server, 100, &filter, received.clone()).await;
-        let (with_watchers, _) = create_throughput(&server, args.clients, args.seconds, None).await;
-        for w in watching {
-            w.abort();
-        }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let (after, _) = create_throughput(&server, args.clients, args.seconds, None).await;
-        let without = (before + after) / 2.0;
-        rows.push(Row {
-            scenario: format!("CreateTicket with 100 watchers of {label}"),
-            value: format!(
-                "{with_watchers:.0}/s ({} deliveries)",
-                received.load(Ordering::Relaxed)
-            ),
-            baseline: format!("{without:.0}/s without ({before:.0} before, {after:.0} after)"),
-            ratio: format!("{:.2}x", with_watchers / without),
-            target: target.into(),
-        });
-    }
+    rows.extend(watcher_costs(&server, &args).await);
 
     for (count, rate) in [(100usize, 500.0), (1000, 50.0)] {
         let (p99, samples) = fan_out(&server, count, rate, args.seconds.min(5)).await;

@@ -245,3 +245,43 @@ pub(crate) async fn fan_out(
     all.sort();
     (percentile(&all, 0.99), all.len())
 }
+
+/// CreateTicket beside 100 watchers, first of an agent's own tickets (following the log,
+/// but none of the new events is theirs), then of every event. Each run's baseline is the
+/// load without watchers right before and right after it, so a drift in the machine's
+/// speed does not land on one side of the ratio.
+pub(crate) async fn watcher_costs(server: &Server, args: &Args) -> Vec<Row> {
+    let mut rows = Vec::new();
+    let nobody = uuid::Uuid::new_v4();
+    for (label, filter, target) in [
+        (
+            "an agent's own tickets",
+            format!(r#"assignee_id = "{nobody}""#),
+            ">= 0.95x",
+        ),
+        ("every event", String::new(), ">= 0.9x"),
+    ] {
+        let (before, _) = create_throughput(server, args.clients, args.seconds, None).await;
+        let received = Arc::new(AtomicU64::new(0));
+        let watching = live_watchers(server, 100, &filter, received.clone()).await;
+        let (with_watchers, _) = create_throughput(server, args.clients, args.seconds, None).await;
+        for w in watching {
+            w.abort();
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let (after, _) = create_throughput(server, args.clients, args.seconds, None).await;
+        let without = (before + after) / 2.0;
+        rows.push(Row {
+            scenario: format!("CreateTicket with 100 watchers of {label}"),
+            value: format!(
+                "{with_watchers:.0}/s ({} deliveries)",
+                received.load(Ordering::Relaxed)
+            ),
+            baseline: format!("{without:.0}/s without ({before:.0} before, {after:.0} after)"),
+            ratio: format!("{:.2}x", with_watchers / without),
+            target: target.into(),
+        });
+    }
+
+    rows
+}
