@@ -14,7 +14,7 @@
 //! order. After a wake-up whose events are still held back, it looks again a few times,
 //! then at growing intervals, rather than wait for another wake-up.
 
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
@@ -74,12 +74,26 @@ struct Window {
     head: i64,
     events: VecDeque<Arc<Event>>,
     subscribers: Vec<Subscriber>,
+    /// Subscribers that can only want one ticket's events, by ticket: an event is looked
+    /// at by its own ticket's subscribers only, however many others watch other tickets.
+    pinned: HashMap<uuid::Uuid, Vec<Subscriber>>,
+    /// Batches held since the pinned subscribers were last swept of the departed.
+    unswept: u32,
 }
+
+/// How many batches pass between sweeps of departed pinned subscribers (those of a
+/// ticket without new events are not otherwise looked at).
+const SWEEP_EVERY: u32 = 64;
 
 /// Decides, in the tailer, whether a subscriber wants an event: a subscriber is woken only
 /// for events it wants.
 pub trait Interest: Send + Sync + 'static {
     fn wants(&self, event: &Event) -> bool;
+
+    /// The one ticket whose events this interest can want, if it is limited to one.
+    fn only_ticket(&self) -> Option<uuid::Uuid> {
+        None
+    }
 }
 
 /// A stream keeps its interest to check what it reads itself while the tailer holds a
@@ -87,6 +101,10 @@ pub trait Interest: Send + Sync + 'static {
 impl<T: Interest + ?Sized> Interest for Arc<T> {
     fn wants(&self, event: &Event) -> bool {
         T::wants(self, event)
+    }
+
+    fn only_ticket(&self) -> Option<uuid::Uuid> {
+        T::only_ticket(self)
     }
 }
 
@@ -218,11 +236,16 @@ impl Tailer {
                 && window.active
                 && let Some(interest) = interest.take()
             {
-                window.subscribers.push(Subscriber {
+                let pinned_to = interest.only_ticket();
+                let subscriber = Subscriber {
                     interest,
                     queue: sender,
                     overflowed: overflowed.clone(),
-                });
+                };
+                match pinned_to {
+                    Some(ticket) => window.pinned.entry(ticket).or_default().push(subscriber),
+                    None => window.subscribers.push(subscriber),
+                }
                 return Ok(Subscription {
                     from: window.head,
                     follower,
@@ -443,6 +466,9 @@ impl Task {
             // Under the lock: a subscriber that registers sees either all of this batch in
             // memory (up to its `from`) or all of it queued, never part of it.
             window.subscribers.retain(|s| dispatch(s, &batch));
+            if !window.pinned.is_empty() {
+                dispatch_pinned(&mut window, &batch);
+            }
             window.events.extend(batch);
             while window.events.len() > self.settings.capacity {
                 if let Some(oldest) = window.events.pop_front() {
@@ -453,6 +479,35 @@ impl Task {
         }
         self.shared.state.send_modify(|s| s.head = head);
     }
+}
+
+/// Hands each event of `batch` to the subscribers pinned to its ticket, and now and then
+/// drops the pinned subscribers that went away.
+fn dispatch_pinned(window: &mut Window, batch: &[Arc<Event>]) {
+    let mut by_ticket: HashMap<uuid::Uuid, Vec<Arc<Event>>> = HashMap::new();
+    for event in batch {
+        if window.pinned.contains_key(&event.event.ticket_id) {
+            by_ticket
+                .entry(event.event.ticket_id)
+                .or_default()
+                .push(event.clone());
+        }
+    }
+    for (ticket, events) in by_ticket {
+        if let Some(subscribers) = window.pinned.get_mut(&ticket) {
+            subscribers.retain(|s| dispatch(s, &events));
+        }
+    }
+    window.unswept += 1;
+    if window.unswept >= SWEEP_EVERY {
+        window.unswept = 0;
+        for subscribers in window.pinned.values_mut() {
+            subscribers.retain(|s| !s.queue.is_closed());
+        }
+    }
+    window
+        .pinned
+        .retain(|_, subscribers| !subscribers.is_empty());
 }
 
 /// Queues the events of `batch` that `subscriber` wants; `false` drops the subscriber

@@ -355,6 +355,10 @@ impl Interest for Wants {
                 .as_ref()
                 .is_none_or(|f| matches(f, &event.event))
     }
+
+    fn only_ticket(&self) -> Option<Uuid> {
+        self.filter.as_ref().and_then(only_ticket)
+    }
 }
 
 struct Producer<R> {

@@ -8,9 +8,11 @@
 
 mod automation;
 mod costs;
+mod curve;
 mod dataset;
 mod load;
 mod pgbench;
+mod replicas;
 mod server;
 mod streams;
 mod webhooks;
@@ -21,9 +23,11 @@ use ticketd::grpc::pb::{self};
 
 pub(crate) use automation::*;
 pub(crate) use costs::*;
+pub(crate) use curve::*;
 pub(crate) use dataset::*;
 pub(crate) use load::*;
 pub(crate) use pgbench::*;
+pub(crate) use replicas::*;
 pub(crate) use server::*;
 pub(crate) use streams::*;
 pub(crate) use webhooks::*;
@@ -53,6 +57,13 @@ struct Args {
     /// Runs only REST against gRPC.
     #[arg(long)]
     rest_only: bool,
+    /// Runs only the replica measurements (1, 2 and 3 ticketd replicas on one database).
+    #[arg(long)]
+    replicas_only: bool,
+    /// Runs only the load curve (`target/bench/load-curve.svg` and `.json`) and the
+    /// 10,000-idle-watcher point.
+    #[arg(long)]
+    curve_only: bool,
     /// Runs only CreateTicket beside 100 live watchers (of an agent's own tickets, of
     /// every event), on PostgreSQL.
     #[arg(long)]
@@ -90,6 +101,16 @@ async fn main() {
         let (name, url) = fresh_database(&args).await;
         let rows = vec![rest_cost(&url, &args).await];
         drop_database(&args, &name).await;
+        report(&rows, cores, "as the server has it", &args);
+        return;
+    }
+    if args.replicas_only {
+        let rows = replica_costs(&args).await;
+        report(&rows, cores, "as the server has it", &args);
+        return;
+    }
+    if args.curve_only {
+        let rows = load_curve(&args).await;
         report(&rows, cores, "as the server has it", &args);
         return;
     }

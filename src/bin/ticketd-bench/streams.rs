@@ -1,11 +1,10 @@
 //! Streams under load: live watchers, idle delivery streams, fan-out latency.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use ticketd::grpc::pb::{self};
-use tokio::sync::Mutex;
 use tokio_stream::StreamExt;
 use tonic::metadata::MetadataValue;
 
@@ -72,6 +71,25 @@ pub(crate) async fn live_watchers(
     filter: &str,
     received: Arc<AtomicU64>,
 ) -> Vec<tokio::task::JoinHandle<()>> {
+    live_watchers_on(
+        server,
+        std::slice::from_ref(&server.channel),
+        count,
+        filter,
+        received,
+    )
+    .await
+}
+
+/// [`live_watchers`] spread over `channels` in turn (one HTTP/2 connection carries at most
+/// the server's stream limit, and the load's calls need room beside them).
+pub(crate) async fn live_watchers_on(
+    server: &Server,
+    channels: &[tonic::transport::Channel],
+    count: usize,
+    filter: &str,
+    received: Arc<AtomicU64>,
+) -> Vec<tokio::task::JoinHandle<()>> {
     // The newest event's cursor: the activity of a ticket created just now.
     let mut client = server.client();
     let marker = client.create_ticket(ticket(0)).await.expect("create");
@@ -93,8 +111,8 @@ pub(crate) async fn live_watchers(
     let bearer: MetadataValue<tonic::metadata::Ascii> =
         format!("Bearer {}", server.secret).parse().unwrap();
     let mut handles = Vec::new();
-    for _ in 0..count {
-        let mut grpc = tonic::client::Grpc::new(server.channel.clone());
+    for n in 0..count {
+        let mut grpc = tonic::client::Grpc::new(channels[n % channels.len()].clone());
         grpc.ready().await.expect("channel ready");
         let mut request = tonic::Request::new(pb::WatchTicketsRequest {
             filter: filter.to_owned(),
@@ -175,75 +193,7 @@ pub(crate) async fn fan_out(
     rate: f64,
     seconds: u64,
 ) -> (f64, usize) {
-    let mut client = server.client();
-    let ticket = client
-        .create_ticket(ticket(0))
-        .await
-        .unwrap()
-        .into_inner()
-        .ticket
-        .unwrap();
-    let done = Arc::new(AtomicBool::new(false));
-    let samples = Arc::new(Mutex::new(Vec::new()));
-    let filter = format!(r#"ticket_id = "{}" AND event_type = note_added"#, ticket.id);
-    let mut handles = Vec::new();
-    for _ in 0..count {
-        let mut c = server.client();
-        let mut stream = c
-            .watch_tickets(pb::WatchTicketsRequest {
-                filter: filter.clone(),
-                after_cursor: 0,
-            })
-            .await
-            .unwrap()
-            .into_inner();
-        let (done, samples) = (done.clone(), samples.clone());
-        handles.push(tokio::spawn(async move {
-            let mut mine = Vec::new();
-            while !done.load(Ordering::Relaxed) {
-                match tokio::time::timeout(Duration::from_millis(200), stream.next()).await {
-                    Ok(Some(Ok(r))) => {
-                        if let Some(ts) = r.event.and_then(|e| e.created_at) {
-                            let sent =
-                                chrono::DateTime::from_timestamp(ts.seconds, ts.nanos as u32)
-                                    .unwrap();
-                            mine.push((chrono::Utc::now() - sent).to_std().unwrap_or_default());
-                        }
-                    }
-                    Ok(_) => break,
-                    Err(_) => {}
-                }
-            }
-            samples.lock().await.extend(mine);
-        }));
-    }
-    let writers = 4usize;
-    let id = ticket.id.clone();
-    let client = server.client();
-    load(writers, seconds, Some(rate / writers as f64), move |i| {
-        let mut c = client.clone();
-        let id = id.clone();
-        async move {
-            c.add_note(pb::AddNoteRequest {
-                ticket_id: id,
-                body: format!("n{i}"),
-                request_id: String::new(),
-            })
-            .await
-            .is_ok()
-        }
-    })
-    .await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    done.store(true, Ordering::Relaxed);
-    for h in handles {
-        let _ = h.await;
-    }
-    let mut all = Arc::try_unwrap(samples)
-        .map(|m| m.into_inner())
-        .unwrap_or_default();
-    all.sort();
-    (percentile(&all, 0.99), all.len())
+    fan_out_across(server, server, count, rate, seconds).await
 }
 
 /// CreateTicket beside 100 watchers, first of an agent's own tickets (following the log,

@@ -227,3 +227,64 @@ async fn subscribing_to_a_stopped_tailer_fails_at_once() {
             .expect("no wait on a stopped tailer");
     assert!(subscribed.is_err());
 }
+
+/// Wants every event of one ticket.
+struct OfTicket(uuid::Uuid);
+impl Interest for OfTicket {
+    fn wants(&self, event: &Event) -> bool {
+        event.event.ticket_id == self.0
+    }
+    fn only_ticket(&self) -> Option<uuid::Uuid> {
+        Some(self.0)
+    }
+}
+
+fn event_of(cursor: i64, ticket: uuid::Uuid) -> Event {
+    let mut e = event(cursor);
+    e.event.ticket_id = ticket;
+    e
+}
+
+#[tokio::test]
+async fn subscribers_of_one_ticket_get_its_events_and_departed_ones_are_swept() {
+    let log = Arc::new(MemoryLog::default());
+    let bus = Bus::new();
+    let (_stop, shutdown) = watch::channel(false);
+    let tailer = Tailer::spawn(log.clone(), &bus, settings(1000), shutdown);
+    let (a, b) = (uuid::Uuid::from_u128(1), uuid::Uuid::from_u128(2));
+    let mut of_a = tailer.subscribe(Box::new(OfTicket(a)), 10).await.unwrap();
+    let mut everything = tailer.subscribe(Box::new(Even), 10).await.unwrap();
+    let gone = tailer.subscribe(Box::new(OfTicket(b)), 10).await.unwrap();
+    drop(gone);
+    log.events.lock().unwrap().extend([
+        event_of(1, a),
+        event_of(2, b),
+        event_of(3, a),
+        event_of(4, a),
+    ]);
+    bus.publish_local();
+    let got: Vec<i64> = [
+        of_a.next().await.unwrap().cursor,
+        of_a.next().await.unwrap().cursor,
+        of_a.next().await.unwrap().cursor,
+    ]
+    .into();
+    assert_eq!(got, [1, 3, 4], "only its own ticket's events");
+    assert_eq!(everything.next().await.unwrap().cursor, 2);
+    assert_eq!(everything.next().await.unwrap().cursor, 4);
+    // The departed subscriber of `b` was dropped when `b`'s event came; one of `a` that
+    // leaves is swept after a while even though `a` has no more events.
+    drop(of_a);
+    for cursor in 5..(5 + i64::from(SWEEP_EVERY) + 1) {
+        log.events.lock().unwrap().push(event_of(cursor, b));
+        bus.publish_local();
+        let mut follower = tailer.follow();
+        until_head(&mut follower, cursor).await;
+    }
+    let window = tailer.shared.window.read().unwrap();
+    assert!(
+        window.pinned.is_empty(),
+        "{:?}",
+        window.pinned.keys().collect::<Vec<_>>()
+    );
+}
