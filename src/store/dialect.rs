@@ -144,7 +144,9 @@ mod tests {
             let mut seen = false;
             for (path, text) in &sources {
                 let name = path.file_name().unwrap().to_string_lossy();
-                let used = text
+                // Tests (this one included) hold no SQL of their own.
+                let code = text.split("#[cfg(test)]").next().unwrap_or_default();
+                let used = code
                     .lines()
                     .filter(|line| !line.trim_start().starts_with("//"))
                     .any(|line| line.contains(construct));
