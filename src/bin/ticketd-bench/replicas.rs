@@ -1,6 +1,7 @@
 //! One, two and three ticketd replicas on one PostgreSQL database: create throughput with
-//! the load spread over them, the commit-to-receive latency of a watcher on another
-//! replica than the writer's, and the database connections they hold.
+//! the load spread over them, the commit-to-receive latency of watchers and of
+//! conversation streams on another replica than the writer's, how evenly gateways on
+//! different replicas share a channel's messages, and the database connections they hold.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -40,6 +41,8 @@ pub(crate) async fn replica_costs(args: &Args) -> Vec<Row> {
             args.seconds.min(5),
         )
         .await;
+        let (update_p99, updates, shares) =
+            conversation_across(&servers, args.seconds.min(5)).await;
         let connections: i64 = match sqlx::PgConnection::connect(&url).await {
             Ok(mut c) => sqlx::query_scalar(
                 "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database()",
@@ -78,8 +81,149 @@ pub(crate) async fn replica_costs(args: &Args) -> Vec<Row> {
             ratio: "-".into(),
             target: "report".into(),
         });
+        rows.push(Row {
+            scenario: format!(
+                "{replicas} replica{}: {WATCHERS} conversation streams on the {} replica, {REPLIES_PER_SECOND:.0} replies/s through the first; one gateway per replica",
+                if replicas == 1 { "" } else { "s" },
+                if replicas == 1 { "same" } else { "last" }
+            ),
+            value: format!("commit-to-receive p99 {update_p99:.1} ms ({updates} updates)"),
+            baseline: format!("messages per gateway: {shares:?}"),
+            ratio: "-".into(),
+            target: "report".into(),
+        });
     }
     rows
+}
+
+const REPLIES_PER_SECOND: f64 = 50.0;
+
+/// A chat conversation escalated through the first replica; [`WATCHERS`] conversation
+/// streams on the last; one gateway subscribed on each replica, in one consumer group,
+/// acknowledging what it is handed. Replies go through the first replica at
+/// [`REPLIES_PER_SECOND`] for `seconds`. Returns the streams' p99 from each update's time
+/// to its arrival, how many arrived, and how many messages each gateway took.
+async fn conversation_across(servers: &[Server], seconds: u64) -> (f64, usize, Vec<usize>) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use ticketd::grpc::pb::{self, escalation_service_client::EscalationServiceClient};
+    use tokio_stream::StreamExt;
+
+    let escalation = |server: &Server| {
+        EscalationServiceClient::with_interceptor(
+            server.channel.clone(),
+            Bearer(format!("Bearer {}", server.secret).parse().unwrap()),
+        )
+    };
+    let request = conversation(0);
+    let conversation_id = request
+        .conversation
+        .as_ref()
+        .map(|c| c.conversation_id.clone())
+        .unwrap_or_default();
+    let ticket = escalation(&servers[0])
+        .escalate_conversation(request)
+        .await
+        .expect("escalate")
+        .into_inner()
+        .ticket
+        .expect("ticket");
+    // The escalation's own update is replayed to each stream: it is not timed.
+    let since = chrono::Utc::now();
+    let done = Arc::new(AtomicBool::new(false));
+    let samples: Samples = Arc::default();
+    let last = &servers[servers.len() - 1];
+    let mut handles = Vec::new();
+    for _ in 0..WATCHERS {
+        let mut stream = escalation(last)
+            .watch_conversations(pb::WatchConversationsRequest {
+                source: "bench".into(),
+                channel: pb::Channel::Chat as i32,
+                conversation_id: conversation_id.clone(),
+                after_cursor: 0,
+            })
+            .await
+            .expect("watch conversations")
+            .into_inner();
+        let (done, samples) = (done.clone(), samples.clone());
+        handles.push(tokio::spawn(async move {
+            let mut mine = Vec::new();
+            while !done.load(Ordering::Relaxed) {
+                match tokio::time::timeout(Duration::from_millis(200), stream.next()).await {
+                    Ok(Some(Ok(r))) => {
+                        if let Some(ts) = r.update.and_then(|u| u.occurred_at) {
+                            let at = chrono::DateTime::from_timestamp(ts.seconds, ts.nanos as u32)
+                                .unwrap();
+                            if at >= since {
+                                mine.push((chrono::Utc::now() - at).to_std().unwrap_or_default());
+                            }
+                        }
+                    }
+                    Ok(_) => break,
+                    Err(_) => {}
+                }
+            }
+            samples.lock().await.extend(mine);
+        }));
+    }
+    let taken: Vec<Arc<AtomicUsize>> = servers.iter().map(|_| Arc::default()).collect();
+    let mut gateways = Vec::new();
+    for (server, count) in servers.iter().zip(&taken) {
+        let mut client = escalation(server);
+        let mut stream = client
+            .subscribe_channel(pb::SubscribeChannelRequest {
+                channel: pb::Channel::Chat as i32,
+                consumer_group: "chat-gateway".into(),
+            })
+            .await
+            .expect("subscribe")
+            .into_inner();
+        let count = count.clone();
+        gateways.push(tokio::spawn(async move {
+            while let Some(Ok(r)) = stream.next().await {
+                let Some(message) = r.message else { continue };
+                count.fetch_add(1, Ordering::Relaxed);
+                let _ = client
+                    .ack_delivery(pb::AckDeliveryRequest {
+                        message_id: message.message_id,
+                        outcome: pb::DeliveryOutcome::Delivered as i32,
+                        consumer_group: "chat-gateway".into(),
+                        lease_id: message.lease_id,
+                        ..Default::default()
+                    })
+                    .await;
+            }
+        }));
+    }
+    let client = servers[0].client();
+    let id = ticket.id.clone();
+    load(2, seconds, Some(REPLIES_PER_SECOND / 2.0), move |i| {
+        let mut c = client.clone();
+        let id = id.clone();
+        async move {
+            c.add_reply(pb::AddReplyRequest {
+                ticket_id: id,
+                body: format!("reply {i}"),
+                ..Default::default()
+            })
+            .await
+            .is_ok()
+        }
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    done.store(true, Ordering::Relaxed);
+    for h in handles {
+        let _ = h.await;
+    }
+    for g in gateways {
+        g.abort();
+    }
+    let mut all = Arc::try_unwrap(samples)
+        .map(|m| m.into_inner())
+        .unwrap_or_default();
+    all.sort();
+    let shares = taken.iter().map(|c| c.load(Ordering::Relaxed)).collect();
+    (percentile(&all, 0.99), all.len(), shares)
 }
 
 /// What the watchers of [`fan_out_across`] measured.
