@@ -77,13 +77,17 @@ struct Window {
     /// Subscribers that can only want one ticket's events, by ticket: an event is looked
     /// at by its own ticket's subscribers only, however many others watch other tickets.
     pinned: HashMap<uuid::Uuid, Vec<Subscriber>>,
-    /// Batches held since the pinned subscribers were last swept of the departed.
-    unswept: u32,
+    /// Pinned subscribers that arrived since the last sweep, and how many were left
+    /// after it: the next sweep comes once as many have arrived as were left (at least
+    /// [`SWEEP_AFTER`]), so departed ones never outnumber live ones for long, whether
+    /// or not the log moves.
+    pinned_arrivals: usize,
+    pinned_after_sweep: usize,
 }
 
-/// How many batches pass between sweeps of departed pinned subscribers (those of a
-/// ticket without new events are not otherwise looked at).
-const SWEEP_EVERY: u32 = 64;
+/// The fewest pinned arrivals between two sweeps of departed pinned subscribers (those
+/// of a ticket without new events are not otherwise looked at).
+const SWEEP_AFTER: usize = 64;
 
 /// Decides, in the tailer, whether a subscriber wants an event: a subscriber is woken only
 /// for events it wants.
@@ -243,7 +247,7 @@ impl Tailer {
                     overflowed: overflowed.clone(),
                 };
                 match pinned_to {
-                    Some(ticket) => window.pinned.entry(ticket).or_default().push(subscriber),
+                    Some(ticket) => pin(&mut window, ticket, subscriber),
                     None => window.subscribers.push(subscriber),
                 }
                 return Ok(Subscription {
@@ -481,8 +485,24 @@ impl Task {
     }
 }
 
-/// Hands each event of `batch` to the subscribers pinned to its ticket, and now and then
-/// drops the pinned subscribers that went away.
+/// Files a subscriber under its ticket (dropping that ticket's departed ones), and sweeps
+/// every ticket's departed ones when enough have arrived since the last sweep.
+fn pin(window: &mut Window, ticket: uuid::Uuid, subscriber: Subscriber) {
+    let list = window.pinned.entry(ticket).or_default();
+    list.retain(|s| !s.queue.is_closed());
+    list.push(subscriber);
+    window.pinned_arrivals += 1;
+    if window.pinned_arrivals >= window.pinned_after_sweep.max(SWEEP_AFTER) {
+        window.pinned.retain(|_, list| {
+            list.retain(|s| !s.queue.is_closed());
+            !list.is_empty()
+        });
+        window.pinned_arrivals = 0;
+        window.pinned_after_sweep = window.pinned.values().map(Vec::len).sum();
+    }
+}
+
+/// Hands each event of `batch` to the subscribers pinned to its ticket.
 fn dispatch_pinned(window: &mut Window, batch: &[Arc<Event>]) {
     let mut by_ticket: HashMap<uuid::Uuid, Vec<Arc<Event>>> = HashMap::new();
     for event in batch {
@@ -496,18 +516,11 @@ fn dispatch_pinned(window: &mut Window, batch: &[Arc<Event>]) {
     for (ticket, events) in by_ticket {
         if let Some(subscribers) = window.pinned.get_mut(&ticket) {
             subscribers.retain(|s| dispatch(s, &events));
+            if subscribers.is_empty() {
+                window.pinned.remove(&ticket);
+            }
         }
     }
-    window.unswept += 1;
-    if window.unswept >= SWEEP_EVERY {
-        window.unswept = 0;
-        for subscribers in window.pinned.values_mut() {
-            subscribers.retain(|s| !s.queue.is_closed());
-        }
-    }
-    window
-        .pinned
-        .retain(|_, subscribers| !subscribers.is_empty());
 }
 
 /// Queues the events of `batch` that `subscriber` wants; `false` drops the subscriber

@@ -33,8 +33,9 @@ const SELECT_DELIVERIES: &str = "SELECT id, webhook_id, event_cursor, event_id, 
 const ADVANCE: &str = "UPDATE webhooks SET delivered_through = $2 \
     WHERE id = $1 AND version = $3 AND delivered_through < $2";
 
-/// Whether the writer still holds the delivery lease.
-const HOLDS_LEASE: &str = "SELECT COUNT(*) FROM processor_leases \
+/// Whether the writer still holds the delivery lease; on PostgreSQL the row stays locked
+/// to the commit, so the lease cannot pass to another replica in between.
+const HOLDS_LEASE: &str = "SELECT owner FROM processor_leases \
     WHERE name = $1 AND owner = $2 AND expires_at > $3";
 
 /// The delivering replica's view of the head event, written only while the webhook is at
@@ -355,13 +356,16 @@ impl WebhookStore for SqlStore {
     async fn record_webhook_progress(&self, p: &WebhookProgress) -> StoreResult<bool> {
         let mut tx = self.pools.begin().await?;
         let (lease, owner, now) = p.lease;
-        let (held,): (i64,) = Statement::new(HOLDS_LEASE)
-            .bind(lease)
-            .bind(owner)
-            .bind(now)
-            .fetch_one(&mut tx)
-            .await?;
-        if held == 0 {
+        let held: Option<(Uuid,)> = Statement::owned(format!(
+            "{HOLDS_LEASE}{}",
+            self.pools.dialect().lock_row_shared()
+        ))
+        .bind(lease)
+        .bind(owner)
+        .bind(now)
+        .fetch_optional(&mut tx)
+        .await?;
+        if held.is_none() {
             tx.rollback().await?;
             return Ok(false);
         }

@@ -272,19 +272,38 @@ async fn subscribers_of_one_ticket_get_its_events_and_departed_ones_are_swept() 
     assert_eq!(got, [1, 3, 4], "only its own ticket's events");
     assert_eq!(everything.next().await.unwrap().cursor, 2);
     assert_eq!(everything.next().await.unwrap().cursor, 4);
-    // The departed subscriber of `b` was dropped when `b`'s event came; one of `a` that
-    // leaves is swept after a while even though `a` has no more events.
+    // The departed subscriber of `b` was dropped when `b`'s event came. Ones that leave
+    // without another event of their ticket are swept as new ones arrive.
     drop(of_a);
-    for cursor in 5..(5 + i64::from(SWEEP_EVERY) + 1) {
-        log.events.lock().unwrap().push(event_of(cursor, b));
-        bus.publish_local();
-        let mut follower = tailer.follow();
-        until_head(&mut follower, cursor).await;
+    let mut others = Vec::new();
+    for n in 0..SWEEP_AFTER {
+        let ticket = uuid::Uuid::from_u128(1000 + n as u128);
+        others.push(
+            tailer
+                .subscribe(Box::new(OfTicket(ticket)), 10)
+                .await
+                .unwrap(),
+        );
+    }
+    others.truncate(SWEEP_AFTER / 2);
+    let mut more = Vec::new();
+    for n in 0..SWEEP_AFTER {
+        let ticket = uuid::Uuid::from_u128(5000 + n as u128);
+        more.push(
+            tailer
+                .subscribe(Box::new(OfTicket(ticket)), 10)
+                .await
+                .unwrap(),
+        );
     }
     let window = tailer.shared.window.read().unwrap();
+    let held: usize = window.pinned.values().map(Vec::len).sum();
     assert!(
-        window.pinned.is_empty(),
-        "{:?}",
-        window.pinned.keys().collect::<Vec<_>>()
+        !window.pinned.contains_key(&a),
+        "the departed subscriber of a is swept"
+    );
+    assert!(
+        held <= others.len() + more.len() + SWEEP_AFTER,
+        "departed ones do not pile up: {held} held"
     );
 }

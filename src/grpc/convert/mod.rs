@@ -180,7 +180,7 @@ pub(crate) fn required_uuid(field: &str, value: &str) -> Result<Uuid, tonic::Sta
     let mut v = Violations::new();
     let id = uuid(field, value, &mut v);
     v.finish().map_err(crate::service::ServiceError::Invalid)?;
-    id.ok_or_else(|| tonic::Status::invalid_argument(format!("{field} is required")))
+    id.ok_or_else(|| crate::service::ServiceError::invalid(field, "is required").into())
 }
 
 /// An optional UUID field: empty means none.

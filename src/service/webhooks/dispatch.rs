@@ -203,7 +203,8 @@ async fn stop(workers: Vec<Running>) {
     for worker in &workers {
         let _ = worker.stop.send(true);
     }
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    // Well inside the shortest lease (5 s), renewed just before the dispatcher stops them.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(2);
     for worker in workers {
         let mut task = worker.task;
         if tokio::time::timeout_at(deadline, &mut task).await.is_err() {
