@@ -244,6 +244,7 @@ harness::conformance! {
         an_event_is_redelivered_on_request_over_rest,
         webhook_arguments_are_checked,
         a_killed_server_resumes_its_webhook_backlog_losing_nothing,
+        a_paused_webhook_waits_and_a_new_url_starts_afresh,
     ],
     http: [
         watches_stream_as_server_sent_events_and_resume,

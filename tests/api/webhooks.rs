@@ -888,3 +888,115 @@ pub async fn one_of_two_replicas_delivers_and_the_other_takes_over(backend: Back
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// Pausing keeps a webhook's events waiting; moving a failing webhook to a new URL sends
+/// its head event there at once, without waiting out the old URL's back-off.
+pub async fn a_paused_webhook_waits_and_a_new_url_starts_afresh(backend: Backend) {
+    let app = crate::harness::spawn_app_with_manual_clock(backend).await;
+    let broken = Receiver::start(Answer::Fail {
+        status: 503,
+        retry_after: Some("3600".into()),
+    })
+    .await;
+    let working = Receiver::start(accept()).await;
+    let hook = make_webhook(&app, &broken.url, &[pb::EventType::TicketCreated], "").await;
+    let mut tickets = app.tickets();
+    let first = create(&mut tickets, new_ticket("Sent to the broken URL")).await;
+    broken.wait_for(1, PATIENCE).await;
+    let failing = until(&app, &hook.id, |w| state(w) == pb::WebhookState::Failing).await;
+
+    let mut webhooks = app.webhooks();
+    let update = |paths: &[&str], webhook: pb::Webhook, etag: &str| pb::UpdateWebhookRequest {
+        webhook: Some(pb::Webhook {
+            id: hook.id.clone(),
+            ..webhook
+        }),
+        update_mask: Some(prost_types::FieldMask {
+            paths: paths.iter().map(|p| (*p).to_owned()).collect(),
+        }),
+        etag: etag.into(),
+    };
+    let paused = webhooks
+        .update_webhook(update(
+            &["state"],
+            pb::Webhook {
+                state: pb::WebhookState::Disabled as i32,
+                ..Default::default()
+            },
+            &failing.etag,
+        ))
+        .await
+        .expect("pause")
+        .into_inner()
+        .webhook
+        .unwrap();
+    assert_eq!(state(&paused), pb::WebhookState::Disabled);
+    assert!(
+        paused.last_error.contains("503") && paused.failing_since.is_some(),
+        "a pause keeps the failure record"
+    );
+    let second = create(&mut tickets, new_ticket("While paused")).await;
+
+    // A new URL while paused, then resumed: both events go to it, at once, in order (the
+    // clock has not moved, so the old back-off of an hour would still hold).
+    webhooks
+        .update_webhook(update(
+            &["url"],
+            pb::Webhook {
+                url: working.url.clone(),
+                ..Default::default()
+            },
+            &paused.etag,
+        ))
+        .await
+        .expect("move");
+    let resumed = webhooks
+        .update_webhook(update(
+            &["state"],
+            pb::Webhook {
+                state: pb::WebhookState::Healthy as i32,
+                ..Default::default()
+            },
+            "",
+        ))
+        .await
+        .expect("resume")
+        .into_inner()
+        .webhook
+        .unwrap();
+    assert!(resumed.failing_since.is_none() && resumed.last_error.is_empty());
+    let got = working.wait_for(2, PATIENCE).await;
+    let ids: Vec<String> = got
+        .iter()
+        .map(|g| g.json()["data"]["ticketId"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(ids, vec![first.id, second.id]);
+    assert_eq!(broken.received().len(), 1, "nothing more to the old URL");
+
+    // Moving a failing webhook (not paused) also starts afresh.
+    working.answer(Answer::Fail {
+        status: 500,
+        retry_after: Some("3600".into()),
+    });
+    let third = create(&mut tickets, new_ticket("Fails at the second URL")).await;
+    working.wait_for(3, PATIENCE).await;
+    let failing = until(&app, &hook.id, |w| state(w) == pb::WebhookState::Failing).await;
+    let moved = webhooks
+        .update_webhook(update(
+            &["url"],
+            pb::Webhook {
+                url: broken.url.clone(),
+                ..Default::default()
+            },
+            &failing.etag,
+        ))
+        .await
+        .expect("move back")
+        .into_inner()
+        .webhook
+        .unwrap();
+    assert_eq!(state(&moved), pb::WebhookState::Healthy);
+    broken.answer(accept());
+    let got = broken.wait_for(2, PATIENCE).await;
+    assert_eq!(got[1].json()["data"]["ticketId"], third.id.as_str());
+}
