@@ -94,20 +94,40 @@ impl Dispatcher {
         let (held_until, _) = watch::channel(DateTime::<Utc>::MIN_UTC);
         let mut running: HashMap<Uuid, Running> = HashMap::new();
         loop {
+            // With no webhook to deliver, the lease is not even claimed.
+            let webhooks = match self.store.webhooks().await {
+                Ok(webhooks) => Some(webhooks),
+                Err(err) => {
+                    tracing::warn!(error = %err, "webhook dispatcher could not read the webhooks");
+                    None
+                }
+            };
+            let idle = webhooks
+                .as_ref()
+                .is_some_and(|w| w.iter().all(|w| w.state == WebhookState::Disabled))
+                && running.is_empty();
             let now = self.clock.now();
-            let held = self
-                .store
-                .claim_processor(LEASE, owner, now, now + lease)
-                .await;
-            match held {
-                Ok(true) => {
+            let held = match webhooks {
+                Some(_) if idle => Ok(false),
+                Some(_) => {
+                    self.store
+                        .claim_processor(LEASE, owner, now, now + lease)
+                        .await
+                }
+                None => Ok(false),
+            };
+            match (held, webhooks) {
+                (Ok(true), Some(webhooks)) => {
                     held_until.send_replace(now + lease);
-                    if let Err(err) = self.reconcile(owner, &held_until, &mut running).await {
+                    if let Err(err) = self
+                        .reconcile(webhooks, owner, &held_until, &mut running)
+                        .await
+                    {
                         tracing::warn!(error = %err, "webhook dispatcher could not read the webhooks");
                     }
                 }
-                Ok(false) => stop_all(&mut running).await,
-                Err(err) => {
+                (Ok(_), _) => stop_all(&mut running).await,
+                (Err(err), _) => {
                     tracing::warn!(error = %err, "webhook dispatcher could not renew its lease");
                     stop_all(&mut running).await;
                 }
@@ -128,11 +148,11 @@ impl Dispatcher {
     /// of webhooks changed, disabled or deleted.
     async fn reconcile(
         &self,
+        mut webhooks: Vec<Webhook>,
         owner: Uuid,
         held_until: &watch::Sender<DateTime<Utc>>,
         running: &mut HashMap<Uuid, Running>,
     ) -> StoreResult<()> {
-        let mut webhooks = self.store.webhooks().await?;
         let wanted = |webhooks: &[Webhook]| -> HashMap<Uuid, Webhook> {
             webhooks
                 .iter()
