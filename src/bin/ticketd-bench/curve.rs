@@ -29,34 +29,7 @@ struct Series {
 
 /// pgbench at `rate` for [`POINT_SECONDS`]: what it achieved, p50 and p99.
 fn pgbench_point(args: &Args, url: &str, rate: f64) -> Option<Point> {
-    let dir = std::env::temp_dir().join(format!("ticketd-curve-{}", uuid::Uuid::new_v4()));
-    std::fs::create_dir_all(&dir).ok()?;
-    let prefix = dir.join("tx").display().to_string();
-    let offered = format!("{rate:.0}");
-    let seconds = POINT_SECONDS.to_string();
-    let output = std::process::Command::new(&args.pgbench)
-        .args(["-n", "-c", &args.clients.to_string(), "-j", "2"])
-        .args(["-T", &seconds, "-M", "prepared", "-R", &offered])
-        .args(["-l", "--log-prefix", &prefix])
-        .args(["-f", "bench/create_ticket.sql", url])
-        .output()
-        .ok()?;
-    let mut latencies: Vec<Duration> = std::fs::read_dir(&dir)
-        .ok()?
-        .flatten()
-        .filter_map(|entry| std::fs::read_to_string(entry.path()).ok())
-        .flat_map(|text| {
-            text.lines()
-                .filter_map(|line| line.split_whitespace().nth(2)?.parse::<u64>().ok())
-                .map(Duration::from_micros)
-                .collect::<Vec<_>>()
-        })
-        .collect();
-    let _ = std::fs::remove_dir_all(&dir);
-    if !output.status.success() || latencies.is_empty() {
-        return None;
-    }
-    latencies.sort();
+    let latencies = pgbench_at_rate(args, url, rate, POINT_SECONDS)?;
     Some(Point {
         offered: rate,
         achieved: latencies.len() as f64 / POINT_SECONDS as f64,

@@ -28,14 +28,25 @@ pub(crate) fn pgbench(args: &Args, url: &str) -> Option<f64> {
 /// `pgbench` running the same transaction at `rate` per second in all (Poisson arrivals,
 /// latency from the scheduled start): the p50 and p99 in milliseconds.
 pub(crate) fn pgbench_latency(args: &Args, url: &str, rate: f64) -> Option<(f64, f64)> {
+    let latencies = pgbench_at_rate(args, url, rate, args.seconds)?;
+    Some((percentile(&latencies, 0.5), percentile(&latencies, 0.99)))
+}
+
+/// `pgbench` at `rate` for `seconds`: each transaction's latency, sorted (from its log).
+pub(crate) fn pgbench_at_rate(
+    args: &Args,
+    url: &str,
+    rate: f64,
+    seconds: u64,
+) -> Option<Vec<Duration>> {
     let dir = std::env::temp_dir().join(format!("ticketd-bench-log-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).ok()?;
     let prefix = dir.join("tx").display().to_string();
     let rate = format!("{rate:.0}");
-    let status = pgbench_command(args, url, &["-R", &rate, "-l", "--log-prefix", &prefix])
-        .output()
-        .ok()?
-        .status;
+    let seconds = seconds.to_string();
+    // The later `-T` wins over the run's length.
+    let extra = ["-R", &rate, "-T", &seconds, "-l", "--log-prefix", &prefix];
+    let status = pgbench_command(args, url, &extra).output().ok()?.status;
     // One line per transaction: client, number, latency in microseconds, ...
     let mut latencies: Vec<Duration> = std::fs::read_dir(&dir)
         .ok()?
@@ -53,5 +64,5 @@ pub(crate) fn pgbench_latency(args: &Args, url: &str, rate: f64) -> Option<(f64,
         return None;
     }
     latencies.sort();
-    Some((percentile(&latencies, 0.5), percentile(&latencies, 0.99)))
+    Some(latencies)
 }
