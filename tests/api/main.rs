@@ -245,6 +245,7 @@ harness::conformance! {
         webhook_arguments_are_checked,
         a_killed_server_resumes_its_webhook_backlog_losing_nothing,
         a_paused_webhook_waits_and_a_new_url_starts_afresh,
+        an_https_receiver_must_present_a_trusted_certificate,
     ],
     http: [
         watches_stream_as_server_sent_events_and_resume,

@@ -1000,3 +1000,69 @@ pub async fn a_paused_webhook_waits_and_a_new_url_starts_afresh(backend: Backend
     let got = broken.wait_for(2, PATIENCE).await;
     assert_eq!(got[1].json()["data"]["ticketId"], third.id.as_str());
 }
+
+/// An `https://` receiver is reached over TLS and its certificate is checked: one signed
+/// by an authority outside the public roots is refused, and the attempt says why.
+pub async fn an_https_receiver_must_present_a_trusted_certificate(backend: Backend) {
+    use std::sync::Arc;
+    use tokio_rustls::rustls::pki_types::pem::PemObject;
+    use tokio_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    use tokio_rustls::rustls::{ServerConfig, crypto::ring};
+
+    let app = spawn_app(backend).await;
+    let issued = crate::certs::TestCa::new("Not a public CA").issue(&["127.0.0.1"]);
+    let certs = vec![CertificateDer::from_pem_slice(issued.cert.as_bytes()).unwrap()];
+    let key = PrivateKeyDer::from_pem_slice(issued.key.as_bytes()).unwrap();
+    let config = ServerConfig::builder_with_provider(Arc::new(ring::default_provider()))
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let handshakes = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let completed = handshakes.clone();
+    let server = tokio::spawn(async move {
+        while let Ok((socket, _)) = listener.accept().await {
+            if acceptor.accept(socket).await.is_ok() {
+                completed.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+    });
+
+    let hook = make_webhook(
+        &app,
+        &format!("https://{addr}/hooks"),
+        &[pb::EventType::TicketCreated],
+        "",
+    )
+    .await;
+    let mut tickets = app.tickets();
+    let ticket = create(&mut tickets, new_ticket("Over TLS")).await;
+    let cursor = crate::harness::feed(&mut tickets, &ticket.id).await[0].cursor;
+    let delivery = app
+        .webhooks()
+        .redeliver_webhook(pb::RedeliverWebhookRequest {
+            webhook_id: hook.id,
+            event_cursor: cursor,
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .delivery
+        .unwrap();
+    assert_eq!(delivery.status_code, 0);
+    assert!(
+        delivery.error.to_lowercase().contains("certificate"),
+        "{}",
+        delivery.error
+    );
+    assert_eq!(
+        handshakes.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no handshake completed"
+    );
+    server.abort();
+}
