@@ -207,6 +207,7 @@ harness::conformance! {
         a_request_id_is_claimed_once_per_body_until_it_expires,
         the_capacity_guard_admits_one_of_two_racing_assignments,
         a_stale_version_writes_nothing,
+        an_abandoned_write_leaves_nothing_and_a_clean_connection,
         data_from_before_the_bridge_migrations_is_carried_over,
     ],
     auto_responses: [

@@ -611,6 +611,104 @@ pub async fn a_stale_version_writes_nothing(backend: Backend) {
     );
 }
 
+/// Writes abandoned at every point of their transaction (the caller gave up: a deadline,
+/// a client that left) on a pool with one connection for them (PostgreSQL's listener
+/// holds the other; SQLite has one writer): each is all or nothing, and the
+/// connection that comes back dirty is never reused inside the abandoned transaction —
+/// the next write commits on its own, and a second pool sees the same.
+pub async fn an_abandoned_write_leaves_nothing_and_a_clean_connection(backend: Backend) {
+    let database = TestDatabase::create(&backend).await;
+    let one = PoolSettings {
+        max_connections: 2,
+        acquire_timeout: Duration::from_secs(5),
+        statement_timeout: Duration::from_secs(30),
+    };
+    let store = ticketd::store::open(&database.url(), &one, Bus::new())
+        .await
+        .expect("open store");
+    store.migrate().await.expect("migrate");
+    let ticket = create(
+        &*store,
+        draft("Abandoned writes", at(0)),
+        Changeset::default(),
+    )
+    .await;
+    let body_of = |event: &ticketd::domain::event::Event| match &event.event.payload {
+        EventPayload::Note { body } => Some(body.clone()),
+        _ => None,
+    };
+    let mut abandoned = 0;
+    for k in 0..60u64 {
+        let current = store
+            .ticket(TicketKey::Id(ticket.id))
+            .await
+            .expect("the next read works")
+            .unwrap();
+        let mut next = current.clone();
+        next.subject = format!("v{k}");
+        let mut event = note(&current, at(1 + k as i64));
+        event.payload = EventPayload::Note {
+            body: format!("v{k}"),
+        };
+        let write = store.commit(Changeset {
+            updates: vec![TicketUpdate::fields_only(next, current.version)],
+            events: vec![event],
+            ..Changeset::default()
+        });
+        // From well before the first statement to after the commit.
+        let deadline = Duration::from_micros(20 + k * k * 8);
+        if tokio::time::timeout(deadline, write).await.is_err() {
+            abandoned += 1;
+        }
+        let now = store
+            .ticket(TicketKey::Id(ticket.id))
+            .await
+            .unwrap()
+            .unwrap();
+        let notes: Vec<String> = store
+            .events_after(0, Some(ticket.id), 1000)
+            .await
+            .unwrap()
+            .iter()
+            .filter_map(body_of)
+            .collect();
+        let written = now.subject == format!("v{k}");
+        assert_eq!(
+            written,
+            notes.contains(&format!("v{k}")),
+            "write {k} is all or nothing (subject {:?})",
+            now.subject
+        );
+    }
+    assert!(abandoned > 0, "some writes were abandoned midway");
+    // A final write commits by itself, and another pool sees exactly what this one does.
+    let current = store
+        .ticket(TicketKey::Id(ticket.id))
+        .await
+        .unwrap()
+        .unwrap();
+    let mut last = current.clone();
+    last.subject = "Final".into();
+    store
+        .commit(Changeset {
+            updates: vec![TicketUpdate::fields_only(last, current.version)],
+            ..Changeset::default()
+        })
+        .await
+        .expect("a write after the abandoned ones");
+    drop(store);
+    let other = ticketd::store::open(&database.url(), &one, Bus::new())
+        .await
+        .expect("a second pool");
+    let seen = other
+        .ticket(TicketKey::Id(ticket.id))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(seen.subject, "Final");
+    assert_eq!(seen.version, current.version + 1);
+}
+
 /// PostgreSQL: a transaction that took its id before a later one committed holds the
 /// later one's events back from stream reads until it ends, so no reader can pass a
 /// position it may still fill.
