@@ -250,3 +250,52 @@ pub(crate) async fn rest_cost(url: &str, args: &Args) -> Row {
         target: ">= 0.8x".into(),
     }
 }
+
+/// EscalateConversation with a 50-message transcript at 100/s: alone first (the
+/// baseline), then beside the create load at `half` per second.
+pub(crate) async fn escalation_beside_creates(server: &Server, args: &Args, half: f64) -> Row {
+    let escalate = |server: &Server| {
+        let client = pb::escalation_service_client::EscalationServiceClient::with_interceptor(
+            server.channel.clone(),
+            Bearer(format!("Bearer {}", server.secret).parse().unwrap()),
+        );
+        load(8, args.seconds, Some(100.0 / 8.0), move |i| {
+            let mut c = client.clone();
+            async move { c.escalate_conversation(conversation(i)).await.is_ok() }
+        })
+    };
+    let (_, alone) = escalate(server).await;
+    let creates_beside = {
+        let server_client = server.client();
+        let clients = args.clients;
+        let seconds = args.seconds;
+        tokio::spawn(async move {
+            load(clients, seconds, Some(half / clients as f64), move |i| {
+                let mut c = server_client.clone();
+                async move { c.create_ticket(ticket(i)).await.is_ok() }
+            })
+            .await
+        })
+    };
+    let (_, escalations) = escalate(server).await;
+    let _ = creates_beside.await;
+    Row {
+        scenario: format!("EscalateConversation, 50 messages, 100/s beside {half:.0} creates/s"),
+        value: format!(
+            "p50 {:.1} ms, p99 {:.1} ms ({} calls)",
+            percentile(&escalations, 0.5),
+            percentile(&escalations, 0.99),
+            escalations.len()
+        ),
+        baseline: format!(
+            "alone: p50 {:.1} ms, p99 {:.1} ms",
+            percentile(&alone, 0.5),
+            percentile(&alone, 0.99)
+        ),
+        ratio: format!(
+            "p99 {:.1}x",
+            percentile(&escalations, 0.99) / percentile(&alone, 0.99)
+        ),
+        target: "p99 <= 50 ms".into(),
+    }
+}

@@ -57,6 +57,9 @@ struct Args {
     /// Runs only REST against gRPC.
     #[arg(long)]
     rest_only: bool,
+    /// Runs only EscalateConversation beside half-load creates, five times in a row.
+    #[arg(long)]
+    escalations_only: bool,
     /// Runs only the replica measurements (1, 2 and 3 ticketd replicas on one database).
     #[arg(long)]
     replicas_only: bool,
@@ -100,6 +103,22 @@ async fn main() {
     if args.rest_only {
         let (name, url) = fresh_database(&args).await;
         let rows = vec![rest_cost(&url, &args).await];
+        drop_database(&args, &name).await;
+        report(&rows, cores, "as the server has it", &args);
+        return;
+    }
+    if args.escalations_only {
+        let (name, url) = fresh_database(&args).await;
+        let server = start(&url).await;
+        create_throughput(&server, args.clients, 2, None).await;
+        let (creates, _) = create_throughput(&server, args.clients, args.seconds, None).await;
+        let mut rows = Vec::new();
+        for run in 1..=5 {
+            let mut row = escalation_beside_creates(&server, &args, creates / 2.0).await;
+            row.scenario = format!("run {run}: {}", row.scenario);
+            rows.push(row);
+        }
+        let _ = server.app_stop.send(());
         drop_database(&args, &name).await;
         report(&rows, cores, "as the server has it", &args);
         return;
@@ -201,52 +220,7 @@ async fn main() {
         target: "p50 <= 3 ms, p99 <= 15 ms".into(),
     });
 
-    // Escalations with a 50-message transcript at 100/s: alone first (the baseline), then
-    // beside the create load at half rate.
-    let escalate = |server: &Server| {
-        let client = pb::escalation_service_client::EscalationServiceClient::with_interceptor(
-            server.channel.clone(),
-            Bearer(format!("Bearer {}", server.secret).parse().unwrap()),
-        );
-        load(8, args.seconds, Some(100.0 / 8.0), move |i| {
-            let mut c = client.clone();
-            async move { c.escalate_conversation(conversation(i)).await.is_ok() }
-        })
-    };
-    let (_, alone) = escalate(&server).await;
-    let creates_beside = {
-        let server_client = server.client();
-        let clients = args.clients;
-        let seconds = args.seconds;
-        tokio::spawn(async move {
-            load(clients, seconds, Some(half / clients as f64), move |i| {
-                let mut c = server_client.clone();
-                async move { c.create_ticket(ticket(i)).await.is_ok() }
-            })
-            .await
-        })
-    };
-    let (_, escalations) = escalate(&server).await;
-    let _ = creates_beside.await;
-    rows.push(Row {
-        scenario: format!("EscalateConversation, 50 messages, 100/s beside {half:.0} creates/s"),
-        value: format!(
-            "p50 {:.1} ms, p99 {:.1} ms ({} calls)",
-            percentile(&escalations, 0.5),
-            percentile(&escalations, 0.99),
-            escalations.len()
-        ),
-        baseline: format!(
-            "alone: p50 {:.1} ms, p99 {:.1} ms",
-            percentile(&alone, 0.5),
-            percentile(&alone, 0.99)
-        ),
-        ratio: format!(
-            "p99 {:.1}x",
-            percentile(&escalations, 0.99) / percentile(&alone, 0.99)
-        ),
-        target: "p99 <= 50 ms".into(),
-    });
+    rows.push(escalation_beside_creates(&server, &args, half).await);
 
     rows.extend(watcher_costs(&server, &args).await);
 
