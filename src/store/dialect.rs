@@ -131,6 +131,7 @@ mod tests {
         ("nextval(", &["dialect.rs"]),
         ("pg_notify(", &["pg_notify.rs"]),
         ("to_tsvector", &["search.rs"]),
+        ("ts_headline", &["search.rs"]),
         ("ts_rank", &["ticket_query.rs"]),
     ];
 
