@@ -660,24 +660,34 @@ pub async fn an_abandoned_write_leaves_nothing_and_a_clean_connection(backend: B
         if tokio::time::timeout(deadline, write).await.is_err() {
             abandoned += 1;
         }
-        let now = store
-            .ticket(TicketKey::Id(ticket.id))
-            .await
-            .unwrap()
-            .unwrap();
-        let notes: Vec<String> = store
-            .events_after(0, Some(ticket.id), 1000)
-            .await
-            .unwrap()
-            .iter()
-            .filter_map(body_of)
-            .collect();
-        let written = now.subject == format!("v{k}");
+        // A write given up on may still be finishing in the background (its COMMIT
+        // sent): look until the ticket and the feed agree. A write torn in two would
+        // disagree for good.
+        let mut looks = 0;
+        let (subject, written) = loop {
+            let now = store
+                .ticket(TicketKey::Id(ticket.id))
+                .await
+                .unwrap()
+                .unwrap();
+            let notes: Vec<String> = store
+                .activity(ticket.id, 0, true, 1000)
+                .await
+                .unwrap()
+                .iter()
+                .filter_map(body_of)
+                .collect();
+            let subject_written = now.subject == format!("v{k}");
+            let note_written = notes.contains(&format!("v{k}"));
+            looks += 1;
+            if subject_written == note_written || looks == 100 {
+                break (now.subject, (subject_written, note_written));
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
         assert_eq!(
-            written,
-            notes.contains(&format!("v{k}")),
-            "write {k} is all or nothing (subject {:?})",
-            now.subject
+            written.0, written.1,
+            "write {k} is all or nothing (subject {subject:?})"
         );
     }
     assert!(abandoned > 0, "some writes were abandoned midway");
