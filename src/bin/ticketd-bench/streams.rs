@@ -203,17 +203,40 @@ pub(crate) async fn fan_out(
 pub(crate) async fn watcher_costs(server: &Server, args: &Args) -> Vec<Row> {
     let mut rows = Vec::new();
     let nobody = uuid::Uuid::new_v4();
-    for (label, filter, target) in [
+    // Ten connections of ten watchers each, as ten consoles would hold them.
+    let mut ten = Vec::new();
+    for _ in 0..10 {
+        ten.push(
+            tonic::transport::Channel::from_shared(format!("http://{}", server.addr))
+                .expect("uri")
+                .connect()
+                .await
+                .expect("connect"),
+        );
+    }
+    for (label, filter, target, connections) in [
         (
             "an agent's own tickets",
             format!(r#"assignee_id = "{nobody}""#),
             ">= 0.95x",
+            1,
         ),
-        ("every event", String::new(), ">= 0.9x"),
+        ("every event", String::new(), ">= 0.9x", 1),
+        (
+            "every event, over 10 connections",
+            String::new(),
+            ">= 0.9x",
+            10,
+        ),
     ] {
         let (before, _) = create_throughput(server, args.clients, args.seconds, None).await;
         let received = Arc::new(AtomicU64::new(0));
-        let watching = live_watchers(server, 100, &filter, received.clone()).await;
+        let channels = if connections == 1 {
+            std::slice::from_ref(&server.channel)
+        } else {
+            &ten[..]
+        };
+        let watching = live_watchers_on(server, channels, 100, &filter, received.clone()).await;
         let (with_watchers, _) = create_throughput(server, args.clients, args.seconds, None).await;
         for w in watching {
             w.abort();
