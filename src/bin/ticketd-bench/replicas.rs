@@ -127,7 +127,20 @@ async fn conversation_across(servers: &[Server], seconds: u64) -> (f64, usize, V
         .into_inner()
         .ticket
         .expect("ticket");
-    // The escalation's own update is replayed to each stream: it is not timed.
+    // The streams start after the escalation's own events (as a bot that just handed the
+    // conversation over would), so nothing is replayed to them.
+    let from = servers[0]
+        .client()
+        .list_activity(pb::ListActivityRequest {
+            ticket_id: ticket.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .expect("activity")
+        .into_inner()
+        .entries
+        .last()
+        .map_or(0, |e| e.cursor);
     let since = chrono::Utc::now();
     let done = Arc::new(AtomicBool::new(false));
     let samples: Samples = Arc::default();
@@ -139,7 +152,7 @@ async fn conversation_across(servers: &[Server], seconds: u64) -> (f64, usize, V
                 source: "bench".into(),
                 channel: pb::Channel::Chat as i32,
                 conversation_id: conversation_id.clone(),
-                after_cursor: 0,
+                after_cursor: from,
             })
             .await
             .expect("watch conversations")
