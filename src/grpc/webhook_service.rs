@@ -6,10 +6,10 @@ use tonic::{Request, Response, Status};
 use super::auth::{ADMIN, authorize};
 use super::convert;
 use super::pb::{self, webhook_service_server::WebhookService};
-use crate::domain::event::{Event, EventKind};
-use crate::domain::hook::{HookAction, InboundHook};
+use crate::domain::event::Event;
+use crate::domain::hook::InboundHook;
 use crate::domain::validation::Violations;
-use crate::domain::webhook::{Webhook, WebhookDelivery, WebhookState};
+use crate::domain::webhook::{Webhook, WebhookDelivery};
 use crate::service::webhooks::WebhookPatch;
 use crate::service::{ServiceError, Services};
 
@@ -31,10 +31,7 @@ fn hook_to_pb(hook: InboundHook, with_secret: bool) -> pb::InboundHook {
         url: format!("/v1/hooks/{}", hook.id),
         id: hook.id.to_string(),
         name: hook.name,
-        action: match hook.action {
-            HookAction::CreateTicket => pb::InboundHookAction::CreateTicket,
-            HookAction::PostCustomerMessage => pb::InboundHookAction::PostCustomerMessage,
-        } as i32,
+        action: convert::hook_action_to_pb(hook.action),
         source: hook.source,
         secret: if with_secret {
             hook.secret
@@ -54,14 +51,6 @@ pub fn webhook_payload(event: &Event) -> pb::WebhookPayload {
     }
 }
 
-fn state_to_pb(state: WebhookState) -> pb::WebhookState {
-    match state {
-        WebhookState::Healthy => pb::WebhookState::Healthy,
-        WebhookState::Failing => pb::WebhookState::Failing,
-        WebhookState::Disabled => pb::WebhookState::Disabled,
-    }
-}
-
 /// The webhook as shown; its secret only when `with_secret`.
 fn webhook_to_pb(w: Webhook, with_secret: bool) -> pb::Webhook {
     pb::Webhook {
@@ -70,10 +59,10 @@ fn webhook_to_pb(w: Webhook, with_secret: bool) -> pb::Webhook {
         event_types: w
             .event_types
             .iter()
-            .map(|k| convert::event_type_to_pb(*k) as i32)
+            .map(|k| convert::event_type_to_pb(*k))
             .collect(),
         filter: w.filter,
-        state: state_to_pb(w.state) as i32,
+        state: convert::webhook_state_to_pb(w.state),
         etag: w.version.to_string(),
         description: w.description,
         secret: if with_secret { w.secret } else { String::new() },
@@ -91,7 +80,7 @@ fn delivery_to_pb(d: WebhookDelivery) -> pb::WebhookDelivery {
         webhook_id: d.webhook_id.to_string(),
         event_cursor: d.event_cursor,
         event_id: d.event_id.to_string(),
-        event_type: convert::event_type_to_pb(d.event_type) as i32,
+        event_type: convert::event_type_to_pb(d.event_type),
         attempt: d.attempt,
         status_code: d.status_code,
         latency: prost_types::Duration::try_from(d.latency).ok(),
@@ -107,28 +96,14 @@ fn delivery_to_pb(d: WebhookDelivery) -> pb::WebhookDelivery {
 fn patch_from_pb(w: pb::Webhook, field: &str, v: &mut Violations) -> WebhookPatch {
     let mut event_types = Vec::new();
     for (i, value) in w.event_types.iter().enumerate() {
-        let kind = EventKind::ALL
-            .iter()
-            .copied()
-            .find(|k| convert::event_type_to_pb(*k) as i32 == *value);
-        match kind {
+        let field = format!("{field}.event_types[{i}]");
+        match convert::event_type_from_pb(*value, &field, v) {
             Some(kind) => event_types.push(kind),
-            None => v.add(
-                format!("{field}.event_types[{i}]"),
-                "is not an EventType (EVENT_TYPE_UNSPECIFIED is not one either)",
-            ),
+            None if *value == 0 => v.add(field, "must not be EVENT_TYPE_UNSPECIFIED"),
+            None => {}
         }
     }
-    let state = match pb::WebhookState::try_from(w.state) {
-        Ok(pb::WebhookState::Unspecified) => None,
-        Ok(pb::WebhookState::Healthy) => Some(WebhookState::Healthy),
-        Ok(pb::WebhookState::Failing) => Some(WebhookState::Failing),
-        Ok(pb::WebhookState::Disabled) => Some(WebhookState::Disabled),
-        Err(_) => {
-            v.add(format!("{field}.state"), "is not a WebhookState");
-            None
-        }
-    };
+    let state = convert::webhook_state_from_pb(w.state, &format!("{field}.state"), v);
     WebhookPatch {
         url: w.url,
         description: w.description,
@@ -297,18 +272,9 @@ impl WebhookService for WebhookApi {
     ) -> Reply<pb::CreateInboundHookResponse> {
         let principal = authorize(&request, "CreateInboundHook", ADMIN).await?;
         let hook = request.into_inner().inbound_hook.unwrap_or_default();
-        let action = match pb::InboundHookAction::try_from(hook.action) {
-            Ok(pb::InboundHookAction::CreateTicket) => Some(HookAction::CreateTicket),
-            Ok(pb::InboundHookAction::PostCustomerMessage) => Some(HookAction::PostCustomerMessage),
-            Ok(pb::InboundHookAction::Unspecified) => None,
-            Err(_) => {
-                return Err(ServiceError::invalid(
-                    "inbound_hook.action",
-                    "is not an InboundHookAction",
-                )
-                .into());
-            }
-        };
+        let mut v = Violations::new();
+        let action = convert::hook_action_from_pb(hook.action, "inbound_hook.action", &mut v);
+        v.finish().map_err(ServiceError::Invalid)?;
         let made = self
             .services
             .hooks

@@ -259,7 +259,9 @@ fn insert_deliveries(deliveries: &[WebhookDelivery]) -> Statement<'_> {
          delivered_at, manual) VALUES ",
     );
     for (i, d) in deliveries.iter().enumerate() {
-        insert.push(if i == 0 { "(" } else { ", (" });
+        if i > 0 {
+            insert.push(", ");
+        }
         let latency = i64::try_from(d.latency.as_micros()).unwrap_or(i64::MAX);
         let values: [Value<'_>; 13] = [
             d.id.into(),
@@ -276,13 +278,7 @@ fn insert_deliveries(deliveries: &[WebhookDelivery]) -> Statement<'_> {
             d.delivered_at.into(),
             d.manual.into(),
         ];
-        for (n, value) in values.into_iter().enumerate() {
-            if n > 0 {
-                insert.push(", ");
-            }
-            insert.push_bind(value);
-        }
-        insert.push(")");
+        insert.push_list(values);
     }
     insert
 }

@@ -79,7 +79,9 @@ pub async fn a_signed_post_opens_a_ticket_once(backend: Backend) {
     let (status, again) = post(&app, &hook, &hook.secret, "alert-1", None, &payload).await;
     assert_eq!(status, 200);
     assert_eq!(again["ticket"]["id"], ticket["id"]);
-    let (_, other) = post(&app, &hook, &hook.secret, "alert-2", None, &payload).await;
+    let (status, other) = post(&app, &hook, &hook.secret, "alert-2", None, &payload).await;
+    assert_eq!(status, 200, "{other}");
+    assert!(other["ticket"]["id"].is_string(), "{other}");
     assert_ne!(other["ticket"]["id"], ticket["id"]);
 
     // Wrong secret, stale timestamp, no signature, unknown hook, bad payload.

@@ -289,11 +289,9 @@ pub async fn gateways_claim_deliveries_with_a_long_poll(backend: Backend) {
             .send()
     };
     // Nothing queued: an immediate claim is empty.
-    let empty = claim(serde_json::json!({}))
-        .await
-        .unwrap()
-        .json_body()
-        .await;
+    let empty = claim(serde_json::json!({})).await.unwrap();
+    assert_eq!(empty.status(), 200);
+    let empty = empty.json_body().await;
     assert!(empty.get("messages").is_none(), "{empty}");
 
     // A claim waiting for up to 10 s gets the reply queued meanwhile.
@@ -345,9 +343,9 @@ pub async fn gateways_claim_deliveries_with_a_long_poll(backend: Backend) {
     assert_eq!(acked["status"], "DELIVERY_STATUS_DELIVERED", "{acked}");
     let after = claim(serde_json::json!({"consumerGroup": "mail"}))
         .await
-        .unwrap()
-        .json_body()
-        .await;
+        .unwrap();
+    assert_eq!(after.status(), 200);
+    let after = after.json_body().await;
     assert!(after.get("messages").is_none(), "{after}");
 
     for (body, field) in [

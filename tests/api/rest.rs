@@ -68,15 +68,17 @@ pub async fn the_walk_through_works_over_rest(backend: Backend) {
     assert_eq!(status, 200);
     assert_eq!(by_number["ticket"]["id"], id.as_str());
 
-    api.call(
-        M::POST,
-        "/v1/tickets",
-        Some(
-            json!({"subject": "Low toner", "description": "5%", "priority": "PRIORITY_LOW",
-                    "contact": {"externalId": "crm-2"}}),
-        ),
-    )
-    .await;
+    let (status, low) = api
+        .call(
+            M::POST,
+            "/v1/tickets",
+            Some(
+                json!({"subject": "Low toner", "description": "5%", "priority": "PRIORITY_LOW",
+                        "contact": {"externalId": "crm-2"}}),
+            ),
+        )
+        .await;
+    assert_eq!(status, 200, "{low}");
     let (_, listed) = api
         .call(
             M::GET,

@@ -845,7 +845,9 @@ pub async fn one_of_two_replicas_delivers_and_the_other_takes_over(backend: Back
     let first = crate::harness::start_replica(settings.clone()).await;
     let second = crate::harness::start_replica(settings).await;
     let receiver = Receiver::start(accept()).await;
-    make_webhook(&second, &receiver.url, &[pb::EventType::TicketCreated], "").await;
+    // Made on the first replica, whose dispatcher wakes at once and takes the lease (the
+    // second only looks at its next poll): stopping the first below is a takeover.
+    make_webhook(&first, &receiver.url, &[pb::EventType::TicketCreated], "").await;
     let mut made = HashSet::new();
     for i in 0..30 {
         let app = if i % 2 == 0 { &first } else { &second };
@@ -865,7 +867,7 @@ pub async fn one_of_two_replicas_delivers_and_the_other_takes_over(backend: Back
     assert_eq!(receiver.received().len(), 30, "each event once: {got:?}");
     assert_eq!(got.into_iter().collect::<HashSet<_>>(), made);
 
-    // Whichever replica held the lease, the one left delivers what follows.
+    // The replica that delivered stops; the other takes the lease over once it runs out.
     first.shutdown().await.expect("the first replica stops");
     let mut later = HashSet::new();
     for i in 0..5 {

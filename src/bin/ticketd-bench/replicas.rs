@@ -141,7 +141,6 @@ async fn conversation_across(servers: &[Server], seconds: u64) -> (f64, usize, V
         .entries
         .last()
         .map_or(0, |e| e.cursor);
-    let since = chrono::Utc::now();
     let done = Arc::new(AtomicBool::new(false));
     let samples: Samples = Arc::default();
     let last = &servers[servers.len() - 1];
@@ -166,9 +165,7 @@ async fn conversation_across(servers: &[Server], seconds: u64) -> (f64, usize, V
                         if let Some(ts) = r.update.and_then(|u| u.occurred_at) {
                             let at = chrono::DateTime::from_timestamp(ts.seconds, ts.nanos as u32)
                                 .unwrap();
-                            if at >= since {
-                                mine.push((chrono::Utc::now() - at).to_std().unwrap_or_default());
-                            }
+                            mine.push((chrono::Utc::now() - at).to_std().unwrap_or_default());
                         }
                     }
                     Ok(_) => break,

@@ -5,29 +5,6 @@ use uuid::Uuid;
 use super::*;
 use crate::grpc::pb;
 
-pub(crate) fn event_type_to_pb(kind: EventKind) -> pb::EventType {
-    match kind {
-        EventKind::TicketCreated => pb::EventType::TicketCreated,
-        EventKind::TicketUpdated => pb::EventType::TicketUpdated,
-        EventKind::StatusChanged => pb::EventType::StatusChanged,
-        EventKind::Assigned => pb::EventType::Assigned,
-        EventKind::ReplyAdded => pb::EventType::ReplyAdded,
-        EventKind::NoteAdded => pb::EventType::NoteAdded,
-        EventKind::TimeLogged => pb::EventType::TimeLogged,
-        EventKind::TicketsMerged => pb::EventType::TicketsMerged,
-        EventKind::ConversationEscalated => pb::EventType::ConversationEscalated,
-        EventKind::TranscriptMessage => pb::EventType::TranscriptMessage,
-        EventKind::CustomerMessage => pb::EventType::CustomerMessage,
-        EventKind::DeliveryReceipt => pb::EventType::DeliveryReceipt,
-        EventKind::TierEscalated => pb::EventType::TierEscalated,
-        EventKind::SlaWarning => pb::EventType::SlaWarning,
-        EventKind::SlaBreached => pb::EventType::SlaBreached,
-        EventKind::Notification => pb::EventType::Notification,
-        EventKind::WorkflowApplied => pb::EventType::WorkflowApplied,
-        EventKind::SatisfactionRated => pb::EventType::SatisfactionRated,
-    }
-}
-
 pub(crate) fn actor_kind_to_pb(kind: ActorKind) -> pb::ActorKind {
     match kind {
         ActorKind::Agent => pb::ActorKind::Agent,
@@ -280,7 +257,7 @@ pub(crate) fn event_to_pb(e: Event) -> pb::ActivityEntry {
         cursor: e.cursor,
         ticket_id: event.ticket_id.to_string(),
         ticket_number: event.ticket_number,
-        r#type: event_type_to_pb(event.kind) as i32,
+        r#type: event_type_to_pb(event.kind),
         actor: Some(actor_to_pb(event.actor)),
         visibility: match event.visibility {
             Visibility::Public => pb::Visibility::Public,

@@ -33,10 +33,12 @@ use crate::domain::event::{
     Actor, ActorKind, AttachmentMeta, DeliveryView, Event, EventKind, EventPayload, FieldChange,
     Visibility,
 };
+use crate::domain::hook::HookAction;
 use crate::domain::sla::ClockView;
 use crate::domain::sla::{ClockState, Metric};
 use crate::domain::ticket::{Channel, ContactInput, Priority, Status, Ticket, TicketType};
 use crate::domain::validation::{Violations, parse_optional_uuid};
+use crate::domain::webhook::WebhookState;
 use crate::domain::workflow::{TimerKind, WorkflowEvent};
 use crate::service::sla::SlaReadings;
 use crate::service::watch::ConversationUpdateView;
@@ -136,6 +138,25 @@ enum_mapping!(timer_kind_to_pb, timer_kind_from_pb, TimerKind, pb::WorkflowTimer
 enum_mapping!(auto_response_kind_to_pb, auto_response_kind_from_pb, AutoResponseKind, pb::AutoResponseKind, "AutoResponseKind", {
     Acknowledgement <=> Acknowledgement, AfterHours <=> AfterHours,
     ResolutionConfirmation <=> ResolutionConfirmation,
+});
+
+enum_mapping!(event_type_to_pb, event_type_from_pb, EventKind, pb::EventType, "EventType", {
+    TicketCreated <=> TicketCreated, TicketUpdated <=> TicketUpdated,
+    StatusChanged <=> StatusChanged, Assigned <=> Assigned, ReplyAdded <=> ReplyAdded,
+    NoteAdded <=> NoteAdded, TimeLogged <=> TimeLogged, TicketsMerged <=> TicketsMerged,
+    ConversationEscalated <=> ConversationEscalated, TranscriptMessage <=> TranscriptMessage,
+    CustomerMessage <=> CustomerMessage, DeliveryReceipt <=> DeliveryReceipt,
+    TierEscalated <=> TierEscalated, SlaWarning <=> SlaWarning, SlaBreached <=> SlaBreached,
+    Notification <=> Notification, WorkflowApplied <=> WorkflowApplied,
+    SatisfactionRated <=> SatisfactionRated,
+});
+
+enum_mapping!(hook_action_to_pb, hook_action_from_pb, HookAction, pb::InboundHookAction, "InboundHookAction", {
+    CreateTicket <=> CreateTicket, PostCustomerMessage <=> PostCustomerMessage,
+});
+
+enum_mapping!(webhook_state_to_pb, webhook_state_from_pb, WebhookState, pb::WebhookState, "WebhookState", {
+    Healthy <=> Healthy, Failing <=> Failing, Disabled <=> Disabled,
 });
 
 /// Text-valued enums stored in payloads; an unknown value shows as unspecified.

@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::paging::{self, decode, encode};
-use super::versioned::{Mask, ensure_etag};
+use super::versioned::{Mask, Versioned, update_versioned};
 use super::{ServiceError, ServiceResult};
 use crate::clock::Clock;
 use crate::domain::audit::AuditEntry;
@@ -51,6 +51,12 @@ pub struct WebhookPatch {
     pub filter: String,
     /// Only in updates: DISABLED pauses, HEALTHY resumes.
     pub state: Option<WebhookState>,
+}
+
+impl Versioned for Webhook {
+    fn version(&self) -> i64 {
+        self.version
+    }
 }
 
 #[derive(Serialize, Deserialize)]
@@ -232,9 +238,9 @@ impl WebhookService {
         .await
     }
 
-    /// Reads the webhook, checks `etag`, makes the change `change` says and saves it if
-    /// nobody saved in between; without an etag a concurrent save is read again and the
-    /// change made again. `Ok` with the current webhook when nothing changes.
+    /// The change `change` makes to the webhook, saved through the admin update path
+    /// (etag, and a re-read when another save came in between); the webhook as it is when
+    /// the change changes nothing.
     async fn saved_with(
         &self,
         actor: &Actor,
@@ -242,36 +248,35 @@ impl WebhookService {
         etag: Option<&str>,
         change: impl Fn(&Webhook) -> ServiceResult<(Webhook, WebhookColumns)>,
     ) -> ServiceResult<Webhook> {
-        const TRIES: usize = 5;
-        for _ in 0..TRIES {
-            let current = self.get(id).await?;
-            ensure_etag(etag, current.version)?;
-            let (mut next, columns) = change(&current)?;
-            if !columns.settings && columns.state == StateWrite::Keep && !columns.secrets {
-                return Ok(current);
-            }
-            let now = self.clock.now();
-            next.version = current.version + 1;
-            next.updated_at = now;
-            let audit = AuditEntry::saved(actor.clone(), Some(&current), &next, now);
-            if self
-                .store
-                .update_webhook(&next, columns, current.version, &audit)
-                .await?
-            {
-                self.changes.saved(next.id, next.version);
-                return Ok(next);
-            }
-        }
-        match etag {
-            Some(given) => Err(ServiceError::StaleEtag {
-                given: given.to_owned(),
-                current: self.get(id).await?.version.to_string(),
-            }),
-            None => Err(ServiceError::Contended(format!(
-                "webhook {id} kept changing"
-            ))),
-        }
+        let change = &change;
+        update_versioned(
+            &format!("webhook {id}"),
+            etag,
+            || self.get(id),
+            |current| async move {
+                let (mut next, columns) = change(&current)?;
+                if !columns.settings && columns.state == StateWrite::Keep && !columns.secrets {
+                    return Ok(current);
+                }
+                let now = self.clock.now();
+                next.version = current.version + 1;
+                next.updated_at = now;
+                let audit = AuditEntry::saved(actor.clone(), Some(&current), &next, now);
+                if self
+                    .store
+                    .update_webhook(&next, columns, current.version, &audit)
+                    .await?
+                {
+                    self.changes.saved(next.id, next.version);
+                    Ok(next)
+                } else {
+                    Err(ServiceError::Contended(format!(
+                        "webhook {id} changed concurrently"
+                    )))
+                }
+            },
+        )
+        .await
     }
 
     pub async fn delete(&self, actor: &Actor, id: Uuid) -> ServiceResult<()> {
