@@ -123,27 +123,11 @@ fn method_label(path: &str) -> String {
     }
 }
 
+/// The name of a `grpc-status` value (`UNKNOWN` for what is not one).
 fn code_name(code: &str) -> &'static str {
-    match code {
-        "0" => "OK",
-        "1" => "CANCELLED",
-        "2" => "UNKNOWN",
-        "3" => "INVALID_ARGUMENT",
-        "4" => "DEADLINE_EXCEEDED",
-        "5" => "NOT_FOUND",
-        "6" => "ALREADY_EXISTS",
-        "7" => "PERMISSION_DENIED",
-        "8" => "RESOURCE_EXHAUSTED",
-        "9" => "FAILED_PRECONDITION",
-        "10" => "ABORTED",
-        "11" => "OUT_OF_RANGE",
-        "12" => "UNIMPLEMENTED",
-        "13" => "INTERNAL",
-        "14" => "UNAVAILABLE",
-        "15" => "DATA_LOSS",
-        "16" => "UNAUTHENTICATED",
-        _ => "UNKNOWN",
-    }
+    code.parse::<i32>().map_or("UNKNOWN", |n| {
+        super::http_error::code_name(tonic::Code::from(n))
+    })
 }
 
 #[derive(Debug, Clone, Copy, Default)]

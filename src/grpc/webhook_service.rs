@@ -210,13 +210,10 @@ impl WebhookService for WebhookApi {
         let principal = authorize(&request, "RotateWebhookSecret", ADMIN).await?;
         let r = request.into_inner();
         let id = convert::required_uuid("id", &r.id)?;
-        let overlap = match r.overlap {
+        let overlap = match r.overlap.map(std::time::Duration::try_from) {
             None => None,
-            Some(d) if d.seconds >= 0 && d.nanos >= 0 => Some(
-                TimeDelta::seconds(d.seconds.min(i64::from(i32::MAX)))
-                    + TimeDelta::nanoseconds(i64::from(d.nanos)),
-            ),
-            Some(_) => {
+            Some(Ok(d)) => Some(TimeDelta::from_std(d).unwrap_or(TimeDelta::MAX)),
+            Some(Err(_)) => {
                 return Err(ServiceError::invalid("overlap", "must not be negative").into());
             }
         };

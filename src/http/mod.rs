@@ -50,7 +50,7 @@ pub fn router(
     };
     let openapi = rest
         .as_ref()
-        .map(|rest| Arc::new(rest.openapi().to_string()));
+        .map(|rest| Bytes::from(rest.openapi().to_string()));
     let apis = Apis {
         tickets: Arc::new(TicketApi::new(services.clone())),
         escalation: Arc::new(EscalationApi::new(services.clone())),
@@ -85,7 +85,7 @@ struct Apis {
     escalation: Arc<EscalationApi>,
     rest: Option<Arc<rest::Transcoder>>,
     /// The OpenAPI document, made once at start-up.
-    openapi: Option<Arc<String>>,
+    openapi: Option<Bytes>,
     hooks: crate::service::hooks::HookService,
 }
 
@@ -215,7 +215,7 @@ async fn openapi_document(State(apis): State<Apis>) -> Response {
     match apis.openapi {
         Some(document) => (
             [(axum::http::header::CONTENT_TYPE, "application/json")],
-            document.as_str().to_owned(),
+            document,
         )
             .into_response(),
         None => error(&Status::unimplemented("REST routes are unavailable")),
