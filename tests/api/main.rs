@@ -247,6 +247,7 @@ harness::conformance! {
         a_killed_server_resumes_its_webhook_backlog_losing_nothing,
         a_paused_webhook_waits_and_a_new_url_starts_afresh,
         an_https_receiver_must_present_a_trusted_certificate,
+        webhook_changes_are_audited_and_a_deleted_webhook_stops,
     ],
     http: [
         watches_stream_as_server_sent_events_and_resume,

@@ -1068,3 +1068,75 @@ pub async fn an_https_receiver_must_present_a_trusted_certificate(backend: Backe
     );
     server.abort();
 }
+
+/// Every change to a webhook is in the audit trail, its secrets in none; a deleted
+/// webhook stops receiving at once.
+pub async fn webhook_changes_are_audited_and_a_deleted_webhook_stops(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let receiver = Receiver::start(accept()).await;
+    let hook = make_webhook(&app, &receiver.url, &[pb::EventType::TicketCreated], "").await;
+    let mut tickets = app.tickets();
+    create(&mut tickets, new_ticket("Before the changes")).await;
+    receiver.wait_for(1, PATIENCE).await;
+
+    let mut webhooks = app.webhooks();
+    webhooks
+        .update_webhook(pb::UpdateWebhookRequest {
+            webhook: Some(pb::Webhook {
+                id: hook.id.clone(),
+                description: "ERP sync".into(),
+                ..Default::default()
+            }),
+            update_mask: Some(prost_types::FieldMask {
+                paths: vec!["description".into()],
+            }),
+            etag: hook.etag.clone(),
+        })
+        .await
+        .expect("update");
+    let rotated = webhooks
+        .rotate_webhook_secret(pb::RotateWebhookSecretRequest {
+            id: hook.id.clone(),
+            overlap: None,
+        })
+        .await
+        .expect("rotate")
+        .into_inner();
+    // Unset, the overlap is a day.
+    let until = time(&rotated.previous_secret_expire_time);
+    let day = until - Utc::now();
+    assert!(
+        day > TimeDelta::hours(23) && day <= TimeDelta::hours(24),
+        "{day}"
+    );
+    webhooks
+        .delete_webhook(pb::DeleteWebhookRequest {
+            id: hook.id.clone(),
+        })
+        .await
+        .expect("delete");
+    create(&mut tickets, new_ticket("After the delete")).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(receiver.received().len(), 1, "nothing after the delete");
+
+    let entries = app
+        .admin()
+        .list_audit_entries(pb::ListAuditEntriesRequest {
+            filter: format!(r#"resource = "webhook" AND resource_id = "{}""#, hook.id),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .entries;
+    let mut actions: Vec<&str> = entries.iter().map(|e| e.action.as_str()).collect();
+    actions.sort();
+    assert_eq!(actions, vec!["create", "delete", "update", "update"]);
+    let recorded = format!("{entries:?}");
+    assert!(recorded.contains("ERP sync"), "{recorded}");
+    let new_secret = rotated.webhook.unwrap().secret;
+    assert!(
+        !recorded.contains(&hook.secret) && !recorded.contains(&new_secret),
+        "secrets are never recorded"
+    );
+}
