@@ -15,7 +15,7 @@ use tonic_health::ServingStatus;
 use crate::clock::Clock;
 use crate::config::Settings;
 use crate::events::Bus;
-use crate::grpc::{self, EdgeLayer, GateLayer, GateSettings, GrpcLimits, pb};
+use crate::grpc::{self, ConsistencyLayer, EdgeLayer, GateLayer, GateSettings, GrpcLimits, pb};
 use crate::service::{ServiceError, Services, StreamGauge};
 use crate::store::{self, PoolSettings, StoreError};
 use crate::tls::TlsServer;
@@ -67,7 +67,11 @@ pub async fn open_store(
             settings.database_statement_timeout_seconds,
         ),
     };
-    let store = store::open(&settings.database_url, &pool, bus).await?;
+    let read_urls: Vec<String> = (settings.database_read_url.iter())
+        .map(|url| url.trim().to_owned())
+        .filter(|url| !url.is_empty())
+        .collect();
+    let store = store::open_with_standbys(&settings.database_url, &read_urls, &pool, bus).await?;
     store.migrate().await?;
     store
         .configure_search(&settings.search_config)
@@ -277,6 +281,7 @@ impl App {
                     max_email_bytes: self.settings.max_email_bytes,
                 },
             ))
+            .layer(ConsistencyLayer::new(self.services.store.standbys()))
             .add_routes(routes(&self.services, &limits))
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -432,12 +437,14 @@ fn cors_layer(origins: &[String]) -> Result<tower_http::cors::CorsLayer, AppErro
             HeaderName::from_static("x-grpc-web"),
             HeaderName::from_static("x-user-agent"),
             HeaderName::from_static("grpc-timeout"),
+            HeaderName::from_static(store::TOKEN_METADATA),
         ])
         .expose_headers([
             HeaderName::from_static("grpc-status"),
             HeaderName::from_static("grpc-message"),
             HeaderName::from_static("grpc-status-details-bin"),
             HeaderName::from_static(crate::grpc::RESUME_CURSOR),
+            HeaderName::from_static(store::TOKEN_METADATA),
         ])
         .max_age(Duration::from_secs(600)))
 }

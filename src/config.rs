@@ -58,6 +58,17 @@ pub struct Settings {
     )]
     pub database_url: String,
 
+    /// PostgreSQL streaming standbys, comma-separated, that take the reads callers ask
+    /// for (lists, counts, search, feeds, reports, the audit log); writes stay on the
+    /// database URL.
+    #[arg(
+        long,
+        env = "TICKETD_DATABASE_READ_URL",
+        value_delimiter = ',',
+        hide_env_values = true
+    )]
+    pub database_read_url: Vec<String>,
+
     /// Address to serve gRPC on; port 0 picks a free port.
     #[arg(long, env = "TICKETD_LISTEN", default_value = "127.0.0.1:50051")]
     pub listen: String,
@@ -274,6 +285,7 @@ impl Settings {
     pub fn with_database(database_url: impl Into<String>) -> Self {
         Settings {
             database_url: database_url.into(),
+            database_read_url: Vec::new(),
             listen: "127.0.0.1:50051".into(),
             log_format: LogFormat::Pretty,
             bootstrap_key: None,

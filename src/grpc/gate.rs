@@ -190,7 +190,7 @@ pub(crate) fn method_limit(path: &str, max_message_bytes: usize, max_email_bytes
 }
 
 /// The gate's refusal: a gRPC status, or for the HTTP routes its JSON.
-fn refusal(path: &str, status: Status) -> Response<Body> {
+pub(super) fn refusal(path: &str, status: Status) -> Response<Body> {
     if is_http(path) {
         super::http_error::response(&status, |json| {
             Body::new(http_body_util::Full::new(bytes::Bytes::from(json)))

@@ -6,6 +6,7 @@ mod admin_sla;
 mod auth;
 mod automation_service;
 mod codec;
+mod consistency;
 mod contact_service;
 mod convert;
 mod edge;
@@ -25,6 +26,7 @@ use tonic::service::Routes;
 
 pub use admin_service::AdminApi;
 pub use automation_service::AutomationApi;
+pub use consistency::ConsistencyLayer;
 pub use contact_service::ContactApi;
 pub use edge::EdgeLayer;
 pub use escalation_service::EscalationApi;

@@ -123,7 +123,7 @@ impl AuditStore for SqlStore {
             q.push(" AND id < ").push_bind(before);
         }
         q.push(" ORDER BY id DESC LIMIT ").push_bind(limit);
-        let rows: Vec<AuditRow> = q.fetch_all(&self.pools).await?;
+        let rows: Vec<AuditRow> = q.fetch_all(self.pools.routed()).await?;
         rows::convert_all(rows)
     }
 }

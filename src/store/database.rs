@@ -21,7 +21,10 @@ use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Arguments, Database, Encode, FromRow, Postgres, Sqlite, Type};
 use uuid::Uuid;
 
+use std::sync::Arc;
+
 use super::dialect::Dialect;
+use super::replicas::{Standby, Standbys, Target, note_write};
 use super::{StoreError, StoreResult};
 
 /// A value bound to one statement parameter; `None` binds SQL NULL.
@@ -262,7 +265,7 @@ impl<'q> Statement<'q> {
     /// runs on the writer, committed alone.
     pub async fn execute(self, on: impl Into<On<'_>>) -> StoreResult<u64> {
         match on.into() {
-            On::Pools(pools) => pools.write(self).await,
+            On::Pools(pools) | On::Routed(pools) => pools.write(self).await,
             On::Tx(tx) => tx.execute(self).await,
         }
     }
@@ -271,6 +274,7 @@ impl<'q> Statement<'q> {
     pub async fn fetch_all<R: RowType>(self, on: impl Into<On<'_>>) -> StoreResult<Vec<R>> {
         match on.into() {
             On::Pools(pools) => pools.fetch_all(self).await,
+            On::Routed(pools) => pools.routed_fetch_all(self).await,
             On::Tx(tx) => tx.fetch_all(self).await,
         }
     }
@@ -278,6 +282,7 @@ impl<'q> Statement<'q> {
     pub async fn fetch_optional<R: RowType>(self, on: impl Into<On<'_>>) -> StoreResult<Option<R>> {
         match on.into() {
             On::Pools(pools) => pools.fetch_optional(self).await,
+            On::Routed(pools) => pools.routed_fetch_optional(self).await,
             On::Tx(tx) => tx.fetch_optional(self).await,
         }
     }
@@ -285,6 +290,7 @@ impl<'q> Statement<'q> {
     pub async fn fetch_one<R: RowType>(self, on: impl Into<On<'_>>) -> StoreResult<R> {
         match on.into() {
             On::Pools(pools) => pools.fetch_one(self).await,
+            On::Routed(pools) => pools.routed_fetch_one(self).await,
             On::Tx(tx) => tx.fetch_one(self).await,
         }
     }
@@ -364,10 +370,27 @@ macro_rules! run {
     }};
 }
 
+/// Runs a routed read as `$method` on the standby [`Pools::standby`] picks, or on the
+/// primary when none can serve it or the standby fails it.
+macro_rules! routed {
+    ($pools:ident, $statement:ident, $method:ident) => {{
+        if let Some(standby) = $pools.standby().await {
+            let pool = &standby.pool;
+            let attempt: StoreResult<_> =
+                async { Ok(run!(Postgres, $statement.clone(), pool, $method)) }.await;
+            if let Some(result) = standby.settle(attempt) {
+                return result;
+            }
+        }
+        $pools.$method($statement).await
+    }};
+}
+
 /// Where a statement runs: the store's pools (reads on a reader, writes on the writer),
-/// or an open transaction.
+/// a standby if one can serve the read ([`Pools::routed`]), or an open transaction.
 pub enum On<'a> {
     Pools(&'a Pools),
+    Routed(&'a Pools),
     Tx(&'a mut Tx),
 }
 
@@ -384,10 +407,14 @@ impl<'a> From<&'a mut Tx> for On<'a> {
 }
 
 /// The connections of one store.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub enum Pools {
-    /// One pool: PostgreSQL handles concurrent writers itself.
-    Postgres(PgPool),
+    /// One pool for the primary: PostgreSQL handles concurrent writers itself. Standbys,
+    /// when configured, take the reads that [`Pools::routed`] marks.
+    Postgres {
+        pool: PgPool,
+        standbys: Option<Arc<Standbys>>,
+    },
     /// Several readers beside exactly one writer: SQLite admits one writer at a time
     /// anyway, and queueing writers in the pool instead of in SQLite's busy handler
     /// avoids SQLITE_BUSY when a read transaction would have to upgrade to a write.
@@ -400,7 +427,7 @@ pub enum Pools {
 impl Pools {
     pub fn dialect(&self) -> Dialect {
         match self {
-            Pools::Postgres(_) => Dialect::Postgres,
+            Pools::Postgres { .. } => Dialect::Postgres,
             Pools::Sqlite { .. } => Dialect::Sqlite,
         }
     }
@@ -408,7 +435,7 @@ impl Pools {
     /// Starts a write transaction.
     pub async fn begin(&self) -> StoreResult<Tx> {
         Ok(match self {
-            Pools::Postgres(pool) => Tx::Postgres(pool.begin().await?),
+            Pools::Postgres { pool, .. } => Tx::Postgres(pool.begin().await?),
             Pools::Sqlite { writer, .. } => Tx::Sqlite(writer.begin().await?),
         })
     }
@@ -416,14 +443,18 @@ impl Pools {
     /// Runs a write outside any transaction of ours (one statement, committed alone).
     pub async fn write(&self, statement: Statement<'_>) -> StoreResult<u64> {
         Ok(match self {
-            Pools::Postgres(pool) => run!(Postgres, statement, pool, execute),
+            Pools::Postgres { pool, .. } => {
+                let touched = run!(Postgres, statement, pool, execute);
+                note_write();
+                touched
+            }
             Pools::Sqlite { writer, .. } => run!(Sqlite, statement, writer, execute),
         })
     }
 
     pub async fn fetch_all<R: RowType>(&self, statement: Statement<'_>) -> StoreResult<Vec<R>> {
         Ok(match self {
-            Pools::Postgres(pool) => run!(Postgres, statement, pool, fetch_all),
+            Pools::Postgres { pool, .. } => run!(Postgres, statement, pool, fetch_all),
             Pools::Sqlite { reader, .. } => run!(Sqlite, statement, reader, fetch_all),
         })
     }
@@ -433,22 +464,60 @@ impl Pools {
         statement: Statement<'_>,
     ) -> StoreResult<Option<R>> {
         Ok(match self {
-            Pools::Postgres(pool) => run!(Postgres, statement, pool, fetch_optional),
+            Pools::Postgres { pool, .. } => run!(Postgres, statement, pool, fetch_optional),
             Pools::Sqlite { reader, .. } => run!(Sqlite, statement, reader, fetch_optional),
         })
     }
 
     pub async fn fetch_one<R: RowType>(&self, statement: Statement<'_>) -> StoreResult<R> {
         Ok(match self {
-            Pools::Postgres(pool) => run!(Postgres, statement, pool, fetch_one),
+            Pools::Postgres { pool, .. } => run!(Postgres, statement, pool, fetch_one),
             Pools::Sqlite { reader, .. } => run!(Sqlite, statement, reader, fetch_one),
         })
+    }
+
+    /// Where a read runs that may go to a standby: one a caller asked for and nothing
+    /// writes after (see `replicas`).
+    pub fn routed(&self) -> On<'_> {
+        On::Routed(self)
+    }
+
+    /// The standby a routed read goes to, if any (counting where it went).
+    async fn standby(&self) -> Option<&Standby> {
+        let Pools::Postgres {
+            standbys: Some(standbys),
+            ..
+        } = self
+        else {
+            Target::Primary.count();
+            return None;
+        };
+        let chosen = standbys.choose().await;
+        if chosen.is_none() {
+            Target::Fallback.count();
+        }
+        chosen
+    }
+
+    async fn routed_fetch_all<R: RowType>(&self, statement: Statement<'_>) -> StoreResult<Vec<R>> {
+        routed!(self, statement, fetch_all)
+    }
+
+    async fn routed_fetch_optional<R: RowType>(
+        &self,
+        statement: Statement<'_>,
+    ) -> StoreResult<Option<R>> {
+        routed!(self, statement, fetch_optional)
+    }
+
+    async fn routed_fetch_one<R: RowType>(&self, statement: Statement<'_>) -> StoreResult<R> {
+        routed!(self, statement, fetch_one)
     }
 
     /// Connections open and idle, over all pools.
     pub fn stats(&self) -> (u32, u32) {
         match self {
-            Pools::Postgres(pool) => (pool.size(), pool.num_idle() as u32),
+            Pools::Postgres { pool, .. } => (pool.size(), pool.num_idle() as u32),
             Pools::Sqlite { reader, writer } => (
                 reader.size() + writer.size(),
                 (reader.num_idle() + writer.num_idle()) as u32,
@@ -504,7 +573,10 @@ impl Tx {
 
     pub async fn commit(self) -> StoreResult<()> {
         match self {
-            Tx::Postgres(tx) => tx.commit().await?,
+            Tx::Postgres(tx) => {
+                tx.commit().await?;
+                note_write();
+            }
             Tx::Sqlite(tx) => tx.commit().await?,
         }
         Ok(())

@@ -99,7 +99,7 @@ impl EventLog for SqlStore {
             .bind(after_cursor)
             .bind(include_internal)
             .bind(limit)
-            .fetch_all(&self.pools)
+            .fetch_all(self.pools.routed())
             .await?;
         rows::convert_all(rows)
     }

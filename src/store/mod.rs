@@ -19,6 +19,7 @@ mod idempotency;
 mod keys;
 mod pg_notify;
 mod postgres;
+mod replicas;
 mod reports;
 mod routing;
 mod rows;
@@ -60,6 +61,7 @@ pub use events::EventLog;
 pub use hooks::HookStore;
 pub use idempotency::RequestIdStore;
 pub use keys::KeyStore;
+pub use replicas::{Lsn, Standbys, TOKEN_METADATA, session};
 pub use reports::{Fact, FactKind, FactQuery, Grain, ReportStore};
 pub use routing::RoutingStore;
 pub use search::{SNIPPET_FIELDS, SearchHit, SearchQuery, SearchStore};
@@ -117,6 +119,8 @@ pub enum StoreError {
     },
     #[error("unsupported database url {0:?}: use postgres://… or sqlite://…")]
     UnsupportedUrl(String),
+    #[error("read URLs name PostgreSQL standbys: they need a postgres:// database URL")]
+    StandbysNeedPostgres,
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -517,6 +521,9 @@ pub trait Store:
 
     /// Open connections and how many of them are idle, over all pools.
     fn pool_stats(&self) -> (u32, u32);
+
+    /// The standbys reads may go to, when any are configured.
+    fn standbys(&self) -> Option<Arc<Standbys>>;
 }
 
 /// The store over either backend: one implementation of every aggregate, with the
@@ -547,7 +554,7 @@ impl Store for SqlStore {
         // `run` on a pooled connection trips async-trait lifetimes; `run_direct` is what
         // it calls. The session setting must not go back to the pool with the connection.
         match &self.pools {
-            Pools::Postgres(pool) => {
+            Pools::Postgres { pool, .. } => {
                 let mut conn = pool.acquire().await?;
                 conn.close_on_drop();
                 // Migrations may take long on big tables: no statement timeout for them.
@@ -576,14 +583,36 @@ impl Store for SqlStore {
     fn pool_stats(&self) -> (u32, u32) {
         self.pools.stats()
     }
+
+    fn standbys(&self) -> Option<Arc<Standbys>> {
+        match &self.pools {
+            Pools::Postgres { standbys, .. } => standbys.clone(),
+            Pools::Sqlite { .. } => None,
+        }
+    }
 }
 
 /// Opens the store a URL names: `postgres://` or `postgresql://` for PostgreSQL,
 /// `sqlite:` for SQLite (the file is created if missing).
 /// Commits that append events or change deliveries are announced on `bus`.
 pub async fn open(url: &str, pool: &PoolSettings, bus: Bus) -> StoreResult<Arc<dyn Store>> {
+    open_with_standbys(url, &[], pool, bus).await
+}
+
+/// [`open`], with reads a caller asks for going to the PostgreSQL streaming standbys
+/// `read_urls` name when they can serve them (see `replicas`).
+pub async fn open_with_standbys(
+    url: &str,
+    read_urls: &[String],
+    pool: &PoolSettings,
+    bus: Bus,
+) -> StoreResult<Arc<dyn Store>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Arc::new(postgres::connect(url, pool, bus).await?))
+        Ok(Arc::new(
+            postgres::connect(url, read_urls, pool, bus).await?,
+        ))
+    } else if !read_urls.is_empty() {
+        Err(StoreError::StandbysNeedPostgres)
     } else if url.starts_with("sqlite:") {
         Ok(Arc::new(sqlite::connect(url, pool, bus).await?))
     } else {

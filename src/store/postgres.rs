@@ -5,15 +5,15 @@ use std::str::FromStr;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 
 use super::database::Pools;
+use super::replicas::Standbys;
 use super::{PoolSettings, SqlStore, StoreError, StoreResult, pg_notify};
 use crate::events::Bus;
 
 /// How long a pooled connection may sit idle before it is checked again before use.
 const IDLE_CHECK_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
-/// Connects to the PostgreSQL server `url` names, and listens for other replicas'
-/// wake-ups.
-pub async fn connect(url: &str, settings: &PoolSettings, bus: Bus) -> StoreResult<SqlStore> {
+/// The options ticketd connects with to the server `url` names.
+fn options(url: &str, settings: &PoolSettings) -> StoreResult<PgConnectOptions> {
     let mut options = PgConnectOptions::from_str(url)?.application_name("ticketd");
     // TLS only when the URL asks for it (`sslmode=require`, `verify-full`, or an explicit
     // `prefer`). The driver's own default, `prefer`, would quietly encrypt every
@@ -26,6 +26,22 @@ pub async fn connect(url: &str, settings: &PoolSettings, bus: Bus) -> StoreResul
         let millis = settings.statement_timeout.as_millis().to_string();
         options = options.options([("statement_timeout", millis.as_str())]);
     }
+    Ok(options)
+}
+
+/// Connects to the PostgreSQL server `url` names, and listens for other replicas'
+/// wake-ups. Routed reads go to the streaming standbys `read_urls` name, if any.
+pub async fn connect(
+    url: &str,
+    read_urls: &[String],
+    settings: &PoolSettings,
+    bus: Bus,
+) -> StoreResult<SqlStore> {
+    let options = options(url, settings)?;
+    let standby_options = read_urls
+        .iter()
+        .map(|url| self::options(url.trim(), settings))
+        .collect::<StoreResult<Vec<_>>>()?;
     // One connection straight away, so that a wrong host, port or password is
     // reported at once, by name and with its cause, rather than as a pool that
     // timed out.
@@ -71,9 +87,14 @@ pub async fn connect(url: &str, settings: &PoolSettings, bus: Bus) -> StoreResul
             })
         })
         .connect_lazy_with(options);
-    let tasks = pg_notify::spawn(pool.clone(), bus.clone());
+    let mut tasks = pg_notify::spawn(pool.clone(), bus.clone());
+    let standbys = (!standby_options.is_empty())
+        .then(|| Standbys::new(pool.clone(), standby_options, settings));
+    if let Some(standbys) = &standbys {
+        tasks.push(standbys.spawn_watch());
+    }
     Ok(SqlStore {
-        pools: Pools::Postgres(pool),
+        pools: Pools::Postgres { pool, standbys },
         bus,
         tasks,
         search_config: std::sync::RwLock::new("english".into()),

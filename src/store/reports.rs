@@ -234,7 +234,7 @@ impl ReportStore for SqlStore {
             .params
             .into_iter()
             .fold(Statement::owned(b.sql), Statement::bind)
-            .fetch_all(&self.pools)
+            .fetch_all(self.pools.routed())
             .await?;
         Ok(rows
             .into_iter()

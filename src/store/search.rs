@@ -210,7 +210,7 @@ impl SearchStore for SqlStore {
             .fold(Statement::owned(sql), Statement::bind);
         match dialect {
             Dialect::Postgres => {
-                let rows: Vec<(Uuid, f64)> = statement.fetch_all(&self.pools).await?;
+                let rows: Vec<(Uuid, f64)> = statement.fetch_all(self.pools.routed()).await?;
                 if rows.is_empty() {
                     return Ok(Vec::new());
                 }
@@ -226,7 +226,7 @@ impl SearchStore for SqlStore {
             }
             Dialect::Sqlite => {
                 let rows: Vec<(Uuid, f64, String, String, String)> =
-                    statement.fetch_all(&self.pools).await?;
+                    statement.fetch_all(self.pools.routed()).await?;
                 Ok(rows
                     .into_iter()
                     .map(|(ticket_id, score, s0, s1, s2)| SearchHit {
@@ -312,7 +312,8 @@ impl SqlStore {
              (SELECT {config}::regconfig AS cfg) x WHERE s.ticket_id IN "
         ));
         statement.push_list(rows.iter().map(|(id, _)| *id));
-        let found: Vec<(Uuid, String, String, String)> = statement.fetch_all(&self.pools).await?;
+        let found: Vec<(Uuid, String, String, String)> =
+            statement.fetch_all(self.pools.routed()).await?;
         Ok(found
             .into_iter()
             .map(|(id, s0, s1, s2)| (id, SNIPPET_FIELDS.into_iter().zip([s0, s1, s2]).collect()))

@@ -319,7 +319,7 @@ impl TicketStore for SqlStore {
         let (count,): (i64,) = params
             .into_iter()
             .fold(Statement::owned(sql), Statement::bind)
-            .fetch_one(&self.pools)
+            .fetch_one(self.pools.routed())
             .await?;
         Ok(count)
     }
@@ -329,9 +329,9 @@ impl TicketStore for SqlStore {
         let q = params
             .into_iter()
             .fold(Statement::owned(sql), Statement::bind);
-        let rows: Vec<TicketRow> = q.fetch_all(&self.pools).await?;
+        let rows: Vec<TicketRow> = q.fetch_all(self.pools.routed()).await?;
         let mut tickets: Vec<Ticket> = rows::convert_all(rows)?;
-        attach_clocks(&self.pools, &mut tickets).await?;
+        attach_clocks(self.pools.routed(), &mut tickets).await?;
         Ok(tickets)
     }
 

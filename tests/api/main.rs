@@ -24,6 +24,7 @@ mod notifications;
 mod postgres_only;
 mod postgres_restart;
 mod private_cluster;
+mod read_replicas;
 mod receiver;
 mod reports;
 mod rest;
@@ -236,6 +237,9 @@ harness::conformance! {
         a_message_hook_posts_to_its_conversation,
         hooks_are_administered_by_admins,
     ],
+    read_replicas: [
+        consistency_tokens_are_checked_and_only_standbys_issue_them,
+    ],
     webhooks: [
         matching_events_arrive_signed_and_in_log_order,
         a_failing_receiver_is_retried_with_backoff_and_events_wait_in_order,
@@ -344,6 +348,14 @@ mod postgres_server {
         if crate::harness::Backend::postgres().is_some() {
             crate::postgres_restart::a_restarted_database_is_unavailable_then_recovers_without_a_restart()
                 .await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn reads_go_to_a_standby_and_never_miss_the_callers_writes() {
+        // A primary and a standby of its own; the configured server says "run it".
+        if crate::harness::Backend::postgres().is_some() {
+            crate::read_replicas::reads_go_to_a_standby_and_never_miss_the_callers_writes().await;
         }
     }
 

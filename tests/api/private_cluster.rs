@@ -52,14 +52,10 @@ impl PrivateCluster {
 
     /// A cluster initialised but not started: settings and files may be added first.
     pub fn init() -> PrivateCluster {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("free port")
-            .port();
         let cluster = PrivateCluster {
             bin: Self::bin_dir(),
             dir: std::env::temp_dir().join(format!("ticketd-pg-{}", Uuid::new_v4().simple())),
-            port,
+            port: free_port(),
             options: Vec::new(),
         };
         let dir = cluster.dir.display().to_string();
@@ -68,6 +64,63 @@ impl PrivateCluster {
             &["-D", &dir, "-U", "postgres", "-A", "trust", "--no-sync"],
         );
         cluster
+    }
+
+    /// A streaming standby of `primary`, copied with `pg_basebackup` (which also writes
+    /// its `primary_conninfo`), and started.
+    pub fn standby_of(primary: &PrivateCluster) -> PrivateCluster {
+        let standby = PrivateCluster {
+            bin: primary.bin.clone(),
+            dir: std::env::temp_dir().join(format!("ticketd-pg-{}", Uuid::new_v4().simple())),
+            port: free_port(),
+            options: Vec::new(),
+        };
+        let (dir, port) = (standby.dir.display().to_string(), primary.port.to_string());
+        standby.run(
+            "pg_basebackup",
+            &[
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-D",
+                &dir,
+                "-R",
+                "-X",
+                "stream",
+                "--no-sync",
+                "--checkpoint=fast",
+            ],
+        );
+        standby.pg_ctl(&["start"]);
+        standby
+    }
+
+    /// Runs `sql` on the cluster's `postgres` database with `psql`.
+    pub fn psql(&self, sql: &str) -> String {
+        let port = self.port.to_string();
+        let output = self
+            .command("psql")
+            .args([
+                "-h",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-U",
+                "postgres",
+                "-XAtc",
+                sql,
+            ])
+            .output()
+            .expect("run psql");
+        assert!(
+            output.status.success(),
+            "psql {sql:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        String::from_utf8_lossy(&output.stdout).trim().to_owned()
     }
 
     /// Writes a file into the cluster's directory that the server may read (and only
@@ -145,6 +198,13 @@ impl Drop for PrivateCluster {
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("free port")
+        .port()
 }
 
 fn is_root() -> bool {

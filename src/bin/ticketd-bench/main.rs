@@ -14,6 +14,7 @@ mod load;
 mod pgbench;
 mod replicas;
 mod server;
+mod standbys;
 mod streams;
 mod webhooks;
 
@@ -29,6 +30,7 @@ pub(crate) use load::*;
 pub(crate) use pgbench::*;
 pub(crate) use replicas::*;
 pub(crate) use server::*;
+pub(crate) use standbys::*;
 pub(crate) use streams::*;
 pub(crate) use webhooks::*;
 
@@ -63,6 +65,10 @@ struct Args {
     /// Runs only the replica measurements (1, 2 and 3 ticketd replicas on one database).
     #[arg(long)]
     replicas_only: bool,
+    /// Runs only reads with one streaming standby against none (a private primary and
+    /// standby, made with the PostgreSQL programs beside `--pgbench`).
+    #[arg(long)]
+    standbys_only: bool,
     /// Runs only the load curve (`target/bench/load-curve.svg` and `.json`) and the
     /// 10,000-idle-watcher point.
     #[arg(long)]
@@ -125,6 +131,11 @@ async fn main() {
     }
     if args.replicas_only {
         let rows = replica_costs(&args).await;
+        report(&rows, cores, "as the server has it", &args);
+        return;
+    }
+    if args.standbys_only {
+        let rows = standby_costs(&args).await;
         report(&rows, cores, "as the server has it", &args);
         return;
     }

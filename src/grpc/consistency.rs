@@ -1,0 +1,106 @@
+//! Read-your-writes across standbys, at the edge of every authenticated call (gRPC and
+//! HTTP alike):
+//!
+//! - a request may carry `ticketd-consistency-token` (gRPC metadata or HTTP header): the
+//!   reads it makes see at least that position (a malformed token is INVALID_ARGUMENT);
+//! - a response to a request that committed a write carries the token of that write,
+//!   when standbys are configured (without them every read is on the primary, and there
+//!   is nothing to wait for).
+//!
+//! The store does the waiting and the routing; see `store::replicas`.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use tonic::Status;
+use tonic::body::Body;
+use tonic::codegen::http::{HeaderValue, Request, Response};
+use tower::{Layer, Service};
+
+use crate::store::{self, Lsn, Standbys, TOKEN_METADATA};
+
+#[derive(Clone)]
+pub struct ConsistencyLayer {
+    standbys: Option<Arc<Standbys>>,
+}
+
+impl ConsistencyLayer {
+    pub fn new(standbys: Option<Arc<Standbys>>) -> Self {
+        Self { standbys }
+    }
+}
+
+impl<S> Layer<S> for ConsistencyLayer {
+    type Service = Consistency<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Consistency {
+            inner,
+            standbys: self.standbys.clone(),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Consistency<S> {
+    inner: S,
+    standbys: Option<Arc<Standbys>>,
+}
+
+/// The token a request carries, if any.
+fn token_of<B>(request: &Request<B>) -> Result<Option<Lsn>, Status> {
+    let Some(value) = request.headers().get(TOKEN_METADATA) else {
+        return Ok(None);
+    };
+    value
+        .to_str()
+        .map_err(|_| "it is not text".to_owned())
+        .and_then(|text| text.trim().parse::<Lsn>())
+        .map(Some)
+        .map_err(|why| Status::invalid_argument(format!("{TOKEN_METADATA}: {why}")))
+}
+
+impl<S> Service<Request<Body>> for Consistency<S>
+where
+    S: Service<Request<Body>, Response = Response<Body>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = Response<Body>;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response<Body>, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<Body>) -> Self::Future {
+        // The clone that was made ready is the one to call; keep a fresh one for later.
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let standbys = self.standbys.clone();
+        Box::pin(async move {
+            let after = match token_of(&request) {
+                Ok(after) => after,
+                Err(status) => return Ok(super::gate::refusal(request.uri().path(), status)),
+            };
+            let (response, wrote) = store::session(after, inner.call(request)).await;
+            let mut response = response?;
+            if let (true, Some(standbys)) = (wrote, standbys) {
+                match standbys.write_token().await {
+                    Ok(token) => {
+                        if let Ok(value) = HeaderValue::from_str(&token.to_string()) {
+                            response.headers_mut().insert(TOKEN_METADATA, value);
+                        }
+                    }
+                    // The write is done; only its token is missing, so later reads go
+                    // wherever tokenless reads go.
+                    Err(err) => tracing::warn!(error = %err, "no consistency token for a write"),
+                }
+            }
+            Ok(response)
+        })
+    }
+}

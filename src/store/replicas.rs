@@ -1,0 +1,417 @@
+//! Reads on PostgreSQL streaming standbys (`TICKETD_DATABASE_READ_URL`).
+//!
+//! Only the reads a caller asks for and nothing writes after — ticket lists and counts,
+//! searches, activity feeds, reports, the audit log — may go to a standby; every write,
+//! and every read that a write depends on, stays on the primary.
+//!
+//! A caller never reads older than its own writes. A request that commits a write is
+//! answered with a consistency token: the primary's WAL position after the commit. A
+//! read that carries the token goes to a standby that has replayed at least that far; if
+//! none has, it waits up to [`TOKEN_WAIT`] for one, then reads on the primary. A read
+//! without a token goes to any standby less than [`MAX_STALENESS`] behind.
+//!
+//! One task per process follows each standby's replay position and the primary's WAL
+//! position every [`WATCH_EVERY`], which gives the lag (`ticketd_db_replica_lag_seconds`)
+//! and whether the standby answers (`ticketd_db_replica_up`). A standby that fails a read
+//! or stops answering is left out until it answers again, and the read it failed is
+//! made again on the primary: a standby going away costs latency, never an answer.
+
+use std::collections::VecDeque;
+use std::fmt;
+use std::future::Future;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+
+use super::{PoolSettings, StoreError, StoreResult};
+
+/// The gRPC metadata key (and HTTP header) carrying a consistency token.
+pub const TOKEN_METADATA: &str = "ticketd-consistency-token";
+/// How long a read with a token waits for a standby to replay that far.
+pub const TOKEN_WAIT: Duration = Duration::from_millis(100);
+/// A read without a token skips standbys further behind than this.
+pub const MAX_STALENESS: Duration = Duration::from_secs(10);
+/// How often standbys' replay positions are read.
+pub const WATCH_EVERY: Duration = Duration::from_millis(100);
+/// Primary positions kept to judge lag by: ten minutes' worth.
+const SAMPLES_KEPT: usize = 6_000;
+
+/// A position in PostgreSQL's write-ahead log, written as PostgreSQL writes it
+/// (`16/B374D848`: the high and low 32 bits in hexadecimal).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Lsn(pub u64);
+
+impl fmt::Display for Lsn {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xFFFF_FFFF)
+    }
+}
+
+impl FromStr for Lsn {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let invalid = || format!("{s:?} is not a consistency token (such as 16/B374D848)");
+        let (high, low) = s.split_once('/').ok_or_else(invalid)?;
+        let part = |p: &str| {
+            if p.is_empty() || p.len() > 8 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
+                return Err(invalid());
+            }
+            u64::from_str_radix(p, 16).map_err(|_| invalid())
+        };
+        Ok(Lsn(part(high)? << 32 | part(low)?))
+    }
+}
+
+/// What the store knows of the caller's request it is serving.
+struct Session {
+    /// Reads must see at least this position.
+    after: Option<Lsn>,
+    /// The request committed a write.
+    wrote: AtomicBool,
+}
+
+tokio::task_local! {
+    static SESSION: Session;
+}
+
+/// Runs `request` as one caller's request whose reads must see at least `after`;
+/// returns its output and whether it committed a write on the primary.
+pub async fn session<F: Future>(after: Option<Lsn>, request: F) -> (F::Output, bool) {
+    let session = Session {
+        after,
+        wrote: AtomicBool::new(false),
+    };
+    SESSION
+        .scope(session, async {
+            let output = request.await;
+            let wrote = SESSION.with(|s| s.wrote.load(Ordering::Relaxed));
+            (output, wrote)
+        })
+        .await
+}
+
+/// Marks the current request (if any) as having written.
+pub(super) fn note_write() {
+    let _ = SESSION.try_with(|s| s.wrote.store(true, Ordering::Relaxed));
+}
+
+fn read_after() -> Option<Lsn> {
+    SESSION.try_with(|s| s.after).ok().flatten()
+}
+
+/// Which database served a routed read, as the `target` label of
+/// `ticketd_db_reads_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// No standby is configured.
+    Primary,
+    Replica,
+    /// A standby is configured but could not serve this read.
+    Fallback,
+}
+
+impl Target {
+    pub(super) fn count(self) {
+        let target = match self {
+            Target::Primary => "primary",
+            Target::Replica => "replica",
+            Target::Fallback => "fallback",
+        };
+        metrics::counter!("ticketd_db_reads_total", "target" => target).increment(1);
+    }
+}
+
+/// One standby and what was last seen of it.
+pub(super) struct Standby {
+    /// Its index in `TICKETD_DATABASE_READ_URL`, the `replica` label of its metrics.
+    label: String,
+    /// Host and port, for logs.
+    target: String,
+    pub(super) pool: PgPool,
+    replayed: AtomicU64,
+    up: AtomicBool,
+    lag_millis: AtomicU64,
+}
+
+impl Standby {
+    fn usable(&self) -> bool {
+        self.up.load(Ordering::Relaxed)
+    }
+
+    fn replayed(&self) -> Lsn {
+        Lsn(self.replayed.load(Ordering::Relaxed))
+    }
+
+    /// Leaves the standby out until it answers the watch again.
+    pub(super) fn mark_down(&self, why: &dyn fmt::Display) {
+        if self.up.swap(false, Ordering::Relaxed) {
+            tracing::warn!(standby = %self.target, error = %why, "standby left out of reads");
+        }
+        metrics::gauge!("ticketd_db_replica_up", "replica" => self.label.clone()).set(0.0);
+    }
+
+    /// What a read on this standby came to: its result, or `None` when it should be
+    /// made again on the primary (the standby is then left out until it answers).
+    pub(super) fn settle<T>(&self, attempt: StoreResult<T>) -> Option<StoreResult<T>> {
+        match attempt {
+            Ok(rows) => {
+                Target::Replica.count();
+                Some(Ok(rows))
+            }
+            Err(err) if retry_on_primary(&err) => {
+                if !matches!(err, StoreError::Database(_)) {
+                    self.mark_down(&err);
+                }
+                Target::Fallback.count();
+                None
+            }
+            Err(err) => Some(Err(err)),
+        }
+    }
+
+    /// Its replay position now; an error if it is not a standby (any more).
+    async fn replay_position(&self) -> StoreResult<Lsn> {
+        let (position,): (Option<i64>,) =
+            sqlx::query_as("SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint")
+                .fetch_one(&self.pool)
+                .await?;
+        position.map(|p| Lsn(p as u64)).ok_or_else(|| {
+            StoreError::Corrupt("the read URL names a server that is not a standby".into())
+        })
+    }
+}
+
+/// The standbys of one store and the primary they follow.
+pub struct Standbys {
+    primary: PgPool,
+    members: Vec<Standby>,
+    /// Round-robin turn among standbys.
+    next: AtomicUsize,
+    /// The primary's WAL position as sampled by the watch, oldest first.
+    samples: Mutex<VecDeque<(Instant, Lsn)>>,
+}
+
+impl Standbys {
+    /// Pools for every standby URL (connected lazily: a standby that is down at start
+    /// only means reads go to the primary until it answers).
+    pub(super) fn new(
+        primary: PgPool,
+        standbys: Vec<PgConnectOptions>,
+        settings: &PoolSettings,
+    ) -> Arc<Self> {
+        let mut members = Vec::with_capacity(standbys.len());
+        for (i, options) in standbys.into_iter().enumerate() {
+            let target = format!("{}:{}", options.get_host(), options.get_port());
+            let pool = PgPoolOptions::new()
+                .max_connections(settings.max_connections)
+                .acquire_timeout(settings.acquire_timeout.min(Duration::from_secs(1)))
+                .connect_lazy_with(options);
+            members.push(Standby {
+                label: i.to_string(),
+                target,
+                pool,
+                replayed: AtomicU64::new(0),
+                up: AtomicBool::new(false),
+                lag_millis: AtomicU64::new(u64::MAX),
+            });
+        }
+        Arc::new(Standbys {
+            primary,
+            members,
+            next: AtomicUsize::new(0),
+            samples: Mutex::new(VecDeque::new()),
+        })
+    }
+
+    /// The token of a request that wrote: the primary's WAL insert position now, which
+    /// is past the end of every transaction committed before.
+    pub async fn write_token(&self) -> StoreResult<Lsn> {
+        let (position,): (i64,) =
+            sqlx::query_as("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint")
+                .fetch_one(&self.primary)
+                .await?;
+        Ok(Lsn(position as u64))
+    }
+
+    /// The standby a routed read should use, or `None` for the primary.
+    pub(super) async fn choose(&self) -> Option<&Standby> {
+        let count = self.members.len();
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut usable = (0..count)
+            .map(|i| &self.members[(start + i) % count])
+            .filter(|s| s.usable());
+        let Some(after) = read_after() else {
+            let fresh = MAX_STALENESS.as_millis() as u64;
+            return usable.find(|s| s.lag_millis.load(Ordering::Relaxed) <= fresh);
+        };
+        let first = usable.next()?;
+        if first.replayed() >= after {
+            return Some(first);
+        }
+        if let Some(caught_up) = usable.find(|s| s.replayed() >= after) {
+            return Some(caught_up);
+        }
+        // None has replayed that far yet: wait briefly on one of them.
+        let deadline = Instant::now() + TOKEN_WAIT;
+        loop {
+            match first.replay_position().await {
+                Ok(position) if position >= after => {
+                    first.replayed.fetch_max(position.0, Ordering::Relaxed);
+                    return Some(first);
+                }
+                Ok(_) => {}
+                Err(err) => {
+                    first.mark_down(&err);
+                    return None;
+                }
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    }
+
+    /// Follows the primary's position and each standby's, for as long as the store lives.
+    pub(super) fn spawn_watch(self: &Arc<Self>) -> tokio::task::JoinHandle<()> {
+        let standbys = Arc::downgrade(self);
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(WATCH_EVERY);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                tick.tick().await;
+                let Some(standbys) = standbys.upgrade() else {
+                    return;
+                };
+                standbys.watch_once().await;
+            }
+        })
+    }
+
+    async fn watch_once(&self) {
+        let now = Instant::now();
+        let primary: Result<(i64,), _> =
+            sqlx::query_as("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
+                .fetch_one(&self.primary)
+                .await;
+        if let Ok((position,)) = primary {
+            let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+            samples.push_back((now, Lsn(position as u64)));
+            while samples.len() > SAMPLES_KEPT {
+                samples.pop_front();
+            }
+        }
+        for standby in &self.members {
+            let labels = [("replica", standby.label.clone())];
+            match tokio::time::timeout(WATCH_EVERY * 10, standby.replay_position()).await {
+                Ok(Ok(position)) => {
+                    standby.replayed.fetch_max(position.0, Ordering::Relaxed);
+                    let lag = {
+                        let samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+                        behind_since(&samples, standby.replayed(), now)
+                    };
+                    standby
+                        .lag_millis
+                        .store(lag.as_millis() as u64, Ordering::Relaxed);
+                    metrics::gauge!("ticketd_db_replica_lag_seconds", &labels)
+                        .set(lag.as_secs_f64());
+                    if !standby.up.swap(true, Ordering::Relaxed) {
+                        tracing::info!(standby = %standby.target, "standby takes reads");
+                    }
+                    metrics::gauge!("ticketd_db_replica_up", &labels).set(1.0);
+                }
+                Ok(Err(err)) => standby.mark_down(&err),
+                Err(_) => standby.mark_down(&"no answer to the replay-position query"),
+            }
+        }
+    }
+}
+
+/// How long a standby at `replayed` has been missing WAL the primary had: since the
+/// oldest sample of the primary's position beyond it (zero when it has everything
+/// sampled; at least the age of the oldest sample when it is behind all of them).
+fn behind_since(samples: &VecDeque<(Instant, Lsn)>, replayed: Lsn, now: Instant) -> Duration {
+    samples
+        .iter()
+        .find(|(_, position)| *position > replayed)
+        .map_or(Duration::ZERO, |(at, _)| now.saturating_duration_since(*at))
+}
+
+/// Whether a read that failed on a standby should be made again on the primary: the
+/// standby is unreachable, or cancelled the read because replay needed its rows
+/// (`40001`, a recovery conflict).
+pub(super) fn retry_on_primary(err: &StoreError) -> bool {
+    match err {
+        StoreError::Unavailable(_) => true,
+        StoreError::Database(sqlx::Error::Database(db)) => db.code().as_deref() == Some("40001"),
+        _ => false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_read_and_write_as_postgresql_writes_positions() {
+        let lsn: Lsn = "16/B374D848".parse().unwrap();
+        assert_eq!(lsn, Lsn(0x16_B374_D848));
+        assert_eq!(lsn.to_string(), "16/B374D848");
+        assert_eq!("0/0".parse::<Lsn>().unwrap(), Lsn(0));
+        assert_eq!("FFFFFFFF/FFFFFFFF".parse::<Lsn>().unwrap(), Lsn(u64::MAX));
+        for bad in [
+            "",
+            "16",
+            "/1",
+            "1/",
+            "16/B374D848/1",
+            "g/1",
+            "123456789/0",
+            "-1/0",
+            " 1/0",
+        ] {
+            assert!(bad.parse::<Lsn>().is_err(), "{bad:?} was accepted");
+        }
+    }
+
+    #[test]
+    fn lag_counts_from_the_first_position_the_standby_lacks() {
+        let start = Instant::now();
+        let at = |ms| start + Duration::from_millis(ms);
+        let samples: VecDeque<_> = [(at(0), Lsn(100)), (at(100), Lsn(200)), (at(200), Lsn(300))]
+            .into_iter()
+            .collect();
+        let now = at(250);
+        assert_eq!(behind_since(&samples, Lsn(300), now), Duration::ZERO);
+        assert_eq!(behind_since(&samples, Lsn(400), now), Duration::ZERO);
+        assert_eq!(
+            behind_since(&samples, Lsn(250), now),
+            Duration::from_millis(50)
+        );
+        assert_eq!(
+            behind_since(&samples, Lsn(150), now),
+            Duration::from_millis(150)
+        );
+        assert_eq!(
+            behind_since(&samples, Lsn(0), now),
+            Duration::from_millis(250)
+        );
+        assert_eq!(behind_since(&VecDeque::new(), Lsn(0), now), Duration::ZERO);
+    }
+
+    #[tokio::test]
+    async fn a_session_reports_whether_its_request_wrote() {
+        let after = Some(Lsn(7));
+        let ((), wrote) = session(after, async { assert_eq!(read_after(), after) }).await;
+        assert!(!wrote);
+        let ((), wrote) = session(None, async { note_write() }).await;
+        assert!(wrote);
+        // Outside any request nothing is recorded, and nothing fails.
+        note_write();
+        assert_eq!(read_after(), None);
+    }
+}

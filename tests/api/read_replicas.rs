@@ -1,0 +1,267 @@
+//! Reads on streaming standbys (`TICKETD_DATABASE_READ_URL`): a private primary and a
+//! standby copied from it with `pg_basebackup`. Lists go to the standby; a caller that
+//! sends the token of its write always sees that write; a standby that stops mid-load
+//! costs no answer; and tokens are checked on every backend.
+//!
+//! Which database served a list is told apart by pausing the standby's replay: a list
+//! that lacks a ticket the primary already holds can only have come from the standby.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use ticketd::grpc::pb;
+use ticketd::store::TOKEN_METADATA;
+use tonic::Code;
+
+use crate::harness::{
+    Backend, TestDatabase, Tickets, new_ticket, settings_for, spawn_app, start, with_database,
+};
+use crate::private_cluster::PrivateCluster;
+
+/// Creates a ticket; returns its id and the consistency token of the response.
+async fn create_ticket(tickets: &mut Tickets, subject: &str) -> (String, Option<String>) {
+    let response = tickets
+        .create_ticket(new_ticket(subject))
+        .await
+        .expect("create");
+    let token = response
+        .metadata()
+        .get(TOKEN_METADATA)
+        .map(|v| v.to_str().expect("text").to_owned());
+    (response.into_inner().ticket.expect("ticket").id, token)
+}
+
+/// The ids `ListTickets` returns, with the token given (if any).
+async fn listed(
+    tickets: &mut Tickets,
+    token: Option<&str>,
+) -> Result<HashSet<String>, tonic::Status> {
+    let mut request = tonic::Request::new(pb::ListTicketsRequest {
+        page_size: 500,
+        ..Default::default()
+    });
+    if let Some(token) = token {
+        request
+            .metadata_mut()
+            .insert(TOKEN_METADATA, token.parse().expect("metadata"));
+    }
+    let response = tickets.list_tickets(request).await?;
+    Ok(response
+        .into_inner()
+        .tickets
+        .into_iter()
+        .map(|t| t.id)
+        .collect())
+}
+
+pub async fn consistency_tokens_are_checked_and_only_standbys_issue_them(backend: Backend) {
+    if matches!(backend, Backend::Sqlite) {
+        // Standbys are PostgreSQL's: naming them beside SQLite is a configuration error.
+        let database = TestDatabase::create(&backend).await;
+        let mut settings = settings_for(&database);
+        settings.database_read_url = vec!["postgres://127.0.0.1:1/standby".into()];
+        let refused = ticketd::app::App::build(settings).await;
+        let message = error_chain(refused.err().expect("refused"));
+        assert!(message.contains("standbys"), "{message}");
+    }
+    let app = spawn_app(backend).await;
+    let mut tickets = app.tickets();
+    let (id, token) = create_ticket(&mut tickets, "no standby").await;
+    assert_eq!(token, None, "without standbys there is nothing to wait for");
+    for valid in ["0/0", "16/B374D848", "FFFFFFFF/FFFFFFFF"] {
+        let seen = listed(&mut tickets, Some(valid)).await.expect("list");
+        assert!(seen.contains(&id), "with token {valid}");
+    }
+    for invalid in ["nonsense", "1/", "123456789/0", "1/2/3"] {
+        let status = listed(&mut tickets, Some(invalid))
+            .await
+            .expect_err(invalid);
+        assert_eq!(status.code(), Code::InvalidArgument, "{invalid}");
+        assert!(
+            status.message().contains(TOKEN_METADATA),
+            "{}",
+            status.message()
+        );
+    }
+    // The same header over HTTP.
+    let response = reqwest::Client::new()
+        .get(format!("http://{}/v1/tickets", app.addr))
+        .bearer_auth(&app.admin_secret)
+        .header("Ticketd-Consistency-Token", "not/a token")
+        .send()
+        .await
+        .expect("a response");
+    assert_eq!(response.status().as_u16(), 400);
+    let body = response.text().await.unwrap();
+    assert!(body.contains(TOKEN_METADATA), "{body}");
+}
+
+/// The error and its sources, one after the other.
+fn error_chain(err: ticketd::app::AppError) -> String {
+    let mut text = err.to_string();
+    let mut source = std::error::Error::source(&err);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Waits until the standby has replayed the ticket `id`.
+async fn replayed(standby: &sqlx::PgPool, id: &str) {
+    let id = uuid::Uuid::parse_str(id).expect("uuid");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (found,): (bool,) =
+            sqlx::query_as("SELECT EXISTS (SELECT 1 FROM tickets WHERE id = $1)")
+                .bind(id)
+                .fetch_one(standby)
+                .await
+                .expect("query the standby");
+        if found {
+            return;
+        }
+        assert!(Instant::now() < deadline, "the standby never replayed {id}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Waits until a list without a token lacks `id`, which only the paused standby can
+/// answer: reads without a token reach it.
+async fn served_by_the_standby(tickets: &mut Tickets, id: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while listed(tickets, None).await.expect("list").contains(id) {
+        assert!(
+            Instant::now() < deadline,
+            "every list came from the primary: the standby never took reads"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn pg_ctl(cluster: &Arc<PrivateCluster>, action: &'static [&'static str]) {
+    let cluster = cluster.clone();
+    tokio::task::spawn_blocking(move || cluster.pg_ctl(action))
+        .await
+        .expect("pg_ctl");
+}
+
+async fn psql(cluster: &Arc<PrivateCluster>, sql: &'static str) {
+    let cluster = cluster.clone();
+    tokio::task::spawn_blocking(move || cluster.psql(sql))
+        .await
+        .expect("psql");
+}
+
+/// Writers that create a ticket and list with its token until `stop`: every list must
+/// succeed and show the writer's own ticket. Returns how many rounds they made.
+async fn write_and_read_back(tickets: Tickets, stop: Arc<AtomicBool>) -> usize {
+    let mut tickets = tickets;
+    let mut rounds = 0;
+    while !stop.load(Ordering::SeqCst) {
+        let (id, token) = create_ticket(&mut tickets, "under load").await;
+        let token = token.expect("a write's token");
+        let seen = listed(&mut tickets, Some(&token))
+            .await
+            .unwrap_or_else(|status| {
+                panic!("a read failed while the standby went away: {status:?}")
+            });
+        assert!(
+            seen.contains(&id),
+            "a read with the token missed its own write"
+        );
+        rounds += 1;
+    }
+    rounds
+}
+
+pub async fn reads_go_to_a_standby_and_never_miss_the_callers_writes() {
+    let primary = Arc::new(
+        tokio::task::spawn_blocking(PrivateCluster::start)
+            .await
+            .unwrap(),
+    );
+    let database = TestDatabase::create(&Backend::Postgres(primary.url())).await;
+    let TestDatabase::Postgres { name, .. } = &database else {
+        unreachable!("a PostgreSQL database")
+    };
+    let name = name.clone();
+    let standby = Arc::new(
+        tokio::task::spawn_blocking({
+            let primary = primary.clone();
+            move || PrivateCluster::standby_of(&primary)
+        })
+        .await
+        .unwrap(),
+    );
+    let standby_url = with_database(&standby.url(), &name);
+    let standby_db = sqlx::PgPool::connect(&standby_url).await.expect("standby");
+    let mut settings = settings_for(&database);
+    settings.database_read_url = vec![standby_url];
+    settings.database_acquire_timeout_seconds = 2;
+    let app = start(settings, database).await;
+    let mut tickets = app.tickets();
+
+    // Read-your-writes, as fast as the caller can go.
+    for i in 0..30 {
+        let (id, token) = create_ticket(&mut tickets, &format!("read back {i}")).await;
+        let token = token.expect("a write answered with a token");
+        let seen = listed(&mut tickets, Some(&token)).await.expect("list");
+        assert!(seen.contains(&id), "round {i}: the write was missing");
+    }
+
+    // Replay paused: a list without a token comes from the standby and lacks the new
+    // ticket; with the token, the read waits briefly, then the primary answers it.
+    let (before, _) = create_ticket(&mut tickets, "replayed").await;
+    replayed(&standby_db, &before).await;
+    psql(&standby, "SELECT pg_wal_replay_pause()").await;
+    let (unreplayed, token) = create_ticket(&mut tickets, "not replayed yet").await;
+    served_by_the_standby(&mut tickets, &unreplayed).await;
+    let seen = listed(&mut tickets, Some(&token.expect("token")))
+        .await
+        .expect("list");
+    assert!(seen.contains(&unreplayed) && seen.contains(&before));
+
+    // A token the standby has replayed is served there: it lacks a later write.
+    psql(&standby, "SELECT pg_wal_replay_resume()").await;
+    let (mine, token) = create_ticket(&mut tickets, "mine").await;
+    replayed(&standby_db, &mine).await;
+    psql(&standby, "SELECT pg_wal_replay_pause()").await;
+    let (later, _) = create_ticket(&mut tickets, "someone else's, later").await;
+    let seen = listed(&mut tickets, Some(&token.expect("token")))
+        .await
+        .expect("list");
+    assert!(seen.contains(&mine), "the caller's write is missing");
+    assert!(
+        !seen.contains(&later),
+        "a caught-up standby should have served the read"
+    );
+    psql(&standby, "SELECT pg_wal_replay_resume()").await;
+    standby_db.close().await;
+
+    // The standby stops hard under load and comes back: no read fails or misses.
+    let stop = Arc::new(AtomicBool::new(false));
+    let writers: Vec<_> = (0..2)
+        .map(|_| tokio::spawn(write_and_read_back(app.tickets(), stop.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    pg_ctl(&standby, &["stop", "-m", "immediate"]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    pg_ctl(&standby, &["start"]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    stop.store(true, Ordering::SeqCst);
+    let mut rounds = 0;
+    for writer in writers {
+        rounds += writer.await.expect("writer");
+    }
+    assert!(rounds > 10, "only {rounds} write-and-read rounds");
+
+    // Back, it takes reads again.
+    psql(&standby, "SELECT pg_wal_replay_pause()").await;
+    let (after_restart, _) = create_ticket(&mut tickets, "after the restart").await;
+    served_by_the_standby(&mut tickets, &after_restart).await;
+    app.shutdown().await.expect("shutdown");
+}
