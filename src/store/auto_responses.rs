@@ -162,13 +162,12 @@ impl AutoResponseStore for SqlStore {
 
 /// Records an auto-response sent, in the transaction that queues it.
 pub(super) async fn record_sent(tx: &mut Tx, sent: &AutoResponseSent) -> StoreResult<()> {
-    tx.execute(
+    tx.defer(
         Statement::new(RECORD_SENT)
             .bind(sent.ticket_id)
             .bind(sent.contact.as_str())
             .bind(sent.kind.as_str())
             .bind(sent.at),
     )
-    .await?;
-    Ok(())
+    .await
 }

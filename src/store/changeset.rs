@@ -123,6 +123,8 @@ pub(super) async fn apply(
     }
     let created = new_ticket.as_ref().map(|t| (t.id, t.description.as_str()));
     index_events(tx, &pending, created).await?;
+    // Clocks and search documents go ahead of the events, with them (see `Tx::defer`).
+    upsert_clocks(tx, &clocks).await?;
     // Attachments and outbound messages reference their event, so they follow it.
     let stored = insert_events(tx, pending, 0).await?;
     for file in &files {
@@ -131,7 +133,6 @@ pub(super) async fn apply(
     for message in &outbound {
         queue_outbound(tx, message).await?;
     }
-    upsert_clocks(tx, &clocks).await?;
     write_timers(tx, &timers).await?;
     let mut tickets = Vec::with_capacity(updates.len());
     for update in &updates {

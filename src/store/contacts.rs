@@ -258,13 +258,12 @@ pub(super) async fn remember_addresses(
         if value.is_empty() {
             continue;
         }
-        Statement::new(REMEMBER_ADDRESS)
+        let remember = Statement::new(REMEMBER_ADDRESS)
             .bind(kind)
             .bind(value)
             .bind(contact.id)
-            .bind(at)
-            .execute(&mut *tx)
-            .await?;
+            .bind(at);
+        tx.defer(remember).await?;
     }
     Ok(())
 }

@@ -24,7 +24,8 @@ use uuid::Uuid;
 use std::sync::Arc;
 
 use super::dialect::Dialect;
-use super::replicas::{Standby, Standbys, Target, note_write};
+use super::replicas::{Standbys, note_write};
+pub use super::transaction::Tx;
 use super::{StoreError, StoreResult};
 
 /// A value bound to one statement parameter; `None` binds SQL NULL.
@@ -141,7 +142,7 @@ pub fn json(value: &impl Serialize) -> StoreResult<Value<'static>> {
 /// SQL text with the values of its parameters.
 #[derive(Debug, Clone)]
 pub struct Statement<'q> {
-    sql: Cow<'static, str>,
+    pub(super) sql: Cow<'static, str>,
     values: Vec<Value<'q>>,
 }
 
@@ -295,7 +296,71 @@ impl<'q> Statement<'q> {
         }
     }
 
-    fn arguments<DB>(&self) -> Result<DB::Arguments, BoxDynError>
+    /// The statement with every value owned, to be kept past its borrows.
+    pub fn into_owned(self) -> Statement<'static> {
+        let values = self
+            .values
+            .into_iter()
+            .map(|value| match value {
+                Value::Text(v) => Value::Text(v.map(|t| Cow::Owned(t.into_owned()))),
+                Value::Bytes(v) => Value::Bytes(v.map(|b| Cow::Owned(b.into_owned()))),
+                Value::Uuid(v) => Value::Uuid(v),
+                Value::Int(v) => Value::Int(v),
+                Value::Int32(v) => Value::Int32(v),
+                Value::Bool(v) => Value::Bool(v),
+                Value::Time(v) => Value::Time(v),
+                Value::Json(v) => Value::Json(v),
+            })
+            .collect();
+        Statement {
+            sql: self.sql,
+            values,
+        }
+    }
+
+    /// How many values are bound.
+    pub fn parameters(&self) -> usize {
+        self.values.len()
+    }
+
+    /// `self` with the writes `before` run as data-modifying CTEs of it (PostgreSQL):
+    /// one statement, one round trip. The CTEs and `self` see the same snapshot, so
+    /// `self` must not read what they write (foreign keys are checked at the end of the
+    /// statement and do see it), and no two may change the same row.
+    pub fn after(self, before: Vec<Statement<'static>>) -> Statement<'q> {
+        if before.is_empty() {
+            return self;
+        }
+        let mut values = self.values;
+        let mut ctes = Vec::with_capacity(before.len());
+        for (i, statement) in before.into_iter().enumerate() {
+            ctes.push(format!(
+                "deferred_{i} AS ({})",
+                renumber(&statement.sql, values.len())
+            ));
+            values.extend(statement.values);
+        }
+        let ctes = ctes.join(", ");
+        let sql = self.sql.trim_start();
+        let after = |prefix: &str| {
+            sql.get(..prefix.len())
+                .filter(|head| head.eq_ignore_ascii_case(prefix))
+                .map(|_| &sql[prefix.len()..])
+        };
+        let sql = if let Some(rest) = after("WITH RECURSIVE ") {
+            format!("WITH RECURSIVE {ctes}, {rest}")
+        } else if let Some(rest) = after("WITH ") {
+            format!("WITH {ctes}, {rest}")
+        } else {
+            format!("WITH {ctes} {sql}")
+        };
+        Statement {
+            sql: Cow::Owned(sql),
+            values,
+        }
+    }
+
+    pub(super) fn arguments<DB>(&self) -> Result<DB::Arguments, BoxDynError>
     where
         DB: Database,
         Option<Uuid>: for<'t> Encode<'t, DB> + Type<DB>,
@@ -346,7 +411,32 @@ impl<T> RowType for T where
 {
 }
 
-fn bad_arguments(err: BoxDynError) -> StoreError {
+/// `sql` with each placeholder `$N` outside quotes made `$(N + offset)`.
+fn renumber(sql: &str, offset: usize) -> String {
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut quote: Option<char> = None;
+    let mut chars = sql.chars().peekable();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        match quote {
+            Some(q) if c == q => quote = None,
+            Some(_) => {}
+            None if c == '\'' || c == '"' => quote = Some(c),
+            None if c == '$' && chars.peek().is_some_and(char::is_ascii_digit) => {
+                let mut n = 0usize;
+                while let Some(d) = chars.peek().and_then(|d| d.to_digit(10)) {
+                    n = n * 10 + d as usize;
+                    chars.next();
+                }
+                let _ = write!(out, "{}", n + offset);
+            }
+            None => {}
+        }
+    }
+    out
+}
+
+pub(super) fn bad_arguments(err: BoxDynError) -> StoreError {
     StoreError::Database(sqlx::Error::Encode(err))
 }
 
@@ -370,21 +460,7 @@ macro_rules! run {
     }};
 }
 
-/// Runs a routed read as `$method` on the standby [`Pools::standby`] picks, or on the
-/// primary when none can serve it or the standby fails it.
-macro_rules! routed {
-    ($pools:ident, $statement:ident, $method:ident) => {{
-        if let Some(standby) = $pools.standby().await {
-            let pool = &standby.pool;
-            let attempt: StoreResult<_> =
-                async { Ok(run!(Postgres, $statement.clone(), pool, $method)) }.await;
-            if let Some(result) = standby.settle(attempt) {
-                return result;
-            }
-        }
-        $pools.$method($statement).await
-    }};
-}
+pub(super) use run;
 
 /// Where a statement runs: the store's pools (reads on a reader, writes on the writer),
 /// a standby if one can serve the read ([`Pools::routed`]), or an open transaction.
@@ -435,8 +511,8 @@ impl Pools {
     /// Starts a write transaction.
     pub async fn begin(&self) -> StoreResult<Tx> {
         Ok(match self {
-            Pools::Postgres { pool, .. } => Tx::Postgres(pool.begin().await?),
-            Pools::Sqlite { writer, .. } => Tx::Sqlite(writer.begin().await?),
+            Pools::Postgres { pool, .. } => Tx::postgres(pool.begin().await?),
+            Pools::Sqlite { writer, .. } => Tx::sqlite(writer.begin().await?),
         })
     }
 
@@ -476,44 +552,6 @@ impl Pools {
         })
     }
 
-    /// Where a read runs that may go to a standby: one a caller asked for and nothing
-    /// writes after (see `replicas`).
-    pub fn routed(&self) -> On<'_> {
-        On::Routed(self)
-    }
-
-    /// The standby a routed read goes to, if any (counting where it went).
-    async fn standby(&self) -> Option<&Standby> {
-        let Pools::Postgres {
-            standbys: Some(standbys),
-            ..
-        } = self
-        else {
-            Target::Primary.count();
-            return None;
-        };
-        let chosen = standbys.choose().await;
-        if chosen.is_none() {
-            Target::Fallback.count();
-        }
-        chosen
-    }
-
-    async fn routed_fetch_all<R: RowType>(&self, statement: Statement<'_>) -> StoreResult<Vec<R>> {
-        routed!(self, statement, fetch_all)
-    }
-
-    async fn routed_fetch_optional<R: RowType>(
-        &self,
-        statement: Statement<'_>,
-    ) -> StoreResult<Option<R>> {
-        routed!(self, statement, fetch_optional)
-    }
-
-    async fn routed_fetch_one<R: RowType>(&self, statement: Statement<'_>) -> StoreResult<R> {
-        routed!(self, statement, fetch_one)
-    }
-
     /// Connections open and idle, over all pools.
     pub fn stats(&self) -> (u32, u32) {
         match self {
@@ -526,67 +564,56 @@ impl Pools {
     }
 }
 
-/// An open write transaction; dropped without [`Tx::commit`], it rolls back.
-pub enum Tx {
-    Postgres(sqlx::Transaction<'static, Postgres>),
-    Sqlite(sqlx::Transaction<'static, Sqlite>),
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl Tx {
-    pub fn dialect(&self) -> Dialect {
-        match self {
-            Tx::Postgres(_) => Dialect::Postgres,
-            Tx::Sqlite(_) => Dialect::Sqlite,
-        }
+    #[test]
+    fn placeholders_move_past_the_ones_before_them_and_quotes_stay_as_they_are() {
+        assert_eq!(
+            renumber("VALUES ($1, $2, '$3', \"$4\", $10)", 5),
+            "VALUES ($6, $7, '$3', \"$4\", $15)"
+        );
+        assert_eq!(
+            renumber("SELECT $$x$$, 'it''s $1', $1", 2),
+            "SELECT $$x$$, 'it''s $1', $3"
+        );
+        assert_eq!(renumber("E'\\n' || $2", 1), "E'\\n' || $3");
     }
 
-    pub async fn execute(&mut self, statement: Statement<'_>) -> StoreResult<u64> {
-        Ok(match self {
-            Tx::Postgres(tx) => run!(Postgres, statement, &mut **tx, execute),
-            Tx::Sqlite(tx) => run!(Sqlite, statement, &mut **tx, execute),
-        })
-    }
-
-    pub async fn fetch_all<R: RowType>(&mut self, statement: Statement<'_>) -> StoreResult<Vec<R>> {
-        Ok(match self {
-            Tx::Postgres(tx) => run!(Postgres, statement, &mut **tx, fetch_all),
-            Tx::Sqlite(tx) => run!(Sqlite, statement, &mut **tx, fetch_all),
-        })
-    }
-
-    pub async fn fetch_optional<R: RowType>(
-        &mut self,
-        statement: Statement<'_>,
-    ) -> StoreResult<Option<R>> {
-        Ok(match self {
-            Tx::Postgres(tx) => run!(Postgres, statement, &mut **tx, fetch_optional),
-            Tx::Sqlite(tx) => run!(Sqlite, statement, &mut **tx, fetch_optional),
-        })
-    }
-
-    pub async fn fetch_one<R: RowType>(&mut self, statement: Statement<'_>) -> StoreResult<R> {
-        Ok(match self {
-            Tx::Postgres(tx) => run!(Postgres, statement, &mut **tx, fetch_one),
-            Tx::Sqlite(tx) => run!(Sqlite, statement, &mut **tx, fetch_one),
-        })
-    }
-
-    pub async fn commit(self) -> StoreResult<()> {
-        match self {
-            Tx::Postgres(tx) => {
-                tx.commit().await?;
-                note_write();
-            }
-            Tx::Sqlite(tx) => tx.commit().await?,
-        }
-        Ok(())
-    }
-
-    pub async fn rollback(self) -> StoreResult<()> {
-        match self {
-            Tx::Postgres(tx) => tx.rollback().await?,
-            Tx::Sqlite(tx) => tx.rollback().await?,
-        }
-        Ok(())
+    #[test]
+    fn held_writes_become_ctes_of_the_statement_they_precede() {
+        let first = Statement::new("INSERT INTO a (x) VALUES ($1)").bind(1i64);
+        let second = Statement::new("INSERT INTO b (y, z) VALUES ($1, $2)")
+            .bind(2i64)
+            .bind("two".to_owned());
+        let main = Statement::new("INSERT INTO c (w) VALUES ($1) RETURNING id").bind(3i64);
+        let merged = main.after(vec![first.into_owned(), second.into_owned()]);
+        assert_eq!(
+            merged.sql,
+            "WITH deferred_0 AS (INSERT INTO a (x) VALUES ($2)), \
+             deferred_1 AS (INSERT INTO b (y, z) VALUES ($3, $4)) \
+             INSERT INTO c (w) VALUES ($1) RETURNING id"
+        );
+        let values: Vec<_> = merged.values.iter().map(|v| format!("{v:?}")).collect();
+        assert_eq!(
+            values,
+            [
+                "Int(Some(3))",
+                "Int(Some(1))",
+                "Int(Some(2))",
+                "Text(Some(\"two\"))"
+            ]
+        );
+        // A statement with CTEs of its own keeps them, after the held ones.
+        let with = Statement::new("with x AS (SELECT $1) SELECT * FROM x").bind(9i64);
+        let held = Statement::new("DELETE FROM d WHERE id = $1").bind(8i64);
+        assert_eq!(
+            with.after(vec![held.into_owned()]).sql,
+            "WITH deferred_0 AS (DELETE FROM d WHERE id = $2), x AS (SELECT $1) SELECT * FROM x"
+        );
+        // Nothing held: the statement as it is.
+        let alone = Statement::new("SELECT 1");
+        assert_eq!(alone.after(Vec::new()).sql, "SELECT 1");
     }
 }

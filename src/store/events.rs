@@ -211,7 +211,8 @@ pub(super) async fn insert_events(
         }
         insert.prepend(&format!("INSERT INTO ticket_events ({names}) VALUES "));
         insert.push(" RETURNING id, position");
-        let positions: HashMap<Uuid, i64> = insert.fetch_all(&mut *tx).await?.into_iter().collect();
+        // The first statement a change sends after its held-back writes: they go with it.
+        let positions: HashMap<Uuid, i64> = tx.fetch_all_after(insert).await?.into_iter().collect();
         for event in chunk {
             let cursor = *positions
                 .get(&event.id)

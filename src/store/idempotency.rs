@@ -78,10 +78,13 @@ pub(super) async fn claim_request_id(
         .bind(claim.expired_before)
         .fetch_optional(&mut *tx)
         .await?;
-    claim.replay_of(held)?.map(Some).ok_or_else(|| {
+    let replayed = claim.replay_of(held)?.ok_or_else(|| {
         StoreError::Corrupt(format!(
             "request id {:?} is neither claimable nor held",
             claim.request_id
         ))
-    })
+    })?;
+    // The retry answers for the first request's write: it gets a consistency token too.
+    super::replicas::note_write();
+    Ok(Some(replayed))
 }

@@ -29,6 +29,7 @@ mod sqlite;
 mod templates;
 mod ticket_query;
 mod tickets;
+mod transaction;
 mod views;
 mod webhooks;
 mod workflows;

@@ -26,6 +26,9 @@ use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
+use sqlx::Postgres;
+
+use super::database::{On, Pools, RowType, Statement, bad_arguments, run};
 use super::{PoolSettings, StoreError, StoreResult};
 
 /// The gRPC metadata key (and HTTP header) carrying a consistency token.
@@ -70,9 +73,16 @@ impl FromStr for Lsn {
 struct Session {
     /// Reads must see at least this position.
     after: Option<Lsn>,
-    /// The request committed a write.
+    /// The request committed a write (or replayed one by its request id).
     wrote: AtomicBool,
+    /// Where the request's routed reads go once the first has gone somewhere, so that
+    /// they all see one database at one moment or later: [`UNPINNED`], [`ON_PRIMARY`],
+    /// or a standby's index.
+    pinned: AtomicUsize,
 }
+
+const UNPINNED: usize = usize::MAX;
+const ON_PRIMARY: usize = usize::MAX - 1;
 
 tokio::task_local! {
     static SESSION: Session;
@@ -84,6 +94,7 @@ pub async fn session<F: Future>(after: Option<Lsn>, request: F) -> (F::Output, b
     let session = Session {
         after,
         wrote: AtomicBool::new(false),
+        pinned: AtomicUsize::new(UNPINNED),
     };
     SESSION
         .scope(session, async {
@@ -101,6 +112,86 @@ pub(super) fn note_write() {
 
 fn read_after() -> Option<Lsn> {
     SESSION.try_with(|s| s.after).ok().flatten()
+}
+
+/// Where the request's earlier routed reads went (`UNPINNED` outside a request); a
+/// request that wrote reads on the primary.
+fn pinned() -> usize {
+    SESSION
+        .try_with(|s| {
+            if s.wrote.load(Ordering::Relaxed) {
+                ON_PRIMARY
+            } else {
+                s.pinned.load(Ordering::Relaxed)
+            }
+        })
+        .unwrap_or(UNPINNED)
+}
+
+fn pin(to: usize) {
+    let _ = SESSION.try_with(|s| s.pinned.store(to, Ordering::Relaxed));
+}
+
+/// Runs a routed read as `$method` on the standby [`Pools::standby`] picks, or on the
+/// primary when none can serve it or the standby fails it.
+macro_rules! routed {
+    ($pools:ident, $statement:ident, $method:ident) => {{
+        if let Some(standby) = $pools.standby().await {
+            let pool = &standby.pool;
+            let attempt: StoreResult<_> =
+                async { Ok(run!(Postgres, $statement.clone(), pool, $method)) }.await;
+            if let Some(result) = standby.settle(attempt) {
+                return result;
+            }
+        }
+        $pools.$method($statement).await
+    }};
+}
+
+impl Pools {
+    /// Where a read runs that may go to a standby: one a caller asked for and nothing
+    /// writes after (see `replicas`).
+    pub fn routed(&self) -> On<'_> {
+        On::Routed(self)
+    }
+
+    /// The standby a routed read goes to, if any (counting where it went).
+    async fn standby(&self) -> Option<&Standby> {
+        let Pools::Postgres {
+            standbys: Some(standbys),
+            ..
+        } = self
+        else {
+            Target::Primary.count();
+            return None;
+        };
+        let chosen = standbys.choose().await;
+        if chosen.is_none() {
+            Target::Fallback.count();
+        }
+        chosen
+    }
+
+    pub(super) async fn routed_fetch_all<R: RowType>(
+        &self,
+        statement: Statement<'_>,
+    ) -> StoreResult<Vec<R>> {
+        routed!(self, statement, fetch_all)
+    }
+
+    pub(super) async fn routed_fetch_optional<R: RowType>(
+        &self,
+        statement: Statement<'_>,
+    ) -> StoreResult<Option<R>> {
+        routed!(self, statement, fetch_optional)
+    }
+
+    pub(super) async fn routed_fetch_one<R: RowType>(
+        &self,
+        statement: Statement<'_>,
+    ) -> StoreResult<R> {
+        routed!(self, statement, fetch_one)
+    }
 }
 
 /// Which database served a routed read, as the `target` label of
@@ -132,8 +223,13 @@ pub(super) struct Standby {
     /// Host and port, for logs.
     target: String,
     pub(super) pool: PgPool,
+    /// One connection of its own for the watch, so that a busy read pool cannot make
+    /// a standby look gone.
+    watch_pool: PgPool,
     replayed: AtomicU64,
     up: AtomicBool,
+    /// Whether it has been reported up or down yet.
+    known: AtomicBool,
     lag_millis: AtomicU64,
 }
 
@@ -146,12 +242,20 @@ impl Standby {
         Lsn(self.replayed.load(Ordering::Relaxed))
     }
 
-    /// Leaves the standby out until it answers the watch again.
+    /// Leaves the standby out until it answers the watch again. What was known of its
+    /// position is forgotten: a standby that restarts comes back further behind.
     pub(super) fn mark_down(&self, why: &dyn fmt::Display) {
-        if self.up.swap(false, Ordering::Relaxed) {
+        self.replayed.store(0, Ordering::Relaxed);
+        self.lag_millis.store(u64::MAX, Ordering::Relaxed);
+        let was_up = self.up.swap(false, Ordering::Relaxed);
+        if was_up || !self.known.swap(true, Ordering::Relaxed) {
             tracing::warn!(standby = %self.target, error = %why, "standby left out of reads");
         }
         metrics::gauge!("ticketd_db_replica_up", "replica" => self.label.clone()).set(0.0);
+    }
+
+    fn fresh(&self) -> bool {
+        self.lag_millis.load(Ordering::Relaxed) <= MAX_STALENESS.as_millis() as u64
     }
 
     /// What a read on this standby came to: its result, or `None` when it should be
@@ -163,7 +267,9 @@ impl Standby {
                 Some(Ok(rows))
             }
             Err(err) if retry_on_primary(&err) => {
-                if !matches!(err, StoreError::Database(_)) {
+                // A standby whose pool is only busy is not gone.
+                let busy = matches!(err, StoreError::Unavailable(sqlx::Error::PoolTimedOut));
+                if !busy && matches!(err, StoreError::Unavailable(_)) {
                     self.mark_down(&err);
                 }
                 Target::Fallback.count();
@@ -173,15 +279,20 @@ impl Standby {
         }
     }
 
-    /// Its replay position now; an error if it is not a standby (any more).
-    async fn replay_position(&self) -> StoreResult<Lsn> {
-        let (position,): (Option<i64>,) =
-            sqlx::query_as("SELECT (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint")
-                .fetch_one(&self.pool)
-                .await?;
-        position.map(|p| Lsn(p as u64)).ok_or_else(|| {
-            StoreError::Corrupt("the read URL names a server that is not a standby".into())
-        })
+    /// Its replay position now, asked on `pool`; an error if it is not a standby (any
+    /// more: a promoted standby keeps the last position it replayed).
+    async fn replay_position(&self, pool: &PgPool) -> StoreResult<Lsn> {
+        let (recovering, position): (bool, Option<i64>) = sqlx::query_as(
+            "SELECT pg_is_in_recovery(), (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint",
+        )
+        .fetch_one(pool)
+        .await?;
+        match (recovering, position) {
+            (true, Some(position)) => Ok(Lsn(position as u64)),
+            _ => Err(StoreError::Corrupt(
+                "the read URL names a server that is not a streaming standby".into(),
+            )),
+        }
     }
 }
 
@@ -209,13 +320,19 @@ impl Standbys {
             let pool = PgPoolOptions::new()
                 .max_connections(settings.max_connections)
                 .acquire_timeout(settings.acquire_timeout.min(Duration::from_secs(1)))
+                .connect_lazy_with(options.clone());
+            let watch_pool = PgPoolOptions::new()
+                .max_connections(1)
+                .acquire_timeout(WATCH_EVERY * 10)
                 .connect_lazy_with(options);
             members.push(Standby {
                 label: i.to_string(),
                 target,
                 pool,
+                watch_pool,
                 replayed: AtomicU64::new(0),
                 up: AtomicBool::new(false),
+                known: AtomicBool::new(false),
                 lag_millis: AtomicU64::new(u64::MAX),
             });
         }
@@ -237,40 +354,65 @@ impl Standbys {
         Ok(Lsn(position as u64))
     }
 
-    /// The standby a routed read should use, or `None` for the primary.
+    /// The standby a routed read should use, or `None` for the primary. Within one
+    /// request every routed read goes where the first went (the primary once the
+    /// request has written); a standby must be less than [`MAX_STALENESS`] behind and,
+    /// with a token, have replayed at least that far, waiting up to [`TOKEN_WAIT`] for it.
     pub(super) async fn choose(&self) -> Option<&Standby> {
         let count = self.members.len();
-        let start = self.next.fetch_add(1, Ordering::Relaxed);
-        let mut usable = (0..count)
-            .map(|i| &self.members[(start + i) % count])
-            .filter(|s| s.usable());
-        let Some(after) = read_after() else {
-            let fresh = MAX_STALENESS.as_millis() as u64;
-            return usable.find(|s| s.lag_millis.load(Ordering::Relaxed) <= fresh);
-        };
-        let first = usable.next()?;
-        if first.replayed() >= after {
-            return Some(first);
-        }
-        if let Some(caught_up) = usable.find(|s| s.replayed() >= after) {
-            return Some(caught_up);
-        }
-        // None has replayed that far yet: wait briefly on one of them.
-        let deadline = Instant::now() + TOKEN_WAIT;
-        loop {
-            match first.replay_position().await {
-                Ok(position) if position >= after => {
-                    first.replayed.fetch_max(position.0, Ordering::Relaxed);
-                    return Some(first);
+        match pinned() {
+            ON_PRIMARY => return None,
+            UNPINNED => {}
+            i => {
+                if let Some(standby) = self.members.get(i).filter(|s| s.usable()) {
+                    return Some(standby);
                 }
-                Ok(_) => {}
-                Err(err) => {
-                    first.mark_down(&err);
-                    return None;
-                }
-            }
-            if Instant::now() >= deadline {
+                // Gone since: the rest of the request reads where it can see at least
+                // as much, the primary.
+                pin(ON_PRIMARY);
                 return None;
+            }
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed);
+        let mut candidates = (0..count)
+            .map(|i| (start + i) % count)
+            .filter(|&i| self.members[i].usable() && self.members[i].fresh());
+        let after = read_after().unwrap_or(Lsn(0));
+        let chosen = match candidates
+            .clone()
+            .find(|&i| self.members[i].replayed() >= after)
+        {
+            Some(i) => Some(i),
+            // None has replayed that far yet: wait briefly on one of them.
+            None => match candidates.next() {
+                Some(i) => self.wait_for(&self.members[i], after).await.then_some(i),
+                None => None,
+            },
+        };
+        pin(chosen.unwrap_or(ON_PRIMARY));
+        chosen.map(|i| &self.members[i])
+    }
+
+    /// Whether `standby` replays as far as `after` within [`TOKEN_WAIT`].
+    async fn wait_for(&self, standby: &Standby, after: Lsn) -> bool {
+        let deadline = tokio::time::Instant::now() + TOKEN_WAIT;
+        loop {
+            let asked = tokio::time::timeout_at(deadline, standby.replay_position(&standby.pool));
+            match asked.await {
+                Ok(Ok(position)) => {
+                    standby.replayed.fetch_max(position.0, Ordering::Relaxed);
+                    if position >= after {
+                        return true;
+                    }
+                }
+                Ok(Err(err)) => {
+                    standby.mark_down(&err);
+                    return false;
+                }
+                Err(_) => return false,
+            }
+            if tokio::time::Instant::now() + Duration::from_millis(5) >= deadline {
+                return false;
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
@@ -307,18 +449,22 @@ impl Standbys {
         }
         for standby in &self.members {
             let labels = [("replica", standby.label.clone())];
-            match tokio::time::timeout(WATCH_EVERY * 10, standby.replay_position()).await {
+            let asked = standby.replay_position(&standby.watch_pool);
+            match tokio::time::timeout(WATCH_EVERY * 10, asked).await {
                 Ok(Ok(position)) => {
-                    standby.replayed.fetch_max(position.0, Ordering::Relaxed);
+                    standby.replayed.store(position.0, Ordering::Relaxed);
                     let lag = {
                         let samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
-                        behind_since(&samples, standby.replayed(), now)
+                        behind_since(&samples, position, now)
                     };
-                    standby
-                        .lag_millis
-                        .store(lag.as_millis() as u64, Ordering::Relaxed);
-                    metrics::gauge!("ticketd_db_replica_lag_seconds", &labels)
-                        .set(lag.as_secs_f64());
+                    // Behind every sample: how far is not known yet, so not fresh.
+                    let millis = lag.map_or(u64::MAX, |lag| lag.as_millis() as u64);
+                    standby.lag_millis.store(millis, Ordering::Relaxed);
+                    if let Some(lag) = lag {
+                        metrics::gauge!("ticketd_db_replica_lag_seconds", &labels)
+                            .set(lag.as_secs_f64());
+                    }
+                    standby.known.store(true, Ordering::Relaxed);
                     if !standby.up.swap(true, Ordering::Relaxed) {
                         tracing::info!(standby = %standby.target, "standby takes reads");
                     }
@@ -333,12 +479,21 @@ impl Standbys {
 
 /// How long a standby at `replayed` has been missing WAL the primary had: since the
 /// oldest sample of the primary's position beyond it (zero when it has everything
-/// sampled; at least the age of the oldest sample when it is behind all of them).
-fn behind_since(samples: &VecDeque<(Instant, Lsn)>, replayed: Lsn, now: Instant) -> Duration {
-    samples
+/// sampled). `None` when it is behind every sample: the samples do not reach back to
+/// when it fell behind.
+fn behind_since(
+    samples: &VecDeque<(Instant, Lsn)>,
+    replayed: Lsn,
+    now: Instant,
+) -> Option<Duration> {
+    match samples
         .iter()
-        .find(|(_, position)| *position > replayed)
-        .map_or(Duration::ZERO, |(at, _)| now.saturating_duration_since(*at))
+        .position(|(_, position)| *position > replayed)
+    {
+        None => Some(Duration::ZERO),
+        Some(0) => None,
+        Some(i) => Some(now.saturating_duration_since(samples[i].0)),
+    }
 }
 
 /// Whether a read that failed on a standby should be made again on the primary: the
@@ -347,7 +502,12 @@ fn behind_since(samples: &VecDeque<(Instant, Lsn)>, replayed: Lsn, now: Instant)
 pub(super) fn retry_on_primary(err: &StoreError) -> bool {
     match err {
         StoreError::Unavailable(_) => true,
-        StoreError::Database(sqlx::Error::Database(db)) => db.code().as_deref() == Some("40001"),
+        // 40001: a recovery conflict; 42P01, 42703, 42883: a table, column or function a
+        // migration just added on the primary has not been replayed here yet.
+        StoreError::Database(sqlx::Error::Database(db)) => matches!(
+            db.code().as_deref(),
+            Some("40001" | "42P01" | "42703" | "42883")
+        ),
         _ => false,
     }
 }
@@ -386,21 +546,15 @@ mod tests {
             .into_iter()
             .collect();
         let now = at(250);
-        assert_eq!(behind_since(&samples, Lsn(300), now), Duration::ZERO);
-        assert_eq!(behind_since(&samples, Lsn(400), now), Duration::ZERO);
-        assert_eq!(
-            behind_since(&samples, Lsn(250), now),
-            Duration::from_millis(50)
-        );
-        assert_eq!(
-            behind_since(&samples, Lsn(150), now),
-            Duration::from_millis(150)
-        );
-        assert_eq!(
-            behind_since(&samples, Lsn(0), now),
-            Duration::from_millis(250)
-        );
-        assert_eq!(behind_since(&VecDeque::new(), Lsn(0), now), Duration::ZERO);
+        let ms = |n| Some(Duration::from_millis(n));
+        assert_eq!(behind_since(&samples, Lsn(300), now), ms(0));
+        assert_eq!(behind_since(&samples, Lsn(400), now), ms(0));
+        assert_eq!(behind_since(&samples, Lsn(250), now), ms(50));
+        assert_eq!(behind_since(&samples, Lsn(150), now), ms(150));
+        assert_eq!(behind_since(&samples, Lsn(100), now), ms(150));
+        // Behind the oldest sample: since when is not known.
+        assert_eq!(behind_since(&samples, Lsn(99), now), None);
+        assert_eq!(behind_since(&VecDeque::new(), Lsn(0), now), ms(0));
     }
 
     #[tokio::test]

@@ -144,15 +144,14 @@ async fn append(tx: &mut Tx, ticket_id: Uuid, addition: Addition) -> StoreResult
     let internal = clip(&internal, max.saturating_sub(public.len())).to_owned();
     match tx.dialect() {
         Dialect::Postgres => {
-            Statement::new(PG_APPEND)
+            let append = Statement::new(PG_APPEND)
                 .bind(ticket_id)
                 .bind(addition.number)
                 .bind(subject)
                 .bind(public)
                 .bind(internal)
-                .bind(MAX_INDEXED_BYTES)
-                .execute(&mut *tx)
-                .await?;
+                .bind(MAX_INDEXED_BYTES);
+            tx.defer(append).await?;
         }
         Dialect::Sqlite => {
             let held: Option<(i64,)> = Statement::new(

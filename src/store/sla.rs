@@ -346,7 +346,12 @@ pub(super) async fn upsert_clocks(tx: &mut Tx, clocks: &[Clock]) -> StoreResult<
             upsert.push(")");
         }
         upsert.push(UPSERT_CLOCKS_CONFLICT);
-        upsert.execute(&mut *tx).await?;
+        if keys.len() == clocks.len() {
+            // Each clock row once: nothing else in the transaction touches it.
+            tx.defer(upsert).await?;
+        } else {
+            upsert.execute(&mut *tx).await?;
+        }
     }
     Ok(())
 }

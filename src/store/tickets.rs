@@ -7,6 +7,7 @@ use uuid::Uuid;
 
 use super::changeset::{NewTicket, apply};
 use super::database::{Column, Statement, Tx, col, json};
+use super::dialect::Dialect;
 use super::idempotency::claim_request_id;
 use super::rows::{self, TicketRow};
 use super::sla::attach_clocks;
@@ -164,14 +165,20 @@ impl TicketStore for SqlStore {
             tx.rollback().await?;
             return Ok(CreateOutcome::Replayed(resource));
         }
-        let contact = upsert_contact(&mut tx, &draft.contact, draft.created_at).await?;
+        // On PostgreSQL the contact's upsert also draws the ticket's number, so that the
+        // ticket's insert needs nothing back and can be held for the events' statement.
+        let (contact, drawn) =
+            upsert_contact(&mut tx, &draft.contact, draft.created_at, true).await?;
         let contact_id = contact.id;
-        let number_expr = tx.dialect().next_ticket_number().to_owned();
+        let number_column = match drawn {
+            Some(number) => Column::Value(number.into()),
+            None => Column::Sql(tx.dialect().next_ticket_number().to_owned()),
+        };
         let insert = Statement::insert(
             "tickets",
             vec![
                 col("id", draft.id),
-                ("number", Column::Sql(number_expr)),
+                ("number", number_column),
                 col("subject", &draft.subject),
                 col("description", &draft.description),
                 col("status", draft.status.as_str()),
@@ -199,9 +206,19 @@ impl TicketStore for SqlStore {
             .into_iter()
             .chain(conversation_columns(draft.conversation.as_ref()))
             .collect(),
-            " RETURNING number",
+            if drawn.is_some() {
+                ""
+            } else {
+                " RETURNING number"
+            },
         );
-        let (number,): (i64,) = insert.fetch_one(&mut tx).await?;
+        let number = match drawn {
+            Some(number) => {
+                tx.defer(insert).await?;
+                number
+            }
+            None => insert.fetch_one::<(i64,)>(&mut tx).await?.0,
+        };
         insert_tags(&mut tx, draft.id, &draft.tags).await?;
         let new_ticket = NewTicket {
             id: draft.id,
@@ -364,23 +381,32 @@ fn conversation_columns(conversation: Option<&ConversationRef>) -> [(&'static st
 }
 
 /// Inserts or refreshes a contact by external id; returns it as stored.
+/// Upserts a ticket's contact by external id. With `draw_number`, on PostgreSQL, the
+/// same statement also draws the next ticket number, returned beside the contact.
 async fn upsert_contact(
     tx: &mut Tx,
     contact: &ContactInput,
     at: DateTime<Utc>,
-) -> StoreResult<Contact> {
-    let (id, external_id, name, email, phone, vip): (Uuid, String, String, String, String, bool) =
-        Statement::new(UPSERT_CONTACT)
-            .bind(Uuid::now_v7())
-            .bind(&contact.external_id)
-            .bind(&contact.name)
-            .bind(&contact.email)
-            .bind(&contact.phone)
-            .bind(contact.vip)
-            .bind(at)
-            .bind(contact.fill_only)
-            .fetch_one(&mut *tx)
-            .await?;
+    draw_number: bool,
+) -> StoreResult<(Contact, Option<i64>)> {
+    let dialect = tx.dialect();
+    let statement = if draw_number && dialect == Dialect::Postgres {
+        let next = dialect.next_ticket_number();
+        Statement::owned(format!("{UPSERT_CONTACT}, {next}"))
+    } else {
+        Statement::owned(format!("{UPSERT_CONTACT}, CAST(NULL AS BIGINT)"))
+    };
+    let (id, external_id, name, email, phone, vip, number): ContactRow = statement
+        .bind(Uuid::now_v7())
+        .bind(&contact.external_id)
+        .bind(&contact.name)
+        .bind(&contact.email)
+        .bind(&contact.phone)
+        .bind(contact.vip)
+        .bind(at)
+        .bind(contact.fill_only)
+        .fetch_one(&mut *tx)
+        .await?;
     let contact = Contact {
         id,
         external_id,
@@ -390,8 +416,11 @@ async fn upsert_contact(
         vip,
     };
     super::contacts::remember_addresses(tx, &contact, at).await?;
-    Ok(contact)
+    Ok((contact, number))
 }
+
+/// A contact as its upsert returns it, with the ticket number it may have drawn.
+type ContactRow = (Uuid, String, String, String, String, bool, Option<i64>);
 
 pub(super) async fn ticket_in(tx: &mut Tx, id: Uuid) -> StoreResult<Ticket> {
     let row: TicketRow = Statement::new(TICKET_BY_ID)
@@ -409,7 +438,7 @@ pub(super) async fn ticket_in(tx: &mut Tx, id: Uuid) -> StoreResult<Ticket> {
 pub(super) async fn update_ticket(tx: &mut Tx, update: &TicketUpdate) -> StoreResult<()> {
     let t = &update.ticket;
     let contact_id = match &update.contact {
-        Some(contact) => upsert_contact(tx, contact, t.updated_at).await?.id,
+        Some(contact) => upsert_contact(tx, contact, t.updated_at, false).await?.0.id,
         None => t.contact.id,
     };
     let mut statement = Statement::update(
@@ -484,8 +513,7 @@ async fn insert_tags(tx: &mut Tx, ticket_id: Uuid, tags: &[String]) -> StoreResu
         insert.push_bind(tag.as_str());
         insert.push(")");
     }
-    tx.execute(insert).await?;
-    Ok(())
+    tx.defer(insert).await
 }
 
 pub(super) async fn insert_time_entry(tx: &mut Tx, entry: &TimeEntry) -> StoreResult<()> {

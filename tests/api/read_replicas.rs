@@ -129,6 +129,26 @@ async fn replayed(standby: &sqlx::PgPool, id: &str) {
     }
 }
 
+/// Waits until the standby has replayed past `token`.
+async fn replayed_past(standby: &sqlx::PgPool, token: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (past,): (bool,) = sqlx::query_as("SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn")
+            .bind(token)
+            .fetch_one(standby)
+            .await
+            .expect("query the standby");
+        if past {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the standby never replayed {token}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Waits until a list without a token lacks `id`, which only the paused standby can
 /// answer: reads without a token reach it.
 async fn served_by_the_standby(tickets: &mut Tickets, id: &str) {
@@ -228,12 +248,11 @@ pub async fn reads_go_to_a_standby_and_never_miss_the_callers_writes() {
     // A token the standby has replayed is served there: it lacks a later write.
     psql(&standby, "SELECT pg_wal_replay_resume()").await;
     let (mine, token) = create_ticket(&mut tickets, "mine").await;
-    replayed(&standby_db, &mine).await;
+    let token = token.expect("token");
+    replayed_past(&standby_db, &token).await;
     psql(&standby, "SELECT pg_wal_replay_pause()").await;
     let (later, _) = create_ticket(&mut tickets, "someone else's, later").await;
-    let seen = listed(&mut tickets, Some(&token.expect("token")))
-        .await
-        .expect("list");
+    let seen = listed(&mut tickets, Some(&token)).await.expect("list");
     assert!(seen.contains(&mine), "the caller's write is missing");
     assert!(
         !seen.contains(&later),
@@ -241,6 +260,41 @@ pub async fn reads_go_to_a_standby_and_never_miss_the_callers_writes() {
     );
     psql(&standby, "SELECT pg_wal_replay_resume()").await;
     standby_db.close().await;
+
+    // Over HTTP the token is a header both ways.
+    let http = reqwest::Client::new();
+    let created = http
+        .post(format!("http://{}/v1/tickets", app.addr))
+        .bearer_auth(&app.admin_secret)
+        .header("content-type", "application/json")
+        .body(r#"{"subject": "over REST", "contact": {"externalId": "crm-rest"}}"#)
+        .send()
+        .await
+        .expect("a response");
+    assert_eq!(created.status().as_u16(), 200);
+    let token = created
+        .headers()
+        .get("Ticketd-Consistency-Token")
+        .expect("a token header")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let body: serde_json::Value = serde_json::from_str(&created.text().await.unwrap()).unwrap();
+    let id = body["ticket"]["id"].as_str().expect("an id").to_owned();
+    let listed_over_http = http
+        .get(format!("http://{}/v1/tickets?pageSize=500", app.addr))
+        .bearer_auth(&app.admin_secret)
+        .header("Ticketd-Consistency-Token", &token)
+        .send()
+        .await
+        .expect("a response")
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        listed_over_http.contains(&id),
+        "the REST read missed its write"
+    );
 
     // The standby stops hard under load and comes back: no read fails or misses.
     let stop = Arc::new(AtomicBool::new(false));

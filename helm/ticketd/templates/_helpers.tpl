@@ -38,6 +38,13 @@ app.kubernetes.io/managed-by: {{ .Release.Service }}
     secretKeyRef:
       name: {{ required "database.existingSecret is required" .Values.database.existingSecret }}
       key: {{ .Values.database.urlKey }}
+{{- if .Values.database.readUrlKey }}
+- name: TICKETD_DATABASE_READ_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .Values.database.existingSecret }}
+      key: {{ .Values.database.readUrlKey }}
+{{- end }}
 {{- if .Values.bootstrapKey.existingSecret }}
 - name: TICKETD_BOOTSTRAP_KEY
   valueFrom:

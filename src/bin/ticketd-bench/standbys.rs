@@ -250,12 +250,12 @@ pub(crate) async fn standby_costs(args: &Args) -> Vec<Row> {
         .expect("create");
     let url = primary.url("ticketd");
     let seeding = start(&url).await;
-    let writers: Vec<_> = (0..args.clients as u64)
+    let clients = args.clients.max(1);
+    let writers: Vec<_> = (0..clients as u64)
         .map(|w| {
             let mut c = seeding.client();
-            let clients = args.clients as u64;
             tokio::spawn(async move {
-                for i in (w..TICKETS).step_by(clients as usize) {
+                for i in (w..TICKETS).step_by(clients) {
                     c.create_ticket(ticket(i)).await.expect("seed a ticket");
                 }
             })
