@@ -1,44 +1,15 @@
--- The write transaction of CreateTicket, as ticketd runs it on PostgreSQL: contact upsert,
--- the contact's address made findable, ticket with a sequence number, its created event at a
--- transaction-ordered position, and its two SLA clocks. Run by ticketd-bench through pgbench
--- as the database baseline.
-\set n random(1, 1000000000)
+-- The write transaction of CreateTicket for ticketd-bench's request, exactly as ticketd sends
+-- it to PostgreSQL (captured from the server's statement log): BEGIN; the contact's upsert,
+-- which also draws the ticket's number; one statement inserting the ticket, its search
+-- document and its two SLA clocks (as data-modifying CTEs) with its created event; COMMIT.
+-- Four round trips. Where ticketd binds a value, this script binds the same value or, for
+-- ids and times it makes itself, computes one (a UUID from random numbers, now()). Run by
+-- ticketd-bench through pgbench as the database baseline.
+\set n random(1, 5000)
+\set c random(1, 281474976710655)
+\set t random(1, 281474976710655)
+\set e random(1, 281474976710655)
 BEGIN;
-INSERT INTO contacts (id, external_id, name, email, phone, vip, created_at, updated_at)
-  VALUES (gen_random_uuid(), 'bench-' || :n, 'Bench', 'bench@example.com', '', false, now(), now())
-  ON CONFLICT (external_id) DO UPDATE SET
-    name = CASE WHEN excluded.name = '' THEN contacts.name ELSE excluded.name END,
-    email = CASE WHEN excluded.email = '' THEN contacts.email ELSE excluded.email END,
-    phone = CASE WHEN excluded.phone = '' THEN contacts.phone ELSE excluded.phone END,
-    updated_at = excluded.updated_at,
-    version = contacts.version + CASE WHEN excluded.name <> contacts.name
-      OR excluded.email <> contacts.email THEN 1 ELSE 0 END
-  RETURNING id AS contact_id, external_id, name, email, phone, vip \gset
-INSERT INTO contact_identities (kind, value, contact_id, created_at)
-  VALUES ('email', 'bench@example.com', :contact_id, now()) ON CONFLICT DO NOTHING;
-INSERT INTO tickets (id, number, subject, description, status, priority, priority_rank,
-    ticket_type, tags, custom_fields, contact_id, assignee_id, queue_id, channel,
-    follow_up_of_id, tier, required_skills, vip_handlers_only, version, time_spent_seconds,
-    created_at, updated_at)
-  VALUES (gen_random_uuid(), nextval('ticket_number_seq'), 'Bench ticket', 'created by pgbench',
-    'OPEN', 'MEDIUM', 2, 'QUESTION', '[]', '{}', :contact_id, NULL, NULL, NULL, NULL, 1, '[]',
-    false, 1, 0, now(), now())
-  RETURNING id AS ticket_id, number AS ticket_number \gset
-INSERT INTO ticket_events (position, id, ticket_id, ticket_number, event_type, actor_kind,
-    actor_id, actor_name, visibility, payload, created_at, ticket_status, priority, ticket_type,
-    assignee_id, queue_id, contact_id, channel, tags)
-  VALUES ((pg_current_xact_id()::text::bigint << 20), gen_random_uuid(), :ticket_id,
-    :ticket_number, 'ticket_created', 'api_key', NULL, 'bench', 'internal',
-    '{"kind": "created", "subject": "Bench ticket", "priority": "MEDIUM", "status": "OPEN"}',
-    now(), 'OPEN', 'MEDIUM', 'QUESTION', NULL, NULL, :contact_id, NULL, '[]');
-INSERT INTO sla_clocks (ticket_id, metric, policy_id, calendar_id, warning, target_seconds,
-    used_seconds, running_since, stopped, breached, due_at, warn_at, warned, breach_fired,
-    started_at, stopped_at)
-  VALUES (:ticket_id, 'FIRST_RESPONSE', NULL, NULL, '{"kind": "percent", "percent": 80}',
-      86400, 0, now(), false, false, now() + interval '24 hours', now() + interval '19 hours',
-      false, false, now(), NULL),
-    (:ticket_id, 'RESOLUTION', NULL, NULL, '{"kind": "percent", "percent": 80}',
-      259200, 0, now(), false, false, now() + interval '72 hours', now() + interval '58 hours',
-      false, false, now(), NULL)
-  ON CONFLICT (ticket_id, metric) DO UPDATE SET used_seconds = excluded.used_seconds;
+INSERT INTO contacts (id, external_id, name, email, phone, vip, created_at, updated_at) VALUES (('00000000-0000-7000-8000-' || lpad(to_hex(:c::bigint), 12, '0'))::uuid, 'bench-' || :n, 'Bench', '', '', COALESCE(NULL::boolean, FALSE), now(), now()) ON CONFLICT (external_id) DO UPDATE SET name = (CASE WHEN excluded.name = '' OR ('f' AND contacts.name <> '') THEN contacts.name ELSE excluded.name END), email = (CASE WHEN excluded.email = '' OR ('f' AND contacts.email <> '') THEN contacts.email ELSE excluded.email END), phone = (CASE WHEN excluded.phone = '' OR ('f' AND contacts.phone <> '') THEN contacts.phone ELSE excluded.phone END), vip = (CASE WHEN NULL::boolean IS NULL OR 'f' THEN contacts.vip ELSE excluded.vip END), updated_at = excluded.updated_at, version = contacts.version + CASE WHEN (CASE WHEN excluded.name = '' OR ('f' AND contacts.name <> '') THEN contacts.name ELSE excluded.name END) <> contacts.name OR (CASE WHEN excluded.email = '' OR ('f' AND contacts.email <> '') THEN contacts.email ELSE excluded.email END) <> contacts.email OR (CASE WHEN excluded.phone = '' OR ('f' AND contacts.phone <> '') THEN contacts.phone ELSE excluded.phone END) <> contacts.phone OR (CASE WHEN NULL::boolean IS NULL OR 'f' THEN contacts.vip ELSE excluded.vip END) <> contacts.vip THEN 1 ELSE 0 END RETURNING id, external_id, name, email, phone, vip, nextval('ticket_number_seq') \gset c_
+WITH deferred_0 AS (INSERT INTO tickets (id, number, subject, description, status, priority, priority_rank, ticket_type, tags, custom_fields, contact_id, assignee_id, queue_id, channel, follow_up_of_id, tier, required_skills, vip_handlers_only, version, time_spent_seconds, created_at, updated_at, conversation_source, conversation_external_id, conversation_channel) VALUES (('00000000-0000-7000-8000-' || lpad(to_hex(:t::bigint), 12, '0'))::uuid, :c_nextval, 'Bench ticket ' || :n, 'created by ticketd-bench', 'OPEN', 'MEDIUM', '2', 'QUESTION', '[]', '{}', :c_id, NULL, NULL, NULL, NULL, '1', '[]', 'f', 1, 0, now(), now(), NULL, NULL, NULL)), deferred_1 AS (INSERT INTO ticket_search AS s (ticket_id, number, public_text, internal_text, doc) SELECT ('00000000-0000-7000-8000-' || lpad(to_hex(:t::bigint), 12, '0'))::uuid, :c_nextval, 'created by ticketd-bench', '', setweight(to_tsvector(c.name::regconfig, 'Bench ticket ' || :n), 'A') || setweight(to_tsvector(c.name::regconfig, 'created by ticketd-bench'), 'B') || setweight(to_tsvector(c.name::regconfig, ''), 'D') FROM search_config c ON CONFLICT (ticket_id) DO UPDATE SET public_text = CASE WHEN octet_length(s.public_text) + octet_length(s.internal_text) < '131072' THEN concat_ws(E'\n', NULLIF(s.public_text, ''), NULLIF('created by ticketd-bench', '')) ELSE s.public_text END, internal_text = CASE WHEN octet_length(s.public_text) + octet_length(s.internal_text) < '131072' THEN concat_ws(E'\n', NULLIF(s.internal_text, ''), NULLIF('', '')) ELSE s.internal_text END, doc = CASE WHEN 'Bench ticket ' || :n <> '' THEN setweight(to_tsvector((SELECT name::regconfig FROM search_config), 'Bench ticket ' || :n), 'A') || setweight(to_tsvector((SELECT name::regconfig FROM search_config), CASE WHEN octet_length(s.public_text) + octet_length(s.internal_text) < '131072' THEN concat_ws(E'\n', NULLIF(s.public_text, ''), NULLIF('created by ticketd-bench', '')) ELSE s.public_text END), 'B') || setweight(to_tsvector((SELECT name::regconfig FROM search_config), CASE WHEN octet_length(s.public_text) + octet_length(s.internal_text) < '131072' THEN concat_ws(E'\n', NULLIF(s.internal_text, ''), NULLIF('', '')) ELSE s.internal_text END), 'D') WHEN octet_length(s.public_text) + octet_length(s.internal_text) < '131072' THEN s.doc || excluded.doc ELSE s.doc END), deferred_2 AS (INSERT INTO sla_clocks (ticket_id, metric, policy_id, calendar_id, warning, target_seconds, used_seconds, running_since, stopped, breached, due_at, warn_at, warned, breach_fired, started_at, stopped_at) VALUES (('00000000-0000-7000-8000-' || lpad(to_hex(:t::bigint), 12, '0'))::uuid, 'FIRST_RESPONSE', NULL, NULL, '{"kind": "percent", "percent": 80}', '86400', '0', now() + interval '-1 seconds', 'f', 'f', now() + interval '86399 seconds', now() + interval '69119 seconds', 'f', 'f', now() + interval '-1 seconds', NULL), (('00000000-0000-7000-8000-' || lpad(to_hex(:t::bigint), 12, '0'))::uuid, 'RESOLUTION', NULL, NULL, '{"kind": "percent", "percent": 80}', '259200', '0', now() + interval '-1 seconds', 'f', 'f', now() + interval '259199 seconds', now() + interval '207359 seconds', 'f', 'f', now() + interval '-1 seconds', NULL) ON CONFLICT (ticket_id, metric) DO UPDATE SET policy_id = excluded.policy_id, calendar_id = excluded.calendar_id, warning = excluded.warning, target_seconds = excluded.target_seconds, used_seconds = excluded.used_seconds, running_since = excluded.running_since, stopped = excluded.stopped, due_at = excluded.due_at, warn_at = excluded.warn_at, started_at = excluded.started_at, stopped_at = excluded.stopped_at, breached = CASE WHEN excluded.started_at = sla_clocks.started_at THEN sla_clocks.breached OR excluded.breached ELSE excluded.breached END, warned = CASE WHEN excluded.started_at = sla_clocks.started_at THEN sla_clocks.warned OR excluded.warned ELSE excluded.warned END, breach_fired = CASE WHEN excluded.started_at = sla_clocks.started_at THEN sla_clocks.breach_fired OR excluded.breach_fired ELSE excluded.breach_fired END) INSERT INTO ticket_events (position, id, ticket_id, ticket_number, event_type, actor_kind, actor_id, actor_name, visibility, payload, created_at, ticket_status, priority, ticket_type, assignee_id, queue_id, contact_id, channel, tags, conversation_source, conversation_id, conversation_channel, depth) VALUES (((pg_current_xact_id()::text::bigint << 20) | '0'), ('00000000-0000-7000-8000-' || lpad(to_hex(:e::bigint), 12, '0'))::uuid, ('00000000-0000-7000-8000-' || lpad(to_hex(:t::bigint), 12, '0'))::uuid, :c_nextval, 'ticket_created', 'api_key', '00000000-0000-7000-8000-000000000001', 'bootstrap', 'internal', ('{"kind": "created", "status": "OPEN", "subject": "Bench ticket ' || :n || '", "priority": "MEDIUM"}')::jsonb, now(), 'OPEN', 'MEDIUM', 'QUESTION', NULL, NULL, :c_id, NULL, '[]', NULL, NULL, NULL, '0') RETURNING id, position;
 COMMIT;

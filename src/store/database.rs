@@ -323,6 +323,14 @@ impl<'q> Statement<'q> {
         self.values.len()
     }
 
+    /// Whether [`renumber`] reads the SQL right: no dollar quoting, backslash escapes or
+    /// comments, where a `$` or a quote would not mean what it seems to.
+    pub fn mergeable(&self) -> bool {
+        !["$$", "\\'", "--", "/*"]
+            .iter()
+            .any(|tricky| self.sql.contains(tricky))
+    }
+
     /// `self` with the writes `before` run as data-modifying CTEs of it (PostgreSQL):
     /// one statement, one round trip. The CTEs and `self` see the same snapshot, so
     /// `self` must not read what they write (foreign keys are checked at the end of the
@@ -342,17 +350,19 @@ impl<'q> Statement<'q> {
         }
         let ctes = ctes.join(", ");
         let sql = self.sql.trim_start();
-        let after = |prefix: &str| {
-            sql.get(..prefix.len())
-                .filter(|head| head.eq_ignore_ascii_case(prefix))
-                .map(|_| &sql[prefix.len()..])
+        // The word after `sql`'s first one if that is `keyword`, and the rest after it.
+        let after = |sql: &'_ str, keyword: &str| -> Option<String> {
+            let (first, rest) = sql.split_once(char::is_whitespace)?;
+            first
+                .eq_ignore_ascii_case(keyword)
+                .then(|| rest.trim_start().to_owned())
         };
-        let sql = if let Some(rest) = after("WITH RECURSIVE ") {
-            format!("WITH RECURSIVE {ctes}, {rest}")
-        } else if let Some(rest) = after("WITH ") {
-            format!("WITH {ctes}, {rest}")
-        } else {
-            format!("WITH {ctes} {sql}")
+        let sql = match after(sql, "WITH") {
+            Some(rest) => match after(&rest, "RECURSIVE") {
+                Some(rest) => format!("WITH RECURSIVE {ctes}, {rest}"),
+                None => format!("WITH {ctes}, {rest}"),
+            },
+            None => format!("WITH {ctes} {sql}"),
         };
         Statement {
             sql: Cow::Owned(sql),
@@ -612,6 +622,23 @@ mod tests {
             with.after(vec![held.into_owned()]).sql,
             "WITH deferred_0 AS (DELETE FROM d WHERE id = $2), x AS (SELECT $1) SELECT * FROM x"
         );
+        let recursive =
+            Statement::new("WITH\n  RECURSIVE r AS (SELECT $1) SELECT * FROM r").bind(1i64);
+        let held = Statement::new("DELETE FROM d WHERE id = $1").bind(8i64);
+        assert_eq!(
+            recursive.after(vec![held.into_owned()]).sql,
+            "WITH RECURSIVE deferred_0 AS (DELETE FROM d WHERE id = $2), r AS (SELECT $1) SELECT * FROM r"
+        );
+        // What the renumbering cannot read is not held back.
+        for tricky in [
+            "SELECT $$ $1 $$",
+            "SELECT E'it\\'s', $1",
+            "SELECT 1 -- it's",
+            "SELECT /* ' */ $1",
+        ] {
+            assert!(!Statement::new(tricky).mergeable(), "{tricky}");
+        }
+        assert!(Statement::new("INSERT INTO t VALUES ($1, E'\\n')").mergeable());
         // Nothing held: the statement as it is.
         let alone = Statement::new("SELECT 1");
         assert_eq!(alone.after(Vec::new()).sql, "SELECT 1");

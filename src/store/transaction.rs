@@ -61,18 +61,26 @@ impl Tx {
     /// the same rows.
     pub async fn defer(&mut self, statement: Statement<'_>) -> StoreResult<()> {
         match self.conn {
-            Conn::Postgres(_) => {
-                if self.deferred.len() >= MAX_DEFERRED {
+            // SQL whose placeholders cannot be renumbered safely runs at once.
+            Conn::Postgres(_) if statement.mergeable() => {
+                if self.deferred.len() >= MAX_DEFERRED
+                    || self.held_parameters() + statement.parameters() > MAX_PARAMETERS
+                {
                     self.flush().await?;
                 }
                 self.deferred.push(statement.into_owned());
                 Ok(())
             }
-            Conn::Sqlite(_) => self.execute(statement).await.map(drop),
+            _ => self.execute(statement).await.map(drop),
         }
     }
 
-    /// Sends the deferred writes, as one statement.
+    fn held_parameters(&self) -> usize {
+        self.deferred.iter().map(Statement::parameters).sum()
+    }
+
+    /// Sends the deferred writes: as one statement (each held write alone stays under
+    /// [`MAX_PARAMETERS`], and so does what `defer` lets them add up to).
     async fn flush(&mut self) -> StoreResult<()> {
         let mut deferred = std::mem::take(&mut self.deferred);
         let Some(last) = deferred.pop() else {
@@ -91,8 +99,7 @@ impl Tx {
         &mut self,
         statement: Statement<'_>,
     ) -> StoreResult<Vec<R>> {
-        let held: usize = self.deferred.iter().map(Statement::parameters).sum();
-        if held + statement.parameters() > MAX_PARAMETERS {
+        if self.held_parameters() + statement.parameters() > MAX_PARAMETERS {
             self.flush().await?;
         }
         let statement = statement.after(std::mem::take(&mut self.deferred));

@@ -222,8 +222,8 @@ async fn measure(server: &Server, primary: &Cluster, standby: &Cluster, args: &A
         per_second,
         p50: percentile(&latencies, 0.5),
         p99: percentile(&latencies, 0.99),
-        primary_cpu_per_thousand: primary_cpu * 1000.0,
-        standby_cpu_per_thousand: standby_cpu * 1000.0,
+        primary_cpu_per_thousand: primary_cpu,
+        standby_cpu_per_thousand: standby_cpu,
         read_back_p50: percentile(&round_trips, 0.5),
         read_back_p99: percentile(&round_trips, 0.99),
     }
