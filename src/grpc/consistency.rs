@@ -54,11 +54,16 @@ fn token_of<B>(request: &Request<B>) -> Result<Option<Lsn>, Status> {
     let Some(value) = request.headers().get(TOKEN_METADATA) else {
         return Ok(None);
     };
+    // An empty token is no token: a client that always sends back the last one it
+    // received sends nothing in particular before its first write.
     value
         .to_str()
         .map_err(|_| "it is not text".to_owned())
-        .and_then(|text| text.trim().parse::<Lsn>())
-        .map(Some)
+        .map(str::trim)
+        .and_then(|text| match text {
+            "" => Ok(None),
+            text => text.parse::<Lsn>().map(Some),
+        })
         .map_err(|why| Status::invalid_argument(format!("{TOKEN_METADATA}: {why}")))
 }
 

@@ -272,6 +272,8 @@ impl Standby {
                 if !busy && matches!(err, StoreError::Unavailable(_)) {
                     self.mark_down(&err);
                 }
+                // The rest of the request reads where this read is made again.
+                pin(ON_PRIMARY);
                 Target::Fallback.count();
                 None
             }
