@@ -53,7 +53,7 @@ impl From<ServiceError> for Status {
 }
 
 /// `outer: inner: innermost`, for logs.
-fn error_chain(err: &dyn std::error::Error) -> String {
+pub fn error_chain(err: &dyn std::error::Error) -> String {
     let mut text = err.to_string();
     let mut source = err.source();
     while let Some(cause) = source {

@@ -29,6 +29,7 @@ pub use automation_service::AutomationApi;
 pub use consistency::ConsistencyLayer;
 pub use contact_service::ContactApi;
 pub use edge::EdgeLayer;
+pub use error::error_chain;
 pub use escalation_service::EscalationApi;
 pub use gate::{GateLayer, GateSettings, RateLimits};
 pub use report_service::ReportApi;

@@ -675,6 +675,8 @@ pub async fn feed(tickets: &mut Tickets, id: &str) -> Vec<pb::ActivityEntry> {
 }
 
 /// The field names of a status's `google.rpc.BadRequest` violations.
+pub use ticketd::grpc::error_chain;
+
 pub fn violated_fields(status: &Status) -> Vec<String> {
     use tonic_types::StatusExt;
     status

@@ -399,13 +399,7 @@ pub async fn an_unreachable_postgres_server_is_named_at_once() {
         started.elapsed() < Duration::from_secs(10),
         "failed at once"
     );
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(&err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
+    let text = crate::harness::error_chain(&err);
     assert!(
         text.contains(&format!("127.0.0.1:{port}")) && text.contains("refused"),
         "{text}"

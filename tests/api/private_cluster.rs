@@ -52,12 +52,7 @@ impl PrivateCluster {
 
     /// A cluster initialised but not started: settings and files may be added first.
     pub fn init() -> PrivateCluster {
-        let cluster = PrivateCluster {
-            bin: Self::bin_dir(),
-            dir: std::env::temp_dir().join(format!("ticketd-pg-{}", Uuid::new_v4().simple())),
-            port: free_port(),
-            options: Vec::new(),
-        };
+        let cluster = Self::unmade(Self::bin_dir());
         let dir = cluster.dir.display().to_string();
         cluster.run(
             "initdb",
@@ -66,34 +61,32 @@ impl PrivateCluster {
         cluster
     }
 
-    /// A streaming standby of `primary`, copied with `pg_basebackup` (which also writes
-    /// its `primary_conninfo`), and started.
-    pub fn standby_of(primary: &PrivateCluster) -> PrivateCluster {
-        let standby = PrivateCluster {
-            bin: primary.bin.clone(),
+    /// A cluster with a directory name and a port, neither made nor taken yet.
+    fn unmade(bin: PathBuf) -> PrivateCluster {
+        PrivateCluster {
+            bin,
             dir: std::env::temp_dir().join(format!("ticketd-pg-{}", Uuid::new_v4().simple())),
             port: free_port(),
             options: Vec::new(),
-        };
+        }
+    }
+
+    /// A streaming standby of `primary`, copied with `pg_basebackup` (which also writes
+    /// its `primary_conninfo`), and started.
+    pub fn standby_of(primary: &PrivateCluster) -> PrivateCluster {
+        let standby = Self::unmade(primary.bin.clone());
         let (dir, port) = (standby.dir.display().to_string(), primary.port.to_string());
-        standby.run(
-            "pg_basebackup",
-            &[
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-U",
-                "postgres",
-                "-D",
-                &dir,
-                "-R",
-                "-X",
-                "stream",
-                "--no-sync",
-                "--checkpoint=fast",
-            ],
-        );
+        let mut args = client_args(&port).to_vec();
+        args.extend([
+            "-D",
+            &dir,
+            "-R",
+            "-X",
+            "stream",
+            "--no-sync",
+            "--checkpoint=fast",
+        ]);
+        standby.run("pg_basebackup", &args);
         standby.pg_ctl(&["start"]);
         standby
     }
@@ -103,16 +96,8 @@ impl PrivateCluster {
         let port = self.port.to_string();
         let output = self
             .command("psql")
-            .args([
-                "-h",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-U",
-                "postgres",
-                "-XAtc",
-                sql,
-            ])
+            .args(client_args(&port))
+            .args(["-XAtc", sql])
             .output()
             .expect("run psql");
         assert!(
@@ -198,6 +183,11 @@ impl Drop for PrivateCluster {
             .output();
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// How a client program reaches the cluster on `port`.
+fn client_args(port: &str) -> [&str; 6] {
+    ["-h", "127.0.0.1", "-p", port, "-U", "postgres"]
 }
 
 fn free_port() -> u16 {

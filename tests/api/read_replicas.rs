@@ -16,7 +16,8 @@ use ticketd::store::TOKEN_METADATA;
 use tonic::Code;
 
 use crate::harness::{
-    Backend, TestDatabase, Tickets, new_ticket, settings_for, spawn_app, start, with_database,
+    Backend, TestDatabase, Tickets, error_chain, new_ticket, settings_for, spawn_app, start,
+    with_database,
 };
 use crate::private_cluster::PrivateCluster;
 
@@ -63,7 +64,7 @@ pub async fn consistency_tokens_are_checked_and_only_standbys_issue_them(backend
         let mut settings = settings_for(&database);
         settings.database_read_url = vec!["postgres://127.0.0.1:1/standby".into()];
         let refused = ticketd::app::App::build(settings).await;
-        let message = error_chain(refused.err().expect("refused"));
+        let message = error_chain(&refused.err().expect("refused"));
         assert!(message.contains("standbys"), "{message}");
     }
     let app = spawn_app(backend).await;
@@ -96,18 +97,6 @@ pub async fn consistency_tokens_are_checked_and_only_standbys_issue_them(backend
     assert_eq!(response.status().as_u16(), 400);
     let body = response.text().await.unwrap();
     assert!(body.contains(TOKEN_METADATA), "{body}");
-}
-
-/// The error and its sources, one after the other.
-fn error_chain(err: ticketd::app::AppError) -> String {
-    let mut text = err.to_string();
-    let mut source = std::error::Error::source(&err);
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 /// Waits until the standby has replayed the ticket `id`.

@@ -63,7 +63,8 @@ struct Args {
     /// EscalateConversation beside half-load creates, five times in a row.
     #[arg(long)]
     creates_only: bool,
-    /// Runs only EscalateConversation beside half-load creates, five times in a row.
+    /// Runs only EscalateConversation beside half-load creates, five times in a row
+    /// (`--creates-only` without the create rows).
     #[arg(long)]
     escalations_only: bool,
     /// Runs only the replica measurements (1, 2 and 3 ticketd replicas on one database).
@@ -117,28 +118,17 @@ async fn main() {
         report(&rows, cores, "as the server has it", &args);
         return;
     }
-    if args.creates_only {
+    if args.creates_only || args.escalations_only {
         let (name, url) = fresh_database(&args).await;
         let server = start(&url).await;
-        let (mut rows, half) = create_costs(&server, &args, &url).await;
+        let (create_rows, half) = create_costs(&server, &args, &url).await;
+        let mut rows = if args.creates_only {
+            create_rows
+        } else {
+            Vec::new()
+        };
         for run in 1..=5 {
             let mut row = escalation_beside_creates(&server, &args, half).await;
-            row.scenario = format!("run {run}: {}", row.scenario);
-            rows.push(row);
-        }
-        let _ = server.app_stop.send(());
-        drop_database(&args, &name).await;
-        report(&rows, cores, "as the server has it", &args);
-        return;
-    }
-    if args.escalations_only {
-        let (name, url) = fresh_database(&args).await;
-        let server = start(&url).await;
-        create_throughput(&server, args.clients, 2, None).await;
-        let (creates, _) = create_throughput(&server, args.clients, args.seconds, None).await;
-        let mut rows = Vec::new();
-        for run in 1..=5 {
-            let mut row = escalation_beside_creates(&server, &args, creates / 2.0).await;
             row.scenario = format!("run {run}: {}", row.scenario);
             rows.push(row);
         }
