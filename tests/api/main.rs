@@ -252,6 +252,7 @@ harness::conformance! {
         a_paused_webhook_waits_and_a_new_url_starts_afresh,
         an_https_receiver_must_present_a_trusted_certificate,
         webhook_changes_are_audited_and_a_deleted_webhook_stops,
+        the_number_of_webhooks_is_bounded,
     ],
     http: [
         watches_stream_as_server_sent_events_and_resume,

@@ -1140,3 +1140,44 @@ pub async fn webhook_changes_are_audited_and_a_deleted_webhook_stops(backend: Ba
         "secrets are never recorded"
     );
 }
+
+pub async fn the_number_of_webhooks_is_bounded(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let mut webhooks = app.webhooks();
+    let new = |i: usize| pb::CreateWebhookRequest {
+        webhook: Some(pb::Webhook {
+            url: format!("http://127.0.0.1:9/hook/{i}"),
+            ..Default::default()
+        }),
+    };
+    let mut first = String::new();
+    for i in 0..ticketd::service::webhooks::MAX_WEBHOOKS {
+        let made = webhooks
+            .create_webhook(new(i))
+            .await
+            .expect("under the bound");
+        if i == 0 {
+            first = made.into_inner().webhook.unwrap().id;
+        }
+    }
+    let refused = webhooks
+        .create_webhook(new(1000))
+        .await
+        .expect_err("one too many");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+    assert!(refused.message().contains("100 webhooks"), "{refused:?}");
+    // Deleting one makes room for one.
+    webhooks
+        .delete_webhook(pb::DeleteWebhookRequest { id: first })
+        .await
+        .expect("delete");
+    webhooks
+        .create_webhook(new(1001))
+        .await
+        .expect("room again");
+    let refused = webhooks
+        .create_webhook(new(1002))
+        .await
+        .expect_err("full again");
+    assert_eq!(refused.code(), Code::ResourceExhausted);
+}
