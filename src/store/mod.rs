@@ -122,6 +122,8 @@ pub enum StoreError {
     UnsupportedUrl(String),
     #[error("read URLs name PostgreSQL standbys: they need a postgres:// database URL")]
     StandbysNeedPostgres,
+    #[error("{0} read URLs: at most {max} standbys take reads", max = replicas::MAX_STANDBYS)]
+    TooManyStandbys(usize),
 }
 
 impl From<sqlx::Error> for StoreError {
@@ -608,6 +610,9 @@ pub async fn open_with_standbys(
     pool: &PoolSettings,
     bus: Bus,
 ) -> StoreResult<Arc<dyn Store>> {
+    if read_urls.len() > replicas::MAX_STANDBYS {
+        return Err(StoreError::TooManyStandbys(read_urls.len()));
+    }
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
         Ok(Arc::new(
             postgres::connect(url, read_urls, pool, bus).await?,

@@ -31,6 +31,8 @@ use sqlx::Postgres;
 use super::database::{On, Pools, RowType, Statement, bad_arguments, run};
 use super::{PoolSettings, StoreError, StoreResult};
 
+/// Most standbys one process sends reads to (each has a pool of its own).
+pub const MAX_STANDBYS: usize = 8;
 /// The gRPC metadata key (and HTTP header) carrying a consistency token.
 pub const TOKEN_METADATA: &str = "ticketd-consistency-token";
 /// How long a read with a token waits for a standby to replay that far.

@@ -67,6 +67,16 @@ pub async fn consistency_tokens_are_checked_and_only_standbys_issue_them(backend
         let message = error_chain(&refused.err().expect("refused"));
         assert!(message.contains("standbys"), "{message}");
     }
+    // The list of standbys is bounded, whatever the database.
+    let database = TestDatabase::create(&backend).await;
+    let mut settings = settings_for(&database);
+    settings.database_read_url = (0..9)
+        .map(|i| format!("postgres://127.0.0.1:1/standby{i}"))
+        .collect();
+    let refused = ticketd::app::App::build(settings).await;
+    let message = error_chain(&refused.err().expect("refused"));
+    assert!(message.contains("at most 8 standbys"), "{message}");
+
     let app = spawn_app(backend).await;
     let mut tickets = app.tickets();
     let (id, token) = create_ticket(&mut tickets, "no standby").await;
