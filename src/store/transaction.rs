@@ -5,8 +5,9 @@
 //! then sent with the next statement that takes it along ([`Tx::fetch_all_after`]: the
 //! held writes become data-modifying CTEs of that statement), or, before any other
 //! statement and before the commit, as one statement of their own. A ticket's creation
-//! thus costs four round trips (begin, contact, everything else, commit) instead of
-//! eight. On SQLite, where a statement is a function call, a deferred write runs at once.
+//! thus costs four round trips (begin, contact, everything else, commit) instead of up
+//! to nine. On SQLite, where a statement is a function call, a deferred write runs at
+//! once.
 
 use sqlx::{Postgres, Sqlite};
 
