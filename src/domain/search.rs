@@ -215,6 +215,50 @@ mod tests {
             .collect()
     }
 
+    /// A note (internal) or reply (public) with `body`.
+    fn message(body: &str, visibility: Visibility) -> NewEvent {
+        use crate::domain::event::{Actor, ActorKind, EventKind, TicketSnapshot};
+        use crate::domain::ticket::{Priority, Status, TicketType};
+        NewEvent {
+            id: uuid::Uuid::nil(),
+            ticket_id: uuid::Uuid::from_u128(7),
+            ticket_number: 12,
+            kind: EventKind::NoteAdded,
+            actor: Actor {
+                kind: ActorKind::System,
+                id: None,
+                name: String::new(),
+            },
+            visibility,
+            payload: EventPayload::Note { body: body.into() },
+            created_at: chrono::Utc::now(),
+            ticket: TicketSnapshot {
+                status: Status::Open,
+                priority: Priority::High,
+                ticket_type: TicketType::Bug,
+                assignee_id: None,
+                queue_id: None,
+                contact_id: uuid::Uuid::nil(),
+                channel: None,
+                tags: Vec::new(),
+                conversation: None,
+            },
+            depth: 0,
+        }
+    }
+
+    #[test]
+    fn indexed_text_never_carries_the_highlight_markers() {
+        let body = format!("smoke {MARK_START}from{MARK_END} the printer{MARK_END}");
+        let internal = IndexedText::of(&message(&body, Visibility::Internal)).unwrap();
+        assert_eq!(internal.internal, "smoke from the printer");
+        assert!(internal.public.is_empty() && internal.subject.is_empty());
+        let public = IndexedText::of(&message(&body, Visibility::Public)).unwrap();
+        assert_eq!(public.public, "smoke from the printer");
+        // An empty body adds nothing to the index.
+        assert!(IndexedText::of(&message("", Visibility::Public)).is_none());
+    }
+
     #[test]
     fn words_phrases_and_exclusions() {
         assert_eq!(
