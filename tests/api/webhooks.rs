@@ -57,6 +57,28 @@ async fn get(app: &TestApp, id: &str) -> pb::Webhook {
         .unwrap()
 }
 
+/// Creates a ticket and has `webhook_id` attempt its creation event at once: the
+/// attempt's log entry.
+async fn redeliver_a_creation(
+    app: &TestApp,
+    webhook_id: &str,
+    subject: &str,
+) -> pb::WebhookDelivery {
+    let mut tickets = app.tickets();
+    let ticket = create(&mut tickets, new_ticket(subject)).await;
+    let cursor = crate::harness::feed(&mut tickets, &ticket.id).await[0].cursor;
+    app.webhooks()
+        .redeliver_webhook(pb::RedeliverWebhookRequest {
+            webhook_id: webhook_id.into(),
+            event_cursor: cursor,
+        })
+        .await
+        .expect("a redelivery")
+        .into_inner()
+        .delivery
+        .unwrap()
+}
+
 /// The webhook once `check` holds for it (read again until it does).
 async fn until(app: &TestApp, id: &str, check: impl Fn(&pb::Webhook) -> bool) -> pb::Webhook {
     let deadline = tokio::time::Instant::now() + PATIENCE;
@@ -708,19 +730,7 @@ pub async fn webhook_arguments_are_checked(backend: Backend) {
             .into_inner()
             .webhook
             .unwrap();
-        let mut tickets = app.tickets();
-        let ticket = create(&mut tickets, new_ticket("For the redelivery")).await;
-        let cursor = crate::harness::feed(&mut tickets, &ticket.id).await[0].cursor;
-        let delivery = webhooks
-            .redeliver_webhook(pb::RedeliverWebhookRequest {
-                webhook_id: local.id,
-                event_cursor: cursor,
-            })
-            .await
-            .unwrap()
-            .into_inner()
-            .delivery
-            .unwrap();
+        let delivery = redeliver_a_creation(&app, &local.id, "For the redelivery").await;
         assert_eq!(delivery.status_code, 0);
         assert!(
             delivery.error.contains("no public address"),
@@ -1041,20 +1051,7 @@ pub async fn an_https_receiver_must_present_a_trusted_certificate(backend: Backe
         "",
     )
     .await;
-    let mut tickets = app.tickets();
-    let ticket = create(&mut tickets, new_ticket("Over TLS")).await;
-    let cursor = crate::harness::feed(&mut tickets, &ticket.id).await[0].cursor;
-    let delivery = app
-        .webhooks()
-        .redeliver_webhook(pb::RedeliverWebhookRequest {
-            webhook_id: hook.id,
-            event_cursor: cursor,
-        })
-        .await
-        .unwrap()
-        .into_inner()
-        .delivery
-        .unwrap();
+    let delivery = redeliver_a_creation(&app, &hook.id, "Over TLS").await;
     assert_eq!(delivery.status_code, 0);
     assert!(
         delivery.error.to_lowercase().contains("certificate"),
