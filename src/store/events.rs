@@ -30,6 +30,8 @@ const SELECT_EVENTS: &str = select_events!();
 
 const EVENT_BY_ID: &str = concat!(select_events!(), " WHERE e.id = $1");
 
+const EVENT_AT: &str = concat!(select_events!(), " WHERE e.position = $1");
+
 const LAST_EVENT_OF: &str = concat!(
     select_events!(),
     " WHERE e.ticket_id = $1 AND e.event_type = $2 ORDER BY e.position DESC LIMIT 1"
@@ -77,6 +79,10 @@ pub trait EventLog: Send + Sync {
     async fn events_held_back(&self, after: i64) -> StoreResult<bool>;
 
     async fn event(&self, id: Uuid) -> StoreResult<Option<Event>>;
+
+    /// The committed event at `cursor`, whether or not streams may read past it yet (a
+    /// point lookup needs no read horizon).
+    async fn event_at(&self, cursor: i64) -> StoreResult<Option<Event>>;
 
     /// The newest event of `kind` on a ticket.
     async fn last_event_of(&self, ticket_id: Uuid, kind: EventKind) -> StoreResult<Option<Event>>;
@@ -155,6 +161,14 @@ impl EventLog for SqlStore {
     async fn event(&self, id: Uuid) -> StoreResult<Option<Event>> {
         let row: Option<EventRow> = Statement::new(EVENT_BY_ID)
             .bind(id)
+            .fetch_optional(&self.pools)
+            .await?;
+        row.map(Event::try_from).transpose()
+    }
+
+    async fn event_at(&self, cursor: i64) -> StoreResult<Option<Event>> {
+        let row: Option<EventRow> = Statement::new(EVENT_AT)
+            .bind(cursor)
             .fetch_optional(&self.pools)
             .await?;
         row.map(Event::try_from).transpose()

@@ -369,12 +369,12 @@ impl WebhookService {
             ));
         }
         let webhook = self.get(webhook_id).await?;
+        // By position, not through the stream horizon: an event held back behind another
+        // transaction still in flight is committed, and redelivering it is fine.
         let event = self
             .store
-            .events_after(cursor - 1, None, 1)
+            .event_at(cursor)
             .await?
-            .into_iter()
-            .find(|e| e.cursor == cursor)
             .ok_or_else(|| ServiceError::NotFound(format!("event at cursor {cursor}")))?;
         let attempt = self.store.webhook_attempts_at(webhook_id, cursor).await? + 1;
         let now = self.clock.now();
