@@ -14,8 +14,10 @@ use tonic_health::ServingStatus;
 
 use crate::clock::Clock;
 use crate::config::Settings;
+use crate::domain::consistency::TOKEN_METADATA;
 use crate::events::Bus;
 use crate::grpc::{self, ConsistencyLayer, EdgeLayer, GateLayer, GateSettings, GrpcLimits, pb};
+use crate::service::consistency::ReadConsistency;
 use crate::service::{ServiceError, Services, StreamGauge};
 use crate::store::{self, PoolSettings, StoreError};
 use crate::tls::TlsServer;
@@ -281,7 +283,9 @@ impl App {
                     max_email_bytes: self.settings.max_email_bytes,
                 },
             ))
-            .layer(ConsistencyLayer::new(self.services.store.standbys()))
+            .layer(ConsistencyLayer::new(ReadConsistency::of(
+                self.services.store.as_ref(),
+            )))
             .add_routes(routes(&self.services, &limits))
             .add_service(health_service)
             .add_service(reflection_v1)
@@ -437,14 +441,14 @@ fn cors_layer(origins: &[String]) -> Result<tower_http::cors::CorsLayer, AppErro
             HeaderName::from_static("x-grpc-web"),
             HeaderName::from_static("x-user-agent"),
             HeaderName::from_static("grpc-timeout"),
-            HeaderName::from_static(store::TOKEN_METADATA),
+            HeaderName::from_static(TOKEN_METADATA),
         ])
         .expose_headers([
             HeaderName::from_static("grpc-status"),
             HeaderName::from_static("grpc-message"),
             HeaderName::from_static("grpc-status-details-bin"),
             HeaderName::from_static(crate::grpc::RESUME_CURSOR),
-            HeaderName::from_static(store::TOKEN_METADATA),
+            HeaderName::from_static(TOKEN_METADATA),
         ])
         .max_age(Duration::from_secs(600)))
 }

@@ -5,6 +5,7 @@ pub mod audit;
 pub mod auth;
 pub mod auto_response;
 pub mod calendar;
+pub mod consistency;
 pub mod contact;
 pub mod conversation;
 pub mod conversation_update;

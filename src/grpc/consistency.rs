@@ -7,11 +7,11 @@
 //!   when standbys are configured (without them every read is on the primary, and there
 //!   is nothing to wait for).
 //!
-//! The store does the waiting and the routing; see `store::replicas`.
+//! The service runs the request as a session (`service::consistency`); the store does
+//! the waiting and the routing.
 
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use tonic::Status;
@@ -19,16 +19,17 @@ use tonic::body::Body;
 use tonic::codegen::http::{HeaderValue, Request, Response};
 use tower::{Layer, Service};
 
-use crate::store::{self, Lsn, Standbys, TOKEN_METADATA};
+use crate::domain::consistency::{Lsn, TOKEN_METADATA};
+use crate::service::consistency::ReadConsistency;
 
 #[derive(Clone)]
 pub struct ConsistencyLayer {
-    standbys: Option<Arc<Standbys>>,
+    reads: ReadConsistency,
 }
 
 impl ConsistencyLayer {
-    pub fn new(standbys: Option<Arc<Standbys>>) -> Self {
-        Self { standbys }
+    pub fn new(reads: ReadConsistency) -> Self {
+        Self { reads }
     }
 }
 
@@ -38,7 +39,7 @@ impl<S> Layer<S> for ConsistencyLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Consistency {
             inner,
-            standbys: self.standbys.clone(),
+            reads: self.reads.clone(),
         }
     }
 }
@@ -46,7 +47,7 @@ impl<S> Layer<S> for ConsistencyLayer {
 #[derive(Clone)]
 pub struct Consistency<S> {
     inner: S,
-    standbys: Option<Arc<Standbys>>,
+    reads: ReadConsistency,
 }
 
 /// The token a request carries, if any.
@@ -85,25 +86,16 @@ where
         // The clone that was made ready is the one to call; keep a fresh one for later.
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let standbys = self.standbys.clone();
+        let reads = self.reads.clone();
         Box::pin(async move {
             let after = match token_of(&request) {
                 Ok(after) => after,
                 Err(status) => return Ok(super::gate::refusal(request.uri().path(), status)),
             };
-            let (response, wrote) = store::session(after, inner.call(request)).await;
+            let (response, token) = reads.serve(after, inner.call(request)).await;
             let mut response = response?;
-            if let (true, Some(standbys)) = (wrote, standbys) {
-                match standbys.write_token().await {
-                    Ok(token) => {
-                        if let Ok(value) = HeaderValue::from_str(&token.to_string()) {
-                            response.headers_mut().insert(TOKEN_METADATA, value);
-                        }
-                    }
-                    // The write is done; only its token is missing, so later reads go
-                    // wherever tokenless reads go.
-                    Err(err) => tracing::warn!(error = %err, "no consistency token for a write"),
-                }
+            if let Some(value) = token.and_then(|t| HeaderValue::from_str(&t.to_string()).ok()) {
+                response.headers_mut().insert(TOKEN_METADATA, value);
             }
             Ok(response)
         })

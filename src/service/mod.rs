@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod audit;
 pub mod automation;
 mod cache;
+pub mod consistency;
 pub mod contacts;
 pub mod delivery;
 pub mod escalation;

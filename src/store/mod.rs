@@ -66,7 +66,7 @@ pub use events::EventLog;
 pub use hooks::HookStore;
 pub use idempotency::RequestIdStore;
 pub use keys::KeyStore;
-pub use replicas::{Lsn, Standbys, TOKEN_METADATA, session};
+pub use replicas::{Standbys, session};
 pub use reports::{Fact, FactKind, FactQuery, Grain, ReportStore};
 pub use routing::RoutingStore;
 pub use search::{SNIPPET_FIELDS, SearchHit, SearchQuery, SearchStore};

@@ -19,7 +19,6 @@
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
-use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -30,11 +29,10 @@ use sqlx::Postgres;
 
 use super::database::{On, Pools, RowType, Statement, bad_arguments, run};
 use super::{PoolSettings, StoreError, StoreResult};
+use crate::domain::consistency::Lsn;
 
 /// Most standbys one process sends reads to (each has a pool of its own).
 pub const MAX_STANDBYS: usize = 8;
-/// The gRPC metadata key (and HTTP header) carrying a consistency token.
-pub const TOKEN_METADATA: &str = "ticketd-consistency-token";
 /// How long a read with a token waits for a standby to replay that far.
 pub const TOKEN_WAIT: Duration = Duration::from_millis(100);
 /// A read without a token skips standbys further behind than this.
@@ -43,33 +41,6 @@ pub const MAX_STALENESS: Duration = Duration::from_secs(10);
 pub const WATCH_EVERY: Duration = Duration::from_millis(100);
 /// Primary positions kept to judge lag by: ten minutes' worth.
 const SAMPLES_KEPT: usize = 6_000;
-
-/// A position in PostgreSQL's write-ahead log, written as PostgreSQL writes it
-/// (`16/B374D848`: the high and low 32 bits in hexadecimal).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-pub struct Lsn(pub u64);
-
-impl fmt::Display for Lsn {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:X}/{:X}", self.0 >> 32, self.0 & 0xFFFF_FFFF)
-    }
-}
-
-impl FromStr for Lsn {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let invalid = || format!("{s:?} is not a consistency token (such as 16/B374D848)");
-        let (high, low) = s.split_once('/').ok_or_else(invalid)?;
-        let part = |p: &str| {
-            if p.is_empty() || p.len() > 8 || !p.bytes().all(|b| b.is_ascii_hexdigit()) {
-                return Err(invalid());
-            }
-            u64::from_str_radix(p, 16).map_err(|_| invalid())
-        };
-        Ok(Lsn(part(high)? << 32 | part(low)?))
-    }
-}
 
 /// What the store knows of the caller's request it is serving.
 struct Session {
@@ -519,28 +490,6 @@ pub(super) fn retry_on_primary(err: &StoreError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tokens_read_and_write_as_postgresql_writes_positions() {
-        let lsn: Lsn = "16/B374D848".parse().unwrap();
-        assert_eq!(lsn, Lsn(0x16_B374_D848));
-        assert_eq!(lsn.to_string(), "16/B374D848");
-        assert_eq!("0/0".parse::<Lsn>().unwrap(), Lsn(0));
-        assert_eq!("FFFFFFFF/FFFFFFFF".parse::<Lsn>().unwrap(), Lsn(u64::MAX));
-        for bad in [
-            "",
-            "16",
-            "/1",
-            "1/",
-            "16/B374D848/1",
-            "g/1",
-            "123456789/0",
-            "-1/0",
-            " 1/0",
-        ] {
-            assert!(bad.parse::<Lsn>().is_err(), "{bad:?} was accepted");
-        }
-    }
 
     #[test]
     fn lag_counts_from_the_first_position_the_standby_lacks() {

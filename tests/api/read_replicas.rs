@@ -11,8 +11,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use ticketd::domain::consistency::TOKEN_METADATA;
 use ticketd::grpc::pb;
-use ticketd::store::TOKEN_METADATA;
 use tonic::Code;
 
 use crate::harness::{

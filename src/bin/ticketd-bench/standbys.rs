@@ -8,8 +8,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use ticketd::domain::consistency::TOKEN_METADATA;
 use ticketd::grpc::pb;
-use ticketd::store::TOKEN_METADATA;
 
 use crate::*;
 
