@@ -15,7 +15,9 @@ use std::fmt::Write as _;
 use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use sqlx::error::BoxDynError;
-use sqlx::postgres::{PgPool, PgRow};
+use sqlx::postgres::PgRow;
+
+use super::pg_pool::PrimaryPool;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Arguments, Database, Encode, FromRow, Postgres, Sqlite, Type};
 use uuid::Uuid;
@@ -387,7 +389,7 @@ pub enum Pools {
     /// One pool for the primary: PostgreSQL handles concurrent writers itself. Standbys,
     /// when configured, take the reads that [`Pools::routed`] marks.
     Postgres {
-        pool: PgPool,
+        pool: PrimaryPool,
         standbys: Option<Arc<Standbys>>,
     },
     /// Several readers beside exactly one writer: SQLite admits one writer at a time
@@ -410,7 +412,11 @@ impl Pools {
     /// Starts a write transaction.
     pub async fn begin(&self) -> StoreResult<Tx> {
         Ok(match self {
-            Pools::Postgres { pool, .. } => Tx::postgres(pool.begin().await?),
+            Pools::Postgres { pool, .. } => {
+                let mut lease = pool.get().await?;
+                sqlx::raw_sql("BEGIN").execute(lease.busy()).await?;
+                Tx::postgres(lease)
+            }
             Pools::Sqlite { writer, .. } => Tx::sqlite(writer.begin().await?),
         })
     }
@@ -419,7 +425,9 @@ impl Pools {
     pub async fn write(&self, statement: Statement<'_>) -> StoreResult<u64> {
         Ok(match self {
             Pools::Postgres { pool, .. } => {
-                let touched = run!(Postgres, statement, pool, execute);
+                let mut lease = pool.get().await?;
+                let touched = run!(Postgres, statement, lease.busy(), execute);
+                lease.done();
                 note_write();
                 touched
             }
@@ -429,7 +437,12 @@ impl Pools {
 
     pub async fn fetch_all<R: RowType>(&self, statement: Statement<'_>) -> StoreResult<Vec<R>> {
         Ok(match self {
-            Pools::Postgres { pool, .. } => run!(Postgres, statement, pool, fetch_all),
+            Pools::Postgres { pool, .. } => {
+                let mut lease = pool.get().await?;
+                let rows = run!(Postgres, statement, lease.busy(), fetch_all);
+                lease.done();
+                rows
+            }
             Pools::Sqlite { reader, .. } => run!(Sqlite, statement, reader, fetch_all),
         })
     }
@@ -439,14 +452,24 @@ impl Pools {
         statement: Statement<'_>,
     ) -> StoreResult<Option<R>> {
         Ok(match self {
-            Pools::Postgres { pool, .. } => run!(Postgres, statement, pool, fetch_optional),
+            Pools::Postgres { pool, .. } => {
+                let mut lease = pool.get().await?;
+                let rows = run!(Postgres, statement, lease.busy(), fetch_optional);
+                lease.done();
+                rows
+            }
             Pools::Sqlite { reader, .. } => run!(Sqlite, statement, reader, fetch_optional),
         })
     }
 
     pub async fn fetch_one<R: RowType>(&self, statement: Statement<'_>) -> StoreResult<R> {
         Ok(match self {
-            Pools::Postgres { pool, .. } => run!(Postgres, statement, pool, fetch_one),
+            Pools::Postgres { pool, .. } => {
+                let mut lease = pool.get().await?;
+                let rows = run!(Postgres, statement, lease.busy(), fetch_one);
+                lease.done();
+                rows
+            }
             Pools::Sqlite { reader, .. } => run!(Sqlite, statement, reader, fetch_one),
         })
     }
@@ -454,7 +477,7 @@ impl Pools {
     /// Connections open and idle, over all pools.
     pub fn stats(&self) -> (u32, u32) {
         match self {
-            Pools::Postgres { pool, .. } => (pool.size(), pool.num_idle() as u32),
+            Pools::Postgres { pool, .. } => pool.stats(),
             Pools::Sqlite { reader, writer } => (
                 reader.size() + writer.size(),
                 (reader.num_idle() + writer.num_idle()) as u32,

@@ -19,6 +19,7 @@ mod hooks;
 mod idempotency;
 mod keys;
 mod pg_notify;
+mod pg_pool;
 mod postgres;
 mod replicas;
 mod reports;
@@ -463,15 +464,20 @@ impl Store for SqlStore {
         // it calls. The session setting must not go back to the pool with the connection.
         match &self.pools {
             Pools::Postgres { pool, .. } => {
-                let mut conn = pool.acquire().await?;
-                conn.close_on_drop();
+                let mut lease = pool.get().await?;
+                let conn = lease.busy();
                 // Migrations may take long on big tables: no statement timeout for them.
-                sqlx::query("SET statement_timeout = 0")
-                    .execute(&mut *conn)
-                    .await?;
-                sqlx::migrate!("./migrations/postgres")
-                    .run_direct(None, &mut *conn, false)
-                    .await?;
+                let migrated = async {
+                    sqlx::query("SET statement_timeout = 0")
+                        .execute(&mut *conn)
+                        .await?;
+                    sqlx::migrate!("./migrations/postgres")
+                        .run_direct(None, &mut *conn, false)
+                        .await
+                }
+                .await;
+                lease.discard();
+                migrated?;
             }
             Pools::Sqlite { writer, .. } => {
                 let mut conn = writer.acquire().await?;

@@ -11,6 +11,9 @@
 use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgPool};
+
+use super::StoreResult;
+use super::pg_pool::PrimaryPool;
 use tokio::task::JoinHandle;
 
 use crate::events::{Bus, all_channels};
@@ -20,25 +23,33 @@ const CHANNEL: &str = "ticketd_events";
 const TICK: Duration = Duration::from_millis(5);
 
 /// Starts the notifier and the listener; abort the handles to stop them.
-pub(super) fn spawn(pool: PgPool, bus: Bus) -> Vec<JoinHandle<()>> {
+/// Notifications are sent on the primary's pool; `listener` is a pool of one connection
+/// for the listener to keep.
+pub(super) fn spawn(pool: PrimaryPool, listener: PgPool, bus: Bus) -> Vec<JoinHandle<()>> {
     vec![
-        tokio::spawn(notify_loop(pool.clone(), bus.clone())),
-        tokio::spawn(listen_loop(pool, bus)),
+        tokio::spawn(notify_loop(pool, bus.clone())),
+        tokio::spawn(listen_loop(listener, bus)),
     ]
 }
 
-async fn notify_loop(pool: PgPool, bus: Bus) {
+async fn notify(pool: &PrimaryPool, queued: &str) -> StoreResult<()> {
+    let mut lease = pool.get().await?;
+    sqlx::query("SELECT pg_notify($1, $2)")
+        .bind(CHANNEL)
+        .bind(queued)
+        .execute(lease.busy())
+        .await?;
+    lease.done();
+    Ok(())
+}
+
+async fn notify_loop(pool: PrimaryPool, bus: Bus) {
     let mut local = bus.subscribe_local();
     while local.changed().await.is_ok() {
         tokio::time::sleep(TICK).await;
         local.mark_unchanged();
         let queued = bus.take_unannounced();
-        if let Err(err) = sqlx::query("SELECT pg_notify($1, $2)")
-            .bind(CHANNEL)
-            .bind(queued.to_string())
-            .execute(&pool)
-            .await
-        {
+        if let Err(err) = notify(&pool, &queued.to_string()).await {
             // The channels go with the next notification; until then other replicas'
             // delivery streams find the messages on their own slower look.
             bus.restore_unannounced(queued);

@@ -5,12 +5,10 @@ use std::str::FromStr;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 
 use super::database::Pools;
+use super::pg_pool::PrimaryPool;
 use super::replicas::Standbys;
 use super::{PoolSettings, SqlStore, StoreError, StoreResult, pg_notify};
 use crate::events::Bus;
-
-/// How long a pooled connection may sit idle before it is checked again before use.
-const IDLE_CHECK_AFTER: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// The options ticketd connects with to the server `url` names.
 fn options(url: &str, settings: &PoolSettings) -> StoreResult<PgConnectOptions> {
@@ -70,24 +68,15 @@ pub async fn connect(
             });
         }
     }
-    let pool = PgPoolOptions::new()
-        .max_connections(settings.max_connections)
+    // The listener for other replicas' wake-ups keeps one connection of the configured
+    // number to itself; the statements share the rest.
+    let listener = PgPoolOptions::new()
+        .max_connections(1)
         .acquire_timeout(settings.acquire_timeout)
-        // sqlx checks every connection as it goes back to the pool, which already
-        // weeds out broken ones; checking again on the way out would add a round
-        // trip to every transaction. Only a connection that sat idle long enough for
-        // the server to have gone away meanwhile is checked before use.
-        .test_before_acquire(false)
-        .before_acquire(|conn, meta| {
-            Box::pin(async move {
-                if meta.idle_for > IDLE_CHECK_AFTER {
-                    sqlx::Connection::ping(conn).await?;
-                }
-                Ok(true)
-            })
-        })
-        .connect_lazy_with(options);
-    let mut tasks = pg_notify::spawn(pool.clone(), bus.clone());
+        .connect_lazy_with(options.clone());
+    let statements = (settings.max_connections as usize).saturating_sub(1);
+    let pool = PrimaryPool::new(options, settings, statements);
+    let mut tasks = pg_notify::spawn(pool.clone(), listener, bus.clone());
     let standbys = (!standby_options.is_empty())
         .then(|| Standbys::new(pool.clone(), standby_options, settings));
     if let Some(standbys) = &standbys {

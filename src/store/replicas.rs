@@ -28,6 +28,7 @@ use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::Postgres;
 
 use super::database::{On, Pools, RowType, Statement, bad_arguments, run};
+use super::pg_pool::PrimaryPool;
 use super::{PoolSettings, StoreError, StoreResult};
 use crate::domain::consistency::Lsn;
 
@@ -273,7 +274,7 @@ impl Standby {
 
 /// The standbys of one store and the primary they follow.
 pub struct Standbys {
-    primary: PgPool,
+    primary: PrimaryPool,
     members: Vec<Standby>,
     /// Round-robin turn among standbys.
     next: AtomicUsize,
@@ -285,7 +286,7 @@ impl Standbys {
     /// Pools for every standby URL (connected lazily: a standby that is down at start
     /// only means reads go to the primary until it answers).
     pub(super) fn new(
-        primary: PgPool,
+        primary: PrimaryPool,
         standbys: Vec<PgConnectOptions>,
         settings: &PoolSettings,
     ) -> Arc<Self> {
@@ -322,11 +323,16 @@ impl Standbys {
     /// The token of a request that wrote: the primary's WAL insert position now, which
     /// is past the end of every transaction committed before.
     pub async fn write_token(&self) -> StoreResult<Lsn> {
-        let (position,): (i64,) =
-            sqlx::query_as("SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint")
-                .fetch_one(&self.primary)
-                .await?;
-        Ok(Lsn(position as u64))
+        let sql = "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint";
+        Ok(Lsn(self.primary_position(sql).await? as u64))
+    }
+
+    /// A WAL position the primary answers `sql` with.
+    async fn primary_position(&self, sql: &'static str) -> StoreResult<i64> {
+        let mut lease = self.primary.get().await?;
+        let (position,): (i64,) = sqlx::query_as(sql).fetch_one(lease.busy()).await?;
+        lease.done();
+        Ok(position)
     }
 
     /// The standby a routed read should use, or `None` for the primary. Within one
@@ -411,11 +417,10 @@ impl Standbys {
 
     async fn watch_once(&self) {
         let now = Instant::now();
-        let primary: Result<(i64,), _> =
-            sqlx::query_as("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
-                .fetch_one(&self.primary)
-                .await;
-        if let Ok((position,)) = primary {
+        let primary = self
+            .primary_position("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
+            .await;
+        if let Ok(position) = primary {
             let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
             samples.push_back((now, Lsn(position as u64)));
             while samples.len() > SAMPLES_KEPT {

@@ -14,6 +14,7 @@ use sqlx::{Postgres, Sqlite};
 use super::StoreResult;
 use super::database::{RowType, Statement, bad_arguments, run};
 use super::dialect::Dialect;
+use super::pg_pool::Lease;
 use super::replicas::note_write;
 
 /// Most writes held back at once; more are sent on their own first.
@@ -29,12 +30,13 @@ pub struct Tx {
 }
 
 enum Conn {
-    Postgres(sqlx::Transaction<'static, Postgres>),
+    /// A connection on which `BEGIN` was sent.
+    Postgres(Lease),
     Sqlite(sqlx::Transaction<'static, Sqlite>),
 }
 
 impl Tx {
-    pub(super) fn postgres(tx: sqlx::Transaction<'static, Postgres>) -> Tx {
+    pub(super) fn postgres(tx: Lease) -> Tx {
         Tx {
             conn: Conn::Postgres(tx),
             deferred: Vec::new(),
@@ -89,7 +91,7 @@ impl Tx {
         };
         if let Conn::Postgres(tx) = &mut self.conn {
             let statement = last.after(deferred);
-            run!(Postgres, statement, &mut **tx, execute);
+            run!(Postgres, statement, tx.busy(), execute);
         }
         Ok(())
     }
@@ -110,7 +112,7 @@ impl Tx {
     pub async fn execute(&mut self, statement: Statement<'_>) -> StoreResult<u64> {
         self.flush().await?;
         Ok(match &mut self.conn {
-            Conn::Postgres(tx) => run!(Postgres, statement, &mut **tx, execute),
+            Conn::Postgres(tx) => run!(Postgres, statement, tx.busy(), execute),
             Conn::Sqlite(tx) => run!(Sqlite, statement, &mut **tx, execute),
         })
     }
@@ -118,7 +120,7 @@ impl Tx {
     pub async fn fetch_all<R: RowType>(&mut self, statement: Statement<'_>) -> StoreResult<Vec<R>> {
         self.flush().await?;
         Ok(match &mut self.conn {
-            Conn::Postgres(tx) => run!(Postgres, statement, &mut **tx, fetch_all),
+            Conn::Postgres(tx) => run!(Postgres, statement, tx.busy(), fetch_all),
             Conn::Sqlite(tx) => run!(Sqlite, statement, &mut **tx, fetch_all),
         })
     }
@@ -129,7 +131,7 @@ impl Tx {
     ) -> StoreResult<Option<R>> {
         self.flush().await?;
         Ok(match &mut self.conn {
-            Conn::Postgres(tx) => run!(Postgres, statement, &mut **tx, fetch_optional),
+            Conn::Postgres(tx) => run!(Postgres, statement, tx.busy(), fetch_optional),
             Conn::Sqlite(tx) => run!(Sqlite, statement, &mut **tx, fetch_optional),
         })
     }
@@ -137,7 +139,7 @@ impl Tx {
     pub async fn fetch_one<R: RowType>(&mut self, statement: Statement<'_>) -> StoreResult<R> {
         self.flush().await?;
         Ok(match &mut self.conn {
-            Conn::Postgres(tx) => run!(Postgres, statement, &mut **tx, fetch_one),
+            Conn::Postgres(tx) => run!(Postgres, statement, tx.busy(), fetch_one),
             Conn::Sqlite(tx) => run!(Sqlite, statement, &mut **tx, fetch_one),
         })
     }
@@ -145,8 +147,9 @@ impl Tx {
     pub async fn commit(mut self) -> StoreResult<()> {
         self.flush().await?;
         match self.conn {
-            Conn::Postgres(tx) => {
-                tx.commit().await?;
+            Conn::Postgres(mut tx) => {
+                sqlx::raw_sql("COMMIT").execute(tx.busy()).await?;
+                tx.done();
                 note_write();
             }
             Conn::Sqlite(tx) => tx.commit().await?,
@@ -157,7 +160,10 @@ impl Tx {
     /// Rolls back; deferred writes are dropped unsent.
     pub async fn rollback(self) -> StoreResult<()> {
         match self.conn {
-            Conn::Postgres(tx) => tx.rollback().await?,
+            Conn::Postgres(mut tx) => {
+                sqlx::raw_sql("ROLLBACK").execute(tx.busy()).await?;
+                tx.done();
+            }
             Conn::Sqlite(tx) => tx.rollback().await?,
         }
         Ok(())

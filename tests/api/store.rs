@@ -656,7 +656,7 @@ pub async fn an_abandoned_write_leaves_nothing_and_a_clean_connection(backend: B
             ..Changeset::default()
         });
         // From well before the first statement to after the commit.
-        let deadline = Duration::from_micros(20 + k * k * 8);
+        let deadline = Duration::from_micros(k * k * 8);
         if tokio::time::timeout(deadline, write).await.is_err() {
             abandoned += 1;
         }

@@ -28,31 +28,53 @@ where
     let counter = Arc::new(AtomicU64::new(0));
     let latencies = Arc::new(Mutex::new(Vec::new()));
     let deadline = Instant::now() + Duration::from_secs(seconds);
+    let mut arrivals = Vec::new();
     let mut tasks = Vec::new();
     for _ in 0..clients {
         let (call, counter, latencies) = (call.clone(), counter.clone(), latencies.clone());
+        let mut scheduled = per_client_rate.map(|_| {
+            let (send, receive) = tokio::sync::mpsc::unbounded_channel::<Instant>();
+            arrivals.push(send);
+            receive
+        });
         tasks.push(tokio::spawn(async move {
             let mut mine = Vec::new();
-            let mut next = Instant::now();
             loop {
-                if let Some(rate) = per_client_rate {
-                    // 1 - U is in (0, 1], so the logarithm is finite.
-                    let gap = -(1.0 - fastrand::f64()).ln() / rate;
-                    next += Duration::from_secs_f64(gap);
-                    tokio::time::sleep_until(next.into()).await;
-                } else {
-                    next = Instant::now();
-                }
-                if next >= deadline {
+                let start = match &mut scheduled {
+                    Some(scheduled) => match scheduled.recv().await {
+                        Some(at) => at,
+                        None => break,
+                    },
+                    None => Instant::now(),
+                };
+                if start >= deadline {
                     break;
                 }
                 let i = counter.fetch_add(1, Ordering::Relaxed);
                 if call(i).await {
-                    mine.push(next.elapsed());
+                    mine.push(start.elapsed());
                 }
             }
             latencies.lock().await.extend(mine);
         }));
+    }
+    if let Some(rate) = per_client_rate {
+        if std::env::var_os("TOKIO_PACING").is_some() {
+            for send in arrivals {
+                tokio::spawn(async move {
+                    let mut next = Instant::now();
+                    loop {
+                        next += Duration::from_secs_f64(-(1.0 - fastrand::f64()).ln() / rate);
+                        tokio::time::sleep_until(next.into()).await;
+                        if next >= deadline || send.send(next).is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+        } else {
+            std::thread::spawn(move || pace(arrivals, rate, deadline));
+        }
     }
     for task in tasks {
         let _ = task.await;
@@ -62,6 +84,35 @@ where
         .unwrap_or_default();
     all.sort();
     (all.len() as f64 / seconds as f64, all)
+}
+
+/// Hands each client its Poisson arrivals at their times, from a thread of its own.
+///
+/// The thread sleeps with the operating system's timer, to tens of microseconds, as
+/// `pgbench --rate` does. Tokio's timer rounds every sleep up to a whole millisecond, and
+/// since latency counts from the scheduled start, up to a millisecond of lateness would
+/// be charged to the server on every call.
+fn pace(clients: Vec<tokio::sync::mpsc::UnboundedSender<Instant>>, rate: f64, deadline: Instant) {
+    use std::cmp::Reverse;
+    use std::collections::BinaryHeap;
+    // 1 - U is in (0, 1], so the logarithm is finite.
+    let gap = || Duration::from_secs_f64(-(1.0 - fastrand::f64()).ln() / rate);
+    let start = Instant::now();
+    let mut due: BinaryHeap<_> = (0..clients.len())
+        .map(|client| Reverse((start + gap(), client)))
+        .collect();
+    while let Some(Reverse((at, client))) = due.pop() {
+        if at >= deadline {
+            // Every later arrival is later still; the clients stop as their channels close.
+            break;
+        }
+        if let Some(wait) = at.checked_duration_since(Instant::now()) {
+            std::thread::sleep(wait);
+        }
+        if clients[client].send(at).is_ok() {
+            due.push(Reverse((at + gap(), client)));
+        }
+    }
 }
 
 pub(crate) fn percentile(sorted: &[Duration], p: f64) -> f64 {
