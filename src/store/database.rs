@@ -414,7 +414,7 @@ impl Pools {
         Ok(match self {
             Pools::Postgres { pool, .. } => {
                 let mut lease = pool.get().await?;
-                sqlx::raw_sql("BEGIN").execute(lease.busy()).await?;
+                lease.begin().await?;
                 Tx::postgres(lease)
             }
             Pools::Sqlite { writer, .. } => Tx::sqlite(writer.begin().await?),

@@ -465,6 +465,7 @@ impl Store for SqlStore {
         match &self.pools {
             Pools::Postgres { pool, .. } => {
                 let mut lease = pool.get().await?;
+                lease.close_on_drop();
                 let conn = lease.busy();
                 // Migrations may take long on big tables: no statement timeout for them.
                 let migrated = async {
@@ -476,7 +477,6 @@ impl Store for SqlStore {
                         .await
                 }
                 .await;
-                lease.discard();
                 migrated?;
             }
             Pools::Sqlite { writer, .. } => {

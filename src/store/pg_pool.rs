@@ -4,27 +4,34 @@
 //! sqlx's own pool sends a round trip on every connection it takes back (to flush what an
 //! abandoned statement or transaction may have left), which costs PostgreSQL about as much
 //! as one more statement per transaction. Here a connection is taken back as it is when
-//! its work finished cleanly; one that was dropped while a statement or a transaction may
-//! still have been open on it is first rolled back in the background (waiting out any
-//! answer still on its way), and closed if that fails, so the pool never hands out a
-//! connection in the middle of someone else's work. One that sat idle for a while is
-//! checked before it is handed out again.
+//! its work finished cleanly. One dropped while a statement or a transaction may still
+//! have been open on it is settled in the background first — its transaction rolled
+//! back, or any answer still on its way read out — and closed if that fails or cannot
+//! finish, so the pool never hands out a connection in the middle of someone else's work.
+//! One that sat idle for a while is checked before it is handed out again; connections
+//! are replaced after [`MAX_LIFETIME`] and closed after [`IDLE_TIMEOUT`] unused.
 
 use std::time::{Duration, Instant};
 
-use deadpool::managed::{self, Metrics, Object, PoolError, QueueMode, RecycleResult};
+use deadpool::managed::{self, Metrics, Object, PoolError, QueueMode, RecycleError, RecycleResult};
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 
-use super::{PoolSettings, StoreError, StoreResult};
+use super::{PoolSettings, StoreResult};
 
 /// How long a connection may sit idle before it is checked again before use.
 const IDLE_CHECK_AFTER: Duration = Duration::from_secs(1);
+/// A connection older than this is closed instead of reused (server-side state such as
+/// prepared statements of abandoned calls does not pile up for ever).
+pub const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
+/// A connection unused this long is closed.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 
 /// The primary's pool; clones share it.
 #[derive(Clone)]
 pub struct PrimaryPool {
     pool: managed::Pool<Connector>,
+    acquire_timeout: Duration,
 }
 
 struct Connector {
@@ -48,7 +55,10 @@ impl managed::Manager for Connector {
         })
     }
 
-    async fn recycle(&self, pooled: &mut Pooled, _: &Metrics) -> RecycleResult<sqlx::Error> {
+    async fn recycle(&self, pooled: &mut Pooled, metrics: &Metrics) -> RecycleResult<sqlx::Error> {
+        if metrics.age() > MAX_LIFETIME {
+            return Err(RecycleError::message("past its lifetime"));
+        }
         // Long enough idle for the server or a proxy to have dropped it meanwhile.
         if pooled.idle_since.elapsed() > IDLE_CHECK_AFTER {
             pooled.conn.ping().await?;
@@ -59,33 +69,44 @@ impl managed::Manager for Connector {
 
 impl PrimaryPool {
     pub fn new(options: PgConnectOptions, settings: &PoolSettings, max_size: usize) -> Self {
-        let wait = Some(settings.acquire_timeout);
         let pool = managed::Pool::builder(Connector { options })
             .max_size(max_size.max(1))
-            .wait_timeout(wait)
-            .create_timeout(wait)
-            .recycle_timeout(wait)
             // The most recently used connection first: the fewest go idle long enough to
-            // need a check.
+            // need a check, and the rest can time out.
             .queue_mode(QueueMode::Lifo)
-            .runtime(deadpool::Runtime::Tokio1)
             .build()
             .expect("a pool with a runtime and a size builds");
-        Self { pool }
+        Self {
+            pool,
+            acquire_timeout: settings.acquire_timeout,
+        }
     }
 
-    /// A connection for one statement or one transaction.
+    /// A connection for one statement or one transaction, within the acquire timeout
+    /// in all. A server that refuses connections for a moment (restarting, or still
+    /// starting up) is tried again until then.
     pub async fn get(&self) -> StoreResult<Lease> {
-        let object = self.pool.get().await.map_err(|err| match err {
-            PoolError::Backend(err) => StoreError::from(err),
-            PoolError::Closed => StoreError::from(sqlx::Error::PoolClosed),
-            PoolError::Timeout(_)
-            | PoolError::NoRuntimeSpecified
-            | PoolError::PostCreateHook(_) => StoreError::from(sqlx::Error::PoolTimedOut),
-        })?;
+        let deadline = tokio::time::Instant::now() + self.acquire_timeout;
+        let mut backoff = Duration::from_millis(10);
+        let object = loop {
+            let err = match tokio::time::timeout_at(deadline, self.pool.get()).await {
+                Ok(Ok(object)) => break object,
+                Ok(Err(PoolError::Backend(err))) if is_transient(&err) => err,
+                Ok(Err(PoolError::Backend(err))) => return Err(err.into()),
+                Ok(Err(PoolError::Closed)) => return Err(sqlx::Error::PoolClosed.into()),
+                Ok(Err(_)) | Err(_) => return Err(sqlx::Error::PoolTimedOut.into()),
+            };
+            if tokio::time::Instant::now() + backoff >= deadline {
+                return Err(err.into());
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_millis(500));
+        };
         Ok(Lease {
             object: Some(object),
             busy: false,
+            in_transaction: false,
+            close_on_drop: false,
         })
     }
 
@@ -94,14 +115,31 @@ impl PrimaryPool {
         let status = self.pool.status();
         (status.size as u32, status.available as u32)
     }
+
+    /// Closes the connections unused for [`IDLE_TIMEOUT`].
+    pub fn close_idle(&self) {
+        self.pool
+            .retain(|pooled, _| pooled.idle_since.elapsed() < IDLE_TIMEOUT);
+    }
+}
+
+/// A refused or reset connection, or a server that does not take connections yet.
+fn is_transient(err: &sqlx::Error) -> bool {
+    match err {
+        sqlx::Error::Io(_) => true,
+        sqlx::Error::Database(db) => matches!(db.code().as_deref(), Some("57P03" | "53300")),
+        _ => false,
+    }
 }
 
 /// A connection taken from the pool. Its user marks it [`Lease::busy`] before sending
 /// anything and [`Lease::done`] once the work ended cleanly; dropped while busy, it is
-/// rolled back before the pool sees it again.
+/// settled before the pool sees it again.
 pub struct Lease {
     object: Option<Object<Connector>>,
     busy: bool,
+    in_transaction: bool,
+    close_on_drop: bool,
 }
 
 impl Lease {
@@ -111,17 +149,23 @@ impl Lease {
         &mut self.pooled().conn
     }
 
+    /// Sends `BEGIN`: until [`Lease::done`], a drop rolls the transaction back.
+    pub async fn begin(&mut self) -> StoreResult<()> {
+        self.in_transaction = true;
+        sqlx::raw_sql("BEGIN").execute(self.busy()).await?;
+        Ok(())
+    }
+
     /// The work on the connection ended cleanly: no statement or transaction is open.
     pub fn done(&mut self) {
         self.busy = false;
+        self.in_transaction = false;
         self.pooled().idle_since = Instant::now();
     }
 
-    /// Closes the connection instead of returning it (for one whose session was changed).
-    pub fn discard(mut self) {
-        if let Some(object) = self.object.take() {
-            drop(Object::take(object));
-        }
+    /// The connection's session was changed: close it when dropped, however that comes.
+    pub fn close_on_drop(&mut self) {
+        self.close_on_drop = true;
     }
 
     fn pooled(&mut self) -> &mut Pooled {
@@ -133,27 +177,55 @@ impl Lease {
 
 impl Drop for Lease {
     fn drop(&mut self) {
+        let Some(object) = self.object.take() else {
+            return;
+        };
+        if self.close_on_drop {
+            drop(Object::take(object));
+            return;
+        }
         if !self.busy {
             return;
         }
-        let Some(mut object) = self.object.take() else {
-            return;
-        };
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             drop(Object::take(object));
             return;
         };
+        let mut unsettled = Unsettled(Some(object));
+        let in_transaction = self.in_transaction;
         runtime.spawn(async move {
-            // ROLLBACK waits for whatever answer is still on its way, then ends any
-            // transaction (outside one it only warns). A connection that cannot do that
-            // is closed rather than reused.
-            match sqlx::raw_sql("ROLLBACK").execute(&mut object.conn).await {
-                Ok(_) => object.idle_since = Instant::now(),
-                Err(err) => {
-                    tracing::debug!(error = %err, "closing a connection left mid-work");
-                    drop(Object::take(object));
+            let Some(pooled) = unsettled.0.as_mut() else {
+                return;
+            };
+            // Either waits for whatever answer is still on its way first; an error in it,
+            // or a broken connection, leaves the connection to be closed.
+            let settled = if in_transaction {
+                sqlx::raw_sql("ROLLBACK")
+                    .execute(&mut pooled.conn)
+                    .await
+                    .map(drop)
+            } else {
+                pooled.conn.ping().await
+            };
+            match settled {
+                Ok(()) => {
+                    pooled.idle_since = Instant::now();
+                    // Back to the pool.
+                    drop(unsettled.0.take());
                 }
+                Err(err) => tracing::debug!(error = %err, "closing a connection left mid-work"),
             }
         });
+    }
+}
+
+/// A connection being settled: closed, not returned, unless the settling finished.
+struct Unsettled(Option<Object<Connector>>);
+
+impl Drop for Unsettled {
+    fn drop(&mut self) {
+        if let Some(object) = self.0.take() {
+            drop(Object::take(object));
+        }
     }
 }

@@ -59,22 +59,7 @@ where
         }));
     }
     if let Some(rate) = per_client_rate {
-        if std::env::var_os("TOKIO_PACING").is_some() {
-            for send in arrivals {
-                tokio::spawn(async move {
-                    let mut next = Instant::now();
-                    loop {
-                        next += Duration::from_secs_f64(-(1.0 - fastrand::f64()).ln() / rate);
-                        tokio::time::sleep_until(next.into()).await;
-                        if next >= deadline || send.send(next).is_err() {
-                            break;
-                        }
-                    }
-                });
-            }
-        } else {
-            std::thread::spawn(move || pace(arrivals, rate, deadline));
-        }
+        std::thread::spawn(move || pace(arrivals, rate, deadline));
     }
     for task in tasks {
         let _ = task.await;
