@@ -98,8 +98,9 @@ pub struct Settings {
     #[arg(long, env = "TICKETD_SHUTDOWN_GRACE_SECONDS", default_value_t = 20)]
     pub shutdown_grace_seconds: u64,
 
-    /// Most database connections this process opens (on PostgreSQL one of them listens
-    /// for other replicas' wake-ups, so at least two are opened).
+    /// Most connections this process opens to the database (standbys have pools of the
+    /// same size). On PostgreSQL one of them listens for other replicas' wake-ups, so a
+    /// setting of 1 still opens two.
     #[arg(long, env = "TICKETD_DATABASE_MAX_CONNECTIONS", default_value_t = 16)]
     pub database_max_connections: u32,
 

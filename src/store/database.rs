@@ -16,8 +16,6 @@ use chrono::{DateTime, Utc};
 use serde_json::value::RawValue;
 use sqlx::error::BoxDynError;
 use sqlx::postgres::PgRow;
-
-use super::pg_pool::PrimaryPool;
 use sqlx::sqlite::{SqlitePool, SqliteRow};
 use sqlx::{Arguments, Database, Encode, FromRow, Postgres, Sqlite, Type};
 use uuid::Uuid;
@@ -25,6 +23,7 @@ use uuid::Uuid;
 use std::sync::Arc;
 
 use super::dialect::Dialect;
+use super::pg_pool::PrimaryPool;
 use super::replicas::{Standbys, note_write};
 pub use super::transaction::Tx;
 pub use super::value::{Value, json};

@@ -468,16 +468,12 @@ impl Store for SqlStore {
                 lease.close_on_drop();
                 let conn = lease.busy();
                 // Migrations may take long on big tables: no statement timeout for them.
-                let migrated = async {
-                    sqlx::query("SET statement_timeout = 0")
-                        .execute(&mut *conn)
-                        .await?;
-                    sqlx::migrate!("./migrations/postgres")
-                        .run_direct(None, &mut *conn, false)
-                        .await
-                }
-                .await;
-                migrated?;
+                sqlx::query("SET statement_timeout = 0")
+                    .execute(&mut *conn)
+                    .await?;
+                sqlx::migrate!("./migrations/postgres")
+                    .run_direct(None, &mut *conn, false)
+                    .await?;
             }
             Pools::Sqlite { writer, .. } => {
                 let mut conn = writer.acquire().await?;

@@ -11,11 +11,10 @@
 use std::time::Duration;
 
 use sqlx::postgres::{PgListener, PgPool};
+use tokio::task::JoinHandle;
 
 use super::StoreResult;
 use super::pg_pool::PrimaryPool;
-use tokio::task::JoinHandle;
-
 use crate::events::{Bus, all_channels};
 
 const CHANNEL: &str = "ticketd_events";

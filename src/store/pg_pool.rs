@@ -26,6 +26,9 @@ const IDLE_CHECK_AFTER: Duration = Duration::from_secs(1);
 pub const MAX_LIFETIME: Duration = Duration::from_secs(30 * 60);
 /// A connection unused this long is closed.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// How long a connection dropped mid-work may take to settle (a statement it was running
+/// must end first) before it is closed instead.
+const SETTLE_WITHIN: Duration = Duration::from_secs(10);
 
 /// The primary's pool; clones share it.
 #[derive(Clone)]
@@ -199,15 +202,20 @@ impl Drop for Lease {
             };
             // Either waits for whatever answer is still on its way first; an error in it,
             // or a broken connection, leaves the connection to be closed.
-            let settled = if in_transaction {
-                sqlx::raw_sql("ROLLBACK")
-                    .execute(&mut pooled.conn)
-                    .await
-                    .map(drop)
-            } else {
-                pooled.conn.ping().await
+            let settle = async {
+                if in_transaction {
+                    sqlx::raw_sql("ROLLBACK")
+                        .execute(&mut pooled.conn)
+                        .await
+                        .map(drop)
+                } else {
+                    pooled.conn.ping().await
+                }
             };
-            match settled {
+            match tokio::time::timeout(SETTLE_WITHIN, settle)
+                .await
+                .unwrap_or_else(|_| Err(sqlx::Error::PoolTimedOut))
+            {
                 Ok(()) => {
                     pooled.idle_since = Instant::now();
                     // Back to the pool.

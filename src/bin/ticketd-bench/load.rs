@@ -47,7 +47,9 @@ where
                     },
                     None => Instant::now(),
                 };
-                if start >= deadline {
+                // Like `pgbench -T`, nothing starts after the deadline: arrivals still
+                // queued then are dropped, not run late.
+                if start >= deadline || Instant::now() >= deadline {
                     break;
                 }
                 let i = counter.fetch_add(1, Ordering::Relaxed);
@@ -58,7 +60,7 @@ where
             latencies.lock().await.extend(mine);
         }));
     }
-    if let Some(rate) = per_client_rate {
+    if let Some(rate) = per_client_rate.filter(|r| r.is_finite() && *r > 0.0) {
         std::thread::spawn(move || pace(arrivals, rate, deadline));
     }
     for task in tasks {
@@ -135,4 +137,19 @@ pub(crate) async fn create_throughput(
         async move { c.create_ticket(ticket(i)).await.is_ok() }
     })
     .await
+}
+
+/// The median of alternating turns' results, and the results in the order measured
+/// (for the row's text); NaN for none.
+pub(crate) fn turns(values: &[f64]) -> (f64, String) {
+    let measured: Vec<String> = values.iter().map(|v| format!("{v:.0}")).collect();
+    let mut sorted = values.to_vec();
+    sorted.sort_by(f64::total_cmp);
+    let n = sorted.len();
+    let median = match n {
+        0 => f64::NAN,
+        _ if n % 2 == 1 => sorted[n / 2],
+        _ => (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0,
+    };
+    (median, measured.join(", "))
 }

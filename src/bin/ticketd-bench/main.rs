@@ -324,13 +324,25 @@ fn report(rows: &[Row], cores: usize, commit_mode: &str, args: &Args) {
 /// and the half load.
 async fn create_costs(server: &Server, args: &Args, url: &str) -> (Vec<Row>, f64) {
     create_throughput(server, args.clients, 2, None).await;
-    let (creates, _) = create_throughput(server, args.clients, args.seconds, None).await;
-    let baseline = pgbench(args, url);
+    // Three turns of each, alternating, so that a drift of the shared machine lands on
+    // both sides; the medians are compared.
+    let (mut creates, mut baseline) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        creates.push(
+            create_throughput(server, args.clients, args.seconds, None)
+                .await
+                .0,
+        );
+        baseline.extend(pgbench(args, url));
+    }
+    let (creates, creates_runs) = turns(&creates);
+    let (baseline_median, baseline_runs) = turns(&baseline);
+    let baseline = (!baseline.is_empty()).then_some(baseline_median);
     let mut rows = vec![Row {
         scenario: format!("CreateTicket, {} clients, PostgreSQL", args.clients),
-        value: format!("{creates:.0}/s"),
+        value: format!("{creates:.0}/s (median of {creates_runs})"),
         baseline: baseline.map_or("pgbench unavailable".into(), |b| {
-            format!("pgbench {b:.0} tps")
+            format!("pgbench {b:.0} tps (median of {baseline_runs})")
         }),
         ratio: baseline.map_or("-".into(), |b| format!("{:.2}x", creates / b)),
         target: ">= 0.8x".into(),

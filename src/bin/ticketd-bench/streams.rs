@@ -197,9 +197,9 @@ pub(crate) async fn fan_out(
 }
 
 /// CreateTicket beside 100 watchers, first of an agent's own tickets (following the log,
-/// but none of the new events is theirs), then of every event. Each run's baseline is the
-/// load without watchers right before and right after it, so a drift in the machine's
-/// speed does not land on one side of the ratio.
+/// but none of the new events is theirs), then of every event. Runs without watchers and
+/// with them alternate (without, then three turns of with and without), and the medians
+/// are compared, so a drift in the machine's speed does not land on one side of the ratio.
 pub(crate) async fn watcher_costs(server: &Server, args: &Args) -> Vec<Row> {
     let mut rows = Vec::new();
     let nobody = uuid::Uuid::new_v4();
@@ -229,28 +229,44 @@ pub(crate) async fn watcher_costs(server: &Server, args: &Args) -> Vec<Row> {
             10,
         ),
     ] {
-        let (before, _) = create_throughput(server, args.clients, args.seconds, None).await;
         let received = Arc::new(AtomicU64::new(0));
         let channels = if connections == 1 {
             std::slice::from_ref(&server.channel)
         } else {
             &ten[..]
         };
-        let watching = live_watchers_on(server, channels, 100, &filter, received.clone()).await;
-        let (with_watchers, _) = create_throughput(server, args.clients, args.seconds, None).await;
-        for w in watching {
-            w.abort();
+        let mut without = vec![
+            create_throughput(server, args.clients, args.seconds, None)
+                .await
+                .0,
+        ];
+        let mut with_watchers = Vec::new();
+        for _ in 0..3 {
+            let watching = live_watchers_on(server, channels, 100, &filter, received.clone()).await;
+            with_watchers.push(
+                create_throughput(server, args.clients, args.seconds, None)
+                    .await
+                    .0,
+            );
+            for w in watching {
+                w.abort();
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            without.push(
+                create_throughput(server, args.clients, args.seconds, None)
+                    .await
+                    .0,
+            );
         }
-        tokio::time::sleep(Duration::from_millis(200)).await;
-        let (after, _) = create_throughput(server, args.clients, args.seconds, None).await;
-        let without = (before + after) / 2.0;
+        let (with_watchers, with_runs) = turns(&with_watchers);
+        let (without, without_runs) = turns(&without);
         rows.push(Row {
             scenario: format!("CreateTicket with 100 watchers of {label}"),
             value: format!(
-                "{with_watchers:.0}/s ({} deliveries)",
+                "{with_watchers:.0}/s (median of {with_runs}; {} deliveries over the 3)",
                 received.load(Ordering::Relaxed)
             ),
-            baseline: format!("{without:.0}/s without ({before:.0} before, {after:.0} after)"),
+            baseline: format!("{without:.0}/s without (median of {without_runs})"),
             ratio: format!("{:.2}x", with_watchers / without),
             target: target.into(),
         });
