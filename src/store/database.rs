@@ -343,6 +343,13 @@ pub(super) fn bad_arguments(err: BoxDynError) -> StoreError {
 /// Runs `$statement` as `$method` (a sqlx query method) on `$on` with the backend's
 /// argument type: one arm per backend, the same code in each.
 macro_rules! run {
+    // On a connection leased from the primary's pool for this one statement.
+    (leased $pool:expr, $statement:expr, $method:ident) => {{
+        let mut lease = $pool.get().await?;
+        let out = run!(Postgres, $statement, lease.busy(), $method);
+        lease.done();
+        out
+    }};
     ($db:ty, $statement:expr, $on:expr, execute) => {{
         let statement = $statement;
         let args = statement.arguments::<$db>().map_err(bad_arguments)?;
@@ -424,9 +431,7 @@ impl Pools {
     pub async fn write(&self, statement: Statement<'_>) -> StoreResult<u64> {
         Ok(match self {
             Pools::Postgres { pool, .. } => {
-                let mut lease = pool.get().await?;
-                let touched = run!(Postgres, statement, lease.busy(), execute);
-                lease.done();
+                let touched = run!(leased pool, statement, execute);
                 note_write();
                 touched
             }
@@ -436,12 +441,7 @@ impl Pools {
 
     pub async fn fetch_all<R: RowType>(&self, statement: Statement<'_>) -> StoreResult<Vec<R>> {
         Ok(match self {
-            Pools::Postgres { pool, .. } => {
-                let mut lease = pool.get().await?;
-                let rows = run!(Postgres, statement, lease.busy(), fetch_all);
-                lease.done();
-                rows
-            }
+            Pools::Postgres { pool, .. } => run!(leased pool, statement, fetch_all),
             Pools::Sqlite { reader, .. } => run!(Sqlite, statement, reader, fetch_all),
         })
     }
@@ -451,24 +451,14 @@ impl Pools {
         statement: Statement<'_>,
     ) -> StoreResult<Option<R>> {
         Ok(match self {
-            Pools::Postgres { pool, .. } => {
-                let mut lease = pool.get().await?;
-                let rows = run!(Postgres, statement, lease.busy(), fetch_optional);
-                lease.done();
-                rows
-            }
+            Pools::Postgres { pool, .. } => run!(leased pool, statement, fetch_optional),
             Pools::Sqlite { reader, .. } => run!(Sqlite, statement, reader, fetch_optional),
         })
     }
 
     pub async fn fetch_one<R: RowType>(&self, statement: Statement<'_>) -> StoreResult<R> {
         Ok(match self {
-            Pools::Postgres { pool, .. } => {
-                let mut lease = pool.get().await?;
-                let rows = run!(Postgres, statement, lease.busy(), fetch_one);
-                lease.done();
-                rows
-            }
+            Pools::Postgres { pool, .. } => run!(leased pool, statement, fetch_one),
             Pools::Sqlite { reader, .. } => run!(Sqlite, statement, reader, fetch_one),
         })
     }

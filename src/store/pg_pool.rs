@@ -119,10 +119,16 @@ impl PrimaryPool {
         (status.size as u32, status.available as u32)
     }
 
-    /// Closes the connections unused for [`IDLE_TIMEOUT`].
-    pub fn close_idle(&self) {
-        self.pool
-            .retain(|pooled, _| pooled.idle_since.elapsed() < IDLE_TIMEOUT);
+    /// A task that closes the connections unused for [`IDLE_TIMEOUT`], once a minute.
+    pub fn spawn_idle_close(&self) -> tokio::task::JoinHandle<()> {
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            let mut every = tokio::time::interval(Duration::from_secs(60));
+            loop {
+                every.tick().await;
+                pool.retain(|pooled, _| pooled.idle_since.elapsed() < IDLE_TIMEOUT);
+            }
+        })
     }
 }
 
@@ -156,6 +162,20 @@ impl Lease {
     pub async fn begin(&mut self) -> StoreResult<()> {
         self.in_transaction = true;
         sqlx::raw_sql("BEGIN").execute(self.busy()).await?;
+        Ok(())
+    }
+
+    /// Sends `COMMIT`; the connection is clean again once it succeeded.
+    pub async fn commit(&mut self) -> StoreResult<()> {
+        sqlx::raw_sql("COMMIT").execute(self.busy()).await?;
+        self.done();
+        Ok(())
+    }
+
+    /// Sends `ROLLBACK`; the connection is clean again once it succeeded.
+    pub async fn rollback(&mut self) -> StoreResult<()> {
+        sqlx::raw_sql("ROLLBACK").execute(self.busy()).await?;
+        self.done();
         Ok(())
     }
 

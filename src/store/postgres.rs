@@ -77,14 +77,7 @@ pub async fn connect(
     let statements = (settings.max_connections as usize).saturating_sub(1);
     let pool = PrimaryPool::new(options, settings, statements);
     let mut tasks = pg_notify::spawn(pool.clone(), listener, bus.clone());
-    let idle = pool.clone();
-    tasks.push(tokio::spawn(async move {
-        let mut every = tokio::time::interval(std::time::Duration::from_secs(60));
-        loop {
-            every.tick().await;
-            idle.close_idle();
-        }
-    }));
+    tasks.push(pool.spawn_idle_close());
     let standbys = (!standby_options.is_empty())
         .then(|| Standbys::new(pool.clone(), standby_options, settings));
     if let Some(standbys) = &standbys {

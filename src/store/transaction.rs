@@ -148,8 +148,7 @@ impl Tx {
         self.flush().await?;
         match self.conn {
             Conn::Postgres(mut tx) => {
-                sqlx::raw_sql("COMMIT").execute(tx.busy()).await?;
-                tx.done();
+                tx.commit().await?;
                 note_write();
             }
             Conn::Sqlite(tx) => tx.commit().await?,
@@ -160,10 +159,7 @@ impl Tx {
     /// Rolls back; deferred writes are dropped unsent.
     pub async fn rollback(self) -> StoreResult<()> {
         match self.conn {
-            Conn::Postgres(mut tx) => {
-                sqlx::raw_sql("ROLLBACK").execute(tx.busy()).await?;
-                tx.done();
-            }
+            Conn::Postgres(mut tx) => tx.rollback().await?,
             Conn::Sqlite(tx) => tx.rollback().await?,
         }
         Ok(())

@@ -60,8 +60,10 @@ where
             latencies.lock().await.extend(mine);
         }));
     }
-    if let Some(rate) = per_client_rate.filter(|r| r.is_finite() && *r > 0.0) {
-        std::thread::spawn(move || pace(arrivals, rate, deadline));
+    match per_client_rate.filter(|r| r.is_finite() && *r > 0.0) {
+        Some(rate) => drop(std::thread::spawn(move || pace(arrivals, rate, deadline))),
+        // No arrivals at all: the clients' channels close and they stop at once.
+        None => drop(arrivals),
     }
     for task in tasks {
         let _ = task.await;
