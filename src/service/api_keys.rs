@@ -4,8 +4,7 @@
 //! Only its SHA-256 is stored: with that much entropy a salted slow hash adds nothing,
 //! and a lookup by hash is one indexed read.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use base64::Engine;
@@ -46,16 +45,18 @@ struct KeyPageToken {
 const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
 /// Most secrets remembered at once, known or unknown.
 const KEY_CACHE_SIZE: u64 = 10_000;
-/// How often an open stream checks that its key is still valid.
-const STREAM_KEY_CHECK: Duration = Duration::from_secs(1);
+
+mod streams;
+pub use streams::{StreamLimitSettings, StreamPermit};
+use streams::StreamLimits;
 
 #[derive(Clone)]
 pub struct ApiKeyService {
     store: Arc<dyn Store>,
     /// Principals of recently seen secrets by secret hash; `None` for unknown ones.
     by_secret: Cache<Vec<u8>, Option<Principal>>,
-    /// Whether a key is still valid, by key id, for open streams.
-    active: Cache<Uuid, bool>,
+    /// Whether the keys of open streams are still valid.
+    status: KeyStatus,
     streams: Arc<StreamLimits>,
     clock: Clock,
 }
@@ -77,17 +78,20 @@ fn prefix_of(secret: &str) -> String {
 impl ApiKeyService {
     pub fn new(store: Arc<dyn Store>, stream_limits: StreamLimitSettings, clock: Clock) -> Self {
         Self {
-            store,
+            store: store.clone(),
             clock,
             by_secret: Cache::builder()
                 .max_capacity(KEY_CACHE_SIZE)
                 .time_to_live(KEY_CACHE_TTL)
                 .support_invalidation_closures()
                 .build(),
-            active: Cache::builder()
-                .max_capacity(KEY_CACHE_SIZE)
-                .time_to_live(KEY_CACHE_TTL)
-                .build(),
+            status: KeyStatus {
+                store,
+                active: Cache::builder()
+                    .max_capacity(KEY_CACHE_SIZE)
+                    .time_to_live(KEY_CACHE_TTL)
+                    .build(),
+            },
             streams: Arc::new(StreamLimits::new(stream_limits)),
         }
     }
@@ -119,33 +123,15 @@ impl ApiKeyService {
         principal.ok_or_else(|| ServiceError::Unauthenticated("unknown or revoked API key".into()))
     }
 
-    /// Whether a key is still valid (not revoked), as of at most [`KEY_CACHE_TTL`] ago.
-    /// A database error counts as valid: a passing outage must not end every stream.
-    async fn is_active(&self, key_id: Uuid) -> bool {
-        if let Some(active) = self.active.get(&key_id) {
-            return active;
-        }
-        match self.store.api_key_by_id(key_id).await {
-            Ok(key) => {
-                let active = key.is_some_and(|k| k.revoked_at.is_none());
-                self.active.insert(key_id, active);
-                active
-            }
-            Err(err) => {
-                tracing::warn!(error = %err, "cannot check a stream's key; keeping the stream");
-                true
-            }
-        }
-    }
-
     /// Admits one more open stream for the caller, within the per-key and total limits.
     /// The permit ends the stream's claim when dropped; [`StreamPermit::revoked`]
     /// resolves once the key is revoked.
     pub fn open_stream(&self, principal: &Principal) -> ServiceResult<StreamPermit> {
-        self.streams.admit(principal.key_id)?;
+        let revoked = self.streams.admit(principal.key_id, &self.status)?;
         Ok(StreamPermit {
-            keys: self.clone(),
+            limits: self.streams.clone(),
             key_id: principal.key_id,
+            revoked,
         })
     }
 
@@ -215,7 +201,7 @@ impl ApiKeyService {
 
     /// Drops a key from the caches.
     fn forget(&self, id: Uuid) {
-        self.active.invalidate(&id);
+        self.status.active.invalidate(&id);
         // Only possible with `support_invalidation_closures`, which the cache has.
         let _ = self.by_secret.invalidate_entries_if(move |_, principal| {
             principal.as_ref().is_some_and(|p| p.key_id == id)
@@ -248,6 +234,7 @@ impl ApiKeyService {
             .ok_or_else(|| ServiceError::NotFound(format!("api key {id}")))?;
         // Again after the write: a lookup racing with the revocation may have cached the key.
         self.forget(id);
+        self.streams.revoke(id);
         tracing::info!(key_id = %id, "api key revoked");
         Ok(record)
     }
@@ -348,82 +335,30 @@ fn new_key(
     }
 }
 
-/// How many streams may be open at once.
-#[derive(Debug, Clone, Copy)]
-pub struct StreamLimitSettings {
-    pub per_key: usize,
-    pub total: usize,
+/// Whether keys are still valid (not revoked), as of at most [`KEY_CACHE_TTL`] ago.
+#[derive(Clone)]
+struct KeyStatus {
+    store: Arc<dyn Store>,
+    active: Cache<Uuid, bool>,
 }
 
-/// Open streams per key and in all.
-struct StreamLimits {
-    settings: StreamLimitSettings,
-    open: Mutex<HashMap<Uuid, usize>>,
-}
-
-impl StreamLimits {
-    fn new(settings: StreamLimitSettings) -> Self {
-        Self {
-            settings,
-            open: Mutex::default(),
+impl KeyStatus {
+    /// A database error counts as valid: a passing outage must not end every stream.
+    async fn is_active(&self, key_id: Uuid) -> bool {
+        if let Some(active) = self.active.get(&key_id) {
+            return active;
         }
-    }
-
-    fn admit(&self, key_id: Uuid) -> ServiceResult<()> {
-        // The counts stay consistent even if a holder panicked: every change is one step.
-        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
-        let total: usize = open.values().sum();
-        if total >= self.settings.total {
-            return Err(ServiceError::ResourceExhausted(format!(
-                "the server has its limit of {} open streams; retry later",
-                self.settings.total
-            )));
-        }
-        let mine = open.entry(key_id).or_default();
-        if *mine >= self.settings.per_key {
-            return Err(ServiceError::ResourceExhausted(format!(
-                "this key has its limit of {} open streams; close one first",
-                self.settings.per_key
-            )));
-        }
-        *mine += 1;
-        Ok(())
-    }
-
-    fn release(&self, key_id: Uuid) {
-        if let Ok(mut open) = self.open.lock()
-            && let Some(mine) = open.get_mut(&key_id)
-        {
-            *mine = mine.saturating_sub(1);
-            if *mine == 0 {
-                open.remove(&key_id);
+        match self.store.api_key_by_id(key_id).await {
+            Ok(key) => {
+                let active = key.is_some_and(|k| k.revoked_at.is_none());
+                self.active.insert(key_id, active);
+                active
+            }
+            Err(err) => {
+                tracing::warn!(error = %err, "cannot check a stream's key; keeping the stream");
+                true
             }
         }
-    }
-}
-
-/// One open stream's claim on its key's stream allowance.
-pub struct StreamPermit {
-    keys: ApiKeyService,
-    key_id: Uuid,
-}
-
-impl StreamPermit {
-    /// Resolves once the stream's key is revoked (checked every second, through the
-    /// key cache, so within [`KEY_CACHE_TTL`] of a revocation on another replica).
-    pub async fn revoked(&self) {
-        loop {
-            tokio::time::sleep(STREAM_KEY_CHECK).await;
-            if !self.keys.is_active(self.key_id).await {
-                return;
-            }
-        }
-    }
-}
-
-impl Drop for StreamPermit {
-    fn drop(&mut self) {
-        self.keys.streams.release(self.key_id);
     }
 }
 

@@ -5,7 +5,6 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use tokio::sync::watch;
 use tracing::Instrument;
 use uuid::Uuid;
@@ -201,18 +200,17 @@ impl WatchService {
     }
 }
 
-/// How a stream turns an event it wants into what it sends.
-#[async_trait]
+/// How a stream turns an event it wants into what it sends. Called once per delivery,
+/// and dispatched statically, so no future is boxed for it.
 trait Render: Send + Sync + 'static {
     type Item: Send + 'static;
     /// `None`: the event is skipped (its cursor still counts as read).
-    async fn render(&self, event: Arc<Event>) -> Option<Self::Item>;
+    fn render(&self, event: Arc<Event>) -> impl Future<Output = Option<Self::Item>> + Send;
 }
 
 /// `WatchTickets` sends the events themselves, shared with every other watcher.
 struct AsIs;
 
-#[async_trait]
 impl Render for AsIs {
     type Item = Arc<Event>;
     async fn render(&self, event: Arc<Event>) -> Option<Arc<Event>> {
@@ -265,7 +263,6 @@ struct RenderUpdates {
     names: Arc<AgentNames>,
 }
 
-#[async_trait]
 impl Render for RenderUpdates {
     type Item = ConversationUpdateView;
     async fn render(&self, event: Arc<Event>) -> Option<ConversationUpdateView> {

@@ -396,5 +396,6 @@ mod postgres_server {
         replicas_share_deliveries_and_watches,
         a_statement_past_its_timeout_fails_and_frees_its_connection,
         a_watcher_finds_events_held_back_by_a_long_transaction,
+        a_key_revoked_on_one_replica_ends_its_streams_on_another,
     }
 }

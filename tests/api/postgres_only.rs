@@ -365,3 +365,59 @@ pub async fn a_watcher_finds_events_held_back_by_a_long_transaction(backend: Bac
     assert_eq!(seen.ticket_id, ticket.id);
     release.await.unwrap();
 }
+
+/// A key revoked through one replica ends its streams on another: the other's key check
+/// sees the revocation once its key cache lets go of the key.
+pub async fn a_key_revoked_on_one_replica_ends_its_streams_on_another(backend: Backend) {
+    let database = TestDatabase::create(&backend).await;
+    let settings = settings_for(&database);
+    let a = start(settings.clone(), database).await;
+    let b = start_replica(settings).await;
+    let created = a
+        .admin()
+        .create_api_key(pb::CreateApiKeyRequest {
+            name: "revoked elsewhere".into(),
+            role: pb::Role::Agent as i32,
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        streams.push(
+            b.tickets_as(&created.secret)
+                .watch_tickets(pb::WatchTicketsRequest::default())
+                .await
+                .unwrap()
+                .into_inner(),
+        );
+    }
+    // A stream of another key on the same replica lives on.
+    let mut other = watch(&mut b.tickets(), "", 0).await;
+    a.admin()
+        .revoke_api_key(pb::RevokeApiKeyRequest {
+            id: created.api_key.unwrap().id,
+        })
+        .await
+        .unwrap();
+    for mut stream in streams {
+        let ended = tokio::time::timeout(Duration::from_secs(15), async {
+            loop {
+                match stream.next().await {
+                    Some(Ok(_)) => continue,
+                    Some(Err(status)) => return Some(status.code()),
+                    None => return None,
+                }
+            }
+        })
+        .await
+        .expect("the stream ends within the key cache's lifetime and a check");
+        assert_eq!(ended, Some(Code::Unauthenticated));
+    }
+    let ticket = create(&mut a.tickets(), new_ticket("after the revocation")).await;
+    let event = next_event(&mut other, Duration::from_secs(10))
+        .await
+        .expect("the other key's stream still receives events");
+    assert_eq!(event.ticket_id, ticket.id);
+}

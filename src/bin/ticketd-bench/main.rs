@@ -18,6 +18,11 @@ mod standbys;
 mod streams;
 mod webhooks;
 
+/// The allocator the `ticketd` binary uses, so the server in this process runs as it does
+/// there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 use clap::Parser;
 use sqlx::Connection;
 use ticketd::grpc::pb::{self};
