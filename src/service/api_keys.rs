@@ -47,8 +47,8 @@ const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
 const KEY_CACHE_SIZE: u64 = 10_000;
 
 mod streams;
-pub use streams::{StreamLimitSettings, StreamPermit};
 use streams::StreamLimits;
+pub use streams::{StreamLimitSettings, StreamPermit};
 
 #[derive(Clone)]
 pub struct ApiKeyService {
