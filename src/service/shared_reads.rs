@@ -27,8 +27,8 @@ pub struct SharedReads {
 }
 
 impl SharedReads {
-    /// Up to `limit` events after `after` (of one ticket, if given).
-    pub async fn events_after(
+    /// Up to `limit` events after `after`, up to `from` (of one ticket, if given).
+    pub async fn events_until(
         &self,
         store: &dyn Store,
         after: i64,
@@ -42,7 +42,7 @@ impl SharedReads {
             Err(_) => Read::default(),
         };
         cell.get_or_try_init(|| async {
-            let events = store.events_after(after, ticket, limit).await;
+            let events = store.events_until(after, from, ticket, limit).await;
             // Later readers start a fresh query: they may want newer commits.
             if let Ok(mut map) = self.in_flight.lock() {
                 map.remove(&key);

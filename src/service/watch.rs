@@ -433,7 +433,7 @@ impl<R: Render> Producer<R> {
                 Ok(events) => events,
                 Err(_) => match self
                     .reads
-                    .events_after(
+                    .events_until(
                         self.store.as_ref(),
                         self.cursor,
                         self.only_ticket,
@@ -468,7 +468,7 @@ impl<R: Render> Producer<R> {
             }
             if reached {
                 // Everything up to `from` was final before this read began, and the read
-                // went past it or to the end: nothing this stream wants lies between its
+                // went past it or read all up to it: nothing this stream wants lies between its
                 // cursor and `from` any more. (A read of one ticket's events skips the
                 // positions of others, so the cursor may not have reached `from` itself.)
                 self.cursor = self.cursor.max(from);

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use super::database::{Statement, Tx, Value, json};
 use super::rows::{self, EventRow};
-use super::{SqlStore, StoreError, StoreResult};
+use super::{SqlStore, Store, StoreError, StoreResult, session};
 use crate::domain::event::{Event, EventKind, NewEvent};
 use crate::events::{Log, LogError};
 
@@ -63,7 +63,6 @@ pub trait EventLog: Send + Sync {
         limit: i64,
     ) -> StoreResult<Vec<Event>>;
 
-    /// Inserts a key; `false` if a key with the same secret already exists.
     /// Events after `after` in log order, for streams. On PostgreSQL only events below the
     /// horizon of running transactions are returned, so a reader never skips a position
     /// that a transaction still in flight will fill.
@@ -76,6 +75,18 @@ pub trait EventLog: Send + Sync {
 
     /// Whether committed events after `after` exist that `events_after` does not return
     /// yet (held back behind a transaction still in flight). Always false on SQLite.
+    /// Events after `after` up to `until` in log order, for a stream catching up to the
+    /// tailer: everything up to `until` was final when the tailer read it, so no horizon
+    /// applies. With standbys the read goes to one that has replayed past where the
+    /// primary is now (so past `until`), else to the primary.
+    async fn events_until(
+        &self,
+        after: i64,
+        until: i64,
+        ticket_id: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Vec<Event>>;
+
     async fn events_held_back(&self, after: i64) -> StoreResult<bool>;
 
     async fn event(&self, id: Uuid) -> StoreResult<Option<Event>>;
@@ -131,6 +142,39 @@ impl EventLog for SqlStore {
             query = query.bind(id);
         }
         let rows: Vec<EventRow> = query.fetch_all(&self.pools).await?;
+        rows::convert_all(rows)
+    }
+
+    async fn events_until(
+        &self,
+        after: i64,
+        until: i64,
+        ticket_id: Option<Uuid>,
+        limit: i64,
+    ) -> StoreResult<Vec<Event>> {
+        let only_ticket = if ticket_id.is_some() {
+            " AND e.ticket_id = $4"
+        } else {
+            ""
+        };
+        let sql = format!(
+            "{SELECT_EVENTS} WHERE e.position > $1 AND e.position <= $2{only_ticket} \
+             ORDER BY e.position LIMIT $3"
+        );
+        let mut query = Statement::owned(sql).bind(after).bind(until).bind(limit);
+        if let Some(id) = ticket_id {
+            query = query.bind(id);
+        }
+        let rows: Vec<EventRow> = match self.standbys() {
+            // A standby serves the read once it has replayed what the primary has now.
+            Some(standbys) => {
+                let now = standbys.write_token().await?;
+                session(Some(now), query.fetch_all(self.pools.routed()))
+                    .await
+                    .0?
+            }
+            None => query.fetch_all(&self.pools).await?,
+        };
         rows::convert_all(rows)
     }
 

@@ -72,9 +72,10 @@ impl PrivateCluster {
     }
 
     /// A streaming standby of `primary`, copied with `pg_basebackup` (which also writes
-    /// its `primary_conninfo`), and started.
-    pub fn standby_of(primary: &PrivateCluster) -> PrivateCluster {
-        let standby = Self::unmade(primary.bin.clone());
+    /// its `primary_conninfo`), and started with `options`.
+    pub fn standby_of(primary: &PrivateCluster, options: &[&str]) -> PrivateCluster {
+        let mut standby = Self::unmade(primary.bin.clone());
+        standby.options = options.iter().map(|o| o.to_string()).collect();
         let (dir, port) = (standby.dir.display().to_string(), primary.port.to_string());
         let mut args = client_args(&port).to_vec();
         args.extend([

@@ -5,6 +5,7 @@
 //!
 //! Which database served a list is told apart by pausing the standby's replay: a list
 //! that lacks a ticket the primary already holds can only have come from the standby.
+//! Which served a watch stream's catch-up, by the standby's statement log.
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -20,6 +21,7 @@ use crate::harness::{
     with_database,
 };
 use crate::private_cluster::PrivateCluster;
+use crate::watch::{next_event, watch};
 
 /// Creates a ticket; returns its id and the consistency token of the response.
 async fn create_ticket(tickets: &mut Tickets, subject: &str) -> (String, Option<String>) {
@@ -161,6 +163,29 @@ async fn served_by_the_standby(tickets: &mut Tickets, id: &str) {
     }
 }
 
+/// How many catch-up reads of the log (`events_until`) the cluster's statement log shows.
+fn catch_up_reads(cluster: &PrivateCluster) -> usize {
+    std::fs::read_to_string(cluster.dir.join("server.log"))
+        .expect("the standby's log")
+        .lines()
+        .filter(|line| line.contains("e.position <= $2"))
+        .count()
+}
+
+/// The tickets whose creation a watch stream from the start of the log shows, once it
+/// has shown every one of `expected` (or gone quiet).
+async fn caught_up(tickets: &mut Tickets, expected: &[&String]) -> HashSet<String> {
+    let mut stream = watch(tickets, "event_type = ticket_created", 0).await;
+    let mut seen = HashSet::new();
+    while !expected.iter().all(|id| seen.contains(*id)) {
+        match next_event(&mut stream, Duration::from_secs(5)).await {
+            Some(event) => seen.insert(event.ticket_id),
+            None => break,
+        };
+    }
+    seen
+}
+
 async fn pg_ctl(cluster: &Arc<PrivateCluster>, action: &'static [&'static str]) {
     let cluster = cluster.clone();
     tokio::task::spawn_blocking(move || cluster.pg_ctl(action))
@@ -211,7 +236,8 @@ pub async fn reads_go_to_a_standby_and_never_miss_the_callers_writes() {
     let standby = Arc::new(
         tokio::task::spawn_blocking({
             let primary = primary.clone();
-            move || PrivateCluster::standby_of(&primary)
+            // Its statement log tells which reads it served.
+            move || PrivateCluster::standby_of(&primary, &["log_statement=all"])
         })
         .await
         .unwrap(),
@@ -256,6 +282,29 @@ pub async fn reads_go_to_a_standby_and_never_miss_the_callers_writes() {
     assert!(
         !seen.contains(&later),
         "a caught-up standby should have served the read"
+    );
+    psql(&standby, "SELECT pg_wal_replay_resume()").await;
+
+    // A watch stream catching up from before what the tailer holds reads the log on the
+    // standby, once that has replayed as far as the primary was when the read began;
+    // with replay paused, on the primary. Either way it misses nothing.
+    let earlier = [&before, &unreplayed, &mine, &later];
+    let read_there = catch_up_reads(&standby);
+    let seen = caught_up(&mut tickets, &earlier).await;
+    assert!(earlier.iter().all(|id| seen.contains(*id)));
+    assert!(
+        catch_up_reads(&standby) > read_there,
+        "the catch-up was not read on the standby"
+    );
+    psql(&standby, "SELECT pg_wal_replay_pause()").await;
+    let (paused, _) = create_ticket(&mut tickets, "while replay is paused").await;
+    let read_there = catch_up_reads(&standby);
+    let seen = caught_up(&mut tickets, &[&paused]).await;
+    assert!(seen.contains(&paused), "the catch-up missed a write");
+    assert_eq!(
+        catch_up_reads(&standby),
+        read_there,
+        "a standby behind the primary served a catch-up"
     );
     psql(&standby, "SELECT pg_wal_replay_resume()").await;
     standby_db.close().await;
