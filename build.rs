@@ -29,12 +29,6 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Messages name themselves (`prost::Name`), so the codec can look up their shape.
     let mut config = tonic_prost_build::Config::new();
     config.enable_type_names();
-    // Written by hand, so that one event's encoding is shared by every watcher (see
-    // `src/grpc/watch_response.rs`); its wire format is the generated one.
-    config.extern_path(
-        ".ticketd.v1.WatchTicketsResponse",
-        "crate::grpc::watch_response::WatchTicketsResponse",
-    );
     tonic_prost_build::configure()
         .build_client(true)
         .build_server(true)

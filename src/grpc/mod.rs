@@ -18,7 +18,6 @@ mod report_service;
 mod streams;
 mod ticket_service;
 mod view_service;
-mod watch_response;
 mod webhook_service;
 
 use std::time::Duration;
@@ -45,7 +44,6 @@ use crate::service::Services;
 pub mod pb {
     #![allow(clippy::all, missing_docs)]
     tonic::include_proto!("ticketd.v1");
-    pub use super::watch_response::WatchTicketsResponse;
 
     /// The encoded descriptors of every ticketd proto file, for server reflection.
     pub const FILE_DESCRIPTOR_SET: &[u8] =

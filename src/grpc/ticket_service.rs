@@ -1,14 +1,11 @@
 //! `ticketd.v1.TicketService`: authorise, convert, call the service, convert back.
 
-use std::sync::Arc;
-
 use tonic::{Request, Response, Status};
 
 use super::auth::{ANYONE, STAFF, STAFF_OR_BOT, authorize};
 use super::convert::{self, event_to_pb, ticket_to_pb};
 use super::pb::{self, ticket_service_server::TicketService};
 use super::streams::{GrpcStream, to_grpc};
-use super::watch_response::EncodedEvents;
 use crate::domain::event::Event;
 use crate::domain::ticket::TicketKey;
 use crate::domain::validation::Violations;
@@ -21,16 +18,11 @@ use crate::service::{ServiceError, Services};
 
 pub struct TicketApi {
     services: Services,
-    /// Recent events as watchers receive them, encoded once for all of them.
-    encoded: Arc<EncodedEvents>,
 }
 
 impl TicketApi {
     pub fn new(services: Services) -> Self {
-        Self {
-            services,
-            encoded: Arc::new(EncodedEvents::new()),
-        }
+        Self { services }
     }
 
     /// The calendars SLA clocks are measured on, for rendering tickets.
@@ -446,9 +438,10 @@ impl TicketService for TicketApi {
             .services
             .watch
             .watch(&principal, &r.filter, r.after_cursor)?;
-        // The event is shared with every other watcher, and so is its encoding.
-        let encoded = self.encoded.clone();
-        let convert = move |event: Arc<Event>| encoded.response(event);
+        // The event is shared with every other watcher: the entry copies what it needs.
+        let convert = |event: std::sync::Arc<Event>| pb::WatchTicketsResponse {
+            event: Some(event_to_pb(Event::clone(&event))),
+        };
         Ok(Response::new(to_grpc(output, convert, true, permit)))
     }
 

@@ -425,7 +425,9 @@ async fn watch_tickets(
         .watch_tickets(request(message, &headers, principal(&extensions)))
         .await
     {
-        Ok(stream) => to_sse(stream.into_inner(), pb::WatchTicketsResponse::cursor),
+        Ok(stream) => to_sse(stream.into_inner(), |m: &pb::WatchTicketsResponse| {
+            m.event.as_ref().map(|e| e.cursor)
+        }),
         Err(status) => error(&status),
     }
 }
