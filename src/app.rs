@@ -237,6 +237,7 @@ impl App {
                 .dispatcher(self.services.watch.tailer(), poll)
                 .run(self.shutdown.subscribe()),
         );
+        let key_checks = tokio::spawn(self.services.api_keys.clone().check_stream_keys());
         let pool_gauges = tokio::spawn({
             let store = self.services.store.clone();
             async move {
@@ -380,6 +381,7 @@ impl App {
         workflow_processor.abort();
         workflow_timer.abort();
         pool_gauges.abort();
+        key_checks.abort();
         purge.abort();
         tracing::info!("ticketd stopped");
         Ok(())

@@ -26,6 +26,10 @@ use crate::domain::ticket::Channel;
 use crate::domain::validation::Violations;
 use crate::store::{ApiKeyRecord, Store};
 
+mod streams;
+use streams::StreamLimits;
+pub use streams::{StreamLimitSettings, StreamPermit};
+
 const SECRET_PREFIX: &str = "tkd_";
 const MAX_KEY_NAME_CHARS: usize = 100;
 /// Most conversation sources one bot key may be limited to.
@@ -45,10 +49,9 @@ struct KeyPageToken {
 const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
 /// Most secrets remembered at once, known or unknown.
 const KEY_CACHE_SIZE: u64 = 10_000;
-
-mod streams;
-use streams::StreamLimits;
-pub use streams::{StreamLimitSettings, StreamPermit};
+/// How often the keys of open streams are checked for a revocation through another
+/// replica.
+const STREAM_KEY_CHECK: Duration = Duration::from_secs(1);
 
 #[derive(Clone)]
 pub struct ApiKeyService {
@@ -127,12 +130,26 @@ impl ApiKeyService {
     /// The permit ends the stream's claim when dropped; [`StreamPermit::revoked`]
     /// resolves once the key is revoked.
     pub fn open_stream(&self, principal: &Principal) -> ServiceResult<StreamPermit> {
-        let revoked = self.streams.admit(principal.key_id, &self.status)?;
+        let revoked = self.streams.admit(principal.key_id)?;
         Ok(StreamPermit {
             limits: self.streams.clone(),
             key_id: principal.key_id,
             revoked,
         })
+    }
+
+    /// Ends the open streams of keys revoked through another replica: looks at each key
+    /// with open streams every [`STREAM_KEY_CHECK`], through the key cache (so within
+    /// [`KEY_CACHE_TTL`] of the revocation). Runs until aborted.
+    pub async fn check_stream_keys(self) {
+        loop {
+            tokio::time::sleep(STREAM_KEY_CHECK).await;
+            for key in self.streams.keys() {
+                if !self.status.is_active(key).await {
+                    self.streams.revoke(key);
+                }
+            }
+        }
     }
 
     /// Creates a key and returns it with its secret, which is never shown again.
@@ -234,6 +251,9 @@ impl ApiKeyService {
             .ok_or_else(|| ServiceError::NotFound(format!("api key {id}")))?;
         // Again after the write: a lookup racing with the revocation may have cached the key.
         self.forget(id);
+        // Known revoked from here on: a stream check that read the key before the write
+        // cannot put it back as active (it only fills an empty entry).
+        self.status.active.insert(id, false);
         self.streams.revoke(id);
         tracing::info!(key_id = %id, "api key revoked");
         Ok(record)
@@ -351,8 +371,8 @@ impl KeyStatus {
         match self.store.api_key_by_id(key_id).await {
             Ok(key) => {
                 let active = key.is_some_and(|k| k.revoked_at.is_none());
-                self.active.insert(key_id, active);
-                active
+                // What was cached meanwhile (a revocation through this server) wins.
+                self.active.entry(key_id).or_insert(active).into_value()
             }
             Err(err) => {
                 tracing::warn!(error = %err, "cannot check a stream's key; keeping the stream");

@@ -21,6 +21,20 @@ impl ReadConsistency {
         }
     }
 
+    /// A primary WAL position past every commit visible there now, for a read that may
+    /// go to any standby that has replayed that far; `None` without standbys, or when
+    /// the primary cannot say (the read then stays on the primary).
+    pub async fn committed(&self) -> Option<Lsn> {
+        let standbys = self.standbys.as_ref()?;
+        match standbys.committed_position().await {
+            Ok(position) => Some(position),
+            Err(err) => {
+                tracing::debug!(error = %err, "no primary position; reading on the primary");
+                None
+            }
+        }
+    }
+
     /// Runs `request` with its reads seeing at least `after`; returns its output and,
     /// when it committed a write and standbys serve reads, the token of that write.
     /// Without standbys every read is on the primary and no token is needed.
@@ -31,7 +45,7 @@ impl ReadConsistency {
     ) -> (F::Output, Option<Lsn>) {
         let (output, wrote) = store::session(after, request).await;
         let token = match (wrote, &self.standbys) {
-            (true, Some(standbys)) => match standbys.write_token().await {
+            (true, Some(standbys)) => match standbys.committed_position().await {
                 Ok(token) => Some(token),
                 // The write is done; only its token is missing, so later reads go
                 // wherever tokenless reads go.

@@ -1,10 +1,9 @@
 //! Coalesces identical log reads of concurrent watch streams.
 //!
-//! Watchers that follow the live end of the log sit at the same cursor, and a commit
-//! wakes them all at once: without coalescing, each would send the same query. Here the
-//! first one to ask reads, and every watcher that asks for the same position while that
-//! read is in flight shares its result. Events are immutable, so a shared result is as good
-//! as a private one; a watcher that read just before a commit looks again after it.
+//! Streams that subscribed at the same moment (a reconnecting crowd, say) catch up from the
+//! same cursor to the same point: the first one to ask reads, and every stream that asks
+//! for the same range while that read is in flight shares its result. Events are
+//! immutable, so a shared result is as good as a private one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -12,6 +11,7 @@ use std::sync::{Arc, Mutex};
 use tokio::sync::OnceCell;
 use uuid::Uuid;
 
+use crate::domain::consistency::Lsn;
 use crate::domain::event::Event;
 use crate::store::{Store, StoreResult};
 
@@ -27,23 +27,27 @@ pub struct SharedReads {
 }
 
 impl SharedReads {
-    /// Up to `limit` events after `after`, up to `from` (of one ticket, if given).
+    /// Up to `limit` events after `after`, up to `until` (of one ticket, if given); where
+    /// the read may go with `replayed`, as the store's `events_until` says.
     pub async fn events_until(
         &self,
         store: &dyn Store,
         after: i64,
+        until: i64,
         ticket: Option<Uuid>,
         limit: i64,
-        from: i64,
+        replayed: Option<Lsn>,
     ) -> StoreResult<Arc<Vec<Arc<Event>>>> {
-        let key = (after, ticket, from);
+        let key = (after, ticket, until);
         let cell = match self.in_flight.lock() {
             Ok(mut map) => map.entry(key).or_default().clone(),
             Err(_) => Read::default(),
         };
         cell.get_or_try_init(|| async {
-            let events = store.events_until(after, from, ticket, limit).await;
-            // Later readers start a fresh query: they may want newer commits.
+            let events = store
+                .events_until(after, until, ticket, limit, replayed)
+                .await;
+            // Done: the map holds only reads in flight.
             if let Ok(mut map) = self.in_flight.lock() {
                 map.remove(&key);
             }

@@ -9,18 +9,20 @@ use tokio::sync::watch;
 use tracing::Instrument;
 use uuid::Uuid;
 
+use super::consistency::ReadConsistency;
 use super::streams::{
     self, GaugeGuard, Sent, StreamEnd, StreamGauge, StreamKind, StreamOutput, StreamSender,
 };
 use super::{ServiceError, ServiceResult};
 use crate::domain::auth::Principal;
+use crate::domain::consistency::Lsn;
 use crate::domain::conversation_update::{ConversationUpdate, conversation_update, update_kind};
 use crate::domain::event::{Event, Visibility};
 use crate::domain::filter::{AssigneeRef, TicketPredicate};
 use crate::domain::ticket::Channel;
 use crate::domain::watch::{WatchFilter, WatchPredicate, matches, only_ticket, parse_watch_filter};
 use crate::events::{Bus, Ended, Interest, Subscription, Tailer, TailerSettings};
-use crate::store::Store;
+use crate::store::{Store, StoreResult};
 
 use super::shared_reads::SharedReads;
 
@@ -45,6 +47,8 @@ pub struct StreamSettings {
 pub struct WatchService {
     store: Arc<dyn Store>,
     reads: Arc<SharedReads>,
+    /// Where catch-up reads of the log may go.
+    consistency: ReadConsistency,
     tailer: Tailer,
     shutdown: watch::Receiver<bool>,
     gauge: Arc<StreamGauge>,
@@ -71,6 +75,7 @@ impl WatchService {
         );
         Self {
             agent_names: Arc::new(AgentNames::new(store.clone())),
+            consistency: ReadConsistency::of(store.as_ref()),
             store,
             reads: Arc::default(),
             tailer,
@@ -186,6 +191,7 @@ impl WatchService {
         let producer = Producer {
             store: self.store.clone(),
             reads: self.reads.clone(),
+            consistency: self.consistency.clone(),
             tailer: self.tailer.clone(),
             shutdown: self.shutdown.clone(),
             only_ticket,
@@ -361,6 +367,8 @@ impl Interest for Wants {
 struct Producer<R> {
     store: Arc<dyn Store>,
     reads: Arc<SharedReads>,
+    /// Where catch-up reads of the log may go.
+    consistency: ReadConsistency,
     tailer: Tailer,
     shutdown: watch::Receiver<bool>,
     wants: Arc<dyn Interest>,
@@ -421,6 +429,9 @@ impl<R: Render> Producer<R> {
         sender: &StreamSender<R::Item>,
     ) -> Next {
         let from = subscription.from;
+        // Where the primary's commits were once `from` was fixed, taken at the first read
+        // of the log.
+        let mut replayed = None;
         while self.cursor < from {
             if *self.shutdown.borrow() {
                 sender.finish(StreamEnd::ShuttingDown {
@@ -431,18 +442,8 @@ impl<R: Render> Producer<R> {
             let memory = subscription.follower().after(self.cursor, BATCH as usize);
             let batch = match memory {
                 Ok(events) => events,
-                Err(_) => match self
-                    .reads
-                    .events_until(
-                        self.store.as_ref(),
-                        self.cursor,
-                        self.only_ticket,
-                        BATCH,
-                        from,
-                    )
-                    .await
-                {
-                    Ok(events) => events.as_ref().clone(),
+                Err(_) => match self.read_log(from, &mut replayed).await {
+                    Ok(events) => events,
                     Err(err) => {
                         tracing::warn!(error = %err, cursor = self.cursor, "watch stream read failed");
                         sender.finish(StreamEnd::Unavailable {
@@ -475,6 +476,32 @@ impl<R: Render> Producer<R> {
             }
         }
         Next::Resubscribe
+    }
+
+    /// The events after the cursor up to `from` from the log: on a standby once it has
+    /// replayed every commit the primary showed after `from` was fixed (`replayed`, asked
+    /// for once per catch-up), else on the primary.
+    async fn read_log(
+        &self,
+        from: i64,
+        replayed: &mut Option<Option<Lsn>>,
+    ) -> StoreResult<Vec<Arc<Event>>> {
+        let replayed = match replayed {
+            Some(position) => *position,
+            None => *replayed.insert(self.consistency.committed().await),
+        };
+        let events = self
+            .reads
+            .events_until(
+                self.store.as_ref(),
+                self.cursor,
+                from,
+                self.only_ticket,
+                BATCH,
+                replayed,
+            )
+            .await?;
+        Ok(events.as_ref().clone())
     }
 
     /// Sends queued events as the tailer reads them, until the stream ends or falls too

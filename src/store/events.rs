@@ -8,7 +8,8 @@ use uuid::Uuid;
 
 use super::database::{Statement, Tx, Value, json};
 use super::rows::{self, EventRow};
-use super::{SqlStore, Store, StoreError, StoreResult, session};
+use super::{SqlStore, StoreError, StoreResult, session};
+use crate::domain::consistency::Lsn;
 use crate::domain::event::{Event, EventKind, NewEvent};
 use crate::events::{Log, LogError};
 
@@ -73,20 +74,22 @@ pub trait EventLog: Send + Sync {
         limit: i64,
     ) -> StoreResult<Vec<Event>>;
 
-    /// Whether committed events after `after` exist that `events_after` does not return
-    /// yet (held back behind a transaction still in flight). Always false on SQLite.
     /// Events after `after` up to `until` in log order, for a stream catching up to the
-    /// tailer: everything up to `until` was final when the tailer read it, so no horizon
-    /// applies. With standbys the read goes to one that has replayed past where the
-    /// primary is now (so past `until`), else to the primary.
+    /// tailer: every transaction that wrote up to `until` had ended when the tailer read
+    /// that far, so no horizon applies. With `replayed`, a primary WAL position past every
+    /// commit visible after that read, the read may go to a standby that has replayed that
+    /// far (so has every one of those transactions); without, it goes to the primary.
     async fn events_until(
         &self,
         after: i64,
         until: i64,
         ticket_id: Option<Uuid>,
         limit: i64,
+        replayed: Option<Lsn>,
     ) -> StoreResult<Vec<Event>>;
 
+    /// Whether committed events after `after` exist that `events_after` does not return
+    /// yet (held back behind a transaction still in flight). Always false on SQLite.
     async fn events_held_back(&self, after: i64) -> StoreResult<bool>;
 
     async fn event(&self, id: Uuid) -> StoreResult<Option<Event>>;
@@ -151,6 +154,7 @@ impl EventLog for SqlStore {
         until: i64,
         ticket_id: Option<Uuid>,
         limit: i64,
+        replayed: Option<Lsn>,
     ) -> StoreResult<Vec<Event>> {
         let only_ticket = if ticket_id.is_some() {
             " AND e.ticket_id = $4"
@@ -165,11 +169,9 @@ impl EventLog for SqlStore {
         if let Some(id) = ticket_id {
             query = query.bind(id);
         }
-        let rows: Vec<EventRow> = match self.standbys() {
-            // A standby serves the read once it has replayed what the primary has now.
-            Some(standbys) => {
-                let now = standbys.write_token().await?;
-                session(Some(now), query.fetch_all(self.pools.routed()))
+        let rows: Vec<EventRow> = match replayed {
+            Some(lsn) => {
+                session(Some(lsn), query.fetch_all(self.pools.routed()))
                     .await
                     .0?
             }

@@ -320,10 +320,17 @@ impl Standbys {
         })
     }
 
-    /// The token of a request that wrote: the primary's WAL insert position now, which
-    /// is past the end of every transaction committed before.
-    pub async fn write_token(&self) -> StoreResult<Lsn> {
-        let sql = "SELECT (pg_current_wal_insert_lsn() - '0/0'::pg_lsn)::bigint";
+    /// A position past the commit of every transaction visible on the primary now (the
+    /// token of a request that wrote, and where a stream's catch-up may be read): the
+    /// WAL flushed so far, since a commit shows only once its record is flushed; but
+    /// with `synchronous_commit = off`, where commits show before, all WAL inserted so
+    /// far. (The flushed position is already on its way to the standbys, while WAL only
+    /// inserted may wait for the WAL writer, so an idle primary's standby reaches it at
+    /// once.)
+    pub async fn committed_position(&self) -> StoreResult<Lsn> {
+        let sql = "SELECT (CASE WHEN current_setting('synchronous_commit') = 'off' \
+                   THEN pg_current_wal_insert_lsn() ELSE pg_current_wal_flush_lsn() END \
+                   - '0/0'::pg_lsn)::bigint";
         Ok(Lsn(self.primary_position(sql).await? as u64))
     }
 

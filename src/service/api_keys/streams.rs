@@ -1,24 +1,18 @@
 //! Open streams: how many each key and the server may hold, and the end of a key's
 //! streams when the key is revoked.
 //!
-//! A stream does not check its own key. One task per server looks, every
-//! [`STREAM_KEY_CHECK`], at each key that has streams open (through the key cache, so a
-//! revocation on another replica is seen within the cache's lifetime), and tells that
-//! key's streams at once through one signal; a revocation through this server tells them
-//! straight away. An idle stream so costs nothing while it waits, however many are open.
+//! A stream does not check its own key. Each key with open streams has one signal its
+//! streams wait on: a revocation through this server raises it at once, and one task per
+//! server (`ApiKeyService::check_stream_keys`) raises it for keys revoked through another
+//! replica. An idle stream so costs nothing while it waits, however many are open.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::watch;
 use uuid::Uuid;
 
-use super::KeyStatus;
 use crate::service::{ServiceError, ServiceResult};
-
-/// How often the keys of open streams are checked.
-const STREAM_KEY_CHECK: Duration = Duration::from_secs(1);
 
 /// How many streams may be open at once.
 #[derive(Debug, Clone, Copy)]
@@ -38,8 +32,6 @@ struct KeyStreams {
 pub(super) struct StreamLimits {
     settings: StreamLimitSettings,
     open: Mutex<HashMap<Uuid, KeyStreams>>,
-    /// Whether the task that checks the keys of open streams runs.
-    checking: std::sync::Once,
 }
 
 impl StreamLimits {
@@ -47,22 +39,11 @@ impl StreamLimits {
         Self {
             settings,
             open: Mutex::default(),
-            checking: std::sync::Once::new(),
         }
     }
 
-    /// Admits one more stream for `key_id` and hands back its key's revocation signal;
-    /// starts the key check on the first admission.
-    pub(super) fn admit(
-        self: &Arc<Self>,
-        key_id: Uuid,
-        status: &KeyStatus,
-    ) -> ServiceResult<watch::Receiver<bool>> {
-        self.checking.call_once(|| {
-            if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-                runtime.spawn(check_keys(Arc::downgrade(self), status.clone()));
-            }
-        });
+    /// Admits one more stream for `key_id` and hands back its key's revocation signal.
+    pub(super) fn admit(&self, key_id: Uuid) -> ServiceResult<watch::Receiver<bool>> {
         // The counts stay consistent even if a holder panicked: every change is one step.
         let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         let total: usize = open.values().map(|k| k.open).sum();
@@ -104,26 +85,10 @@ impl StreamLimits {
         }
     }
 
-    fn keys(&self) -> Vec<Uuid> {
+    /// The keys with open streams.
+    pub(super) fn keys(&self) -> Vec<Uuid> {
         let open = self.open.lock().unwrap_or_else(|e| e.into_inner());
         open.keys().copied().collect()
-    }
-}
-
-/// Checks the keys of open streams until the limits are gone (the server stopped).
-async fn check_keys(limits: Weak<StreamLimits>, status: KeyStatus) {
-    loop {
-        tokio::time::sleep(STREAM_KEY_CHECK).await;
-        let Some(keys) = limits.upgrade().map(|l| l.keys()) else {
-            return;
-        };
-        for key in keys {
-            if !status.is_active(key).await
-                && let Some(limits) = limits.upgrade()
-            {
-                limits.revoke(key);
-            }
-        }
     }
 }
 
@@ -149,5 +114,52 @@ impl StreamPermit {
 impl Drop for StreamPermit {
     fn drop(&mut self) {
         self.limits.release(self.key_id);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limits(per_key: usize, total: usize) -> StreamLimits {
+        StreamLimits::new(StreamLimitSettings { per_key, total })
+    }
+
+    #[test]
+    fn a_revocation_reaches_every_stream_of_its_key_and_only_those() {
+        let limits = limits(10, 10);
+        let (key, other) = (Uuid::now_v7(), Uuid::now_v7());
+        let first = limits.admit(key).unwrap();
+        let second = limits.admit(key).unwrap();
+        let others = limits.admit(other).unwrap();
+        limits.revoke(key);
+        assert!(*first.borrow() && *second.borrow());
+        assert!(!*others.borrow());
+        // A stream admitted while the key's streams are still open starts revoked.
+        assert!(*limits.admit(key).unwrap().borrow());
+    }
+
+    #[test]
+    fn limits_hold_per_key_and_in_all_and_released_streams_give_their_place_back() {
+        let limits = limits(2, 3);
+        let (key, other) = (Uuid::now_v7(), Uuid::now_v7());
+        limits.admit(key).unwrap();
+        limits.admit(key).unwrap();
+        assert!(matches!(
+            limits.admit(key),
+            Err(ServiceError::ResourceExhausted(_))
+        ));
+        limits.admit(other).unwrap();
+        assert!(matches!(
+            limits.admit(other),
+            Err(ServiceError::ResourceExhausted(_))
+        ));
+        limits.release(key);
+        limits.admit(other).unwrap();
+        limits.release(key);
+        limits.release(other);
+        limits.release(other);
+        // Every stream of the keys gone: nothing is kept for them.
+        assert!(limits.keys().is_empty());
     }
 }
