@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::watch;
+use tokio::sync::{OnceCell, watch};
 use tracing::Instrument;
 use uuid::Uuid;
 
@@ -431,7 +431,7 @@ impl<R: Render> Producer<R> {
         let from = subscription.from;
         // Where the primary's commits were once `from` was fixed, taken at the first read
         // of the log.
-        let mut replayed = None;
+        let replayed = OnceCell::new();
         while self.cursor < from {
             if *self.shutdown.borrow() {
                 sender.finish(StreamEnd::ShuttingDown {
@@ -442,7 +442,7 @@ impl<R: Render> Producer<R> {
             let memory = subscription.follower().after(self.cursor, BATCH as usize);
             let batch = match memory {
                 Ok(events) => events,
-                Err(_) => match self.read_log(from, &mut replayed).await {
+                Err(_) => match self.read_log(from, &replayed).await {
                     Ok(events) => events,
                     Err(err) => {
                         tracing::warn!(error = %err, cursor = self.cursor, "watch stream read failed");
@@ -484,12 +484,9 @@ impl<R: Render> Producer<R> {
     async fn read_log(
         &self,
         from: i64,
-        replayed: &mut Option<Option<Lsn>>,
+        replayed: &OnceCell<Option<Lsn>>,
     ) -> StoreResult<Vec<Arc<Event>>> {
-        let replayed = match replayed {
-            Some(position) => *position,
-            None => *replayed.insert(self.consistency.committed().await),
-        };
+        let replayed = *replayed.get_or_init(|| self.consistency.committed()).await;
         let events = self
             .reads
             .events_until(

@@ -67,12 +67,7 @@ pub trait EventLog: Send + Sync {
     /// Events after `after` in log order, for streams. On PostgreSQL only events below the
     /// horizon of running transactions are returned, so a reader never skips a position
     /// that a transaction still in flight will fill.
-    async fn events_after(
-        &self,
-        after: i64,
-        ticket_id: Option<Uuid>,
-        limit: i64,
-    ) -> StoreResult<Vec<Event>>;
+    async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Event>>;
 
     /// Events after `after` up to `until` in log order, for a stream catching up to the
     /// tailer: every transaction that wrote up to `until` had ended when the tailer read
@@ -124,26 +119,11 @@ impl EventLog for SqlStore {
         rows::convert_all(rows)
     }
 
-    async fn events_after(
-        &self,
-        after: i64,
-        ticket_id: Option<Uuid>,
-        limit: i64,
-    ) -> StoreResult<Vec<Event>> {
-        let only_ticket = if ticket_id.is_some() {
-            " AND e.ticket_id = $3"
-        } else {
-            ""
-        };
+    async fn events_after(&self, after: i64, limit: i64) -> StoreResult<Vec<Event>> {
         let horizon = self.pools.dialect().read_horizon();
-        let sql = format!(
-            "{SELECT_EVENTS} WHERE e.position > $1{only_ticket}{horizon} ORDER BY e.position \
-             LIMIT $2"
-        );
-        let mut query = Statement::owned(sql).bind(after).bind(limit);
-        if let Some(id) = ticket_id {
-            query = query.bind(id);
-        }
+        let sql =
+            format!("{SELECT_EVENTS} WHERE e.position > $1{horizon} ORDER BY e.position LIMIT $2");
+        let query = Statement::owned(sql).bind(after).bind(limit);
         let rows: Vec<EventRow> = query.fetch_all(&self.pools).await?;
         rows::convert_all(rows)
     }
@@ -330,7 +310,7 @@ fn event_columns(event: &NewEvent) -> StoreResult<Vec<(&'static str, Value<'_>)>
 #[async_trait]
 impl Log for SqlStore {
     async fn read_after(&self, after: i64, limit: i64) -> Result<Vec<Event>, LogError> {
-        self.events_after(after, None, limit)
+        self.events_after(after, limit)
             .await
             .map_err(|e| LogError(Box::new(e)))
     }

@@ -363,7 +363,7 @@ pub async fn each_alert_is_claimed_exactly_once_by_racing_timers(backend: Backen
 async fn settled_events(store: &dyn Store, count: usize) -> Vec<ticketd::domain::event::Event> {
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     loop {
-        let events = store.events_after(0, None, 100).await.unwrap();
+        let events = store.events_after(0, 100).await.unwrap();
         if events.len() >= count || tokio::time::Instant::now() >= deadline {
             return events;
         }
@@ -391,10 +391,7 @@ pub async fn stream_reads_see_every_committed_event_in_log_order(backend: Backen
         "created events come from the service, not the store"
     );
     assert!(events.windows(2).all(|w| w[0].cursor < w[1].cursor));
-    let rest = store
-        .events_after(events[0].cursor, None, 100)
-        .await
-        .unwrap();
+    let rest = store.events_after(events[0].cursor, 100).await.unwrap();
     assert_eq!(rest.len(), 2);
     assert!(!store.events_held_back(events[2].cursor).await.unwrap());
 }
@@ -605,7 +602,7 @@ pub async fn a_stale_version_writes_nothing(backend: Backend) {
         .unwrap();
     assert_eq!(now.subject, "First");
     assert_eq!(
-        t.store.events_after(0, None, 100).await.unwrap().len(),
+        t.store.events_after(0, 100).await.unwrap().len(),
         before,
         "the events of a failed changeset are not written either"
     );
@@ -742,18 +739,18 @@ pub async fn a_transaction_in_flight_holds_back_later_events(backend: Backend) {
         })
         .await
         .unwrap();
-    assert!(t.store.events_after(0, None, 100).await.unwrap().is_empty());
+    assert!(t.store.events_after(0, 100).await.unwrap().is_empty());
     assert!(t.store.events_held_back(0).await.unwrap());
 
     sqlx::query("COMMIT").execute(&mut early).await.unwrap();
     // The horizon is the whole cluster's: other tests' transactions on the same server
     // may hold it a moment longer.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while t.store.events_after(0, None, 100).await.unwrap().is_empty() {
+    while t.store.events_after(0, 100).await.unwrap().is_empty() {
         assert!(tokio::time::Instant::now() < deadline, "released with it");
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    assert_eq!(t.store.events_after(0, None, 100).await.unwrap().len(), 1);
+    assert_eq!(t.store.events_after(0, 100).await.unwrap().len(), 1);
 }
 
 /// Data written before migrations 0009–0012 comes through them: tickets learn the
@@ -878,7 +875,7 @@ pub async fn data_from_before_the_bridge_migrations_is_carried_over(backend: Bac
         Some(latest.clone()),
         "the latest conversation, on its own channel"
     );
-    let events = store.events_after(0, Some(ticket_id), 10).await.unwrap();
+    let events = store.activity(ticket_id, 0, true, 10).await.unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(events[0].event.ticket.conversation, Some(latest));
 

@@ -18,11 +18,6 @@ mod standbys;
 mod streams;
 mod webhooks;
 
-/// The allocator the `ticketd` binary uses, so the server in this process runs as it does
-/// there.
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
 use clap::Parser;
 use sqlx::Connection;
 use ticketd::grpc::pb::{self};
@@ -38,6 +33,11 @@ pub(crate) use server::*;
 pub(crate) use standbys::*;
 pub(crate) use streams::*;
 pub(crate) use webhooks::*;
+
+/// The allocator the `ticketd` binary uses, so the server in this process runs as it does
+/// there.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 #[derive(Parser)]
 #[command(about = "Benchmarks ticketd against same-run baselines")]

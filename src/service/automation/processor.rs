@@ -178,7 +178,7 @@ impl WorkflowProcessor {
             return Ok(false);
         };
         let events = if on_events.iter().any(|w| w.enabled) {
-            self.store.events_after(from, None, BATCH).await?
+            self.store.events_after(from, BATCH).await?
         } else {
             // Nothing to run on events: positions follow the end of the log without
             // reading it, once a second.

@@ -311,7 +311,7 @@ impl Worker {
                 Ok(events) => events,
                 Err(_) => self
                     .store
-                    .events_after(self.webhook.delivered_through, None, BATCH as i64)
+                    .events_after(self.webhook.delivered_through, BATCH as i64)
                     .await?
                     .into_iter()
                     .map(Arc::new)
