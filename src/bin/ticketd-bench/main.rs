@@ -331,21 +331,32 @@ async fn create_costs(server: &Server, args: &Args, url: &str) -> (Vec<Row>, f64
     create_throughput(server, args.clients, 2, None).await;
     // Three turns of each, alternating, so that a drift of the shared machine lands on
     // both sides; the medians are compared.
-    let (mut creates, mut baseline) = (Vec::new(), Vec::new());
+    let (mut creates, mut baseline, mut cpu) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..3 {
-        creates.push(
-            create_throughput(server, args.clients, args.seconds, None)
-                .await
-                .0,
-        );
+        let before = process_cpu();
+        let rate = create_throughput(server, args.clients, args.seconds, None)
+            .await
+            .0;
+        // This process's CPU per call: the server's and its client's, with the database's
+        // work outside it.
+        if let (Some(before), Some(after)) = (before, process_cpu())
+            && rate > 0.0
+        {
+            cpu.push((after - before).as_secs_f64() * 1e6 / (rate * args.seconds as f64));
+        }
+        creates.push(rate);
         baseline.extend(pgbench(args, url));
     }
     let (creates, creates_runs) = turns(&creates);
+    let (cpu, _) = turns(&cpu);
     let (baseline_median, baseline_runs) = turns(&baseline);
     let baseline = (!baseline.is_empty()).then_some(baseline_median);
     let mut rows = vec![Row {
         scenario: format!("CreateTicket, {} clients, PostgreSQL", args.clients),
-        value: format!("{creates:.0}/s (median of {creates_runs})"),
+        value: format!(
+            "{creates:.0}/s (median of {creates_runs}; {cpu:.0} µs of CPU per call in \
+             server and client)"
+        ),
         baseline: baseline.map_or("pgbench unavailable".into(), |b| {
             format!("pgbench {b:.0} tps (median of {baseline_runs})")
         }),
