@@ -4,6 +4,7 @@
 //! Only its SHA-256 is stored: with that much entropy a salted slow hash adds nothing,
 //! and a lookup by hash is one indexed read.
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -138,16 +139,15 @@ impl ApiKeyService {
         })
     }
 
-    /// Ends the open streams of keys revoked through another replica: looks at each key
+    /// Ends the open streams of keys revoked through another replica: looks at the keys
     /// with open streams every [`STREAM_KEY_CHECK`], through the key cache (so within
-    /// [`KEY_CACHE_TTL`] of the revocation). Runs until aborted.
+    /// [`KEY_CACHE_TTL`] of the revocation), those it does not hold in one lookup.
+    /// Runs until aborted.
     pub async fn check_stream_keys(self) {
         loop {
             tokio::time::sleep(STREAM_KEY_CHECK).await;
-            for key in self.streams.keys() {
-                if !self.status.is_active(key).await {
-                    self.streams.revoke(key);
-                }
+            for key in self.status.inactive(self.streams.keys()).await {
+                self.streams.revoke(key);
             }
         }
     }
@@ -363,22 +363,38 @@ struct KeyStatus {
 }
 
 impl KeyStatus {
-    /// A database error counts as valid: a passing outage must not end every stream.
-    async fn is_active(&self, key_id: Uuid) -> bool {
-        if let Some(active) = self.active.get(&key_id) {
-            return active;
+    /// Which of `keys` are revoked or gone: from the cache where it knows, the rest
+    /// looked up together. A database error counts as active: a passing outage must not
+    /// end every stream.
+    async fn inactive(&self, keys: Vec<Uuid>) -> Vec<Uuid> {
+        let mut inactive = Vec::new();
+        let mut unknown = Vec::new();
+        for key in keys {
+            match self.active.get(&key) {
+                Some(true) => {}
+                Some(false) => inactive.push(key),
+                None => unknown.push(key),
+            }
         }
-        match self.store.api_key_by_id(key_id).await {
-            Ok(key) => {
-                let active = key.is_some_and(|k| k.revoked_at.is_none());
-                // What was cached meanwhile (a revocation through this server) wins.
-                self.active.entry(key_id).or_insert(active).into_value()
+        if unknown.is_empty() {
+            return inactive;
+        }
+        match self.store.active_api_keys(&unknown).await {
+            Ok(active) => {
+                let active: HashSet<Uuid> = active.into_iter().collect();
+                for key in unknown {
+                    // What was cached meanwhile (a revocation through this server) wins.
+                    let cached = self.active.entry(key).or_insert(active.contains(&key));
+                    if !cached.into_value() {
+                        inactive.push(key);
+                    }
+                }
             }
             Err(err) => {
-                tracing::warn!(error = %err, "cannot check a stream's key; keeping the stream");
-                true
+                tracing::warn!(error = %err, "cannot check the keys of open streams; keeping them");
             }
         }
+        inactive
     }
 }
 

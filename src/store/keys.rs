@@ -19,6 +19,13 @@ const INSERT_API_KEY: &str = "INSERT INTO api_keys \
     (id, name, role, agent_id, prefix, secret_hash, created_at, revoked_at, channels, sources) \
     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (secret_hash) DO NOTHING";
 
+/// Most ids [`KeyStore::active_api_keys`] looks up in one statement.
+const MAX_KEYS_PER_LOOKUP: usize = 500;
+
+/// Followed by the list of ids.
+const SELECT_ACTIVE_KEYS_AMONG: &str =
+    "SELECT id FROM api_keys WHERE revoked_at IS NULL AND id IN ";
+
 const HAS_ACTIVE_ADMIN_KEY: &str =
     "SELECT COUNT(*) FROM api_keys WHERE role = 'admin' AND revoked_at IS NULL";
 
@@ -43,6 +50,10 @@ pub trait KeyStore: Send + Sync {
     async fn api_key_by_hash(&self, secret_hash: &[u8]) -> StoreResult<Option<ApiKeyRecord>>;
 
     async fn api_key_by_id(&self, id: Uuid) -> StoreResult<Option<ApiKeyRecord>>;
+
+    /// Which of `ids` are keys that exist and are not revoked, in no particular order:
+    /// one statement per [`MAX_KEYS_PER_LOOKUP`] ids.
+    async fn active_api_keys(&self, ids: &[Uuid]) -> StoreResult<Vec<Uuid>>;
 
     /// Newest first; `before` continues after the last key of the previous page.
     async fn list_api_keys(
@@ -124,6 +135,17 @@ impl KeyStore for SqlStore {
             .fetch_optional(&self.pools)
             .await?;
         row.map(ApiKeyRecord::try_from).transpose()
+    }
+
+    async fn active_api_keys(&self, ids: &[Uuid]) -> StoreResult<Vec<Uuid>> {
+        let mut active = Vec::new();
+        for chunk in ids.chunks(MAX_KEYS_PER_LOOKUP) {
+            let mut statement = Statement::new(SELECT_ACTIVE_KEYS_AMONG);
+            statement.push_list(chunk.iter().copied());
+            let rows: Vec<(Uuid,)> = statement.fetch_all(&self.pools).await?;
+            active.extend(rows.into_iter().map(|(id,)| id));
+        }
+        Ok(active)
     }
 
     async fn list_api_keys(

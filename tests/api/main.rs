@@ -210,6 +210,7 @@ harness::conformance! {
         a_stale_version_writes_nothing,
         an_abandoned_write_leaves_nothing_and_a_clean_connection,
         data_from_before_the_bridge_migrations_is_carried_over,
+        active_keys_are_told_from_revoked_and_unknown_ones,
     ],
     auto_responses: [
         customers_get_an_acknowledgement_that_is_no_first_response,

@@ -939,3 +939,46 @@ pub async fn data_from_before_the_bridge_migrations_is_carried_over(backend: Bac
         assert_eq!(found(hits), expected, "{text:?}, internal {internal}");
     }
 }
+
+/// The keys of open streams are checked together: the lookup tells active keys from
+/// revoked and unknown ones, also past the first statement's worth of ids.
+pub async fn active_keys_are_told_from_revoked_and_unknown_ones(backend: Backend) {
+    use ticketd::domain::auth::Role;
+    use ticketd::store::ApiKeyRecord;
+    let t = open(&backend).await;
+    let actor = Actor::system("test");
+    let key = |n: u8| ApiKeyRecord {
+        id: Uuid::now_v7(),
+        name: format!("key {n}"),
+        role: Role::Gateway,
+        agent_id: None,
+        channels: Vec::new(),
+        sources: Vec::new(),
+        prefix: format!("tkd_{n}"),
+        secret_hash: vec![n; 32],
+        created_at: at(0),
+        revoked_at: None,
+    };
+    let (kept, revoked, late) = (key(1), key(2), key(3));
+    for k in [&kept, &revoked, &late] {
+        let audit = AuditEntry::saved(actor.clone(), None, k, at(0));
+        assert!(t.store.insert_api_key(k, &audit).await.unwrap());
+    }
+    let audit = AuditEntry::saved(actor.clone(), None, &revoked, at(1));
+    t.store
+        .revoke_api_key(revoked.id, at(1), &audit)
+        .await
+        .unwrap()
+        .expect("revoked");
+    // More ids than one statement takes, with an active key among the last ones.
+    let mut ids: Vec<Uuid> = (0..700).map(|_| Uuid::new_v4()).collect();
+    ids[3] = kept.id;
+    ids[4] = revoked.id;
+    ids[650] = late.id;
+    let mut active = t.store.active_api_keys(&ids).await.unwrap();
+    active.sort();
+    let mut expected = vec![kept.id, late.id];
+    expected.sort();
+    assert_eq!(active, expected);
+    assert!(t.store.active_api_keys(&[]).await.unwrap().is_empty());
+}
