@@ -14,7 +14,8 @@
 //! position every [`WATCH_EVERY`], which gives the lag (`ticketd_db_replica_lag_seconds`)
 //! and whether the standby answers (`ticketd_db_replica_up`). A standby that fails a read
 //! or stops answering is left out until it answers again, and the read it failed is
-//! made again on the primary: a standby going away costs latency, never an answer.
+//! made again on the primary, as are the reads in flight on it when it is left out: a
+//! standby going away costs latency, never an answer.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -24,6 +25,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use tokio::sync::watch;
 
 use sqlx::Postgres;
 
@@ -112,8 +114,9 @@ macro_rules! routed {
     ($pools:ident, $statement:ident, $method:ident) => {{
         if let Some(standby) = $pools.standby().await {
             let pool = &standby.pool;
-            let attempt: StoreResult<_> =
-                async { Ok(run!(Postgres, $statement.clone(), pool, $method)) }.await;
+            let attempt: StoreResult<_> = standby
+                .unless_left_out(async { Ok(run!(Postgres, $statement.clone(), pool, $method)) })
+                .await;
             if let Some(result) = standby.settle(attempt) {
                 return result;
             }
@@ -205,6 +208,8 @@ pub(super) struct Standby {
     /// Whether it has been reported up or down yet.
     known: AtomicBool,
     lag_millis: AtomicU64,
+    /// Raised while the standby is left out, so that reads in flight on it give up.
+    left_out: watch::Sender<bool>,
 }
 
 impl Standby {
@@ -222,10 +227,32 @@ impl Standby {
         self.replayed.store(0, Ordering::Relaxed);
         self.lag_millis.store(u64::MAX, Ordering::Relaxed);
         let was_up = self.up.swap(false, Ordering::Relaxed);
+        self.left_out.send_replace(true);
         if was_up || !self.known.swap(true, Ordering::Relaxed) {
             tracing::warn!(standby = %self.target, error = %why, "standby left out of reads");
         }
         metrics::gauge!("ticketd_db_replica_up", "replica" => self.label.clone()).set(0.0);
+    }
+
+    /// `read`, given up once the standby is left out: a read in flight on a server that
+    /// stopped answering (hung, or cut off without a reset) would otherwise wait for as
+    /// long as its connection lives, since the statement timeout runs on that server.
+    /// Given up, it fails as unreachable, and [`Standby::settle`] has it made again on
+    /// the primary.
+    async fn unless_left_out<T>(
+        &self,
+        read: impl Future<Output = StoreResult<T>>,
+    ) -> StoreResult<T> {
+        let mut left_out = self.left_out.subscribe();
+        tokio::select! {
+            result = read => result,
+            _ = left_out.wait_for(|left_out| *left_out) => {
+                Err(StoreError::Unavailable(sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    "the standby stopped answering during the read",
+                ))))
+            }
+        }
     }
 
     fn fresh(&self) -> bool {
@@ -310,6 +337,7 @@ impl Standbys {
                 up: AtomicBool::new(false),
                 known: AtomicBool::new(false),
                 lag_millis: AtomicU64::new(u64::MAX),
+                left_out: watch::Sender::new(true),
             });
         }
         Arc::new(Standbys {
@@ -452,6 +480,9 @@ impl Standbys {
                             .set(lag.as_secs_f64());
                     }
                     standby.known.store(true, Ordering::Relaxed);
+                    // Lowered before it is usable again, so no read taken on it sees
+                    // the signal of the last time it was left out.
+                    standby.left_out.send_replace(false);
                     if !standby.up.swap(true, Ordering::Relaxed) {
                         tracing::info!(standby = %standby.target, "standby takes reads");
                     }

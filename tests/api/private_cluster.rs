@@ -170,6 +170,22 @@ impl PrivateCluster {
         self.run("pg_ctl", &args);
     }
 
+    /// The running server's processes: the postmaster and its children.
+    pub fn processes(&self) -> Vec<String> {
+        let pid_file = std::fs::read_to_string(self.dir.join("postmaster.pid")).unwrap_or_default();
+        let Some(postmaster) = pid_file.lines().next().map(str::trim).map(str::to_owned) else {
+            return Vec::new();
+        };
+        let children = Command::new("pgrep")
+            .args(["-P", &postmaster])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+            .unwrap_or_default();
+        std::iter::once(postmaster)
+            .chain(children.split_whitespace().map(str::to_owned))
+            .collect()
+    }
+
     pub fn url(&self) -> String {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }

@@ -1,7 +1,7 @@
 //! Reads on streaming standbys (`TICKETD_DATABASE_READ_URL`): a private primary and a
 //! standby copied from it with `pg_basebackup`. Lists go to the standby; a caller that
-//! sends the token of its write always sees that write; a standby that stops mid-load
-//! costs no answer; and tokens are checked on every backend.
+//! sends the token of its write always sees that write; a standby that stops or hangs
+//! mid-load costs no answer; and tokens are checked on every backend.
 //!
 //! Which database served a list is told apart by pausing the standby's replay: a list
 //! that lacks a ticket the primary already holds can only have come from the standby.
@@ -365,5 +365,71 @@ pub async fn reads_go_to_a_standby_and_never_miss_the_callers_writes() {
     psql(&standby, "SELECT pg_wal_replay_pause()").await;
     let (after_restart, _) = create_ticket(&mut tickets, "after the restart").await;
     served_by_the_standby(&mut tickets, &after_restart).await;
+
+    // The standby hangs (every process stopped, as a server cut off without a reset
+    // looks): reads in flight on it are made again on the primary once the watch leaves
+    // it out, about a second later, instead of waiting as long as the connection lives
+    // (its statement timeout runs on the hung server).
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..4)
+        .map(|_| tokio::spawn(read_until(app.tickets(), stop.clone())))
+        .collect();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let hung = Stopped::all_of(&standby);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    stop.store(true, Ordering::SeqCst);
+    for reader in readers {
+        let (reads, slowest) = tokio::time::timeout(Duration::from_secs(20), reader)
+            .await
+            .expect("a read is stuck on the hung standby")
+            .expect("reader");
+        assert!(reads > 10, "only {reads} reads");
+        assert!(
+            slowest < Duration::from_secs(5),
+            "a read waited {slowest:?} on the hung standby"
+        );
+    }
+    drop(hung);
     app.shutdown().await.expect("shutdown");
+}
+
+/// Lists without a token until `stop`: every list must succeed. Returns how many it made
+/// and the slowest.
+async fn read_until(tickets: Tickets, stop: Arc<AtomicBool>) -> (usize, Duration) {
+    let mut tickets = tickets;
+    let (mut reads, mut slowest) = (0, Duration::ZERO);
+    while !stop.load(Ordering::SeqCst) {
+        let started = Instant::now();
+        if let Err(status) = listed(&mut tickets, None).await {
+            panic!("a read failed while the standby hung: {status:?}");
+        }
+        slowest = slowest.max(started.elapsed());
+        reads += 1;
+    }
+    (reads, slowest)
+}
+
+/// A cluster's processes stopped (SIGSTOP) until this is dropped, however the test ends.
+struct Stopped(Vec<String>);
+
+impl Stopped {
+    fn all_of(cluster: &PrivateCluster) -> Stopped {
+        let processes = cluster.processes();
+        assert!(!processes.is_empty(), "the standby's processes");
+        signal("-STOP", &processes);
+        Stopped(processes)
+    }
+}
+
+impl Drop for Stopped {
+    fn drop(&mut self) {
+        signal("-CONT", &self.0);
+    }
+}
+
+fn signal(which: &str, processes: &[String]) {
+    let _ = std::process::Command::new("kill")
+        .arg(which)
+        .args(processes)
+        .status();
 }
