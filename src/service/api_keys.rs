@@ -139,10 +139,10 @@ impl ApiKeyService {
         })
     }
 
-    /// Ends the open streams of keys revoked through another replica: looks at the keys
-    /// with open streams every [`STREAM_KEY_CHECK`], through the key cache (so within
-    /// [`KEY_CACHE_TTL`] of the revocation), those it does not hold in one lookup.
-    /// Runs until aborted.
+    /// Ends the open streams of keys revoked through another replica: every
+    /// [`STREAM_KEY_CHECK`] it looks at the keys with open streams in the key cache (so
+    /// within [`KEY_CACHE_TTL`] of the revocation) and looks up the ones the cache does
+    /// not hold together. Runs until aborted.
     pub async fn check_stream_keys(self) {
         loop {
             tokio::time::sleep(STREAM_KEY_CHECK).await;

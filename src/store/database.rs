@@ -313,13 +313,14 @@ impl<T> RowType for T where
 
 /// `sql` with each placeholder `$N` outside quotes made `$(N + offset)`.
 ///
-/// Every character it looks for is ASCII, so it walks bytes and copies the text between
-/// placeholders in runs (a create's merged statement is several kilobytes).
+/// A number too large to add the offset to is left as it is. Every character it looks for
+/// is ASCII, so it walks bytes and copies the text between placeholders in runs (a
+/// create's merged statement is several kilobytes).
 fn renumber(sql: &str, offset: usize) -> String {
     let bytes = sql.as_bytes();
     let mut out = String::with_capacity(sql.len() + 16);
     let mut quote: Option<u8> = None;
-    // `sql[..copied]` is in `out`.
+    // `sql[..copied]` has been written to `out`.
     let mut copied = 0;
     let mut i = 0;
     while i < bytes.len() {
@@ -510,6 +511,8 @@ mod tests {
             "SELECT $$x$$, 'it''s $1', $3"
         );
         assert_eq!(renumber("E'\\n' || $2", 1), "E'\\n' || $3");
+        let too_large = format!("${}, $1", usize::MAX);
+        assert_eq!(renumber(&too_large, 1), format!("${}, $2", usize::MAX));
     }
 
     /// Placeholders in and out of quotes, numbers that do not fit, and non-ASCII text.
@@ -522,6 +525,7 @@ mod tests {
                 proptest::strategy::Just("\"".to_owned()),
                 proptest::strategy::Just("é".to_owned()),
                 proptest::strategy::Just("99999999999999999999999".to_owned()),
+                proptest::strategy::Just(usize::MAX.to_string()),
                 "[0-9]{1,3}",
                 "[a-z (),]{1,4}",
             ],
@@ -532,8 +536,8 @@ mod tests {
 
     proptest::proptest! {
         /// Renumbering moves exactly the placeholders outside quotes: read back, each
-        /// number outside quotes is the old one plus the offset, and every other
-        /// character is unchanged.
+        /// placeholder's number outside quotes is the old one plus the offset (unless that
+        /// would not fit), and every other character is unchanged.
         #[test]
         fn renumbering_moves_only_placeholders_outside_quotes(
             sql in sql_text(),

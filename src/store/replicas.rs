@@ -14,8 +14,8 @@
 //! position every [`WATCH_EVERY`], which gives the lag (`ticketd_db_replica_lag_seconds`)
 //! and whether the standby answers (`ticketd_db_replica_up`). A standby that fails a read
 //! or stops answering is left out until it answers again, and the read it failed is
-//! made again on the primary, as are the reads in flight on it when it is left out: a
-//! standby going away costs latency, never an answer.
+//! made again on the primary, as are the reads in flight on it when it stops answering
+//! the watch: a standby going away costs latency, never an answer.
 
 use std::collections::VecDeque;
 use std::fmt;
@@ -108,17 +108,26 @@ fn pin(to: usize) {
     let _ = SESSION.try_with(|s| s.pinned.store(to, Ordering::Relaxed));
 }
 
+/// A routed read is made again on the primary, and so is the rest of the request's.
+fn fall_back() {
+    pin(ON_PRIMARY);
+    Target::Fallback.count();
+}
+
 /// Runs a routed read as `$method` on the standby [`Pools::standby`] picks, or on the
 /// primary when none can serve it or the standby fails it.
 macro_rules! routed {
     ($pools:ident, $statement:ident, $method:ident) => {{
         if let Some(standby) = $pools.standby().await {
             let pool = &standby.pool;
-            let attempt: StoreResult<_> = standby
-                .unless_left_out(async { Ok(run!(Postgres, $statement.clone(), pool, $method)) })
-                .await;
-            if let Some(result) = standby.settle(attempt) {
-                return result;
+            let read = async { Ok(run!(Postgres, $statement.clone(), pool, $method)) };
+            match standby.unless_silent(read).await {
+                Some(attempt) => {
+                    if let Some(result) = standby.settle(attempt) {
+                        return result;
+                    }
+                }
+                None => fall_back(),
             }
         }
         $pools.$method($statement).await
@@ -208,8 +217,9 @@ pub(super) struct Standby {
     /// Whether it has been reported up or down yet.
     known: AtomicBool,
     lag_millis: AtomicU64,
-    /// Raised while the standby is left out, so that reads in flight on it give up.
-    left_out: watch::Sender<bool>,
+    /// Raised while the standby does not answer the watch, so that reads in flight on it
+    /// give up; only the watch raises and lowers it.
+    silent: watch::Sender<bool>,
 }
 
 impl Standby {
@@ -227,31 +237,25 @@ impl Standby {
         self.replayed.store(0, Ordering::Relaxed);
         self.lag_millis.store(u64::MAX, Ordering::Relaxed);
         let was_up = self.up.swap(false, Ordering::Relaxed);
-        self.left_out.send_replace(true);
         if was_up || !self.known.swap(true, Ordering::Relaxed) {
             tracing::warn!(standby = %self.target, error = %why, "standby left out of reads");
         }
         metrics::gauge!("ticketd_db_replica_up", "replica" => self.label.clone()).set(0.0);
     }
 
-    /// `read`, given up once the standby is left out: a read in flight on a server that
-    /// stopped answering (hung, or cut off without a reset) would otherwise wait for as
-    /// long as its connection lives, since the statement timeout runs on that server.
-    /// Given up, it fails as unreachable, and [`Standby::settle`] has it made again on
-    /// the primary.
-    async fn unless_left_out<T>(
+    /// `read`'s result, or `None` if the standby stops answering the watch meanwhile: a
+    /// read in flight on a server that hung, or was cut off without a reset, would
+    /// otherwise wait for as long as its connection lives, since the statement timeout
+    /// runs on that server. A read given up is made again on the primary. (Its
+    /// connection stays open until the server answers or the connection fails.)
+    async fn unless_silent<T>(
         &self,
         read: impl Future<Output = StoreResult<T>>,
-    ) -> StoreResult<T> {
-        let mut left_out = self.left_out.subscribe();
+    ) -> Option<StoreResult<T>> {
+        let mut silent = self.silent.subscribe();
         tokio::select! {
-            result = read => result,
-            _ = left_out.wait_for(|left_out| *left_out) => {
-                Err(StoreError::Unavailable(sqlx::Error::Io(std::io::Error::new(
-                    std::io::ErrorKind::TimedOut,
-                    "the standby stopped answering during the read",
-                ))))
-            }
+            result = read => Some(result),
+            _ = silent.wait_for(|silent| *silent) => None,
         }
     }
 
@@ -273,9 +277,7 @@ impl Standby {
                 if !busy && matches!(err, StoreError::Unavailable(_)) {
                     self.mark_down(&err);
                 }
-                // The rest of the request reads where this read is made again.
-                pin(ON_PRIMARY);
-                Target::Fallback.count();
+                fall_back();
                 None
             }
             Err(err) => Some(Err(err)),
@@ -337,7 +339,7 @@ impl Standbys {
                 up: AtomicBool::new(false),
                 known: AtomicBool::new(false),
                 lag_millis: AtomicU64::new(u64::MAX),
-                left_out: watch::Sender::new(true),
+                silent: watch::Sender::new(false),
             });
         }
         Arc::new(Standbys {
@@ -480,16 +482,22 @@ impl Standbys {
                             .set(lag.as_secs_f64());
                     }
                     standby.known.store(true, Ordering::Relaxed);
-                    // Lowered before it is usable again, so no read taken on it sees
-                    // the signal of the last time it was left out.
-                    standby.left_out.send_replace(false);
+                    standby
+                        .silent
+                        .send_if_modified(|silent| std::mem::replace(silent, false));
                     if !standby.up.swap(true, Ordering::Relaxed) {
                         tracing::info!(standby = %standby.target, "standby takes reads");
                     }
                     metrics::gauge!("ticketd_db_replica_up", &labels).set(1.0);
                 }
+                // No connection within the wait is as silent as no answer.
+                Ok(Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut))) | Err(_) => {
+                    standby.mark_down(&"no answer to the replay-position query");
+                    standby
+                        .silent
+                        .send_if_modified(|silent| !std::mem::replace(silent, true));
+                }
                 Ok(Err(err)) => standby.mark_down(&err),
-                Err(_) => standby.mark_down(&"no answer to the replay-position query"),
             }
         }
     }

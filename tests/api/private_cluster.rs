@@ -172,18 +172,21 @@ impl PrivateCluster {
 
     /// The running server's processes: the postmaster and its children.
     pub fn processes(&self) -> Vec<String> {
-        let pid_file = std::fs::read_to_string(self.dir.join("postmaster.pid")).unwrap_or_default();
-        let Some(postmaster) = pid_file.lines().next().map(str::trim).map(str::to_owned) else {
-            return Vec::new();
-        };
-        let children = Command::new("pgrep")
-            .args(["-P", &postmaster])
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
-            .unwrap_or_default();
-        std::iter::once(postmaster)
-            .chain(children.split_whitespace().map(str::to_owned))
-            .collect()
+        let pid_file =
+            std::fs::read_to_string(self.dir.join("postmaster.pid")).expect("postmaster.pid");
+        let postmaster = pid_file.lines().next().expect("a pid").trim().to_owned();
+        // A process's parent is the second field after its name in /proc/PID/stat.
+        let children = std::fs::read_dir("/proc")
+            .expect("/proc")
+            .flatten()
+            .filter_map(|entry| {
+                let pid = entry.file_name().into_string().ok()?;
+                let stat = std::fs::read_to_string(entry.path().join("stat")).ok()?;
+                let parent = stat.rsplit_once(')')?.1.split_whitespace().nth(1)?;
+                (parent == postmaster).then_some(pid)
+            })
+            .collect::<Vec<_>>();
+        std::iter::once(postmaster).chain(children).collect()
     }
 
     pub fn url(&self) -> String {

@@ -367,57 +367,98 @@ pub async fn reads_go_to_a_standby_and_never_miss_the_callers_writes() {
     served_by_the_standby(&mut tickets, &after_restart).await;
 
     // The standby hangs (every process stopped, as a server cut off without a reset
-    // looks): reads in flight on it are made again on the primary once the watch leaves
-    // it out, about a second later, instead of waiting as long as the connection lives
-    // (its statement timeout runs on the hung server).
+    // looks): reads in flight on it are made again on the primary once the watch finds
+    // it silent, about a second later, instead of waiting as long as the connection
+    // lives (its statement timeout runs on the hung server). With replay paused behind
+    // `marker`, a list that lacks it was served by the standby.
+    psql(&standby, "SELECT pg_wal_replay_resume()").await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    psql(&standby, "SELECT pg_wal_replay_pause()").await;
+    let (marker, _) = create_ticket(&mut tickets, "written before the standby hangs").await;
     let stop = Arc::new(AtomicBool::new(false));
     let readers: Vec<_> = (0..4)
-        .map(|_| tokio::spawn(read_until(app.tickets(), stop.clone())))
+        .map(|_| tokio::spawn(read_until(app.tickets(), marker.clone(), stop.clone())))
         .collect();
     tokio::time::sleep(Duration::from_millis(300)).await;
     let hung = Stopped::all_of(&standby);
     tokio::time::sleep(Duration::from_secs(3)).await;
     stop.store(true, Ordering::SeqCst);
+    let mut on_the_standby = 0;
     for reader in readers {
-        let (reads, slowest) = tokio::time::timeout(Duration::from_secs(20), reader)
+        let reads = tokio::time::timeout(Duration::from_secs(20), reader)
             .await
             .expect("a read is stuck on the hung standby")
             .expect("reader");
-        assert!(reads > 10, "only {reads} reads");
+        assert!(reads.count > 10, "only {} reads", reads.count);
         assert!(
-            slowest < Duration::from_secs(5),
-            "a read waited {slowest:?} on the hung standby"
+            reads.slowest < Duration::from_secs(5),
+            "a read waited {:?} on the hung standby",
+            reads.slowest
         );
+        assert!(
+            reads.last_from_the_primary,
+            "the last read was not the primary's"
+        );
+        on_the_standby += reads.from_the_standby;
     }
+    assert!(
+        on_the_standby > 0,
+        "no read reached the standby before it hung"
+    );
     drop(hung);
     app.shutdown().await.expect("shutdown");
 }
 
-/// Lists without a token until `stop`: every list must succeed. Returns how many it made
-/// and the slowest.
-async fn read_until(tickets: Tickets, stop: Arc<AtomicBool>) -> (usize, Duration) {
+/// What [`read_until`] saw.
+struct Reads {
+    count: usize,
+    slowest: Duration,
+    /// Lists that lacked the marker ticket: the standby served them.
+    from_the_standby: usize,
+    last_from_the_primary: bool,
+}
+
+/// Lists without a token until `stop`: every list must succeed.
+async fn read_until(tickets: Tickets, marker: String, stop: Arc<AtomicBool>) -> Reads {
     let mut tickets = tickets;
-    let (mut reads, mut slowest) = (0, Duration::ZERO);
+    let mut reads = Reads {
+        count: 0,
+        slowest: Duration::ZERO,
+        from_the_standby: 0,
+        last_from_the_primary: false,
+    };
     while !stop.load(Ordering::SeqCst) {
         let started = Instant::now();
-        if let Err(status) = listed(&mut tickets, None).await {
-            panic!("a read failed while the standby hung: {status:?}");
+        let seen = listed(&mut tickets, None)
+            .await
+            .unwrap_or_else(|status| panic!("a read failed while the standby hung: {status:?}"));
+        reads.slowest = reads.slowest.max(started.elapsed());
+        reads.count += 1;
+        reads.last_from_the_primary = seen.contains(&marker);
+        if !reads.last_from_the_primary {
+            reads.from_the_standby += 1;
         }
-        slowest = slowest.max(started.elapsed());
-        reads += 1;
     }
-    (reads, slowest)
+    reads
 }
 
 /// A cluster's processes stopped (SIGSTOP) until this is dropped, however the test ends.
 struct Stopped(Vec<String>);
 
 impl Stopped {
+    /// Stops the postmaster first, so that it forks nothing after its children are
+    /// listed.
     fn all_of(cluster: &PrivateCluster) -> Stopped {
+        let postmaster = cluster.processes();
+        signal("-STOP", &postmaster[..1]);
         let processes = cluster.processes();
-        assert!(!processes.is_empty(), "the standby's processes");
-        signal("-STOP", &processes);
-        Stopped(processes)
+        assert!(
+            processes.len() > 1,
+            "the standby's processes: {processes:?}"
+        );
+        let stopped = Stopped(processes);
+        signal("-STOP", &stopped.0);
+        stopped
     }
 }
 
@@ -428,8 +469,15 @@ impl Drop for Stopped {
 }
 
 fn signal(which: &str, processes: &[String]) {
-    let _ = std::process::Command::new("kill")
+    let sent = std::process::Command::new("kill")
         .arg(which)
         .args(processes)
         .status();
+    // Not asserted while unwinding: a second panic would abort the test binary.
+    if !std::thread::panicking() {
+        assert!(
+            sent.is_ok_and(|s| s.success()),
+            "kill {which} {processes:?}"
+        );
+    }
 }

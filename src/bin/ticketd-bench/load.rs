@@ -120,7 +120,7 @@ pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
 }
 
 /// The CPU time this process has used so far, user and system (from `/proc/self/stat`,
-/// whose counts are in the kernel's fixed 1/100 s ticks).
+/// whose counts are in clock ticks, `USER_HZ`: 1/100 s on Linux's x86 and arm64).
 pub(crate) fn process_cpu() -> Option<Duration> {
     let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
     // The fields after the command name (which may hold spaces) start at field 3, so
@@ -150,6 +150,25 @@ pub(crate) async fn create_throughput(
         async move { c.create_ticket(ticket(i)).await.is_ok() }
     })
     .await
+}
+
+/// Closed-loop creates as [`create_throughput`] makes them: calls per second, and the
+/// CPU time this process spent per call, in µs (the server's and its client's, and that
+/// of any watchers it holds; the database's work is outside it), if it can be read.
+pub(crate) async fn creates_with_cpu(
+    server: &Server,
+    clients: usize,
+    seconds: u64,
+) -> (f64, Option<f64>) {
+    let before = process_cpu();
+    let rate = create_throughput(server, clients, seconds, None).await.0;
+    let cpu = match (before, process_cpu()) {
+        (Some(before), Some(after)) if rate > 0.0 => {
+            Some((after - before).as_secs_f64() * 1e6 / (rate * seconds as f64))
+        }
+        _ => None,
+    };
+    (rate, cpu)
 }
 
 /// The median of alternating turns' results, and the results in the order measured

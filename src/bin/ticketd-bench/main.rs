@@ -333,18 +333,9 @@ async fn create_costs(server: &Server, args: &Args, url: &str) -> (Vec<Row>, f64
     // both sides; the medians are compared.
     let (mut creates, mut baseline, mut cpu) = (Vec::new(), Vec::new(), Vec::new());
     for _ in 0..3 {
-        let before = process_cpu();
-        let rate = create_throughput(server, args.clients, args.seconds, None)
-            .await
-            .0;
-        // This process's CPU per call: the server's and its client's, with the database's
-        // work outside it.
-        if let (Some(before), Some(after)) = (before, process_cpu())
-            && rate > 0.0
-        {
-            cpu.push((after - before).as_secs_f64() * 1e6 / (rate * args.seconds as f64));
-        }
+        let (rate, cpu_per_call) = creates_with_cpu(server, args.clients, args.seconds).await;
         creates.push(rate);
+        cpu.extend(cpu_per_call);
         baseline.extend(pgbench(args, url));
     }
     let (creates, creates_runs) = turns(&creates);

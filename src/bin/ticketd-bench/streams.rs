@@ -235,36 +235,47 @@ pub(crate) async fn watcher_costs(server: &Server, args: &Args) -> Vec<Row> {
         } else {
             &ten[..]
         };
-        let mut without = vec![
-            create_throughput(server, args.clients, args.seconds, None)
-                .await
-                .0,
-        ];
-        let mut with_watchers = Vec::new();
+        let (mut without, mut cpu_without) = (Vec::new(), Vec::new());
+        let (mut with_watchers, mut cpu_with) = (Vec::new(), Vec::new());
+        let (rate, cpu) = creates_with_cpu(server, args.clients, args.seconds).await;
+        without.push(rate);
+        cpu_without.extend(cpu);
         for _ in 0..3 {
             let watching = live_watchers_on(server, channels, 100, &filter, received.clone()).await;
-            with_watchers.push(
-                create_throughput(server, args.clients, args.seconds, None)
-                    .await
-                    .0,
-            );
+            let (rate, cpu) = creates_with_cpu(server, args.clients, args.seconds).await;
+            with_watchers.push(rate);
+            cpu_with.extend(cpu);
             for w in watching {
                 w.abort();
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
-            without.push(
-                create_throughput(server, args.clients, args.seconds, None)
-                    .await
-                    .0,
-            );
+            let (rate, cpu) = creates_with_cpu(server, args.clients, args.seconds).await;
+            without.push(rate);
+            cpu_without.extend(cpu);
         }
+        // What each delivery costs this process (the server's side and the watchers'
+        // client side): the CPU per create beyond the runs without watchers, spread over
+        // the deliveries per create.
+        let deliveries = received.load(Ordering::Relaxed);
+        let creates_watched: f64 = with_watchers.iter().sum::<f64>() * args.seconds as f64;
+        let extra_per_create = turns(&cpu_with).0 - turns(&cpu_without).0;
+        // Two medians of noisy runs: a difference below zero is noise, not a saving.
+        let cost = match deliveries {
+            _ if extra_per_create.is_nan() => "CPU unreadable".to_owned(),
+            _ if extra_per_create <= 0.0 => "no CPU beyond the runs' noise".to_owned(),
+            0 => format!("{extra_per_create:.0} µs of CPU more per create"),
+            n => format!(
+                "{:.1} µs of CPU each",
+                extra_per_create / (n as f64 / creates_watched)
+            ),
+        };
         let (with_watchers, with_runs) = turns(&with_watchers);
         let (without, without_runs) = turns(&without);
         rows.push(Row {
             scenario: format!("CreateTicket with 100 watchers of {label}"),
             value: format!(
-                "{with_watchers:.0}/s (median of {with_runs}; {} deliveries over the 3)",
-                received.load(Ordering::Relaxed)
+                "{with_watchers:.0}/s (median of {with_runs}; {deliveries} deliveries over the \
+                 3, {cost})"
             ),
             baseline: format!("{without:.0}/s without (median of {without_runs})"),
             ratio: format!("{:.2}x", with_watchers / without),
