@@ -52,7 +52,7 @@ pub trait KeyStore: Send + Sync {
     async fn api_key_by_id(&self, id: Uuid) -> StoreResult<Option<ApiKeyRecord>>;
 
     /// Which of `ids` are keys that exist and are not revoked, in no particular order:
-    /// one statement per 500 ids.
+    /// one statement per 500 ids (`MAX_KEYS_PER_LOOKUP`).
     async fn active_api_keys(&self, ids: &[Uuid]) -> StoreResult<Vec<Uuid>>;
 
     /// Newest first; `before` continues after the last key of the previous page.

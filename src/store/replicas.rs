@@ -108,7 +108,8 @@ fn pin(to: usize) {
     let _ = SESSION.try_with(|s| s.pinned.store(to, Ordering::Relaxed));
 }
 
-/// A routed read is made again on the primary, and so is the rest of the request's.
+/// Sends the rest of the request's routed reads to the primary (where the caller makes
+/// this one again), and counts the fallback.
 fn fall_back() {
     pin(ON_PRIMARY);
     Target::Fallback.count();
@@ -119,15 +120,25 @@ fn fall_back() {
 macro_rules! routed {
     ($pools:ident, $statement:ident, $method:ident) => {{
         if let Some(standby) = $pools.standby().await {
-            let pool = &standby.pool;
-            let read = async { Ok(run!(Postgres, $statement.clone(), pool, $method)) };
+            let mut held = None;
+            let read = async {
+                let conn = held.insert(standby.pool.acquire().await?);
+                Ok(run!(Postgres, $statement.clone(), &mut **conn, $method))
+            };
             match standby.unless_silent(read).await {
                 Some(attempt) => {
                     if let Some(result) = standby.settle(attempt) {
                         return result;
                     }
                 }
-                None => fall_back(),
+                None => {
+                    // Mid-statement on a silent server: closed rather than returned, where
+                    // its check would hold a place in the pool until the server answers.
+                    if let Some(conn) = held.as_mut() {
+                        conn.close_on_drop();
+                    }
+                    fall_back();
+                }
             }
         }
         $pools.$method($statement).await
@@ -246,8 +257,8 @@ impl Standby {
     /// `read`'s result, or `None` if the standby stops answering the watch meanwhile: a
     /// read in flight on a server that hung, or was cut off without a reset, would
     /// otherwise wait for as long as its connection lives, since the statement timeout
-    /// runs on that server. A read given up is made again on the primary. (Its
-    /// connection stays open until the server answers or the connection fails.)
+    /// runs on that server. A read given up is made again on the primary, and its
+    /// connection closed (see `routed!`).
     async fn unless_silent<T>(
         &self,
         read: impl Future<Output = StoreResult<T>>,
@@ -284,13 +295,13 @@ impl Standby {
         }
     }
 
-    /// Its replay position now, asked on `pool`; an error if it is not a standby (any
+    /// Its replay position now, asked on `on`; an error if it is not a standby (any
     /// more: a promoted standby keeps the last position it replayed).
-    async fn replay_position(&self, pool: &PgPool) -> StoreResult<Lsn> {
+    async fn replay_position<'c>(&self, on: impl sqlx::PgExecutor<'c>) -> StoreResult<Lsn> {
         let (recovering, position): (bool, Option<i64>) = sqlx::query_as(
             "SELECT pg_is_in_recovery(), (pg_last_wal_replay_lsn() - '0/0'::pg_lsn)::bigint",
         )
-        .fetch_one(pool)
+        .fetch_one(on)
         .await?;
         match (recovering, position) {
             (true, Some(position)) => Ok(Lsn(position as u64)),
@@ -454,10 +465,14 @@ impl Standbys {
 
     async fn watch_once(&self) {
         let now = Instant::now();
-        let primary = self
-            .primary_position("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint")
-            .await;
-        if let Ok(position) = primary {
+        // Bounded, so that a primary that hangs cannot stop the watch from finding a
+        // silent standby.
+        let primary = tokio::time::timeout(
+            WATCH_EVERY * 10,
+            self.primary_position("SELECT (pg_current_wal_lsn() - '0/0'::pg_lsn)::bigint"),
+        )
+        .await;
+        if let Ok(Ok(position)) = primary {
             let mut samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
             samples.push_back((now, Lsn(position as u64)));
             while samples.len() > SAMPLES_KEPT {
@@ -466,7 +481,11 @@ impl Standbys {
         }
         for standby in &self.members {
             let labels = [("replica", standby.label.clone())];
-            let asked = standby.replay_position(&standby.watch_pool);
+            let mut held = None;
+            let asked = async {
+                let conn = held.insert(standby.watch_pool.acquire().await?);
+                standby.replay_position(&mut **conn).await
+            };
             match tokio::time::timeout(WATCH_EVERY * 10, asked).await {
                 Ok(Ok(position)) => {
                     standby.replayed.store(position.0, Ordering::Relaxed);
@@ -482,6 +501,8 @@ impl Standbys {
                             .set(lag.as_secs_f64());
                     }
                     standby.known.store(true, Ordering::Relaxed);
+                    // Lowered before the standby is usable again, so that a read taken on
+                    // it does not see the last time it was silent.
                     standby
                         .silent
                         .send_if_modified(|silent| std::mem::replace(silent, false));
@@ -492,6 +513,11 @@ impl Standbys {
                 }
                 // No connection within the wait is as silent as no answer.
                 Ok(Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut))) | Err(_) => {
+                    // Its one connection is closed rather than checked, which would hold
+                    // the pool until the server answers.
+                    if let Some(conn) = held.as_mut() {
+                        conn.close_on_drop();
+                    }
                     standby.mark_down(&"no answer to the replay-position query");
                     standby
                         .silent

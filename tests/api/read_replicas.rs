@@ -1,7 +1,7 @@
 //! Reads on streaming standbys (`TICKETD_DATABASE_READ_URL`): a private primary and a
 //! standby copied from it with `pg_basebackup`. Lists go to the standby; a caller that
-//! sends the token of its write always sees that write; a standby that stops or hangs
-//! mid-load costs no answer; and tokens are checked on every backend.
+//! sends the token of its write always sees that write; a standby that stops mid-load,
+//! or hangs mid-read, costs no answer; and tokens are checked on every backend.
 //!
 //! Which database served a list is told apart by pausing the standby's replay: a list
 //! that lacks a ticket the primary already holds can only have come from the standby.
@@ -12,6 +12,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use sqlx::Connection;
 use ticketd::domain::consistency::TOKEN_METADATA;
 use ticketd::grpc::pb;
 use tonic::Code;
@@ -245,7 +246,7 @@ pub async fn reads_go_to_a_standby_and_never_miss_the_callers_writes() {
     let standby_url = with_database(&standby.url(), &name);
     let standby_db = sqlx::PgPool::connect(&standby_url).await.expect("standby");
     let mut settings = settings_for(&database);
-    settings.database_read_url = vec![standby_url];
+    settings.database_read_url = vec![standby_url.clone()];
     settings.database_acquire_timeout_seconds = 2;
     let app = start(settings, database).await;
     let mut tickets = app.tickets();
@@ -367,79 +368,81 @@ pub async fn reads_go_to_a_standby_and_never_miss_the_callers_writes() {
     served_by_the_standby(&mut tickets, &after_restart).await;
 
     // The standby hangs (every process stopped, as a server cut off without a reset
-    // looks): reads in flight on it are made again on the primary once the watch finds
-    // it silent, about a second later, instead of waiting as long as the connection
-    // lives (its statement timeout runs on the hung server). With replay paused behind
-    // `marker`, a list that lacks it was served by the standby.
+    // looks) while a read is in flight on it: the read is made again on the primary once
+    // the watch finds the standby silent, about a second later, instead of waiting as
+    // long as the connection lives (its statement timeout runs on the hung server). The
+    // read is held on the standby first by a lock the primary takes and the standby
+    // replays; the primary lets go once the standby is frozen.
     psql(&standby, "SELECT pg_wal_replay_resume()").await;
+    // Caught up, as the watch sees it, so the read goes to the standby.
     tokio::time::sleep(Duration::from_millis(500)).await;
-    psql(&standby, "SELECT pg_wal_replay_pause()").await;
-    let (marker, _) = create_ticket(&mut tickets, "written before the standby hangs").await;
-    let stop = Arc::new(AtomicBool::new(false));
-    let readers: Vec<_> = (0..4)
-        .map(|_| tokio::spawn(read_until(app.tickets(), marker.clone(), stop.clone())))
-        .collect();
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    let primary_db = sqlx::PgPool::connect(&with_database(&primary.url(), &name))
+        .await
+        .expect("primary");
+    let mut locker = primary_db.begin().await.expect("begin");
+    sqlx::query("LOCK TABLE tickets IN ACCESS EXCLUSIVE MODE")
+        .execute(&mut *locker)
+        .await
+        .expect("lock");
+    // A commit elsewhere flushes the lock's WAL record, which the standby then replays.
+    sqlx::query("SELECT pg_current_xact_id()")
+        .execute(&primary_db)
+        .await
+        .expect("a commit");
+    standby_shows(
+        &standby_url,
+        "SELECT count(*) FROM pg_locks \
+         WHERE relation = 'tickets'::regclass AND mode = 'AccessExclusiveLock'",
+        "the standby never replayed the lock",
+    )
+    .await;
+    let reader = tokio::spawn({
+        let mut tickets = app.tickets();
+        async move { listed(&mut tickets, None).await }
+    });
+    // Nothing else there waits on a lock.
+    standby_shows(
+        &standby_url,
+        "SELECT count(*) FROM pg_stat_activity \
+         WHERE wait_event_type = 'Lock' AND backend_type = 'client backend'",
+        "the read did not wait on the standby",
+    )
+    .await;
     let hung = Stopped::all_of(&standby);
-    tokio::time::sleep(Duration::from_secs(3)).await;
-    stop.store(true, Ordering::SeqCst);
-    let mut on_the_standby = 0;
-    for reader in readers {
-        let reads = tokio::time::timeout(Duration::from_secs(20), reader)
-            .await
-            .expect("a read is stuck on the hung standby")
-            .expect("reader");
-        assert!(reads.count > 10, "only {} reads", reads.count);
-        assert!(
-            reads.slowest < Duration::from_secs(5),
-            "a read waited {:?} on the hung standby",
-            reads.slowest
-        );
-        assert!(
-            reads.last_from_the_primary,
-            "the last read was not the primary's"
-        );
-        on_the_standby += reads.from_the_standby;
-    }
+    let frozen = Instant::now();
+    locker.commit().await.expect("commit");
+    let seen = tokio::time::timeout(Duration::from_secs(20), reader)
+        .await
+        .expect("the read is stuck on the hung standby")
+        .expect("reader")
+        .expect("the read failed");
+    let waited = frozen.elapsed();
+    assert!(seen.contains(&after_restart), "the primary did not answer");
     assert!(
-        on_the_standby > 0,
-        "no read reached the standby before it hung"
+        waited < Duration::from_secs(5),
+        "the read waited {waited:?} on the hung standby"
     );
     drop(hung);
+    primary_db.close().await;
     app.shutdown().await.expect("shutdown");
 }
 
-/// What [`read_until`] saw.
-struct Reads {
-    count: usize,
-    slowest: Duration,
-    /// Lists that lacked the marker ticket: the standby served them.
-    from_the_standby: usize,
-    last_from_the_primary: bool,
-}
-
-/// Lists without a token until `stop`: every list must succeed.
-async fn read_until(tickets: Tickets, marker: String, stop: Arc<AtomicBool>) -> Reads {
-    let mut tickets = tickets;
-    let mut reads = Reads {
-        count: 0,
-        slowest: Duration::ZERO,
-        from_the_standby: 0,
-        last_from_the_primary: false,
-    };
-    while !stop.load(Ordering::SeqCst) {
-        let started = Instant::now();
-        let seen = listed(&mut tickets, None)
+/// Waits until the standby at `url` answers `count` with more than zero.
+async fn standby_shows(url: &str, count: &str, what: &str) {
+    let mut standby = sqlx::PgConnection::connect(url).await.expect("standby");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (shown,): (i64,) = sqlx::query_as(sqlx::AssertSqlSafe(count))
+            .fetch_one(&mut standby)
             .await
-            .unwrap_or_else(|status| panic!("a read failed while the standby hung: {status:?}"));
-        reads.slowest = reads.slowest.max(started.elapsed());
-        reads.count += 1;
-        reads.last_from_the_primary = seen.contains(&marker);
-        if !reads.last_from_the_primary {
-            reads.from_the_standby += 1;
+            .expect("count");
+        if shown > 0 {
+            break;
         }
+        assert!(Instant::now() < deadline, "{what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    reads
+    standby.close().await.expect("close");
 }
 
 /// A cluster's processes stopped (SIGSTOP) until this is dropped, however the test ends.
@@ -449,14 +452,15 @@ impl Stopped {
     /// Stops the postmaster first, so that it forks nothing after its children are
     /// listed.
     fn all_of(cluster: &PrivateCluster) -> Stopped {
-        let postmaster = cluster.processes();
-        signal("-STOP", &postmaster[..1]);
-        let processes = cluster.processes();
+        // Held before anything stops, so that every way out continues what it stopped.
+        let mut stopped = Stopped(cluster.processes()[..1].to_vec());
+        signal("-STOP", &stopped.0);
+        stopped.0 = cluster.processes();
         assert!(
-            processes.len() > 1,
-            "the standby's processes: {processes:?}"
+            stopped.0.len() > 1,
+            "the standby's processes: {:?}",
+            stopped.0
         );
-        let stopped = Stopped(processes);
         signal("-STOP", &stopped.0);
         stopped
     }
