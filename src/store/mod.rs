@@ -20,6 +20,7 @@ mod idempotency;
 mod keys;
 mod pg_notify;
 mod pg_pool;
+mod placeholders;
 mod postgres;
 mod replicas;
 mod reports;

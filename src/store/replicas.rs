@@ -30,9 +30,15 @@ use tokio::sync::watch;
 use sqlx::Postgres;
 
 use super::database::{On, Pools, RowType, Statement, bad_arguments, run};
+
+mod session;
+
 use super::pg_pool::PrimaryPool;
 use super::{PoolSettings, StoreError, StoreResult};
 use crate::domain::consistency::Lsn;
+pub(super) use session::note_write;
+pub use session::session;
+use session::{ON_PRIMARY, UNPINNED, pin, pinned, read_after};
 
 /// Most standbys one process sends reads to (each has a pool of its own).
 pub const MAX_STANDBYS: usize = 8;
@@ -44,69 +50,6 @@ pub const MAX_STALENESS: Duration = Duration::from_secs(10);
 pub const WATCH_EVERY: Duration = Duration::from_millis(100);
 /// Primary positions kept to judge lag by: ten minutes' worth.
 const SAMPLES_KEPT: usize = 6_000;
-
-/// What the store knows of the caller's request it is serving.
-struct Session {
-    /// Reads must see at least this position.
-    after: Option<Lsn>,
-    /// The request committed a write (or replayed one by its request id).
-    wrote: AtomicBool,
-    /// Where the request's routed reads go once the first has gone somewhere, so that
-    /// they all see one database at one moment or later: [`UNPINNED`], [`ON_PRIMARY`],
-    /// or a standby's index.
-    pinned: AtomicUsize,
-}
-
-const UNPINNED: usize = usize::MAX;
-const ON_PRIMARY: usize = usize::MAX - 1;
-
-tokio::task_local! {
-    static SESSION: Session;
-}
-
-/// Runs `request` as one caller's request whose reads must see at least `after`;
-/// returns its output and whether it committed a write on the primary.
-pub async fn session<F: Future>(after: Option<Lsn>, request: F) -> (F::Output, bool) {
-    let session = Session {
-        after,
-        wrote: AtomicBool::new(false),
-        pinned: AtomicUsize::new(UNPINNED),
-    };
-    SESSION
-        .scope(session, async {
-            let output = request.await;
-            let wrote = SESSION.with(|s| s.wrote.load(Ordering::Relaxed));
-            (output, wrote)
-        })
-        .await
-}
-
-/// Marks the current request (if any) as having written.
-pub(super) fn note_write() {
-    let _ = SESSION.try_with(|s| s.wrote.store(true, Ordering::Relaxed));
-}
-
-fn read_after() -> Option<Lsn> {
-    SESSION.try_with(|s| s.after).ok().flatten()
-}
-
-/// Where the request's earlier routed reads went (`UNPINNED` outside a request); a
-/// request that wrote reads on the primary.
-fn pinned() -> usize {
-    SESSION
-        .try_with(|s| {
-            if s.wrote.load(Ordering::Relaxed) {
-                ON_PRIMARY
-            } else {
-                s.pinned.load(Ordering::Relaxed)
-            }
-        })
-        .unwrap_or(UNPINNED)
-}
-
-fn pin(to: usize) {
-    let _ = SESSION.try_with(|s| s.pinned.store(to, Ordering::Relaxed));
-}
 
 /// Sends the rest of the request's routed reads to the primary (where the caller makes
 /// this one again), and counts the fallback.
