@@ -122,12 +122,29 @@ pub(crate) fn rss_kib(pid: u32) -> Option<u64> {
 /// The CPU time this process has used so far, user and system (from `/proc/self/stat`,
 /// whose counts are in clock ticks, `USER_HZ`: 1/100 s on Linux's x86 and arm64).
 pub(crate) fn process_cpu() -> Option<Duration> {
-    let stat = std::fs::read_to_string("/proc/self/stat").ok()?;
+    cpu_of("/proc/self/stat")
+}
+
+/// CPU time a process has used so far, from its `stat` file under `/proc`.
+fn cpu_of(stat: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(stat).ok()?;
     // The fields after the command name (which may hold spaces) start at field 3, so
     // utime and stime, fields 14 and 15, are the 12th and 13th.
     let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
     let ticks = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
     Some(Duration::from_millis(ticks * 10))
+}
+
+/// CPU time used so far by this process and, when ticketd serves from a child process,
+/// by that child: (both together, the child alone).
+fn bench_cpu(server: &Server) -> (Option<Duration>, Option<Duration>) {
+    match server.pid {
+        None => (process_cpu(), None),
+        Some(pid) => {
+            let child = cpu_of(&format!("/proc/{pid}/stat"));
+            (process_cpu().zip(child).map(|(a, b)| a + b), child)
+        }
+    }
 }
 
 pub(crate) struct Row {
@@ -153,22 +170,34 @@ pub(crate) async fn create_throughput(
 }
 
 /// Closed-loop creates as [`create_throughput`] makes them: calls per second, and the
-/// CPU time this process spent per call, in µs (the server's and its client's, and that
-/// of any watchers it holds; the database's work is outside it), if it can be read.
+/// CPU time spent per call by the server, its clients and any watchers it holds (the
+/// database's work is outside it).
 pub(crate) async fn creates_with_cpu(
     server: &Server,
     clients: usize,
     seconds: u64,
-) -> (f64, Option<f64>) {
-    let before = process_cpu();
+) -> (f64, CpuPerCreate) {
+    let before = bench_cpu(server);
     let rate = create_throughput(server, clients, seconds, None).await.0;
-    let cpu = match (before, process_cpu()) {
+    let after = bench_cpu(server);
+    let per_create = |before: Option<Duration>, after: Option<Duration>| match (before, after) {
         (Some(before), Some(after)) if rate > 0.0 => {
             Some((after - before).as_secs_f64() * 1e6 / (rate * seconds as f64))
         }
         _ => None,
     };
+    let cpu = CpuPerCreate {
+        all: per_create(before.0, after.0),
+        server: per_create(before.1, after.1),
+    };
     (rate, cpu)
+}
+
+/// CPU per create in µs: of server and clients together, and of the server alone when it
+/// runs in a process of its own (`None` when it does not, or `/proc` cannot be read).
+pub(crate) struct CpuPerCreate {
+    pub(crate) all: Option<f64>,
+    pub(crate) server: Option<f64>,
 }
 
 /// The median of alternating turns' results, and the results in the order measured

@@ -84,7 +84,8 @@ struct Args {
     #[arg(long)]
     curve_only: bool,
     /// Runs only CreateTicket beside 100 live watchers (of an agent's own tickets, of
-    /// every event), on PostgreSQL.
+    /// every event), on PostgreSQL: with ticketd in this process, then in a child process
+    /// of its own (whose CPU is read apart from the clients').
     #[arg(long)]
     watchers_only: bool,
     /// Runs only webhook delivery (latency under load, backlog drain).
@@ -161,8 +162,17 @@ async fn main() {
         let (name, url) = fresh_database(&args).await;
         let server = start(&url).await;
         create_throughput(&server, args.clients, 2, None).await;
-        let rows = watcher_costs(&server, &args).await;
+        let mut rows = watcher_costs(&server, &args).await;
         let _ = server.app_stop.send(());
+        // Again with ticketd in a process of its own, whose CPU is then read apart from
+        // the clients'.
+        match start_apart(&url).await {
+            Some(apart) => {
+                create_throughput(&apart.server, args.clients, 2, None).await;
+                rows.extend(watcher_costs(&apart.server, &args).await);
+            }
+            None => eprintln!("ticketd could not be started in a child process"),
+        }
         drop_database(&args, &name).await;
         report(&rows, cores, "as the server has it", &args);
         return;
@@ -335,7 +345,7 @@ async fn create_costs(server: &Server, args: &Args, url: &str) -> (Vec<Row>, f64
     for _ in 0..3 {
         let (rate, cpu_per_call) = creates_with_cpu(server, args.clients, args.seconds).await;
         creates.push(rate);
-        cpu.extend(cpu_per_call);
+        cpu.extend(cpu_per_call.all);
         baseline.extend(pgbench(args, url));
     }
     let (creates, creates_runs) = turns(&creates);

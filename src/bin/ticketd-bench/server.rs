@@ -1,4 +1,4 @@
-//! The ticketd under test: started in process (or as a child, for memory figures), and
+//! The ticketd under test: started in process (or as a child process, for figures of its own), and
 //! the requests the load sends.
 
 use std::sync::Arc;
@@ -17,6 +17,8 @@ pub(crate) struct Server {
     pub(crate) addr: std::net::SocketAddr,
     pub(crate) channel: Channel,
     pub(crate) secret: String,
+    /// The child process serving, when ticketd does not run in this one.
+    pub(crate) pid: Option<u32>,
 }
 
 pub(crate) const SECRET: &str = "tkd_bench_admin_key_0000000000000000000000";
@@ -61,6 +63,7 @@ pub(crate) async fn start_with(
         addr,
         channel,
         secret: SECRET.into(),
+        pid: None,
     }
 }
 
@@ -77,18 +80,26 @@ pub(crate) async fn serve_until_stdin_closes(url: &str) {
     let _ = server.app_stop.send(());
 }
 
-/// Resident memory of a ticketd serving `url` in a child process (this executable in
-/// `--serve` mode), with no stream and then with `count` idle watch streams open: KiB.
-pub(crate) async fn idle_stream_memory(url: &str, count: usize) -> Option<(u64, u64)> {
-    use std::io::BufRead;
-    /// Stops the child however this function returns.
-    struct Reaped(std::process::Child);
-    impl Drop for Reaped {
-        fn drop(&mut self) {
-            let _ = self.0.kill();
-            let _ = self.0.wait();
-        }
+/// A child process, stopped when this is dropped.
+struct Reaped(std::process::Child);
+
+impl Drop for Reaped {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
+}
+
+/// A ticketd serving in a child process (this executable in `--serve` mode), stopped when
+/// this is dropped.
+pub(crate) struct Apart {
+    _child: Reaped,
+    pub(crate) server: Server,
+}
+
+/// Starts ticketd over `url` in a child process; `None` if it cannot be started or reached.
+pub(crate) async fn start_apart(url: &str) -> Option<Apart> {
+    use std::io::BufRead;
     let mut child = Reaped(
         std::process::Command::new(std::env::current_exe().ok()?)
             .args(["--serve", url])
@@ -117,14 +128,27 @@ pub(crate) async fn idle_stream_memory(url: &str, count: usize) -> Option<(u64, 
         addr: addr.parse().ok()?,
         channel,
         secret: SECRET.into(),
+        pid: Some(pid),
     };
+    Some(Apart {
+        _child: child,
+        server,
+    })
+}
+
+/// Resident memory of a ticketd serving `url` in a child process, with no stream and then
+/// with `count` idle watch streams open: KiB.
+pub(crate) async fn idle_stream_memory(url: &str, count: usize) -> Option<(u64, u64)> {
+    let apart = start_apart(url).await?;
+    let server = &apart.server;
+    let pid = server.pid?;
     // One call first, so that connections and caches exist in both readings.
     server.client().create_ticket(ticket(0)).await.ok()?;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let before = rss_kib(pid)?;
     let nobody = uuid::Uuid::new_v4();
     let idle = live_watchers(
-        &server,
+        server,
         count,
         &format!(r#"assignee_id = "{nobody}""#),
         Arc::default(),
@@ -135,7 +159,6 @@ pub(crate) async fn idle_stream_memory(url: &str, count: usize) -> Option<(u64, 
     for w in idle {
         w.abort();
     }
-    drop(child);
     Some((before, after))
 }
 

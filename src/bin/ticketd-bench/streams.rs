@@ -237,47 +237,66 @@ pub(crate) async fn watcher_costs(server: &Server, args: &Args) -> Vec<Row> {
         };
         let (mut without, mut cpu_without) = (Vec::new(), Vec::new());
         let (mut with_watchers, mut cpu_with) = (Vec::new(), Vec::new());
+        let (mut server_without, mut server_with) = (Vec::new(), Vec::new());
         let (rate, cpu) = creates_with_cpu(server, args.clients, args.seconds).await;
         without.push(rate);
-        cpu_without.extend(cpu);
+        cpu_without.extend(cpu.all);
+        server_without.extend(cpu.server);
         for _ in 0..3 {
             let watching = live_watchers_on(server, channels, 100, &filter, received.clone()).await;
             let (rate, cpu) = creates_with_cpu(server, args.clients, args.seconds).await;
             with_watchers.push(rate);
-            cpu_with.extend(cpu);
+            cpu_with.extend(cpu.all);
+            server_with.extend(cpu.server);
             for w in watching {
                 w.abort();
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
             let (rate, cpu) = creates_with_cpu(server, args.clients, args.seconds).await;
             without.push(rate);
-            cpu_without.extend(cpu);
+            cpu_without.extend(cpu.all);
+            server_without.extend(cpu.server);
         }
-        // What each delivery costs this process (the server's side and the watchers'
-        // client side): the CPU per create beyond the runs without watchers, spread over
-        // the deliveries per create.
+        // What each delivery costs (the server's side and the watchers' client side): the
+        // CPU per create beyond the runs without watchers, spread over the deliveries per
+        // create; and the server's part alone when it runs in a process of its own.
         let deliveries = received.load(Ordering::Relaxed);
         let creates_watched: f64 = with_watchers.iter().sum::<f64>() * args.seconds as f64;
+        let per_create = deliveries as f64 / creates_watched;
         let extra_per_create = turns(&cpu_with).0 - turns(&cpu_without).0;
+        let server_extra = turns(&server_with).0 - turns(&server_without).0;
         // Two medians of noisy runs: a difference below zero is noise, not a saving.
-        let cost = match deliveries {
+        let mut cost = match deliveries {
             _ if extra_per_create.is_nan() => "CPU unreadable".to_owned(),
             _ if extra_per_create <= 0.0 => "no CPU beyond the runs' noise".to_owned(),
             0 => format!("{extra_per_create:.0} µs of CPU more per create"),
-            n => format!(
-                "{:.1} µs of CPU each",
-                extra_per_create / (n as f64 / creates_watched)
-            ),
+            _ => format!("{:.1} µs of CPU each", extra_per_create / per_create),
         };
+        if extra_per_create > 0.0 && server_extra > 0.0 {
+            cost += &match deliveries {
+                0 => format!(", {server_extra:.0} of them in ticketd"),
+                _ => format!(", {:.1} of them in ticketd", server_extra / per_create),
+            };
+        }
         let (with_watchers, with_runs) = turns(&with_watchers);
         let (without, without_runs) = turns(&without);
+        let apart = match server.pid {
+            Some(_) => ", ticketd in a process of its own",
+            None => "",
+        };
         rows.push(Row {
-            scenario: format!("CreateTicket with 100 watchers of {label}"),
+            scenario: format!("CreateTicket with 100 watchers of {label}{apart}"),
             value: format!(
                 "{with_watchers:.0}/s (median of {with_runs}; {deliveries} deliveries over the \
                  3, {cost})"
             ),
-            baseline: format!("{without:.0}/s without (median of {without_runs})"),
+            baseline: match turns(&server_without).0 {
+                cpu if cpu.is_nan() => format!("{without:.0}/s without (median of {without_runs})"),
+                cpu => format!(
+                    "{without:.0}/s without (median of {without_runs}; {cpu:.0} µs of CPU per \
+                     create in ticketd)"
+                ),
+            },
             ratio: format!("{:.2}x", with_watchers / without),
             target: target.into(),
         });
