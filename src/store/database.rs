@@ -23,7 +23,7 @@ use uuid::Uuid;
 use std::sync::Arc;
 
 use super::dialect::Dialect;
-use super::pg_pool::PrimaryPool;
+use super::pg_pool::ConnectionPool;
 use super::placeholders::renumber;
 use super::replicas::{Standbys, note_write};
 pub use super::transaction::Tx;
@@ -371,7 +371,7 @@ pub enum Pools {
     /// One pool for the primary: PostgreSQL handles concurrent writers itself. Standbys,
     /// when configured, take the reads that [`Pools::routed`] marks.
     Postgres {
-        pool: PrimaryPool,
+        pool: ConnectionPool,
         standbys: Option<Arc<Standbys>>,
     },
     /// Several readers beside exactly one writer: SQLite admits one writer at a time

@@ -14,7 +14,7 @@ use sqlx::postgres::{PgListener, PgPool};
 use tokio::task::JoinHandle;
 
 use super::StoreResult;
-use super::pg_pool::PrimaryPool;
+use super::pg_pool::ConnectionPool;
 use crate::events::{Bus, all_channels};
 
 const CHANNEL: &str = "ticketd_events";
@@ -24,14 +24,14 @@ const TICK: Duration = Duration::from_millis(5);
 /// Starts the notifier and the listener; abort the handles to stop them.
 /// Notifications are sent on the primary's pool; `listener` is a pool of one connection
 /// for the listener to keep.
-pub(super) fn spawn(pool: PrimaryPool, listener: PgPool, bus: Bus) -> Vec<JoinHandle<()>> {
+pub(super) fn spawn(pool: ConnectionPool, listener: PgPool, bus: Bus) -> Vec<JoinHandle<()>> {
     vec![
         tokio::spawn(notify_loop(pool, bus.clone())),
         tokio::spawn(listen_loop(listener, bus)),
     ]
 }
 
-async fn notify(pool: &PrimaryPool, queued: &str) -> StoreResult<()> {
+async fn notify(pool: &ConnectionPool, queued: &str) -> StoreResult<()> {
     let mut lease = pool.get().await?;
     sqlx::query("SELECT pg_notify($1, $2)")
         .bind(CHANNEL)
@@ -42,7 +42,7 @@ async fn notify(pool: &PrimaryPool, queued: &str) -> StoreResult<()> {
     Ok(())
 }
 
-async fn notify_loop(pool: PrimaryPool, bus: Bus) {
+async fn notify_loop(pool: ConnectionPool, bus: Bus) {
     let mut local = bus.subscribe_local();
     while local.changed().await.is_ok() {
         tokio::time::sleep(TICK).await;

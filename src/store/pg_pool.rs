@@ -1,4 +1,4 @@
-//! The primary's connections.
+//! PostgreSQL connections: the primary's, and each standby's for reads.
 //!
 //! A pool of PostgreSQL connections that checks a connection only when it may need it.
 //! sqlx's own pool sends a round trip on every connection it takes back (to flush what an
@@ -30,9 +30,9 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// must end first) before it is closed instead.
 const SETTLE_WITHIN: Duration = Duration::from_secs(10);
 
-/// The primary's pool; clones share it.
+/// A pool of connections to one server; clones share it.
 #[derive(Clone)]
-pub struct PrimaryPool {
+pub struct ConnectionPool {
     pool: managed::Pool<Connector>,
     acquire_timeout: Duration,
 }
@@ -70,7 +70,7 @@ impl managed::Manager for Connector {
     }
 }
 
-impl PrimaryPool {
+impl ConnectionPool {
     pub fn new(options: PgConnectOptions, settings: &PoolSettings, max_size: usize) -> Self {
         let pool = managed::Pool::builder(Connector { options })
             .max_size(max_size.max(1))

@@ -33,7 +33,7 @@ use super::database::{On, Pools, RowType, Statement, bad_arguments, run};
 
 mod session;
 
-use super::pg_pool::PrimaryPool;
+use super::pg_pool::ConnectionPool;
 use super::{PoolSettings, StoreError, StoreResult};
 use crate::domain::consistency::Lsn;
 pub(super) use session::note_write;
@@ -65,8 +65,10 @@ macro_rules! routed {
         if let Some(standby) = $pools.standby().await {
             let mut held = None;
             let read = async {
-                let conn = held.insert(standby.pool.acquire().await?);
-                Ok(run!(Postgres, $statement.clone(), &mut **conn, $method))
+                let lease = held.insert(standby.pool.get().await?);
+                let rows = run!(Postgres, $statement.clone(), lease.busy(), $method);
+                lease.done();
+                Ok(rows)
             };
             match standby.unless_silent(read).await {
                 Some(attempt) => {
@@ -75,10 +77,10 @@ macro_rules! routed {
                     }
                 }
                 None => {
-                    // Mid-statement on a silent server: closed rather than returned, where
-                    // its check would hold a place in the pool until the server answers.
-                    if let Some(conn) = held.as_mut() {
-                        conn.close_on_drop();
+                    // Mid-statement on a silent server: closed rather than settled, which
+                    // would hold a place in the pool until the server answers.
+                    if let Some(lease) = held.as_mut() {
+                        lease.close_on_drop();
                     }
                     fall_back();
                 }
@@ -162,7 +164,9 @@ pub(super) struct Standby {
     label: String,
     /// Host and port, for logs.
     target: String,
-    pub(super) pool: PgPool,
+    /// Its connections for reads, taken back without a check when a read ended
+    /// cleanly, as the primary's are.
+    pub(super) pool: ConnectionPool,
     /// One connection of its own for the watch, so that a busy read pool cannot make
     /// a standby look gone.
     watch_pool: PgPool,
@@ -257,7 +261,7 @@ impl Standby {
 
 /// The standbys of one store and the primary they follow.
 pub struct Standbys {
-    primary: PrimaryPool,
+    primary: ConnectionPool,
     members: Vec<Standby>,
     /// Round-robin turn among standbys.
     next: AtomicUsize,
@@ -269,17 +273,21 @@ impl Standbys {
     /// Pools for every standby URL (connected lazily: a standby that is down at start
     /// only means reads go to the primary until it answers).
     pub(super) fn new(
-        primary: PrimaryPool,
+        primary: ConnectionPool,
         standbys: Vec<PgConnectOptions>,
         settings: &PoolSettings,
     ) -> Arc<Self> {
         let mut members = Vec::with_capacity(standbys.len());
         for (i, options) in standbys.into_iter().enumerate() {
             let target = format!("{}:{}", options.get_host(), options.get_port());
-            let pool = PgPoolOptions::new()
-                .max_connections(settings.max_connections)
-                .acquire_timeout(settings.acquire_timeout.min(Duration::from_secs(1)))
-                .connect_lazy_with(options.clone());
+            let pool = ConnectionPool::new(
+                options.clone(),
+                &PoolSettings {
+                    acquire_timeout: settings.acquire_timeout.min(Duration::from_secs(1)),
+                    ..settings.clone()
+                },
+                settings.max_connections as usize,
+            );
             let watch_pool = PgPoolOptions::new()
                 .max_connections(1)
                 .acquire_timeout(WATCH_EVERY * 10)
@@ -369,7 +377,12 @@ impl Standbys {
     async fn wait_for(&self, standby: &Standby, after: Lsn) -> bool {
         let deadline = tokio::time::Instant::now() + TOKEN_WAIT;
         loop {
-            let asked = tokio::time::timeout_at(deadline, standby.replay_position(&standby.pool));
+            let asked = tokio::time::timeout_at(deadline, async {
+                let mut lease = standby.pool.get().await?;
+                let position = standby.replay_position(lease.busy()).await?;
+                lease.done();
+                Ok::<_, StoreError>(position)
+            });
             match asked.await {
                 Ok(Ok(position)) => {
                     standby.replayed.fetch_max(position.0, Ordering::Relaxed);
@@ -388,6 +401,14 @@ impl Standbys {
             }
             tokio::time::sleep(Duration::from_millis(5)).await;
         }
+    }
+
+    /// Closes each standby's long-unused read connections, as the primary's are.
+    pub(super) fn spawn_idle_close(&self) -> Vec<tokio::task::JoinHandle<()>> {
+        self.members
+            .iter()
+            .map(|standby| standby.pool.spawn_idle_close())
+            .collect()
     }
 
     /// Follows the primary's position and each standby's, for as long as the store lives.
