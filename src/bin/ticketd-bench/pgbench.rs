@@ -12,14 +12,39 @@ pub(crate) fn pgbench_command(args: &Args, url: &str, extra: &[&str]) -> std::pr
         .args(["-n", "-c", &args.clients.to_string(), "-j", "2"])
         .args(["-T", &args.seconds.to_string(), "-M", "prepared"])
         .args(extra)
-        .args(["-f", "bench/create_ticket.sql", url]);
+        .args(["-f", SCRIPT, url]);
     command
 }
 
+/// The transaction CreateTicket commits, found wherever the bench is started from.
+const SCRIPT: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/bench/create_ticket.sql");
+
+/// Runs `command`; its standard output if it succeeded, else `None` with the reason on
+/// standard error (the row then says "pgbench unavailable").
+fn run(mut command: std::process::Command) -> Option<String> {
+    match command.output() {
+        Ok(output) if output.status.success() => {
+            Some(String::from_utf8_lossy(&output.stdout).into_owned())
+        }
+        Ok(output) => {
+            eprintln!(
+                "pgbench failed ({}): {}",
+                output.status,
+                String::from_utf8_lossy(&output.stderr).trim()
+            );
+            None
+        }
+        Err(err) => {
+            let program = command.get_program().to_string_lossy().into_owned();
+            eprintln!("pgbench could not be started ({program}): {err}");
+            None
+        }
+    }
+}
+
 pub(crate) fn pgbench(args: &Args, url: &str) -> Option<f64> {
-    let output = pgbench_command(args, url, &[]).output().ok()?;
-    let text = String::from_utf8_lossy(&output.stdout);
-    text.lines()
+    run(pgbench_command(args, url, &[]))?
+        .lines()
         .find(|l| l.starts_with("tps = "))
         .and_then(|l| l.split_whitespace().nth(2))
         .and_then(|v| v.parse().ok())
@@ -46,7 +71,7 @@ pub(crate) fn pgbench_at_rate(
     let seconds = seconds.to_string();
     // The later `-T` wins over the run's length.
     let extra = ["-R", &rate, "-T", &seconds, "-l", "--log-prefix", &prefix];
-    let status = pgbench_command(args, url, &extra).output().ok()?.status;
+    let ran = run(pgbench_command(args, url, &extra));
     // One line per transaction: client, number, latency in microseconds, ...
     let mut latencies: Vec<Duration> = std::fs::read_dir(&dir)
         .ok()?
@@ -60,7 +85,7 @@ pub(crate) fn pgbench_at_rate(
         })
         .collect();
     let _ = std::fs::remove_dir_all(&dir);
-    if !status.success() || latencies.is_empty() {
+    if ran.is_none() || latencies.is_empty() {
         return None;
     }
     latencies.sort();
