@@ -35,6 +35,19 @@ const SETTLE_WITHIN: Duration = Duration::from_secs(10);
 pub struct ConnectionPool {
     pool: managed::Pool<Connector>,
     acquire_timeout: Duration,
+    /// Whether a refused or reset connection is tried again within the acquire timeout
+    /// (the primary, which every write needs) or reported at once (a standby, whose reads
+    /// the primary can take instead).
+    retry_connect: bool,
+}
+
+/// How a pool meets a server that does not take connections.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnRefusal {
+    /// Tries again until the acquire timeout.
+    Retry,
+    /// Fails at once.
+    Fail,
 }
 
 struct Connector {
@@ -71,7 +84,12 @@ impl managed::Manager for Connector {
 }
 
 impl ConnectionPool {
-    pub fn new(options: PgConnectOptions, settings: &PoolSettings, max_size: usize) -> Self {
+    pub fn new(
+        options: PgConnectOptions,
+        settings: &PoolSettings,
+        max_size: usize,
+        on_refusal: OnRefusal,
+    ) -> Self {
         let pool = managed::Pool::builder(Connector { options })
             .max_size(max_size.max(1))
             // The most recently used connection first: the fewest go idle long enough to
@@ -82,19 +100,20 @@ impl ConnectionPool {
         Self {
             pool,
             acquire_timeout: settings.acquire_timeout,
+            retry_connect: on_refusal == OnRefusal::Retry,
         }
     }
 
     /// A connection for one statement or one transaction, within the acquire timeout
-    /// in all. A server that refuses connections for a moment (restarting, or still
-    /// starting up) is tried again until then.
+    /// in all. With [`OnRefusal::Retry`], a server that refuses connections for a moment
+    /// (restarting, or still starting up) is tried again until then.
     pub async fn get(&self) -> StoreResult<Lease> {
         let deadline = tokio::time::Instant::now() + self.acquire_timeout;
         let mut backoff = Duration::from_millis(10);
         let object = loop {
             let err = match tokio::time::timeout_at(deadline, self.pool.get()).await {
                 Ok(Ok(object)) => break object,
-                Ok(Err(PoolError::Backend(err))) if is_transient(&err) => err,
+                Ok(Err(PoolError::Backend(err))) if self.retry_connect && is_transient(&err) => err,
                 Ok(Err(PoolError::Backend(err))) => return Err(err.into()),
                 Ok(Err(PoolError::Closed)) => return Err(sqlx::Error::PoolClosed.into()),
                 Ok(Err(_)) | Err(_) => return Err(sqlx::Error::PoolTimedOut.into()),

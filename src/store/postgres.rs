@@ -5,7 +5,7 @@ use std::str::FromStr;
 use sqlx::postgres::{PgConnectOptions, PgPoolOptions, PgSslMode};
 
 use super::database::Pools;
-use super::pg_pool::ConnectionPool;
+use super::pg_pool::{ConnectionPool, OnRefusal};
 use super::replicas::Standbys;
 use super::{PoolSettings, SqlStore, StoreError, StoreResult, pg_notify};
 use crate::events::Bus;
@@ -75,7 +75,7 @@ pub async fn connect(
         .acquire_timeout(settings.acquire_timeout)
         .connect_lazy_with(options.clone());
     let statements = (settings.max_connections as usize).saturating_sub(1);
-    let pool = ConnectionPool::new(options, settings, statements);
+    let pool = ConnectionPool::new(options, settings, statements, OnRefusal::Retry);
     let mut tasks = pg_notify::spawn(pool.clone(), listener, bus.clone());
     tasks.push(pool.spawn_idle_close());
     let standbys = (!standby_options.is_empty())

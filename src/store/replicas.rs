@@ -33,7 +33,7 @@ use super::database::{On, Pools, RowType, Statement, bad_arguments, run};
 
 mod session;
 
-use super::pg_pool::ConnectionPool;
+use super::pg_pool::{ConnectionPool, OnRefusal};
 use super::{PoolSettings, StoreError, StoreResult};
 use crate::domain::consistency::Lsn;
 pub(super) use session::note_write;
@@ -230,9 +230,7 @@ impl Standby {
                 Some(Ok(rows))
             }
             Err(err) if retry_on_primary(&err) => {
-                // A standby whose pool is only busy is not gone.
-                let busy = matches!(err, StoreError::Unavailable(sqlx::Error::PoolTimedOut));
-                if !busy && matches!(err, StoreError::Unavailable(_)) {
+                if !busy(&err) && matches!(err, StoreError::Unavailable(_)) {
                     self.mark_down(&err);
                 }
                 fall_back();
@@ -287,6 +285,9 @@ impl Standbys {
                     ..settings.clone()
                 },
                 settings.max_connections as usize,
+                // A standby that refuses a read is left out at once, and the primary
+                // takes the read: the watch finds the standby again when it answers.
+                OnRefusal::Fail,
             );
             let watch_pool = PgPoolOptions::new()
                 .max_connections(1)
@@ -391,7 +392,9 @@ impl Standbys {
                     }
                 }
                 Ok(Err(err)) => {
-                    standby.mark_down(&err);
+                    if !busy(&err) {
+                        standby.mark_down(&err);
+                    }
                     return false;
                 }
                 Err(_) => return false,
@@ -509,6 +512,17 @@ fn behind_since(
         None => Some(Duration::ZERO),
         Some(0) => None,
         Some(i) => Some(now.saturating_duration_since(samples[i].0)),
+    }
+}
+
+/// Whether a read failed on a standby only for want of a connection: its pool is full,
+/// or the standby has as many connections as it takes (`53300`). A busy standby is not
+/// gone.
+fn busy(err: &StoreError) -> bool {
+    match err {
+        StoreError::Unavailable(sqlx::Error::PoolTimedOut) => true,
+        StoreError::Unavailable(sqlx::Error::Database(db)) => db.code().as_deref() == Some("53300"),
+        _ => false,
     }
 }
 

@@ -1,5 +1,5 @@
-//! The ticketd under test: started in process (or as a child process, for figures of its own), and
-//! the requests the load sends.
+//! The ticketd under test: started in process (or as a child process, for figures of its
+//! own), and the requests the load sends.
 
 use std::sync::Arc;
 use std::time::Duration;
