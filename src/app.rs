@@ -268,13 +268,13 @@ impl App {
         let router = Server::builder()
             // gRPC-Web from browsers comes over HTTP/1.1 too.
             .accept_http1(true)
-            .timeout(limits.request_timeout)
             .http2_keepalive_interval(Some(Duration::from_secs(30)))
             .http2_keepalive_timeout(Some(Duration::from_secs(10)))
             .max_concurrent_streams(Some(self.settings.max_concurrent_streams_per_connection))
             .layer(cors)
             .layer(crate::http::GrpcWebLayer)
-            .layer(EdgeLayer)
+            // Also the server's request timeout.
+            .layer(EdgeLayer::new(limits.request_timeout))
             .layer(GateLayer::new(
                 self.services.api_keys.clone(),
                 GateSettings {

@@ -7,13 +7,16 @@
 //! - It records each call's status code on its span and in the metrics
 //!   `ticketd_rpc_requests_total` and `ticketd_rpc_duration_seconds` (by method and code;
 //!   paths the server does not serve share the method label `unknown`).
+//! - It answers DEADLINE_EXCEEDED for a call not answered within the server's request
+//!   timeout (tonic's own server timeout would answer CANCELLED, which says the client
+//!   gave up). A shorter deadline the client sends in `grpc-timeout` is still tonic's.
 
 use std::collections::HashSet;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::LazyLock;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use http_body::{Body, Frame, SizeHint};
 use tonic::codegen::http::{HeaderMap, HeaderValue, Request, Response};
@@ -130,20 +133,34 @@ fn code_name(code: &str) -> &'static str {
     })
 }
 
-#[derive(Debug, Clone, Copy, Default)]
-pub struct EdgeLayer;
+#[derive(Debug, Clone, Copy)]
+pub struct EdgeLayer {
+    request_timeout: Duration,
+}
+
+impl EdgeLayer {
+    /// `request_timeout`: how long a call may take to answer (its response headers; a
+    /// stream's messages may follow for as long as it lasts).
+    pub fn new(request_timeout: Duration) -> Self {
+        EdgeLayer { request_timeout }
+    }
+}
 
 impl<S> Layer<S> for EdgeLayer {
     type Service = Edge<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Edge { inner }
+        Edge {
+            inner,
+            request_timeout: self.request_timeout,
+        }
     }
 }
 
 #[derive(Debug, Clone)]
 pub struct Edge<S> {
     inner: S,
+    request_timeout: Duration,
 }
 
 impl<S, B, R> Service<Request<B>> for Edge<S>
@@ -151,7 +168,7 @@ where
     S: Service<Request<B>, Response = Response<R>>,
     S::Future: Send + 'static,
     S::Error: 'static,
-    R: 'static,
+    R: Default + 'static,
 {
     type Response = Response<FinishBody<R>>;
     type Error = S::Error;
@@ -170,9 +187,17 @@ where
             done: false,
         };
         let future = span.in_scope(|| self.inner.call(request));
+        let timeout = self.request_timeout;
         Box::pin(
             async move {
-                let mut response = future.await?;
+                let mut response = match tokio::time::timeout(timeout, future).await {
+                    Ok(response) => response?,
+                    Err(_) => tonic::Status::deadline_exceeded(format!(
+                        "not answered within the server's request timeout ({} s)",
+                        timeout.as_secs_f64()
+                    ))
+                    .into_http(),
+                };
                 // A status in the headers ends the call (trailers-only response).
                 if let Some(code) = rewrite(response.headers_mut()) {
                     finish.record(&code);

@@ -4,7 +4,8 @@ use ticketd::grpc::pb;
 use tonic::Code;
 
 use crate::harness::{
-    Backend, TestDatabase, create, new_ticket, settings_for, spawn_app, start, violated_fields,
+    Backend, TestDatabase, create, new_ticket, settings_for, spawn_app, spawn_app_with, start,
+    violated_fields,
 };
 
 pub async fn invalid_create_requests_name_every_bad_field(backend: Backend) {
@@ -203,4 +204,25 @@ pub async fn cancelled_calls_leave_no_partial_writes(backend: Backend) {
             ticket.number
         );
     }
+}
+
+pub async fn a_call_past_the_request_timeout_is_deadline_exceeded(backend: Backend) {
+    let app = spawn_app_with(backend, |s| s.request_timeout_seconds = 2).await;
+    let gateway = app.key(pb::Role::Gateway, None).await;
+    let mut escalation = app.escalation_as(&gateway);
+    // A claim waiting for messages longer than the server lets a call take.
+    let claim = |wait: i64| pb::ClaimDeliveriesRequest {
+        channel: pb::Channel::Sms as i32,
+        wait: Some(prost_types::Duration {
+            seconds: wait,
+            nanos: 0,
+        }),
+        ..Default::default()
+    };
+    let err = escalation.claim_deliveries(claim(20)).await.unwrap_err();
+    assert_eq!(err.code(), Code::DeadlineExceeded, "{err:?}");
+    assert!(err.message().contains("request timeout"), "{err:?}");
+    // The server is none the worse: a claim within the limit answers.
+    let claimed = escalation.claim_deliveries(claim(0)).await.unwrap();
+    assert!(claimed.into_inner().messages.is_empty());
 }

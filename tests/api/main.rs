@@ -88,6 +88,7 @@ harness::conformance! {
         invalid_create_requests_name_every_bad_field,
         oversized_messages_are_resource_exhausted,
         cancelled_calls_leave_no_partial_writes,
+        a_call_past_the_request_timeout_is_deadline_exceeded,
     ],
     lifecycle: [
         health_and_reflection_answer_without_a_key,
