@@ -122,7 +122,9 @@ pub(super) async fn claim_transcript_keys(
     Ok(fresh)
 }
 
-/// Inserts or updates the conversation of a changeset.
+/// Inserts or updates the conversation of a changeset, with the writes held so far (a new
+/// ticket's, say) as CTEs of that statement: it reads nothing but conversations, and the
+/// foreign key to the ticket is checked once the whole statement has run.
 pub(super) async fn write_conversation(tx: &mut Tx, write: &ConversationWrite) -> StoreResult<()> {
     match write {
         ConversationWrite::Insert(c, at) => {
@@ -135,24 +137,22 @@ pub(super) async fn write_conversation(tx: &mut Tx, write: &ConversationWrite) -
                 .bind(&c.summary)
                 .bind(&c.intent)
                 .bind(json(&c.metadata)?)
-                .bind(at)
-                .execute(tx)
-                .await?;
+                .bind(at);
+            let inserted = tx.execute_after(inserted).await?;
             if inserted == 0 {
                 return Err(StoreError::ConversationExists(c.external_id.clone()));
             }
         }
         ConversationWrite::Update(c, at) => {
-            Statement::new(UPDATE_CONVERSATION)
+            let update = Statement::new(UPDATE_CONVERSATION)
                 .bind(c.id)
                 .bind(c.channel.as_str())
                 .bind(c.ticket_id)
                 .bind(&c.summary)
                 .bind(&c.intent)
                 .bind(json(&c.metadata)?)
-                .bind(at)
-                .execute(tx)
-                .await?;
+                .bind(at);
+            tx.execute_after(update).await?;
         }
     }
     Ok(())

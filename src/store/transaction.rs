@@ -2,9 +2,9 @@
 //!
 //! A write whose outcome nothing in the transaction reads (an address remembered, tags,
 //! the search document, SLA clocks) may be [deferred](Tx::defer). On PostgreSQL it is
-//! then sent with the next statement that takes it along ([`Tx::fetch_all_after`]: the
-//! held writes become data-modifying CTEs of that statement), or, before any other
-//! statement and before the commit, as one statement of their own. A ticket's creation
+//! then sent with the next statement that takes it along ([`Tx::fetch_all_after`],
+//! [`Tx::execute_after`]: the held writes become data-modifying CTEs of that statement),
+//! or, before any other statement and before the commit, as one statement of their own. A ticket's creation
 //! thus costs four round trips (begin, contact, everything else, commit) instead of up
 //! to nine. On SQLite, where a statement is a function call, a deferred write runs at
 //! once.
@@ -107,6 +107,16 @@ impl Tx {
         }
         let statement = statement.after(std::mem::take(&mut self.deferred));
         self.fetch_all(statement).await
+    }
+
+    /// The rows `statement` changed (not counting the deferred writes sent ahead of it
+    /// as its CTEs): it must not read what they write.
+    pub async fn execute_after(&mut self, statement: Statement<'_>) -> StoreResult<u64> {
+        if self.held_parameters() + statement.parameters() > MAX_PARAMETERS {
+            self.flush().await?;
+        }
+        let statement = statement.after(std::mem::take(&mut self.deferred));
+        self.execute(statement).await
     }
 
     pub async fn execute(&mut self, statement: Statement<'_>) -> StoreResult<u64> {
