@@ -4,10 +4,10 @@
 //! the search document, SLA clocks) may be [deferred](Tx::defer). On PostgreSQL it is
 //! then sent with the next statement that takes it along ([`Tx::fetch_all_after`],
 //! [`Tx::execute_after`]: the held writes become data-modifying CTEs of that statement),
-//! or, before any other statement and before the commit, as one statement of their own. A ticket's creation
-//! thus costs four round trips (begin, contact, everything else, commit) instead of up
-//! to nine. On SQLite, where a statement is a function call, a deferred write runs at
-//! once.
+//! or, before any other statement and before the commit, as one statement of their own.
+//! A ticket's creation thus costs four round trips (begin, contact, everything else,
+//! commit) instead of up to nine. On SQLite, where a statement is a function call, a
+//! deferred write runs at once.
 
 use sqlx::{Postgres, Sqlite};
 
