@@ -85,8 +85,14 @@ pub struct Settings {
     #[arg(long, env = "TICKETD_MAX_MESSAGE_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_message_bytes: usize,
 
-    /// Deadline for unary calls, in seconds.
-    #[arg(long, env = "TICKETD_REQUEST_TIMEOUT_SECONDS", default_value_t = 30)]
+    /// Deadline for unary calls, in seconds; at least 2 (the HTTP routes answer a second
+    /// before it).
+    #[arg(
+        long,
+        env = "TICKETD_REQUEST_TIMEOUT_SECONDS",
+        default_value_t = 30,
+        value_parser = clap::value_parser!(u64).range(2..)
+    )]
     pub request_timeout_seconds: u64,
 
     /// After SIGTERM: how long health reports NOT_SERVING before the listener closes,
@@ -415,7 +421,30 @@ impl Settings {
 
 #[cfg(test)]
 mod tests {
-    use super::{MIN_SECRET_CHARS, Secret};
+    use super::{MIN_SECRET_CHARS, Secret, Settings};
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Command {
+        #[command(flatten)]
+        settings: Settings,
+    }
+
+    #[test]
+    fn a_request_timeout_leaves_the_http_routes_their_second() {
+        let parse = |value: &str| {
+            Command::try_parse_from(["ticketd", "--request-timeout-seconds", value])
+                .map(|c| c.settings.request_timeout_seconds)
+        };
+        assert_eq!(parse("2").unwrap(), 2);
+        for too_short in ["0", "1"] {
+            let err = parse(too_short).expect_err("refused");
+            assert!(
+                err.to_string().contains("--request-timeout-seconds"),
+                "{err}"
+            );
+        }
+    }
 
     #[test]
     fn configured_secrets_must_be_long_and_plain() {

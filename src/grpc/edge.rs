@@ -163,14 +163,13 @@ pub struct Edge<S> {
     request_timeout: Duration,
 }
 
-impl<S, B, R> Service<Request<B>> for Edge<S>
+impl<S, B> Service<Request<B>> for Edge<S>
 where
-    S: Service<Request<B>, Response = Response<R>>,
+    S: Service<Request<B>, Response = Response<tonic::body::Body>>,
     S::Future: Send + 'static,
     S::Error: 'static,
-    R: Default + 'static,
 {
-    type Response = Response<FinishBody<R>>;
+    type Response = Response<FinishBody<tonic::body::Body>>;
     type Error = S::Error;
     type Future = Pin<Box<dyn Future<Output = Result<Self::Response, S::Error>> + Send>>;
 
@@ -186,17 +185,22 @@ where
             span: span.clone(),
             done: false,
         };
+        let path = request.uri().path().to_owned();
         let future = span.in_scope(|| self.inner.call(request));
         let timeout = self.request_timeout;
         Box::pin(
             async move {
                 let mut response = match tokio::time::timeout(timeout, future).await {
                     Ok(response) => response?,
-                    Err(_) => tonic::Status::deadline_exceeded(format!(
-                        "not answered within the server's request timeout ({} s)",
-                        timeout.as_secs_f64()
-                    ))
-                    .into_http(),
+                    // (The HTTP routes answer a second earlier themselves, unless the
+                    // gate held the call that long; then the answer is their JSON too.)
+                    Err(_) => super::gate::refusal(
+                        &path,
+                        tonic::Status::deadline_exceeded(format!(
+                            "not answered within the server's request timeout ({} s)",
+                            timeout.as_secs_f64()
+                        )),
+                    ),
                 };
                 // A status in the headers ends the call (trailers-only response).
                 if let Some(code) = rewrite(response.headers_mut()) {
