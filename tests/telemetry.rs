@@ -196,8 +196,26 @@ async fn traces_carry_the_callers_trace_id_and_metrics_count_calls() {
         .unwrap();
     drop(stream);
 
+    // The HTTP routes count under one label, by the code of their answer.
+    for path in [
+        "/v1/tickets/not-an-id",
+        &format!("/v1/tickets/{}", escalated.id),
+    ] {
+        reqwest::Client::new()
+            .get(format!("http://{}{path}", app.addr))
+            .bearer_auth(&app.admin_secret)
+            .send()
+            .await
+            .unwrap()
+            .bytes()
+            .await
+            .unwrap();
+    }
+
     let metrics = scrape(&metrics_addr).await;
     for expected in [
+        r#"ticketd_rpc_requests_total{method="rest",code="INVALID_ARGUMENT"} 1"#,
+        r#"ticketd_rpc_requests_total{method="rest",code="OK"} 1"#,
         r#"ticketd_rpc_requests_total{method="/ticketd.v1.TicketService/CreateTicket",code="OK"} 1"#,
         r#"ticketd_rpc_requests_total{method="/ticketd.v1.TicketService/GetTicket",code="NOT_FOUND"} 1"#,
         r#"ticketd_tickets_created_total{channel="none",priority="MEDIUM"} 1"#,

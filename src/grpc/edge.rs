@@ -6,7 +6,8 @@
 //!   one while the body is written (in the trailers). The status is rewritten in both.
 //! - It records each call's status code on its span and in the metrics
 //!   `ticketd_rpc_requests_total` and `ticketd_rpc_duration_seconds` (by method and code;
-//!   paths the server does not serve share the method label `unknown`).
+//!   paths the server does not serve share the method label `unknown`, and calls of the
+//!   HTTP routes the label `rest`, with the code their answer stands for).
 //! - It answers DEADLINE_EXCEEDED for a call not answered within the server's request
 //!   timeout (tonic's own server timeout would answer CANCELLED, which says the client
 //!   gave up). A shorter deadline the client sends in `grpc-timeout` is still tonic's.
@@ -117,10 +118,13 @@ static KNOWN_METHODS: LazyLock<HashSet<String>> = LazyLock::new(|| {
 });
 
 /// The `method` label of a call: its path if the server has such a method, else
-/// `unknown`, so that made-up paths cannot create new metric series.
+/// `unknown`, so that made-up paths cannot create new metric series; `rest` for the HTTP
+/// routes, whose paths carry ids.
 fn method_label(path: &str) -> String {
     if KNOWN_METHODS.contains(path) {
         path.to_owned()
+    } else if super::gate::is_http(path) {
+        "rest".to_owned()
     } else {
         "unknown".to_owned()
     }
@@ -202,8 +206,17 @@ where
                         )),
                     ),
                 };
-                // A status in the headers ends the call (trailers-only response).
-                if let Some(code) = rewrite(response.headers_mut()) {
+                if super::gate::is_http(&path) {
+                    // An HTTP route's answer ends the call: an error says its code (see
+                    // `http_error::response`), anything else succeeded or is HTTP's own.
+                    let code = match response.extensions().get::<tonic::Code>() {
+                        Some(code) => *code,
+                        None if response.status().is_success() => tonic::Code::Ok,
+                        None => tonic::Code::Unknown,
+                    };
+                    finish.record(&(code as i32).to_string());
+                } else if let Some(code) = rewrite(response.headers_mut()) {
+                    // A status in the headers ends the call (trailers-only response).
                     finish.record(&code);
                 }
                 Ok(response.map(|inner| FinishBody { inner, finish }))

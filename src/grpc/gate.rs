@@ -211,7 +211,7 @@ fn is_hook(method: &tonic::codegen::http::Method, path: &str) -> bool {
 
 /// The HTTP routes beside gRPC (`crate::http`, paths under `/v1/`): errors as JSON,
 /// bodies bounded by bytes.
-fn is_http(path: &str) -> bool {
+pub(super) fn is_http(path: &str) -> bool {
     path.starts_with("/v1/")
 }
 

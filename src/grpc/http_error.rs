@@ -133,6 +133,8 @@ pub fn response<B>(
     let (json, retry) = error_json(status, http);
     let mut response = tonic::codegen::http::Response::new(body(json));
     *response.status_mut() = http;
+    // For the call's metrics: HTTP statuses name several codes at once.
+    response.extensions_mut().insert(status.code());
     let headers = response.headers_mut();
     headers.insert(
         header::CONTENT_TYPE,
