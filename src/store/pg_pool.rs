@@ -72,14 +72,11 @@ impl managed::Manager for Connector {
     }
 
     async fn recycle(&self, pooled: &mut Pooled, metrics: &Metrics) -> RecycleResult<sqlx::Error> {
-        if metrics.age() > MAX_LIFETIME {
-            return Err(RecycleError::message("past its lifetime"));
+        match reuse(metrics.age(), pooled.idle_since.elapsed()) {
+            Reuse::Close => Err(RecycleError::message("past its lifetime")),
+            Reuse::AfterPing => Ok(pooled.conn.ping().await?),
+            Reuse::AsIs => Ok(()),
         }
-        // Long enough idle for the server or a proxy to have dropped it meanwhile.
-        if pooled.idle_since.elapsed() > IDLE_CHECK_AFTER {
-            pooled.conn.ping().await?;
-        }
-        Ok(())
     }
 }
 
@@ -145,10 +142,35 @@ impl ConnectionPool {
             let mut every = tokio::time::interval(Duration::from_secs(60));
             loop {
                 every.tick().await;
-                pool.retain(|pooled, _| pooled.idle_since.elapsed() < IDLE_TIMEOUT);
+                pool.retain(|pooled, _| stays_open(pooled.idle_since.elapsed()));
             }
         })
     }
+}
+
+/// What becomes of a connection about to be handed out again.
+#[derive(Debug, PartialEq, Eq)]
+enum Reuse {
+    AsIs,
+    /// Idle long enough for the server or a proxy to have dropped it meanwhile.
+    AfterPing,
+    /// Past [`MAX_LIFETIME`], however recently used.
+    Close,
+}
+
+fn reuse(age: Duration, idle: Duration) -> Reuse {
+    if age > MAX_LIFETIME {
+        Reuse::Close
+    } else if idle > IDLE_CHECK_AFTER {
+        Reuse::AfterPing
+    } else {
+        Reuse::AsIs
+    }
+}
+
+/// Whether an idle connection stays in the pool (see [`ConnectionPool::spawn_idle_close`]).
+fn stays_open(idle: Duration) -> bool {
+    idle < IDLE_TIMEOUT
 }
 
 /// A refused or reset connection, or a server that does not take connections yet.
@@ -274,5 +296,23 @@ impl Drop for Unsettled {
         if let Some(object) = self.0.take() {
             drop(Object::take(object));
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connections_are_checked_after_idling_and_replaced_when_old() {
+        let (second, minute) = (Duration::from_secs(1), Duration::from_secs(60));
+        assert_eq!(reuse(minute, Duration::from_millis(10)), Reuse::AsIs);
+        assert_eq!(reuse(minute, IDLE_CHECK_AFTER), Reuse::AsIs);
+        assert_eq!(reuse(minute, IDLE_CHECK_AFTER + second), Reuse::AfterPing);
+        // Age wins over recent use.
+        assert_eq!(reuse(MAX_LIFETIME + second, Duration::ZERO), Reuse::Close);
+        assert_eq!(reuse(MAX_LIFETIME, Duration::ZERO), Reuse::AsIs);
+        assert!(stays_open(IDLE_TIMEOUT - minute));
+        assert!(!stays_open(IDLE_TIMEOUT));
     }
 }
