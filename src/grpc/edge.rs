@@ -189,7 +189,7 @@ where
             span: span.clone(),
             done: false,
         };
-        let path = request.uri().path().to_owned();
+        let http = super::gate::is_http(request.uri().path());
         let future = span.in_scope(|| self.inner.call(request));
         let timeout = self.request_timeout;
         Box::pin(
@@ -198,15 +198,15 @@ where
                     Ok(response) => response?,
                     // (The HTTP routes answer a second earlier themselves, unless the
                     // gate held the call that long; then the answer is their JSON too.)
-                    Err(_) => super::gate::refusal(
-                        &path,
+                    Err(_) => super::gate::answer(
+                        http,
                         tonic::Status::deadline_exceeded(format!(
                             "not answered within the server's request timeout ({} s)",
                             timeout.as_secs_f64()
                         )),
                     ),
                 };
-                if super::gate::is_http(&path) {
+                if http {
                     // An HTTP route's answer ends the call: an error says its code (see
                     // `http_error::response`), anything else succeeded or is HTTP's own.
                     let code = match response.extensions().get::<tonic::Code>() {

@@ -191,7 +191,12 @@ pub(crate) fn method_limit(path: &str, max_message_bytes: usize, max_email_bytes
 
 /// The gate's refusal: a gRPC status, or for the HTTP routes its JSON.
 pub(super) fn refusal(path: &str, status: Status) -> Response<Body> {
-    if is_http(path) {
+    answer(is_http(path), status)
+}
+
+/// `status` as an answer: JSON for an HTTP route, else a gRPC status.
+pub(super) fn answer(http: bool, status: Status) -> Response<Body> {
+    if http {
         super::http_error::response(&status, |json| {
             Body::new(http_body_util::Full::new(bytes::Bytes::from(json)))
         })

@@ -17,7 +17,7 @@ use deadpool::managed::{self, Metrics, Object, PoolError, QueueMode, RecycleErro
 use sqlx::postgres::{PgConnectOptions, PgConnection};
 use sqlx::{ConnectOptions, Connection};
 
-use super::{PoolSettings, StoreResult};
+use super::StoreResult;
 
 /// How long a connection may sit idle before it is checked again before use.
 const IDLE_CHECK_AFTER: Duration = Duration::from_secs(1);
@@ -35,13 +35,12 @@ const SETTLE_WITHIN: Duration = Duration::from_secs(10);
 pub struct ConnectionPool {
     pool: managed::Pool<Connector>,
     acquire_timeout: Duration,
-    /// Whether a refused or reset connection is tried again within the acquire timeout
-    /// (the primary, which every write needs) or reported at once (a standby, whose reads
-    /// the primary can take instead).
-    retry_connect: bool,
+    /// Retry for the primary, which every write needs; Fail for a standby, whose reads
+    /// the primary can take instead.
+    on_refusal: OnRefusal,
 }
 
-/// How a pool meets a server that does not take connections.
+/// How a pool meets a server that refuses or resets a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum OnRefusal {
     /// Tries again until the acquire timeout.
@@ -83,7 +82,7 @@ impl managed::Manager for Connector {
 impl ConnectionPool {
     pub fn new(
         options: PgConnectOptions,
-        settings: &PoolSettings,
+        acquire_timeout: Duration,
         max_size: usize,
         on_refusal: OnRefusal,
     ) -> Self {
@@ -96,8 +95,8 @@ impl ConnectionPool {
             .expect("a pool with a runtime and a size builds");
         Self {
             pool,
-            acquire_timeout: settings.acquire_timeout,
-            retry_connect: on_refusal == OnRefusal::Retry,
+            acquire_timeout,
+            on_refusal,
         }
     }
 
@@ -110,7 +109,11 @@ impl ConnectionPool {
         let object = loop {
             let err = match tokio::time::timeout_at(deadline, self.pool.get()).await {
                 Ok(Ok(object)) => break object,
-                Ok(Err(PoolError::Backend(err))) if self.retry_connect && is_transient(&err) => err,
+                Ok(Err(PoolError::Backend(err)))
+                    if self.on_refusal == OnRefusal::Retry && is_transient(&err) =>
+                {
+                    err
+                }
                 Ok(Err(PoolError::Backend(err))) => return Err(err.into()),
                 Ok(Err(PoolError::Closed)) => return Err(sqlx::Error::PoolClosed.into()),
                 Ok(Err(_)) | Err(_) => return Err(sqlx::Error::PoolTimedOut.into()),

@@ -75,7 +75,12 @@ pub async fn connect(
         .acquire_timeout(settings.acquire_timeout)
         .connect_lazy_with(options.clone());
     let statements = (settings.max_connections as usize).saturating_sub(1);
-    let pool = ConnectionPool::new(options, settings, statements, OnRefusal::Retry);
+    let pool = ConnectionPool::new(
+        options,
+        settings.acquire_timeout,
+        statements,
+        OnRefusal::Retry,
+    );
     let mut tasks = pg_notify::spawn(pool.clone(), listener, bus.clone());
     tasks.push(pool.spawn_idle_close());
     let standbys = (!standby_options.is_empty())

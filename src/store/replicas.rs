@@ -280,10 +280,7 @@ impl Standbys {
             let target = format!("{}:{}", options.get_host(), options.get_port());
             let pool = ConnectionPool::new(
                 options.clone(),
-                &PoolSettings {
-                    acquire_timeout: settings.acquire_timeout.min(Duration::from_secs(1)),
-                    ..settings.clone()
-                },
+                settings.acquire_timeout.min(Duration::from_secs(1)),
                 settings.max_connections as usize,
                 // A standby that refuses a read is left out at once, and the primary
                 // takes the read: the watch finds the standby again when it answers.

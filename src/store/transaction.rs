@@ -102,21 +102,24 @@ impl Tx {
         &mut self,
         statement: Statement<'_>,
     ) -> StoreResult<Vec<R>> {
-        if self.held_parameters() + statement.parameters() > MAX_PARAMETERS {
-            self.flush().await?;
-        }
-        let statement = statement.after(std::mem::take(&mut self.deferred));
+        let statement = self.with_deferred(statement).await?;
         self.fetch_all(statement).await
     }
 
     /// The rows `statement` changed (not counting the deferred writes sent ahead of it
     /// as its CTEs): it must not read what they write.
     pub async fn execute_after(&mut self, statement: Statement<'_>) -> StoreResult<u64> {
+        let statement = self.with_deferred(statement).await?;
+        self.execute(statement).await
+    }
+
+    /// `statement` with the deferred writes as its CTEs, unless together they would bind
+    /// too many parameters: those are then sent first, on their own.
+    async fn with_deferred<'q>(&mut self, statement: Statement<'q>) -> StoreResult<Statement<'q>> {
         if self.held_parameters() + statement.parameters() > MAX_PARAMETERS {
             self.flush().await?;
         }
-        let statement = statement.after(std::mem::take(&mut self.deferred));
-        self.execute(statement).await
+        Ok(statement.after(std::mem::take(&mut self.deferred)))
     }
 
     pub async fn execute(&mut self, statement: Statement<'_>) -> StoreResult<u64> {
