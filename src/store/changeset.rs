@@ -18,7 +18,7 @@ use super::search::index_events;
 use super::sla::upsert_clocks;
 use super::tickets::{insert_attachment, insert_time_entry, ticket_in, update_ticket};
 use super::workflows::{fire_timer, step_workflows, write_timers};
-use super::{Changeset, Committed, StoreError, StoreResult};
+use super::{Changeset, Committed, ConversationWrite, StoreError, StoreResult};
 use crate::domain::event::NewEvent;
 use crate::domain::ticket::Contact;
 
@@ -101,7 +101,11 @@ pub(super) async fn apply(
     let mut transcript_added = 0;
     // One statement claims every message key; only the messages it could claim
     // (the ones the conversation did not hold yet) become events.
-    let mut fresh = claim_transcript_keys(tx, &transcript).await?;
+    let new_conversation = match &conversation {
+        Some(ConversationWrite::Insert(c, _)) => Some(c.id),
+        _ => None,
+    };
+    let mut fresh = claim_transcript_keys(tx, &transcript, new_conversation).await?;
     for message in transcript {
         if fresh.remove(&message.key) {
             pending.push(fill(message.event));

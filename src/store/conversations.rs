@@ -98,14 +98,30 @@ impl ConversationStore for SqlStore {
     }
 }
 
-/// Inserts the keys of transcript messages in chunks; returns those that were new.
+/// Inserts the keys of transcript messages in chunks; returns those that were new. The
+/// messages of `created`, a conversation this transaction inserted, hold no keys yet: only
+/// a key repeated within the transcript is not new (its first message wins), so their
+/// keys need no answer and are [deferred](Tx::defer).
 pub(super) async fn claim_transcript_keys(
     tx: &mut Tx,
     transcript: &[TranscriptWrite],
+    created: Option<Uuid>,
 ) -> StoreResult<std::collections::HashSet<String>> {
     let mut fresh = std::collections::HashSet::new();
+    let answered = match created {
+        Some(id) => transcript.iter().any(|m| m.conversation_id != id),
+        None => true,
+    };
+    let claimed: Vec<&TranscriptWrite> = if answered {
+        transcript.iter().collect()
+    } else {
+        transcript
+            .iter()
+            .filter(|m| fresh.insert(m.key.clone()))
+            .collect()
+    };
     // Three parameters a row; both databases accept far more than 3 * 500.
-    for chunk in transcript.chunks(500) {
+    for chunk in claimed.chunks(500) {
         let mut insert = Statement::new(
             "INSERT INTO conversation_messages (conversation_id, message_key, event_id) VALUES ",
         );
@@ -115,9 +131,15 @@ pub(super) async fn claim_transcript_keys(
             insert.push_bind(message.key.as_str()).push(", ");
             insert.push_bind(message.event.id).push(")");
         }
-        insert.push(" ON CONFLICT (conversation_id, message_key) DO NOTHING RETURNING message_key");
-        let keys: Vec<(String,)> = insert.fetch_all(&mut *tx).await?;
-        fresh.extend(keys.into_iter().map(|(k,)| k));
+        if answered {
+            insert.push(
+                " ON CONFLICT (conversation_id, message_key) DO NOTHING RETURNING message_key",
+            );
+            let keys: Vec<(String,)> = insert.fetch_all(&mut *tx).await?;
+            fresh.extend(keys.into_iter().map(|(k,)| k));
+        } else {
+            tx.defer(insert).await?;
+        }
     }
     Ok(fresh)
 }
