@@ -8,7 +8,9 @@
 use uuid::Uuid;
 
 use super::auto_responses::record_sent;
-use super::conversations::{claim_inbound, claim_transcript_keys, write_conversation};
+use super::conversations::{
+    claim_inbound, claim_transcript_keys, conversation_key_taken, write_conversation,
+};
 use super::database::Tx;
 use super::delivery::queue_outbound;
 use super::events::{MAX_EVENTS_PER_TRANSACTION, insert_events};
@@ -30,9 +32,34 @@ pub(super) struct NewTicket {
     pub description: String,
 }
 
-/// Writes a changeset inside `tx`. Events about `new_ticket` get its number and contact.
-/// Returns what was written; the caller commits.
-pub(super) async fn apply(
+/// Writes a changeset inside `tx` and commits it. Events about `new_ticket` get its number
+/// and contact. Returns what was written.
+pub(super) async fn apply_and_commit(
+    mut tx: Tx,
+    changes: Changeset,
+    new_ticket: Option<NewTicket>,
+) -> StoreResult<Committed> {
+    // A new conversation's insert may go with any later statement, up to the commit
+    // (see `write_conversation`): whichever is refused for its key says it was taken.
+    let inserted = match &changes.conversation {
+        Some(ConversationWrite::Insert(c, _)) => Some(c.external_id.clone()),
+        _ => None,
+    };
+    let written = async move {
+        let committed = apply(&mut tx, changes, new_ticket).await?;
+        tx.commit().await?;
+        Ok(committed)
+    };
+    written.await.map_err(|err| match inserted {
+        Some(external_id) if conversation_key_taken(&err) => {
+            StoreError::ConversationExists(external_id)
+        }
+        _ => err,
+    })
+}
+
+/// Writes a changeset inside `tx`; see [`apply_and_commit`].
+async fn apply(
     tx: &mut Tx,
     changes: Changeset,
     new_ticket: Option<NewTicket>,

@@ -5,6 +5,7 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::database::{Statement, Tx, json};
+use super::dialect::Dialect;
 use super::rows::ConversationRow;
 use super::{ConversationWrite, InboundClaim, SqlStore, StoreError, StoreResult, TranscriptWrite};
 use crate::domain::conversation::Conversation;
@@ -32,8 +33,10 @@ const INBOUND_BY_ID: &str = "SELECT ticket_id, event_id FROM inbound_messages \
 
 const INSERT_CONVERSATION: &str = "INSERT INTO conversations \
     (id, source, external_id, channel, ticket_id, summary, intent, metadata, created_at, \
-    updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9) \
-    ON CONFLICT (source, external_id) DO NOTHING";
+    updated_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $9)";
+
+/// The unique key of a conversation, `UNIQUE (source, external_id)`, as PostgreSQL names it.
+const CONVERSATION_KEY: &str = "conversations_source_external_id_key";
 
 const UPDATE_CONVERSATION: &str = "UPDATE conversations SET channel = $2, \
     ticket_id = $3, summary = $4, intent = $5, metadata = $6, updated_at = $7 WHERE id = $1";
@@ -144,13 +147,16 @@ pub(super) async fn claim_transcript_keys(
     Ok(fresh)
 }
 
-/// Inserts or updates the conversation of a changeset, with the writes held so far (a new
-/// ticket's, say) as CTEs of that statement: it reads nothing but conversations, and the
-/// foreign key to the ticket is checked once the whole statement has run.
+/// Inserts or updates the conversation of a changeset. On PostgreSQL a new conversation is
+/// held for the events' statement ([`Tx::defer`]): a conversation another transaction
+/// created first then fails that statement on its key, which [`conversation_key_taken`]
+/// recognizes. An update goes with the writes held so far (a new ticket's, say) as CTEs:
+/// it reads nothing but conversations, and the foreign key to the ticket is checked once
+/// the whole statement has run.
 pub(super) async fn write_conversation(tx: &mut Tx, write: &ConversationWrite) -> StoreResult<()> {
     match write {
         ConversationWrite::Insert(c, at) => {
-            let inserted = Statement::new(INSERT_CONVERSATION)
+            let mut insert = Statement::new(INSERT_CONVERSATION)
                 .bind(c.id)
                 .bind(&c.source)
                 .bind(&c.external_id)
@@ -160,9 +166,14 @@ pub(super) async fn write_conversation(tx: &mut Tx, write: &ConversationWrite) -
                 .bind(&c.intent)
                 .bind(json(&c.metadata)?)
                 .bind(at);
-            let inserted = tx.execute_after(inserted).await?;
-            if inserted == 0 {
-                return Err(StoreError::ConversationExists(c.external_id.clone()));
+            match tx.dialect() {
+                Dialect::Postgres => tx.defer(insert).await?,
+                Dialect::Sqlite => {
+                    insert.push(" ON CONFLICT (source, external_id) DO NOTHING");
+                    if tx.execute(insert).await? == 0 {
+                        return Err(StoreError::ConversationExists(c.external_id.clone()));
+                    }
+                }
             }
         }
         ConversationWrite::Update(c, at) => {
@@ -196,4 +207,15 @@ pub(super) async fn claim_inbound(tx: &mut Tx, claim: &InboundClaim) -> StoreRes
         ));
     }
     Ok(())
+}
+
+/// Whether `err` is PostgreSQL's refusal of a conversation whose key is taken: another
+/// transaction inserted that conversation first.
+pub(super) fn conversation_key_taken(err: &StoreError) -> bool {
+    matches!(
+        err,
+        StoreError::Database(sqlx::Error::Database(db))
+            if db.kind() == sqlx::error::ErrorKind::UniqueViolation
+                && db.constraint() == Some(CONVERSATION_KEY)
+    )
 }

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use uuid::Uuid;
 
-use super::changeset::{NewTicket, apply};
+use super::changeset::{NewTicket, apply_and_commit};
 use super::database::{Column, Statement, Tx, col, json};
 use super::dialect::Dialect;
 use super::idempotency::claim_request_id;
@@ -233,8 +233,7 @@ impl TicketStore for SqlStore {
             .cloned()
             .collect();
         clocks.sort_by_key(|c| c.metric.as_str());
-        let committed = apply(&mut tx, changes, Some(new_ticket)).await?;
-        tx.commit().await?;
+        let committed = apply_and_commit(tx, changes, Some(new_ticket)).await?;
         // Everything the ticket holds was just written from the draft; only the
         // number and the stored contact came back from the database.
         let ticket = draft.into_ticket(number, contact, clocks);
@@ -354,9 +353,8 @@ impl TicketStore for SqlStore {
 
     #[tracing::instrument(skip_all, fields(updates = changes.updates.len(), events = changes.events.len()))]
     async fn commit(&self, changes: Changeset) -> StoreResult<Committed> {
-        let mut tx = self.pools.begin().await?;
-        let committed = apply(&mut tx, changes, None).await?;
-        tx.commit().await?;
+        let tx = self.pools.begin().await?;
+        let committed = apply_and_commit(tx, changes, None).await?;
         self.bus.publish_queued(committed.queued.iter().copied());
         Ok(committed)
     }
