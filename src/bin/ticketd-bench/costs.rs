@@ -1,5 +1,7 @@
 //! Features measured against the same server without them: rate limits and TLS.
 
+use std::time::Duration;
+
 use crate::*;
 
 /// CreateTicket throughput on `with` against `without` (two servers on one database),
@@ -264,7 +266,21 @@ pub(crate) async fn escalation_beside_creates(server: &Server, args: &Args, half
             async move { c.escalate_conversation(conversation(i)).await.is_ok() }
         })
     };
+    let (cpu_before, machine_before) = (process_cpu(), machine_cpu());
     let (_, alone) = escalate(server).await;
+    let (cpu_after, machine_after) = (process_cpu(), machine_cpu());
+    let per_call = |before: Option<Duration>, after: Option<Duration>| {
+        before
+            .zip(after)
+            .filter(|_| !alone.is_empty())
+            .map(|(b, a)| format!("{:.0}", (a - b).as_secs_f64() * 1e6 / alone.len() as f64))
+            .unwrap_or_else(|| "-".into())
+    };
+    let cpu = format!(
+        "{} µs of CPU per call in server and client, {} µs on the whole machine",
+        per_call(cpu_before, cpu_after),
+        per_call(machine_before, machine_after)
+    );
     let creates_beside = {
         let server_client = server.client();
         let clients = args.clients;
@@ -288,7 +304,7 @@ pub(crate) async fn escalation_beside_creates(server: &Server, args: &Args, half
             escalations.len()
         ),
         baseline: format!(
-            "alone: p50 {:.1} ms, p99 {:.1} ms",
+            "alone: p50 {:.1} ms, p99 {:.1} ms ({cpu})",
             percentile(&alone, 0.5),
             percentile(&alone, 0.99)
         ),

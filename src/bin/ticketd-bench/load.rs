@@ -135,6 +135,26 @@ fn cpu_of(stat: &str) -> Option<Duration> {
     Some(Duration::from_millis(ticks * 10))
 }
 
+/// CPU time the whole machine has spent so far outside idle and I/O wait, over all cores
+/// (from the first line of `/proc/stat`, in clock ticks as [`process_cpu`] reads them):
+/// with the machine otherwise quiet, the database's share is what it adds to ours.
+pub(crate) fn machine_cpu() -> Option<Duration> {
+    let stat = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = stat
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .map(|f| f.parse().ok())
+        .collect::<Option<_>>()?;
+    // user, nice, system, idle, iowait, irq, softirq, steal (guest time is within user).
+    let busy: u64 = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .map(|&i| fields.get(i).copied())
+        .sum::<Option<u64>>()?;
+    Some(Duration::from_millis(busy * 10))
+}
+
 /// CPU time used so far by this process and, when ticketd serves from a child process,
 /// by that child: (both together, the child alone).
 fn bench_cpu(server: &Server) -> (Option<Duration>, Option<Duration>) {
@@ -177,9 +197,9 @@ pub(crate) async fn creates_with_cpu(
     clients: usize,
     seconds: u64,
 ) -> (f64, CpuPerCreate) {
-    let before = bench_cpu(server);
+    let (before, machine_before) = (bench_cpu(server), machine_cpu());
     let rate = create_throughput(server, clients, seconds, None).await.0;
-    let after = bench_cpu(server);
+    let (after, machine_after) = (bench_cpu(server), machine_cpu());
     let per_create = |before: Option<Duration>, after: Option<Duration>| match (before, after) {
         (Some(before), Some(after)) if rate > 0.0 => {
             Some((after - before).as_secs_f64() * 1e6 / (rate * seconds as f64))
@@ -189,15 +209,19 @@ pub(crate) async fn creates_with_cpu(
     let cpu = CpuPerCreate {
         all: per_create(before.0, after.0),
         server: per_create(before.1, after.1),
+        machine: per_create(machine_before, machine_after),
     };
     (rate, cpu)
 }
 
-/// CPU per create in µs: of server and clients together, and of the server alone when it
-/// runs in a process of its own (`None` when it does not, or `/proc` cannot be read).
+/// CPU per create in µs: of server and clients together, of the server alone when it runs
+/// in a process of its own, and of the machine (`None` when not known, or when `/proc`
+/// cannot be read).
 pub(crate) struct CpuPerCreate {
     pub(crate) all: Option<f64>,
     pub(crate) server: Option<f64>,
+    /// Of the whole machine: the database's work too.
+    pub(crate) machine: Option<f64>,
 }
 
 /// The median of alternating turns' results, and the results in the order measured

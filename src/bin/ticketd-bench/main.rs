@@ -341,22 +341,25 @@ async fn create_costs(server: &Server, args: &Args, url: &str) -> (Vec<Row>, f64
     create_throughput(server, args.clients, 2, None).await;
     // Three turns of each, alternating, so that a drift of the shared machine lands on
     // both sides; the medians are compared.
-    let (mut creates, mut baseline, mut cpu) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut creates, mut baseline, mut cpu, mut machine) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for _ in 0..3 {
         let (rate, cpu_per_call) = creates_with_cpu(server, args.clients, args.seconds).await;
         creates.push(rate);
         cpu.extend(cpu_per_call.all);
+        machine.extend(cpu_per_call.machine);
         baseline.extend(pgbench(args, url));
     }
     let (creates, creates_runs) = turns(&creates);
     let (cpu, _) = turns(&cpu);
+    let (machine, _) = turns(&machine);
     let (baseline_median, baseline_runs) = turns(&baseline);
     let baseline = (!baseline.is_empty()).then_some(baseline_median);
     let mut rows = vec![Row {
         scenario: format!("CreateTicket, {} clients, PostgreSQL", args.clients),
         value: format!(
             "{creates:.0}/s (median of {creates_runs}; {cpu:.0} µs of CPU per call in \
-             server and client)"
+             server and client, {machine:.0} µs on the whole machine)"
         ),
         baseline: baseline.map_or("pgbench unavailable".into(), |b| {
             format!("pgbench {b:.0} tps (median of {baseline_runs})")
