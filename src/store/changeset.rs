@@ -126,8 +126,8 @@ async fn apply(
     pending.extend(events.into_iter().map(fill));
     let mut files = attachments;
     let mut transcript_added = 0;
-    // One statement claims every message key; only the messages it could claim
-    // (the ones the conversation did not hold yet) become events.
+    // Only the messages whose keys are claimed (the ones the conversation did not hold
+    // yet) become events.
     let new_conversation = match &conversation {
         Some(ConversationWrite::Insert(c, _)) => Some(c.id),
         _ => None,

@@ -111,11 +111,11 @@ pub(super) async fn claim_transcript_keys(
     created: Option<Uuid>,
 ) -> StoreResult<std::collections::HashSet<String>> {
     let mut fresh = std::collections::HashSet::new();
-    let answered = match created {
+    let needs_answer = match created {
         Some(id) => transcript.iter().any(|m| m.conversation_id != id),
         None => true,
     };
-    let claimed: Vec<&TranscriptWrite> = if answered {
+    let claimed: Vec<&TranscriptWrite> = if needs_answer {
         transcript.iter().collect()
     } else {
         transcript
@@ -134,7 +134,7 @@ pub(super) async fn claim_transcript_keys(
             insert.push_bind(message.key.as_str()).push(", ");
             insert.push_bind(message.event.id).push(")");
         }
-        if answered {
+        if needs_answer {
             insert.push(
                 " ON CONFLICT (conversation_id, message_key) DO NOTHING RETURNING message_key",
             );
