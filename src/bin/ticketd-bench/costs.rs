@@ -1,7 +1,5 @@
 //! Features measured against the same server without them: rate limits and TLS.
 
-use std::time::Duration;
-
 use crate::*;
 
 /// CreateTicket throughput on `with` against `without` (two servers on one database),
@@ -269,12 +267,9 @@ pub(crate) async fn escalation_beside_creates(server: &Server, args: &Args, half
     let (cpu_before, machine_before) = (process_cpu(), machine_cpu());
     let (_, alone) = escalate(server).await;
     let (cpu_after, machine_after) = (process_cpu(), machine_cpu());
-    let per_call = |before: Option<Duration>, after: Option<Duration>| {
-        before
-            .zip(after)
-            .filter(|_| !alone.is_empty())
-            .map(|(b, a)| format!("{:.0}", (a - b).as_secs_f64() * 1e6 / alone.len() as f64))
-            .unwrap_or_else(|| "-".into())
+    let per_call = |before, after| {
+        micros_per_call(before, after, alone.len() as f64)
+            .map_or_else(|| "-".to_owned(), |micros| format!("{micros:.0}"))
     };
     let cpu = format!(
         "{} µs of CPU per call in server and client, {} µs on the whole machine",

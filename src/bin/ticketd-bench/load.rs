@@ -200,18 +200,29 @@ pub(crate) async fn creates_with_cpu(
     let (before, machine_before) = (bench_cpu(server), machine_cpu());
     let rate = create_throughput(server, clients, seconds, None).await.0;
     let (after, machine_after) = (bench_cpu(server), machine_cpu());
-    let per_create = |before: Option<Duration>, after: Option<Duration>| match (before, after) {
-        (Some(before), Some(after)) if rate > 0.0 => {
-            Some((after - before).as_secs_f64() * 1e6 / (rate * seconds as f64))
-        }
-        _ => None,
-    };
+    let calls = rate * seconds as f64;
+    let per_create = |before, after| micros_per_call(before, after, calls);
     let cpu = CpuPerCreate {
         all: per_create(before.0, after.0),
         server: per_create(before.1, after.1),
         machine: per_create(machine_before, machine_after),
     };
     (rate, cpu)
+}
+
+/// The CPU time between two readings, in µs per call (`None` if either reading failed or
+/// there were no calls).
+pub(crate) fn micros_per_call(
+    before: Option<Duration>,
+    after: Option<Duration>,
+    calls: f64,
+) -> Option<f64> {
+    match (before, after) {
+        (Some(before), Some(after)) if calls > 0.0 => {
+            Some((after - before).as_secs_f64() * 1e6 / calls)
+        }
+        _ => None,
+    }
 }
 
 /// CPU per create in µs: of server and clients together, of the server alone when it runs
