@@ -251,15 +251,33 @@ pub(crate) async fn rest_cost(url: &str, args: &Args) -> Row {
     }
 }
 
-/// EscalateConversation with a 50-message transcript at 100/s: alone first (the
-/// baseline), then beside the create load at `half` per second.
-pub(crate) async fn escalation_beside_creates(server: &Server, args: &Args, half: f64) -> Row {
+/// Escalations a second the escalation target names.
+pub(crate) const ESCALATIONS_PER_SECOND: f64 = 100.0;
+
+/// The create maximum of a quiet day on the two-core machines the targets were set on.
+const REFERENCE_CREATES_PER_SECOND: f64 = 2_000.0;
+
+/// The escalation rate that loads this machine as 100/s loads the reference one: 100/s
+/// scaled by the create maximum measured in this run (`2 * half`) over the reference's,
+/// at most 100/s.
+pub(crate) fn scaled_escalation_rate(half: f64) -> f64 {
+    (ESCALATIONS_PER_SECOND * 2.0 * half / REFERENCE_CREATES_PER_SECOND).min(ESCALATIONS_PER_SECOND)
+}
+
+/// EscalateConversation with a 50-message transcript at `rate` per second: alone first
+/// (the baseline), then beside the create load at `half` per second.
+pub(crate) async fn escalation_beside_creates(
+    server: &Server,
+    args: &Args,
+    half: f64,
+    rate: f64,
+) -> Row {
     let escalate = |server: &Server| {
         let client = pb::escalation_service_client::EscalationServiceClient::with_interceptor(
             server.channel.clone(),
             Bearer(format!("Bearer {}", server.secret).parse().unwrap()),
         );
-        load(8, args.seconds, Some(100.0 / 8.0), move |i| {
+        load(8, args.seconds, Some(rate / 8.0), move |i| {
             let mut c = client.clone();
             async move { c.escalate_conversation(conversation(i)).await.is_ok() }
         })
@@ -291,7 +309,9 @@ pub(crate) async fn escalation_beside_creates(server: &Server, args: &Args, half
     let (_, escalations) = escalate(server).await;
     let _ = creates_beside.await;
     Row {
-        scenario: format!("EscalateConversation, 50 messages, 100/s beside {half:.0} creates/s"),
+        scenario: format!(
+            "EscalateConversation, 50 messages, {rate:.0}/s beside {half:.0} creates/s"
+        ),
         value: format!(
             "p50 {:.1} ms, p99 {:.1} ms ({} calls)",
             percentile(&escalations, 0.5),
