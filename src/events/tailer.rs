@@ -83,6 +83,10 @@ struct Window {
     /// or not the log moves.
     pinned_arrivals: usize,
     pinned_after_sweep: usize,
+    /// The same for `subscribers`, which each batch also sweeps: a quiet log must not
+    /// keep the departed ones either.
+    arrivals: usize,
+    after_sweep: usize,
 }
 
 /// The fewest pinned arrivals between two sweeps of departed pinned subscribers (those
@@ -248,7 +252,7 @@ impl Tailer {
                 };
                 match pinned_to {
                     Some(ticket) => pin(&mut window, ticket, subscriber),
-                    None => window.subscribers.push(subscriber),
+                    None => follow_all(&mut window, subscriber),
                 }
                 return Ok(Subscription {
                     from: window.head,
@@ -487,6 +491,18 @@ impl Task {
 
 /// Files a subscriber under its ticket (dropping that ticket's departed ones), and sweeps
 /// every ticket's departed ones when enough have arrived since the last sweep.
+/// Adds a subscriber that may want any ticket's events; departed ones are swept out as
+/// [`pin`] sweeps its own.
+fn follow_all(window: &mut Window, subscriber: Subscriber) {
+    window.subscribers.push(subscriber);
+    window.arrivals += 1;
+    if window.arrivals >= window.after_sweep.max(SWEEP_AFTER) {
+        window.subscribers.retain(|s| !s.queue.is_closed());
+        window.arrivals = 0;
+        window.after_sweep = window.subscribers.len();
+    }
+}
+
 fn pin(window: &mut Window, ticket: uuid::Uuid, subscriber: Subscriber) {
     let list = window.pinned.entry(ticket).or_default();
     list.retain(|s| !s.queue.is_closed());

@@ -93,7 +93,7 @@ async fn apply(
     if let Some(timer) = &fired {
         fire_timer(tx, timer).await?;
     }
-    if events.len() + transcript.len() >= MAX_EVENTS_PER_TRANSACTION {
+    if events.len() + transcript.len() + auto_replies.len() >= MAX_EVENTS_PER_TRANSACTION {
         return Err(StoreError::Corrupt(
             "too many events for one transaction".into(),
         ));
@@ -134,7 +134,7 @@ async fn apply(
     };
     let mut fresh = claim_transcript_keys(tx, &transcript, new_conversation).await?;
     for message in transcript {
-        if fresh.remove(&message.key) {
+        if fresh.remove(&(message.conversation_id, message.key)) {
             pending.push(fill(message.event));
             transcript_added += 1;
             files.extend(message.attachments);

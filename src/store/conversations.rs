@@ -109,7 +109,7 @@ pub(super) async fn claim_transcript_keys(
     tx: &mut Tx,
     transcript: &[TranscriptWrite],
     created: Option<Uuid>,
-) -> StoreResult<std::collections::HashSet<String>> {
+) -> StoreResult<std::collections::HashSet<(Uuid, String)>> {
     let mut fresh = std::collections::HashSet::new();
     let needs_answer = match created {
         Some(id) => transcript.iter().any(|m| m.conversation_id != id),
@@ -120,7 +120,7 @@ pub(super) async fn claim_transcript_keys(
     } else {
         transcript
             .iter()
-            .filter(|m| fresh.insert(m.key.clone()))
+            .filter(|m| fresh.insert((m.conversation_id, m.key.clone())))
             .collect()
     };
     // Three parameters a row; both databases accept far more than 3 * 500.
@@ -136,10 +136,11 @@ pub(super) async fn claim_transcript_keys(
         }
         if needs_answer {
             insert.push(
-                " ON CONFLICT (conversation_id, message_key) DO NOTHING RETURNING message_key",
+                " ON CONFLICT (conversation_id, message_key) DO NOTHING \
+                 RETURNING conversation_id, message_key",
             );
-            let keys: Vec<(String,)> = insert.fetch_all(&mut *tx).await?;
-            fresh.extend(keys.into_iter().map(|(k,)| k));
+            let keys: Vec<(Uuid, String)> = insert.fetch_all(&mut *tx).await?;
+            fresh.extend(keys);
         } else {
             tx.defer(insert).await?;
         }

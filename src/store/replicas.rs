@@ -427,7 +427,7 @@ impl Standbys {
         })
     }
 
-    async fn watch_once(&self) {
+    async fn watch_once(self: &Arc<Self>) {
         let now = Instant::now();
         // Bounded, so that a primary that hangs cannot stop the watch from finding a
         // silent standby.
@@ -443,60 +443,73 @@ impl Standbys {
                 samples.pop_front();
             }
         }
-        for standby in &self.members {
-            let labels = [("replica", standby.label.clone())];
-            let mut held = None;
-            let asked = async {
-                let conn = held.insert(standby.watch_pool.acquire().await?);
-                standby.replay_position(&mut **conn).await
-            };
-            match tokio::time::timeout(WATCH_EVERY * 10, asked).await {
-                Ok(Ok(position)) => {
-                    standby.replayed.store(position.0, Ordering::Relaxed);
-                    let lag = {
-                        let samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
-                        behind_since(&samples, position, now)
-                    };
-                    // Behind every sample: how far is not known yet, so not fresh.
-                    let millis = lag.map_or(u64::MAX, |lag| lag.as_millis() as u64);
-                    standby.lag_millis.store(millis, Ordering::Relaxed);
-                    if let Some(lag) = lag {
-                        metrics::gauge!("ticketd_db_replica_lag_seconds", &labels)
-                            .set(lag.as_secs_f64());
-                    }
-                    standby.known.store(true, Ordering::Relaxed);
-                    // Lowered before the standby is usable again, so that a read taken on
-                    // it does not see the last time it was silent.
-                    standby
-                        .silent
-                        .send_if_modified(|silent| std::mem::replace(silent, false));
-                    if !standby.up.swap(true, Ordering::Relaxed) {
-                        tracing::info!(standby = %standby.target, "standby takes reads");
-                    }
-                    metrics::gauge!("ticketd_db_replica_up", &labels).set(1.0);
+        // All at once, so that silent standbys cost the watch one wait, not one each.
+        let mut asked = tokio::task::JoinSet::new();
+        for index in 0..self.members.len() {
+            let standbys = Arc::clone(self);
+            asked.spawn(async move { standbys.watch_standby(index, now).await });
+        }
+        while asked.join_next().await.is_some() {}
+    }
+
+    /// Asks one standby how far it has replayed and records what it says (or that it
+    /// said nothing).
+    async fn watch_standby(&self, index: usize, now: Instant) {
+        let standby = &self.members[index];
+        let labels = [("replica", standby.label.clone())];
+        let mut held = None;
+        let asked = async {
+            let conn = held.insert(standby.watch_pool.acquire().await?);
+            standby.replay_position(&mut **conn).await
+        };
+        match tokio::time::timeout(WATCH_EVERY * 10, asked).await {
+            Ok(Ok(position)) => {
+                standby.replayed.store(position.0, Ordering::Relaxed);
+                let lag = {
+                    let samples = self.samples.lock().unwrap_or_else(|e| e.into_inner());
+                    behind_since(&samples, position, now)
+                };
+                // Behind every sample: how far is not known yet, so not fresh.
+                let millis = lag.map_or(u64::MAX, |lag| lag.as_millis() as u64);
+                standby.lag_millis.store(millis, Ordering::Relaxed);
+                if let Some(lag) = lag {
+                    metrics::gauge!("ticketd_db_replica_lag_seconds", &labels)
+                        .set(lag.as_secs_f64());
                 }
-                // No connection within the wait is as silent as no answer.
-                Ok(Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut))) | Err(_) => {
-                    // Its one connection is closed rather than checked, which would hold
-                    // the pool until the server answers.
-                    if let Some(conn) = held.as_mut() {
-                        conn.close_on_drop();
-                    }
-                    standby.mark_down(&"no answer to the replay-position query");
-                    standby
-                        .silent
-                        .send_if_modified(|silent| !std::mem::replace(silent, true));
+                standby.known.store(true, Ordering::Relaxed);
+                // Lowered before the standby is usable again, so that a read taken on
+                // it does not see the last time it was silent.
+                standby
+                    .silent
+                    .send_if_modified(|silent| std::mem::replace(silent, false));
+                if !standby.up.swap(true, Ordering::Relaxed) {
+                    tracing::info!(standby = %standby.target, "standby takes reads");
                 }
-                Ok(Err(err)) => standby.mark_down(&err),
+                metrics::gauge!("ticketd_db_replica_up", &labels).set(1.0);
             }
+            // No connection within the wait is as silent as no answer.
+            Ok(Err(StoreError::Unavailable(sqlx::Error::PoolTimedOut))) | Err(_) => {
+                // Its one connection is closed rather than checked, which would hold
+                // the pool until the server answers.
+                if let Some(conn) = held.as_mut() {
+                    conn.close_on_drop();
+                }
+                standby.mark_down(&"no answer to the replay-position query");
+                standby
+                    .silent
+                    .send_if_modified(|silent| !std::mem::replace(silent, true));
+            }
+            Ok(Err(err)) => standby.mark_down(&err),
         }
     }
 }
 
 /// How long a standby at `replayed` has been missing WAL the primary had: since the
-/// oldest sample of the primary's position beyond it (zero when it has everything
-/// sampled). `None` when it is behind every sample: the samples do not reach back to
-/// when it fell behind.
+/// oldest sample of the primary's position beyond it. When it has everything sampled,
+/// what the primary wrote since the newest sample is unknown, so the age of that sample
+/// (zero when the primary answered this round; more while it does not). `None` when it
+/// is behind every sample (the samples do not reach back to when it fell behind) or
+/// nothing of the primary is known.
 fn behind_since(
     samples: &VecDeque<(Instant, Lsn)>,
     replayed: Lsn,
@@ -506,7 +519,9 @@ fn behind_since(
         .iter()
         .position(|(_, position)| *position > replayed)
     {
-        None => Some(Duration::ZERO),
+        None => samples
+            .back()
+            .map(|(at, _)| now.saturating_duration_since(*at)),
         Some(0) => None,
         Some(i) => Some(now.saturating_duration_since(samples[i].0)),
     }
@@ -552,14 +567,17 @@ mod tests {
             .collect();
         let now = at(250);
         let ms = |n| Some(Duration::from_millis(n));
-        assert_eq!(behind_since(&samples, Lsn(300), now), ms(0));
-        assert_eq!(behind_since(&samples, Lsn(400), now), ms(0));
+        // Everything sampled: behind by at most the newest sample's age.
+        assert_eq!(behind_since(&samples, Lsn(300), now), ms(50));
+        assert_eq!(behind_since(&samples, Lsn(400), now), ms(50));
+        assert_eq!(behind_since(&samples, Lsn(300), at(200)), ms(0));
         assert_eq!(behind_since(&samples, Lsn(250), now), ms(50));
         assert_eq!(behind_since(&samples, Lsn(150), now), ms(150));
         assert_eq!(behind_since(&samples, Lsn(100), now), ms(150));
         // Behind the oldest sample: since when is not known.
         assert_eq!(behind_since(&samples, Lsn(99), now), None);
-        assert_eq!(behind_since(&VecDeque::new(), Lsn(0), now), ms(0));
+        // The primary never answered: nothing is known.
+        assert_eq!(behind_since(&VecDeque::new(), Lsn(0), now), None);
     }
 
     #[tokio::test]

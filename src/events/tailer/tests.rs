@@ -239,6 +239,35 @@ impl Interest for OfTicket {
     }
 }
 
+#[tokio::test]
+async fn departed_subscribers_of_every_ticket_are_swept_while_the_log_is_quiet() {
+    let log = Arc::new(MemoryLog::default());
+    let bus = Bus::new();
+    let (_stop, shutdown) = watch::channel(false);
+    let tailer = Tailer::spawn(log.clone(), &bus, settings(1000), shutdown);
+    let mut live = Vec::new();
+    // Watchers that come and go with no event in between: only the live ones stay.
+    for round in 0..10 {
+        for _ in 0..SWEEP_AFTER {
+            let gone = tailer.subscribe(Box::new(Even), 10).await.unwrap();
+            drop(gone);
+        }
+        live.push(tailer.subscribe(Box::new(Even), 10).await.unwrap());
+        let held = tailer.shared.window.read().unwrap().subscribers.len();
+        assert!(
+            held <= 2 * (SWEEP_AFTER + round + 1),
+            "round {round}: {held} subscribers held for {} live",
+            round + 1
+        );
+    }
+    // The live ones still get events.
+    log.events.lock().unwrap().push(event(2));
+    bus.publish_local();
+    for subscription in &mut live {
+        assert_eq!(subscription.next().await.unwrap().cursor, 2);
+    }
+}
+
 fn event_of(cursor: i64, ticket: uuid::Uuid) -> Event {
     let mut e = event(cursor);
     e.event.ticket_id = ticket;
