@@ -37,20 +37,14 @@ fn required_time(
             v.add(field, "is required");
             None
         }
-        Some(t) => {
-            let at = u32::try_from(t.nanos)
-                .ok()
-                .and_then(|nanos| DateTime::from_timestamp(t.seconds, nanos));
-            match at {
-                None => v.add(field, "is not a valid time"),
-                // Report arithmetic counts seconds from 1970 on.
-                Some(at) if !(1970..=9999).contains(&at.year()) => {
-                    v.add(field, "must fall in the years 1970 to 9999")
-                }
-                Some(_) => return at,
+        Some(t) => match convert::time_from_pb(field, t, v) {
+            // Report arithmetic counts seconds from 1970 on.
+            Some(at) if at.year() < 1970 => {
+                v.add(field, "must fall in the years 1970 to 9999");
+                None
             }
-            None
-        }
+            at => at,
+        },
     }
 }
 

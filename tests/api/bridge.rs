@@ -252,6 +252,43 @@ pub async fn escalations_are_validated_and_limited(backend: Backend) {
         ]
     );
 
+    // Times a Timestamp cannot hold (past the year 9999, nanos outside a second) would
+    // break every answer that repeats them; they are refused.
+    for (seconds, nanos) in [(253_402_300_800, 0), (0, -1), (0, 1_000_000_000)] {
+        let mut out_of_range = escalation("bad-time", 2);
+        out_of_range.conversation.as_mut().unwrap().transcript[1].sent_at =
+            Some(Timestamp { seconds, nanos });
+        let err = client
+            .escalate_conversation(out_of_range)
+            .await
+            .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{seconds}.{nanos}");
+        assert_eq!(
+            violated_fields(&err),
+            vec!["conversation.transcript[1].sent_at"]
+        );
+    }
+    // The last moment of 9999 is a time like any other.
+    let mut last = escalation("last-time", 2);
+    last.conversation.as_mut().unwrap().transcript[1].sent_at = Some(Timestamp {
+        seconds: 253_402_300_799,
+        nanos: 999_999_999,
+    });
+    let (ticket, _) = escalate(&mut client, last).await;
+    // …and every answer that repeats it can say it, RFC 3339 included.
+    let activity = reqwest::Client::new()
+        .get(format!(
+            "http://{}/v1/tickets/{}/activity",
+            app.addr, ticket.id
+        ))
+        .bearer_auth(&app.admin_secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(activity.status(), 200);
+    let body = activity.text().await.unwrap();
+    assert!(body.contains("9999-12-31T23:59:59.999999999Z"), "{body}");
+
     // …then every missing piece at once.
     let mut incomplete = escalation("bad", 2);
     {
@@ -273,8 +310,15 @@ pub async fn escalations_are_validated_and_limited(backend: Backend) {
         .list_tickets(pb::ListTicketsRequest::default())
         .await
         .unwrap();
-    assert!(
-        listed.into_inner().tickets.is_empty(),
+    let stored: Vec<String> = listed
+        .into_inner()
+        .tickets
+        .into_iter()
+        .map(|t| t.id)
+        .collect();
+    assert_eq!(
+        stored,
+        vec![ticket.id],
         "rejected escalations store nothing"
     );
 }

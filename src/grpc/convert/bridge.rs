@@ -1,7 +1,5 @@
 //! The conversation bridge: transcripts, attachments and outbound deliveries.
 
-use chrono::DateTime;
-
 use super::*;
 use crate::grpc::pb;
 
@@ -45,13 +43,7 @@ pub(crate) fn transcript_from_pb(
         v.add(format!("{field}.role"), "is required");
     }
     let sent_at = match m.sent_at {
-        Some(ts) => match DateTime::from_timestamp(ts.seconds, ts.nanos.max(0) as u32) {
-            Some(at) => Some(at),
-            None => {
-                v.add(format!("{field}.sent_at"), "is not a valid time");
-                None
-            }
-        },
+        Some(ts) => time_from_pb(&format!("{field}.sent_at"), ts, v),
         None => {
             v.add(format!("{field}.sent_at"), "is required");
             None

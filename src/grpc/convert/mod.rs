@@ -50,6 +50,27 @@ pub(crate) fn timestamp(at: DateTime<Utc>) -> Timestamp {
     }
 }
 
+/// A time a caller sent, within what a `Timestamp` may hold (years 1 to 9999, nanos in
+/// `0..1e9`), so that every answer that repeats it can encode it (REST's RFC 3339 too).
+pub(crate) fn time_from_pb(
+    field: &str,
+    at: Timestamp,
+    v: &mut Violations,
+) -> Option<DateTime<Utc>> {
+    let time = u32::try_from(at.nanos)
+        .ok()
+        .filter(|nanos| *nanos < 1_000_000_000)
+        .and_then(|nanos| DateTime::from_timestamp(at.seconds, nanos))
+        .filter(|time| (1..=9999).contains(&chrono::Datelike::year(time)));
+    if time.is_none() {
+        v.add(
+            field,
+            "is not a valid time (years 1 to 9999, nanos 0 to 999,999,999)",
+        );
+    }
+    time
+}
+
 pub(crate) fn duration_from_seconds(seconds: i64) -> PbDuration {
     PbDuration { seconds, nanos: 0 }
 }
