@@ -9,13 +9,37 @@ pub struct FieldViolation {
     pub description: String,
 }
 
+/// The most bytes of a field path an error repeats.
+const MAX_FIELD_BYTES: usize = 128;
+/// The most bytes of a violation's description (which may quote the caller's input).
+const MAX_DESCRIPTION_BYTES: usize = 256;
+
 impl FieldViolation {
+    /// A violation; field and description are shortened to a bound, so that an error
+    /// about a huge input never repeats it whole (gRPC carries errors in headers, which
+    /// clients cap at a few KiB).
     pub fn new(field: impl Into<String>, description: impl Into<String>) -> Self {
         Self {
-            field: field.into(),
-            description: description.into(),
+            field: shortened(field.into(), MAX_FIELD_BYTES),
+            description: shortened(description.into(), MAX_DESCRIPTION_BYTES),
         }
     }
+}
+
+/// `text` cut to at most `max_bytes` bytes at a character boundary, ending in `…` when
+/// cut.
+pub fn shortened(mut text: String, max_bytes: usize) -> String {
+    const MARK: &str = "…";
+    if text.len() <= max_bytes {
+        return text;
+    }
+    let mut end = max_bytes.saturating_sub(MARK.len());
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    text.truncate(end);
+    text.push_str(MARK);
+    text
 }
 
 impl fmt::Display for FieldViolation {
@@ -175,6 +199,26 @@ mod tests {
 
     fn fields(v: Violations) -> Vec<FieldViolation> {
         v.finish().err().unwrap_or_default()
+    }
+
+    #[test]
+    fn violations_repeat_at_most_a_bounded_part_of_the_input() {
+        let v = FieldViolation::new(
+            "p".repeat(10_000),
+            format!("'{}' is unknown", "é".repeat(5_000)),
+        );
+        assert_eq!(v.field.len(), MAX_FIELD_BYTES);
+        assert!(v.field.ends_with("p…"));
+        assert!(v.description.len() <= MAX_DESCRIPTION_BYTES);
+        assert!(v.description.starts_with("'éé") && v.description.ends_with('…'));
+        // Short ones are kept as they are.
+        let v = FieldViolation::new("tags[3]", "is too long");
+        assert_eq!(
+            (v.field.as_str(), v.description.as_str()),
+            ("tags[3]", "is too long")
+        );
+        assert_eq!(shortened("abc".into(), 3), "abc");
+        assert_eq!(shortened("abcd".into(), 3), "…");
     }
 
     #[test]

@@ -116,7 +116,8 @@ pub fn error_json(status: &Status, http: StatusCode) -> (String, Option<u64>) {
         error: ErrorBody {
             code: http.as_u16(),
             status: code_name(status.code()),
-            message: status.message().to_owned(),
+            // Bounded: some messages (a body's parse error) quote the caller's input.
+            message: crate::domain::validation::shortened(status.message().to_owned(), 1024),
             details: out,
         },
     };

@@ -85,6 +85,7 @@ harness::conformance! {
         key_requests_are_validated,
     ],
     errors: [
+        errors_repeat_only_a_bounded_part_of_huge_inputs,
         invalid_create_requests_name_every_bad_field,
         oversized_messages_are_resource_exhausted,
         cancelled_calls_leave_no_partial_writes,
