@@ -9,10 +9,10 @@ use tonic::Code;
 use tonic::codec::Streaming;
 
 use crate::bridge::{escalate, escalation};
-use crate::harness::feed;
 use crate::harness::{
     Backend, Escalation, Tickets, spawn_app, spawn_app_with, spawn_app_with_manual_clock,
 };
+use crate::harness::{create, feed, new_ticket};
 
 async fn subscribe(
     client: &mut Escalation,
@@ -398,6 +398,30 @@ pub async fn gateway_keys_can_be_limited_to_channels(backend: Backend) {
         Code::PermissionDenied,
         "a CHAT message through an SMS key"
     );
+    // A ticket on no channel (made by CreateTicket) is not an SMS key's either, though
+    // the message names SMS; a key for every channel may add to it.
+    let plain = create(&mut app.tickets(), new_ticket("on no channel")).await;
+    let onto_plain = |channel: pb::Channel| pb::PostCustomerMessageRequest {
+        ticket_id: plain.id.clone(),
+        channel: channel as i32,
+        sender: "Ada".into(),
+        text: "about that ticket".into(),
+        ..Default::default()
+    };
+    let refused = gw
+        .post_customer_message(onto_plain(pb::Channel::Sms))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.code(),
+        Code::PermissionDenied,
+        "{}",
+        refused.message()
+    );
+    app.escalation()
+        .post_customer_message(onto_plain(pb::Channel::Sms))
+        .await
+        .unwrap();
 
     let mut tickets = app.tickets();
     reply(&mut tickets, &ticket.id, "chat reply").await;

@@ -153,13 +153,17 @@ impl EscalationService {
                     }
                 };
                 // A gateway limited to some channels reaches only tickets on them, whatever
-                // channel its request names.
-                for on in conversation
-                    .as_ref()
-                    .map(|c| c.channel)
-                    .into_iter()
+                // channel its request names; a ticket on no channel is none of them.
+                let on: Vec<Channel> = (conversation.as_ref().map(|c| c.channel).into_iter())
                     .chain(ticket.channel)
-                {
+                    .collect();
+                if on.is_empty() && !principal.channels.is_empty() {
+                    return Err(ServiceError::PermissionDenied(format!(
+                        "ticket #{} is on no channel, and this key serves only some",
+                        ticket.number
+                    )));
+                }
+                for on in on {
                     ensure_channel(principal, on)?;
                 }
                 if ticket.status == Status::Closed {
