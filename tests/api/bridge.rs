@@ -173,6 +173,22 @@ pub async fn escalating_again_returns_the_same_ticket_with_only_new_messages(bac
     let expected: Vec<String> = (0..8).map(|i| format!("message {i}")).collect();
     assert_eq!(texts, expected, "messages are kept once each, in order");
 
+    // A conversation stays on its channel, and "email" is the source of conversations
+    // opened by email: escalations that say otherwise change nothing.
+    let mut elsewhere = escalation("conv-2", 9);
+    elsewhere.conversation.as_mut().unwrap().channel = pb::Channel::Sms as i32;
+    let err = client.escalate_conversation(elsewhere).await.unwrap_err();
+    assert_eq!(err.code(), Code::InvalidArgument);
+    assert_eq!(violated_fields(&err), vec!["conversation.channel"]);
+    let mut email = escalation("t1@example.com", 1);
+    email.conversation.as_mut().unwrap().source = "email".into();
+    let err = client.escalate_conversation(email).await.unwrap_err();
+    assert_eq!(violated_fields(&err), vec!["conversation.source"]);
+    assert_eq!(
+        transcript_of(&feed(&mut app.tickets(), &first.id).await).len(),
+        8
+    );
+
     // Without message ids, the content identifies a message.
     let mut no_ids = escalation("conv-3", 3);
     for m in &mut no_ids.conversation.as_mut().unwrap().transcript {

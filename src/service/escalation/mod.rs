@@ -193,6 +193,14 @@ impl EscalationService {
         let tags = ticket::normalize_tags("tags", &input.tags, &mut v);
         v.finish()?;
         ensure_source(principal, &input.conversation.source)?;
+        if input.conversation.source == crate::domain::email::EMAIL_SOURCE
+            && input.conversation.channel != Some(Channel::Email)
+        {
+            return Err(ServiceError::invalid(
+                "conversation.source",
+                "\"email\" is the source of conversations opened by email",
+            ));
+        }
         self.routing
             .ensure_targets(input.assignee_id, input.queue_id)
             .await?;
@@ -213,6 +221,20 @@ impl EscalationService {
                     .await?;
                 let result = match existing {
                     None => self.escalate_new(principal, input, tags, None).await,
+                    Some(conversation)
+                        if input
+                            .conversation
+                            .channel
+                            .is_some_and(|c| c != conversation.channel) =>
+                    {
+                        Err(ServiceError::invalid(
+                            "conversation.channel",
+                            format!(
+                                "conversation {}/{} is on {}",
+                                conversation.source, conversation.external_id, conversation.channel
+                            ),
+                        ))
+                    }
                     Some(conversation) => {
                         let ticket = self.live_ticket(conversation.ticket_id).await?;
                         if ticket.status == Status::Closed {
