@@ -187,6 +187,11 @@ impl ApiKeyService {
             }
         }
         v.finish()?;
+        if let Some(id) = agent_id
+            && self.store.agent(id).await?.is_none()
+        {
+            return Err(ServiceError::invalid("agent_id", format!("no agent {id}")));
+        }
         let mut channels = channels;
         channels.sort();
         channels.dedup();

@@ -44,9 +44,11 @@ const ADD_MEMBER: &str = "INSERT INTO queue_members (queue_id, agent_id) \
 const DROP_MEMBERS: &str = "DELETE FROM queue_members WHERE agent_id = $1";
 
 /// Refuses to delete an agent who still holds active tickets.
+/// An agent goes only once no open ticket is theirs and no key acts as them.
 const DELETE_AGENT: &str = "DELETE FROM agents WHERE id = $1 AND NOT EXISTS ( \
     SELECT 1 FROM tickets WHERE assignee_id = $1 \
-    AND status IN ('OPEN', 'IN_PROGRESS', 'WAITING'))";
+    AND status IN ('OPEN', 'IN_PROGRESS', 'WAITING')) \
+    AND NOT EXISTS (SELECT 1 FROM api_keys WHERE agent_id = $1 AND revoked_at IS NULL)";
 
 const SELECT_RULES: &str = "SELECT id, name, position, enabled, conditions, actions, \
     version, created_at, updated_at FROM routing_rules";

@@ -2,7 +2,6 @@
 
 use ticketd::grpc::pb;
 use tonic::Code;
-use uuid::Uuid;
 
 use crate::harness::{Backend, create, feed, new_ticket, spawn_app, violated_fields};
 
@@ -18,7 +17,7 @@ fn reply(ticket_id: &str, body: &str, channel: pb::Channel) -> pb::AddReplyReque
 
 pub async fn replies_are_public_and_notes_stay_internal(backend: Backend) {
     let app = spawn_app(backend).await;
-    let agent = Uuid::new_v4();
+    let agent = app.agent("Ada").await;
     let agent_key = app.key(pb::Role::Agent, Some(agent)).await;
     let bot_key = app.key(pb::Role::Bot, None).await;
     let mut tickets = app.tickets_as(&agent_key);
@@ -178,7 +177,7 @@ pub async fn attachments_are_kept_with_the_reply_within_limits(backend: Backend)
 
 pub async fn logged_time_adds_up_on_the_ticket(backend: Backend) {
     let app = spawn_app(backend).await;
-    let agent = Uuid::new_v4();
+    let agent = app.agent("Ada").await;
     let agent_key = app.key(pb::Role::Agent, Some(agent)).await;
     let mut tickets = app.tickets_as(&agent_key);
     let ticket = create(&mut tickets, new_ticket("Long investigation")).await;

@@ -77,7 +77,7 @@ pub async fn a_revoked_key_stops_working(backend: Backend) {
 
 pub async fn each_role_reaches_only_its_own_calls(backend: Backend) {
     let app = spawn_app(backend).await;
-    let agent = app.key(pb::Role::Agent, Some(Uuid::new_v4())).await;
+    let agent = app.key(pb::Role::Agent, Some(app.agent("Ada").await)).await;
     let bot = app.key(pb::Role::Bot, None).await;
     let gateway = app.key(pb::Role::Gateway, None).await;
 

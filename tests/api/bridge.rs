@@ -341,7 +341,7 @@ pub async fn escalations_are_validated_and_limited(backend: Backend) {
 
 pub async fn only_bots_and_admins_escalate_and_only_gateways_post_messages(backend: Backend) {
     let app = spawn_app(backend).await;
-    let agent = app.key(pb::Role::Agent, Some(Uuid::new_v4())).await;
+    let agent = app.key(pb::Role::Agent, Some(app.agent("Ada").await)).await;
     let gateway = app.key(pb::Role::Gateway, None).await;
     let bot = app.key(pb::Role::Bot, None).await;
     for secret in [&agent, &gateway] {

@@ -635,6 +635,57 @@ pub async fn queues_and_agents_are_administered_with_guards(backend: Backend) {
         .unwrap_err();
     assert_eq!(busy.code(), Code::FailedPrecondition);
 
+    // A key acts as an agent that exists, and an agent goes only once no key acts as them.
+    let ghost = admin
+        .create_api_key(pb::CreateApiKeyRequest {
+            name: "ghost".into(),
+            role: pb::Role::Agent as i32,
+            agent_id: uuid::Uuid::now_v7().to_string(),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(ghost.code(), Code::InvalidArgument);
+    assert_eq!(crate::harness::violated_fields(&ghost), vec!["agent_id"]);
+    let bo = agent(
+        &mut admin,
+        AgentSpec {
+            name: "Bo",
+            ..AgentSpec::default()
+        },
+    )
+    .await;
+    let bo_key = admin
+        .create_api_key(pb::CreateApiKeyRequest {
+            name: "Bo's console".into(),
+            role: pb::Role::Agent as i32,
+            agent_id: bo.id.clone(),
+            ..Default::default()
+        })
+        .await
+        .unwrap()
+        .into_inner()
+        .api_key
+        .unwrap();
+    let keyed = admin
+        .delete_agent(pb::DeleteAgentRequest { id: bo.id.clone() })
+        .await
+        .unwrap_err();
+    assert_eq!(
+        keyed.code(),
+        Code::FailedPrecondition,
+        "{}",
+        keyed.message()
+    );
+    admin
+        .revoke_api_key(pb::RevokeApiKeyRequest { id: bo_key.id })
+        .await
+        .unwrap();
+    admin
+        .delete_agent(pb::DeleteAgentRequest { id: bo.id.clone() })
+        .await
+        .unwrap();
+
     let updated = admin
         .update_agent(pb::UpdateAgentRequest {
             agent: Some(pb::Agent {

@@ -336,7 +336,7 @@ pub async fn calls_are_authenticated_and_sized_before_their_body_is_decoded(back
 
 pub async fn a_key_past_its_rate_limit_is_told_when_to_retry(backend: Backend) {
     let app = spawn_app_with(backend, |s| s.rate_limit_per_second = 5).await;
-    let agent = app.key(pb::Role::Agent, Some(Uuid::new_v4())).await;
+    let agent = app.key(pb::Role::Agent, Some(app.agent("Ada").await)).await;
     let mut tickets = app.tickets_as(&agent);
     let mut limited = None;
     for _ in 0..50 {
@@ -359,7 +359,7 @@ pub async fn a_key_past_its_rate_limit_is_told_when_to_retry(backend: Backend) {
     let quota = status.get_details_quota_failure().expect("QuotaFailure");
     assert_eq!(quota.violations.len(), 1);
     // Another key has its own bucket.
-    let other = app.key(pb::Role::Agent, Some(Uuid::new_v4())).await;
+    let other = app.key(pb::Role::Agent, Some(app.agent("Ada").await)).await;
     app.tickets_as(&other)
         .list_tickets(pb::ListTicketsRequest::default())
         .await
@@ -368,7 +368,7 @@ pub async fn a_key_past_its_rate_limit_is_told_when_to_retry(backend: Backend) {
 
 pub async fn open_streams_are_capped_per_key(backend: Backend) {
     let app = spawn_app_with(backend, |s| s.max_streams_per_key = 2).await;
-    let agent = app.key(pb::Role::Agent, Some(Uuid::new_v4())).await;
+    let agent = app.key(pb::Role::Agent, Some(app.agent("Ada").await)).await;
     let mut tickets = app.tickets_as(&agent);
     let watch = || pb::WatchTicketsRequest::default();
     let first = tickets.watch_tickets(watch()).await.unwrap().into_inner();
@@ -577,7 +577,7 @@ pub async fn gateways_reach_only_conversations_on_their_channels(backend: Backen
 
 pub async fn time_for_another_agent_needs_an_admin_and_a_real_agent(backend: Backend) {
     let app = spawn_app(backend).await;
-    let me = app.key(pb::Role::Agent, Some(Uuid::new_v4())).await;
+    let me = app.key(pb::Role::Agent, Some(app.agent("Ada").await)).await;
     let mut tickets = app.tickets_as(&me);
     let ticket = create(&mut tickets, new_ticket("Timesheet")).await;
     let log = |agent: String| pb::LogTimeRequest {

@@ -386,7 +386,8 @@ impl RoutingService {
             Ok(())
         } else {
             Err(ServiceError::FailedPrecondition(format!(
-                "agent {id} still holds open tickets; reassign them first"
+                "agent {id} still holds open tickets or API keys; reassign the tickets and \
+                 revoke the keys first"
             )))
         }
     }
