@@ -183,9 +183,10 @@ pub fn check(
     v.line("workflow.name", name, true, MAX_NAME_CHARS);
     match trigger {
         None => v.add("workflow.trigger", "is required: an event or a timer"),
-        Some(Trigger::Event { from, to, .. }) => {
+        Some(Trigger::Event { event, from, to }) => {
             v.line("workflow.trigger.event.from", from, false, 200);
             v.line("workflow.trigger.event.to", to, false, 200);
+            check_change_values(*event, from, to, v);
         }
         Some(Trigger::Timer {
             timer,
@@ -332,15 +333,53 @@ fn names_me(filter: &TicketFilter) -> bool {
 /// `urgent` and `URGENT` match; enum values may carry their proto prefix).
 fn names(wanted: &str, actual: &str) -> bool {
     let wanted = wanted.trim();
-    if wanted.is_empty() {
-        return true;
-    }
-    let upper = wanted.to_ascii_uppercase();
-    let short = ["TICKET_STATUS_", "PRIORITY_", "METRIC_"]
+    wanted.is_empty() || short_name(wanted).eq_ignore_ascii_case(actual)
+}
+
+/// A trigger value without the prefix of its protobuf enum name (`PRIORITY_URGENT` is
+/// `URGENT`), upper-cased.
+fn short_name(wanted: &str) -> String {
+    let upper = wanted.trim().to_ascii_uppercase();
+    ["TICKET_STATUS_", "PRIORITY_", "METRIC_"]
         .iter()
         .find_map(|p| upper.strip_prefix(p))
-        .unwrap_or(&upper);
-    short.eq_ignore_ascii_case(actual)
+        .map_or_else(|| upper.clone(), str::to_owned)
+}
+
+/// Refuses `from`/`to` values a trigger could never match: statuses for STATUS_CHANGED,
+/// priorities for PRIORITY_CHANGED, an agent id (`to` only) for ASSIGNED, any tag for
+/// TAGS_CHANGED, a metric (`to` only) for the SLA events, nothing for the others. Empty
+/// always matches any.
+fn check_change_values(event: WorkflowEvent, from: &str, to: &str, v: &mut Violations) {
+    use WorkflowEvent as W;
+    let status = |t: &str| Status::parse(&short_name(t)).is_some();
+    let priority = |t: &str| Priority::parse(&short_name(t)).is_some();
+    let agent = |t: &str| Uuid::parse_str(t.trim()).is_ok();
+    let metric = |t: &str| super::sla::Metric::parse(&short_name(t)).is_some();
+    let any = |_: &str| true;
+    let none = |_: &str| false;
+    type Rule<'a> = (&'a dyn Fn(&str) -> bool, &'a str);
+    let (from_rule, to_rule): (Rule, Rule) = match event {
+        W::StatusChanged => ((&status, "a ticket status"), (&status, "a ticket status")),
+        W::PriorityChanged => ((&priority, "a priority"), (&priority, "a priority")),
+        W::Assigned => ((&none, ""), (&agent, "an agent id")),
+        W::TagsChanged => ((&any, ""), (&any, "")),
+        W::SlaWarning | W::SlaBreached => ((&none, ""), (&metric, "an SLA metric")),
+        _ => ((&none, ""), (&none, "")),
+    };
+    for (field, value, (allowed, what)) in [
+        ("workflow.trigger.event.from", from, from_rule),
+        ("workflow.trigger.event.to", to, to_rule),
+    ] {
+        if value.trim().is_empty() || allowed(value) {
+            continue;
+        }
+        if what.is_empty() {
+            v.add(field, format!("must be empty for {event}"));
+        } else {
+            v.add(field, format!("must be empty or {what} for {event}"));
+        }
+    }
 }
 
 /// The value change an event records for `field`, if it changed that field.

@@ -536,6 +536,17 @@ pub async fn workflows_are_checked_and_administered(backend: Backend) {
         violated_fields(&save(&app, unspecified).await.unwrap_err()),
         vec!["workflow.trigger.event.type".to_string()]
     );
+    // A value the event never carries would make a workflow that never runs.
+    let never = on_event(
+        "Never",
+        pb::WorkflowEvent::StatusChanged,
+        "BOGUS",
+        vec![tags(A::AddTags, &["never"])],
+    );
+    assert_eq!(
+        violated_fields(&save(&app, never).await.unwrap_err()),
+        vec!["workflow.trigger.event.to".to_string()]
+    );
     let mut bad = on_event(
         "",
         pb::WorkflowEvent::TicketCreated,

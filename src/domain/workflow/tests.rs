@@ -319,3 +319,39 @@ fn has_reply_is_refused_in_conditions() {
         .collect();
     assert_eq!(fields, vec!["workflow.condition".to_string()]);
 }
+
+#[test]
+fn trigger_values_must_be_ones_the_event_can_carry() {
+    let refused = |event: WorkflowEvent, from: &str, to: &str| {
+        let mut v = Violations::new();
+        check_change_values(event, from, to, &mut v);
+        v.finish()
+            .err()
+            .unwrap_or_default()
+            .into_iter()
+            .map(|f| f.field)
+            .collect::<Vec<_>>()
+    };
+    let none: Vec<String> = Vec::new();
+    let to = vec!["workflow.trigger.event.to".to_string()];
+    let from = vec!["workflow.trigger.event.from".to_string()];
+    use WorkflowEvent as W;
+    assert_eq!(
+        refused(W::StatusChanged, "open", "TICKET_STATUS_RESOLVED"),
+        none
+    );
+    assert_eq!(refused(W::StatusChanged, "", "BOGUS"), to);
+    assert_eq!(refused(W::PriorityChanged, "PRIORITY_LOW", "urgent"), none);
+    assert_eq!(refused(W::PriorityChanged, "OPEN", ""), from);
+    let agent = Uuid::from_u128(7).to_string();
+    assert_eq!(refused(W::Assigned, "", &agent), none);
+    assert_eq!(
+        refused(W::Assigned, &agent, "ann"),
+        [from.clone(), to.clone()].concat()
+    );
+    assert_eq!(refused(W::TagsChanged, "vip", "billing"), none);
+    assert_eq!(refused(W::SlaBreached, "", "METRIC_FIRST_RESPONSE"), none);
+    assert_eq!(refused(W::SlaWarning, "", "resolution_time"), to);
+    assert_eq!(refused(W::NoteAdded, "", "anything"), to);
+    assert_eq!(refused(W::TicketCreated, "  ", ""), none);
+}
