@@ -323,8 +323,9 @@ pub fn etag_for(version: i64) -> String {
 }
 
 /// Reads an etag back into the version it names; HTTP-style quoted forms are accepted.
+/// Versions start at 1, so nothing below names one this server issued.
 pub fn version_from_etag(etag: &str) -> Option<i64> {
-    etag.trim_start_matches("W/").trim_matches('"').parse().ok()
+    (etag.trim_start_matches("W/").trim_matches('"').parse().ok()).filter(|v: &i64| *v >= 1)
 }
 
 /// Normalises tags: trimmed, lower-cased, de-duplicated, sorted; records violations.
@@ -471,5 +472,7 @@ mod tests {
         assert_eq!(version_from_etag(&etag_for(7)), Some(7));
         assert_eq!(version_from_etag("W/\"3\""), Some(3));
         assert_eq!(version_from_etag("nonsense"), None);
+        assert_eq!(version_from_etag("0"), None);
+        assert_eq!(version_from_etag("-1"), None);
     }
 }

@@ -125,6 +125,19 @@ pub async fn a_stale_etag_is_aborted_and_changes_nothing(backend: Backend) {
     .await
     .unwrap_err();
     assert_eq!(second.code(), Code::Aborted);
+    // An etag no version ever had is the caller's mistake, not a race.
+    for never in ["0", "-1", "later"] {
+        let err = update(
+            &mut tickets,
+            patch("Agent three's edit"),
+            &["subject"],
+            never,
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(err.code(), Code::InvalidArgument, "{never}");
+        assert_eq!(crate::harness::violated_fields(&err), vec!["etag"]);
+    }
 
     let stored = tickets
         .get_ticket(pb::GetTicketRequest {
