@@ -289,9 +289,9 @@ where
                     let status = Status::resource_exhausted(format!(
                         "the body is larger than this route's limit of {limit} bytes"
                     ));
-                    let mut refused = refusal(&path, status);
-                    *refused.status_mut() = tonic::codegen::http::StatusCode::PAYLOAD_TOO_LARGE;
-                    return Ok(refused);
+                    return Ok(super::http_error::too_large(&status, |json| {
+                        Body::new(http_body_util::Full::new(bytes::Bytes::from(json)))
+                    }));
                 }
                 request.map(|body| Body::new(http_body_util::Limited::new(body, limit)))
             } else {

@@ -130,7 +130,23 @@ pub fn response<B>(
     status: &Status,
     body: impl FnOnce(String) -> B,
 ) -> tonic::codegen::http::Response<B> {
-    let http = http_status(status.code());
+    response_as(status, http_status(status.code()), body)
+}
+
+/// A body past a route's bound: `status` (RESOURCE_EXHAUSTED) sent as 413, the code its
+/// JSON says too.
+pub fn too_large<B>(
+    status: &Status,
+    body: impl FnOnce(String) -> B,
+) -> tonic::codegen::http::Response<B> {
+    response_as(status, StatusCode::PAYLOAD_TOO_LARGE, body)
+}
+
+fn response_as<B>(
+    status: &Status,
+    http: StatusCode,
+    body: impl FnOnce(String) -> B,
+) -> tonic::codegen::http::Response<B> {
     let (json, retry) = error_json(status, http);
     let mut response = tonic::codegen::http::Response::new(body(json));
     *response.status_mut() = http;

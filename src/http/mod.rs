@@ -119,11 +119,10 @@ async fn receive_hook(
         return error(&Status::not_found(format!("inbound hook {id}")));
     };
     let Ok(body) = axum::body::to_bytes(body, MAX_HOOK_BODY).await else {
-        let mut response = error(&Status::resource_exhausted(format!(
-            "a hook payload is at most {MAX_HOOK_BODY} bytes"
-        )));
-        *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-        return response;
+        return http_error::too_large(
+            &Status::resource_exhausted(format!("a hook payload is at most {MAX_HOOK_BODY} bytes")),
+            axum::body::Body::from,
+        );
     };
     let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
     let hook = match apis
@@ -291,11 +290,10 @@ async fn within(
 fn body_refused(rejection: &BytesRejection) -> Response {
     let text = rejection.body_text();
     if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE || text.contains("length limit") {
-        let mut response = error(&Status::resource_exhausted(
-            "the body is larger than this route's limit",
-        ));
-        *response.status_mut() = StatusCode::PAYLOAD_TOO_LARGE;
-        response
+        http_error::too_large(
+            &Status::resource_exhausted("the body is larger than this route's limit"),
+            axum::body::Body::from,
+        )
     } else {
         error(&Status::invalid_argument(format!("body: {text}")))
     }

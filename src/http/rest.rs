@@ -164,9 +164,7 @@ impl Transcoder {
             let status = Status::resource_exhausted(format!(
                 "the body is larger than this route's limit of {allowed} bytes"
             ));
-            let mut response = http_error::response(&status, axum::body::Body::from);
-            *response.status_mut() = axum::http::StatusCode::PAYLOAD_TOO_LARGE;
-            return Ok(response);
+            return Ok(http_error::too_large(&status, axum::body::Body::from));
         }
         let mut json = match &rule.body {
             Body::None => Map::new(),

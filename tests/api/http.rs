@@ -272,6 +272,7 @@ pub async fn email_is_taken_in_over_http(backend: Backend) {
     let (status, body) = json_error(post(huge, &gateway).await.unwrap()).await;
     assert_eq!(status, 413);
     assert_eq!(body["error"]["status"], "RESOURCE_EXHAUSTED");
+    assert_eq!(body["error"]["code"], 413);
     let agent_key = app.key(pb::Role::Agent, Some(app.agent("Ann").await)).await;
     let (status, _) = json_error(post(b"x".to_vec(), &agent_key).await.unwrap()).await;
     assert_eq!(status, 403);

@@ -237,6 +237,10 @@ pub async fn rest_errors_carry_their_status_and_fields(backend: Backend) {
         (status, body["error"]["status"].as_str()),
         (413, Some("RESOURCE_EXHAUSTED"))
     );
+    assert_eq!(
+        body["error"]["code"], 413,
+        "the JSON says the status it came with"
+    );
     let (status, body) = api.call(M::GET, "/v1/nowhere", None).await;
     assert_eq!(
         (status, body["error"]["status"].as_str()),
