@@ -217,9 +217,14 @@ fn tokenize(input: &str) -> Result<Vec<(usize, Token)>, FilterError> {
             }
             c if c.is_alphabetic() || c == '_' => {
                 let mut word = String::new();
-                while let Some((_, d)) =
-                    chars.next_if(|&(_, d)| d.is_alphanumeric() || d == '_' || d == '.')
-                {
+                // A custom field's key may hold '-' too (`custom_fields.order-id`); no
+                // other word does, and nothing else may follow a word without a space.
+                while let Some((_, d)) = chars.next_if(|&(_, d)| {
+                    d.is_alphanumeric()
+                        || d == '_'
+                        || d == '.'
+                        || (d == '-' && word.starts_with("custom_fields."))
+                }) {
                     word.push(d);
                 }
                 match word.as_str() {

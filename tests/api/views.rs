@@ -447,7 +447,11 @@ pub async fn filters_read_custom_fields_contact_details_and_has(backend: Backend
     let free = create(
         &mut tickets,
         pb::CreateTicketRequest {
-            custom_fields: [("plan".to_string(), "free".to_string())].into(),
+            custom_fields: [
+                ("plan".to_string(), "free".to_string()),
+                ("order-id".to_string(), "A-17".to_string()),
+            ]
+            .into(),
             ..new_ticket("Free customer")
         },
     )
@@ -481,6 +485,11 @@ pub async fn filters_read_custom_fields_contact_details_and_has(backend: Backend
     assert_eq!(
         ids("custom_fields.plan = \"pro\"").await,
         vec![pro.id.clone()]
+    );
+    assert_eq!(
+        ids("custom_fields.order-id = \"A-17\"").await,
+        vec![free.id.clone()],
+        "a key with '-' is filtered on as it is written"
     );
     assert_eq!(
         ids("custom_fields.plan != \"pro\"").await,

@@ -170,8 +170,18 @@ fn custom_and_contact_fields_and_has() {
             )),
         ]))
     );
+    // Every key a custom field may have can be filtered on, '-' included.
+    assert_eq!(
+        TicketFilter::parse_text("custom_fields.order-id = \"A-17\"").unwrap(),
+        Some(Expr::Cond(TicketPredicate::CustomField(
+            Op::Eq,
+            "order-id".into(),
+            "A-17".into()
+        )))
+    );
     for bad in [
         "custom_fields. = x",
+        "status-1 = OPEN",
         "custom_fields.a b = x",
         "contact.vip = maybe",
         "contact.age = 3",
