@@ -21,6 +21,7 @@ use tower::ServiceExt;
 
 use crate::domain::auth::Principal;
 use crate::grpc::http_error;
+use crate::service::ServiceError;
 
 /// One HTTP rule: how a request is matched and which gRPC method it calls.
 #[derive(Debug, Clone)]
@@ -208,15 +209,26 @@ impl Transcoder {
             set_path(&mut json, &field, Json::String(value));
         }
         let options = DeserializeOptions::new().deny_unknown_fields(true);
+        // The error names the field it is about (`pageSize`, `ticket.priority`).
+        let mut track = serde_path_to_error::Track::new();
         let request = DynamicMessage::deserialize_with_options(
             rule.input.clone(),
-            Json::Object(json),
+            serde_path_to_error::Deserializer::new(Json::Object(json), &mut track),
             &options,
-        )
-        .map_err(|e| Status::invalid_argument(format!("request: {e}")))?;
+        );
+        let request = match request {
+            Ok(request) => request,
+            Err(e) => {
+                let path = track.path().to_string();
+                let field = if path == "." { "request" } else { &path };
+                return Err(ServiceError::invalid(field, e.to_string()).into());
+            }
+        };
         let answer = self.grpc_call(rule, request, &headers, principal).await?;
-        let json = serde_json::to_vec(&answer)
-            .map_err(|e| Status::internal(format!("encoding the answer: {e}")))?;
+        let json = serde_json::to_vec(&answer).map_err(|e| {
+            tracing::error!(error = %e, "encoding a REST answer");
+            Status::internal("internal error")
+        })?;
         Ok((
             [(axum::http::header::CONTENT_TYPE, "application/json")],
             json,

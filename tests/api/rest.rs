@@ -206,12 +206,54 @@ pub async fn rest_errors_carry_their_status_and_fields(backend: Backend) {
         .call(M::POST, "/v1/tickets", Some(json!({"subject": ""})))
         .await;
     assert_eq!(status, 400, "{body}");
-    let (status, _) = api
+    // A value that does not parse is refused naming its field.
+    let field = |body: &Value| {
+        body["error"]["details"][0]["fieldViolations"][0]["field"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    };
+    let (status, body) = api
         .call(M::POST, "/v1/tickets", Some(json!({"subjekt": "typo"})))
         .await;
     assert_eq!(status, 400, "an unknown field is refused");
-    let (status, _) = api.call(M::GET, "/v1/tickets?pageSize=lots", None).await;
-    assert_eq!(status, 400);
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("subjekt"),
+        "{body}"
+    );
+    let (status, body) = api.call(M::GET, "/v1/tickets?pageSize=lots", None).await;
+    assert_eq!(
+        (status, field(&body)),
+        (400, "page_size".to_owned()),
+        "{body}"
+    );
+    let (status, body) = api
+        .call(
+            M::POST,
+            "/v1/tickets",
+            Some(json!({"subject": "s", "priority": "NOPE", "contact": {"externalId": "c"}})),
+        )
+        .await;
+    assert_eq!(
+        (status, field(&body)),
+        (400, "priority".to_owned()),
+        "{body}"
+    );
+    let (status, body) = api
+        .call(
+            M::POST,
+            "/v1/tickets",
+            Some(json!({"subject": "s", "contact": {"externalId": "c", "vip": "very"}})),
+        )
+        .await;
+    assert_eq!(
+        (status, field(&body)),
+        (400, "contact.vip".to_owned()),
+        "{body}"
+    );
     let (status, _) = api.call(M::GET, "/v1/tickets?colour=red", None).await;
     assert_eq!(status, 400);
     // The query cannot override what the path or the body sets.
