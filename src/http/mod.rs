@@ -323,19 +323,30 @@ fn principal(parts: &axum::http::Extensions) -> Option<Principal> {
     parts.get::<Principal>().cloned()
 }
 
+/// `/v1/tickets:watch`'s query; a parameter it does not know is refused, as on the other
+/// routes. Each takes its proto name or its JSON name.
 #[derive(Deserialize)]
-struct WatchQuery {
+#[serde(deny_unknown_fields)]
+struct TicketsWatchQuery {
     #[serde(default)]
     filter: String,
-    #[serde(default)]
+    #[serde(default, alias = "afterCursor")]
     after_cursor: i64,
-    // Conversations only.
+}
+
+/// `/v1/conversations:watch`'s query.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ConversationsWatchQuery {
     #[serde(default)]
     source: String,
+    /// `chat`, `CHAT` or `CHANNEL_CHAT`.
     #[serde(default)]
     channel: String,
-    #[serde(default)]
+    #[serde(default, alias = "conversationId")]
     conversation_id: String,
+    #[serde(default, alias = "afterCursor")]
+    after_cursor: i64,
 }
 
 fn bad_query(rejection: QueryRejection) -> Response {
@@ -347,13 +358,14 @@ fn bad_query(rejection: QueryRejection) -> Response {
 
 /// A watch's query and where it starts: the `Last-Event-ID` a reconnecting
 /// `EventSource` sends, else the query's `after_cursor`.
-fn watch_query(
-    query: Result<Query<WatchQuery>, QueryRejection>,
+fn watch_query<Q>(
+    query: Result<Query<Q>, QueryRejection>,
     headers: &HeaderMap,
-) -> Result<(WatchQuery, i64), Box<Response>> {
+    after_cursor: fn(&Q) -> i64,
+) -> Result<(Q, i64), Box<Response>> {
     let Query(query) = query.map_err(|rejection| Box::new(bad_query(rejection)))?;
     let after_cursor =
-        resume_from(headers, query.after_cursor).map_err(|status| Box::new(error(&status)))?;
+        resume_from(headers, after_cursor(&query)).map_err(|status| Box::new(error(&status)))?;
     Ok((query, after_cursor))
 }
 
@@ -408,9 +420,9 @@ async fn watch_tickets(
     State(apis): State<Apis>,
     headers: HeaderMap,
     extensions: axum::http::Extensions,
-    query: Result<Query<WatchQuery>, QueryRejection>,
+    query: Result<Query<TicketsWatchQuery>, QueryRejection>,
 ) -> Response {
-    let (query, after_cursor) = match watch_query(query, &headers) {
+    let (query, after_cursor) = match watch_query(query, &headers, |q| q.after_cursor) {
         Ok(read) => read,
         Err(response) => return *response,
     };
@@ -434,18 +446,20 @@ async fn watch_conversations(
     State(apis): State<Apis>,
     headers: HeaderMap,
     extensions: axum::http::Extensions,
-    query: Result<Query<WatchQuery>, QueryRejection>,
+    query: Result<Query<ConversationsWatchQuery>, QueryRejection>,
 ) -> Response {
-    let (query, after_cursor) = match watch_query(query, &headers) {
+    let (query, after_cursor) = match watch_query(query, &headers, |q| q.after_cursor) {
         Ok(read) => read,
         Err(response) => return *response,
     };
     let channel = if query.channel.is_empty() {
         pb::Channel::Unspecified
     } else {
-        match pb::Channel::from_str_name(&format!("CHANNEL_{}", query.channel.to_uppercase())) {
-            Some(channel) => channel,
-            None => {
+        let name = query.channel.trim().to_uppercase();
+        let name = name.strip_prefix("CHANNEL_").unwrap_or(&name);
+        match pb::Channel::from_str_name(&format!("CHANNEL_{name}")) {
+            Some(channel) if channel != pb::Channel::Unspecified => channel,
+            _ => {
                 return error(&Status::invalid_argument(
                     "channel: must be EMAIL, SMS or CHAT",
                 ));

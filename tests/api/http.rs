@@ -121,6 +121,14 @@ pub async fn watches_stream_as_server_sent_events_and_resume(backend: Backend) {
     let entry: serde_json::Value = serde_json::from_str(&live[0].data).unwrap();
     assert_eq!(entry["event"]["ticketId"], third.id.as_str());
     assert!(live[0].id.parse::<i64>().unwrap() > next[0].id.parse::<i64>().unwrap());
+    drop(resumed);
+
+    // The query's JSON name resumes the same way.
+    let query = format!("?afterCursor={}", events[0].id);
+    let mut camel = open_watch(&app, &app.admin_secret, &query, None).await;
+    let next = read_events(&mut camel, 1).await;
+    let entry: serde_json::Value = serde_json::from_str(&next[0].data).unwrap();
+    assert_eq!(entry["event"]["ticketId"], second.id.as_str());
 }
 
 pub async fn http_errors_are_json_with_the_status_of_their_code(backend: Backend) {
@@ -159,6 +167,13 @@ pub async fn http_errors_are_json_with_the_status_of_their_code(backend: Backend
     let (status, _) =
         json_error(open_watch(&app, &app.admin_secret, "", Some("yesterday")).await).await;
     assert_eq!(status, 400);
+    // A parameter the route does not know is refused, not ignored (a misspelled cursor
+    // would replay from the start).
+    for query in ["?after=5", "?source=helpbot"] {
+        let (status, body) =
+            json_error(open_watch(&app, &app.admin_secret, query, None).await).await;
+        assert_eq!(status, 400, "{query}: {body}");
+    }
 
     let bot = app.key(pb::Role::Bot, None).await;
     let (status, body) = json_error(open_watch(&app, &bot, "", None).await).await;
@@ -200,7 +215,7 @@ pub async fn conversations_stream_to_bots_over_sse(backend: Backend) {
     let mut watch = reqwest::Client::new()
         .get(url(
             &app,
-            "/v1/conversations:watch?source=helpbot&channel=chat",
+            "/v1/conversations:watch?source=helpbot&channel=CHANNEL_CHAT",
         ))
         .bearer_auth(&bot)
         .send()
@@ -216,7 +231,7 @@ pub async fn conversations_stream_to_bots_over_sse(backend: Backend) {
 
     let (status, _) = json_error(
         reqwest::Client::new()
-            .get(url(&app, "/v1/conversations:watch?channel=pigeon"))
+            .get(url(&app, "/v1/conversations:watch?channel=unspecified"))
             .bearer_auth(&bot)
             .send()
             .await
