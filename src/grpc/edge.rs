@@ -4,6 +4,9 @@
 //!   asks. tonic rejects a message over the configured size with OUT_OF_RANGE: an incoming
 //!   one before our handlers run (the status travels in the response headers), an outgoing
 //!   one while the body is written (in the trailers). The status is rewritten in both.
+//! - It reports a request body that is not a well-formed gRPC message (cut short, missing,
+//!   flagged compressed without an encoding) as INVALID_ARGUMENT, where tonic says
+//!   INTERNAL: the caller's mistake, not the server's.
 //! - It records each call's status code on its span and in the metrics
 //!   `ticketd_rpc_requests_total` and `ticketd_rpc_duration_seconds` (by method and code;
 //!   paths the server does not serve share the method label `unknown`, and calls of the
@@ -32,18 +35,34 @@ const TOO_LARGE: [&str; 2] = [
     "encoded%20message%20length%20too%20large",
 ];
 
+const INTERNAL: &str = "13";
+const INVALID_ARGUMENT: &str = "3";
+/// tonic's messages for a request body that is not a well-formed gRPC message (cut short,
+/// missing, flagged compressed without an encoding, gRPC-Web text that is not base64),
+/// percent-encoded as in `grpc-message`: the caller's mistake, which tonic calls INTERNAL.
+const MALFORMED: [&str; 4] = [
+    "Unexpected%20EOF%20decoding%20stream",
+    "Missing%20request%20message",
+    "received%20message%20with%20compressed-flag%20but%20no%20grpc-encoding",
+    // tonic-web's own, all about decoding the request's base64 text.
+    "tonic-web:%20",
+];
+
 /// Rewrites the status in `headers` (response headers or trailers) if it is tonic's
-/// message-size OUT_OF_RANGE, and returns the status code they carry, if any.
+/// message-size OUT_OF_RANGE or its INTERNAL for a malformed request, and returns the
+/// status code they carry, if any.
 fn rewrite(headers: &mut HeaderMap) -> Option<String> {
-    let too_large = headers
-        .get("grpc-status")
-        .is_some_and(|s| s == OUT_OF_RANGE)
-        && headers
-            .get("grpc-message")
-            .and_then(|m| m.to_str().ok())
-            .is_some_and(|m| TOO_LARGE.iter().any(|t| m.contains(t)));
-    if too_large {
+    let says = |code: &str, messages: &[&str]| {
+        headers.get("grpc-status").is_some_and(|s| s == code)
+            && headers
+                .get("grpc-message")
+                .and_then(|m| m.to_str().ok())
+                .is_some_and(|m| messages.iter().any(|t| m.contains(t)))
+    };
+    if says(OUT_OF_RANGE, &TOO_LARGE) {
         headers.insert("grpc-status", HeaderValue::from_static(RESOURCE_EXHAUSTED));
+    } else if says(INTERNAL, &MALFORMED) {
+        headers.insert("grpc-status", HeaderValue::from_static(INVALID_ARGUMENT));
     }
     headers
         .get("grpc-status")

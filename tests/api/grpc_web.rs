@@ -174,3 +174,51 @@ pub async fn a_cors_origin_that_is_not_one_stops_the_start(backend: Backend) {
         );
     }
 }
+
+/// A body that is not a well-formed gRPC message is the caller's mistake: INVALID_ARGUMENT,
+/// not INTERNAL, and nothing is written.
+pub async fn malformed_request_bodies_are_invalid_arguments(backend: Backend) {
+    let app = spawn_app(backend).await;
+    let whole = frame(&new_ticket("Cut short"));
+    let mut compressed = whole.clone();
+    compressed[0] = 1;
+    for (what, body) in [
+        ("cut short", whole[..whole.len() - 3].to_vec()),
+        ("missing", Vec::new()),
+        ("compressed without an encoding", compressed),
+    ] {
+        let response = call(&app, "CreateTicket", Some(&app.admin_secret), body).await;
+        let headers = response.headers().clone();
+        let body = response.bytes().await.unwrap();
+        assert_eq!(status_of(&headers, &frames(&body)), "3", "{what}");
+    }
+    // gRPC-Web text that is not base64.
+    let response = reqwest::Client::new()
+        .post(format!(
+            "http://{}/ticketd.v1.TicketService/CreateTicket",
+            app.addr
+        ))
+        .header("content-type", "application/grpc-web-text")
+        .header("authorization", format!("Bearer {}", app.admin_secret))
+        .body("not base64 at all!")
+        .send()
+        .await
+        .unwrap();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.unwrap();
+    let status = headers
+        .get("grpc-status")
+        .map(|s| s.to_str().unwrap().to_owned())
+        .unwrap_or_else(|| String::from_utf8_lossy(&body).to_string());
+    assert!(
+        status == "3" || status.contains("grpc-status:3"),
+        "{status} {headers:?}"
+    );
+    let listed = app
+        .tickets()
+        .list_tickets(pb::ListTicketsRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(listed.tickets.is_empty());
+}

@@ -234,6 +234,7 @@ harness::conformance! {
         browsers_call_the_api_with_grpc_web,
         cross_origin_calls_are_allowed_only_from_configured_origins,
         a_cors_origin_that_is_not_one_stops_the_start,
+        malformed_request_bodies_are_invalid_arguments,
     ],
     hooks: [
         a_signed_post_opens_a_ticket_once,
