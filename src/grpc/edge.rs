@@ -5,8 +5,8 @@
 //!   one before our handlers run (the status travels in the response headers), an outgoing
 //!   one while the body is written (in the trailers). The status is rewritten in both.
 //! - It reports a request body that is not a well-formed gRPC message (cut short, missing,
-//!   flagged compressed without an encoding) as INVALID_ARGUMENT, where tonic says
-//!   INTERNAL: the caller's mistake, not the server's.
+//!   flagged compressed without an encoding, gRPC-Web text that is not base64) as
+//!   INVALID_ARGUMENT, where tonic says INTERNAL: the caller's mistake, not the server's.
 //! - It records each call's status code on its span and in the metrics
 //!   `ticketd_rpc_requests_total` and `ticketd_rpc_duration_seconds` (by method and code;
 //!   paths the server does not serve share the method label `unknown`, and calls of the

@@ -209,7 +209,8 @@ impl Transcoder {
             set_path(&mut json, &field, Json::String(value));
         }
         let options = DeserializeOptions::new().deny_unknown_fields(true);
-        // The error names the field it is about (`pageSize`, `ticket.priority`).
+        // The error names the field it is about (`page_size` from the query, `contact.vip`
+        // from the body).
         let mut track = serde_path_to_error::Track::new();
         let request = DynamicMessage::deserialize_with_options(
             rule.input.clone(),
