@@ -183,10 +183,9 @@ pub fn check(
     v.line("workflow.name", name, true, MAX_NAME_CHARS);
     match trigger {
         None => v.add("workflow.trigger", "is required: an event or a timer"),
-        Some(Trigger::Event { event, from, to }) => {
+        Some(Trigger::Event { from, to, .. }) => {
             v.line("workflow.trigger.event.from", from, false, 200);
             v.line("workflow.trigger.event.to", to, false, 200);
-            check_change_values(*event, from, to, v);
         }
         Some(Trigger::Timer {
             timer,
@@ -346,15 +345,24 @@ fn short_name(wanted: &str) -> String {
         .map_or_else(|| upper.clone(), str::to_owned)
 }
 
-/// Refuses `from`/`to` values a trigger could never match: statuses for STATUS_CHANGED,
-/// priorities for PRIORITY_CHANGED, an agent id (`to` only) for ASSIGNED, any tag for
-/// TAGS_CHANGED, a metric (`to` only) for the SLA events, nothing for the others. Empty
-/// always matches any.
+/// Refuses `from`/`to` values that would keep an event trigger from ever firing: a
+/// status for STATUS_CHANGED, a priority for PRIORITY_CHANGED, an agent id (hyphenated,
+/// as assignees are compared; `to` only) for ASSIGNED, a metric (`to` only) for the SLA
+/// events. Empty always matches any; the other events ignore both. Checked when a trigger
+/// is set, so that a stored workflow can still be changed otherwise (disabled, say).
+pub fn check_trigger_values(trigger: Option<&Trigger>, v: &mut Violations) {
+    if let Some(Trigger::Event { event, from, to }) = trigger {
+        check_change_values(*event, from, to, v);
+    }
+}
+
 fn check_change_values(event: WorkflowEvent, from: &str, to: &str, v: &mut Violations) {
     use WorkflowEvent as W;
     let status = |t: &str| Status::parse(&short_name(t)).is_some();
     let priority = |t: &str| Priority::parse(&short_name(t)).is_some();
-    let agent = |t: &str| Uuid::parse_str(t.trim()).is_ok();
+    let agent = |t: &str| {
+        Uuid::parse_str(t.trim()).is_ok_and(|id| id.to_string().eq_ignore_ascii_case(t.trim()))
+    };
     let metric = |t: &str| super::sla::Metric::parse(&short_name(t)).is_some();
     let any = |_: &str| true;
     let none = |_: &str| false;
@@ -363,9 +371,9 @@ fn check_change_values(event: WorkflowEvent, from: &str, to: &str, v: &mut Viola
         W::StatusChanged => ((&status, "a ticket status"), (&status, "a ticket status")),
         W::PriorityChanged => ((&priority, "a priority"), (&priority, "a priority")),
         W::Assigned => ((&none, ""), (&agent, "an agent id")),
-        W::TagsChanged => ((&any, ""), (&any, "")),
         W::SlaWarning | W::SlaBreached => ((&none, ""), (&metric, "an SLA metric")),
-        _ => ((&none, ""), (&none, "")),
+        // Tags are any text; the other events ignore both values.
+        _ => ((&any, ""), (&any, "")),
     };
     for (field, value, (allowed, what)) in [
         ("workflow.trigger.event.from", from, from_rule),

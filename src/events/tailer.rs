@@ -489,8 +489,6 @@ impl Task {
     }
 }
 
-/// Files a subscriber under its ticket (dropping that ticket's departed ones), and sweeps
-/// every ticket's departed ones when enough have arrived since the last sweep.
 /// Adds a subscriber that may want any ticket's events; departed ones are swept out as
 /// [`pin`] sweeps its own.
 fn follow_all(window: &mut Window, subscriber: Subscriber) {
@@ -503,6 +501,8 @@ fn follow_all(window: &mut Window, subscriber: Subscriber) {
     }
 }
 
+/// Files a subscriber under its ticket (dropping that ticket's departed ones), and sweeps
+/// every ticket's departed ones when enough have arrived since the last sweep.
 fn pin(window: &mut Window, ticket: uuid::Uuid, subscriber: Subscriber) {
     let list = window.pinned.entry(ticket).or_default();
     list.retain(|s| !s.queue.is_closed());

@@ -40,12 +40,17 @@ const INVALID_ARGUMENT: &str = "3";
 /// tonic's messages for a request body that is not a well-formed gRPC message (cut short,
 /// missing, flagged compressed without an encoding, gRPC-Web text that is not base64),
 /// percent-encoded as in `grpc-message`: the caller's mistake, which tonic calls INTERNAL.
-const MALFORMED: [&str; 4] = [
+const MALFORMED: [&str; 8] = [
     "Unexpected%20EOF%20decoding%20stream",
     "Missing%20request%20message",
     "received%20message%20with%20compressed-flag%20but%20no%20grpc-encoding",
-    // tonic-web's own, all about decoding the request's base64 text.
-    "tonic-web:%20",
+    // tonic-web's, for request text that is not base64 (its other errors, a body that
+    // could not be read, stay INTERNAL).
+    "tonic-web:%20malformed%20base64",
+    "tonic-web:%20Invalid%20symbol",
+    "tonic-web:%20Invalid%20last%20symbol",
+    "tonic-web:%20Invalid%20input%20length",
+    "tonic-web:%20Invalid%20padding",
 ];
 
 /// Rewrites the status in `headers` (response headers or trailers) if it is tonic's

@@ -547,6 +547,22 @@ pub async fn workflows_are_checked_and_administered(backend: Backend) {
         violated_fields(&save(&app, never).await.unwrap_err()),
         vec!["workflow.trigger.event.to".to_string()]
     );
+    // An event that carries no value ignores one.
+    let ignores = save(
+        &app,
+        on_event(
+            "Ignores its value",
+            pb::WorkflowEvent::NoteAdded,
+            "anything",
+            vec![tags(A::AddTags, &["noted"])],
+        ),
+    )
+    .await
+    .unwrap();
+    app.automation()
+        .delete_workflow(pb::DeleteWorkflowRequest { id: ignores.id })
+        .await
+        .unwrap();
     let mut bad = on_event(
         "",
         pb::WorkflowEvent::TicketCreated,

@@ -181,7 +181,6 @@ fn custom_and_contact_fields_and_has() {
     );
     for bad in [
         "custom_fields. = x",
-        "status-1 = OPEN",
         "custom_fields.a b = x",
         "contact.vip = maybe",
         "contact.age = 3",

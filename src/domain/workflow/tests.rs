@@ -352,6 +352,11 @@ fn trigger_values_must_be_ones_the_event_can_carry() {
     assert_eq!(refused(W::TagsChanged, "vip", "billing"), none);
     assert_eq!(refused(W::SlaBreached, "", "METRIC_FIRST_RESPONSE"), none);
     assert_eq!(refused(W::SlaWarning, "", "resolution_time"), to);
-    assert_eq!(refused(W::NoteAdded, "", "anything"), to);
+    assert_eq!(
+        refused(W::Assigned, "", &Uuid::from_u128(7).simple().to_string()),
+        to,
+        "assignees are compared hyphenated"
+    );
+    assert_eq!(refused(W::NoteAdded, "", "ignored"), none);
     assert_eq!(refused(W::TicketCreated, "  ", ""), none);
 }

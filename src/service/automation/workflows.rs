@@ -63,6 +63,9 @@ impl AutomationService {
         actor: &Actor,
         patch: WorkflowPatch,
     ) -> ServiceResult<Workflow> {
+        let mut v = Violations::new();
+        workflow::check_trigger_values(patch.trigger.as_ref(), &mut v);
+        v.finish()?;
         let at = self.clock.now();
         let mut workflow = self.checked_workflow(Uuid::now_v7(), &patch, at).await?;
         // A new workflow answers events committed from now on, not the log's past.
@@ -86,6 +89,11 @@ impl AutomationService {
         etag: Option<String>,
     ) -> ServiceResult<Workflow> {
         let mask = Mask::new(mask, WORKFLOW_PATHS)?;
+        if mask.names("trigger") {
+            let mut v = Violations::new();
+            workflow::check_trigger_values(patch.trigger.as_ref(), &mut v);
+            v.finish()?;
+        }
         let (mask, patch) = (&mask, &patch);
         let saved = update_versioned(
             &format!("workflow {id}"),

@@ -193,14 +193,6 @@ impl EscalationService {
         let tags = ticket::normalize_tags("tags", &input.tags, &mut v);
         v.finish()?;
         ensure_source(principal, &input.conversation.source)?;
-        if input.conversation.source == crate::domain::email::EMAIL_SOURCE
-            && input.conversation.channel != Some(Channel::Email)
-        {
-            return Err(ServiceError::invalid(
-                "conversation.source",
-                "\"email\" is the source of conversations opened by email",
-            ));
-        }
         self.routing
             .ensure_targets(input.assignee_id, input.queue_id)
             .await?;
@@ -220,6 +212,17 @@ impl EscalationService {
                     .conversation(&input.conversation.source, &input.conversation.external_id)
                     .await?;
                 let result = match existing {
+                    // A new conversation may not take the source of conversations opened
+                    // by email on another channel (ones stored before this rule stay
+                    // usable on the channel they have).
+                    None if input.conversation.source == crate::domain::email::EMAIL_SOURCE
+                        && input.conversation.channel != Some(Channel::Email) =>
+                    {
+                        Err(ServiceError::invalid(
+                            "conversation.source",
+                            "\"email\" is the source of conversations opened by email",
+                        ))
+                    }
                     None => self.escalate_new(principal, input, tags, None).await,
                     Some(conversation)
                         if input
