@@ -26,20 +26,28 @@ impl FieldViolation {
     }
 }
 
+/// At most `max` bytes of `text`, cut at a character boundary.
+pub fn clip(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
 /// `text` cut to at most `max_bytes` bytes at a character boundary, ending in `…` when
 /// cut.
-pub fn shortened(mut text: String, max_bytes: usize) -> String {
+pub fn shortened(text: String, max_bytes: usize) -> String {
     const MARK: &str = "…";
     if text.len() <= max_bytes {
         return text;
     }
-    let mut end = max_bytes.saturating_sub(MARK.len());
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    text.truncate(end);
-    text.push_str(MARK);
-    text
+    let mut cut = clip(&text, max_bytes.saturating_sub(MARK.len())).to_owned();
+    cut.push_str(MARK);
+    cut
 }
 
 impl fmt::Display for FieldViolation {
@@ -217,6 +225,9 @@ mod tests {
             (v.field.as_str(), v.description.as_str()),
             ("tags[3]", "is too long")
         );
+        assert_eq!(clip("héllo", 2), "h");
+        assert_eq!(clip("héllo", 3), "hé");
+        assert_eq!(clip("hello", 10), "hello");
         assert_eq!(shortened("abc".into(), 3), "abc");
         assert_eq!(shortened("abcd".into(), 3), "…");
     }

@@ -13,6 +13,7 @@ use super::dialect::Dialect;
 use super::{SqlStore, StoreResult, TicketQuery};
 use crate::domain::event::NewEvent;
 use crate::domain::search::{IndexedText, MAX_INDEXED_BYTES, SearchText};
+use crate::domain::validation::clip;
 
 /// One search: the text, the tickets it may find (`scope`'s filter, source scope and
 /// moment; its order, position and limit aside) and the page.
@@ -92,18 +93,6 @@ pub(super) async fn index_events(
         }
     }
     Ok(())
-}
-
-/// At most `max` bytes of `text`, cut at a character boundary.
-fn clip(text: &str, max: usize) -> &str {
-    if text.len() <= max {
-        return text;
-    }
-    let mut end = max;
-    while !text.is_char_boundary(end) {
-        end -= 1;
-    }
-    &text[..end]
 }
 
 /// PostgreSQL: one upsert. Text is appended while the document holds less than the bound
@@ -317,17 +306,5 @@ impl SqlStore {
             .into_iter()
             .map(|(id, s0, s1, s2)| (id, SNIPPET_FIELDS.into_iter().zip([s0, s1, s2]).collect()))
             .collect())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::clip;
-
-    #[test]
-    fn clipping_keeps_whole_characters() {
-        assert_eq!(clip("héllo", 2), "h");
-        assert_eq!(clip("héllo", 3), "hé");
-        assert_eq!(clip("hello", 10), "hello");
     }
 }
